@@ -1,0 +1,46 @@
+# keybroker: `make run` and `make test` each set up everything on a fresh Debian/Ubuntu machine.
+PYTHON ?= python3
+VENV   := .venv
+STATE  ?= .keybroker
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: all run test lint typecheck unit bench system-deps venv clean
+
+all: test
+
+system-deps:
+	@scripts/system-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+# Unit tests only: pure code, no PostgreSQL, no SoftHSM.
+unit: venv
+	$(BIN)/pytest tests/unit
+
+# The whole suite. Integration tests start their own PostgreSQL cluster and SoftHSM token
+# under a temporary state directory (broker/localstate), so nothing else needs to run first.
+test: system-deps venv lint typecheck
+	$(BIN)/pytest
+
+run: system-deps venv
+	$(BIN)/keybroker dev run --state-dir $(STATE)
+
+bench: system-deps venv
+	$(BIN)/keybroker bench --state-dir $(STATE)/bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

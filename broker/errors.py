@@ -1,0 +1,235 @@
+"""The one error tree of keybroker.
+
+Every failure the broker can report is a subclass of :class:`KeybrokerError` with a stable
+``type`` string. ``broker/api/problem.py`` maps each class to an HTTP status and an RFC 7807
+problem type in one table; the offline CLI prints ``type`` verbatim. Messages name the spec
+field and give the found and wanted values, and never carry secret material.
+
+"Could not check" (:class:`CollateralUnavailable`, :class:`Unavailable`) is kept apart from
+"checked and bad" (every other :class:`EvidenceError`), because the first is worth retrying
+and the second is not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class KeybrokerError(Exception):
+    """Base of every error keybroker raises on purpose."""
+
+    type: ClassVar[str] = "error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def extra(self) -> dict[str, Any]:
+        """Additional, non-secret members for the problem document."""
+        return {}
+
+
+# --- Request problems -----------------------------------------------------------------------
+
+
+class BadRequest(KeybrokerError):
+    """The request is malformed: wrong JSON, missing member, wrong encoding."""
+
+    type = "malformed-request"
+
+
+class RateLimited(KeybrokerError):
+    type = "rate-limited"
+
+
+# --- Evidence verification (ARCHITECTURE §8.3) ---------------------------------------------
+
+
+class EvidenceError(KeybrokerError):
+    """Evidence was checked and is not acceptable, or could not be checked."""
+
+    type = "evidence_error"
+
+
+class MalformedEvidence(EvidenceError):
+    """The bytes do not parse as the format claims (truncated, oversized, bad field)."""
+
+    type = "malformed"
+
+
+class UnsupportedEvidence(EvidenceError):
+    """Well-formed, but a version, algorithm or product this broker does not verify."""
+
+    type = "unsupported"
+
+
+class SignatureInvalid(EvidenceError):
+    type = "signature_invalid"
+
+
+class ChainInvalid(EvidenceError):
+    """A certificate chain does not lead to a pinned root, or a link's signature is bad."""
+
+    type = "chain_invalid"
+
+
+class CertificateExpired(EvidenceError):
+    """A certificate is outside its validity window at the verification instant."""
+
+    type = "certificate_expired"
+
+
+class CertificateRevoked(EvidenceError):
+    type = "certificate_revoked"
+
+
+class TcbMismatch(EvidenceError):
+    """The TCB the evidence reports does not match its endorsement (VCEK extensions, PCK)."""
+
+    type = "tcb_mismatch"
+
+
+class CollateralUnavailable(EvidenceError):
+    """The endorsement or collateral needed to check the evidence could not be obtained."""
+
+    type = "collateral_unavailable"
+
+
+class CollateralExpired(EvidenceError):
+    """Collateral (TCB Info, QE Identity, CRL) is past its nextUpdate at the instant."""
+
+    type = "collateral_expired"
+
+
+class CollateralInvalid(EvidenceError):
+    """Collateral is badly signed or malformed."""
+
+    type = "collateral_invalid"
+
+
+class TcbLevelNotFound(EvidenceError):
+    type = "tcb_level_not_found"
+
+
+class QeIdentityMismatch(EvidenceError):
+    type = "qe_identity_mismatch"
+
+
+class BindingMismatch(EvidenceError):
+    """The evidence does not bind the challenge nonce and the tee public key."""
+
+    type = "binding_mismatch"
+
+
+# --- Challenge, token and policy ------------------------------------------------------------
+
+
+class NonceError(KeybrokerError):
+    type = "nonce"
+
+
+class NonceUnknown(NonceError):
+    type = "nonce-unknown"
+
+
+class NonceExpired(NonceError):
+    type = "nonce-expired"
+
+
+class NonceReplayed(NonceError):
+    type = "nonce-replayed"
+
+
+class TokenInvalid(KeybrokerError):
+    """A bearer token is missing, badly signed, expired or not meant for this use."""
+
+    type = "token-invalid"
+
+
+class Forbidden(KeybrokerError):
+    """An authenticated caller lacks the role an operation needs."""
+
+    type = "forbidden"
+
+
+class PolicyDenied(KeybrokerError):
+    """The release policy evaluated to deny; ``reasons`` lists every failed clause."""
+
+    type = "policy-denied"
+
+    def __init__(self, detail: str, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(detail)
+        self.reasons = reasons
+
+    def extra(self) -> dict[str, Any]:
+        return {"reasons": self.reasons}
+
+
+class PolicyError(KeybrokerError):
+    """A policy document is invalid (schema, unknown key, bad reference)."""
+
+    type = "policy-invalid"
+
+
+class NotFound(KeybrokerError):
+    type = "not-found"
+
+
+class KeyNotFound(NotFound):
+    type = "key-not-found"
+
+
+class Conflict(KeybrokerError):
+    type = "conflict"
+
+
+class KeyDisabled(KeybrokerError):
+    type = "key-disabled"
+
+
+# --- HSM custody ----------------------------------------------------------------------------
+
+
+class HsmError(KeybrokerError):
+    """A PKCS#11 operation failed for a reason that is the caller's (bad blob, bad key)."""
+
+    type = "hsm-error"
+
+
+class BlobInvalid(HsmError):
+    """A wrapped blob does not unwrap under its KEK: tampered, truncated or wrong KEK."""
+
+    type = "blob-invalid"
+
+
+class KekNotFound(HsmError):
+    type = "kek-not-found"
+
+
+class PublicKeyInvalid(HsmError):
+    """The tee public key is malformed or not an accepted algorithm and size."""
+
+    type = "public-key-invalid"
+
+
+class SecretLengthInvalid(HsmError):
+    type = "secret-length-invalid"
+
+
+# --- Infrastructure (fail closed: 503) ------------------------------------------------------
+
+
+class Unavailable(KeybrokerError):
+    type = "unavailable"
+
+
+class DatabaseUnavailable(Unavailable):
+    type = "database-unavailable"
+
+
+class HsmUnavailable(Unavailable):
+    type = "hsm-unavailable"
+
+
+class ConfigurationError(KeybrokerError):
+    type = "configuration"

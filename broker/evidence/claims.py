@@ -1,0 +1,195 @@
+"""Normalised claims: what every TEE verifier returns and every policy reads.
+
+A verifier turns vendor-specific evidence into one immutable :class:`Claims` object. Its
+``fields`` are a JSON-compatible tree whose names are the snake_case spec field names of the
+TEE (``measurement``, ``reported_tcb.snp``, ``td_attributes.debug``...): bytes appear as
+lowercase hex, TCB parts and SVNs as integers, lists as tuples. The few facts the release flow
+itself needs (who signed, whether the guest is debuggable, what the evidence binds) are typed
+attributes next to the fields, so that no caller has to know a TEE's field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+#: A claim value: JSON scalars, tuples and read-only mappings of them.
+ClaimValue = Any
+
+
+class Tee(StrEnum):
+    SNP = "snp"
+    TDX = "tdx"
+    SGX = "sgx"
+    NITRO = "nitro"
+
+
+class SignerOrigin(StrEnum):
+    """Who vouches for the evidence (ARCHITECTURE §2).
+
+    ``silicon-vendor`` evidence is rooted in the CPU maker (AMD, Intel, NVIDIA) and does not
+    require trusting the cloud operator; ``infrastructure-provider`` evidence (AWS Nitro, cloud
+    vTPMs) is rooted in the operator itself, which then stays fully trusted.
+    """
+
+    SILICON_VENDOR = "silicon-vendor"
+    INFRASTRUCTURE_PROVIDER = "infrastructure-provider"
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    vendor: str
+    """``amd``, ``intel``, ``aws``."""
+    origin: SignerOrigin
+    root: str
+    """Name of the pinned root the chain ended in (``amd-ark-milan``, ``intel-sgx-root-ca``);
+    roots admitted through an ``insecure_`` setting are named ``insecure-test-...``."""
+    key: str
+    """The endorsement key kind that signed: ``vcek``, ``vlek``, ``pck``, ``nitro``."""
+    product: str | None = None
+    """Silicon product where the vendor distinguishes it (``Milan``, ``Genoa``, ``Turin``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "vendor": self.vendor,
+            "origin": self.origin.value,
+            "root": self.root,
+            "key": self.key,
+            "product": self.product,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Signer:
+        return cls(
+            vendor=str(doc["vendor"]),
+            origin=SignerOrigin(doc["origin"]),
+            root=str(doc["root"]),
+            key=str(doc["key"]),
+            product=None if doc.get("product") is None else str(doc["product"]),
+        )
+
+
+def freeze(value: Any) -> ClaimValue:
+    """Return a deep read-only copy of a JSON-like value (dict -> mapping, list -> tuple)."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"not a claim value: {type(value).__name__}")
+
+
+def thaw(value: ClaimValue) -> Any:
+    """Inverse of :func:`freeze`: plain dicts and lists, ready for ``json.dumps``."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """The verified, normalised content of one piece of evidence."""
+
+    tee: Tee
+    signer: Signer
+    debug: bool
+    """True when the guest or enclave can be inspected by its host (SNP policy DEBUG, TDX
+    TD_ATTRIBUTES.DEBUG, SGX ATTRIBUTES.DEBUG, Nitro debug mode)."""
+    fields: Mapping[str, ClaimValue]
+    report_data: bytes | None = None
+    """The 64 bytes the guest chose (SNP REPORT_DATA, TDX/SGX REPORTDATA); None for Nitro,
+    whose binding is its ``nonce`` and ``public_key`` fields."""
+    evidence_time: datetime | None = None
+    """When the evidence says it was produced, where it says so (Nitro ``timestamp``)."""
+    collateral_time: datetime | None = None
+    """Issue time of the oldest collateral used (Intel TCB Info / QE Identity), if any."""
+    warnings: tuple[str, ...] = field(default=())
+    """Facts worth showing that did not fail verification (e.g. trailing zero padding)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fields, MappingProxyType):
+            object.__setattr__(self, "fields", freeze(self.fields))
+
+    def document(self) -> dict[str, Any]:
+        """The claims as policies see them: ``tee``, ``signer``, ``debug`` and every field."""
+        doc: dict[str, Any] = {
+            "tee": self.tee.value,
+            "signer": self.signer.to_json(),
+            "debug": self.debug,
+        }
+        doc.update(thaw(self.fields))
+        return doc
+
+    def lookup(self, path: str) -> ClaimValue:
+        """Value at a dotted path (``reported_tcb.snp``, ``signer.origin``, ``rtmr.0``).
+
+        Raises ``KeyError`` when the path does not exist.
+        """
+        head, _, rest = path.partition(".")
+        node: Any
+        if head == "tee":
+            node = self.tee.value
+        elif head == "signer":
+            node = self.signer.to_json()
+        elif head == "debug":
+            node = self.debug
+        else:
+            node = self.fields.get(head, _MISSING)
+        if node is _MISSING:
+            raise KeyError(path)
+        while rest:
+            part, _, rest = rest.partition(".")
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, tuple) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                raise KeyError(path)
+        return node
+
+    def to_json(self) -> dict[str, Any]:
+        """A lossless JSON form (for the attestation-result token)."""
+        return {
+            "tee": self.tee.value,
+            "signer": self.signer.to_json(),
+            "debug": self.debug,
+            "fields": thaw(self.fields),
+            "report_data": None if self.report_data is None else self.report_data.hex(),
+            "evidence_time": _iso(self.evidence_time),
+            "collateral_time": _iso(self.collateral_time),
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Claims:
+        report_data = doc.get("report_data")
+        return cls(
+            tee=Tee(doc["tee"]),
+            signer=Signer.from_json(doc["signer"]),
+            debug=bool(doc["debug"]),
+            fields=freeze(doc["fields"]),
+            report_data=None if report_data is None else bytes.fromhex(report_data),
+            evidence_time=_parse_iso(doc.get("evidence_time")),
+            collateral_time=_parse_iso(doc.get("collateral_time")),
+            warnings=tuple(doc.get("warnings", ())),
+        )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))

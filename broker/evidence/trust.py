@@ -1,0 +1,217 @@
+"""Pinned trust anchors and the certificate-chain checks every TEE verifier shares.
+
+Vendor roots live beside the verifier that uses them (``<tee>/roots/``) with their source,
+fetch date and SHA-256 fingerprint; :func:`load_pinned_root` refuses a file whose fingerprint
+differs from the pin. A root created for tests is admitted only through the
+``insecure_test_roots`` setting and is then named ``insecure-test-...`` wherever it appears,
+so a policy and an auditor can always tell.
+
+Signature links between two certificates are immutable facts, so :class:`LinkCache` remembers
+the verified (child, issuer) pairs by fingerprint; validity windows and revocation depend on
+``now`` and are checked on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from broker.errors import (
+    CertificateExpired,
+    CertificateRevoked,
+    ChainInvalid,
+    ConfigurationError,
+    MalformedEvidence,
+)
+
+INSECURE_ROOT_PREFIX = "insecure-test-"
+_SHA256 = hashes.SHA256()
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedRoot:
+    """A self-signed certificate that ends chains for one vendor."""
+
+    name: str
+    certificate: x509.Certificate
+    insecure: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.certificate)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """Lowercase hex SHA-256 of the DER encoding."""
+    return cert.fingerprint(_SHA256).hex()
+
+
+def load_pinned_root(package: str, filename: str, name: str, sha256: str) -> TrustedRoot:
+    """Load a root shipped in ``package`` and check it against its pinned fingerprint."""
+    data = resources.files(package).joinpath(filename).read_bytes()
+    cert = load_certificate(data)
+    found = fingerprint(cert)
+    if found != sha256.lower().replace(":", ""):
+        raise ConfigurationError(f"pinned root {name}: SHA-256 {found} != pinned {sha256}")
+    return TrustedRoot(name=name, certificate=cert)
+
+
+def insecure_root(cert: x509.Certificate, label: str) -> TrustedRoot:
+    """A test root, named so that nobody can mistake it for a vendor's."""
+    return TrustedRoot(name=f"{INSECURE_ROOT_PREFIX}{label}", certificate=cert, insecure=True)
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither."""
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise MalformedEvidence(f"certificate does not parse: {exc}") from None
+
+
+def load_certificates(data: bytes) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle (NUL terminators and blank text tolerated) or one DER."""
+    stripped = data.rstrip(b"\x00").strip()
+    if not stripped:
+        return []
+    if stripped.startswith(b"-----BEGIN"):
+        try:
+            return x509.load_pem_x509_certificates(stripped)
+        except ValueError as exc:
+            raise MalformedEvidence(f"certificate bundle does not parse: {exc}") from None
+    return [load_certificate(stripped)]
+
+
+def common_name(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else name.rfc4514_string()
+
+
+def check_validity(cert: x509.Certificate, now: datetime, role: str) -> None:
+    """Raise ``CertificateExpired`` unless ``not_before <= now <= not_after``."""
+    if now < cert.not_valid_before_utc:
+        raise CertificateExpired(
+            f"{role} certificate '{common_name(cert.subject)}' is not valid before "
+            f"{cert.not_valid_before_utc.isoformat()} (now {now.isoformat()})"
+        )
+    if now > cert.not_valid_after_utc:
+        raise CertificateExpired(
+            f"{role} certificate '{common_name(cert.subject)}' expired at "
+            f"{cert.not_valid_after_utc.isoformat()} (now {now.isoformat()})"
+        )
+
+
+class LinkCache:
+    """Thread-safe bounded memory of verified (child, issuer) signature links."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._links: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def verify_link(self, child: x509.Certificate, issuer: x509.Certificate, role: str) -> None:
+        """Raise ``ChainInvalid`` unless ``issuer`` signed ``child`` (names and signature)."""
+        key = (child.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
+        with self._lock:
+            if key in self._links:
+                self._links.move_to_end(key)
+                return
+        try:
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ChainInvalid(
+                f"{role} certificate '{common_name(child.subject)}' is not signed by "
+                f"'{common_name(issuer.subject)}': {reason}"
+            ) from None
+        with self._lock:
+            self._links[key] = None
+            if len(self._links) > self._capacity:
+                self._links.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._links.clear()
+
+
+DEFAULT_LINKS = LinkCache()
+
+
+def verify_chain(
+    chain: Sequence[tuple[str, x509.Certificate]],
+    roots: Iterable[TrustedRoot],
+    now: datetime,
+    links: LinkCache = DEFAULT_LINKS,
+) -> TrustedRoot:
+    """Verify ``chain`` (leaf first, each with a role name for messages) up to a trusted root.
+
+    The last element must be byte-identical to one of ``roots`` (a root is trusted by its
+    pinned bytes, never by its name), or be directly issued by one of them. Every certificate
+    must be valid at ``now``. Returns the root that ended the chain.
+    """
+    if not chain:
+        raise ChainInvalid("empty certificate chain")
+    for (role, child), (_, issuer) in itertools.pairwise(chain):
+        links.verify_link(child, issuer, role)
+    top_role, top = chain[-1]
+    root = _anchor(top_role, top, roots, links)
+    for role, cert in chain:
+        check_validity(cert, now, role)
+    check_validity(root.certificate, now, "root")
+    return root
+
+
+def _anchor(
+    role: str, top: x509.Certificate, roots: Iterable[TrustedRoot], links: LinkCache
+) -> TrustedRoot:
+    top_fp = fingerprint(top)
+    candidates = list(roots)
+    for root in candidates:
+        if root.fingerprint == top_fp:
+            return root
+    for root in candidates:
+        if root.certificate.subject == top.issuer:
+            links.verify_link(top, root.certificate, role)
+            return root
+    raise ChainInvalid(
+        f"{role} certificate '{common_name(top.subject)}' (SHA-256 {top_fp}) does not chain "
+        f"to a pinned root (issuer '{common_name(top.issuer)}')"
+    )
+
+
+def check_not_revoked(
+    cert: x509.Certificate,
+    crl: x509.CertificateRevocationList,
+    issuer: x509.Certificate,
+    role: str,
+) -> None:
+    """Raise ``CertificateRevoked`` when ``crl`` (signed by ``issuer``) lists ``cert``.
+
+    A CRL that ``issuer`` did not sign is a ``ChainInvalid``: an unverifiable revocation list
+    must not silently count as "nothing revoked".
+    """
+    if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        raise ChainInvalid(f"CRL for {role} is not signed by '{common_name(issuer.subject)}'")
+    revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if revoked is not None:
+        raise CertificateRevoked(
+            f"{role} certificate '{common_name(cert.subject)}' serial "
+            f"{cert.serial_number:#x} revoked at {revoked.revocation_date_utc.isoformat()}"
+        )
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

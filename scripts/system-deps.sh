@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install the Debian packages keybroker needs, only when they are missing (idempotent).
+#   softhsm2     the PKCS#11 token used by `make run` and the tests
+#   opensc       pkcs11-tool, to inspect a token by hand
+#   postgresql   only when no initdb binary exists anywhere we look
+set -euo pipefail
+
+missing=()
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing Debian packages: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+# The package index may be stale or absent on a fresh machine; refresh once if install fails.
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+  || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from broker.evidence.claims import Claims, Signer, SignerOrigin, Tee
+from broker.timeutil import parse_instant
+
+
+def _claims() -> Claims:
+    return Claims(
+        tee=Tee.SNP,
+        signer=Signer("amd", SignerOrigin.SILICON_VENDOR, "amd-ark-milan", "vcek", "Milan"),
+        debug=False,
+        fields={"measurement": "ab" * 48, "reported_tcb": {"snp": 5}, "rtmr": ["00", "11"]},
+        report_data=b"\x01" * 64,
+        evidence_time=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_lookup_walks_mappings_and_tuples() -> None:
+    claims = _claims()
+    assert claims.lookup("reported_tcb.snp") == 5
+    assert claims.lookup("rtmr.1") == "11"
+    assert claims.lookup("signer.origin") == "silicon-vendor"
+    assert claims.lookup("tee") == "snp"
+    with pytest.raises(KeyError):
+        claims.lookup("reported_tcb.fmc")
+    with pytest.raises(KeyError):
+        claims.lookup("rtmr.2")
+
+
+def test_fields_are_read_only() -> None:
+    claims = _claims()
+    with pytest.raises(TypeError):
+        claims.fields["measurement"] = "00"  # type: ignore[index]
+
+
+def test_json_round_trip_is_lossless() -> None:
+    claims = _claims()
+    assert Claims.from_json(claims.to_json()) == claims
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2023-07-01T01:00:00Z", datetime(2023, 7, 1, 1, tzinfo=UTC)),
+        ("2023-07-01T03:00:00+02:00", datetime(2023, 7, 1, 1, tzinfo=UTC)),
+        ("1688173200", datetime(2023, 7, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_parse_instant(text: str, expected: datetime) -> None:
+    assert parse_instant(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2023-07-01T01:00:00", "yesterday", ""])
+def test_parse_instant_rejects_ambiguous_or_bad(text: str) -> None:
+    with pytest.raises(ValueError, match=r"instant|unix"):
+        parse_instant(text)
