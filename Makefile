@@ -5,7 +5,7 @@ STATE  ?= .keybroker
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all run test lint typecheck unit bench system-deps venv clean
+.PHONY: all run test lint typecheck unit bench system-deps venv schema clean
 
 all: test
 
@@ -41,6 +41,10 @@ run: system-deps venv
 
 bench: system-deps venv
 	$(BIN)/keybroker bench --state-dir $(STATE)/bench
+
+# Regenerate sql/schema.sql from the migrations (a test keeps the two in step).
+schema: venv
+	$(BIN)/python -m broker.localstate.schema_dump sql/schema.sql
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -233,3 +233,9 @@ class HsmUnavailable(Unavailable):
 
 class ConfigurationError(KeybrokerError):
     type = "configuration"
+
+
+class InternalError(KeybrokerError):
+    """An unexpected failure; the detail points at the log, never at internals."""
+
+    type = "internal"

@@ -8,7 +8,11 @@ import sys
 from collections.abc import Sequence
 
 # Each module defines ``register(subparsers)``; its sub-parsers set ``func(args) -> int``.
-_GROUPS = ("broker.cli.evidence",)
+_GROUPS = (
+    "broker.cli.serve",
+    "broker.cli.db",
+    "broker.cli.evidence",
+)
 
 
 class UsageError(Exception):

@@ -1,0 +1,88 @@
+"""RFC 7807 problem documents: the one table from error class to HTTP status.
+
+The ``type`` URI of each problem is stable (``https://keybroker.dev/problems/<type>``) so that
+clients can branch on it; ``detail`` is for humans and never carries secret material.
+Classes are matched most-specific first through the MRO, so a subclass inherits its parent's
+status unless the table names it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from broker import errors
+
+PROBLEM_BASE = "https://keybroker.dev/problems/"
+
+STATUS: dict[type[errors.KeybrokerError], int] = {
+    errors.BadRequest: 400,
+    errors.PublicKeyInvalid: 400,
+    errors.SecretLengthInvalid: 400,
+    errors.PolicyError: 400,
+    errors.TokenInvalid: 401,
+    errors.Forbidden: 403,
+    errors.PolicyDenied: 403,
+    errors.KeyDisabled: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.NonceError: 409,
+    errors.EvidenceError: 422,
+    errors.RateLimited: 429,
+    errors.Unavailable: 503,
+    errors.CollateralUnavailable: 503,
+    errors.BlobInvalid: 500,
+    errors.KekNotFound: 500,
+    errors.HsmError: 500,
+    errors.ConfigurationError: 500,
+    errors.InternalError: 500,
+}
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Evidence",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def status_for(exc: errors.KeybrokerError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def problem_document(exc: errors.KeybrokerError, request_id: str | None) -> dict[str, Any]:
+    status = status_for(exc)
+    document: dict[str, Any] = {
+        "type": PROBLEM_BASE + exc.type,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": exc.detail,
+    }
+    if isinstance(exc, errors.EvidenceError):
+        document["evidence_error"] = exc.type
+    if request_id:
+        document["request_id"] = request_id
+    document.update(exc.extra())
+    return document
+
+
+def problem_response(exc: errors.KeybrokerError, request_id: str | None) -> JSONResponse:
+    document = problem_document(exc, request_id)
+    headers = {"Retry-After": "5"} if document["status"] in (429, 503) else None
+    return JSONResponse(
+        document,
+        status_code=document["status"],
+        media_type="application/problem+json",
+        headers=headers,
+    )

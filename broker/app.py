@@ -1,0 +1,78 @@
+"""The Starlette application factory and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from broker import logs
+from broker.api import health
+from broker.api.middleware import RequestContextMiddleware
+from broker.api.problem import problem_response
+from broker.errors import InternalError, KeybrokerError
+from broker.logs import get_logger
+from broker.metrics import Metrics
+from broker.runtime import Runtime
+from broker.settings import Settings, load_settings
+
+log = get_logger("keybroker.app")
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
+    """Build the application. With ``runtime`` given, the caller owns its life cycle."""
+    metrics = Metrics.create()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime if runtime is not None else await Runtime.start(settings)
+        log.info("broker_started", host=settings.host, port=settings.port)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.runtime.stop()
+
+    routes = [
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={KeybrokerError: _keybroker_error, Exception: _unexpected_error},
+    )
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app
+
+
+def _request_id(request: Request) -> str | None:
+    state = request.scope.get("state", {})
+    return state.get("request_id") if isinstance(state, dict) else None
+
+
+async def _keybroker_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, KeybrokerError):  # registered for KeybrokerError only
+        return await _unexpected_error(request, exc)
+    return problem_response(exc, _request_id(request))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("unexpected_error", error_type=type(exc).__name__, exc_info=exc)
+    internal = InternalError("internal error; the broker log has the details under this request id")
+    return problem_response(internal, _request_id(request))
+
+
+def app_from_environment() -> Starlette:
+    """Factory for uvicorn worker processes: settings from ``KEYBROKER_*`` variables."""
+    settings = load_settings()
+    logs.configure(settings.log_format, settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,35 @@
+"""Small, careful file helpers for the state directory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from broker.redact import Secret
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) with mode 0700 for the leaf."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new or existing file readable only by its owner (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+
+
+def read_secret(path: Path) -> Secret:
+    return Secret(path.read_text(encoding="utf-8").strip())
+
+
+def secret_file(path: Path, length: int = 24) -> Secret:
+    """The secret stored at ``path``, generated (URL-safe, ``length`` bytes) on first use."""
+    if not path.exists():
+        write_private(path, secrets.token_urlsafe(length) + "\n")
+    return read_secret(path)

@@ -1,0 +1,125 @@
+"""What a running broker holds: settings, the database pool, HSM custody, trusted test roots.
+
+``Runtime.start`` resolves where PostgreSQL and the token are (an explicit URL and module, or
+the ones under the state directory), connects, applies migrations and makes the token ready
+(first KEK, signing key, OAEP probe). It raises rather than starting half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker.errors import ConfigurationError
+from broker.evidence.trust import TrustedRoot, insecure_root, load_certificates
+from broker.localstate.files import read_secret
+from broker.localstate.postgres import LocalPostgres
+from broker.localstate.softhsm import LocalSoftHsm
+from broker.logs import get_logger
+from broker.redact import Secret
+from broker.settings import Settings
+from broker.store.database import Database
+from broker.store.migrate import migrate
+from hsm.custody import Custody
+
+log = get_logger("keybroker.runtime")
+
+
+@dataclass(frozen=True)
+class HsmLocation:
+    module: str
+    token_label: str
+    user_pin: Secret
+
+
+def database_dsn(settings: Settings) -> Secret:
+    if settings.database_url is not None:
+        return settings.database_url
+    local = LocalPostgres(settings.state_dir)
+    if not local.password_file.exists():
+        raise ConfigurationError(
+            f"no database_url set and no local cluster under {settings.state_dir}; "
+            "run `keybroker dev up` or set KEYBROKER_DATABASE_URL"
+        )
+    return Secret(local.dsn())
+
+
+def hsm_location(settings: Settings) -> HsmLocation:
+    if settings.token_label is not None:
+        if settings.user_pin_file is None:
+            raise ConfigurationError("token_label is set but user_pin_file is not")
+        return HsmLocation(
+            settings.pkcs11_module, settings.token_label, read_secret(settings.user_pin_file)
+        )
+    local = LocalSoftHsm(settings.state_dir, settings.pkcs11_module)
+    if not local.label_file.exists():
+        raise ConfigurationError(
+            f"no token_label set and no local SoftHSM token under {settings.state_dir}; "
+            "run `keybroker dev up` or set KEYBROKER_TOKEN_LABEL"
+        )
+    # SoftHSM reads its configuration when the module initialises, from this variable.
+    os.environ.update(local.environment())
+    return HsmLocation(local.module_path, local.token_label, local.user_pin)
+
+
+def trusted_test_roots(paths: tuple[Path, ...]) -> tuple[TrustedRoot, ...]:
+    roots = []
+    for index, path in enumerate(paths):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"insecure_test_roots: cannot read {path}: {exc.strerror}"
+            ) from None
+        for number, cert in enumerate(load_certificates(data)):
+            roots.append(insecure_root(cert, f"{path.stem}-{index}-{number}"))
+    return tuple(roots)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    custody: Custody
+    test_roots: tuple[TrustedRoot, ...]
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        insecure = settings.insecure_options()
+        if insecure:
+            log.warning(
+                "insecure_options_enabled", options={k: str(v) for k, v in insecure.items()}
+            )
+        test_roots = trusted_test_roots(settings.insecure_test_roots)
+        location = hsm_location(settings)
+        db = await Database.connect(
+            database_dsn(settings).reveal(), settings.db_pool_min, settings.db_pool_max
+        )
+        try:
+            async with db.connection() as conn:
+                applied = await migrate(conn)
+            if applied:
+                log.info("migrations_applied", versions=[m.version for m in applied])
+            custody = Custody.open(
+                location.module, location.token_label, location.user_pin, settings.hsm_threads
+            )
+            try:
+                custody.ensure_ready()
+            except BaseException:
+                custody.close()
+                raise
+        except BaseException:
+            await db.close()
+            raise
+        log.info(
+            "runtime_ready",
+            token_label=location.token_label,
+            oaep_hash=custody.oaep_hash.value,
+            hsm_threads=settings.hsm_threads,
+        )
+        return cls(settings, db, custody, test_roots)
+
+    async def stop(self) -> None:
+        await self.db.close()
+        self.custody.close()

@@ -1,0 +1,152 @@
+"""One frozen settings object, read once from a TOML file and ``KEYBROKER_*`` variables.
+
+Precedence: environment over file over defaults. Unknown keys in the file are errors (a typo
+in a security setting must not silently fall back to a default). Every option that weakens
+security starts with ``insecure_`` and is announced in the log at start. Secret values (the
+database URL, which may embed a password, and the PIN) are :class:`~broker.redact.Secret`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from broker.errors import ConfigurationError
+from broker.redact import Secret
+
+ENV_PREFIX = "KEYBROKER_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = Path(".keybroker")
+    """Local PostgreSQL cluster, SoftHSM token and demo material (``make run``, tests)."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+
+    database_url: Secret | None = None
+    """An existing PostgreSQL server; unset means the cluster under ``state_dir``."""
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+
+    pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"
+    token_label: str | None = None
+    """Unset means the SoftHSM token under ``state_dir``."""
+    user_pin_file: Path | None = None
+    hsm_threads: int = 4
+
+    challenge_ttl_seconds: int = 300
+    token_ttl_seconds: int = 300
+    max_request_bytes: int = 1_048_576
+
+    log_format: str = "auto"
+    """``json``, ``console``, or ``auto`` (console on a terminal, JSON otherwise)."""
+    log_level: str = "info"
+
+    insecure_test_roots: tuple[Path, ...] = ()
+    """PEM files of test roots trusted besides the pinned vendor roots (demo, tests)."""
+
+    def insecure_options(self) -> dict[str, Any]:
+        """Every ``insecure_`` option that is switched on, for the start-up warning."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name.startswith("insecure_") and getattr(self, f.name)
+        }
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or (
+        Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None
+    )
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read settings file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"settings file {path}: {exc}") from None
+        values.update(document)
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigurationError(f"unknown settings: {', '.join(unknown)}")
+    for name in known:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = environ[env_name]
+    hints = typing.get_type_hints(Settings)
+    converted = {name: _convert(name, hints[name], value) for name, value in values.items()}
+    settings = Settings(**converted)
+    _validate(settings)
+    return settings
+
+
+def _convert(name: str, hint: Any, value: Any) -> Any:
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional, hint = True, args[0]
+    if optional and (value is None or value == ""):
+        return None
+    try:
+        if hint is bool:
+            return _to_bool(value)
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError("boolean where a number is needed")
+            return int(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError("expected text")
+            return value
+        if hint is Path:
+            return Path(str(value))
+        if hint is Secret:
+            return Secret(str(value))
+        if typing.get_origin(hint) is tuple:
+            items = value.split(os.pathsep) if isinstance(value, str) else list(value)
+            return tuple(Path(str(item)) for item in items if str(item))
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"setting {name}: {exc}") from None
+    raise ConfigurationError(f"setting {name}: unsupported type {hint}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _validate(settings: Settings) -> None:
+    if not 1 <= settings.port <= 65535:
+        raise ConfigurationError(f"port {settings.port} outside 1..65535")
+    if settings.log_format not in {"auto", "json", "console"}:
+        raise ConfigurationError(f"log_format {settings.log_format!r} not auto/json/console")
+    if not 30 <= settings.challenge_ttl_seconds <= 3600:
+        raise ConfigurationError("challenge_ttl_seconds must be within 30..3600")
+    if not 30 <= settings.token_ttl_seconds <= 3600:
+        raise ConfigurationError("token_ttl_seconds must be within 30..3600")
+    if settings.hsm_threads < 1 or settings.workers < 1:
+        raise ConfigurationError("hsm_threads and workers must be at least 1")
+    if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:
+        raise ConfigurationError("db_pool_min must be >= 1 and <= db_pool_max")

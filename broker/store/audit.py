@@ -1,0 +1,118 @@
+"""The tamper-evident audit trail: append inside the caller's transaction, verify the chain.
+
+Each record is canonical JSON (RFC 8785, ``broker/jcs.py``) and is chained by the database
+function ``audit_append`` (``sql/migrations/0001_foundation.sql``):
+``hash = SHA-256(prev_hash || seq as 8 bytes big-endian || record)``. A trigger refuses
+UPDATE, DELETE and TRUNCATE; should someone bypass it (a superuser disabling triggers), the
+chain check finds the first record whose content, link or position no longer fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from broker.jcs import canonical_text
+from broker.store.database import Database
+
+GENESIS = bytes(32)
+_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    at: datetime
+    kind: str
+    """``attest``, ``release``, ``admin``..."""
+    decision: str
+    """``allow``, ``deny``, ``error``, or the admin action's outcome."""
+    request_id: str | None = None
+    key_name: str | None = None
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return canonical_text(
+            {
+                **self.body,
+                "at": self.at.astimezone(UTC).isoformat(),
+                "kind": self.kind,
+                "decision": self.decision,
+                "request_id": self.request_id,
+                "key_name": self.key_name,
+            }
+        )
+
+
+def chain_hash(prev_hash: bytes, seq: int, record: str) -> bytes:
+    return hashlib.sha256(prev_hash + seq.to_bytes(8, "big") + record.encode("utf-8")).digest()
+
+
+async def append(conn: asyncpg.Connection, query: str, record: AuditRecord) -> int:
+    """Append ``record`` in ``conn``'s transaction; returns its sequence number."""
+    row = await conn.fetchrow(
+        query,
+        record.at,
+        record.kind,
+        record.decision,
+        record.request_id,
+        record.key_name,
+        record.text(),
+    )
+    seq: int = row["seq"]
+    return seq
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    records: int
+    ok: bool
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+async def verify_chain(db: Database) -> ChainReport:
+    """Walk the whole log and report the first record that breaks the chain."""
+    prev_hash, expected_seq, count = GENESIS, 1, 0
+    after = 0
+    while True:
+        rows = await db.fetch("audit_range", after, _BATCH)
+        if not rows:
+            break
+        for row in rows:
+            problem = _check_row(row, expected_seq, prev_hash)
+            if problem is not None:
+                return ChainReport(count, False, row["seq"], problem)
+            prev_hash, expected_seq, count = bytes(row["hash"]), expected_seq + 1, count + 1
+        after = rows[-1]["seq"]
+    head = await db.fetchrow("audit_head")
+    if head is None or head["seq"] != expected_seq - 1 or bytes(head["hash"]) != prev_hash:
+        return ChainReport(
+            count, False, expected_seq - 1, "the chain head does not match the last record"
+        )
+    return ChainReport(count, True)
+
+
+def _check_row(row: Mapping[str, Any], expected_seq: int, prev_hash: bytes) -> str | None:
+    seq = row["seq"]
+    if seq != expected_seq:
+        return f"record {expected_seq} is missing (found {seq} next)"
+    if bytes(row["prev_hash"]) != prev_hash:
+        return "prev_hash does not equal the previous record's hash"
+    if chain_hash(prev_hash, seq, row["record"]) != bytes(row["hash"]):
+        return "hash does not match the record's content"
+    try:
+        content = json.loads(row["record"])
+    except json.JSONDecodeError:
+        return "record is not JSON"
+    for column in ("kind", "decision", "request_id", "key_name"):
+        if content.get(column) != row[column]:
+            return f"column {column} disagrees with the hashed record"
+    if content.get("at") != row["at"].astimezone(UTC).isoformat():
+        return "column at disagrees with the hashed record"
+    return None

@@ -1,0 +1,379 @@
+"""Key custody on a PKCS#11 token: KEKs, sealed import, HSM-sealed release, broker signing.
+
+Everything secret stays inside the token:
+
+* The KEK is an AES-256 token object, sensitive and never extractable, usable only to wrap
+  and unwrap. Rotation adds ``keybroker-kek-v<N+1>`` and keeps older versions for unwrapping.
+* :meth:`Custody.import_secret` is the one moment a customer secret is in broker memory: it is
+  turned into a session object and wrapped under the current KEK at once (RFC 5649 KWP).
+* :meth:`Custody.release_to` unwraps the blob into a session object and re-wraps it with two
+  ``C_WrapKey`` calls (see ``hsm/envelope.py``), so the plaintext never enters Python.
+* The broker signing key is an EC P-256 token key pair; ``CKM_ECDSA`` signs a digest computed
+  outside, and returns ``r || s``, which is the JWS ES256 signature format (RFC 7518 §3.4).
+
+Session objects (unwrapped secrets, ephemeral AES keys, imported tee public keys) are
+destroyed in ``finally`` blocks on every path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pkcs11
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from broker.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
+from broker.redact import Secret
+from hsm.envelope import OaepHash, SealedSecret
+from hsm.pubkey import RsaPublicKey
+from hsm.sessions import SessionPool
+
+KEK_LABEL_PREFIX = "keybroker-kek-v"
+_KEK_LABEL = re.compile(r"^keybroker-kek-v(\d+)$")
+SIGNING_KEY_LABEL = "keybroker-signing"
+MIN_SECRET_BYTES = 1
+MAX_SECRET_BYTES = 8192
+
+# RFC 3394/5649 wrapping needs the wrapped object extractable; SENSITIVE keeps its value out of
+# C_GetAttributeValue. Session objects only (TOKEN false): they vanish with the session.
+_TRANSIENT_SECRET = {
+    Attribute.TOKEN: False,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: True,
+}
+
+_OAEP_PARAMS = {
+    OaepHash.SHA256: (Mechanism.SHA256, MGF.SHA256, None),
+    OaepHash.SHA1: (Mechanism.SHA_1, MGF.SHA1, None),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedSecret:
+    """A customer secret sealed under a KEK: safe to store in the database."""
+
+    blob: bytes
+    secret_length: int
+    kek_label: str
+
+    def __repr__(self) -> str:
+        return (
+            f"WrappedSecret(kek_label={self.kek_label!r}, secret_length={self.secret_length}, "
+            f"blob=<{len(self.blob)} bytes>)"
+        )
+
+
+def kek_label(version: int) -> str:
+    return f"{KEK_LABEL_PREFIX}{version}"
+
+
+class Custody:
+    """The broker's operations on its token. Methods run on the pool's threads."""
+
+    def __init__(self, pool: SessionPool) -> None:
+        self.pool = pool
+        self.oaep_hash: OaepHash = OaepHash.SHA1
+        self._signing_public: ec.EllipticCurvePublicKey | None = None
+
+    @classmethod
+    def open(cls, module_path: str, token_label: str, user_pin: Secret, threads: int) -> Custody:
+        return cls(SessionPool(module_path, token_label, user_pin, threads))
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def ensure_ready(self) -> None:
+        """Create the first KEK and the signing key if absent; probe OAEP; cache the public key."""
+        self.pool.run_sync(self._ensure_objects)
+        self.oaep_hash = self.pool.run_sync(_probe_oaep_hash)
+        self._signing_public = self.pool.run_sync(_read_signing_public_key)
+
+    def _ensure_objects(self, session: pkcs11.Session) -> None:
+        if not _kek_versions(session):
+            _generate_kek(session, 1)
+        if _find_one(session, ObjectClass.PRIVATE_KEY, SIGNING_KEY_LABEL) is None:
+            _generate_signing_key(session)
+
+    # --- KEKs ------------------------------------------------------------------------------
+
+    def kek_versions(self) -> list[int]:
+        return self.pool.run_sync(_kek_versions)
+
+    def current_kek_label(self) -> str:
+        versions = self.kek_versions()
+        if not versions:
+            raise KekNotFound("the token holds no KEK; run the broker once to create it")
+        return kek_label(max(versions))
+
+    def rotate_kek(self) -> str:
+        """Create the next KEK version and return its label; older versions stay usable."""
+
+        def rotate(session: pkcs11.Session) -> str:
+            versions = _kek_versions(session)
+            version = max(versions, default=0) + 1
+            _generate_kek(session, version)
+            return kek_label(version)
+
+        return self.pool.run_sync(rotate)
+
+    # --- import and release ----------------------------------------------------------------
+
+    def import_secret(self, secret: bytes) -> WrappedSecret:
+        """Seal ``secret`` under the current KEK; the only time plaintext is in this process."""
+        if not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
+            raise SecretLengthInvalid(
+                f"secret length {len(secret)} outside {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes"
+            )
+        label = self.current_kek_label()
+
+        def seal(session: pkcs11.Session) -> WrappedSecret:
+            kek = self._kek(session, label)
+            transient = session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+                    Attribute.VALUE: secret,
+                    **_TRANSIENT_SECRET,
+                }
+            )
+            try:
+                blob = kek.wrap_key(transient, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+            finally:
+                transient.destroy()
+            return WrappedSecret(blob=blob, secret_length=len(secret), kek_label=label)
+
+        return self.pool.run_sync(seal)
+
+    def release_to_sync(
+        self, wrapped: WrappedSecret, tee_key: RsaPublicKey, session: pkcs11.Session
+    ) -> SealedSecret:
+        """The envelope for ``tee_key``, built inside the token (call on a pool thread)."""
+        kek = self._kek(session, wrapped.kek_label)
+        try:
+            secret = kek.unwrap_key(
+                ObjectClass.SECRET_KEY,
+                KeyType.GENERIC_SECRET,
+                wrapped.blob,
+                mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                template=_TRANSIENT_SECRET,
+            )
+        except (
+            pkcs11.exceptions.GeneralError,
+            pkcs11.exceptions.WrappedKeyInvalid,
+            pkcs11.exceptions.WrappedKeyLenRange,
+            pkcs11.exceptions.EncryptedDataInvalid,
+            pkcs11.exceptions.EncryptedDataLenRange,
+        ) as exc:
+            # SoftHSM reports a failed RFC 5649 integrity check as CKR_GENERAL_ERROR.
+            raise BlobInvalid(
+                f"wrapped secret does not unwrap under {wrapped.kek_label} ({type(exc).__name__})"
+            ) from None
+        try:
+            ephemeral: Any = session.generate_key(
+                KeyType.AES, 256, template={**_TRANSIENT_SECRET, Attribute.WRAP: True}
+            )
+            try:
+                public: Any = session.create_object(
+                    {
+                        Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                        Attribute.KEY_TYPE: KeyType.RSA,
+                        Attribute.MODULUS: tee_key.modulus_bytes,
+                        Attribute.PUBLIC_EXPONENT: tee_key.exponent_bytes,
+                        Attribute.TOKEN: False,
+                        Attribute.WRAP: True,
+                        Attribute.ENCRYPT: False,
+                        Attribute.VERIFY: False,
+                    }
+                )
+                try:
+                    sealed_secret = ephemeral.wrap_key(secret, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+                    sealed_key = public.wrap_key(
+                        ephemeral,
+                        mechanism=Mechanism.RSA_PKCS_OAEP,
+                        mechanism_param=_OAEP_PARAMS[self.oaep_hash],
+                    )
+                finally:
+                    public.destroy()
+            finally:
+                ephemeral.destroy()
+        finally:
+            secret.destroy()
+        return SealedSecret(
+            ciphertext=sealed_key + sealed_secret,
+            oaep_hash=self.oaep_hash,
+            rsa_bits=tee_key.bits,
+            secret_length=wrapped.secret_length,
+        )
+
+    def release_to(self, wrapped: WrappedSecret, tee_key: RsaPublicKey) -> SealedSecret:
+        return self.pool.run_sync(lambda s: self.release_to_sync(wrapped, tee_key, s))
+
+    async def release_to_async(self, wrapped: WrappedSecret, tee_key: RsaPublicKey) -> SealedSecret:
+        return await self.pool.run(lambda s: self.release_to_sync(wrapped, tee_key, s))
+
+    # --- signing ---------------------------------------------------------------------------
+
+    @property
+    def signing_public_key(self) -> ec.EllipticCurvePublicKey:
+        if self._signing_public is None:
+            raise HsmUnavailable("custody not ready: call ensure_ready() first")
+        return self._signing_public
+
+    def sign_digest_sync(self, digest: bytes, session: pkcs11.Session) -> bytes:
+        key = self._signing_key(session)
+        signature: bytes = key.sign(digest, mechanism=Mechanism.ECDSA)
+        return signature
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        return self.pool.run_sync(lambda s: self.sign_digest_sync(digest, s))
+
+    async def sign_digest_async(self, digest: bytes) -> bytes:
+        return await self.pool.run(lambda s: self.sign_digest_sync(digest, s))
+
+    # --- health ----------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Raise ``HsmUnavailable`` unless the token answers and holds a KEK."""
+
+        def probe(session: pkcs11.Session) -> None:
+            session.generate_random(64)
+            if not _kek_versions(session):
+                raise HsmUnavailable("token holds no KEK")
+
+        await self.pool.run(probe)
+
+    def count_session_objects(self) -> int:
+        """Session objects visible to this application (tests assert it returns to 0)."""
+        return self.pool.run_sync(lambda s: sum(1 for _ in s.get_objects({Attribute.TOKEN: False})))
+
+    # --- handle lookup, memoised per thread ------------------------------------------------
+
+    def _kek(self, session: pkcs11.Session, label: str) -> Any:
+        cache = self.pool.thread_cache()
+        key = cache.get(label)
+        if key is None:
+            key = _find_one(session, ObjectClass.SECRET_KEY, label)
+            if key is None or _KEK_LABEL.match(label) is None:
+                raise KekNotFound(f"no KEK labelled '{label}' on the token")
+            cache[label] = key
+        return key
+
+    def _signing_key(self, session: pkcs11.Session) -> Any:
+        cache = self.pool.thread_cache()
+        key = cache.get(SIGNING_KEY_LABEL)
+        if key is None:
+            key = _find_one(session, ObjectClass.PRIVATE_KEY, SIGNING_KEY_LABEL)
+            if key is None:
+                raise HsmUnavailable("the broker signing key is missing from the token")
+            cache[SIGNING_KEY_LABEL] = key
+        return key
+
+
+def _find_one(session: pkcs11.Session, object_class: ObjectClass, label: str) -> Any | None:
+    found = list(session.get_objects({Attribute.CLASS: object_class, Attribute.LABEL: label}))
+    return found[0] if found else None
+
+
+def _kek_versions(session: pkcs11.Session) -> list[int]:
+    versions = []
+    for key in session.get_objects(
+        {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True}
+    ):
+        match = _KEK_LABEL.match(key[Attribute.LABEL] or "")
+        if match:
+            versions.append(int(match.group(1)))
+    return sorted(versions)
+
+
+def _generate_kek(session: pkcs11.Session, version: int) -> None:
+    session.generate_key(
+        KeyType.AES,
+        256,
+        label=kek_label(version),
+        store=True,
+        template={
+            Attribute.PRIVATE: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.WRAP: True,
+            Attribute.UNWRAP: True,
+            Attribute.ENCRYPT: False,
+            Attribute.DECRYPT: False,
+            Attribute.SIGN: False,
+            Attribute.VERIFY: False,
+            Attribute.DERIVE: False,
+        },
+    )
+
+
+def _generate_signing_key(session: pkcs11.Session) -> None:
+    parameters = session.create_domain_parameters(
+        KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
+    )
+    parameters.generate_keypair(
+        store=True,
+        label=SIGNING_KEY_LABEL,
+        public_template={Attribute.VERIFY: True},
+        private_template={
+            Attribute.SIGN: True,
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.PRIVATE: True,
+            Attribute.DERIVE: False,
+        },
+    )
+
+
+def _read_signing_public_key(session: pkcs11.Session) -> ec.EllipticCurvePublicKey:
+    public = _find_one(session, ObjectClass.PUBLIC_KEY, SIGNING_KEY_LABEL)
+    if public is None:
+        raise HsmUnavailable("the broker signing public key is missing from the token")
+    point: bytes = public[Attribute.EC_POINT]
+    # CKA_EC_POINT is a DER OCTET STRING around the X9.62 uncompressed point (PKCS#11 v2.40
+    # §2.3.3); for P-256 the point is 65 bytes, so the header is the two bytes 04 41.
+    if len(point) == 67 and point[:2] == b"\x04\x41":
+        point = point[2:]
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+
+
+def _probe_oaep_hash(session: pkcs11.Session) -> OaepHash:
+    """SHA-256 OAEP where the token supports it, else SHA-1 (SoftHSM 2.6.1: CKR_ARGUMENTS_BAD)."""
+    probe_key = rsa.generate_private_key(65537, 2048).public_key().public_numbers()
+    public: Any = session.create_object(
+        {
+            Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+            Attribute.KEY_TYPE: KeyType.RSA,
+            Attribute.MODULUS: probe_key.n.to_bytes(256, "big"),
+            Attribute.PUBLIC_EXPONENT: probe_key.e.to_bytes(3, "big"),
+            Attribute.TOKEN: False,
+            Attribute.WRAP: True,
+        }
+    )
+    try:
+        ephemeral = session.generate_key(KeyType.AES, 256, template=_TRANSIENT_SECRET)
+        try:
+            for candidate in (OaepHash.SHA256, OaepHash.SHA1):
+                try:
+                    public.wrap_key(
+                        ephemeral,
+                        mechanism=Mechanism.RSA_PKCS_OAEP,
+                        mechanism_param=_OAEP_PARAMS[candidate],
+                    )
+                except (
+                    pkcs11.exceptions.ArgumentsBad,
+                    pkcs11.exceptions.MechanismParamInvalid,
+                    pkcs11.exceptions.MechanismInvalid,
+                ):
+                    continue
+                return candidate
+        finally:
+            ephemeral.destroy()
+    finally:
+        public.destroy()
+    raise HsmUnavailable("token wraps with neither SHA-256 nor SHA-1 RSA-OAEP")

@@ -1,0 +1,115 @@
+"""The tee public key a release is wrapped to: parsing, validation, thumbprint.
+
+A guest sends its ephemeral key as a JWK (RFC 7517) or as DER SubjectPublicKeyInfo (Nitro's
+``public_key`` field). HSM-sealed release accepts RSA with a 3072- or 4096-bit modulus and the
+public exponent 65537: smaller moduli are below the 128-bit security level the KEK and the
+AES-256 envelope provide (NIST SP 800-57 Part 1, Table 2), and other exponents buy nothing
+but interoperability trouble with HSMs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from broker.errors import PublicKeyInvalid
+
+ACCEPTED_RSA_BITS = (3072, 4096)
+ACCEPTED_EXPONENT = 65537
+
+
+@dataclass(frozen=True, slots=True)
+class RsaPublicKey:
+    modulus: int
+    exponent: int
+
+    @property
+    def bits(self) -> int:
+        return self.modulus.bit_length()
+
+    @property
+    def modulus_bytes(self) -> bytes:
+        return self.modulus.to_bytes((self.bits + 7) // 8, "big")
+
+    @property
+    def exponent_bytes(self) -> bytes:
+        return self.exponent.to_bytes((self.exponent.bit_length() + 7) // 8, "big")
+
+    def jwk(self) -> dict[str, str]:
+        return {"kty": "RSA", "n": b64url(self.modulus_bytes), "e": b64url(self.exponent_bytes)}
+
+    def thumbprint(self) -> str:
+        """RFC 7638 JWK SHA-256 thumbprint, base64url: the key's name in audit records."""
+        canonical = json.dumps(self.jwk(), sort_keys=True, separators=(",", ":"))
+        return b64url(hashlib.sha256(canonical.encode()).digest())
+
+    def to_cryptography(self) -> rsa.RSAPublicKey:
+        return rsa.RSAPublicNumbers(self.exponent, self.modulus).public_key()
+
+    def spki_der(self) -> bytes:
+        return self.to_cryptography().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def b64url_decode(text: str, what: str) -> bytes:
+    """Strict RFC 7515 §2 base64url: alphabet only, no padding, no whitespace."""
+    if not isinstance(text, str) or not text or "=" in text:
+        raise PublicKeyInvalid(f"{what} must be unpadded base64url text")
+    if not _B64URL.match(text) or len(text) % 4 == 1:
+        raise PublicKeyInvalid(f"{what} is not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def from_jwk(jwk: Mapping[str, Any]) -> RsaPublicKey:
+    """An RSA public JWK (members other than kty/n/e/alg/use/kid are refused)."""
+    if not isinstance(jwk, Mapping):
+        raise PublicKeyInvalid("tee public key must be a JWK object")
+    unknown = set(jwk) - {"kty", "n", "e", "alg", "use", "kid"}
+    if unknown:
+        # A private member ("d", "p"...) would mean the guest leaked its private key.
+        raise PublicKeyInvalid(f"JWK has unexpected members: {sorted(unknown)}")
+    if jwk.get("kty") != "RSA":
+        raise PublicKeyInvalid(f"JWK kty {jwk.get('kty')!r} != 'RSA'")
+    n = b64url_decode(jwk.get("n"), "JWK n")  # type: ignore[arg-type]
+    e = b64url_decode(jwk.get("e"), "JWK e")  # type: ignore[arg-type]
+    if n[:1] == b"\x00" or e[:1] == b"\x00":
+        raise PublicKeyInvalid("JWK n and e must be minimal big-endian integers (RFC 7518 §6.3.1)")
+    return _validated(int.from_bytes(n, "big"), int.from_bytes(e, "big"))
+
+
+def from_spki_der(der: bytes) -> RsaPublicKey:
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError):
+        raise PublicKeyInvalid("tee public key is not DER SubjectPublicKeyInfo") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise PublicKeyInvalid(f"tee public key is {type(key).__name__}, not RSA")
+    numbers = key.public_numbers()
+    return _validated(numbers.n, numbers.e)
+
+
+def _validated(modulus: int, exponent: int) -> RsaPublicKey:
+    key = RsaPublicKey(modulus, exponent)
+    if key.bits not in ACCEPTED_RSA_BITS:
+        raise PublicKeyInvalid(f"RSA modulus has {key.bits} bits; accepted: {ACCEPTED_RSA_BITS}")
+    if exponent != ACCEPTED_EXPONENT:
+        raise PublicKeyInvalid(f"RSA public exponent {exponent} != {ACCEPTED_EXPONENT}")
+    if modulus % 2 == 0:
+        raise PublicKeyInvalid("RSA modulus is even")
+    return key

@@ -1,0 +1,118 @@
+"""One PKCS#11 session per worker thread, and the executor that keeps calls off the loop.
+
+PKCS#11 v2.40 §5.6: a session must not be used by two threads at once, but the login state
+belongs to the application, so one session logs in (and stays open for the pool's lifetime,
+since closing the last session logs the application out) and every worker thread opens its
+own, already authenticated, session on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import TypeVar
+
+import pkcs11
+
+from broker.errors import HsmUnavailable
+from broker.redact import Secret
+from hsm.module import find_token, load_module
+
+T = TypeVar("T")
+
+# Errors that mean the token or the module is not usable right now (fail closed: 503), as
+# opposed to errors caused by the caller's input.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    pkcs11.exceptions.DeviceError,
+    pkcs11.exceptions.DeviceMemory,
+    pkcs11.exceptions.DeviceRemoved,
+    pkcs11.exceptions.TokenNotPresent,
+    pkcs11.exceptions.TokenNotRecognised,
+    pkcs11.exceptions.SessionClosed,
+    pkcs11.exceptions.SessionHandleInvalid,
+    pkcs11.exceptions.SessionCount,
+    pkcs11.exceptions.UserNotLoggedIn,
+    pkcs11.exceptions.HostMemory,
+)
+
+
+class SessionPool:
+    """Authenticated sessions on one token, one per thread of a private executor."""
+
+    def __init__(self, module_path: str, token_label: str, user_pin: Secret, threads: int) -> None:
+        self.module_path = module_path
+        self.token_label = token_label
+        self._pin = user_pin
+        self._lib = load_module(module_path)
+        self._token = find_token(self._lib, token_label)
+        self._local = threading.local()
+        self._sessions: list[pkcs11.Session] = []
+        self._sessions_lock = threading.Lock()
+        self._login_session = self._login()
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pkcs11")
+        self.threads = threads
+
+    def _login(self) -> pkcs11.Session:
+        try:
+            return self._token.open(user_pin=self._pin.reveal(), rw=True)
+        except pkcs11.exceptions.UserAlreadyLoggedIn:
+            # Another pool in this process logged the application in already.
+            return self._token.open(rw=True)
+        except pkcs11.exceptions.PinIncorrect:
+            raise HsmUnavailable(
+                f"login to token '{self.token_label}' refused: PIN incorrect"
+            ) from None
+        except pkcs11.PKCS11Error as exc:
+            raise HsmUnavailable(
+                f"cannot open a session on '{self.token_label}': {exc!r}"
+            ) from None
+
+    def session(self) -> pkcs11.Session:
+        """This thread's session, opened on first use."""
+        session: pkcs11.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            try:
+                session = self._token.open(rw=True)
+            except UNAVAILABLE_ERRORS as exc:
+                raise HsmUnavailable(f"cannot open a PKCS#11 session: {exc!r}") from None
+            self._local.session = session
+            self._local.cache = {}
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def thread_cache(self) -> dict[str, object]:
+        """Per-thread memo of object handles found through this thread's session."""
+        self.session()
+        cache: dict[str, object] = self._local.cache
+        return cache
+
+    def run_sync(self, fn: Callable[[pkcs11.Session], T]) -> T:
+        """Run ``fn(session)`` on a pool thread and wait (for the CLI and tests)."""
+        return self._executor.submit(self._call, fn).result()
+
+    async def run(self, fn: Callable[[pkcs11.Session], T]) -> T:
+        """Run ``fn(session)`` on a pool thread without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[pkcs11.Session], T]) -> T:
+        try:
+            return fn(self.session())
+        except UNAVAILABLE_ERRORS as exc:
+            # Drop this thread's session: the next call opens a fresh one.
+            self._local.session = None
+            raise HsmUnavailable(f"PKCS#11 token unavailable: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        with self._sessions_lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            with suppress(pkcs11.PKCS11Error):
+                session.close()
+        with suppress(pkcs11.PKCS11Error):
+            self._login_session.close()

@@ -1,0 +1,89 @@
+CREATE FUNCTION public.audit_append(p_at timestamp with time zone, p_kind text, p_decision text, p_request_id text, p_key_name text, p_record text) RETURNS TABLE(seq bigint, hash bytea)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    head_seq  bigint;
+    head_hash bytea;
+    new_hash  bytea;
+BEGIN
+    SELECT h.seq, h.hash INTO head_seq, head_hash FROM audit_head h WHERE h.id FOR UPDATE;
+    head_seq := head_seq + 1;
+    new_hash := sha256(head_hash || int8send(head_seq) || convert_to(p_record, 'UTF8'));
+    INSERT INTO audit_log (seq, at, kind, decision, request_id, key_name, record, prev_hash, hash)
+        VALUES (head_seq, p_at, p_kind, p_decision, p_request_id, p_key_name, p_record,
+                head_hash, new_hash);
+    UPDATE audit_head SET seq = head_seq, hash = new_hash WHERE id;
+    RETURN QUERY SELECT head_seq, new_hash;
+END;
+$$;
+CREATE FUNCTION public.audit_refuse_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+CREATE TABLE public.audit_head (
+    id boolean DEFAULT true NOT NULL,
+    seq bigint NOT NULL,
+    hash bytea NOT NULL,
+    CONSTRAINT audit_head_hash_check CHECK ((octet_length(hash) = 32)),
+    CONSTRAINT audit_head_id_check CHECK (id)
+);
+CREATE TABLE public.audit_log (
+    seq bigint NOT NULL,
+    at timestamp with time zone NOT NULL,
+    kind text NOT NULL,
+    decision text NOT NULL,
+    request_id text,
+    key_name text,
+    record text NOT NULL,
+    prev_hash bytea NOT NULL,
+    hash bytea NOT NULL,
+    CONSTRAINT audit_log_hash_check CHECK ((octet_length(hash) = 32)),
+    CONSTRAINT audit_log_prev_hash_check CHECK ((octet_length(prev_hash) = 32))
+);
+CREATE TABLE public.challenges (
+    nonce bytea NOT NULL,
+    tee text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    consumed_at timestamp with time zone,
+    CONSTRAINT challenges_nonce_check CHECK ((octet_length(nonce) = 32))
+);
+CREATE TABLE public.keys (
+    name text NOT NULL,
+    version integer NOT NULL,
+    kek_label text NOT NULL,
+    wrapped_blob bytea NOT NULL,
+    secret_length integer NOT NULL,
+    state text DEFAULT 'active'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT keys_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9._-]{0,127}$'::text)),
+    CONSTRAINT keys_secret_length_check CHECK (((secret_length >= 1) AND (secret_length <= 8192))),
+    CONSTRAINT keys_state_check CHECK ((state = ANY (ARRAY['active'::text, 'disabled'::text]))),
+    CONSTRAINT keys_version_check CHECK ((version >= 1))
+);
+CREATE TABLE public.schema_migrations (
+    version integer NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+ALTER TABLE ONLY public.audit_head
+    ADD CONSTRAINT audit_head_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.audit_log
+    ADD CONSTRAINT audit_log_pkey PRIMARY KEY (seq);
+ALTER TABLE ONLY public.challenges
+    ADD CONSTRAINT challenges_pkey PRIMARY KEY (nonce);
+ALTER TABLE ONLY public.keys
+    ADD CONSTRAINT keys_pkey PRIMARY KEY (name, version);
+ALTER TABLE ONLY public.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+CREATE INDEX audit_log_at ON public.audit_log USING btree (at);
+CREATE INDEX audit_log_key_name ON public.audit_log USING btree (key_name, seq);
+CREATE INDEX challenges_expires_at ON public.challenges USING btree (expires_at);
+CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON public.audit_log FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_change();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON public.audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.audit_refuse_change();

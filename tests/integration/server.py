@@ -1,0 +1,42 @@
+"""Run the real broker (uvicorn, real sockets) in a background thread on a loopback port."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from broker.app import create_app
+from broker.settings import Settings
+
+
+@contextmanager
+def running_broker(settings: Settings) -> Iterator[str]:
+    """Yield the base URL of a broker serving ``settings`` until the block exits."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="broker-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("broker failed to start; see the log above")
+        if time.monotonic() > deadline:
+            raise RuntimeError("broker did not start within 30 s")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

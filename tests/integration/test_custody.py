@@ -1,0 +1,169 @@
+"""HSM custody against a real SoftHSM token: envelopes, errors, threads, KEK rotation."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+from cryptography.hazmat.primitives.hashes import SHA256, Hash
+
+from broker.errors import BlobInvalid, KekNotFound, SecretLengthInvalid
+from hsm.custody import Custody, WrappedSecret
+from hsm.envelope import EnvelopeError, OaepHash, open_envelope
+from hsm.pubkey import RsaPublicKey, from_spki_der
+
+pytestmark = pytest.mark.integration
+
+
+def _public(private: rsa.RSAPrivateKey) -> RsaPublicKey:
+    der = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return from_spki_der(der)
+
+
+@pytest.fixture(scope="module")
+def tee_keys() -> dict[int, rsa.RSAPrivateKey]:
+    return {bits: rsa.generate_private_key(65537, bits) for bits in (3072, 4096)}
+
+
+@pytest.mark.parametrize("bits", [3072, 4096])
+@pytest.mark.parametrize("length", [1, 32, 33, 64, 4096])
+def test_envelope_round_trip(
+    custody: Custody, tee_keys: dict[int, rsa.RSAPrivateKey], bits: int, length: int
+) -> None:
+    secret = os.urandom(length)
+    wrapped = custody.import_secret(secret)
+    assert wrapped.secret_length == length
+    assert secret not in wrapped.blob
+
+    sealed = custody.release_to(wrapped, _public(tee_keys[bits]))
+
+    assert sealed.rsa_bits == bits
+    assert sealed.secret_length == length
+    assert sealed.oaep_hash is custody.oaep_hash
+    assert sealed.algorithm == (
+        "CKM_RSA_AES_KEY_WRAP" if custody.oaep_hash is OaepHash.SHA1 else "RSA_AES_KEY_WRAP_256"
+    )
+    opened = open_envelope(tee_keys[bits], sealed.ciphertext, sealed.oaep_hash, length)
+    assert opened == secret
+
+
+def test_soft_hsm_probe_finds_sha1_oaep(custody: Custody) -> None:
+    # SoftHSM 2.6.1 refuses SHA-256 OAEP with CKR_ARGUMENTS_BAD (ARCHITECTURE §4): the probe
+    # must have fallen back, and the envelope header states it.
+    assert custody.oaep_hash is OaepHash.SHA1
+
+
+def test_envelope_does_not_open_with_another_key(
+    custody: Custody, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    sealed = custody.release_to(custody.import_secret(b"k" * 32), _public(tee_keys[3072]))
+    stranger = rsa.generate_private_key(65537, 3072)
+    with pytest.raises(EnvelopeError, match="RSA-OAEP"):
+        open_envelope(stranger, sealed.ciphertext, sealed.oaep_hash, 32)
+
+
+def test_tampered_blob_is_refused(custody: Custody, tee_keys: dict[int, rsa.RSAPrivateKey]) -> None:
+    wrapped = custody.import_secret(os.urandom(32))
+    for index in (0, len(wrapped.blob) // 2, len(wrapped.blob) - 1):
+        tampered = bytearray(wrapped.blob)
+        tampered[index] ^= 0x01
+        bad = WrappedSecret(bytes(tampered), wrapped.secret_length, wrapped.kek_label)
+        with pytest.raises(BlobInvalid, match="does not unwrap under keybroker-kek-v"):
+            custody.release_to(bad, _public(tee_keys[3072]))
+    assert custody.count_session_objects() == 0
+
+
+def test_truncated_blob_is_refused(
+    custody: Custody, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    wrapped = custody.import_secret(os.urandom(32))
+    bad = WrappedSecret(wrapped.blob[:-8], wrapped.secret_length, wrapped.kek_label)
+    with pytest.raises(BlobInvalid):
+        custody.release_to(bad, _public(tee_keys[3072]))
+
+
+def test_unknown_kek_label_is_refused(
+    custody: Custody, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    wrapped = custody.import_secret(os.urandom(32))
+    bad = WrappedSecret(wrapped.blob, wrapped.secret_length, "keybroker-kek-v999")
+    with pytest.raises(KekNotFound, match="keybroker-kek-v999"):
+        custody.release_to(bad, _public(tee_keys[3072]))
+
+
+@pytest.mark.parametrize("length", [0, 8193])
+def test_secret_length_bounds(custody: Custody, length: int) -> None:
+    with pytest.raises(SecretLengthInvalid, match=f"secret length {length} outside 1..8192"):
+        custody.import_secret(b"\x00" * length)
+
+
+def test_kek_rotation_keeps_old_blobs_releasable(
+    custody: Custody, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    old_secret = os.urandom(48)
+    old = custody.import_secret(old_secret)
+    new_label = custody.rotate_kek()
+
+    assert new_label != old.kek_label
+    assert custody.current_kek_label() == new_label
+    new = custody.import_secret(os.urandom(48))
+    assert new.kek_label == new_label
+
+    sealed = custody.release_to(old, _public(tee_keys[3072]))
+    assert open_envelope(tee_keys[3072], sealed.ciphertext, sealed.oaep_hash, 48) == old_secret
+
+    # A blob is bound to its KEK version: presenting it under the other version fails.
+    wrong_version = WrappedSecret(old.blob, old.secret_length, new_label)
+    with pytest.raises(BlobInvalid, match=new_label):
+        custody.release_to(wrong_version, _public(tee_keys[3072]))
+
+
+def test_concurrent_releases_leave_no_session_objects(
+    custody: Custody, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    secret = os.urandom(33)
+    wrapped = custody.import_secret(secret)
+    public = _public(tee_keys[3072])
+    errors: list[BaseException] = []
+    envelopes: list[bytes] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            for _ in range(500):
+                sealed = custody.release_to(wrapped, public)
+                with lock:
+                    envelopes.append(sealed.ciphertext)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(envelopes) == 2000
+    assert len(set(envelopes)) == 2000  # a fresh ephemeral key and OAEP seed every time
+    for ciphertext in envelopes[::250]:
+        assert open_envelope(tee_keys[3072], ciphertext, custody.oaep_hash, 33) == secret
+    assert custody.count_session_objects() == 0
+
+
+def test_signing_key_signs_verifiable_es256(custody: Custody) -> None:
+    digest = Hash(SHA256())
+    digest.update(b"header.payload")
+    value = digest.finalize()
+    raw = custody.sign_digest(value)
+    assert len(raw) == 64
+    signature = encode_dss_signature(
+        int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    )
+    custody.signing_public_key.verify(signature, value, ec.ECDSA(Prehashed(SHA256())))

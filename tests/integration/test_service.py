@@ -1,0 +1,78 @@
+"""The service skeleton over real HTTP: health, readiness that follows PostgreSQL, metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.localstate.postgres import LocalPostgres
+from broker.localstate.softhsm import LocalSoftHsm
+from broker.redact import Secret
+from broker.settings import Settings
+from tests.integration.server import running_broker
+
+pytestmark = pytest.mark.integration
+
+
+def _wait_for_status(
+    client: httpx.Client, url: str, status: int, timeout: float = 20
+) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(url)
+        if response.status_code == status or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
+def test_readyz_follows_postgres_without_restart(tmp_path: Path, softhsm: LocalSoftHsm) -> None:
+    own_cluster = LocalPostgres(tmp_path)
+    dsn = own_cluster.up()
+    settings = Settings(
+        state_dir=tmp_path,
+        database_url=Secret(dsn),
+        token_label=softhsm.token_label,
+        user_pin_file=softhsm.user_pin_file,
+        db_pool_min=1,
+        db_pool_max=2,
+        log_format="json",
+    )
+    try:
+        with running_broker(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
+            assert client.get("/healthz").json() == {"status": "alive"}
+            ready = client.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json() == {"status": "ready", "checks": {"database": "ok", "hsm": "ok"}}
+            assert ready.headers["x-request-id"]
+
+            own_cluster.stop()
+            down = _wait_for_status(client, "/readyz", 503)
+            assert down.status_code == 503
+            assert down.json()["checks"]["database"].startswith("PostgreSQL unavailable")
+            assert down.json()["checks"]["hsm"] == "ok"
+            assert client.get("/healthz").status_code == 200
+
+            own_cluster.start()
+            back = _wait_for_status(client, "/readyz", 200)
+            assert back.status_code == 200
+
+            metrics = client.get("/metrics")
+            assert metrics.status_code == 200
+            assert 'keybroker_http_requests_total{route="/readyz",status="503"}' in metrics.text
+    finally:
+        own_cluster.stop()
+
+
+def test_request_id_is_echoed_when_sane(settings: Settings) -> None:
+    with running_broker(settings) as base, httpx.Client(base_url=base) as client:
+        assert (
+            client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["x-request-id"]
+            == "abc-123"
+        )
+        generated = client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
+        assert generated.headers["x-request-id"] != "bad id\twith spaces"
+        missing = client.get("/nope")
+        assert missing.status_code == 404

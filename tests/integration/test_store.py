@@ -1,0 +1,168 @@
+"""Schema, migrations and the audit chain against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from broker.errors import ConfigurationError
+from broker.localstate.postgres import LocalPostgres
+from broker.localstate.schema_dump import dump_schema
+from broker.store import audit
+from broker.store.audit import AuditRecord, verify_chain
+from broker.store.database import Database
+from broker.store.migrate import migrate
+from broker.store.sqlfiles import migrations, queries, schema_sql
+from tests.integration.conftest import create_database
+
+pytestmark = pytest.mark.integration
+
+
+async def _fresh(cluster: LocalPostgres) -> tuple[Database, str]:
+    dsn = await create_database(cluster)
+    database = await Database.connect(dsn, 1, 2)
+    return database, dsn
+
+
+async def test_migrations_produce_the_reviewed_schema(cluster: LocalPostgres) -> None:
+    database, dsn = await _fresh(cluster)
+    try:
+        async with database.connection() as conn:
+            applied = await migrate(conn)
+            assert [m.version for m in applied] == [m.version for m in migrations()]
+            assert await migrate(conn) == []  # idempotent
+        name = dsn.split("/")[-1].split("?")[0]
+        assert dump_schema(cluster, name) == schema_sql()
+    finally:
+        await database.close()
+
+
+async def test_edited_migration_is_refused(cluster: LocalPostgres) -> None:
+    database, _ = await _fresh(cluster)
+    try:
+        async with database.connection() as conn:
+            await migrate(conn)
+            await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+            with pytest.raises(ConfigurationError, match="0001_foundation changed after"):
+                await migrate(conn)
+    finally:
+        await database.close()
+
+
+async def test_every_named_query_prepares(db: Database) -> None:
+    async with db.connection() as conn:
+        for name, sql in queries().items():
+            try:
+                await conn.prepare(sql)
+            except asyncpg.PostgresError as exc:  # pragma: no cover - the message names it
+                pytest.fail(f"query {name} does not prepare: {exc}")
+
+
+def _record(n: int) -> AuditRecord:
+    return AuditRecord(
+        at=datetime(2026, 1, 1, 12, 0, n, tzinfo=UTC),
+        kind="release",
+        decision="allow" if n % 2 else "deny",
+        request_id=f"req-{n}",
+        key_name="disk-key",
+        body={"reasons": [f"clause {n}"], "n": n},
+    )
+
+
+async def _appended(cluster: LocalPostgres, count: int) -> Database:
+    database, _ = await _fresh(cluster)
+    async with database.connection() as conn:
+        await migrate(conn)
+    for n in range(count):
+        async with database.transaction() as conn:
+            await audit.append(conn, database.q["audit_append"], _record(n))
+    return database
+
+
+async def test_audit_chain_verifies(cluster: LocalPostgres) -> None:
+    database = await _appended(cluster, 5)
+    try:
+        report = await verify_chain(database)
+        assert report.ok, report
+        assert report.records == 5
+    finally:
+        await database.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET decision = 'allow' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 2",
+        "TRUNCATE audit_log",
+    ],
+)
+async def test_audit_trigger_refuses_changes(cluster: LocalPostgres, statement: str) -> None:
+    database = await _appended(cluster, 3)
+    try:
+        async with database.connection() as conn:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(statement)
+            assert await conn.fetchval("SELECT count(*) FROM audit_log") == 3
+    finally:
+        await database.close()
+
+
+async def _bypass_trigger(database: Database, statement: str, *args: object) -> None:
+    """What an attacker with superuser rights could do: disable the trigger, change, re-enable."""
+    async with database.transaction() as conn:
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        await conn.execute(statement, *args)
+        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+
+
+@pytest.mark.parametrize(
+    ("statement", "bad_seq", "reason"),
+    [
+        (
+            "UPDATE audit_log SET record = replace(record, 'clause 2', 'clause X') WHERE seq = 3",
+            3,
+            "hash does not match",
+        ),
+        ("UPDATE audit_log SET decision = 'allow' WHERE seq = 3", 3, "column decision disagrees"),
+        ("DELETE FROM audit_log WHERE seq = 3", 4, "record 3 is missing"),
+        ("DELETE FROM audit_log WHERE seq = 5", 4, "chain head does not match"),
+    ],
+)
+async def test_audit_chain_detects_tampering(
+    cluster: LocalPostgres, statement: str, bad_seq: int, reason: str
+) -> None:
+    database = await _appended(cluster, 5)
+    try:
+        await _bypass_trigger(database, statement)
+        report = await verify_chain(database)
+        assert not report.ok
+        assert report.first_bad_seq == bad_seq
+        assert report.reason is not None
+        assert reason in report.reason
+    finally:
+        await database.close()
+
+
+async def test_recomputed_hash_still_breaks_the_next_link(cluster: LocalPostgres) -> None:
+    # An attacker who edits a record and recomputes its hash breaks the next record's link.
+    database = await _appended(cluster, 4)
+    try:
+        async with database.connection() as conn:
+            row = await conn.fetchrow("SELECT prev_hash, record FROM audit_log WHERE seq = 2")
+        forged = row["record"].replace("clause 1", "clause Z")
+        new_hash = audit.chain_hash(bytes(row["prev_hash"]), 2, forged)
+        await _bypass_trigger(
+            database,
+            "UPDATE audit_log SET record = $1, hash = $2 WHERE seq = 2",
+            forged,
+            new_hash,
+        )
+        report = await verify_chain(database)
+        assert not report.ok
+        assert report.first_bad_seq == 3
+        assert report.reason == "prev_hash does not equal the previous record's hash"
+    finally:
+        await database.close()

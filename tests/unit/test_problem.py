@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from broker import errors
+from broker.api.problem import PROBLEM_BASE, problem_response, status_for
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.BadRequest("x"), 400),
+        (errors.TokenInvalid("x"), 401),
+        (errors.PolicyDenied("x", []), 403),
+        (errors.KeyNotFound("x"), 404),
+        (errors.NonceReplayed("x"), 409),
+        (errors.NonceExpired("x"), 409),
+        (errors.SignatureInvalid("x"), 422),
+        (errors.CertificateExpired("x"), 422),
+        (errors.BindingMismatch("x"), 422),
+        (errors.RateLimited("x"), 429),
+        (errors.DatabaseUnavailable("x"), 503),
+        (errors.HsmUnavailable("x"), 503),
+        (errors.CollateralUnavailable("x"), 503),
+        (errors.InternalError("x"), 500),
+    ],
+)
+def test_every_error_has_its_status(error: errors.KeybrokerError, status: int) -> None:
+    assert status_for(error) == status
+
+
+def test_problem_document_shape() -> None:
+    denied = errors.PolicyDenied("policy denied", [{"path": "debug", "found": True}])
+    response = problem_response(denied, "req-1")
+    assert response.status_code == 403
+    assert response.media_type == "application/problem+json"
+    body = json.loads(bytes(response.body))
+    assert body == {
+        "type": PROBLEM_BASE + "policy-denied",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": "policy denied",
+        "request_id": "req-1",
+        "reasons": [{"path": "debug", "found": True}],
+    }
+
+
+def test_evidence_errors_name_the_verifier_type_and_unavailable_says_retry() -> None:
+    body = json.loads(bytes(problem_response(errors.TcbMismatch("t"), None).body))
+    assert body["evidence_error"] == "tcb_mismatch"
+    assert problem_response(errors.DatabaseUnavailable("d"), None).headers["retry-after"] == "5"

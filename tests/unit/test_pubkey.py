@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from broker.errors import PublicKeyInvalid
+from hsm.pubkey import RsaPublicKey, b64url, from_jwk, from_spki_der
+
+
+@pytest.fixture(scope="module")
+def rsa3072() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 3072)
+
+
+def _spki(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def test_jwk_and_spki_agree(rsa3072: rsa.RSAPrivateKey) -> None:
+    from_der = from_spki_der(_spki(rsa3072))
+    from_json = from_jwk(from_der.jwk())
+    assert from_der == from_json
+    assert from_json.bits == 3072
+    assert from_der.spki_der() == _spki(rsa3072)
+
+
+def test_thumbprint_matches_rfc7638_example() -> None:
+    # RFC 7638 §3.1: the example key's thumbprint.
+    jwk = {
+        "kty": "RSA",
+        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSo"
+        "c_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0"
+        "_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhA"
+        "I4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        "e": "AQAB",
+    }
+    n = int.from_bytes(base64.urlsafe_b64decode(jwk["n"] + "=="), "big")
+    assert RsaPublicKey(n, 65537).thumbprint() == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda j: {**j, "kty": "EC"}, "kty 'EC' != 'RSA'"),
+        (lambda j: {**j, "d": "AQAB"}, "unexpected members: \\['d'\\]"),
+        (lambda j: {**j, "n": j["n"] + "="}, "unpadded base64url"),
+        (lambda j: {**j, "n": "!!!"}, "not base64url"),
+        (lambda j: {**j, "e": "Aw"}, "public exponent 3 != 65537"),
+        (lambda j: {**j, "n": "AA" + j["n"]}, "minimal big-endian"),
+        (lambda j: {k: v for k, v in j.items() if k != "n"}, "unpadded base64url"),
+    ],
+)
+def test_bad_jwks_are_refused(rsa3072: rsa.RSAPrivateKey, mutate: object, message: str) -> None:
+    jwk = from_spki_der(_spki(rsa3072)).jwk()
+    with pytest.raises(PublicKeyInvalid, match=message):
+        from_jwk(mutate(jwk))  # type: ignore[operator]
+
+
+def test_small_rsa_and_non_rsa_keys_are_refused() -> None:
+    with pytest.raises(PublicKeyInvalid, match="2048 bits"):
+        from_spki_der(_spki(rsa.generate_private_key(65537, 2048)))
+    with pytest.raises(PublicKeyInvalid, match="not RSA"):
+        from_spki_der(_spki(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(PublicKeyInvalid, match="not DER"):
+        from_spki_der(b"\x30\x03\x02\x01\x00")
+
+
+def test_b64url_has_no_padding() -> None:
+    assert b64url(b"\xff\xfe") == "__4"

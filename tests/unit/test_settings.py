@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.errors import ConfigurationError
+from broker.redact import Secret
+from broker.settings import Settings, load_settings
+
+
+def test_defaults_without_file_or_environment() -> None:
+    settings = load_settings(environ={})
+    assert settings == Settings()
+    assert settings.insecure_options() == {}
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    config = tmp_path / "keybroker.toml"
+    config.write_text('port = 9000\nhost = "::1"\nhsm_threads = 2\n')
+    settings = load_settings(config, environ={"KEYBROKER_PORT": "9100"})
+    assert (settings.port, settings.host, settings.hsm_threads) == (9100, "::1", 2)
+
+
+def test_secret_settings_are_redacted() -> None:
+    settings = load_settings(environ={"KEYBROKER_DATABASE_URL": "postgresql://u:hunter2@db/x"})
+    assert isinstance(settings.database_url, Secret)
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.database_url)
+    assert settings.database_url.reveal() == "postgresql://u:hunter2@db/x"
+
+
+def test_insecure_options_are_listed(tmp_path: Path) -> None:
+    root = tmp_path / "root.pem"
+    settings = load_settings(environ={"KEYBROKER_INSECURE_TEST_ROOTS": str(root)})
+    assert settings.insecure_test_roots == (root,)
+    assert settings.insecure_options() == {"insecure_test_roots": (root,)}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("prot = 1\n", "unknown settings: prot"),
+        ("port = 0\n", "port 0 outside 1..65535"),
+        ('port = "many"\n', "setting port"),
+        ('log_format = "xml"\n', "log_format"),
+        ("challenge_ttl_seconds = 5\n", "challenge_ttl_seconds"),
+        ("port = [\n", "settings file"),
+    ],
+)
+def test_invalid_settings_are_refused(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(config, environ={})
+
+
+def test_secret_compares_in_constant_time_and_hides_itself() -> None:
+    assert Secret("a") == Secret("a")
+    assert Secret("a") != Secret("b")
+    assert repr(Secret("1234")) == "Secret('***')"
+    assert f"{Secret('1234')}" == "Secret('***')"
