@@ -134,29 +134,42 @@ def verify_document(
 @functools.lru_cache(maxsize=1024)
 def _parse_der(der: bytes) -> x509.Certificate:
     # Parsed certificates are immutable; documents from one enclave repeat all but the leaf.
-    return x509.load_der_x509_certificate(der)
+    cert = x509.load_der_x509_certificate(der)
+    # cryptography decodes names, extensions, the key and the signature algorithm lazily; touch
+    # them here so that a damaged certificate is `malformed` now, not an exception deep inside
+    # the chain code.
+    _ = (cert.subject, cert.issuer, cert.extensions, cert.signature_hash_algorithm)
+    cert.public_key()
+    return cert
+
+
+_CERTIFICATE_ERRORS = (
+    ValueError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 
 def _load_der(der: bytes, role: str) -> x509.Certificate:
     try:
         return _parse_der(der)
-    except ValueError as exc:
-        raise MalformedEvidence(f"{role} is not a DER X.509 certificate: {exc}") from None
+    except _CERTIFICATE_ERRORS as exc:
+        raise MalformedEvidence(f"{role} is not a usable DER X.509 certificate: {exc}") from None
 
 
-def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType], role: str) -> object:
+def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> object:
     try:
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
         return None
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-        raise MalformedEvidence(f"{role} extensions do not parse: {exc}") from None
 
 
 def _check_authority(cert: x509.Certificate, role: str, cas_below: int) -> None:
     """RFC 5280 §4.2.1.9 and §4.2.1.3 for a certificate that issues others."""
     name = common_name(cert.subject)
-    constraints = _extension(cert, x509.BasicConstraints, role)
+    constraints = _extension(cert, x509.BasicConstraints)
     if not isinstance(constraints, x509.BasicConstraints) or not constraints.ca:
         raise ChainInvalid(f"{role} '{name}' is not a CA (basicConstraints cA is not TRUE)")
     if constraints.path_length is not None and constraints.path_length < cas_below:
@@ -164,20 +177,20 @@ def _check_authority(cert: x509.Certificate, role: str, cas_below: int) -> None:
             f"{role} '{name}' pathLenConstraint {constraints.path_length} < "
             f"{cas_below} CA certificates below it"
         )
-    usage = _extension(cert, x509.KeyUsage, role)
+    usage = _extension(cert, x509.KeyUsage)
     if isinstance(usage, x509.KeyUsage) and not usage.key_cert_sign:
         raise ChainInvalid(f"{role} '{name}' keyUsage lacks keyCertSign")
 
 
 def _check_end_entity(leaf: x509.Certificate) -> None:
     name = common_name(leaf.subject)
-    constraints = _extension(leaf, x509.BasicConstraints, "certificate")
+    constraints = _extension(leaf, x509.BasicConstraints)
     if isinstance(constraints, x509.BasicConstraints) and constraints.ca:
         raise ChainInvalid(
             f"leaf certificate '{name}' is a CA (basicConstraints cA TRUE); documents are signed "
             "by an end-entity certificate"
         )
-    usage = _extension(leaf, x509.KeyUsage, "certificate")
+    usage = _extension(leaf, x509.KeyUsage)
     if isinstance(usage, x509.KeyUsage) and not usage.digital_signature:
         raise ChainInvalid(f"leaf certificate '{name}' keyUsage lacks digitalSignature")
 
@@ -185,12 +198,7 @@ def _check_end_entity(leaf: x509.Certificate) -> None:
 def _verify_signature(signed: SignedDocument, leaf: x509.Certificate) -> None:
     """ES384 over the Sig_structure (RFC 9052 §4.4) with the leaf's key (RFC 9053 §2.1)."""
     name = common_name(leaf.subject)
-    try:
-        key = leaf.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise MalformedEvidence(
-            f"leaf certificate '{name}' public key does not load: {exc}"
-        ) from None
+    key = leaf.public_key()  # loads: _parse_der tried it
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         found = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
         raise UnsupportedEvidence(
