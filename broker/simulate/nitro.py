@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import cbor2
 from cryptography import x509
@@ -120,6 +121,15 @@ def make_certificate(
     return builder.sign(issuer_key, _HASH)
 
 
+class DocumentFields(TypedDict, total=False):
+    """The optional fields of a synthetic document (absent: null, as the NSM writes them)."""
+
+    nonce: bytes | None
+    public_key: bytes | None
+    user_data: bytes | None
+    module_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class NitroLeaf:
     """The end-entity key and certificate that sign one document (as the NSM's per-document
@@ -213,14 +223,7 @@ class FakeNitroAuthority:
         return NitroLeaf(key=key, certificate=certificate)
 
     def build(
-        self,
-        *,
-        pcrs: Mapping[int, bytes],
-        timestamp: datetime,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-        user_data: bytes | None = None,
-        module_id: str = DEFAULT_MODULE_ID,
+        self, *, pcrs: Mapping[int, bytes], timestamp: datetime, **fields: Unpack[DocumentFields]
     ) -> tuple[AttestationDocument, NitroLeaf]:
         """An unsigned document and the fresh leaf that will sign it.
 
@@ -229,6 +232,7 @@ class FakeNitroAuthority:
         """
         if timestamp.tzinfo is None:
             raise ValueError("timestamp must be timezone-aware")
+        module_id = fields.get("module_id", DEFAULT_MODULE_ID)
         leaf = self.issue_leaf(
             module_id=module_id,
             not_before=timestamp.replace(microsecond=0) - timedelta(seconds=3),
@@ -240,9 +244,9 @@ class FakeNitroAuthority:
             pcrs=dict(pcrs),
             certificate=_der(leaf.certificate),
             cabundle=self.cabundle,
-            public_key=public_key,
-            user_data=user_data,
-            nonce=nonce,
+            public_key=fields.get("public_key"),
+            user_data=fields.get("user_data"),
+            nonce=fields.get("nonce"),
         )
         return document, leaf
 
@@ -256,21 +260,11 @@ class FakeNitroAuthority:
         *,
         pcrs: Mapping[int, bytes],
         timestamp: datetime,
-        nonce: bytes | None = None,
-        public_key: bytes | None = None,
-        user_data: bytes | None = None,
-        module_id: str = DEFAULT_MODULE_ID,
         tagged: bool = False,
+        **fields: Unpack[DocumentFields],
     ) -> bytes:
         """A complete signed attestation document (what an enclave's NSM would return)."""
-        document, leaf = self.build(
-            pcrs=pcrs,
-            timestamp=timestamp,
-            nonce=nonce,
-            public_key=public_key,
-            user_data=user_data,
-            module_id=module_id,
-        )
+        document, leaf = self.build(pcrs=pcrs, timestamp=timestamp, **fields)
         return self.sign(document, leaf, tagged=tagged)
 
     # --- Persistence ----------------------------------------------------------------------
@@ -290,7 +284,8 @@ class FakeNitroAuthority:
         intermediate = _read_certificate(directory / _FILES["intermediate"])
         root_key = _read_private(directory / _FILES["root_key"])
         intermediate_key = _read_private(directory / _FILES["intermediate_key"])
-        for key, cert, what in ((root_key, root, "root"), (intermediate_key, intermediate, "int")):
+        pairs = {"root": (root_key, root), "intermediate": (intermediate_key, intermediate)}
+        for what, (key, cert) in pairs.items():
             if key.public_key() != cert.public_key():
                 raise ConfigurationError(f"{directory}: {what} key does not match its certificate")
         try:
