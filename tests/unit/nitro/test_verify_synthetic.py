@@ -20,7 +20,15 @@ from broker.errors import (
 from broker.evidence.nitro.abi import AttestationDocument
 from broker.evidence.nitro.verify import verify
 from broker.evidence.trust import TrustedRoot
-from broker.simulate.nitro import FakeNitroAuthority, NitroLeaf, make_certificate, sign_cose
+from broker.simulate.nitro import (
+    DEFAULT_CA_LIFETIME,
+    DEFAULT_NOT_BEFORE,
+    LEAF_LIFETIME,
+    FakeNitroAuthority,
+    NitroLeaf,
+    make_certificate,
+    sign_cose,
+)
 from tests.unit.nitro.vectors import DEBUG_PCRS, PRODUCTION, PRODUCTION_PCRS, SYNTHETIC_AT
 
 NONCE = bytes(range(32))
@@ -178,19 +186,8 @@ def test_leaf_key_must_be_p384(authority: FakeNitroAuthority) -> None:
 
 def test_leaf_without_constraints_is_accepted(authority: FakeNitroAuthority) -> None:
     """basicConstraints and keyUsage are optional on an end-entity (RFC 5280)."""
-    key = ec.generate_private_key(ec.SECP384R1())
-    leaf = make_certificate(
-        common_name="bare-leaf",
-        key=key,
-        issuer=authority.intermediate,
-        issuer_key=authority.intermediate_key,
-        not_before=LEAF_NOT_BEFORE,
-        lifetime=timedelta(hours=3),
-        ca=None,
-    )
-    document, _ = _build(authority)
-    data = sign_cose(replace(document, certificate=_der(leaf)).to_bytes(), key)
-    _verify(authority, data)
+    leaf, key = _issue("bare-leaf", _kit(authority)[1], ca=None)
+    _verify(authority, _chain_document(authority, authority.cabundle, leaf, key))
 
 
 # --- Chain shape and X.509 profile -----------------------------------------------------------
@@ -206,37 +203,38 @@ def _chain_document(
     return sign_cose(replace(document, certificate=_der(leaf), cabundle=cabundle).to_bytes(), key)
 
 
-def _leaf_under(
-    issuer: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool | None = False
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP384R1())
-    leaf = make_certificate(
-        common_name="leaf",
-        key=key,
-        issuer=issuer,
-        issuer_key=issuer_key,
-        not_before=LEAF_NOT_BEFORE,
-        lifetime=timedelta(hours=3),
-        ca=ca,
-    )
-    return leaf, key
+Issued = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 
 
-def _intermediate(
-    authority: FakeNitroAuthority, *, ca: bool | None, path_length: int | None = None
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _issue(
+    common_name: str, issuer: Issued | None, *, ca: bool | None, path_length: int | None = None
+) -> Issued:
+    """A fresh P-384 key and its certificate from ``issuer`` (None: self-signed).
+
+    CAs get the kit's 2020-2050 validity; end-entities (``ca`` not True) the three-hour window
+    around the synthetic instant.
+    """
     key = ec.generate_private_key(ec.SECP384R1())
+    issuer_cert, issuer_key = (None, key) if issuer is None else issuer
+    window = (DEFAULT_NOT_BEFORE, DEFAULT_CA_LIFETIME) if ca else (LEAF_NOT_BEFORE, LEAF_LIFETIME)
     cert = make_certificate(
-        common_name="intermediate-under-test",
+        common_name=common_name,
         key=key,
-        issuer=authority.root,
-        issuer_key=authority.root_key,
-        not_before=authority.root.not_valid_before_utc,
-        lifetime=timedelta(days=3650 * 2),
+        issuer=issuer_cert,
+        issuer_key=issuer_key,
+        not_before=window[0],
+        lifetime=window[1],
         ca=ca,
         path_length=path_length,
     )
     return cert, key
+
+
+def _kit(authority: FakeNitroAuthority) -> tuple[Issued, Issued]:
+    return (authority.root, authority.root_key), (
+        authority.intermediate,
+        authority.intermediate_key,
+    )
 
 
 def test_bundle_without_the_root_is_anchored_by_issuer(authority: FakeNitroAuthority) -> None:
@@ -254,60 +252,35 @@ def test_bundle_in_the_wrong_order_is_chain_invalid(authority: FakeNitroAuthorit
 
 
 def test_forged_root_with_the_same_name_is_chain_invalid(authority: FakeNitroAuthority) -> None:
-    forged_key = ec.generate_private_key(ec.SECP384R1())
-    forged_root = make_certificate(
-        common_name="simulated.nitro-enclaves",
-        key=forged_key,
-        issuer=None,
-        issuer_key=forged_key,
-        not_before=authority.root.not_valid_before_utc,
-        lifetime=timedelta(days=3650),
-        ca=True,
-    )
-    intermediate = make_certificate(
-        common_name="forged-intermediate",
-        key=forged_key,
-        issuer=forged_root,
-        issuer_key=forged_key,
-        not_before=authority.root.not_valid_before_utc,
-        lifetime=timedelta(days=3650),
-        ca=True,
-    )
-    leaf, key = _leaf_under(intermediate, forged_key)
-    data = _chain_document(authority, (_der(forged_root), _der(intermediate)), leaf, key)
+    forged_root = _issue("simulated.nitro-enclaves", None, ca=True)
+    intermediate = _issue("forged-intermediate", forged_root, ca=True)
+    leaf, key = _issue("leaf", intermediate, ca=False)
+    data = _chain_document(authority, (_der(forged_root[0]), _der(intermediate[0])), leaf, key)
     with pytest.raises(ChainInvalid, match=r"cabundle\[0\] certificate 'simulated"):
         _verify(authority, data)
 
 
 @pytest.mark.parametrize("ca", [False, None], ids=["ca-false", "no-basic-constraints"])
 def test_intermediate_must_be_a_ca(authority: FakeNitroAuthority, ca: bool | None) -> None:
-    intermediate, intermediate_key = _intermediate(authority, ca=ca)
-    leaf, key = _leaf_under(intermediate, intermediate_key)
-    data = _chain_document(authority, (_der(authority.root), _der(intermediate)), leaf, key)
+    intermediate = _issue("intermediate-under-test", _kit(authority)[0], ca=ca)
+    # A non-CA "intermediate" gets the short window too; it still covers the instant.
+    leaf, key = _issue("leaf", intermediate, ca=False)
+    data = _chain_document(authority, (_der(authority.root), _der(intermediate[0])), leaf, key)
     with pytest.raises(ChainInvalid, match=r"cabundle\[1\] .* is not a CA"):
         _verify(authority, data)
 
 
 def test_path_length_is_enforced(authority: FakeNitroAuthority) -> None:
     """The kit's intermediate has pathLenConstraint 0: no CA may sit below it."""
-    sub_key = ec.generate_private_key(ec.SECP384R1())
-    sub_ca = make_certificate(
-        common_name="sub-ca",
-        key=sub_key,
-        issuer=authority.intermediate,
-        issuer_key=authority.intermediate_key,
-        not_before=authority.root.not_valid_before_utc,
-        lifetime=timedelta(days=3650),
-        ca=True,
-    )
-    leaf, key = _leaf_under(sub_ca, sub_key)
-    bundle = (*authority.cabundle, _der(sub_ca))
+    sub_ca = _issue("sub-ca", _kit(authority)[1], ca=True)
+    leaf, key = _issue("leaf", sub_ca, ca=False)
+    bundle = (*authority.cabundle, _der(sub_ca[0]))
     with pytest.raises(ChainInvalid, match=r"cabundle\[1\] .* pathLenConstraint 0 < 1"):
         _verify(authority, _chain_document(authority, bundle, leaf, key))
 
 
 def test_leaf_must_not_be_a_ca(authority: FakeNitroAuthority) -> None:
-    leaf, key = _leaf_under(authority.intermediate, authority.intermediate_key, ca=True)
+    leaf, key = _issue("leaf", _kit(authority)[1], ca=True)
     data = _chain_document(authority, authority.cabundle, leaf, key)
     with pytest.raises(ChainInvalid, match="leaf certificate 'leaf' is a CA"):
         _verify(authority, data)
@@ -366,7 +339,7 @@ def test_ca_key_usage_needs_key_cert_sign(authority: FakeNitroAuthority) -> None
     intermediate, intermediate_key = _with_key_usage(
         authority.root, authority.root_key, ca=True, digital_signature=True, key_cert_sign=False
     )
-    leaf, key = _leaf_under(intermediate, intermediate_key)
+    leaf, key = _issue("leaf", (intermediate, intermediate_key), ca=False)
     data = _chain_document(authority, (_der(authority.root), _der(intermediate)), leaf, key)
     with pytest.raises(ChainInvalid, match=r"cabundle\[1\] .* keyUsage lacks keyCertSign"):
         _verify(authority, data)
