@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 # Each module defines ``register(subparsers)``; its sub-parsers set ``func(args) -> int``.
-_GROUPS = ("broker.cli.evidence",)
+_GROUPS = ("broker.cli.evidence", "broker.cli.policy")
 
 
 class UsageError(Exception):

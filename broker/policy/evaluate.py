@@ -464,34 +464,30 @@ def _any_of(children: tuple[Check, ...], rule: str, kind: str, reason: str | Non
 # --- first-class clauses --------------------------------------------------------------------
 
 
+def _first_class(kind: str, where: tuple[str, ...], claim: str, op: Operator, value: Any) -> Check:
+    """A comparison that a first-class policy key (signer, minimum_tcb) stands for."""
+    return _compile_compare(Compare(claim, op, value), jsonpath(where), kind)
+
+
 def _signer_checks(signer: SignerRule | None, base: tuple[str, ...]) -> list[Check]:
     rule = signer or SignerRule()
     where = (*base, "signer")
     checks: list[Check] = []
     if rule.origin is not None:
-        origin = rule.origin.value
         checks.append(
-            _compile_compare(
-                Compare("signer.origin", Operator.EQUALS, origin),
-                jsonpath((*where, "origin")),
-                "signer",
+            _first_class(
+                "signer", (*where, "origin"), "signer.origin", Operator.EQUALS, rule.origin.value
             )
         )
     if rule.roots is not None:
         checks.append(
-            _compile_compare(
-                Compare("signer.root", Operator.IN, rule.roots),
-                jsonpath((*where, "roots")),
-                "signer",
-            )
+            _first_class("signer", (*where, "roots"), "signer.root", Operator.IN, rule.roots)
         )
     else:
         checks.append(_pinned_root_check(jsonpath(where if signer else base)))
     if rule.keys is not None:
         checks.append(
-            _compile_compare(
-                Compare("signer.key", Operator.IN, rule.keys), jsonpath((*where, "keys")), "signer"
-            )
+            _first_class("signer", (*where, "keys"), "signer.key", Operator.IN, rule.keys)
         )
     return checks
 
@@ -597,19 +593,15 @@ def _closest(
 
 def _tcb_checks(tee: str, tcb: MinimumTcb, where: tuple[str, ...]) -> list[Check]:
     checks = [
-        _compile_compare(
-            Compare(minimum_claim(tee, key), Operator.AT_LEAST, minimum),
-            jsonpath((*where, key)),
-            "minimum_tcb",
+        _first_class(
+            "minimum_tcb", (*where, key), minimum_claim(tee, key), Operator.AT_LEAST, minimum
         )
         for key, minimum in tcb.minimums
     ]
     if tcb.tcb_status is not None:
         checks.append(
-            _compile_compare(
-                Compare("tcb_status", Operator.IN, tcb.tcb_status),
-                jsonpath((*where, "tcb_status")),
-                "minimum_tcb",
+            _first_class(
+                "minimum_tcb", (*where, "tcb_status"), "tcb_status", Operator.IN, tcb.tcb_status
             )
         )
     advisories = (*where, "advisory_ids")

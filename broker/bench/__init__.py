@@ -1,0 +1,1 @@
+"""Benchmarks, run as ``python -m broker.bench.<name>``: they print rates."""
