@@ -60,37 +60,32 @@ def _explain(error: jsonschema.ValidationError, where: SourceMap) -> Iterator[Pr
         for key in value:
             if key not in instance:
                 yield where.problem(path, f"missing key '{key}'")
-    elif kind == "propertyNames":
-        yield from _explain_names(error, where, path)
+    elif "propertyNames" in error.schema_path:
+        # A bad mapping key: jsonschema reports the key as the instance, at the mapping's path.
+        name = str(instance)
+        if kind == "enum":
+            known = [str(v) for v in value]
+            listed = ", ".join(known)
+            message = f"'{name}' is not a known name{_suggest(name, known)}; known: {listed}"
+        else:
+            message = f"'{name}' is not {description}" if description else error.message
+        yield where.problem((*path, name), message, key=True)
     else:
         yield where.problem(path, _message(kind, value, instance, description, error.message))
-
-
-def _explain_names(
-    error: jsonschema.ValidationError, where: SourceMap, path: PathParts
-) -> Iterator[Problem]:
-    """jsonschema reports a bad mapping key as the instance, at the mapping's path."""
-    for cause in error.context or [error]:
-        name = str(cause.instance)
-        if cause.validator == "enum":
-            known = [str(v) for v in cause.validator_value]
-            message = (
-                f"'{name}' is not a known name{_suggest(name, known)}; known: {', '.join(known)}"
-            )
-        else:
-            described = cause.schema.get("description") if isinstance(cause.schema, dict) else None
-            message = f"'{name}' is not {described}" if described else cause.message
-        yield where.problem((*path, name), message, key=True)
 
 
 def _message(kind: str, value: Any, instance: Any, description: str | None, default: str) -> str:
     found = _json_text(instance)
     if kind == "type":
         wanted = " or ".join(value) if isinstance(value, list) else str(value)
+        if description:
+            wanted += f" ({description})"
         hint = ""
         if isinstance(instance, int) and description and "hex" in description:
-            hint = " (quote hex values made only of digits: YAML reads them as numbers)"
-        return f"expected {description or wanted}, found {_json_kind(instance)} {found}{hint}"
+            hint = "; quote hex values made only of digits: YAML reads them as numbers"
+        elif value == "boolean" and str(instance).lower() in _YAML11_BOOLEANS:
+            hint = "; write true or false: yes, no, on and off are strings here"
+        return f"expected {wanted}, found {_json_kind(instance)} {found}{hint}"
     if kind == "enum":
         hint = _suggest(str(instance), [str(v) for v in value])
         return f"{found} is not one of {', '.join(map(_json_text, value))}{hint}"
@@ -102,6 +97,9 @@ def _message(kind: str, value: Any, instance: Any, description: str | None, defa
         keys = f"; found keys: {', '.join(instance)}" if isinstance(instance, dict) else ""
         return f"expected {description}{keys}"
     return default
+
+
+_YAML11_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n"})
 
 
 def _suggest(word: str, choices: list[str]) -> str:
