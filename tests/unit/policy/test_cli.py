@@ -91,18 +91,16 @@ def test_help_documents_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
 VERIFY_OUTPUT = str(DATA / "go-sev-guest-verify.json")
 
 
+def eval_go_sev_guest(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    """The production policy on the go-sev-guest claims at 2023-01-01T00:00:00Z."""
+    argv = ("policy", "eval", PRODUCTION, "--claims", VERIFY_OUTPUT, "--at", "1672531200")
+    return run(capsys, *argv, *extra)
+
+
 def test_eval_denies_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run(
-        capsys,
-        "policy",
-        "eval",
-        PRODUCTION,
-        "--claims",
-        VERIFY_OUTPUT,
-        "--at",
-        "2023-01-01T00:00:00Z",
-    )
+    status, out, _ = eval_go_sev_guest(capsys)
     assert status == 1
+    assert "at        2023-01-01T00:00:00+00:00" in out
     assert "decision  DENY: 1 of 11 clauses failed" in out
     assert "evidence  snp, signed by amd (silicon-vendor, root amd-ark-milan, key vcek)" in out
     table = [line.split() for line in out.splitlines()]
@@ -121,17 +119,7 @@ def test_eval_allows(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_eval_json(capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = run(
-        capsys,
-        "policy",
-        "eval",
-        PRODUCTION,
-        "--claims",
-        VERIFY_OUTPUT,
-        "--json",
-        "--at",
-        "1672531200",
-    )
+    status, out, _ = eval_go_sev_guest(capsys, "--json")
     assert status == 1
     doc = json.loads(out)
     assert doc["allow"] is False
