@@ -85,7 +85,8 @@ def _message(kind: str, value: Any, instance: Any, description: str | None, defa
             hint = "; quote hex values made only of digits: YAML reads them as numbers"
         elif value == "boolean" and str(instance).lower() in _YAML11_BOOLEANS:
             hint = "; write true or false: yes, no, on and off are strings here"
-        return f"expected {wanted}, found {_json_kind(instance)} {found}{hint}"
+        found = found if instance is None else f"{_json_kind(instance)} {found}"
+        return f"expected {wanted}, found {found}{hint}"
     if kind == "enum":
         hint = _suggest(str(instance), [str(v) for v in value])
         return f"{found} is not one of {', '.join(map(_json_text, value))}{hint}"

@@ -183,13 +183,19 @@ def _position(node: Node) -> Position:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _yaml_problem(source: str, exc: yaml.YAMLError) -> Problem:
+def _yaml_problem(source: str, exc: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):  # carries a character offset, not a mark
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - before.rfind("\n")
+        message = f"YAML: character U+{exc.character:04X} is not allowed"
+        return Problem(source, line, column, "$", message)
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     message = f"YAML: {context}, {problem}" if context else f"YAML: {problem}"
-    return Problem(source, line, column, "$", message)
+    if mark is None:
+        return Problem(source, None, None, "$", message)
+    return Problem(source, mark.line + 1, mark.column + 1, "$", message)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -199,6 +205,14 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"duplicate key '{key}'")
         out[key] = value
     return out
+
+
+def _compose(text: str) -> Node | None:
+    loader = _Loader(text)  # the reader already refuses unprintable characters here
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 def parse_document(text: str, source: str, *, is_json: bool = False) -> tuple[Any, SourceMap]:
@@ -214,15 +228,12 @@ def parse_document(text: str, source: str, *, is_json: bool = False) -> tuple[An
             raise policy_error([problem]) from None
         except ValueError as exc:
             raise policy_error([Problem(source, None, None, "$", f"JSON: {exc}")]) from None
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
+        node = _compose(text)
     except yaml.YAMLError as exc:
         if is_json:  # valid JSON that PyYAML cannot position: keep it, without lines
             return json_doc, SourceMap(source)
-        raise policy_error([_yaml_problem(source, exc)]) from None
-    finally:
-        loader.dispose()
+        raise policy_error([_yaml_problem(source, exc, text)]) from None
     if node is None:
         raise policy_error([Problem(source, 1, 1, "$", "the document is empty")])
     reader = _Reader(source)

@@ -266,3 +266,36 @@ def test_eval_tee_without_verifier_is_a_usage_error(
     status, _, err = run(capsys, "policy", "eval", PRODUCTION, "--tee", "sev", report)
     assert status == 2
     assert "tee 'sev' is not one of snp, tdx, sgx, nitro" in err
+
+
+# --- the verification helpers shared with `keybroker evidence verify` -----------------------
+
+
+def test_evidence_verify_still_keeps_its_contract(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_snp(monkeypatch, lambda evidence, collateral, **_: go_sev_guest_claims())
+    report, vcek = GO_SEV_GUEST / "attestation.bin", GO_SEV_GUEST / "vcek.der"
+    argv = ["evidence", "verify", "--tee", "snp", str(report), "--vcek", str(vcek)]
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    doc = json.loads(out)
+    assert list(doc) == ["verified", "tee", "signer", "claims", "error"]
+    assert (doc["verified"], doc["tee"], doc["signer"]["vendor"]) == (True, "snp", "amd")
+    assert doc["claims"]["measurement"] == go_sev_guest_claims().fields["measurement"]
+
+
+def test_collateral_flag_of_another_tee_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_snp(monkeypatch, lambda evidence, collateral, **_: go_sev_guest_claims())
+    tdx = types.ModuleType("broker.evidence.tdx")
+    tdx.VERIFIER = TeeVerifier(Tee.TDX, lambda *a, **k: go_sev_guest_claims())  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "broker.evidence.tdx", tdx)
+    report, vcek = str(GO_SEV_GUEST / "attestation.bin"), str(GO_SEV_GUEST / "vcek.der")
+    for argv in (
+        ["evidence", "verify", "--tee", "tdx", report, "--vcek", vcek],
+        ["policy", "eval", PRODUCTION, "--tee", "tdx", report, "--vcek", vcek],
+    ):
+        status, _, err = run(capsys, *argv)
+        assert (status, err) == (2, "keybroker: --vcek does not apply to --tee tdx\n")

@@ -3,13 +3,15 @@ the explanation lists exactly the clauses that fail (checked against an independ
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.errors import PolicyError
 from broker.evidence.claims import Signer, SignerOrigin, Tee
-from broker.policy import evaluate, load_policy
+from broker.policy import evaluate, load_policy, load_policy_text
 
 from .support import NOW, POLICIES, claims_of, policy
 
@@ -134,3 +136,85 @@ def test_any_claims_any_policy(rules: Any, tee: Tee, debug: bool, fields: dict[s
     assert decision.allow == all(clause.passed for clause in decision.clauses)
     assert decision.clauses[0].kind == "tee"
     decision.to_json()
+
+
+# --- malformed policies raise PolicyError and nothing else ----------------------------------
+
+VALID_TEXT = (POLICIES / "snp-production-disk-key.yaml").read_text()
+VOCABULARY = [
+    "format",
+    "keybroker-policy/1",
+    "keybroker-references/1",
+    "name",
+    "version",
+    "admit",
+    "snp",
+    "tdx",
+    "any",
+    "signer",
+    "origin",
+    "silicon-vendor",
+    "reference_values",
+    "values",
+    "tee",
+    "measurement",
+    "minimum_tcb",
+    "snp",
+    "tcb_status",
+    "advisory_ids",
+    "accept",
+    "require",
+    "claim",
+    "equals",
+    "in",
+    "at_least",
+    "hex_equals",
+    "exists",
+    "all_of",
+    "any_of",
+    "not",
+    "reason",
+    "freshness",
+    "max_evidence_age",
+    "5m",
+    "insecure_allow_debug",
+    "acknowledged_warnings",
+    "no-measurement",
+    "label",
+    "rtmr.0",
+    "pcrs.0",
+    "ab" * 48,
+]
+documents = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2, 300), st.sampled_from(VOCABULARY)),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(VOCABULARY), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def loads_or_policy_error(text: str, *, is_json: bool = False) -> None:
+    problems: list[dict[str, Any]] = []
+    try:
+        load_policy_text(text, is_json=is_json)
+    except PolicyError as exc:
+        problems = exc.problems or [{"message": "", "path": ""}]
+    assert all(p["message"] and p["path"].startswith("$") for p in problems)
+
+
+@settings(max_examples=150, deadline=None)
+@given(documents)
+def test_any_json_document_loads_or_raises_policy_error(doc: Any) -> None:
+    loads_or_policy_error(json.dumps(doc), is_json=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(0, len(VALID_TEXT)),
+    st.integers(0, 40),
+    st.text(":-[]{}#&*!|>'\"\n\t %@`,?x0\x00", max_size=8),
+)
+def test_mutated_yaml_loads_or_raises_policy_error(at: int, cut: int, insert: str) -> None:
+    loads_or_policy_error(VALID_TEXT[:at] + insert + VALID_TEXT[at + cut :])
