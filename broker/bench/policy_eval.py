@@ -99,7 +99,7 @@ def main() -> None:
     if not evaluate(policy, allowed, datetime(2023, 1, 1, tzinfo=UTC)).allow:
         raise SystemExit("bench policy does not admit its own claims")
     for label, subject in (("allow", allowed), ("deny", denied)):
-        clauses = len(evaluate(policy, subject, datetime(2023, 1, 1, tzinfo=UTC)).clauses)
+        clauses = len(evaluate(policy, subject, datetime(2023, 1, 1, tzinfo=UTC)).explanation)
         per_second = rate(policy, subject, args.seconds)
         print(f"policy eval ({label}, {clauses} clauses): {per_second:,.0f} evaluations/s")
 

@@ -220,7 +220,7 @@ def _print_unverified(
             "tee": args.tee[0] if args.tee else None,
             "section": None,
             "at": now.isoformat(),
-            "clauses": [],
+            "explanation": [],
             "failures": [],
             "error": {"type": kind, "detail": detail},
         }
@@ -243,7 +243,7 @@ def _print_decision(path: Path, decision: Decision, claims: Claims) -> None:
     verdict = (
         "ALLOW: every clause passed"
         if decision.allow
-        else f"DENY: {len(failures)} of {len(decision.clauses)} clauses failed"
+        else f"DENY: {len(failures)} of {len(decision.explanation)} clauses failed"
     )
     print(f"policy    {decision.policy_name} v{decision.policy_version} ({path})")
     print(f"sha256    {decision.policy_digest}")
@@ -255,7 +255,7 @@ def _print_decision(path: Path, decision: Decision, claims: Claims) -> None:
     print(f"decision  {verdict}")
     print()
     rows = [("RESULT", "KIND", "CLAIM", "OP", "EXPECTED", "FOUND")]
-    rows += [_row(clause, depth) for clause, depth in _flatten(decision.clauses)]
+    rows += [_row(clause, depth) for clause, depth in _flatten(decision.explanation)]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)]

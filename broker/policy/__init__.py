@@ -2,9 +2,9 @@
 
 Guide for policy authors: docs/policies.md. Public surface::
 
-    policy = load_policy("policies/snp-production-disk-key.yaml")   # PolicyError if invalid
-    decision = evaluate(policy, claims, now)      # Decision(allow, clauses, policy_digest...)
-    warnings = lint(policy)                       # LintWarning(code, rule, message...)
+    policy = load_policy("policies/snp-production-disk-key.yaml")  # PolicyError if invalid
+    decision = evaluate(policy, claims, now)  # .allow, .explanation, .failures, .to_error()
+    warnings = lint(policy)  # LintWarning(code, rule, message, acknowledged)
 """
 
 from broker.policy.evaluate import ClauseResult, Decision, evaluate

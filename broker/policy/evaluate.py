@@ -108,8 +108,9 @@ class Program:
 @dataclass(frozen=True, slots=True)
 class Decision:
     allow: bool
-    clauses: tuple[ClauseResult, ...]
-    """Every top-level clause of the section that applied, in policy order, tee first."""
+    explanation: tuple[ClauseResult, ...]
+    """Every top-level clause of the section that applied, in policy order, the TEE first;
+    each with its claim path, operator, expected and found value, and pass or fail."""
     policy_name: str
     policy_version: int
     policy_digest: str
@@ -120,7 +121,7 @@ class Decision:
     @property
     def failures(self) -> tuple[ClauseResult, ...]:
         """The clauses that denied the request (empty when allowed)."""
-        return tuple(clause for clause in self.clauses if not clause.passed)
+        return tuple(clause for clause in self.explanation if not clause.passed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,7 +134,7 @@ class Decision:
             "tee": self.tee,
             "section": self.section,
             "at": self.at.isoformat(),
-            "clauses": [clause.to_json() for clause in self.clauses],
+            "explanation": [clause.to_json() for clause in self.explanation],
             "failures": [clause.to_json() for clause in self.failures],
         }
 
@@ -196,7 +197,7 @@ def evaluate(policy: Policy, claims: Claims, now: datetime) -> Decision:
         clauses = (tee_clause, *[check(claims, now) for check in program.sections[section]])
     return Decision(
         allow=all(clause.passed for clause in clauses),
-        clauses=clauses,
+        explanation=clauses,
         policy_name=policy.name,
         policy_version=policy.version,
         policy_digest=policy.digest(),

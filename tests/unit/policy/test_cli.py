@@ -249,7 +249,7 @@ def test_eval_tee_evidence_error_is_a_denial(
     status, out, _ = run(capsys, "policy", "eval", PRODUCTION, "--tee", "snp", report, "--json")
     assert status == 1
     doc = json.loads(out)
-    assert (doc["allow"], doc["tee"], doc["clauses"]) == (False, "snp", [])
+    assert (doc["allow"], doc["tee"], doc["explanation"]) == (False, "snp", [])
     assert doc["error"] == {
         "type": "signature_invalid",
         "detail": "report signature does not verify with the VCEK",

@@ -27,7 +27,7 @@ FIELDS: dict[str, Any] = {
 
 def result(condition: str, **fields: Any) -> ClauseResult:
     claims = claims_of(Tee.SNP, **{**FIELDS, **fields})
-    return evaluate(one_condition(condition), claims, NOW).clauses[-1]
+    return evaluate(one_condition(condition), claims, NOW).explanation[-1]
 
 
 # (condition, passed, absent)

@@ -39,7 +39,7 @@ def test_production_refuses_the_debug_go_sev_guest_report_and_explains_why() -> 
         ),
     }
     # Everything else about the report is acceptable, and the explanation says so.
-    passed = [(c.kind, c.claim) for c in decision.clauses if c.passed]
+    passed = [(c.kind, c.claim) for c in decision.explanation if c.passed]
     assert passed == [
         ("tee", "tee"),
         ("signer", "signer.origin"),
@@ -52,7 +52,7 @@ def test_production_refuses_the_debug_go_sev_guest_report_and_explains_why() -> 
         ("require", "vmpl"),
         ("require", "policy.migrate_ma"),
     ]
-    reference = decision.clauses[4]
+    reference = decision.explanation[4]
     assert reference.note == "snp-example-images: go-sev-guest Milan test VM (launched with DEBUG)"
 
 
@@ -61,7 +61,7 @@ def test_listing_the_measurement_and_tcb_admits_it_once_debug_is_allowed() -> No
     decision = evaluate(rules, go_sev_guest_claims(), NOW)
     assert decision.allow
     assert decision.failures == ()
-    debug = next(c for c in decision.clauses if c.kind == "debug")
+    debug = next(c for c in decision.explanation if c.kind == "debug")
     assert (debug.found, debug.note) == (True, "debug admitted by insecure_allow_debug: true")
 
 
@@ -95,7 +95,7 @@ def test_production_admits_the_trustee_report() -> None:
     )
     decision = evaluate(load_policy(PRODUCTION), claims, NOW)
     assert decision.allow
-    reference = next(c for c in decision.clauses if c.kind == "reference_values")
+    reference = next(c for c in decision.explanation if c.kind == "reference_values")
     assert reference.claim == "measurement, id_key_digest, family_id, image_id"
 
 
@@ -140,8 +140,8 @@ def test_decision_json_identifies_the_policy() -> None:
         "snp",
         "2023-01-01T00:00:00+00:00",
     )
-    assert len(doc["clauses"]) == 11
-    assert doc["failures"] == [doc["clauses"][3]]
+    assert len(doc["explanation"]) == 11
+    assert doc["failures"] == [doc["explanation"][3]]
 
 
 def test_tdx_production_refuses_the_debug_trustee_td() -> None:
@@ -171,7 +171,7 @@ def test_tdx_production_refuses_the_debug_trustee_td() -> None:
     at = datetime(2023, 7, 1, 1, tzinfo=UTC)
     decision = evaluate(load_policy(POLICIES / "tdx-production.yaml"), claims, at)
     assert [c.kind for c in decision.failures] == ["debug"]
-    collateral = next(c for c in decision.clauses if c.claim == "collateral_time")
+    collateral = next(c for c in decision.explanation if c.claim == "collateral_time")
     assert (collateral.passed, collateral.note) == (True, "age 22d 17h 35m 1s")
 
 

@@ -93,8 +93,8 @@ def test_allow_only_if_every_clause_passes(c: dict[str, Any]) -> None:
     expected = expected_failures(c)
     assert {clause.rule for clause in decision.failures} == expected
     assert decision.allow == (not expected)
-    assert decision.allow == all(clause.passed for clause in decision.clauses)
-    assert decision.failures == tuple(cl for cl in decision.clauses if not cl.passed)
+    assert decision.allow == all(clause.passed for clause in decision.explanation)
+    assert decision.failures == tuple(cl for cl in decision.explanation if not cl.passed)
 
 
 SHIPPED = [load_policy(p) for p in sorted(POLICIES.glob("*.yaml"))]
@@ -133,8 +133,8 @@ field_names = st.sampled_from(
 def test_any_claims_any_policy(rules: Any, tee: Tee, debug: bool, fields: dict[str, Any]) -> None:
     """Arbitrary (even ill-typed) claims never raise, and allow == every clause passed."""
     decision = evaluate(rules, claims_of(tee, debug=debug, **fields), NOW)
-    assert decision.allow == all(clause.passed for clause in decision.clauses)
-    assert decision.clauses[0].kind == "tee"
+    assert decision.allow == all(clause.passed for clause in decision.explanation)
+    assert decision.explanation[0].kind == "tee"
     decision.to_json()
 
 

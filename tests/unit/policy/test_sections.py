@@ -13,7 +13,7 @@ from .support import AMD_MILAN, AWS, INTEL, NOW, POLICIES, claims_of, policy
 
 
 def by_kind(decision: Decision, kind: str) -> list[tuple[str, str, bool]]:
-    return [(c.claim, c.op, c.passed) for c in decision.clauses if c.kind == kind]
+    return [(c.claim, c.op, c.passed) for c in decision.explanation if c.kind == kind]
 
 
 # --- TEE sections ---------------------------------------------------------------------------
@@ -39,7 +39,7 @@ def test_a_tee_without_a_section_is_denied() -> None:
     decision = evaluate(policy(TWO_TEES), claims_of(Tee.SGX, INTEL), NOW)
     assert not decision.allow
     assert decision.section is None
-    (clause,) = decision.clauses
+    (clause,) = decision.explanation
     assert (clause.kind, clause.claim, clause.op, clause.expected, clause.found) == (
         "tee",
         "tee",
@@ -60,7 +60,8 @@ def test_any_section_covers_tees_without_their_own() -> None:
     decision = evaluate(rules, claims_of(Tee.SGX, INTEL), NOW)
     assert (decision.allow, decision.section) == (True, "any")
     assert (
-        decision.clauses[0].note == "admitted by the 'any' section (sgx has no section of its own)"
+        decision.explanation[0].note
+        == "admitted by the 'any' section (sgx has no section of its own)"
     )
     assert evaluate(rules, claims_of(Tee.SNP, vmpl=1), NOW).section == "snp"
 
@@ -124,7 +125,7 @@ def test_insecure_allow_debug_admits_debug_and_says_so() -> None:
     rules = policy("  snp:\n    insecure_allow_debug: true\n")
     decision = evaluate(rules, claims_of(Tee.SNP, debug=True), NOW)
     assert decision.allow
-    clause = next(c for c in decision.clauses if c.kind == "debug")
+    clause = next(c for c in decision.explanation if c.kind == "debug")
     assert clause.rule == "$.admit.snp.insecure_allow_debug"
     assert clause.note == "debug admitted by insecure_allow_debug: true"
 
@@ -155,7 +156,7 @@ def test_reference_entry_must_match_as_a_whole() -> None:
     image_b = claims_of(Tee.TDX, INTEL, mr_td="CC" * 48, rtmr=["dd" * 48])
     decision = evaluate(rules, image_b, NOW)
     assert decision.allow
-    clause = next(c for c in decision.clauses if c.kind == "reference_values")
+    clause = next(c for c in decision.explanation if c.kind == "reference_values")
     assert clause.note == "images: image B"
     assert clause.claim == "mr_td, rtmr.0"
     # Firmware of image A with the boot chain of image B: refused, and the nearest entry named.
