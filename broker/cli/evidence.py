@@ -42,7 +42,11 @@ def add_verification_arguments(parser: argparse.ArgumentParser) -> None:
     Shared by every command that verifies evidence (``evidence verify``, ``policy eval``);
     read them back with :func:`verify_evidence`.
     """
-    parser.add_argument("--at", help="instant: ISO 8601 or unix seconds (default now)")
+    parser.add_argument(
+        "--at",
+        metavar="TIME",
+        help="the instant to verify at: ISO 8601 with a zone, or unix seconds (default now)",
+    )
     parser.add_argument(
         "--insecure-test-root",
         action="append",

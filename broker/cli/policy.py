@@ -43,7 +43,8 @@ any-tee, unknown-claim (docs/policies.md)."""
 _EVAL_EPILOG = """exit status: 0 the policy allows; 1 it denies (or the evidence does not
 verify); 2 usage error, unreadable input or invalid policy. --claims takes the JSON that
 `keybroker evidence verify` prints, or a Claims.to_json() document (which also carries the
-evidence and collateral times that freshness rules need)."""
+evidence and collateral times that freshness rules need). --at is the instant of both
+verification and evaluation."""
 
 
 def register(subparsers: Any) -> None:
@@ -56,7 +57,9 @@ def register(subparsers: Any) -> None:
         description="Validate policy and reference files and lint the policies.",
         epilog=_CHECK_EPILOG,
     )
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="policy or reference-value file"
+    )
     check.set_defaults(func=run_check)
 
     evaluate_ = actions.add_parser(
