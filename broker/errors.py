@@ -12,6 +12,7 @@ and the second is not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
@@ -166,9 +167,21 @@ class PolicyDenied(KeybrokerError):
 
 
 class PolicyError(KeybrokerError):
-    """A policy document is invalid (schema, unknown key, bad reference)."""
+    """A policy document is invalid (schema, unknown key, bad reference).
+
+    ``problems`` lists every problem found at once, each ``{"file", "line", "column",
+    "path", "message"}`` (``line``/``column`` 1-based or None, ``path`` a JSONPath such as
+    ``$.admit.snp.minimum_tcb.bootloader``), so an author can fix them in one pass.
+    """
 
     type = "policy-invalid"
+
+    def __init__(self, detail: str, problems: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(detail)
+        self.problems = [dict(problem) for problem in problems]
+
+    def extra(self) -> dict[str, Any]:
+        return {"problems": self.problems} if self.problems else {}
 
 
 class NotFound(KeybrokerError):

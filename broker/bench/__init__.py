@@ -1,1 +1,1 @@
-"""Micro-benchmarks runnable as ``python -m broker.bench.<name>``."""
+"""Benchmarks and micro-benchmarks, runnable as ``python -m broker.bench.<name>``."""

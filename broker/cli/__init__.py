@@ -12,6 +12,7 @@ _GROUPS = (
     "broker.cli.serve",
     "broker.cli.db",
     "broker.cli.evidence",
+    "broker.cli.policy",
 )
 
 

@@ -16,16 +16,14 @@ from typing import Any
 
 from broker.cli import UsageError
 from broker.errors import EvidenceError, UnsupportedEvidence
-from broker.evidence.claims import Tee
-from broker.evidence.registry import CollateralOption, parse_tee, verifier_for
+from broker.evidence.claims import Claims, Tee
+from broker.evidence.registry import CollateralOption, TeeVerifier, parse_tee, verifier_for
 from broker.evidence.trust import insecure_root, load_certificates
 from broker.timeutil import parse_instant, utcnow
 
+
 # Union of every TEE's collateral flags, so ``--help`` lists them all; a flag that the chosen
 # TEE does not read is a usage error rather than silently ignored.
-_KNOWN_OPTIONS: dict[str, CollateralOption] = {}
-
-
 def _all_collateral_options() -> list[CollateralOption]:
     options: dict[str, CollateralOption] = {}
     for tee in Tee:
@@ -38,6 +36,65 @@ def _all_collateral_options() -> list[CollateralOption]:
     return list(options.values())
 
 
+def add_verification_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--at``, ``--insecure-test-root`` and every verifier's collateral flags.
+
+    Shared by every command that verifies evidence (``evidence verify``, ``policy eval``);
+    read them back with :func:`verify_evidence`.
+    """
+    parser.add_argument(
+        "--at",
+        metavar="TIME",
+        help="the instant to verify at: ISO 8601 with a zone, or unix seconds (default now)",
+    )
+    parser.add_argument(
+        "--insecure-test-root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PEM",
+        help="also trust this test root (never for production evidence)",
+    )
+    options = _all_collateral_options()
+    for option in options:
+        parser.add_argument(
+            option.flag,
+            dest=f"collateral_{option.name}",
+            type=Path if option.is_file else str,
+            help=option.help,
+        )
+    parser.set_defaults(collateral_options=options)
+
+
+def verifier_or_usage(name: str) -> TeeVerifier:
+    """The verifier for ``--tee NAME``; an unknown or unsupported TEE is a usage error."""
+    try:
+        return verifier_for(parse_tee(name))
+    except UnsupportedEvidence as exc:
+        raise UsageError(exc.detail) from None
+
+
+def verify_evidence(
+    args: argparse.Namespace, verifier: TeeVerifier, evidence: Path, now: datetime
+) -> Claims:
+    """Verify ``evidence`` at ``now`` with the collateral and roots named by the flags of
+    :func:`add_verification_arguments`; raises ``EvidenceError`` when it does not verify."""
+    data = read_input(evidence)
+    collateral: dict[str, bytes] = {}
+    for option in args.collateral_options:
+        value = getattr(args, f"collateral_{option.name}", None)
+        if value is None:
+            continue
+        if option.name not in verifier.collateral_names:
+            raise UsageError(f"{option.flag} does not apply to --tee {verifier.tee.value}")
+        collateral[option.name] = read_input(value) if option.is_file else str(value).encode()
+    extra_roots = []
+    for index, path in enumerate(args.insecure_test_root):
+        for cert in load_certificates(read_input(path)):
+            extra_roots.append(insecure_root(cert, f"cli-{index}"))
+    return verifier.verify(data, collateral, now=now, extra_roots=extra_roots)
+
+
 def register(subparsers: Any) -> None:
     group = subparsers.add_parser("evidence", help="verify TEE evidence offline")
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -48,34 +105,20 @@ def register(subparsers: Any) -> None:
     )
     verify.add_argument("--tee", required=True, help="snp, tdx, sgx or nitro")
     verify.add_argument("evidence", type=Path, help="evidence file (raw bytes)")
-    verify.add_argument("--at", help="verification instant: ISO 8601 or unix seconds (default now)")
-    verify.add_argument(
-        "--insecure-test-root",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="PEM",
-        help="also trust this test root (never for production evidence)",
-    )
-    for option in _all_collateral_options():
-        _KNOWN_OPTIONS[option.flag] = option
-        verify.add_argument(
-            option.flag,
-            dest=f"collateral_{option.name}",
-            type=Path if option.is_file else str,
-            help=option.help,
-        )
+    add_verification_arguments(verify)
     verify.set_defaults(func=run_verify)
 
 
-def _read(path: Path) -> bytes:
+def read_input(path: Path) -> bytes:
+    """The bytes of a file named on the command line; unreadable is a usage error."""
     try:
         return path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _instant(text: str | None) -> datetime:
+def instant(text: str | None) -> datetime:
+    """``--at``: ISO 8601 or unix seconds; now when absent."""
     if text is None:
         return utcnow()
     try:
@@ -85,37 +128,17 @@ def _instant(text: str | None) -> datetime:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    try:
-        tee = parse_tee(args.tee)
-        verifier = verifier_for(tee)
-    except UnsupportedEvidence as exc:
-        raise UsageError(exc.detail) from None
-    now = _instant(args.at)
-    evidence = _read(args.evidence)
-
-    collateral: dict[str, bytes] = {}
-    for flag, option in _KNOWN_OPTIONS.items():
-        value = getattr(args, f"collateral_{option.name}", None)
-        if value is None:
-            continue
-        if option.name not in verifier.collateral_names:
-            raise UsageError(f"{flag} does not apply to --tee {tee.value}")
-        collateral[option.name] = _read(value) if option.is_file else str(value).encode()
-
-    extra_roots = []
-    for index, path in enumerate(args.insecure_test_root):
-        for cert in load_certificates(_read(path)):
-            extra_roots.append(insecure_root(cert, f"cli-{index}"))
-
+    verifier = verifier_or_usage(args.tee)
+    now = instant(args.at)
     result: dict[str, Any] = {
         "verified": False,
-        "tee": tee.value,
+        "tee": verifier.tee.value,
         "signer": None,
         "claims": None,
         "error": None,
     }
     try:
-        claims = verifier.verify(evidence, collateral, now=now, extra_roots=extra_roots)
+        claims = verify_evidence(args, verifier, args.evidence, now)
     except EvidenceError as exc:
         result["error"] = {"type": exc.type, "detail": exc.detail}
         _emit(result)

@@ -1,0 +1,492 @@
+"""The release-policy model: frozen dataclasses, built from a schema-valid document.
+
+A :class:`Policy` is what ``keybroker-policy/1`` documents mean once their shared reference
+files are resolved. :meth:`Policy.to_json` gives its canonical form, which is itself a valid
+policy document (reference sets inlined, hex in lowercase), and :meth:`Policy.digest` the
+SHA-256 of that form serialised as canonical JSON (sorted keys, no whitespace, UTF-8), which
+the audit trail records with every decision.
+
+:meth:`Policy.from_document` trusts the document's *shape* (the loader validated it against
+``schema.json``) and checks what a schema cannot: that named reference sets exist and belong
+to the section's TEE. It raises :class:`PolicyError` whose problems carry JSON paths; the
+loader adds file, line and column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from broker.errors import PolicyError
+from broker.evidence.claims import SignerOrigin
+
+POLICY_FORMAT = "keybroker-policy/1"
+REFERENCES_FORMAT = "keybroker-references/1"
+
+#: Section keys under ``admit``: one per TEE, and ``any`` for TEEs without their own.
+TEE_SECTIONS = ("snp", "tdx", "sgx", "nitro")
+ANY_SECTION = "any"
+
+#: SNP minimum-TCB components, in the order of the TCB_VERSION structure (SNP ABI spec,
+#: table "TCB_VERSION"); they are compared with the REPORTED_TCB, the TCB the VCEK/VLEK
+#: endorses and the verifier has matched against the certificate.
+SNP_TCB_COMPONENTS = ("bootloader", "tee", "snp", "microcode", "fmc")
+SNP_TCB_CLAIM = "reported_tcb"
+#: Intel minimums that are plain "at least" numbers, in display order.
+INTEL_MINIMUMS = ("tcb_evaluation_data_number", "isv_svn")
+
+#: Claims that identify the code itself, per TEE: a section constrains "the measurement"
+#: when it names reference values or requires one of these (lint ``no-measurement``).
+MEASUREMENT_CLAIMS: Mapping[str, frozenset[str]] = {
+    "snp": frozenset({"measurement"}),
+    "tdx": frozenset({"mr_td"}),
+    "sgx": frozenset({"mr_enclave", "mr_signer"}),
+    "nitro": frozenset({"pcrs.0", "pcrs.8"}),
+}
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Operator(StrEnum):
+    """Comparison operators of a condition; ``symbol`` is how explanations print them."""
+
+    EQUALS = "equals"
+    IN = "in"
+    AT_LEAST = "at_least"
+    GREATER_THAN = "greater_than"
+    AT_MOST = "at_most"
+    LESS_THAN = "less_than"
+    HEX_EQUALS = "hex_equals"
+    HEX_IN = "hex_in"
+    EXISTS = "exists"
+
+    @property
+    def symbol(self) -> str:
+        return _SYMBOLS[self]
+
+
+_SYMBOLS = {
+    Operator.EQUALS: "==",
+    Operator.IN: "in",
+    Operator.AT_LEAST: ">=",
+    Operator.GREATER_THAN: ">",
+    Operator.AT_MOST: "<=",
+    Operator.LESS_THAN: "<",
+    Operator.HEX_EQUALS: "hex ==",
+    Operator.HEX_IN: "hex in",
+    Operator.EXISTS: "exists",
+}
+
+_OPERATOR_KEYS = frozenset(op.value for op in Operator)
+
+Scalar = str | int | bool
+
+
+def jsonpath(parts: Sequence[str | int]) -> str:
+    """``("admit", "snp", "require", 0)`` -> ``$.admit.snp.require[0]`` (RFC 9535 style)."""
+    out = ["$"]
+    for part in parts:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif part.isidentifier():
+            out.append(f".{part}")
+        else:
+            out.append(f"[{json.dumps(part)}]")
+    return "".join(out)
+
+
+def canonical_json(document: Any) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8: equal to RFC 8785 (JCS) for the
+    strings, integers and booleans a policy holds."""
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A duration as written (``5m``), kept verbatim so the canonical form is the author's."""
+
+    text: str
+
+    @property
+    def seconds(self) -> int:
+        return int(self.text[:-1]) * _DURATION_UNITS[self.text[-1]]
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+
+# --- Conditions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """``{claim: PATH, OPERATOR: VALUE}``."""
+
+    claim: str
+    op: Operator
+    value: Scalar | tuple[Scalar, ...]
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return _with_reason({"claim": self.claim, self.op.value: value}, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    conditions: tuple[Condition, ...]
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _with_reason({"all_of": [c.to_json() for c in self.conditions]}, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    conditions: tuple[Condition, ...]
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _with_reason({"any_of": [c.to_json() for c in self.conditions]}, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    condition: Condition
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _with_reason({"not": self.condition.to_json()}, self.reason)
+
+
+Condition = Compare | AllOf | AnyOf | Not
+
+
+def _with_reason(doc: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    if reason is not None:
+        doc["reason"] = reason
+    return doc
+
+
+def condition_from_json(doc: Mapping[str, Any]) -> Condition:
+    reason = doc.get("reason")
+    if "all_of" in doc:
+        return AllOf(tuple(condition_from_json(c) for c in doc["all_of"]), reason)
+    if "any_of" in doc:
+        return AnyOf(tuple(condition_from_json(c) for c in doc["any_of"]), reason)
+    if "not" in doc:
+        return Not(condition_from_json(doc["not"]), reason)
+    op = next(Operator(key) for key in doc if key in _OPERATOR_KEYS)
+    value = doc[op.value]
+    if op is Operator.HEX_EQUALS:
+        value = value.lower()
+    elif op is Operator.HEX_IN:
+        value = tuple(dict.fromkeys(v.lower() for v in value))
+    elif op is Operator.IN:
+        value = tuple(value)
+    return Compare(doc["claim"], op, value, reason)
+
+
+# --- Section parts --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignerRule:
+    origin: SignerOrigin | None = None
+    roots: tuple[str, ...] | None = None
+    keys: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.origin is not None:
+            doc["origin"] = self.origin.value
+        if self.roots is not None:
+            doc["roots"] = list(self.roots)
+        if self.keys is not None:
+            doc["keys"] = list(self.keys)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> SignerRule:
+        origin = doc.get("origin")
+        return cls(
+            origin=None if origin is None else SignerOrigin(origin),
+            roots=_tuple_or_none(doc.get("roots")),
+            keys=_tuple_or_none(doc.get("keys")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MinimumTcb:
+    """SNP: per-component minimums of REPORTED_TCB. Intel: accepted TCB statuses, advisory
+    IDs accepted (allow-list) or refused (deny-list), and "at least" numbers."""
+
+    minimums: tuple[tuple[str, int], ...] = ()
+    tcb_status: tuple[str, ...] | None = None
+    accepted_advisories: tuple[str, ...] | None = None
+    refused_advisories: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = dict(self.minimums)
+        if self.tcb_status is not None:
+            doc["tcb_status"] = list(self.tcb_status)
+        advisories: dict[str, Any] = {}
+        if self.accepted_advisories is not None:
+            advisories["accept"] = list(self.accepted_advisories)
+        if self.refused_advisories is not None:
+            advisories["refuse"] = list(self.refused_advisories)
+        if advisories:
+            doc["advisory_ids"] = advisories
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> MinimumTcb:
+        order = (*SNP_TCB_COMPONENTS, *INTEL_MINIMUMS)
+        advisories = doc.get("advisory_ids", {})
+        return cls(
+            minimums=tuple((key, int(doc[key])) for key in order if key in doc),
+            tcb_status=_tuple_or_none(doc.get("tcb_status")),
+            accepted_advisories=_tuple_or_none(advisories.get("accept")),
+            refused_advisories=_tuple_or_none(advisories.get("refuse")),
+        )
+
+
+def minimum_claim(tee: str, key: str) -> str:
+    """The claim path a ``minimum_tcb`` key constrains in a section of ``tee``."""
+    return f"{SNP_TCB_CLAIM}.{key}" if tee == "snp" else key
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    max_evidence_age: Duration | None = None
+    max_collateral_age: Duration | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.max_evidence_age is not None:
+            doc["max_evidence_age"] = self.max_evidence_age.text
+        if self.max_collateral_age is not None:
+            doc["max_collateral_age"] = self.max_collateral_age.text
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Freshness:
+        evidence, collateral = doc.get("max_evidence_age"), doc.get("max_collateral_age")
+        return cls(
+            max_evidence_age=None if evidence is None else Duration(evidence),
+            max_collateral_age=None if collateral is None else Duration(collateral),
+        )
+
+
+# --- Reference values -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceEntry:
+    """One accepted image: every (claim path, lowercase hex) pair must match."""
+
+    values: tuple[tuple[str, str], ...]
+    label: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {} if self.label is None else {"label": self.label}
+        doc.update(self.values)
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> ReferenceEntry:
+        values = tuple((k, str(v).lower()) for k, v in doc.items() if k != "label")
+        return cls(values=values, label=doc.get("label"))
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceSet:
+    name: str
+    tee: str
+    entries: tuple[ReferenceEntry, ...]
+    description: str | None = None
+    source: str | None = field(default=None, compare=False)
+    """The file the set was read from (for messages; not part of the policy's meaning)."""
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"tee": self.tee}
+        if self.description is not None:
+            doc["description"] = self.description
+        doc["values"] = [entry.to_json() for entry in self.entries]
+        return doc
+
+    @classmethod
+    def from_json(cls, name: str, doc: Mapping[str, Any], source: str | None) -> ReferenceSet:
+        return cls(
+            name=name,
+            tee=doc["tee"],
+            entries=tuple(ReferenceEntry.from_json(e) for e in doc["values"]),
+            description=doc.get("description"),
+            source=source,
+        )
+
+
+def reference_sets_from_json(doc: Mapping[str, Any], source: str | None) -> dict[str, ReferenceSet]:
+    return {name: ReferenceSet.from_json(name, body, source) for name, body in doc.items()}
+
+
+# --- Sections and the policy ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """The rules for one TEE (or ``any``). Clauses are evaluated in field order."""
+
+    tee: str
+    signer: SignerRule | None = None
+    insecure_allow_debug: bool = False
+    reference_values: tuple[str, ...] = ()
+    minimum_tcb: MinimumTcb | None = None
+    freshness: Freshness | None = None
+    require: tuple[Condition, ...] = ()
+    acknowledged_warnings: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.signer is not None:
+            doc["signer"] = self.signer.to_json()
+        if self.insecure_allow_debug:
+            doc["insecure_allow_debug"] = True
+        if self.reference_values:
+            doc["reference_values"] = list(self.reference_values)
+        if self.minimum_tcb is not None:
+            doc["minimum_tcb"] = self.minimum_tcb.to_json()
+        if self.freshness is not None:
+            doc["freshness"] = self.freshness.to_json()
+        if self.require:
+            doc["require"] = [c.to_json() for c in self.require]
+        if self.acknowledged_warnings:
+            doc["acknowledged_warnings"] = dict(self.acknowledged_warnings)
+        return doc
+
+    @classmethod
+    def from_json(cls, tee: str, doc: Mapping[str, Any]) -> Section:
+        signer, tcb, fresh = doc.get("signer"), doc.get("minimum_tcb"), doc.get("freshness")
+        return cls(
+            tee=tee,
+            signer=None if signer is None else SignerRule.from_json(signer),
+            insecure_allow_debug=bool(doc.get("insecure_allow_debug", False)),
+            reference_values=tuple(doc.get("reference_values", ())),
+            minimum_tcb=None if tcb is None else MinimumTcb.from_json(tcb),
+            freshness=None if fresh is None else Freshness.from_json(fresh),
+            require=tuple(condition_from_json(c) for c in doc.get("require", ())),
+            acknowledged_warnings=tuple(doc.get("acknowledged_warnings", {}).items()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    version: int
+    sections: tuple[Section, ...]
+    reference_sets: tuple[ReferenceSet, ...] = ()
+    """The sets the sections use, inline or from shared files, sorted by name."""
+    description: str | None = None
+    source: str | None = field(default=None, compare=False)
+    _digest: str = field(default="", init=False, repr=False, compare=False)
+    program: Any = field(default=None, init=False, repr=False, compare=False)
+    """The compiled form, attached by :func:`broker.policy.evaluate.compile_policy`."""
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha256(canonical_json(self.to_json())).hexdigest()
+        object.__setattr__(self, "_digest", digest)
+
+    def digest(self) -> str:
+        """Lowercase hex SHA-256 of the canonical JSON form: the policy's identity in audits."""
+        return self._digest
+
+    def section(self, tee: str) -> Section | None:
+        for section in self.sections:
+            if section.tee == tee:
+                return section
+        return None
+
+    def reference_set(self, name: str) -> ReferenceSet:
+        for ref in self.reference_sets:
+            if ref.name == name:
+                return ref
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"format": POLICY_FORMAT, "name": self.name, "version": self.version}
+        if self.description is not None:
+            doc["description"] = self.description
+        if self.reference_sets:
+            doc["reference_values"] = {ref.name: ref.to_json() for ref in self.reference_sets}
+        doc["admit"] = {section.tee: section.to_json() for section in self.sections}
+        return doc
+
+    @classmethod
+    def from_document(
+        cls,
+        doc: Mapping[str, Any],
+        *,
+        shared: Mapping[str, ReferenceSet] | None = None,
+        source: str | None = None,
+    ) -> Policy:
+        """Build from a schema-valid document; ``shared`` holds sets from reference files."""
+        available = dict(shared or {})
+        problems: list[dict[str, Any]] = []
+        for name, body in doc.get("reference_values", {}).items():
+            if name in available:
+                problems.append(
+                    _problem(
+                        ("reference_values", name),
+                        f"reference set '{name}' is also defined in {available[name].source}",
+                    )
+                )
+            available[name] = ReferenceSet.from_json(name, body, source)
+        order = (*TEE_SECTIONS, ANY_SECTION)
+        admit = doc.get("admit", {})
+        sections = tuple(Section.from_json(tee, admit[tee]) for tee in order if tee in admit)
+        used: dict[str, ReferenceSet] = {}
+        for section in sections:
+            for index, name in enumerate(section.reference_values):
+                where = ("admit", section.tee, "reference_values", index)
+                ref = available.get(name)
+                if ref is None:
+                    known = ", ".join(sorted(available)) or "none"
+                    problems.append(
+                        _problem(where, f"no reference set named '{name}' (known: {known})")
+                    )
+                elif ref.tee != section.tee:
+                    problems.append(
+                        _problem(
+                            where,
+                            f"reference set '{name}' holds {ref.tee} values; "
+                            f"the {section.tee} section cannot use it",
+                        )
+                    )
+                else:
+                    used[name] = ref
+        if problems:
+            raise PolicyError("; ".join(p["message"] for p in problems), problems)
+        return cls(
+            name=doc["name"],
+            version=doc["version"],
+            description=doc.get("description"),
+            sections=sections,
+            reference_sets=tuple(used[name] for name in sorted(used)),
+            source=source,
+        )
+
+
+def _problem(path: tuple[str | int, ...], message: str) -> dict[str, Any]:
+    return {"path": jsonpath(path), "parts": path, "message": message}
+
+
+def _tuple_or_none(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)

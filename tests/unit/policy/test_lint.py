@@ -1,0 +1,131 @@
+"""Every lint warning, acknowledgement, and the lint status of the shipped policies."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.policy import Policy, lint, load_policy
+from broker.policy.lint import CODES, known_claim
+
+from .support import POLICIES, policy
+
+SAFE_SNP = """\
+  snp:
+    signer: {origin: silicon-vendor}
+    minimum_tcb: {snp: 5}
+    require: [{claim: measurement, hex_equals: "%s"}]
+""" % ("ab" * 48)
+
+
+def codes(rules: Policy) -> list[tuple[str, str]]:
+    return [(w.code, w.rule) for w in lint(rules)]
+
+
+# (admit block, expected (code, rule) warnings)
+LINT_TABLE = [
+    (SAFE_SNP, []),
+    ("  {}\n", []),
+    (
+        "  snp:\n    signer: {origin: silicon-vendor}\n    minimum_tcb: {snp: 5}\n",
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # a measurement named only under `not` pins nothing
+        SAFE_SNP.replace("require: [{", "require: [{not: {").replace("}]", "}}]"),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (
+        SAFE_SNP + "    insecure_allow_debug: true\n",
+        [("debug-allowed", "$.admit.snp.insecure_allow_debug")],
+    ),
+    (
+        SAFE_SNP.replace("origin: silicon-vendor", "roots: [amd-ark-milan]"),
+        [("infrastructure-signer", "$.admit.snp.signer")],
+    ),
+    (
+        SAFE_SNP.replace("    signer: {origin: silicon-vendor}\n", ""),
+        [("infrastructure-signer", "$.admit.snp")],
+    ),
+    (SAFE_SNP.replace("    minimum_tcb: {snp: 5}\n", ""), [("no-minimum-tcb", "$.admit.snp")]),
+    (
+        "  sgx:\n    signer: {origin: silicon-vendor}\n    minimum_tcb: {isv_svn: 2}\n"
+        "    require: [{claim: mr_signer, hex_in: ['%s']}]\n" % ("cd" * 32),
+        [("no-minimum-tcb", "$.admit.sgx.minimum_tcb")],
+    ),
+    (
+        "  any:\n    signer: {origin: silicon-vendor}\n",
+        [
+            ("any-tee", "$.admit.any"),
+            ("no-measurement", "$.admit.any"),
+            ("no-minimum-tcb", "$.admit.any"),
+        ],
+    ),
+    (SAFE_SNP + "    freshness: {max_evidence_age: 5m}\n", []),
+    (
+        SAFE_SNP.replace("require: [", "require: [{claim: reported_tcb.microcde, at_least: 1}, "),
+        [("unknown-claim", "$.admit.snp.require[0].claim")],
+    ),
+    (
+        SAFE_SNP.replace(
+            "require: [",
+            "require: [{any_of: [{claim: vmpl, equals: 0}, {not: {claim: rtmr.0, exists: true}}]},",
+        ),
+        [("unknown-claim", "$.admit.snp.require[0].any_of[1].not.claim")],
+    ),
+    (
+        "  nitro:\n    signer: {origin: infrastructure-provider}\n"
+        "    require: [{claim: pcrs.0, hex_equals: '%s'}]\n" % ("ab" * 48),
+        [("infrastructure-signer", "$.admit.nitro.signer")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("admit", "expected"), LINT_TABLE)
+def test_lint(admit: str, expected: list[tuple[str, str]]) -> None:
+    assert codes(policy(admit)) == expected
+
+
+def test_every_code_is_exercised() -> None:
+    seen = {code for _, expected in LINT_TABLE for code, _ in expected}
+    assert seen == set(CODES)
+
+
+def test_acknowledged_warnings_keep_their_reason() -> None:
+    rules = policy(
+        SAFE_SNP.replace("    minimum_tcb: {snp: 5}\n", "")
+        + "    insecure_allow_debug: true\n"
+        + "    acknowledged_warnings: {no-minimum-tcb: test fleet only}\n"
+    )
+    (debug, tcb) = sorted(lint(rules), key=lambda w: w.code)
+    assert (debug.code, debug.acknowledged) == ("debug-allowed", None)
+    assert (tcb.code, tcb.acknowledged) == ("no-minimum-tcb", "test fleet only")
+    assert tcb.to_json()["acknowledged"] == "test fleet only"
+
+
+def test_known_claims() -> None:
+    assert known_claim("snp", "reported_tcb.fmc")
+    assert known_claim("snp", "signer.origin")
+    assert not known_claim("snp", "reported_tcb")
+    assert known_claim("tdx", "rtmr.3")
+    assert not known_claim("tdx", "rtmr.4")
+    assert known_claim("tdx", "td_attributes.anything_intel_adds")
+    assert known_claim("nitro", "pcrs.31")
+    assert known_claim("any", "mr_enclave")
+    assert not known_claim("any", "nonsense")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("default.yaml", []),
+        ("snp-production-disk-key.yaml", []),
+        ("tdx-production.yaml", []),
+        ("sgx-enclave-data-key.yaml", []),
+        ("nitro-enclave.yaml", [("infrastructure-signer", True)]),
+        ("insecure-debug-example.yaml", [("debug-allowed", False)]),
+    ],
+)
+def test_shipped_policies_warn_only_where_intended(
+    name: str, expected: list[tuple[str, bool]]
+) -> None:
+    warnings = lint(load_policy(POLICIES / name))
+    assert [(w.code, w.acknowledged is not None) for w in warnings] == expected
