@@ -376,6 +376,12 @@ class Quote:
     def is_tdx(self) -> bool:
         return isinstance(self.body, TdReportBody10)
 
+    @property
+    def signed_size(self) -> int:
+        """Length of the signed prefix of the quote's bytes."""
+        descriptor = 0 if self.body_type is None else BODY_DESCRIPTOR_SIZE
+        return HEADER_SIZE + descriptor + self.body.SIZE
+
     def signed_bytes(self) -> bytes:
         """The bytes the attestation key signed: header, v5 body descriptor, body."""
         return self.header.to_bytes() + self._descriptor() + self.body.to_bytes()
