@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from broker.errors import MalformedEvidence, UnsupportedEvidence
+from broker.evidence.dcap.reader import ByteReader
 
 HEADER_SIZE = 48
 ENCLAVE_REPORT_SIZE = 384
@@ -52,46 +53,6 @@ CERT_QE_REPORT = 6
 CERT_PLATFORM_MANIFEST = 7
 
 INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
-
-
-class _Reader:
-    """Bounds-checked cursor; every shortfall is a ``MalformedEvidence`` naming the field."""
-
-    __slots__ = ("data", "pos", "where")
-
-    def __init__(self, data: bytes, where: str) -> None:
-        self.data = data
-        self.pos = 0
-        self.where = where
-
-    @property
-    def remaining(self) -> int:
-        return len(self.data) - self.pos
-
-    def take(self, size: int, what: str) -> bytes:
-        if size > self.remaining:
-            raise MalformedEvidence(
-                f"{self.where}: {what} needs {size} bytes at offset {self.pos}, "
-                f"only {self.remaining} left"
-            )
-        chunk = self.data[self.pos : self.pos + size]
-        self.pos += size
-        return chunk
-
-    def u16(self, what: str) -> int:
-        return int.from_bytes(self.take(2, what), "little")
-
-    def u32(self, what: str) -> int:
-        return int.from_bytes(self.take(4, what), "little")
-
-    def rest(self) -> bytes:
-        return self.take(self.remaining, "rest")
-
-    def expect_end(self, what: str) -> None:
-        if self.remaining:
-            raise MalformedEvidence(
-                f"{self.where}: {self.remaining} unexpected bytes after {what} at offset {self.pos}"
-            )
 
 
 class _FixedStruct:
@@ -285,7 +246,7 @@ class CertificationData:
         return self.type.to_bytes(2, "little") + len(self.data).to_bytes(4, "little") + self.data
 
     @classmethod
-    def read(cls, reader: _Reader, what: str) -> CertificationData:
+    def read(cls, reader: ByteReader, what: str) -> CertificationData:
         cert_type = reader.u16(f"{what}.type")
         size = reader.u32(f"{what}.size")
         return cls(type=cert_type, data=reader.take(size, f"{what}.data"))
@@ -314,7 +275,7 @@ class QeReportCertificationData:
         )
 
     @classmethod
-    def read(cls, reader: _Reader) -> QeReportCertificationData:
+    def read(cls, reader: ByteReader) -> QeReportCertificationData:
         qe_report = EnclaveReportBody.from_bytes(reader.take(ENCLAVE_REPORT_SIZE, "qe_report"))
         signature = reader.take(SIGNATURE_SIZE, "qe_report_signature")
         auth_size = reader.u16("qe_auth_data.size")
@@ -343,7 +304,7 @@ class EcdsaSignatureData:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, nested: bool) -> EcdsaSignatureData:
-        reader = _Reader(data, "quote signature data")
+        reader = ByteReader(data, "quote signature data")
         signature = reader.take(SIGNATURE_SIZE, "signature")
         key = reader.take(PUBLIC_KEY_SIZE, "attestation_key")
         if nested:
@@ -353,7 +314,7 @@ class EcdsaSignatureData:
                     f"quote signature data: certification data type {outer.type} != "
                     f"{CERT_QE_REPORT} (QE report certification data)"
                 )
-            inner = _Reader(outer.data, "QE report certification data")
+            inner = ByteReader(outer.data, "QE report certification data")
             qe = QeReportCertificationData.read(inner)
             inner.expect_end("certification_data")
         else:
@@ -405,7 +366,7 @@ class Quote:
 
 def parse_quote(data: bytes) -> Quote:
     """Parse a DCAP quote; ``MalformedEvidence`` or ``UnsupportedEvidence`` otherwise."""
-    reader = _Reader(bytes(data), "quote")
+    reader = ByteReader(bytes(data), "quote")
     header = QuoteHeader.from_bytes(reader.take(HEADER_SIZE, "header"))
     if header.attestation_key_type != ATTESTATION_KEY_ECDSA_P256:
         raise UnsupportedEvidence(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import EventLogMismatch, MalformedEvidence
+from broker.evidence.dcap.reader import ByteReader
 
 SHA384_ALG_ID = 0x000C  # TPM_ALG_SHA384 (TCG Algorithm Registry)
 SHA384_SIZE = 48
@@ -108,34 +109,9 @@ class EventLog:
     """Measured events (EV_NO_ACTION entries are dropped: they are never extended)."""
 
 
-class _Cursor:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, size: int, what: str) -> bytes:
-        if size < 0 or self.pos + size > len(self.data):
-            raise MalformedEvidence(
-                f"event log: {what} needs {size} bytes at offset {self.pos}, "
-                f"only {len(self.data) - self.pos} left"
-            )
-        chunk = self.data[self.pos : self.pos + size]
-        self.pos += size
-        return chunk
-
-    def uint(self, size: int, what: str) -> int:
-        return int.from_bytes(self.take(size, what), "little")
-
-    def at_fill(self) -> bool:
-        rest = self.data[self.pos :]
-        return rest.count(0) == len(rest) or rest.count(0xFF) == len(rest)
-
-
 def parse_event_log(data: bytes) -> EventLog:
     """Parse a CCEL area; ``MalformedEvidence`` for anything but a log followed by fill."""
-    cursor = _Cursor(bytes(data))
+    cursor = ByteReader(bytes(data), "event log")
     algorithms = _spec_id(cursor)
     sizes = dict(algorithms)
     events: list[Event] = []
@@ -170,13 +146,15 @@ def parse_event_log(data: bytes) -> EventLog:
     return EventLog(tuple(algorithms), tuple(events))
 
 
-def _spec_id(cursor: _Cursor) -> list[tuple[int, int]]:
+def _spec_id(cursor: ByteReader) -> list[tuple[int, int]]:
     """The first (SHA-1 format) entry must be the Spec ID event; return its algorithms."""
     cursor.uint(4, "header index")
     if cursor.uint(4, "header type") != EV_NO_ACTION:
         raise MalformedEvidence("event log: first entry is not EV_NO_ACTION (Spec ID event)")
     cursor.take(20, "header SHA-1 digest")
-    spec = _Cursor(cursor.take(cursor.uint(4, "header data size"), "Spec ID event"))
+    spec = ByteReader(
+        cursor.take(cursor.uint(4, "header data size"), "Spec ID event"), "Spec ID event"
+    )
     if spec.take(16, "signature") != _SPEC_ID_SIGNATURE:
         raise MalformedEvidence("event log: Spec ID event signature is not 'Spec ID Event03'")
     spec.take(8, "platform class, version, errata and uintn size")
