@@ -17,7 +17,7 @@ from typing import Any
 from broker.cli import UsageError
 from broker.errors import EvidenceError, UnsupportedEvidence
 from broker.evidence.claims import Tee
-from broker.evidence.registry import CollateralOption, parse_tee, verifier_for
+from broker.evidence.registry import CollateralOption, TeeVerifier, parse_tee, verifier_for
 from broker.evidence.trust import insecure_root, load_certificates
 from broker.timeutil import parse_instant, utcnow
 
@@ -57,6 +57,13 @@ def register(subparsers: Any) -> None:
         metavar="PEM",
         help="also trust this test root (never for production evidence)",
     )
+    verify.add_argument(
+        "--collateral",
+        type=Path,
+        metavar="DIR",
+        help="read the TEE's collateral from DIR by its conventional file names "
+        "(explicit collateral flags take precedence)",
+    )
     for option in _all_collateral_options():
         _KNOWN_OPTIONS[option.flag] = option
         verify.add_argument(
@@ -73,6 +80,23 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _collateral_directory(directory: Path, verifier: TeeVerifier, tee: Tee) -> dict[str, bytes]:
+    """Collateral found in ``directory`` under each option's conventional file names."""
+    options = [option for option in verifier.collateral_options if option.filenames]
+    if not options:
+        raise UsageError(f"--collateral does not apply to --tee {tee.value}")
+    if not directory.is_dir():
+        raise UsageError(f"--collateral {directory} is not a directory")
+    found: dict[str, bytes] = {}
+    for option in options:
+        for filename in option.filenames:
+            path = directory / filename
+            if path.is_file():
+                found[option.name] = _read(path)
+                break
+    return found
 
 
 def _instant(text: str | None) -> datetime:
@@ -94,6 +118,8 @@ def run_verify(args: argparse.Namespace) -> int:
     evidence = _read(args.evidence)
 
     collateral: dict[str, bytes] = {}
+    if args.collateral is not None:
+        collateral.update(_collateral_directory(args.collateral, verifier, tee))
     for flag, option in _KNOWN_OPTIONS.items():
         value = getattr(args, f"collateral_{option.name}", None)
         if value is None:

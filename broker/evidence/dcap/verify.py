@@ -120,6 +120,17 @@ class VerifiedQuote:
     warnings: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class AuthenticatedQuote:
+    """A quote whose signatures and PCK chain verified (steps 1-3), not yet appraised."""
+
+    quote: Quote
+    leaf: x509.Certificate
+    ca: x509.Certificate
+    root: TrustedRoot
+    pck: PckExtensions
+
+
 def verify_quote(
     evidence: bytes,
     collateral: Mapping[str, bytes],
@@ -129,6 +140,21 @@ def verify_quote(
     extra_roots: Sequence[TrustedRoot] = (),
 ) -> VerifiedQuote:
     """Verify a DCAP quote for ``tee`` (TDX or SGX) at ``now``; raise an ``EvidenceError``."""
+    authenticated = authenticate_quote(
+        evidence, collateral, now=now, tee=tee, extra_roots=extra_roots
+    )
+    return appraise_quote(authenticated, collateral, now=now)
+
+
+def authenticate_quote(
+    evidence: bytes,
+    collateral: Mapping[str, bytes],
+    *,
+    now: datetime,
+    tee: Tee,
+    extra_roots: Sequence[TrustedRoot] = (),
+) -> AuthenticatedQuote:
+    """Steps 1-3: parse, PCK chain, QE report, attestation key binding, quote signature."""
     quote = parse_quote(evidence)
     _check_kind(quote, tee)
     leaf, ca = _pck_chain(quote, collateral)
@@ -139,12 +165,34 @@ def verify_quote(
     _verify_qe_report(quote, leaf)
     _verify_attestation_key_binding(quote)
     _verify_quote_signature(quote, evidence)
+    return AuthenticatedQuote(quote, leaf, ca, root, pck)
 
+
+def appraise_quote(
+    authenticated: AuthenticatedQuote,
+    collateral: Mapping[str, bytes],
+    *,
+    now: datetime,
+    also_verified: Sequence[str] = (),
+) -> VerifiedQuote:
+    """Steps 4-7: CRLs, TCB Info and QE Identity at ``now``, and the TCB appraisal.
+
+    ``also_verified`` names checks the caller made in between (for the message of
+    ``CollateralUnavailable``, which otherwise reads as if nothing had been checked).
+    """
+    quote, leaf, ca, root = (
+        authenticated.quote,
+        authenticated.leaf,
+        authenticated.ca,
+        authenticated.root,
+    )
     missing = [name for name in REQUIRED_COLLATERAL if name not in collateral]
     if missing:
+        verified = ", ".join(
+            (f"quote signature, QE report and PCK chain to {root.name}", *also_verified)
+        )
         raise CollateralUnavailable(
-            f"quote signature, QE report and PCK chain to {root.name} verified, but the TCB "
-            f"cannot be appraised without {', '.join(missing)}"
+            f"{verified} verified, but the TCB cannot be appraised without {', '.join(missing)}"
         )
     root_crl = _verified_crl(collateral["root_crl"], root.certificate, now, "root_crl")
     _check_not_revoked(root_crl, ca, "PCK CA")
@@ -162,7 +210,9 @@ def verify_quote(
     )
     check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
 
-    appraisal = appraise(tcb_info, qe_identity, pck, quote.body, quote.signature_data.qe.qe_report)
+    appraisal = appraise(
+        tcb_info, qe_identity, authenticated.pck, quote.body, quote.signature_data.qe.qe_report
+    )
     if appraisal.status is TcbStatus.REVOKED:
         raise TcbRevoked(
             f"TCB status Revoked (platform level {appraisal.platform_level.status.value}, QE "
@@ -179,7 +229,7 @@ def verify_quote(
         warnings.append(f"quote is followed by {quote.padding} bytes of zero padding (ignored)")
     return VerifiedQuote(
         quote=quote,
-        pck=pck,
+        pck=authenticated.pck,
         root=root,
         appraisal=appraisal,
         collateral_time=min(tcb_info.issue_date, qe_identity.issue_date),
