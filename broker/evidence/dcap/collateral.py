@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from broker.errors import CollateralExpired, CollateralInvalid
+from broker.errors import CollateralExpired, CollateralInvalid, MalformedEvidence
+from broker.evidence.dcap import der
 
 COMPONENT_COUNT = 16
 _T = TypeVar("_T")
@@ -457,23 +458,37 @@ def parse_qe_identity(data: bytes) -> SignedCollateral[EnclaveIdentity]:
 # --- CRLs and certificate bundles -----------------------------------------------------------
 
 
-def load_crl(data: bytes, name: str) -> x509.CertificateRevocationList:
-    """A CRL in DER or PEM (trailing NULs tolerated); ``CollateralInvalid`` otherwise."""
-    stripped = bytes(data).rstrip(b"\x00")
+def _strip_der_terminator(data: bytes, name: str) -> bytes:
+    """Exactly one DER object, with only NULs after it (a C-string terminator).
+
+    Stripping NULs blindly would eat a signature's last byte when it happens to be zero.
+    """
     try:
-        if stripped.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(stripped.strip())
-        return x509.load_der_x509_crl(stripped)
+        end = der.encoded_length(data, name)
+    except MalformedEvidence as exc:
+        raise CollateralInvalid(exc.detail) from None
+    if data[end:].count(0) != len(data) - end:
+        raise CollateralInvalid(f"{name}: {len(data) - end} bytes after the DER object")
+    return data[:end]
+
+
+def load_crl(data: bytes, name: str) -> x509.CertificateRevocationList:
+    """A CRL in DER or PEM (a trailing NUL tolerated); ``CollateralInvalid`` otherwise."""
+    data = bytes(data)
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data.rstrip(b"\x00").strip())
+        return x509.load_der_x509_crl(_strip_der_terminator(data, name))
     except ValueError as exc:
         raise CollateralInvalid(f"{name} is not a DER or PEM CRL: {exc}") from None
 
 
 def load_chain(data: bytes, name: str) -> Sequence[x509.Certificate]:
     """Certificates of a PEM bundle or one DER certificate; ``CollateralInvalid`` otherwise."""
-    stripped = bytes(data).rstrip(b"\x00").strip()
+    data = bytes(data)
     try:
-        if stripped.startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificates(stripped)
-        return [x509.load_der_x509_certificate(stripped)]
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificates(data.rstrip(b"\x00").strip())
+        return [x509.load_der_x509_certificate(_strip_der_terminator(data, name))]
     except ValueError as exc:
         raise CollateralInvalid(f"{name} does not parse as certificates: {exc}") from None

@@ -48,6 +48,12 @@ def _read_tlv(data: bytes, pos: int, what: str) -> tuple[Tlv, int]:
     return Tlv(tag, data[pos : pos + length]), pos + length
 
 
+def encoded_length(data: bytes, what: str) -> int:
+    """Length of the first complete TLV in ``data`` (to find where a DER object ends)."""
+    _, end = _read_tlv(data, 0, what)
+    return end
+
+
 def parse_one(data: bytes, tag: int, what: str) -> bytes:
     """The value of the single TLV that makes up ``data``, which must carry ``tag``."""
     tlv, end = _read_tlv(data, 0, what)

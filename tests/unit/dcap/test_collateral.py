@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from broker.errors import CollateralExpired, CollateralInvalid, EvidenceError
 from broker.evidence.dcap.collateral import (
     TcbStatus,
+    _strip_der_terminator,
     check_window,
     load_chain,
     load_crl,
@@ -229,8 +230,17 @@ def test_crls_in_der_pem_and_nul_terminated() -> None:
     pem = x509.load_der_x509_crl(der).public_bytes(Encoding.PEM)
     assert load_crl(pem + b"\x00", "pck_crl") == crl
     assert load_crl(der + b"\x00", "pck_crl") == crl
-    with pytest.raises(CollateralInvalid, match="pck_crl is not a DER or PEM CRL"):
+    with pytest.raises(CollateralInvalid, match=r"pck_crl: DER value of .* overruns"):
         load_crl(der[:-5], "pck_crl")
+    with pytest.raises(CollateralInvalid, match="pck_crl: 2 bytes after the DER object"):
+        load_crl(der + b"\x00\x01", "pck_crl")
+    with pytest.raises(CollateralInvalid, match="pck_crl is not a DER or PEM CRL"):
+        load_crl(b"\x30\x03\x02\x01\x00", "pck_crl")
+
+
+def test_der_ending_in_zero_keeps_its_last_byte() -> None:
+    # A DER signature may end in 0x00: only bytes after the DER object are a terminator.
+    assert _strip_der_terminator(b"\x30\x03\x02\x01\x00\x00\x00", "x") == b"\x30\x03\x02\x01\x00"
 
 
 def test_chains() -> None:
