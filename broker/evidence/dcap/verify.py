@@ -26,6 +26,7 @@ collateral signatures, QE reports under a PCK key) are memoised by digest in :mo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -73,7 +74,13 @@ from broker.evidence.dcap.collateral import (
 )
 from broker.evidence.dcap.pck import PckExtensions, pck_extensions
 from broker.evidence.dcap.roots import intel_root, known_tcb_signing_certs
-from broker.evidence.trust import TrustedRoot, common_name, load_certificates, verify_chain
+from broker.evidence.trust import (
+    TrustedRoot,
+    check_validity,
+    common_name,
+    load_certificates,
+    verify_chain,
+)
 
 #: Collateral without which the TCB cannot be appraised.
 REQUIRED_COLLATERAL = ("tcb_info", "qe_identity", "pck_crl", "root_crl")
@@ -86,7 +93,8 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _T = TypeVar("_T")
 
 _certificates: cache.Memo[tuple[x509.Certificate, ...]] = cache.Memo()
-_pck_extensions: cache.Memo[PckExtensions] = cache.Memo()
+_chains: cache.Memo[PckChain] = cache.Memo()
+_signers: cache.Memo[_Signer] = cache.Memo(64)
 _attestation_keys: cache.Memo[ec.EllipticCurvePublicKey] = cache.Memo()
 _qe_reports: cache.Memo[bool] = cache.Memo()
 _crls: cache.Memo[x509.CertificateRevocationList] = cache.Memo(256)
@@ -94,7 +102,8 @@ _tcb_infos: cache.Memo[SignedCollateral[TcbInfo]] = cache.Memo(256)
 _qe_identities: cache.Memo[SignedCollateral[EnclaveIdentity]] = cache.Memo(64)
 _MEMOS: tuple[cache.Memo[Any], ...] = (
     _certificates,
-    _pck_extensions,
+    _chains,
+    _signers,
     _attestation_keys,
     _qe_reports,
     _crls,
@@ -121,14 +130,33 @@ class VerifiedQuote:
 
 
 @dataclass(frozen=True, slots=True)
-class AuthenticatedQuote:
-    """A quote whose signatures and PCK chain verified (steps 1-3), not yet appraised."""
+class PckChain:
+    """A PCK chain verified to a trusted root, with its SGX extensions (memoised)."""
 
-    quote: Quote
     leaf: x509.Certificate
     ca: x509.Certificate
     root: TrustedRoot
     pck: PckExtensions
+    key: bytes
+    """Digest of the certificate bytes it was built from and of the trusted roots."""
+    ca_id: bytes
+    root_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedQuote:
+    """A quote whose signatures and PCK chain verified (steps 1-3), not yet appraised."""
+
+    quote: Quote
+    chain: PckChain
+
+    @property
+    def root(self) -> TrustedRoot:
+        return self.chain.root
+
+    @property
+    def pck(self) -> PckExtensions:
+        return self.chain.pck
 
 
 def verify_quote(
@@ -157,15 +185,11 @@ def authenticate_quote(
     """Steps 1-3: parse, PCK chain, QE report, attestation key binding, quote signature."""
     quote = parse_quote(evidence)
     _check_kind(quote, tee)
-    leaf, ca = _pck_chain(quote, collateral)
-    root = verify_chain([("PCK", leaf), ("PCK CA", ca)], (intel_root(), *extra_roots), now)
-    pck = _pck_extensions.get_or_compute(
-        leaf.fingerprint(hashes.SHA256()), lambda: pck_extensions(leaf)
-    )
-    _verify_qe_report(quote, leaf)
+    chain = _verified_pck_chain(quote, collateral, (intel_root(), *extra_roots), now)
+    _verify_qe_report(quote, chain)
     _verify_attestation_key_binding(quote)
     _verify_quote_signature(quote, evidence)
-    return AuthenticatedQuote(quote, leaf, ca, root, pck)
+    return AuthenticatedQuote(quote, chain)
 
 
 def appraise_quote(
@@ -180,12 +204,8 @@ def appraise_quote(
     ``also_verified`` names checks the caller made in between (for the message of
     ``CollateralUnavailable``, which otherwise reads as if nothing had been checked).
     """
-    quote, leaf, ca, root = (
-        authenticated.quote,
-        authenticated.leaf,
-        authenticated.ca,
-        authenticated.root,
-    )
+    quote, chain = authenticated.quote, authenticated.chain
+    root = chain.root
     missing = [name for name in REQUIRED_COLLATERAL if name not in collateral]
     if missing:
         verified = ", ".join(
@@ -194,12 +214,14 @@ def appraise_quote(
         raise CollateralUnavailable(
             f"{verified} verified, but the TCB cannot be appraised without {', '.join(missing)}"
         )
-    root_crl = _verified_crl(collateral["root_crl"], root.certificate, now, "root_crl")
-    _check_not_revoked(root_crl, ca, "PCK CA")
-    pck_crl = _verified_crl(collateral["pck_crl"], ca, now, "pck_crl")
-    _check_not_revoked(pck_crl, leaf, "PCK")
-    signer = _tcb_signer(collateral.get("tcb_signing_chain"), root, now)
-    _check_not_revoked(root_crl, signer, "TCB Signing")
+    root_crl = _verified_crl(
+        collateral["root_crl"], root.certificate, chain.root_id, now, "root_crl"
+    )
+    _check_not_revoked(root_crl, chain.ca, "PCK CA")
+    pck_crl = _verified_crl(collateral["pck_crl"], chain.ca, chain.ca_id, now, "pck_crl")
+    _check_not_revoked(pck_crl, chain.leaf, "PCK")
+    signer = _tcb_signer(collateral.get("tcb_signing_chain"), chain, now)
+    _check_not_revoked(root_crl, signer.certificate, "TCB Signing")
 
     tcb_info = _verified_collateral(
         _tcb_infos, collateral["tcb_info"], signer, parse_tcb_info, "TCB Info"
@@ -211,7 +233,7 @@ def appraise_quote(
     check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
 
     appraisal = appraise(
-        tcb_info, qe_identity, authenticated.pck, quote.body, quote.signature_data.qe.qe_report
+        tcb_info, qe_identity, chain.pck, quote.body, quote.signature_data.qe.qe_report
     )
     if appraisal.status is TcbStatus.REVOKED:
         raise TcbRevoked(
@@ -229,7 +251,7 @@ def appraise_quote(
         warnings.append(f"quote is followed by {quote.padding} bytes of zero padding (ignored)")
     return VerifiedQuote(
         quote=quote,
-        pck=authenticated.pck,
+        pck=chain.pck,
         root=root,
         appraisal=appraisal,
         collateral_time=min(tcb_info.issue_date, qe_identity.issue_date),
@@ -258,6 +280,39 @@ def _cached_certificates(
     data: bytes, load: Callable[[bytes], Sequence[x509.Certificate]]
 ) -> tuple[x509.Certificate, ...]:
     return _certificates.get_or_compute(cache.digest(data), lambda: tuple(load(data)))
+
+
+def _fingerprint(cert: x509.Certificate) -> bytes:
+    return cert.fingerprint(hashes.SHA256())
+
+
+@functools.lru_cache(maxsize=64)
+def _root_id(root: TrustedRoot) -> bytes:
+    return _fingerprint(root.certificate)
+
+
+def _verified_pck_chain(
+    quote: Quote, collateral: Mapping[str, bytes], roots: Sequence[TrustedRoot], now: datetime
+) -> PckChain:
+    """The PCK chain verified to one of ``roots``; links memoised, validity checked at ``now``."""
+    cert_data = quote.signature_data.qe.certification_data
+    key = cache.digest(
+        cert_data.type.to_bytes(2, "little"),
+        cert_data.data,
+        collateral.get("pck_chain", b""),
+        *(_root_id(root) for root in roots),
+    )
+
+    def build() -> PckChain:
+        leaf, ca = _pck_chain(quote, collateral)
+        root = verify_chain([("PCK", leaf), ("PCK CA", ca)], roots, now)
+        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _fingerprint(ca), _root_id(root))
+
+    chain = _chains.get_or_compute(key, build)
+    check_validity(chain.leaf, now, "PCK")
+    check_validity(chain.ca, now, "PCK CA")
+    check_validity(chain.root.certificate, now, "root")
+    return chain
 
 
 def _pck_chain(
@@ -311,13 +366,13 @@ def _raw_signature_der(signature: bytes) -> bytes:
     )
 
 
-def _verify_qe_report(quote: Quote, leaf: x509.Certificate) -> None:
+def _verify_qe_report(quote: Quote, chain: PckChain) -> None:
     qe = quote.signature_data.qe
     report = qe.qe_report.to_bytes()
-    key = cache.digest(report, qe.qe_report_signature, leaf.fingerprint(hashes.SHA256()))
+    key = cache.digest(report, qe.qe_report_signature, chain.key)
 
     def check() -> bool:
-        public_key = leaf.public_key()
+        public_key = chain.leaf.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise ChainInvalid("PCK certificate key is not ECDSA")
         try:
@@ -366,7 +421,7 @@ def _verify_quote_signature(quote: Quote, evidence: bytes) -> None:
 
 
 def _verified_crl(
-    data: bytes, issuer: x509.Certificate, now: datetime, name: str
+    data: bytes, issuer: x509.Certificate, issuer_id: bytes, now: datetime, name: str
 ) -> x509.CertificateRevocationList:
     def load() -> x509.CertificateRevocationList:
         crl = load_crl(data, name)
@@ -380,7 +435,7 @@ def _verified_crl(
             )
         return crl
 
-    crl = _crls.get_or_compute(cache.digest(data, issuer.fingerprint(hashes.SHA256())), load)
+    crl = _crls.get_or_compute(cache.digest(data, issuer_id), load)
     next_update = crl.next_update_utc
     if next_update is None:
         raise CollateralInvalid(f"{name} has no nextUpdate")
@@ -399,46 +454,65 @@ def _check_not_revoked(
         )
 
 
-def _tcb_signer(chain: bytes | None, root: TrustedRoot, now: datetime) -> x509.Certificate:
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    certificate: x509.Certificate
+    id: bytes
+
+
+def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Signer:
     """The TCB Signing certificate, verified to the PCK chain's root at ``now``."""
-    if chain is None:
+    root = chain.root
+    if chain_data is None:
         if root.insecure:
             raise CollateralUnavailable(
                 f"evidence rooted in {root.name} needs a tcb_signing_chain: the pinned Intel "
                 "TCB Signing certificates chain only to the Intel root"
             )
-        candidates = [
-            cert
-            for cert in known_tcb_signing_certs()
+        pinned = known_tcb_signing_certs()
+        valid = [
+            index
+            for index, cert in enumerate(pinned)
             if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
         ]
-        if not candidates:
+        if not valid:
             raise CertificateExpired(
                 f"no pinned Intel SGX TCB Signing certificate is valid at {now.isoformat()}"
             )
-        signer = max(candidates, key=lambda cert: cert.not_valid_before_utc)
+        newest = max(valid, key=lambda index: pinned[index].not_valid_before_utc)
+        source = f"pinned-{newest}".encode()
     else:
-        signer = _cached_certificates(chain, lambda data: load_chain(data, "tcb_signing_chain"))[0]
-    if _TCB_SIGNING_PHRASE not in common_name(signer.subject):
-        raise ChainInvalid(
-            f"TCB Signing certificate CN '{common_name(signer.subject)}' does not contain "
-            f"'{_TCB_SIGNING_PHRASE}'"
-        )
-    verify_chain([("TCB Signing", signer)], (root,), now)
+        source = chain_data
+
+    def build() -> _Signer:
+        if chain_data is None:
+            signer = pinned[newest]
+        else:
+            signer = load_chain(chain_data, "tcb_signing_chain")[0]
+        if _TCB_SIGNING_PHRASE not in common_name(signer.subject):
+            raise ChainInvalid(
+                f"TCB Signing certificate CN '{common_name(signer.subject)}' does not contain "
+                f"'{_TCB_SIGNING_PHRASE}'"
+            )
+        verify_chain([("TCB Signing", signer)], (root,), now)
+        return _Signer(signer, _fingerprint(signer))
+
+    signer = _signers.get_or_compute(cache.digest(source, chain.root_id), build)
+    check_validity(signer.certificate, now, "TCB Signing")
     return signer
 
 
 def _verified_collateral(
     memo: cache.Memo[SignedCollateral[_T]],
     data: bytes,
-    signer: x509.Certificate,
+    signer: _Signer,
     parse: Callable[[bytes], SignedCollateral[_T]],
     name: str,
 ) -> _T:
     def load() -> SignedCollateral[_T]:
         signed = parse(data)
-        verify_collateral_signature(signed, signer, name)
+        verify_collateral_signature(signed, signer.certificate, name)
         return signed
 
-    key = cache.digest(data, signer.fingerprint(hashes.SHA256()))
+    key = cache.digest(data, signer.id)
     return memo.get_or_compute(key, load).body
