@@ -268,7 +268,7 @@ class IntelKit:
             keys["tcb_signing"],
             root,
             keys["root"],
-            (not_before, now + 2500 * _DAY),
+            (not_before, now + 2000 * _DAY),
         )
         pck = _pck_certificate(platform, keys["pck"], ca, keys["platform_ca"], now)
         certificates = {"root": root, "platform_ca": ca, "pck": pck, "tcb_signing": signing}

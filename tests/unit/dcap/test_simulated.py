@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from broker.errors import (
+    CertificateExpired,
     CertificateRevoked,
     ChainInvalid,
     CollateralExpired,
@@ -494,3 +495,15 @@ def test_out_of_date_platform(kit: IntelKit) -> None:
     assert claims.lookup("tcb_status") == "OutOfDate"
     assert claims.lookup("advisory_ids") == ("INTEL-SA-00001",)
     assert claims.lookup("cpu_svn") == "04040c02030100030000000000000000"
+
+
+def test_cached_tcb_signer_is_still_checked_at_the_instant(kit: IntelKit) -> None:
+    verify(kit, Tee.SGX)
+    later = kit.certificates["tcb_signing"].not_valid_after_utc + dt.timedelta(days=1)
+    with pytest.raises(CertificateExpired, match="TCB Signing certificate"):
+        verifier_for("sgx").verify(
+            kit.sgx_quote(),
+            kit.collateral(Tee.SGX, now=later),
+            now=later,
+            extra_roots=kit.extra_roots(),
+        )

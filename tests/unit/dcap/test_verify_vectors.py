@@ -283,6 +283,9 @@ def test_results_do_not_depend_on_the_caches() -> None:
     # A cached CRL must still be checked against the instant.
     with pytest.raises(CollateralExpired):
         verify_quote(evidence, spr_collateral(), now=JUNE_2023 + timedelta(days=30), tee=Tee.TDX)
+    # A cached PCK chain must still be valid at the instant.
+    with pytest.raises(CertificateExpired, match="PCK certificate"):
+        verify_quote(evidence, spr_collateral(), now=datetime(2053, 7, 1, tzinfo=UTC), tee=Tee.TDX)
     # A cached QE report must not excuse a flipped quote.
     with pytest.raises(SignatureInvalid):
         _debug_td(_flip(evidence, TD_BODY + 200))
