@@ -69,6 +69,7 @@ def register(subparsers: Any) -> None:
         verify.add_argument(
             option.flag,
             dest=f"collateral_{option.name}",
+            metavar="FILE" if option.is_file else "VALUE",
             type=Path if option.is_file else str,
             help=option.help,
         )
