@@ -125,3 +125,45 @@ def test_der_scalars() -> None:
         der.decode_oid(b"\x2a\x80\x01", "x")
     with pytest.raises(MalformedEvidence, match="tag 0x02 != 0x04"):
         der.parse_one(b"\x02\x01\x01", der.TAG_OCTET_STRING, "x")
+
+
+def _extension(**overrides: object) -> bytes:
+    from broker.simulate.intel import sgx_extension_der
+
+    values: dict[str, object] = {
+        "ppid": bytes(16),
+        "components": [1] * 16,
+        "pce_svn": 13,
+        "cpu_svn": bytes(16),
+        "pce_id": bytes(2),
+        "fmspc": bytes(6),
+    }
+    values.update(overrides)
+    return sgx_extension_der(**values)  # type: ignore[arg-type]
+
+
+def test_built_extension_round_trips() -> None:
+    ext = parse_sgx_extensions(_extension(platform_instance_id=b"\x01" * 16))
+    assert ext.tcb.components == (1,) * 16
+    assert ext.tcb.pce_svn == 13
+    assert ext.platform_instance_id == b"\x01" * 16
+    assert ext.configuration is not None
+    assert ext.configuration.smt_enabled is True
+    assert parse_sgx_extensions(_extension()).configuration is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"fmspc": bytes(5)}, "SGX FMSPC is 5 bytes, expected 6"),
+        ({"pce_id": bytes(3)}, "SGX PCE-ID is 3 bytes, expected 2"),
+        ({"cpu_svn": bytes(15)}, "SGX TCB CPUSVN is 15 bytes, expected 16"),
+        ({"components": [256] + [0] * 15}, "SGX TCB comp01svn 256 > 255"),
+        ({"components": [0] * 15}, r"lacks 1\.2\.840\.113741\.1\.13\.1\.2\.16"),
+        ({"pce_svn": 70000}, "SGX TCB PCESVN 70000 > 65535"),
+        ({"ppid": bytes(8)}, "SGX PPID is 8 bytes, expected 16"),
+    ],
+)
+def test_built_extension_errors(overrides: dict[str, object], match: str) -> None:
+    with pytest.raises(MalformedEvidence, match=match):
+        parse_sgx_extensions(_extension(**overrides))

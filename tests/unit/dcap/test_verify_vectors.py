@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.errors import (
     CertificateExpired,
@@ -296,3 +298,21 @@ def test_signature_data_length_field_is_structural() -> None:
     struct.pack_into("<I", data, TD_BODY + 584, 10)
     with pytest.raises(EvidenceError):
         _debug_td(bytes(data))
+
+
+@settings(max_examples=60, deadline=None)
+@given(position=st.integers(min_value=0, max_value=4935), value=st.integers(1, 255))
+def test_mutated_quotes_raise_only_evidence_errors(position: int, value: int) -> None:
+    data = bytearray(DEBUG_TD_QUOTE.read_bytes())
+    data[position % len(data)] ^= value
+    try:
+        _debug_td(bytes(data))
+    except EvidenceError:
+        return
+
+
+@settings(max_examples=40, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=4935))
+def test_truncated_quotes_are_malformed_end_to_end(cut: int) -> None:
+    with pytest.raises(MalformedEvidence):
+        _debug_td(DEBUG_TD_QUOTE.read_bytes()[: cut % 4936])
