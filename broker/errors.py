@@ -116,6 +116,18 @@ class QeIdentityMismatch(EvidenceError):
     type = "qe_identity_mismatch"
 
 
+class TcbRevoked(EvidenceError):
+    """The TCB appraisal (Intel TCB Info / QE Identity) ended in status Revoked."""
+
+    type = "tcb_revoked"
+
+
+class EventLogMismatch(EvidenceError):
+    """A measurement event log does not replay to the registers the evidence signs."""
+
+    type = "event_log_mismatch"
+
+
 class BindingMismatch(EvidenceError):
     """The evidence does not bind the challenge nonce and the tee public key."""
 

@@ -55,11 +55,19 @@ def add_verification_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PEM",
         help="also trust this test root (never for production evidence)",
     )
+    parser.add_argument(
+        "--collateral",
+        type=Path,
+        metavar="DIR",
+        help="read the TEE's collateral from DIR by its conventional file names "
+        "(explicit collateral flags take precedence)",
+    )
     options = _all_collateral_options()
     for option in options:
         parser.add_argument(
             option.flag,
             dest=f"collateral_{option.name}",
+            metavar="FILE" if option.is_file else "VALUE",
             type=Path if option.is_file else str,
             help=option.help,
         )
@@ -81,6 +89,8 @@ def verify_evidence(
     :func:`add_verification_arguments`; raises ``EvidenceError`` when it does not verify."""
     data = read_input(evidence)
     collateral: dict[str, bytes] = {}
+    if getattr(args, "collateral", None) is not None:
+        collateral.update(_collateral_directory(args.collateral, verifier))
     for option in args.collateral_options:
         value = getattr(args, f"collateral_{option.name}", None)
         if value is None:
@@ -93,6 +103,23 @@ def verify_evidence(
         for cert in load_certificates(read_input(path)):
             extra_roots.append(insecure_root(cert, f"cli-{index}"))
     return verifier.verify(data, collateral, now=now, extra_roots=extra_roots)
+
+
+def _collateral_directory(directory: Path, verifier: TeeVerifier) -> dict[str, bytes]:
+    """Collateral found in ``directory`` under each option's conventional file names."""
+    options = [option for option in verifier.collateral_options if option.filenames]
+    if not options:
+        raise UsageError(f"--collateral does not apply to --tee {verifier.tee.value}")
+    if not directory.is_dir():
+        raise UsageError(f"--collateral {directory} is not a directory")
+    found: dict[str, bytes] = {}
+    for option in options:
+        for filename in option.filenames:
+            path = directory / filename
+            if path.is_file():
+                found[option.name] = read_input(path)
+                break
+    return found
 
 
 def register(subparsers: Any) -> None:

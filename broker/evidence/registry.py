@@ -49,6 +49,9 @@ class CollateralOption:
     flag: str
     help: str
     is_file: bool = True
+    filenames: tuple[str, ...] = ()
+    """Conventional file names of this collateral in a directory (``--collateral DIR``);
+    the first that exists is read."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,115 @@
+"""A small strict DER reader: just what the PCK certificate's SGX extension needs.
+
+Definite lengths only, minimal length encodings, single-byte tags (ITU-T X.690 §8.1, §10.1).
+Every violation is a ``MalformedEvidence`` naming what was being read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from broker.errors import MalformedEvidence
+
+TAG_BOOLEAN = 0x01
+TAG_INTEGER = 0x02
+TAG_OCTET_STRING = 0x04
+TAG_OID = 0x06
+TAG_ENUMERATED = 0x0A
+TAG_SEQUENCE = 0x30
+
+
+@dataclass(frozen=True, slots=True)
+class Tlv:
+    tag: int
+    value: bytes
+
+
+def _read_tlv(data: bytes, pos: int, what: str) -> tuple[Tlv, int]:
+    if pos + 2 > len(data):
+        raise MalformedEvidence(f"{what}: truncated DER header at offset {pos}")
+    tag = data[pos]
+    if tag & 0x1F == 0x1F:
+        raise MalformedEvidence(f"{what}: multi-byte DER tag at offset {pos}")
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise MalformedEvidence(f"{what}: bad DER length at offset {pos - 1}")
+        length = int.from_bytes(data[pos : pos + count], "big")
+        if length < 0x80 or data[pos] == 0:
+            raise MalformedEvidence(f"{what}: non-minimal DER length at offset {pos - 1}")
+        pos += count
+    if pos + length > len(data):
+        raise MalformedEvidence(f"{what}: DER value of {length} bytes overruns the data")
+    return Tlv(tag, data[pos : pos + length]), pos + length
+
+
+def encoded_length(data: bytes, what: str) -> int:
+    """Length of the first complete TLV in ``data`` (to find where a DER object ends)."""
+    _, end = _read_tlv(data, 0, what)
+    return end
+
+
+def parse_one(data: bytes, tag: int, what: str) -> bytes:
+    """The value of the single TLV that makes up ``data``, which must carry ``tag``."""
+    tlv, end = _read_tlv(data, 0, what)
+    if end != len(data):
+        raise MalformedEvidence(f"{what}: {len(data) - end} bytes after the DER value")
+    return expect(tlv, tag, what)
+
+
+def children(value: bytes, what: str) -> Iterator[Tlv]:
+    """The TLVs concatenated in a constructed value (e.g. a SEQUENCE's contents)."""
+    pos = 0
+    while pos < len(value):
+        tlv, pos = _read_tlv(value, pos, what)
+        yield tlv
+
+
+def expect(tlv: Tlv, tag: int, what: str) -> bytes:
+    if tlv.tag != tag:
+        raise MalformedEvidence(f"{what}: DER tag {tlv.tag:#04x} != {tag:#04x}")
+    return tlv.value
+
+
+def decode_oid(value: bytes, what: str) -> str:
+    """Dotted form of an OBJECT IDENTIFIER's contents (X.690 §8.19)."""
+    if not value or value[-1] & 0x80:
+        raise MalformedEvidence(f"{what}: truncated OBJECT IDENTIFIER")
+    arcs: list[int] = []
+    current = 0
+    start = True
+    for byte in value:
+        if start and byte == 0x80:
+            raise MalformedEvidence(f"{what}: non-minimal OBJECT IDENTIFIER arc")
+        current = (current << 7) | (byte & 0x7F)
+        start = not byte & 0x80
+        if start:
+            arcs.append(current)
+            current = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
+def decode_unsigned(value: bytes, what: str) -> int:
+    """A non-negative INTEGER or ENUMERATED in minimal two's complement (X.690 §8.3)."""
+    if not value:
+        raise MalformedEvidence(f"{what}: empty INTEGER")
+    if value[0] & 0x80:
+        raise MalformedEvidence(f"{what}: negative INTEGER")
+    if len(value) > 1 and value[0] == 0 and not value[1] & 0x80:
+        raise MalformedEvidence(f"{what}: non-minimal INTEGER")
+    return int.from_bytes(value, "big")
+
+
+def decode_boolean(value: bytes, what: str) -> bool:
+    """DER BOOLEAN: exactly one byte, 0x00 or 0xFF (X.690 §11.1)."""
+    if value == b"\x00":
+        return False
+    if value == b"\xff":
+        return True
+    raise MalformedEvidence(f"{what}: BOOLEAN is not 0x00 or 0xFF")

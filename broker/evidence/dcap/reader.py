@@ -1,0 +1,54 @@
+"""A bounds-checked little-endian cursor over bytes, shared by the quote and event-log parsers.
+
+Every shortfall is a ``MalformedEvidence`` that names the structure and the field being read.
+"""
+
+from __future__ import annotations
+
+from broker.errors import MalformedEvidence
+
+
+class ByteReader:
+    __slots__ = ("data", "pos", "where")
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data = data
+        self.pos = 0
+        self.where = where
+
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def take(self, size: int, what: str) -> bytes:
+        if size > self.remaining:
+            raise MalformedEvidence(
+                f"{self.where}: {what} needs {size} bytes at offset {self.pos}, "
+                f"only {self.remaining} left"
+            )
+        chunk = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return chunk
+
+    def uint(self, size: int, what: str) -> int:
+        return int.from_bytes(self.take(size, what), "little")
+
+    def u16(self, what: str) -> int:
+        return self.uint(2, what)
+
+    def u32(self, what: str) -> int:
+        return self.uint(4, what)
+
+    def rest(self) -> bytes:
+        return self.take(self.remaining, "rest")
+
+    def expect_end(self, what: str) -> None:
+        if self.remaining:
+            raise MalformedEvidence(
+                f"{self.where}: {self.remaining} unexpected bytes after {what} at offset {self.pos}"
+            )
+
+    def at_fill(self) -> bool:
+        """True when everything left is 0x00 or 0xFF fill (or nothing is left)."""
+        rest = self.data[self.pos :]
+        return rest.count(0) == len(rest) or rest.count(0xFF) == len(rest)

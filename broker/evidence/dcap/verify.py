@@ -1,0 +1,518 @@
+"""The Intel ECDSA quote verification model, at an injected instant ``now``.
+
+Order of checks (each raises; nothing returns False):
+
+1. parse the quote (``abi``); QE vendor must be Intel's, the body must be the TEE asked for;
+2. the PCK chain (from certification data type 5 or 4, completed or replaced by the
+   ``pck_chain`` collateral): PCK leaf -> Intel SGX PCK Platform/Processor CA -> pinned Intel
+   SGX Root CA (or an ``extra_roots`` test root), every certificate valid at ``now``;
+3. the QE report signed by the PCK key; QE REPORTDATA[0:32] == SHA-256(attestation key ||
+   QE authentication data); the quote (header, [v5 body descriptor], body) signed by the
+   attestation key;
+4. collateral must be present (``tcb_info``, ``qe_identity``, ``pck_crl``, ``root_crl``),
+   otherwise ``CollateralUnavailable``: signatures alone say nothing about the platform's
+   TCB, and a broker must fail closed on what it could not check;
+5. the Root CA CRL (signed by the root) and the PCK CRL (signed by the PCK's CA), each inside
+   its thisUpdate..nextUpdate window: the CA, the PCK and the TCB Signing certificate must
+   not be listed;
+6. TCB Info and QE Identity signed by the TCB Signing certificate (``tcb_signing_chain``, or
+   the pinned Intel TCB Signing certificates, 2018-2025 and 2025-2032), which must chain to
+   the same root as the PCK; each inside issueDate..nextUpdate;
+7. TCB appraisal (``appraisal``); a Revoked result is ``TcbRevoked``.
+
+Verified facts that do not depend on ``now`` (parsed certificates, PCK extensions, CRL and
+collateral signatures, QE reports under a PCK key) are memoised by digest in :mod:`cache`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from broker.errors import (
+    CertificateExpired,
+    CertificateRevoked,
+    ChainInvalid,
+    CollateralInvalid,
+    CollateralUnavailable,
+    MalformedEvidence,
+    SignatureInvalid,
+    TcbRevoked,
+    UnsupportedEvidence,
+)
+from broker.evidence.claims import Tee
+from broker.evidence.dcap import cache
+from broker.evidence.dcap.abi import (
+    CERT_PCK_CHAIN,
+    CERT_PCK_LEAF,
+    INTEL_QE_VENDOR_ID,
+    Quote,
+    parse_quote,
+)
+from broker.evidence.dcap.appraisal import Appraisal, appraise
+from broker.evidence.dcap.collateral import (
+    EnclaveIdentity,
+    SignedCollateral,
+    TcbInfo,
+    TcbStatus,
+    check_window,
+    load_chain,
+    load_crl,
+    parse_qe_identity,
+    parse_tcb_info,
+    verify_collateral_signature,
+)
+from broker.evidence.dcap.pck import PckExtensions, pck_extensions
+from broker.evidence.dcap.roots import intel_root, known_tcb_signing_certs
+from broker.evidence.trust import (
+    TrustedRoot,
+    check_validity,
+    common_name,
+    load_certificates,
+    verify_chain,
+)
+
+#: Collateral without which the TCB cannot be appraised.
+REQUIRED_COLLATERAL = ("tcb_info", "qe_identity", "pck_crl", "root_crl")
+
+_PCK_LEAF_PHRASE = "SGX PCK Certificate"
+_PCK_CA_PHRASES = ("SGX PCK Platform CA", "SGX PCK Processor CA")
+_TCB_SIGNING_PHRASE = "SGX TCB Signing"
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+_T = TypeVar("_T")
+
+_certificates: cache.Memo[tuple[x509.Certificate, ...]] = cache.Memo()
+_chains: cache.Memo[PckChain] = cache.Memo()
+_signers: cache.Memo[_Signer] = cache.Memo(64)
+_attestation_keys: cache.Memo[ec.EllipticCurvePublicKey] = cache.Memo()
+_qe_reports: cache.Memo[bool] = cache.Memo()
+_crls: cache.Memo[x509.CertificateRevocationList] = cache.Memo(256)
+_tcb_infos: cache.Memo[SignedCollateral[TcbInfo]] = cache.Memo(256)
+_qe_identities: cache.Memo[SignedCollateral[EnclaveIdentity]] = cache.Memo(64)
+_MEMOS: tuple[cache.Memo[Any], ...] = (
+    _certificates,
+    _chains,
+    _signers,
+    _attestation_keys,
+    _qe_reports,
+    _crls,
+    _tcb_infos,
+    _qe_identities,
+)
+
+
+def clear_caches() -> None:
+    """Forget every memoised fact (tests and benchmarks)."""
+    for memo in _MEMOS:
+        memo.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedQuote:
+    quote: Quote
+    pck: PckExtensions
+    root: TrustedRoot
+    appraisal: Appraisal
+    collateral_time: datetime
+    """The oldest issueDate of the TCB Info and QE Identity used."""
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PckChain:
+    """A PCK chain verified to a trusted root, with its SGX extensions (memoised)."""
+
+    leaf: x509.Certificate
+    ca: x509.Certificate
+    root: TrustedRoot
+    pck: PckExtensions
+    key: bytes
+    """Digest of the certificate bytes it was built from and of the trusted roots."""
+    ca_id: bytes
+    root_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedQuote:
+    """A quote whose signatures and PCK chain verified (steps 1-3), not yet appraised."""
+
+    quote: Quote
+    chain: PckChain
+
+    @property
+    def root(self) -> TrustedRoot:
+        return self.chain.root
+
+    @property
+    def pck(self) -> PckExtensions:
+        return self.chain.pck
+
+
+def verify_quote(
+    evidence: bytes,
+    collateral: Mapping[str, bytes],
+    *,
+    now: datetime,
+    tee: Tee,
+    extra_roots: Sequence[TrustedRoot] = (),
+) -> VerifiedQuote:
+    """Verify a DCAP quote for ``tee`` (TDX or SGX) at ``now``; raise an ``EvidenceError``."""
+    authenticated = authenticate_quote(
+        evidence, collateral, now=now, tee=tee, extra_roots=extra_roots
+    )
+    return appraise_quote(authenticated, collateral, now=now)
+
+
+def authenticate_quote(
+    evidence: bytes,
+    collateral: Mapping[str, bytes],
+    *,
+    now: datetime,
+    tee: Tee,
+    extra_roots: Sequence[TrustedRoot] = (),
+) -> AuthenticatedQuote:
+    """Steps 1-3: parse, PCK chain, QE report, attestation key binding, quote signature."""
+    quote = parse_quote(evidence)
+    _check_kind(quote, tee)
+    chain = _verified_pck_chain(quote, collateral, (intel_root(), *extra_roots), now)
+    _verify_qe_report(quote, chain)
+    _verify_attestation_key_binding(quote)
+    _verify_quote_signature(quote, evidence)
+    return AuthenticatedQuote(quote, chain)
+
+
+def appraise_quote(
+    authenticated: AuthenticatedQuote,
+    collateral: Mapping[str, bytes],
+    *,
+    now: datetime,
+    also_verified: Sequence[str] = (),
+) -> VerifiedQuote:
+    """Steps 4-7: CRLs, TCB Info and QE Identity at ``now``, and the TCB appraisal.
+
+    ``also_verified`` names checks the caller made in between (for the message of
+    ``CollateralUnavailable``, which otherwise reads as if nothing had been checked).
+    """
+    quote, chain = authenticated.quote, authenticated.chain
+    root = chain.root
+    missing = [name for name in REQUIRED_COLLATERAL if name not in collateral]
+    if missing:
+        verified = ", ".join(
+            (f"quote signature, QE report and PCK chain to {root.name}", *also_verified)
+        )
+        raise CollateralUnavailable(
+            f"{verified} verified, but the TCB cannot be appraised without {', '.join(missing)}"
+        )
+    root_crl = _verified_crl(
+        collateral["root_crl"], root.certificate, chain.root_id, now, "root_crl"
+    )
+    _check_not_revoked(root_crl, chain.ca, "PCK CA")
+    pck_crl = _verified_crl(collateral["pck_crl"], chain.ca, chain.ca_id, now, "pck_crl")
+    _check_not_revoked(pck_crl, chain.leaf, "PCK")
+    signer = _tcb_signer(collateral.get("tcb_signing_chain"), chain, now)
+    _check_not_revoked(root_crl, signer.certificate, "TCB Signing")
+
+    tcb_info = _verified_collateral(
+        _tcb_infos, collateral["tcb_info"], signer, parse_tcb_info, "TCB Info"
+    )
+    check_window("TCB Info", tcb_info.issue_date, tcb_info.next_update, now)
+    qe_identity = _verified_collateral(
+        _qe_identities, collateral["qe_identity"], signer, parse_qe_identity, "QE Identity"
+    )
+    check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
+
+    appraisal = appraise(
+        tcb_info, qe_identity, chain.pck, quote.body, quote.signature_data.qe.qe_report
+    )
+    if appraisal.status is TcbStatus.REVOKED:
+        raise TcbRevoked(
+            f"TCB status Revoked (platform level {appraisal.platform_level.status.value}, QE "
+            f"ISVSVN level {appraisal.qe_level.status.value}"
+            + (
+                ""
+                if appraisal.module_level is None
+                else f", TDX module level {appraisal.module_level.status.value}"
+            )
+            + f"); advisories {', '.join(appraisal.advisory_ids) or 'none'}"
+        )
+    warnings = []
+    if quote.padding:
+        warnings.append(f"quote is followed by {quote.padding} bytes of zero padding (ignored)")
+    return VerifiedQuote(
+        quote=quote,
+        pck=chain.pck,
+        root=root,
+        appraisal=appraisal,
+        collateral_time=min(tcb_info.issue_date, qe_identity.issue_date),
+        warnings=tuple(warnings),
+    )
+
+
+def _check_kind(quote: Quote, tee: Tee) -> None:
+    if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
+        raise UnsupportedEvidence(
+            f"quote header.qe_vendor_id {quote.header.qe_vendor_id.hex()} is not Intel's QE "
+            f"{INTEL_QE_VENDOR_ID.hex()}"
+        )
+    found = Tee.TDX if quote.is_tdx else Tee.SGX
+    if found is not tee:
+        raise UnsupportedEvidence(
+            f"quote v{quote.header.version} carries a {found.value.upper()} body, not "
+            f"{tee.value.upper()}: verify it as tee {found.value}"
+        )
+
+
+# --- PCK chain ------------------------------------------------------------------------------
+
+
+def _cached_certificates(
+    data: bytes, load: Callable[[bytes], Sequence[x509.Certificate]]
+) -> tuple[x509.Certificate, ...]:
+    return _certificates.get_or_compute(cache.digest(data), lambda: tuple(load(data)))
+
+
+def _fingerprint(cert: x509.Certificate) -> bytes:
+    return cert.fingerprint(hashes.SHA256())
+
+
+@functools.lru_cache(maxsize=64)
+def _root_id(root: TrustedRoot) -> bytes:
+    return _fingerprint(root.certificate)
+
+
+def _verified_pck_chain(
+    quote: Quote, collateral: Mapping[str, bytes], roots: Sequence[TrustedRoot], now: datetime
+) -> PckChain:
+    """The PCK chain verified to one of ``roots``; links memoised, validity checked at ``now``."""
+    cert_data = quote.signature_data.qe.certification_data
+    key = cache.digest(
+        cert_data.type.to_bytes(2, "little"),
+        cert_data.data,
+        collateral.get("pck_chain", b""),
+        *(_root_id(root) for root in roots),
+    )
+
+    def build() -> PckChain:
+        leaf, ca = _pck_chain(quote, collateral)
+        root = verify_chain([("PCK", leaf), ("PCK CA", ca)], roots, now)
+        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _fingerprint(ca), _root_id(root))
+
+    chain = _chains.get_or_compute(key, build)
+    check_validity(chain.leaf, now, "PCK")
+    check_validity(chain.ca, now, "PCK CA")
+    check_validity(chain.root.certificate, now, "root")
+    return chain
+
+
+def _pck_chain(
+    quote: Quote, collateral: Mapping[str, bytes]
+) -> tuple[x509.Certificate, x509.Certificate]:
+    """The PCK leaf and its CA, from the quote's certification data and ``pck_chain``."""
+    cert_data = quote.signature_data.qe.certification_data
+    from_quote: tuple[x509.Certificate, ...] = ()
+    if cert_data.type in (CERT_PCK_CHAIN, CERT_PCK_LEAF):
+        from_quote = _cached_certificates(cert_data.data, load_certificates)
+    from_collateral: tuple[x509.Certificate, ...] = ()
+    if "pck_chain" in collateral:
+        from_collateral = _cached_certificates(
+            collateral["pck_chain"], lambda data: load_chain(data, "pck_chain")
+        )
+    pool = (*from_quote, *from_collateral)
+    if not pool:
+        raise CollateralUnavailable(
+            f"quote certification data type {cert_data.type} carries no PCK certificate and "
+            "no pck_chain was given"
+        )
+    leaf = pool[0]
+    if _PCK_LEAF_PHRASE not in common_name(leaf.subject):
+        raise ChainInvalid(
+            f"PCK certificate CN '{common_name(leaf.subject)}' does not contain "
+            f"'{_PCK_LEAF_PHRASE}'"
+        )
+    for candidate in pool[1:]:
+        if candidate.subject == leaf.issuer and candidate != leaf:
+            ca = candidate
+            break
+    else:
+        raise ChainInvalid(
+            f"PCK issuer '{common_name(leaf.issuer)}' is in neither the quote's "
+            "certification data nor pck_chain"
+        )
+    if not any(phrase in common_name(ca.subject) for phrase in _PCK_CA_PHRASES):
+        raise ChainInvalid(
+            f"PCK CA certificate CN '{common_name(ca.subject)}' is not an Intel SGX PCK "
+            "Platform or Processor CA"
+        )
+    return leaf, ca
+
+
+# --- signatures -----------------------------------------------------------------------------
+
+
+def _raw_signature_der(signature: bytes) -> bytes:
+    return encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+
+
+def _verify_qe_report(quote: Quote, chain: PckChain) -> None:
+    qe = quote.signature_data.qe
+    report = qe.qe_report.to_bytes()
+    key = cache.digest(report, qe.qe_report_signature, chain.key)
+
+    def check() -> bool:
+        public_key = chain.leaf.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise ChainInvalid("PCK certificate key is not ECDSA")
+        try:
+            public_key.verify(_raw_signature_der(qe.qe_report_signature), report, _ECDSA_SHA256)
+        except InvalidSignature:
+            raise SignatureInvalid(
+                "QE report signature does not verify with the PCK certificate key"
+            ) from None
+        return True
+
+    _qe_reports.get_or_compute(key, check)
+
+
+def _verify_attestation_key_binding(quote: Quote) -> None:
+    qe = quote.signature_data.qe
+    expected = hashlib.sha256(quote.signature_data.attestation_key + qe.qe_auth_data).digest()
+    found = qe.qe_report.report_data[:32]
+    if found != expected:
+        raise SignatureInvalid(
+            f"QE REPORTDATA[0:32] {found.hex()} != SHA-256(attestation key || QE "
+            f"authentication data) {expected.hex()}"
+        )
+
+
+def _attestation_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
+    except ValueError:
+        raise MalformedEvidence("attestation key is not a point on P-256") from None
+
+
+def _verify_quote_signature(quote: Quote, evidence: bytes) -> None:
+    raw_key = quote.signature_data.attestation_key
+    key = _attestation_keys.get_or_compute(raw_key, lambda: _attestation_key(raw_key))
+    signed = bytes(evidence[: quote.signed_size])
+    try:
+        key.verify(_raw_signature_der(quote.signature_data.signature), signed, _ECDSA_SHA256)
+    except InvalidSignature:
+        raise SignatureInvalid(
+            "quote signature does not verify with the attestation key (ECDSA P-256 over "
+            "header and body)"
+        ) from None
+
+
+# --- CRLs and the TCB Signing certificate ---------------------------------------------------
+
+
+def _verified_crl(
+    data: bytes, issuer: x509.Certificate, issuer_id: bytes, now: datetime, name: str
+) -> x509.CertificateRevocationList:
+    def load() -> x509.CertificateRevocationList:
+        crl = load_crl(data, name)
+        if crl.issuer != issuer.subject:
+            raise CollateralInvalid(
+                f"{name} issuer '{common_name(crl.issuer)}' != '{common_name(issuer.subject)}'"
+            )
+        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            raise CollateralInvalid(
+                f"{name} signature does not verify with '{common_name(issuer.subject)}'"
+            )
+        return crl
+
+    crl = _crls.get_or_compute(cache.digest(data, issuer_id), load)
+    next_update = crl.next_update_utc
+    if next_update is None:
+        raise CollateralInvalid(f"{name} has no nextUpdate")
+    check_window(name, crl.last_update_utc, next_update, now)
+    return crl
+
+
+def _check_not_revoked(
+    crl: x509.CertificateRevocationList, cert: x509.Certificate, role: str
+) -> None:
+    revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if revoked is not None:
+        raise CertificateRevoked(
+            f"{role} certificate '{common_name(cert.subject)}' serial {cert.serial_number:#x} "
+            f"revoked at {revoked.revocation_date_utc.isoformat()}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    certificate: x509.Certificate
+    id: bytes
+
+
+def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Signer:
+    """The TCB Signing certificate, verified to the PCK chain's root at ``now``."""
+    root = chain.root
+    if chain_data is None:
+        if root.insecure:
+            raise CollateralUnavailable(
+                f"evidence rooted in {root.name} needs a tcb_signing_chain: the pinned Intel "
+                "TCB Signing certificates chain only to the Intel root"
+            )
+        pinned = known_tcb_signing_certs()
+        valid = [
+            index
+            for index, cert in enumerate(pinned)
+            if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+        ]
+        if not valid:
+            raise CertificateExpired(
+                f"no pinned Intel SGX TCB Signing certificate is valid at {now.isoformat()}"
+            )
+        newest = max(valid, key=lambda index: pinned[index].not_valid_before_utc)
+        source = f"pinned-{newest}".encode()
+    else:
+        source = chain_data
+
+    def build() -> _Signer:
+        if chain_data is None:
+            signer = pinned[newest]
+        else:
+            signer = load_chain(chain_data, "tcb_signing_chain")[0]
+        if _TCB_SIGNING_PHRASE not in common_name(signer.subject):
+            raise ChainInvalid(
+                f"TCB Signing certificate CN '{common_name(signer.subject)}' does not contain "
+                f"'{_TCB_SIGNING_PHRASE}'"
+            )
+        verify_chain([("TCB Signing", signer)], (root,), now)
+        return _Signer(signer, _fingerprint(signer))
+
+    signer = _signers.get_or_compute(cache.digest(source, chain.root_id), build)
+    check_validity(signer.certificate, now, "TCB Signing")
+    return signer
+
+
+def _verified_collateral(
+    memo: cache.Memo[SignedCollateral[_T]],
+    data: bytes,
+    signer: _Signer,
+    parse: Callable[[bytes], SignedCollateral[_T]],
+    name: str,
+) -> _T:
+    def load() -> SignedCollateral[_T]:
+        signed = parse(data)
+        verify_collateral_signature(signed, signer.certificate, name)
+        return signed
+
+    key = cache.digest(data, signer.id)
+    return memo.get_or_compute(key, load).body
