@@ -59,12 +59,22 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 def load_pinned_root(package: str, filename: str, name: str, sha256: str) -> TrustedRoot:
     """Load a root shipped in ``package`` and check it against its pinned fingerprint."""
+    return TrustedRoot(
+        name=name, certificate=load_pinned_certificate(package, filename, name, sha256)
+    )
+
+
+def load_pinned_certificate(
+    package: str, filename: str, name: str, sha256: str
+) -> x509.Certificate:
+    """Load a certificate shipped in ``package`` (a root or a vendor intermediate that ships
+    with it) and check it against its pinned fingerprint."""
     data = resources.files(package).joinpath(filename).read_bytes()
     cert = load_certificate(data)
     found = fingerprint(cert)
     if found != sha256.lower().replace(":", ""):
-        raise ConfigurationError(f"pinned root {name}: SHA-256 {found} != pinned {sha256}")
-    return TrustedRoot(name=name, certificate=cert)
+        raise ConfigurationError(f"pinned certificate {name}: SHA-256 {found} != pinned {sha256}")
+    return cert
 
 
 def insecure_root(cert: x509.Certificate, label: str) -> TrustedRoot:
@@ -115,7 +125,8 @@ def check_validity(cert: x509.Certificate, now: datetime, role: str) -> None:
 
 
 class LinkCache:
-    """Thread-safe bounded memory of verified (child, issuer) signature links."""
+    """Thread-safe bounded memory of verified signature links: (child, issuer) certificate
+    pairs and (CRL, issuer) pairs, each by SHA-256 fingerprint."""
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
@@ -125,10 +136,8 @@ class LinkCache:
     def verify_link(self, child: x509.Certificate, issuer: x509.Certificate, role: str) -> None:
         """Raise ``ChainInvalid`` unless ``issuer`` signed ``child`` (names and signature)."""
         key = (child.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
-        with self._lock:
-            if key in self._links:
-                self._links.move_to_end(key)
-                return
+        if self._seen(key):
+            return
         try:
             child.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature) as exc:
@@ -137,6 +146,27 @@ class LinkCache:
                 f"{role} certificate '{common_name(child.subject)}' is not signed by "
                 f"'{common_name(issuer.subject)}': {reason}"
             ) from None
+        self._remember(key)
+
+    def verify_crl(
+        self, crl: x509.CertificateRevocationList, issuer: x509.Certificate, role: str
+    ) -> None:
+        """Raise ``ChainInvalid`` unless ``issuer`` issued and signed ``crl`` (remembered)."""
+        key = (crl.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
+        if self._seen(key):
+            return
+        if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            raise ChainInvalid(f"CRL for {role} is not signed by '{common_name(issuer.subject)}'")
+        self._remember(key)
+
+    def _seen(self, key: tuple[bytes, bytes]) -> bool:
+        with self._lock:
+            if key in self._links:
+                self._links.move_to_end(key)
+                return True
+        return False
+
+    def _remember(self, key: tuple[bytes, bytes]) -> None:
         with self._lock:
             self._links[key] = None
             if len(self._links) > self._capacity:
@@ -197,14 +227,15 @@ def check_not_revoked(
     crl: x509.CertificateRevocationList,
     issuer: x509.Certificate,
     role: str,
+    links: LinkCache = DEFAULT_LINKS,
 ) -> None:
     """Raise ``CertificateRevoked`` when ``crl`` (signed by ``issuer``) lists ``cert``.
 
     A CRL that ``issuer`` did not sign is a ``ChainInvalid``: an unverifiable revocation list
-    must not silently count as "nothing revoked".
+    must not silently count as "nothing revoked". A verified CRL signature is remembered in
+    ``links`` like a certificate link.
     """
-    if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-        raise ChainInvalid(f"CRL for {role} is not signed by '{common_name(issuer.subject)}'")
+    links.verify_crl(crl, issuer, role)
     revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if revoked is not None:
         raise CertificateRevoked(
