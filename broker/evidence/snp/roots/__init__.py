@@ -43,66 +43,32 @@ def _pin(name: str, product: Product, key: KeyKind, sha256: str) -> PinnedCertif
     return PinnedCertificate(name, f"{name.removeprefix('amd-')}.pem", sha256, url)
 
 
-#: The trust anchors (SHA-256 of the DER certificate).
-ARKS: dict[Product, PinnedCertificate] = {
-    Product.MILAN: _pin(
-        "amd-ark-milan",
-        Product.MILAN,
-        "vcek",
-        "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
-    ),
-    Product.GENOA: _pin(
-        "amd-ark-genoa",
-        Product.GENOA,
-        "vcek",
-        "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
-    ),
-    Product.TURIN: _pin(
-        "amd-ark-turin",
-        Product.TURIN,
-        "vcek",
-        "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
-    ),
+#: SHA-256 of each pinned DER certificate: the ARKs (trust anchors), then the ASK
+#: ("SEV-<Product>", issuer of VCEKs) and ASVK ("SEV-VLEK-<Product>", issuer of VLEKs).
+_ARK_SHA256 = {
+    Product.MILAN: "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+    Product.GENOA: "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+    Product.TURIN: "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
 }
+_INTERMEDIATE_SHA256: dict[tuple[Product, KeyKind], str] = {
+    (Product.MILAN, "vcek"): "67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b",
+    (Product.MILAN, "vlek"): "c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5",
+    (Product.GENOA, "vcek"): "5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521",
+    (Product.GENOA, "vlek"): "197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372",
+    (Product.TURIN, "vcek"): "5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185",
+    (Product.TURIN, "vlek"): "104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c",
+}
+_INTERMEDIATE_NAME = {"vcek": "ask", "vlek": "asvk"}
 
-#: The intermediates: ASK ("SEV-<Product>") for VCEKs, ASVK ("SEV-VLEK-<Product>") for VLEKs.
+ARKS: dict[Product, PinnedCertificate] = {
+    product: _pin(f"amd-ark-{product.value.lower()}", product, "vcek", sha256)
+    for product, sha256 in _ARK_SHA256.items()
+}
 INTERMEDIATES: dict[tuple[Product, KeyKind], PinnedCertificate] = {
-    (Product.MILAN, "vcek"): _pin(
-        "amd-ask-milan",
-        Product.MILAN,
-        "vcek",
-        "67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b",
-    ),
-    (Product.MILAN, "vlek"): _pin(
-        "amd-asvk-milan",
-        Product.MILAN,
-        "vlek",
-        "c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5",
-    ),
-    (Product.GENOA, "vcek"): _pin(
-        "amd-ask-genoa",
-        Product.GENOA,
-        "vcek",
-        "5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521",
-    ),
-    (Product.GENOA, "vlek"): _pin(
-        "amd-asvk-genoa",
-        Product.GENOA,
-        "vlek",
-        "197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372",
-    ),
-    (Product.TURIN, "vcek"): _pin(
-        "amd-ask-turin",
-        Product.TURIN,
-        "vcek",
-        "5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185",
-    ),
-    (Product.TURIN, "vlek"): _pin(
-        "amd-asvk-turin",
-        Product.TURIN,
-        "vlek",
-        "104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c",
-    ),
+    (product, key): _pin(
+        f"amd-{_INTERMEDIATE_NAME[key]}-{product.value.lower()}", product, key, sha256
+    )
+    for (product, key), sha256 in _INTERMEDIATE_SHA256.items()
 }
 
 
