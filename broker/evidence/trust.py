@@ -102,7 +102,9 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
             return x509.load_pem_x509_certificates(stripped)
         except ValueError as exc:
             raise MalformedEvidence(f"certificate bundle does not parse: {exc}") from None
-    return [load_certificate(stripped)]
+    # DER is taken byte for byte: a DER certificate may well end in 0x00 or 0x20 (the last
+    # byte of its signature), which the text stripping above would cut off.
+    return [load_certificate(data)]
 
 
 def common_name(name: x509.Name) -> str:

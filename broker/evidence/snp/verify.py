@@ -135,7 +135,7 @@ def _signing_key(report: AttestationReport) -> KeyKind:
     return "vcek" if signing_key is SigningKey.VCEK else "vlek"
 
 
-def _collateral(name: str, parse: Callable[[bytes], T], data: bytes) -> T:
+def parse_collateral(name: str, parse: Callable[[bytes], T], data: bytes) -> T:
     """Parse one piece of collateral; a parse failure is ``CollateralInvalid``."""
     try:
         return parse(data)
@@ -153,7 +153,7 @@ def _endorsement(collateral: Mapping[str, bytes], key: KeyKind) -> Endorsement:
             f"the report is signed by a {key.upper()} (SIGNER_INFO.SIGNING_KEY) and no "
             f"'{key}' certificate was supplied"
         )
-    endorsement = _collateral(name, load_endorsement, data)
+    endorsement = parse_collateral(name, load_endorsement, data)
     if endorsement.kind != key:
         found = common_name(endorsement.certificate.subject)
         raise ChainInvalid(
@@ -209,7 +209,7 @@ def _supplied_product(supplied: bytes) -> Product:
 
 @lru_cache(maxsize=64)
 def _parse_cert_chain(data: bytes) -> tuple[x509.Certificate, ...]:
-    return tuple(_collateral("cert_chain", load_certificates, data))
+    return tuple(parse_collateral("cert_chain", load_certificates, data))
 
 
 def _issuer(
@@ -251,7 +251,7 @@ def _parse_crls(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
     try:
         stripped = data.strip()
         if not stripped.startswith(b"-----BEGIN"):
-            return (x509.load_der_x509_crl(stripped),)
+            return (x509.load_der_x509_crl(data),)  # DER byte for byte: it may end in 0x00/0x20
         marker = b"-----END X509 CRL-----"
         blocks = [block + marker for block in stripped.split(marker) if block.strip()]
         return tuple(x509.load_pem_x509_crl(block) for block in blocks)
