@@ -52,9 +52,38 @@ class TrustedRoot:
         return fingerprint(self.certificate)
 
 
+class _DigestMemo:
+    """SHA-256 digests of certificates, remembered by object identity.
+
+    A certificate object is immutable, and the verifiers keep the ones they see often
+    (pinned roots, cached VCEKs and PCKs) as the same objects, so a repeat costs a dictionary
+    lookup instead of re-encoding and hashing the DER (about 11 us each, several per chain).
+    Each entry holds its certificate, so an id is never reused while it is remembered.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._entries: dict[int, tuple[x509.Certificate, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def digest(self, cert: x509.Certificate) -> bytes:
+        entry = self._entries.get(id(cert))
+        if entry is not None and entry[0] is cert:
+            return entry[1]
+        value = cert.fingerprint(_SHA256)
+        with self._lock:
+            if len(self._entries) >= self._capacity:
+                del self._entries[next(iter(self._entries))]  # oldest first
+            self._entries[id(cert)] = (cert, value)
+        return value
+
+
+_DIGESTS = _DigestMemo()
+
+
 def fingerprint(cert: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the DER encoding."""
-    return cert.fingerprint(_SHA256).hex()
+    return _DIGESTS.digest(cert).hex()
 
 
 def load_pinned_root(package: str, filename: str, name: str, sha256: str) -> TrustedRoot:
@@ -137,7 +166,7 @@ class LinkCache:
 
     def verify_link(self, child: x509.Certificate, issuer: x509.Certificate, role: str) -> None:
         """Raise ``ChainInvalid`` unless ``issuer`` signed ``child`` (names and signature)."""
-        key = (child.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
+        key = (_DIGESTS.digest(child), _DIGESTS.digest(issuer))
         if self._seen(key):
             return
         try:
@@ -154,7 +183,7 @@ class LinkCache:
         self, crl: x509.CertificateRevocationList, issuer: x509.Certificate, role: str
     ) -> None:
         """Raise ``ChainInvalid`` unless ``issuer`` issued and signed ``crl`` (remembered)."""
-        key = (crl.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
+        key = (crl.fingerprint(_SHA256), _DIGESTS.digest(issuer))
         if self._seen(key):
             return
         if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
