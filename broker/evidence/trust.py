@@ -23,7 +23,7 @@ from datetime import datetime
 from importlib import resources
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
@@ -111,13 +111,26 @@ def insecure_root(cert: x509.Certificate, label: str) -> TrustedRoot:
     return TrustedRoot(name=f"{INSECURE_ROOT_PREFIX}{label}", certificate=cert, insecure=True)
 
 
+#: What pyca/cryptography raises for a certificate it cannot read; some of these only when
+#: a field is first accessed, which :func:`_read_fully` forces at load time.
+UNREADABLE = (
+    ValueError,
+    TypeError,  # e.g. a name attribute whose value type does not fit its OID
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
 def load_certificate(data: bytes) -> x509.Certificate:
-    """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither."""
+    """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither, or when a
+    field the verifiers read (names, validity, key, extensions) does not parse."""
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+            return _read_fully(x509.load_pem_x509_certificate(data))
+        return _read_fully(x509.load_der_x509_certificate(data))
+    except UNREADABLE as exc:
         raise MalformedEvidence(f"certificate does not parse: {exc}") from None
 
 
@@ -128,12 +141,20 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         return []
     if stripped.startswith(b"-----BEGIN"):
         try:
-            return x509.load_pem_x509_certificates(stripped)
-        except ValueError as exc:
+            return [_read_fully(cert) for cert in x509.load_pem_x509_certificates(stripped)]
+        except UNREADABLE as exc:
             raise MalformedEvidence(f"certificate bundle does not parse: {exc}") from None
     # DER is taken byte for byte: a DER certificate may well end in 0x00 or 0x20 (the last
     # byte of its signature), which the text stripping above would cut off.
     return [load_certificate(data)]
+
+
+def _read_fully(cert: x509.Certificate) -> x509.Certificate:
+    """Parse now what pyca/cryptography parses lazily, so that a malformed certificate fails
+    at load as ``MalformedEvidence`` instead of later with a bare ``ValueError``."""
+    _ = (cert.version, cert.subject, cert.issuer, cert.extensions, cert.signature_algorithm_oid)
+    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.public_key())
+    return cert
 
 
 def common_name(name: x509.Name) -> str:
@@ -171,7 +192,7 @@ class LinkCache:
             return
         try:
             child.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
             reason = str(exc) or type(exc).__name__
             raise ChainInvalid(
                 f"{role} certificate '{common_name(child.subject)}' is not signed by "
@@ -186,7 +207,11 @@ class LinkCache:
         key = (crl.fingerprint(_SHA256), _DIGESTS.digest(issuer))
         if self._seen(key):
             return
-        if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        try:
+            valid = crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        except UNREADABLE:
+            valid = False
+        if not valid:
             raise ChainInvalid(f"CRL for {role} is not signed by '{common_name(issuer.subject)}'")
         self._remember(key)
 

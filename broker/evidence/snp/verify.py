@@ -60,6 +60,7 @@ from broker.evidence.snp.products import Product, parse_product, product_from_cp
 from broker.evidence.snp.roots import KeyKind
 from broker.evidence.trust import (
     DEFAULT_LINKS,
+    UNREADABLE,
     LinkCache,
     TrustedRoot,
     check_not_revoked,
@@ -251,12 +252,17 @@ def _parse_crls(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
     try:
         stripped = data.strip()
         if not stripped.startswith(b"-----BEGIN"):
-            return (x509.load_der_x509_crl(data),)  # DER byte for byte: it may end in 0x00/0x20
-        marker = b"-----END X509 CRL-----"
-        blocks = [block + marker for block in stripped.split(marker) if block.strip()]
-        return tuple(x509.load_pem_x509_crl(block) for block in blocks)
-    except ValueError as exc:
+            crls = [x509.load_der_x509_crl(data)]  # DER byte for byte: it may end in 0x00/0x20
+        else:
+            marker = b"-----END X509 CRL-----"
+            blocks = [block + marker for block in stripped.split(marker) if block.strip()]
+            crls = [x509.load_pem_x509_crl(block) for block in blocks]
+        for crl in crls:  # parse now what cryptography parses lazily
+            _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.extensions)
+            _ = [(entry.serial_number, entry.revocation_date_utc) for entry in crl]
+    except UNREADABLE as exc:
         raise CollateralInvalid(f"crl: does not parse: {exc}") from None
+    return tuple(crls)
 
 
 def _check_revocation(

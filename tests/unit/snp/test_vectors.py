@@ -3,9 +3,16 @@ every negative the manifests name fails with the named error type."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+import contextlib
+from datetime import UTC, datetime
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.errors import (
     CertificateExpired,
@@ -205,3 +212,64 @@ def test_turin_vcek_chains_to_the_pinned_turin_ark() -> None:
     published = load_certificates((SNP / "virtee-sev-turin-vcek/cert_chain_turin.pem").read_bytes())
     assert published[0] == intermediate(Product.TURIN, "vcek")
     assert published[1] == ark(Product.TURIN).certificate
+
+
+_CHAIN = (SNP / "amd-kds-cert-chains/ask_ark_milan.pem").read_bytes()
+_ARK_PEM = _CHAIN[_CHAIN.index(b"-----BEGIN", 10) :]
+_ASK_DER = load_certificates(_CHAIN)[0].public_bytes(serialization.Encoding.DER)
+
+
+def _crl_in_the_name_of_the_milan_ark() -> bytes:
+    """A CRL that claims the real ARK-Milan as issuer (signed by some other key)."""
+    issuer = load_certificates(_ARK_PEM)[0].subject
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer)
+        .last_update(datetime(2023, 1, 1, tzinfo=UTC))
+        .next_update(datetime(2030, 1, 1, tzinfo=UTC))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(0x10001)
+            .revocation_date(datetime(2023, 1, 1, tzinfo=UTC))
+            .build()
+        )
+        .sign(ec.generate_private_key(ec.SECP384R1()), hashes.SHA384())
+    )
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+_REAL_LIKE_CRL = _crl_in_the_name_of_the_milan_ark()
+
+
+def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
+    mutable = bytearray(data)
+    for position, value in edits:
+        mutable[position % len(mutable)] = value
+    return bytes(mutable)
+
+
+def _pem(der: bytes) -> bytes:
+    body = base64.encodebytes(der)
+    return b"-----BEGIN CERTIFICATE-----\n" + body + b"-----END CERTIFICATE-----\n"
+
+
+@given(
+    st.sampled_from(["vcek", "cert_chain", "crl", "product"]),
+    st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), min_size=1, max_size=3),
+    st.binary(max_size=64),
+)
+@settings(max_examples=300, deadline=None)
+def test_corrupted_collateral_gives_only_our_errors(
+    name: str, edits: list[tuple[int, int]], noise: bytes
+) -> None:
+    collateral = TRUSTEE_VCEK.collateral_bytes()
+    if name == "vcek":
+        collateral["vcek"] = _mutate(collateral["vcek"], edits)
+    elif name == "cert_chain":
+        collateral["cert_chain"] = _pem(_mutate(_ASK_DER, edits)) + _ARK_PEM
+    elif name == "crl":
+        collateral["crl"] = _mutate(_REAL_LIKE_CRL, edits) + noise
+    else:
+        collateral["product"] = noise
+    with contextlib.suppress(EvidenceError):
+        verify(TRUSTEE_VCEK.evidence(), collateral, now=TRUSTEE_VCEK.now)
