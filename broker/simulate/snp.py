@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,8 +136,10 @@ def _endorsement_certificate(
     not_before: datetime = DEFAULT_NOT_BEFORE,
     not_after: datetime = DEFAULT_NOT_AFTER,
     serial: int | None = None,
+    omit: Collection[x509.ObjectIdentifier] = (),
 ) -> x509.Certificate:
-    """A VCEK (``hwid`` given) or VLEK (``hwid`` None) with AMD's KDS extensions."""
+    """A VCEK (``hwid`` given) or VLEK (``hwid`` None) with AMD's KDS extensions, except
+    those in ``omit``."""
     turin = product.is_turin
     layout, arcs = (TURIN_TCB_LAYOUT, TURIN_SPL_ARCS) if turin else (TCB_LAYOUT, SPL_ARCS)
     amd: list[tuple[x509.ObjectIdentifier, bytes]] = [
@@ -160,6 +162,8 @@ def _endorsement_certificate(
         .not_valid_after(not_after)
     )
     for oid, value in amd:
+        if oid in omit:
+            continue
         builder = builder.add_extension(x509.UnrecognizedExtension(oid, value), critical=False)
     return builder.sign(ask_key, hashes.SHA384(), rsa_padding=AMD_PSS)
 
@@ -216,6 +220,7 @@ class SnpKit:
         serial: int | None = None,
         key: ec.EllipticCurvePrivateKey | None = None,
         kind: Literal["vcek", "vlek"] = "vcek",
+        omit: Collection[x509.ObjectIdentifier] = (),
     ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         """A VCEK (or VLEK) signed by the kit's ASK; defaults match the kit's chip and TCB.
 
@@ -235,6 +240,7 @@ class SnpKit:
             not_before=not_before,
             not_after=not_after,
             serial=serial,
+            omit=omit,
         )
         return key, cert
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -22,6 +23,7 @@ from broker.errors import (
     SignatureInvalid,
     TcbMismatch,
 )
+from broker.evidence.claims import Claims
 from broker.evidence.snp import verify
 from broker.evidence.snp.abi import SIGNED_SIZE
 from broker.evidence.snp.endorsement import load_endorsement
@@ -49,6 +51,7 @@ def test_vector_verifies_with_manifest_claims(vector: Vector) -> None:
     assert claims.debug is document["policy"]["debug"]
     assert claims.report_data == vector.evidence()[0x50:0x90]
     assert claims.warnings == ()
+    assert Claims.from_json(json.loads(json.dumps(claims.to_json()))) == claims
 
 
 def _thawed(value: object) -> object:

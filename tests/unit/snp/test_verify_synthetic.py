@@ -24,6 +24,7 @@ from broker.errors import (
 from broker.evidence.claims import Claims
 from broker.evidence.snp import verify
 from broker.evidence.snp.abi import Cpuid, SignerInfo, SigningKey, TcbParts
+from broker.evidence.snp.endorsement import OID_HWID, OID_PRODUCT_NAME, spl_oid
 from broker.evidence.snp.verify import verify_report
 from broker.evidence.trust import LinkCache, load_certificates
 from broker.simulate.snp import SnpKit
@@ -135,6 +136,36 @@ def test_hwid_of_the_wrong_size(kit: SnpKit) -> None:
     key, vcek = kit.issue_vcek(hwid=kit.chip_id[:8])
     with pytest.raises(TcbMismatch, match=r"VCEK hwID is 8 bytes; Milan uses 64"):
         _verify(kit, kit.sign(kit.report(), key), vcek=_der(kit, vcek))
+
+
+@pytest.mark.parametrize(
+    ("omitted", "match"),
+    [
+        (spl_oid(1), r"VCEK has no blSPL extension \(1.3.6.1.4.1.3704.1.3.1\) to endorse "),
+        (spl_oid(8), r"VCEK has no ucodeSPL extension"),
+        (OID_HWID, r"VCEK has no hwID extension"),
+    ],
+)
+def test_missing_endorsement_extensions(
+    kit: SnpKit, omitted: x509.ObjectIdentifier, match: str
+) -> None:
+    key, vcek = kit.issue_vcek(omit=[omitted])
+    with pytest.raises(TcbMismatch, match=match):
+        _verify(kit, kit.sign(kit.report(), key), vcek=_der(kit, vcek))
+
+
+def test_absent_reserved_spl_endorses_zero(kit: SnpKit) -> None:
+    key, vcek = kit.issue_vcek(omit=[spl_oid(4), spl_oid(7)])
+    assert _verify(kit, kit.sign(kit.report(), key), vcek=_der(kit, vcek))
+
+
+def test_v2_report_without_any_product_needs_one_supplied(kit: SnpKit) -> None:
+    key, vcek = kit.issue_vcek(omit=[OID_PRODUCT_NAME])
+    evidence = kit.sign(kit.report(version=2), key)
+    with pytest.raises(CollateralUnavailable, match=r"version 2 carries no CPUID .* productName"):
+        _verify(kit, evidence, vcek=_der(kit, vcek))
+    claims = _verify(kit, evidence, vcek=_der(kit, vcek), product=b"Milan")
+    assert claims.signer.product == "Milan"
 
 
 def test_masked_chip_id_verifies_with_a_warning(kit: SnpKit) -> None:
