@@ -30,8 +30,6 @@ from broker.evidence.trust import load_certificate, load_certificates
 
 DEFAULT_KDS_URL = "https://kdsintf.amd.com"
 DEFAULT_TIMEOUT = 10.0
-_TURIN_HWID_SIZE = 8
-_HWID_SIZE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +75,9 @@ def vcek_request(report: AttestationReport, product: Product | str | None = None
         )
     if report.signer_info.mask_chip_key or not any(report.chip_id):
         raise CollateralUnavailable("CHIP_ID is masked: the VCEK cannot be looked up by chip id")
-    size = _TURIN_HWID_SIZE if chosen.is_turin else _HWID_SIZE
     return VcekRequest(
         product=chosen,
-        hwid=report.chip_id[:size],
+        hwid=report.chip_id[: chosen.hwid_size],
         tcb=report.reported_tcb.parts(chosen.is_turin),
     )
 
@@ -118,7 +115,7 @@ class AmdKdsClient:
     async def fetch_vcek(self, product: Product | str, hwid: bytes, tcb: TcbParts) -> bytes:
         """The DER VCEK of chip ``hwid`` at TCB ``tcb`` (checked to parse as a certificate)."""
         request = VcekRequest(_known_product(product), hwid, tcb)
-        expected = _TURIN_HWID_SIZE if request.product.is_turin else _HWID_SIZE
+        expected = request.product.hwid_size
         if len(hwid) != expected:
             raise ValueError(f"{request.product.value} hwid is {expected} bytes, got {len(hwid)}")
         body = await self._get(request.path, request.params)

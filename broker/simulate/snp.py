@@ -32,8 +32,6 @@ from cryptography.x509.oid import NameOID
 from broker.evidence.snp.abi import (
     SIG_ALGO_ECDSA_P384_SHA384,
     SIGNED_SIZE,
-    TCB_LAYOUT,
-    TURIN_TCB_LAYOUT,
     AttestationReport,
     EcdsaSignature,
     FirmwareVersion,
@@ -49,11 +47,10 @@ from broker.evidence.snp.endorsement import (
     OID_HWID,
     OID_PRODUCT_NAME,
     OID_STRUCT_VERSION,
-    SPL_ARCS,
-    TURIN_SPL_ARCS,
     encode_hwid,
     encode_ia5,
     encode_integer,
+    spl_layout,
     spl_oid,
 )
 from broker.evidence.snp.products import Product, cpuid_of
@@ -121,7 +118,7 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 def _hwid(product: Product, chip_id: bytes) -> bytes:
     """The VCEK hwID of a chip: CHIP_ID, of which Turin uses the first 8 bytes only."""
-    return chip_id[:8] if product.is_turin else chip_id
+    return chip_id[: product.hwid_size]
 
 
 def _endorsement_certificate(
@@ -141,12 +138,11 @@ def _endorsement_certificate(
     """A VCEK (``hwid`` given) or VLEK (``hwid`` None) with AMD's KDS extensions, except
     those in ``omit``."""
     turin = product.is_turin
-    layout, arcs = (TURIN_TCB_LAYOUT, TURIN_SPL_ARCS) if turin else (TCB_LAYOUT, SPL_ARCS)
     amd: list[tuple[x509.ObjectIdentifier, bytes]] = [
         (OID_STRUCT_VERSION, encode_integer(1 if turin else 0)),
         (OID_PRODUCT_NAME, encode_ia5(product_name or f"{product.value}-B0")),
     ]
-    for name, arc in zip(layout, arcs, strict=True):
+    for name, arc in spl_layout(turin):
         amd.append((spl_oid(arc), encode_integer(0 if name is None else getattr(tcb, name))))
     if hwid is not None:
         amd.append((OID_HWID, encode_hwid(hwid)))
@@ -193,8 +189,7 @@ class SnpKit:
     ) -> SnpKit:
         """A new chain. ``chip_id`` defaults to random bytes (the first 8 only on Turin)."""
         if chip_id is None:
-            hwid_size = 8 if product.is_turin else 64
-            chip_id = os.urandom(hwid_size).ljust(64, b"\0")
+            chip_id = os.urandom(product.hwid_size).ljust(64, b"\0")
         if tcb is None:
             tcb = DEFAULT_TURIN_TCB if product.is_turin else DEFAULT_TCB
         ark_key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)

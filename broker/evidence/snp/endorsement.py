@@ -26,6 +26,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from broker.errors import MalformedEvidence
+from broker.evidence.snp.abi import TCB_LAYOUT, TURIN_TCB_LAYOUT
 from broker.evidence.trust import load_certificates
 
 AMD_OID = "1.3.6.1.4.1.3704.1"
@@ -54,6 +55,14 @@ SPL_NAMES: Mapping[int, str] = MappingProxyType(
 #: spl5-7 (reserved), ucode.
 SPL_ARCS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 3, 8)
 TURIN_SPL_ARCS: tuple[int, ...] = (9, 1, 2, 3, 5, 6, 7, 8)
+
+
+def spl_layout(turin: bool) -> tuple[tuple[str | None, int], ...]:
+    """For each byte of a TCB_VERSION: its part name (None if reserved) and the SPL arc."""
+    if turin:
+        return tuple(zip(TURIN_TCB_LAYOUT, TURIN_SPL_ARCS, strict=True))
+    return tuple(zip(TCB_LAYOUT, SPL_ARCS, strict=True))
+
 
 #: Subject common names AMD KDS gives the two endorsement key kinds.
 KIND_BY_COMMON_NAME: Mapping[str, str] = MappingProxyType({"SEV-VCEK": "vcek", "SEV-VLEK": "vlek"})

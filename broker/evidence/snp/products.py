@@ -23,6 +23,12 @@ class Product(StrEnum):
     def is_turin(self) -> bool:
         return self is Product.TURIN
 
+    @property
+    def hwid_size(self) -> int:
+        """Bytes of CHIP_ID that identify the chip to KDS and in the VCEK hwID: 64, but only
+        the first 8 on Turin (KDS spec §3.1)."""
+        return 8 if self.is_turin else 64
+
 
 # (CPUID family, first model, last model) -> product. Family and model are the combined
 # extended+base values the report carries in CPUID_FAM_ID / CPUID_MOD_ID (v3+). Milan is

@@ -42,18 +42,15 @@ from broker.errors import (
 from broker.evidence.snp import roots
 from broker.evidence.snp.abi import (
     SIGNED_SIZE,
-    TCB_LAYOUT,
-    TURIN_TCB_LAYOUT,
     AttestationReport,
     SigningKey,
     parse_report,
 )
 from broker.evidence.snp.endorsement import (
-    SPL_ARCS,
     SPL_NAMES,
-    TURIN_SPL_ARCS,
     Endorsement,
     load_endorsement,
+    spl_layout,
     zero_serial_tolerated,
 )
 from broker.evidence.snp.products import Product, parse_product, product_from_cpuid
@@ -79,7 +76,6 @@ _TCB_FIELD = {
     "microcode": "MICROCODE",
     "fmc": "FMC",
 }
-_HWID_SIZE = {Product.MILAN: 64, Product.GENOA: 64, Product.TURIN: 8}
 
 T = TypeVar("T")
 
@@ -169,19 +165,20 @@ def _endorsement(collateral: Mapping[str, bytes], key: KeyKind) -> Endorsement:
 def _product(
     report: AttestationReport, endorsement: Endorsement, supplied: bytes | None
 ) -> Product:
+    kind = (endorsement.kind or "vcek").upper()
     from_cert = None
     if endorsement.product_name is not None:
         from_cert = parse_product(endorsement.product_name)
         if from_cert is None:
             raise CollateralInvalid(
-                f"VCEK productName '{endorsement.product_name}' is not Milan, Genoa or Turin"
+                f"{kind} productName '{endorsement.product_name}' is not Milan, Genoa or Turin"
             )
     if report.cpuid is not None:
         product = product_from_cpuid(report.cpuid)
         if from_cert is not None and from_cert is not product:
             raise TcbMismatch(
                 f"CPUID_FAM_ID/CPUID_MOD_ID {report.cpuid.family:#04x}/{report.cpuid.model:#04x} "
-                f"({product.value}) != VCEK productName '{endorsement.product_name}'"
+                f"({product.value}) != {kind} productName '{endorsement.product_name}'"
             )
     elif from_cert is not None:
         product = from_cert
@@ -303,11 +300,8 @@ def _check_tcb(
     report: AttestationReport, endorsement: Endorsement, key: KeyKind, product: Product
 ) -> list[str]:
     """REPORTED_TCB against the SPL extensions, byte by byte, and CHIP_ID against hwID."""
-    layout, arcs = (
-        (TURIN_TCB_LAYOUT, TURIN_SPL_ARCS) if product.is_turin else (TCB_LAYOUT, SPL_ARCS)
-    )
     kind = key.upper()
-    for index, (name, arc) in enumerate(zip(layout, arcs, strict=True)):
+    for index, (name, arc) in enumerate(spl_layout(product.is_turin)):
         found = report.reported_tcb.raw[index]
         wanted = endorsement.spls.get(arc)
         if wanted is None:
@@ -327,7 +321,7 @@ def _check_tcb(
         return []  # a VLEK is not chip-specific: no hwID, and CHIP_ID is zero
     if report.signer_info.mask_chip_key:
         return ["CHIP_ID is masked (SIGNER_INFO.MASK_CHIP_KEY): VCEK hwID not compared"]
-    size = _HWID_SIZE[product]
+    size = product.hwid_size
     hwid = endorsement.hwid
     if hwid is None:
         raise TcbMismatch("VCEK has no hwID extension (1.3.6.1.4.1.3704.1.4)")
