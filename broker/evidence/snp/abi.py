@@ -233,9 +233,13 @@ class SignerInfo:
                 f"SIGNER_INFO {value:#x} (offset 0x048): reserved bits 31:5 must be zero"
             )
         key = value >> 2 & 0b111
-        if key not in SigningKey._value2member_map_:
-            raise MalformedEvidence(f"SIGNER_INFO.SIGNING_KEY {key} is reserved (0, 1 or 7)")
-        return cls(SigningKey(key), bool(value & 0b10), bool(value & 0b1))
+        try:
+            signing_key = SigningKey(key)
+        except ValueError:
+            raise MalformedEvidence(
+                f"SIGNER_INFO.SIGNING_KEY {key} is reserved (0, 1 or 7)"
+            ) from None
+        return cls(signing_key, bool(value & 0b10), bool(value & 0b1))
 
     def to_int(self) -> int:
         return int(self.signing_key) << 2 | int(self.mask_chip_key) << 1 | int(self.author_key_en)
