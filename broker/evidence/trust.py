@@ -23,7 +23,7 @@ from datetime import datetime
 from importlib import resources
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
@@ -52,19 +52,58 @@ class TrustedRoot:
         return fingerprint(self.certificate)
 
 
+class _DigestMemo:
+    """SHA-256 digests of certificates, remembered by object identity.
+
+    A certificate object is immutable, and the verifiers keep the ones they see often
+    (pinned roots, cached VCEKs and PCKs) as the same objects, so a repeat costs a dictionary
+    lookup instead of re-encoding and hashing the DER (about 11 us each, several per chain).
+    Each entry holds its certificate, so an id is never reused while it is remembered.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._entries: dict[int, tuple[x509.Certificate, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def digest(self, cert: x509.Certificate) -> bytes:
+        entry = self._entries.get(id(cert))
+        if entry is not None and entry[0] is cert:
+            return entry[1]
+        value = cert.fingerprint(_SHA256)
+        with self._lock:
+            if len(self._entries) >= self._capacity:
+                del self._entries[next(iter(self._entries))]  # oldest first
+            self._entries[id(cert)] = (cert, value)
+        return value
+
+
+_DIGESTS = _DigestMemo()
+
+
 def fingerprint(cert: x509.Certificate) -> str:
     """Lowercase hex SHA-256 of the DER encoding."""
-    return cert.fingerprint(_SHA256).hex()
+    return _DIGESTS.digest(cert).hex()
 
 
 def load_pinned_root(package: str, filename: str, name: str, sha256: str) -> TrustedRoot:
     """Load a root shipped in ``package`` and check it against its pinned fingerprint."""
+    return TrustedRoot(
+        name=name, certificate=load_pinned_certificate(package, filename, name, sha256)
+    )
+
+
+def load_pinned_certificate(
+    package: str, filename: str, name: str, sha256: str
+) -> x509.Certificate:
+    """Load a certificate shipped in ``package`` (a root or a vendor intermediate that ships
+    with it) and check it against its pinned fingerprint."""
     data = resources.files(package).joinpath(filename).read_bytes()
     cert = load_certificate(data)
     found = fingerprint(cert)
     if found != sha256.lower().replace(":", ""):
-        raise ConfigurationError(f"pinned root {name}: SHA-256 {found} != pinned {sha256}")
-    return TrustedRoot(name=name, certificate=cert)
+        raise ConfigurationError(f"pinned certificate {name}: SHA-256 {found} != pinned {sha256}")
+    return cert
 
 
 def insecure_root(cert: x509.Certificate, label: str) -> TrustedRoot:
@@ -72,13 +111,26 @@ def insecure_root(cert: x509.Certificate, label: str) -> TrustedRoot:
     return TrustedRoot(name=f"{INSECURE_ROOT_PREFIX}{label}", certificate=cert, insecure=True)
 
 
+#: What pyca/cryptography raises for a certificate it cannot read; some of these only when
+#: a field is first accessed, which :func:`_read_fully` forces at load time.
+UNREADABLE = (
+    ValueError,
+    TypeError,  # e.g. a name attribute whose value type does not fit its OID
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
 def load_certificate(data: bytes) -> x509.Certificate:
-    """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither."""
+    """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither, or when a
+    field the verifiers read (names, validity, key, extensions) does not parse."""
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+            return _read_fully(x509.load_pem_x509_certificate(data))
+        return _read_fully(x509.load_der_x509_certificate(data))
+    except UNREADABLE as exc:
         raise MalformedEvidence(f"certificate does not parse: {exc}") from None
 
 
@@ -89,10 +141,20 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         return []
     if stripped.startswith(b"-----BEGIN"):
         try:
-            return x509.load_pem_x509_certificates(stripped)
-        except ValueError as exc:
+            return [_read_fully(cert) for cert in x509.load_pem_x509_certificates(stripped)]
+        except UNREADABLE as exc:
             raise MalformedEvidence(f"certificate bundle does not parse: {exc}") from None
-    return [load_certificate(stripped)]
+    # DER is taken byte for byte: a DER certificate may well end in 0x00 or 0x20 (the last
+    # byte of its signature), which the text stripping above would cut off.
+    return [load_certificate(data)]
+
+
+def _read_fully(cert: x509.Certificate) -> x509.Certificate:
+    """Parse now what pyca/cryptography parses lazily, so that a malformed certificate fails
+    at load as ``MalformedEvidence`` instead of later with a bare ``ValueError``."""
+    _ = (cert.version, cert.subject, cert.issuer, cert.extensions, cert.signature_algorithm_oid)
+    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.public_key())
+    return cert
 
 
 def common_name(name: x509.Name) -> str:
@@ -115,7 +177,8 @@ def check_validity(cert: x509.Certificate, now: datetime, role: str) -> None:
 
 
 class LinkCache:
-    """Thread-safe bounded memory of verified (child, issuer) signature links."""
+    """Thread-safe bounded memory of verified signature links: (child, issuer) certificate
+    pairs and (CRL, issuer) pairs, each by SHA-256 fingerprint."""
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
@@ -124,19 +187,42 @@ class LinkCache:
 
     def verify_link(self, child: x509.Certificate, issuer: x509.Certificate, role: str) -> None:
         """Raise ``ChainInvalid`` unless ``issuer`` signed ``child`` (names and signature)."""
-        key = (child.fingerprint(_SHA256), issuer.fingerprint(_SHA256))
-        with self._lock:
-            if key in self._links:
-                self._links.move_to_end(key)
-                return
+        key = (_DIGESTS.digest(child), _DIGESTS.digest(issuer))
+        if self._seen(key):
+            return
         try:
             child.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
             reason = str(exc) or type(exc).__name__
             raise ChainInvalid(
                 f"{role} certificate '{common_name(child.subject)}' is not signed by "
                 f"'{common_name(issuer.subject)}': {reason}"
             ) from None
+        self._remember(key)
+
+    def verify_crl(
+        self, crl: x509.CertificateRevocationList, issuer: x509.Certificate, role: str
+    ) -> None:
+        """Raise ``ChainInvalid`` unless ``issuer`` issued and signed ``crl`` (remembered)."""
+        key = (crl.fingerprint(_SHA256), _DIGESTS.digest(issuer))
+        if self._seen(key):
+            return
+        try:
+            valid = crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        except UNREADABLE:
+            valid = False
+        if not valid:
+            raise ChainInvalid(f"CRL for {role} is not signed by '{common_name(issuer.subject)}'")
+        self._remember(key)
+
+    def _seen(self, key: tuple[bytes, bytes]) -> bool:
+        with self._lock:
+            if key in self._links:
+                self._links.move_to_end(key)
+                return True
+        return False
+
+    def _remember(self, key: tuple[bytes, bytes]) -> None:
         with self._lock:
             self._links[key] = None
             if len(self._links) > self._capacity:
@@ -197,14 +283,15 @@ def check_not_revoked(
     crl: x509.CertificateRevocationList,
     issuer: x509.Certificate,
     role: str,
+    links: LinkCache = DEFAULT_LINKS,
 ) -> None:
     """Raise ``CertificateRevoked`` when ``crl`` (signed by ``issuer``) lists ``cert``.
 
     A CRL that ``issuer`` did not sign is a ``ChainInvalid``: an unverifiable revocation list
-    must not silently count as "nothing revoked".
+    must not silently count as "nothing revoked". A verified CRL signature is remembered in
+    ``links`` like a certificate link.
     """
-    if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-        raise ChainInvalid(f"CRL for {role} is not signed by '{common_name(issuer.subject)}'")
+    links.verify_crl(crl, issuer, role)
     revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if revoked is not None:
         raise CertificateRevoked(
