@@ -11,12 +11,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broker import logs
-from broker.api import health
+from broker.admin.service import AdminService
+from broker.api import admin, guest, health, openapi
 from broker.api.middleware import RequestContextMiddleware
 from broker.api.problem import problem_response
+from broker.api.ratelimit import RateLimiter
 from broker.errors import InternalError, KeybrokerError
 from broker.logs import get_logger
 from broker.metrics import Metrics
+from broker.release.collateral import CollateralResolver, default_lookups
+from broker.release.policies import PolicyCache
+from broker.release.service import ReleaseService
 from broker.runtime import Runtime
 from broker.settings import Settings, load_settings
 
@@ -31,6 +36,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime if runtime is not None else await Runtime.start(settings)
+        app.state.release = ReleaseService(
+            app.state.runtime,
+            metrics,
+            CollateralResolver(app.state.runtime.db, default_lookups()),
+            PolicyCache(),
+        )
+        app.state.admin = AdminService(app.state.runtime)
         log.info("broker_started", host=settings.host, port=settings.port)
         try:
             yield
@@ -42,6 +54,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
+        Route("/v1/challenge", guest.challenge, methods=["POST"]),
+        Route("/v1/attest", guest.attest, methods=["POST"]),
+        Route("/v1/keys/{name}/release", guest.release, methods=["POST"]),
+        Route("/v1/jwks", guest.jwks, methods=["GET"]),
+        Route("/v1/openapi.json", openapi.document, methods=["GET"]),
+        *admin.ROUTES,
     ]
     app = Starlette(
         routes=routes,
@@ -50,6 +68,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     )
     app.state.metrics = metrics
     app.state.settings = settings
+    rate = settings.rate_limit_per_second
+    app.state.rate_limiter = RateLimiter(rate, max(1, 2 * rate))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 

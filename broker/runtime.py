@@ -64,8 +64,9 @@ def hsm_location(settings: Settings) -> HsmLocation:
 
 
 def trusted_test_roots(paths: tuple[Path, ...]) -> tuple[TrustedRoot, ...]:
+    """Each file's certificates, named ``insecure-test-<file stem>`` (``-<n>`` after the first)."""
     roots = []
-    for index, path in enumerate(paths):
+    for path in paths:
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -73,7 +74,8 @@ def trusted_test_roots(paths: tuple[Path, ...]) -> tuple[TrustedRoot, ...]:
                 f"insecure_test_roots: cannot read {path}: {exc.strerror}"
             ) from None
         for number, cert in enumerate(load_certificates(data)):
-            roots.append(insecure_root(cert, f"{path.stem}-{index}-{number}"))
+            label = path.stem if number == 0 else f"{path.stem}-{number}"
+            roots.append(insecure_root(cert, label))
     return tuple(roots)
 
 

@@ -45,6 +45,8 @@ class Settings:
     challenge_ttl_seconds: int = 300
     token_ttl_seconds: int = 300
     max_request_bytes: int = 1_048_576
+    rate_limit_per_second: int = 50
+    """Guest requests per second per client address (0 disables); burst is twice that."""
 
     log_format: str = "auto"
     """``json``, ``console``, or ``auto`` (console on a terminal, JSON otherwise)."""
@@ -146,6 +148,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError("challenge_ttl_seconds must be within 30..3600")
     if not 30 <= settings.token_ttl_seconds <= 3600:
         raise ConfigurationError("token_ttl_seconds must be within 30..3600")
+    if settings.rate_limit_per_second < 0:
+        raise ConfigurationError("rate_limit_per_second must be >= 0")
     if settings.hsm_threads < 1 or settings.workers < 1:
         raise ConfigurationError("hsm_threads and workers must be at least 1")
     if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:

@@ -150,6 +150,30 @@ class Custody:
 
         return self.pool.run_sync(seal)
 
+    def generate_secret(self, length: int) -> WrappedSecret:
+        """A new random secret made inside the token and sealed at once: never in Python."""
+        if not MIN_SECRET_BYTES <= length <= MAX_SECRET_BYTES:
+            raise SecretLengthInvalid(
+                f"secret length {length} outside {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes"
+            )
+        label = self.current_kek_label()
+
+        def generate(session: pkcs11.Session) -> WrappedSecret:
+            kek = self._kek(session, label)
+            fresh: Any = session.generate_key(
+                KeyType.GENERIC_SECRET,
+                length * 8,
+                mechanism=Mechanism.GENERIC_SECRET_KEY_GEN,
+                template=_TRANSIENT_SECRET,
+            )
+            try:
+                blob = kek.wrap_key(fresh, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+            finally:
+                fresh.destroy()
+            return WrappedSecret(blob=blob, secret_length=length, kek_label=label)
+
+        return self.pool.run_sync(generate)
+
     def release_to_sync(
         self, wrapped: WrappedSecret, tee_key: RsaPublicKey, session: pkcs11.Session
     ) -> SealedSecret:

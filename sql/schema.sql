@@ -24,6 +24,17 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$;
+CREATE TABLE public.admin_tokens (
+    id text NOT NULL,
+    name text NOT NULL,
+    role text NOT NULL,
+    secret_hash bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_by text NOT NULL,
+    revoked_at timestamp with time zone,
+    CONSTRAINT admin_tokens_role_check CHECK ((role = ANY (ARRAY['admin'::text, 'key-custodian'::text, 'policy-author'::text, 'auditor'::text]))),
+    CONSTRAINT admin_tokens_secret_hash_check CHECK ((octet_length(secret_hash) = 32))
+);
 CREATE TABLE public.audit_head (
     id boolean DEFAULT true NOT NULL,
     seq bigint NOT NULL,
@@ -52,6 +63,24 @@ CREATE TABLE public.challenges (
     consumed_at timestamp with time zone,
     CONSTRAINT challenges_nonce_check CHECK ((octet_length(nonce) = 32))
 );
+CREATE TABLE public.collateral (
+    tee text NOT NULL,
+    kind text NOT NULL,
+    lookup_key text NOT NULL,
+    body bytea NOT NULL,
+    next_update timestamp with time zone,
+    fetched_at timestamp with time zone DEFAULT now() NOT NULL,
+    source text NOT NULL
+);
+CREATE TABLE public.key_bindings (
+    key_name text NOT NULL,
+    policy_name text NOT NULL,
+    policy_version integer,
+    locked boolean DEFAULT false NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_by text NOT NULL,
+    CONSTRAINT key_bindings_check CHECK (((NOT locked) OR (policy_version IS NOT NULL)))
+);
 CREATE TABLE public.keys (
     name text NOT NULL,
     version integer NOT NULL,
@@ -66,20 +95,39 @@ CREATE TABLE public.keys (
     CONSTRAINT keys_state_check CHECK ((state = ANY (ARRAY['active'::text, 'disabled'::text]))),
     CONSTRAINT keys_version_check CHECK ((version >= 1))
 );
+CREATE TABLE public.policies (
+    name text NOT NULL,
+    version integer NOT NULL,
+    document text NOT NULL,
+    digest text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_by text NOT NULL,
+    CONSTRAINT policies_digest_check CHECK ((digest ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT policies_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9._-]{0,127}$'::text)),
+    CONSTRAINT policies_version_check CHECK ((version >= 1))
+);
 CREATE TABLE public.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
     checksum text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
+ALTER TABLE ONLY public.admin_tokens
+    ADD CONSTRAINT admin_tokens_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.audit_head
     ADD CONSTRAINT audit_head_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT audit_log_pkey PRIMARY KEY (seq);
 ALTER TABLE ONLY public.challenges
     ADD CONSTRAINT challenges_pkey PRIMARY KEY (nonce);
+ALTER TABLE ONLY public.collateral
+    ADD CONSTRAINT collateral_pkey PRIMARY KEY (tee, kind, lookup_key);
+ALTER TABLE ONLY public.key_bindings
+    ADD CONSTRAINT key_bindings_pkey PRIMARY KEY (key_name);
 ALTER TABLE ONLY public.keys
     ADD CONSTRAINT keys_pkey PRIMARY KEY (name, version);
+ALTER TABLE ONLY public.policies
+    ADD CONSTRAINT policies_pkey PRIMARY KEY (name, version);
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 CREATE INDEX audit_log_at ON public.audit_log USING btree (at);
@@ -87,3 +135,5 @@ CREATE INDEX audit_log_key_name ON public.audit_log USING btree (key_name, seq);
 CREATE INDEX challenges_expires_at ON public.challenges USING btree (expires_at);
 CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON public.audit_log FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_change();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON public.audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.audit_refuse_change();
+ALTER TABLE ONLY public.key_bindings
+    ADD CONSTRAINT key_bindings_policy_name_policy_version_fkey FOREIGN KEY (policy_name, policy_version) REFERENCES public.policies(name, version);

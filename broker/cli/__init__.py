@@ -13,6 +13,8 @@ _GROUPS = (
     "broker.cli.db",
     "broker.cli.evidence",
     "broker.cli.policy",
+    "broker.cli.admin",
+    "broker.cli.guest",
 )
 
 

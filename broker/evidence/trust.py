@@ -268,10 +268,19 @@ def _anchor(
     for root in candidates:
         if root.fingerprint == top_fp:
             return root
-    for root in candidates:
-        if root.certificate.subject == top.issuer:
+    # Several trusted roots may share a subject name (a product's ARK and a test root made in
+    # its image): the chain ends in whichever of them actually signed it.
+    named = [root for root in candidates if root.certificate.subject == top.issuer]
+    failure: ChainInvalid | None = None
+    for root in named:
+        try:
             links.verify_link(top, root.certificate, role)
-            return root
+        except ChainInvalid as exc:
+            failure = exc
+            continue
+        return root
+    if failure is not None:
+        raise failure
     raise ChainInvalid(
         f"{role} certificate '{common_name(top.subject)}' (SHA-256 {top_fp}) does not chain "
         f"to a pinned root (issuer '{common_name(top.issuer)}')"

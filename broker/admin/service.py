@@ -1,0 +1,218 @@
+"""Operations of key custodians, policy authors, auditors and admins.
+
+The HTTP admin API and the CLI call these same functions. Each checks the caller's role
+(separation of duties: a custodian cannot write policies, an author cannot import keys, an
+auditor only reads, an admin manages tokens) and appends an audit record of what it did.
+The local CLI acts with every role: whoever runs it holds the database and HSM credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from broker.errors import Conflict, Forbidden
+from broker.policy.loader import load_policy_text
+from broker.policy.model import Policy
+from broker.release.policies import stored_form
+from broker.runtime import Runtime
+from broker.store import admin_tokens, audit, keys
+from broker.store.admin_tokens import Principal, Role
+from broker.store.audit import AuditRecord, ChainReport, verify_chain
+from broker.timeutil import utcnow
+from hsm.custody import WrappedSecret
+
+READ_KEYS = (Role.KEY_CUSTODIAN, Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN)
+READ_POLICIES = (Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN, Role.KEY_CUSTODIAN)
+
+
+def require(principal: Principal, *roles: Role) -> None:
+    if principal.role is None or principal.role in roles:
+        return
+    wanted = ", ".join(role.value for role in roles)
+    raise Forbidden(f"role {principal.role.value} may not do this (needs {wanted})")
+
+
+class AdminService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.db = runtime.db
+        self.custody = runtime.custody
+
+    async def _audit(
+        self, principal: Principal, action: str, key_name: str | None, details: dict[str, Any]
+    ) -> None:
+        async with self.db.transaction() as conn:
+            await audit.append(
+                conn,
+                self.db.q["audit_append"],
+                AuditRecord(
+                    utcnow(),
+                    "admin",
+                    "ok",
+                    None,
+                    key_name,
+                    {"action": action, "actor": principal.actor, **details},
+                ),
+            )
+
+    # --- keys ------------------------------------------------------------------------------
+
+    async def create_key(
+        self,
+        principal: Principal,
+        name: str,
+        secret: bytes | None,
+        generate_length: int | None,
+        new_version: bool = False,
+    ) -> dict[str, Any]:
+        """Import ``secret`` (sealed at once) or generate one in the HSM, as version 1 of a
+        new key, or as the next version of an existing one when ``new_version``."""
+        require(principal, Role.KEY_CUSTODIAN)
+        if (secret is None) == (generate_length is None):
+            raise Conflict("give exactly one of a secret to import or a length to generate")
+        existing = await self.db.fetchrow("latest_key", name)
+        if new_version and existing is None:
+            await keys.latest_key(self.db, name)  # raises KeyNotFound
+        if not new_version and existing is not None:
+            raise Conflict(f"key {name} exists; rotate it to add a version")
+        wrapped: WrappedSecret
+        if secret is not None:
+            wrapped = await asyncio.to_thread(self.custody.import_secret, secret)
+        else:
+            wrapped = await asyncio.to_thread(self.custody.generate_secret, generate_length or 0)
+        async with self.db.transaction() as conn:
+            info = await keys.insert_key_version(conn, self.db.q, name, wrapped)
+        await self._audit(
+            principal,
+            "key.rotate" if new_version else "key.create",
+            name,
+            {
+                "version": info.version,
+                "kek_label": info.kek_label,
+                "secret_length": info.secret_length,
+                "origin": "imported" if secret is not None else "generated-in-hsm",
+            },
+        )
+        return info.to_json()
+
+    async def set_key_state(self, principal: Principal, name: str, state: str) -> dict[str, Any]:
+        require(principal, Role.KEY_CUSTODIAN)
+        await keys.set_state(self.db, name, state)
+        await self._audit(
+            principal, f"key.{'enable' if state == 'active' else 'disable'}", name, {}
+        )
+        return (await keys.latest_key(self.db, name)).to_json()
+
+    async def list_keys(self, principal: Principal) -> list[dict[str, Any]]:
+        require(principal, *READ_KEYS)
+        return [info.to_json() for info in await keys.list_keys(self.db)]
+
+    async def rotate_kek(self, principal: Principal) -> dict[str, str]:
+        require(principal, Role.KEY_CUSTODIAN)
+        label = await asyncio.to_thread(self.custody.rotate_kek)
+        await self._audit(principal, "kek.rotate", None, {"kek_label": label})
+        return {"kek_label": label}
+
+    # --- policies --------------------------------------------------------------------------
+
+    async def publish_policy(self, principal: Principal, policy: Policy) -> dict[str, Any]:
+        require(principal, Role.POLICY_AUTHOR)
+        document, digest = stored_form(policy)
+        record = await keys.insert_policy_version(
+            self.db,
+            name=policy.name,
+            version=policy.version,
+            document=document,
+            digest=digest,
+            actor=principal.actor,
+        )
+        await self._audit(
+            principal,
+            "policy.publish",
+            None,
+            {"policy": {"name": record.name, "version": record.version, "sha256": digest}},
+        )
+        return record.summary()
+
+    async def publish_policy_json(self, principal: Principal, text: str) -> dict[str, Any]:
+        require(principal, Role.POLICY_AUTHOR)
+        policy = load_policy_text(text, source="<request>", is_json=True)
+        return await self.publish_policy(principal, policy)
+
+    async def bind_policy(
+        self,
+        principal: Principal,
+        key_name: str,
+        policy_name: str,
+        version: int | None,
+        lock: bool,
+    ) -> dict[str, Any]:
+        require(principal, Role.POLICY_AUTHOR)
+        binding = await keys.bind_policy(
+            self.db,
+            key_name=key_name,
+            policy_name=policy_name,
+            version=version,
+            lock=lock,
+            actor=principal.actor,
+        )
+        await self._audit(principal, "key.bind_policy", key_name, {"binding": binding})
+        return binding
+
+    async def list_policies(self, principal: Principal) -> list[dict[str, Any]]:
+        require(principal, *READ_POLICIES)
+        return await keys.list_policies(self.db)
+
+    async def get_policy(
+        self, principal: Principal, name: str, version: int | None
+    ) -> dict[str, Any]:
+        require(principal, *READ_POLICIES)
+        record = await keys.get_policy(self.db, name, version)
+        return {**record.summary(), "document": record.document}
+
+    # --- audit -----------------------------------------------------------------------------
+
+    async def audit_tail(self, principal: Principal, limit: int) -> list[dict[str, Any]]:
+        require(principal, Role.AUDITOR)
+        rows = await self.db.fetch("audit_tail", max(1, min(limit, 1000)))
+        return [
+            {
+                "seq": r["seq"],
+                "at": r["at"].isoformat(),
+                "kind": r["kind"],
+                "decision": r["decision"],
+                "request_id": r["request_id"],
+                "key_name": r["key_name"],
+                "record": r["record"],
+            }
+            for r in rows
+        ]
+
+    async def audit_verify(self, principal: Principal) -> ChainReport:
+        require(principal, Role.AUDITOR)
+        return await verify_chain(self.db)
+
+    # --- admin tokens ----------------------------------------------------------------------
+
+    async def create_token(self, principal: Principal, name: str, role: Role) -> dict[str, str]:
+        require(principal, Role.ADMIN)
+        token_id, token = await admin_tokens.create(self.db, name, role, principal.actor)
+        await self._audit(
+            principal,
+            "token.create",
+            None,
+            {"token_id": token_id, "name": name, "role": role.value},
+        )
+        return {"id": token_id, "name": name, "role": role.value, "token": token.reveal()}
+
+    async def list_tokens(self, principal: Principal) -> list[dict[str, str | None]]:
+        require(principal, Role.ADMIN)
+        return await admin_tokens.list_tokens(self.db)
+
+    async def revoke_token(self, principal: Principal, token_id: str) -> dict[str, str]:
+        require(principal, Role.ADMIN)
+        if not await admin_tokens.revoke(self.db, token_id):
+            raise Conflict(f"token {token_id} does not exist or is already revoked")
+        await self._audit(principal, "token.revoke", None, {"token_id": token_id})
+        return {"id": token_id, "revoked": "true"}

@@ -1,0 +1,158 @@
+"""The admin API (v1): bearer admin tokens, role checks in ``broker/admin/service.py``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from broker.admin.service import AdminService
+from broker.api.body import base64_member, json_object, member
+from broker.errors import BadRequest, TokenInvalid
+from broker.store import admin_tokens
+from broker.store.admin_tokens import Principal, Role
+
+Handler = Callable[[Request, AdminService, Principal], Awaitable[Any]]
+
+
+async def _principal(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenInvalid("Authorization: Bearer <admin token> is required")
+    return await admin_tokens.authenticate(request.app.state.runtime.db, token.strip())
+
+
+def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        principal = await _principal(request)
+        result = await handler(request, request.app.state.admin, principal)
+        return JSONResponse(result, status_code=status)
+
+    return run
+
+
+def _int_param(request: Request, name: str, default: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise BadRequest(f"query parameter {name} must be a non-negative integer")
+    return int(raw)
+
+
+async def _secret_spec(request: Request) -> tuple[str | None, bytes | None, int | None]:
+    body = await json_object(request, {"name", "secret", "generate_length"}, 65536)
+    secret = base64_member(body, "secret", required=False)
+    length = member(body, "generate_length", int, required=False)
+    return member(body, "name", str, required=False), secret, length
+
+
+async def list_keys(request: Request, admin: AdminService, who: Principal) -> Any:
+    return {"keys": await admin.list_keys(who)}
+
+
+async def create_key(request: Request, admin: AdminService, who: Principal) -> Any:
+    name, secret, length = await _secret_spec(request)
+    if name is None:
+        raise BadRequest("member 'name' is required")
+    return await admin.create_key(who, name, secret, length)
+
+
+async def add_key_version(request: Request, admin: AdminService, who: Principal) -> Any:
+    _, secret, length = await _secret_spec(request)
+    return await admin.create_key(who, request.path_params["name"], secret, length, True)
+
+
+async def disable_key(request: Request, admin: AdminService, who: Principal) -> Any:
+    return await admin.set_key_state(who, request.path_params["name"], "disabled")
+
+
+async def enable_key(request: Request, admin: AdminService, who: Principal) -> Any:
+    return await admin.set_key_state(who, request.path_params["name"], "active")
+
+
+async def bind_policy(request: Request, admin: AdminService, who: Principal) -> Any:
+    body = await json_object(request, {"policy", "version", "lock"}, 4096)
+    return await admin.bind_policy(
+        who,
+        request.path_params["name"],
+        member(body, "policy", str),
+        member(body, "version", int, required=False),
+        bool(member(body, "lock", bool, required=False)),
+    )
+
+
+async def rotate_kek(request: Request, admin: AdminService, who: Principal) -> Any:
+    return await admin.rotate_kek(who)
+
+
+async def publish_policy(request: Request, admin: AdminService, who: Principal) -> Any:
+    body = await json_object(
+        request, {"document"}, int(request.app.state.settings.max_request_bytes)
+    )
+    document = member(body, "document", dict)
+    return await admin.publish_policy_json(who, json.dumps(document))
+
+
+async def list_policies(request: Request, admin: AdminService, who: Principal) -> Any:
+    return {"policies": await admin.list_policies(who)}
+
+
+async def get_policy(request: Request, admin: AdminService, who: Principal) -> Any:
+    version = _int_param(request, "version", None)
+    return await admin.get_policy(who, request.path_params["name"], version)
+
+
+async def audit_tail(request: Request, admin: AdminService, who: Principal) -> Any:
+    return {"records": await admin.audit_tail(who, _int_param(request, "limit", 50) or 50)}
+
+
+async def audit_verify(request: Request, admin: AdminService, who: Principal) -> Any:
+    report = await admin.audit_verify(who)
+    return {
+        "ok": report.ok,
+        "records": report.records,
+        "first_bad_seq": report.first_bad_seq,
+        "reason": report.reason,
+    }
+
+
+async def create_token(request: Request, admin: AdminService, who: Principal) -> Any:
+    body = await json_object(request, {"name", "role"}, 4096)
+    try:
+        role = Role(member(body, "role", str))
+    except ValueError:
+        raise BadRequest(f"role must be one of {', '.join(r.value for r in Role)}") from None
+    return await admin.create_token(who, member(body, "name", str), role)
+
+
+async def list_tokens(request: Request, admin: AdminService, who: Principal) -> Any:
+    return {"tokens": await admin.list_tokens(who)}
+
+
+async def revoke_token(request: Request, admin: AdminService, who: Principal) -> Any:
+    return await admin.revoke_token(who, request.path_params["token_id"])
+
+
+ROUTES = [
+    Route("/v1/admin/keys", endpoint(list_keys), methods=["GET"]),
+    Route("/v1/admin/keys", endpoint(create_key, 201), methods=["POST"]),
+    Route("/v1/admin/keys/{name}/versions", endpoint(add_key_version, 201), methods=["POST"]),
+    Route("/v1/admin/keys/{name}/disable", endpoint(disable_key), methods=["POST"]),
+    Route("/v1/admin/keys/{name}/enable", endpoint(enable_key), methods=["POST"]),
+    Route("/v1/admin/keys/{name}/policy", endpoint(bind_policy), methods=["PUT"]),
+    Route("/v1/admin/kek/rotate", endpoint(rotate_kek), methods=["POST"]),
+    Route("/v1/admin/policies", endpoint(publish_policy, 201), methods=["POST"]),
+    Route("/v1/admin/policies", endpoint(list_policies), methods=["GET"]),
+    Route("/v1/admin/policies/{name}", endpoint(get_policy), methods=["GET"]),
+    Route("/v1/admin/audit", endpoint(audit_tail), methods=["GET"]),
+    Route("/v1/admin/audit/verify", endpoint(audit_verify), methods=["GET"]),
+    Route("/v1/admin/tokens", endpoint(create_token, 201), methods=["POST"]),
+    Route("/v1/admin/tokens", endpoint(list_tokens), methods=["GET"]),
+    Route("/v1/admin/tokens/{token_id}", endpoint(revoke_token), methods=["DELETE"]),
+]

@@ -1,0 +1,67 @@
+"""Strict request bodies: JSON objects of bounded size, typed members, nothing unexpected."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+
+from broker.errors import BadRequest
+
+T = TypeVar("T")
+
+
+async def json_object(request: Request, allowed: set[str], max_bytes: int) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise BadRequest("Content-Type must be application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BadRequest(f"request body larger than {max_bytes} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > max_bytes:
+            raise BadRequest(f"request body larger than {max_bytes} bytes")
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise BadRequest("request body must be a JSON object")
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown members: {', '.join(unknown)}")
+    return document
+
+
+def member(document: Mapping[str, Any], name: str, kind: type[T], required: bool = True) -> T:
+    value = document.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"member '{name}' is required")
+        return value  # type: ignore[return-value]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadRequest(f"member '{name}' must be {kind.__name__}")
+    return value
+
+
+def base64_member(document: Mapping[str, Any], name: str, required: bool = True) -> bytes | None:
+    """Standard or URL-safe base64, padded or not (guests differ; both are unambiguous)."""
+    text = member(document, name, str, required)
+    if text is None:
+        return None
+    return decode_base64(text, name)
+
+
+def decode_base64(text: str, name: str) -> bytes:
+    cleaned = text.strip().replace("-", "+").replace("_", "/")
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        return base64.b64decode(cleaned, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"member '{name}' is not base64") from None

@@ -1,0 +1,278 @@
+"""Key custody, policies, audit and admin tokens from the command line.
+
+These commands open the database and the HSM with the broker's own settings and call the
+same operations as the admin API (``broker/admin/service.py``), acting with every role; each
+action is audited with the local user's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from broker.admin.service import AdminService
+from broker.cli import UsageError
+from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
+from broker.errors import KeybrokerError
+from broker.policy.loader import load_policy
+from broker.runtime import Runtime
+from broker.store.admin_tokens import Principal, Role
+
+Action = Callable[[AdminService, Principal, argparse.Namespace], Awaitable[int]]
+
+
+def _run(action: Action) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        settings = settings_from(args)
+        principal = Principal(actor=f"cli:{getpass.getuser()}", role=None)
+
+        async def main() -> int:
+            runtime = await Runtime.start(settings)
+            try:
+                return await action(AdminService(runtime), principal, args)
+            finally:
+                await runtime.stop()
+
+        try:
+            return run_async(main)
+        except KeybrokerError as exc:
+            return fail(exc)
+
+    return handler
+
+
+def _print(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def _parser(group: Any, name: str, help_text: str, action: Action) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
+    add_settings_arguments(parser)
+    parser.set_defaults(func=_run(action))
+    return parser
+
+
+# --- keys --------------------------------------------------------------------------------
+
+
+def _read_secret(args: argparse.Namespace) -> tuple[bytes | None, int | None]:
+    if (args.secret_file is None) == (args.generate is None):
+        raise UsageError("give exactly one of --secret-file FILE and --generate LENGTH")
+    if args.secret_file is None:
+        return None, int(args.generate)
+    try:
+        return (
+            sys.stdin.buffer.read()
+            if str(args.secret_file) == "-"
+            else Path(args.secret_file).read_bytes()
+        ), None
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.secret_file}: {exc.strerror}") from None
+
+
+async def _create(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    secret, length = _read_secret(args)
+    _print(await admin.create_key(who, args.name, secret, length, new_version=False))
+    return 0
+
+
+async def _rotate(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    secret, length = _read_secret(args)
+    _print(await admin.create_key(who, args.name, secret, length, new_version=True))
+    return 0
+
+
+async def _disable(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    _print(await admin.set_key_state(who, args.name, "disabled"))
+    return 0
+
+
+async def _enable(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    _print(await admin.set_key_state(who, args.name, "active"))
+    return 0
+
+
+async def _list_keys(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    _print(await admin.list_keys(who))
+    return 0
+
+
+async def _bind(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    _print(await admin.bind_policy(who, args.name, args.policy, args.version, args.lock))
+    return 0
+
+
+async def _rotate_kek(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    _print(await admin.rotate_kek(who))
+    return 0
+
+
+# --- policies ----------------------------------------------------------------------------
+
+
+async def _publish(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    policy = load_policy(args.file)  # shared reference files resolve next to the policy
+    _print(await admin.publish_policy(who, policy))
+    return 0
+
+
+async def _list_policies(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    _print(await admin.list_policies(who))
+    return 0
+
+
+async def _show_policy(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    record = await admin.get_policy(who, args.name, args.version)
+    record["document"] = json.loads(record["document"])
+    _print(record)
+    return 0
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+async def _audit_verify(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    report = await admin.audit_verify(who)
+    if report.ok:
+        print(f"audit chain intact: {report.records} records")
+        return 0
+    print(
+        f"audit chain BROKEN at record {report.first_bad_seq}: {report.reason} "
+        f"({report.records} records verified before it)"
+    )
+    return 1
+
+
+async def _audit_tail(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    records = list(reversed(await admin.audit_tail(who, args.limit)))
+    if args.json:
+        _print(records)
+        return 0
+    for entry in records:
+        print(describe_audit(entry))
+    return 0
+
+
+def describe_audit(entry: dict[str, Any]) -> str:
+    """One readable line per decision, then its reasons indented."""
+    record = json.loads(entry["record"])
+    subject = entry["key_name"] or record.get("tee") or record.get("action") or ""
+    head = (
+        f"#{entry['seq']:<6} {entry['at'][:19]}  {entry['kind']:<7} {entry['decision']:<5} "
+        f"{subject}"
+    )
+    extras = []
+    if record.get("tee"):
+        extras.append(f"tee={record['tee']}")
+    if record.get("key"):
+        extras.append(f"version={record['key']['version']}")
+    if record.get("policy"):
+        policy = record["policy"]
+        extras.append(f"policy={policy['name']}@v{policy['version']}")
+    if record.get("actor"):
+        extras.append(f"actor={record['actor']}")
+    if record.get("tee_pubkey_thumbprint"):
+        extras.append(f"tee_key={record['tee_pubkey_thumbprint'][:12]}")
+    lines = [head + ("  " + " ".join(extras) if extras else "")]
+    if record.get("error"):
+        lines.append(f"        {record['error']['type']}: {record['error']['detail']}")
+    for reason in record.get("reasons", []):
+        lines.append("        FAIL " + describe_reason(reason))
+    return "\n".join(lines)
+
+
+def describe_reason(reason: dict[str, Any]) -> str:
+    """``minimum_tcb: reported_tcb.snp >= 9, found 5`` from a failed clause's JSON."""
+    claim = reason.get("claim") or reason.get("rule", "")
+    text = f"{reason.get('kind', 'clause')}: {claim} {reason.get('op', '')} "
+    text += f"{json.dumps(reason.get('expected'))}, found {json.dumps(reason.get('found'))}"
+    if reason.get("reason"):
+        text += f" ({reason['reason']})"
+    return text
+
+
+# --- admin tokens ------------------------------------------------------------------------
+
+
+async def _token_create(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    created = await admin.create_token(who, args.name, Role(args.role))
+    print(f"created {created['role']} token {created['id']} for {created['name']}", file=sys.stderr)
+    print("store it now; it is not shown again:", file=sys.stderr)
+    print(created["token"])
+    return 0
+
+
+async def _token_list(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    _print(await admin.list_tokens(who))
+    return 0
+
+
+async def _token_revoke(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    _print(await admin.revoke_token(who, args.token_id))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    keys = subparsers.add_parser("keys", help="customer keys (key custodians)")
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, action, text in (
+        ("create", _create, "import a secret (sealed at once) or generate one in the HSM"),
+        ("rotate", _rotate, "add a new version of a key"),
+    ):
+        parser = _parser(actions, name, text, action)
+        parser.add_argument("name")
+        parser.add_argument("--secret-file", help="file with the secret bytes ('-' for stdin)")
+        parser.add_argument(
+            "--generate",
+            type=int,
+            metavar="LENGTH",
+            help="generate LENGTH random bytes inside the HSM",
+        )
+    for name, action, text in (
+        ("disable", _disable, "refuse releases"),
+        ("enable", _enable, "allow releases again"),
+    ):
+        _parser(actions, name, text, action).add_argument("name")
+    _parser(actions, "list", "list keys (newest version of each)", _list_keys)
+    bind = _parser(actions, "bind", "bind a key to a release policy (policy authors)", _bind)
+    bind.add_argument("name")
+    bind.add_argument("--policy", required=True)
+    bind.add_argument("--version", type=int, help="pin a policy version (default: newest)")
+    bind.add_argument("--lock", action="store_true", help="refuse any later change of binding")
+
+    kek = subparsers.add_parser("kek", help="key-encryption keys in the HSM")
+    kek_actions = kek.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _parser(kek_actions, "rotate", "create the next KEK version", _rotate_kek)
+
+    policies = subparsers.add_parser("policies", help="published release policies")
+    policy_actions = policies.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _parser(
+        policy_actions, "publish", "publish a policy file as a new version", _publish
+    ).add_argument("file", type=Path)
+    _parser(policy_actions, "list", "list policies (newest version of each)", _list_policies)
+    show = _parser(policy_actions, "show", "print a published policy", _show_policy)
+    show.add_argument("name")
+    show.add_argument("--version", type=int)
+
+    audit = subparsers.add_parser("audit", help="the audit trail (auditors)")
+    audit_actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _parser(audit_actions, "verify", "check the hash chain; exit 1 if broken", _audit_verify)
+    tail = _parser(audit_actions, "tail", "show recent decisions", _audit_tail)
+    tail.add_argument("-n", "--limit", type=int, default=20)
+    tail.add_argument("--json", action="store_true")
+
+    admin = subparsers.add_parser("admin", help="admin API tokens")
+    admin_actions = admin.add_subparsers(dest="area", required=True, metavar="AREA")
+    token = admin_actions.add_parser("token", help="bearer tokens of the admin API")
+    token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = _parser(token_actions, "create", "create a token; prints it once", _token_create)
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--name", required=True, help="who or what will use it")
+    _parser(token_actions, "list", "list tokens (never their secrets)", _token_list)
+    _parser(token_actions, "revoke", "revoke a token", _token_revoke).add_argument("token_id")

@@ -1,0 +1,87 @@
+"""``keybroker guest fetch``: act as a confidential VM or enclave and fetch a key.
+
+With ``--simulate`` the evidence comes from the synthetic vendor kits under the state
+directory (``<state>/demo/<tee>``), which a broker trusts only through
+``insecure_test_roots``. Without it, a real SNP or TDX guest reads its report through Linux
+configfs-tsm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from broker.cli import UsageError
+from broker.guest.client import GuestClient, GuestError
+from broker.guest.configfs import ConfigfsError
+from broker.guest.sources import EvidenceSource, HardwareTsm, SimulatedNitro, SimulatedSnp
+
+SIMULATED = {"snp": SimulatedSnp, "nitro": SimulatedNitro}
+
+
+def register(subparsers: Any) -> None:
+    guest = subparsers.add_parser("guest", help="the guest side: attest and fetch a key")
+    actions = guest.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = actions.add_parser("fetch", help="challenge, attest, release, unwrap")
+    fetch.add_argument("--url", required=True, help="broker base URL")
+    fetch.add_argument("--key", required=True, help="key name")
+    fetch.add_argument("--tee", required=True, choices=["snp", "tdx", "sgx", "nitro"])
+    fetch.add_argument("--simulate", action="store_true", help="synthetic evidence (demo, tests)")
+    fetch.add_argument(
+        "--kit", type=Path, help="synthetic kit directory (default <state>/demo/<tee>)"
+    )
+    fetch.add_argument("--state-dir", type=Path, default=Path(".keybroker"))
+    fetch.add_argument("--rsa-bits", type=int, choices=[3072, 4096], default=3072)
+    fetch.add_argument("--out", type=Path, help="write the secret here (mode 0600), not stdout")
+    fetch.set_defaults(func=run_fetch)
+
+
+def source_for(args: argparse.Namespace) -> EvidenceSource:
+    if not args.simulate:
+        if args.tee not in ("snp", "tdx"):
+            raise UsageError(f"--tee {args.tee} needs --simulate (configfs-tsm serves snp, tdx)")
+        return HardwareTsm(args.tee)
+    factory = SIMULATED.get(args.tee)
+    if factory is None:
+        raise UsageError(f"no simulator for --tee {args.tee}")
+    kit = args.kit or args.state_dir / "demo" / args.tee
+    if not kit.is_dir():
+        raise UsageError(f"simulation kit {kit} does not exist (make run creates it)")
+    source: EvidenceSource = factory(kit)
+    return source
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    source = source_for(args)
+
+    async def fetch() -> bytes:
+        async with httpx.AsyncClient(base_url=args.url, timeout=30) as http:
+            released = await GuestClient(http).fetch(source, args.key, args.rsa_bits)
+        print(
+            f"released {released.key} version {released.version} ({len(released.secret)} bytes)",
+            file=sys.stderr,
+        )
+        return released.secret
+
+    try:
+        secret = asyncio.run(fetch())
+    except (GuestError, ConfigfsError) as exc:
+        print(f"keybroker guest: {exc}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"keybroker guest: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if args.out is not None:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secret)
+    else:
+        sys.stdout.buffer.write(secret)
+        sys.stdout.flush()
+    return 0

@@ -1,0 +1,99 @@
+"""Compact JWS with ES256, signed by the broker's HSM key (RFC 7515, RFC 7518 §3.4).
+
+The broker signs two kinds of objects, told apart by the protected header's ``typ`` so that
+one can never be replayed as the other: attestation-result tokens (``kb-ar+jwt``) and
+release envelopes (``kb-release+jws``). Signing hashes the signing input here and has the
+token's key sign the digest (``CKM_ECDSA``); verification uses the public key, in process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+
+from broker.errors import TokenInvalid
+from hsm.pubkey import b64url
+
+TYP_ATTESTATION_RESULT = "kb-ar+jwt"
+TYP_RELEASE = "kb-release+jws"
+
+DigestSigner = Callable[[bytes], Awaitable[bytes]]
+
+
+def _json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def ec_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
+    numbers = public_key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url(numbers.x.to_bytes(32, "big")),
+        "y": b64url(numbers.y.to_bytes(32, "big")),
+    }
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """RFC 7638 thumbprint of the broker's public key."""
+    canonical = json.dumps(ec_jwk(public_key), sort_keys=True, separators=(",", ":"))
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+async def sign(payload: Mapping[str, Any], typ: str, kid: str, sign_digest: DigestSigner) -> str:
+    header = b64url(_json({"alg": "ES256", "kid": kid, "typ": typ}))
+    body = b64url(_json(payload))
+    signing_input = f"{header}.{body}".encode("ascii")
+    signature = await sign_digest(hashlib.sha256(signing_input).digest())
+    if len(signature) != 64:
+        raise TokenInvalid("HSM returned a malformed ES256 signature")
+    return f"{header}.{body}.{b64url(signature)}"
+
+
+def _decode_segment(segment: str, what: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenInvalid(f"token {what} is not base64url") from None
+
+
+def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    """Check the signature and header of ``token``; return its payload (claims unchecked)."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise TokenInvalid("token is not a compact JWS")
+    try:
+        header = json.loads(_decode_segment(parts[0], "header"))
+    except json.JSONDecodeError:
+        raise TokenInvalid("token header is not JSON") from None
+    if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
+        raise TokenInvalid(f"token header must say alg ES256 and typ {typ}")
+    if header.get("kid") != key_id(public_key):
+        raise TokenInvalid("token was signed by another broker key")
+    signature = _decode_segment(parts[2], "signature")
+    if len(signature) != 64:
+        raise TokenInvalid("token signature is not 64 bytes")
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    digest = hashlib.sha256(f"{parts[0]}.{parts[1]}".encode("ascii")).digest()
+    try:
+        public_key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except InvalidSignature:
+        raise TokenInvalid("token signature does not verify") from None
+    try:
+        payload = json.loads(_decode_segment(parts[1], "payload"))
+    except json.JSONDecodeError:
+        raise TokenInvalid("token payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise TokenInvalid("token payload is not a JSON object")
+    return payload

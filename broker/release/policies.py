@@ -1,0 +1,66 @@
+"""Release policies as stored in PostgreSQL, compiled once and cached by digest.
+
+A published policy is stored as the canonical JSON of its self-contained form (shared
+reference files inlined) with its SHA-256; loading checks that the digest still matches, so a
+row edited behind the broker's back is refused rather than evaluated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from broker.errors import PolicyError
+from broker.evidence.claims import Claims
+from broker.policy.evaluate import Decision, evaluate
+from broker.policy.loader import load_policy_text
+from broker.policy.model import Policy, canonical_json
+
+
+def stored_form(policy: Policy) -> tuple[str, str]:
+    """The text and digest under which ``policy`` is published."""
+    return canonical_json(policy.to_json()).decode("utf-8"), policy.digest()
+
+
+class PolicyCache:
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._compiled: OrderedDict[str, Policy] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, document: str, digest: str) -> Policy:
+        with self._lock:
+            cached = self._compiled.get(digest)
+            if cached is not None:
+                self._compiled.move_to_end(digest)
+                return cached
+        policy = load_policy_text(document, source="<stored policy>", is_json=True)
+        if policy.digest() != digest:
+            raise PolicyError(
+                f"stored policy {policy.name} v{policy.version} does not match its digest"
+            )
+        with self._lock:
+            self._compiled[digest] = policy
+            if len(self._compiled) > self._capacity:
+                self._compiled.popitem(last=False)
+        return policy
+
+    @staticmethod
+    def evaluate(policy: Policy, claims: Claims, now: datetime) -> Decision:
+        return evaluate(policy, claims, now)
+
+
+def audit_summary(decision: Decision) -> dict[str, Any]:
+    """What the audit record keeps of a decision: the policy identity and every failure."""
+    return {
+        "policy": {
+            "name": decision.policy_name,
+            "version": decision.policy_version,
+            "sha256": decision.policy_digest,
+        },
+        "section": decision.section,
+        "clauses_evaluated": len(decision.explanation),
+        "reasons": [clause.to_json() for clause in decision.failures],
+    }

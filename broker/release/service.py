@@ -1,0 +1,256 @@
+"""The one orchestrator of the release flow: challenge -> attest -> release (ARCHITECTURE §1).
+
+Ordering rules that make it fail closed:
+
+* **attest**: verify the evidence and its binding (CPU only), sign the token (HSM), then in
+  one transaction consume the nonce and append the audit record; the token leaves only after
+  that commit. A failed attestation consumes its nonce too and is audited as a denial.
+* **release**: evaluate the policy; on allow have the HSM build the envelope and sign the
+  response, then append the audit record and commit; only then answer. A database failure
+  at that point discards the envelope and answers 503.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from broker import jose
+from broker.errors import (
+    BadRequest,
+    EvidenceError,
+    KeybrokerError,
+    KeyDisabled,
+    KeyNotFound,
+    NonceError,
+    NonceUnknown,
+    PolicyDenied,
+    TokenInvalid,
+)
+from broker.evidence.claims import Claims, Tee
+from broker.evidence.registry import verifier_for
+from broker.logs import get_logger
+from broker.metrics import Metrics
+from broker.release import binding, tokens
+from broker.release.collateral import CollateralResolver
+from broker.release.policies import PolicyCache, audit_summary
+from broker.runtime import Runtime
+from broker.store import audit, challenges
+from broker.store.audit import AuditRecord
+from broker.timeutil import utcnow
+from hsm.custody import WrappedSecret
+from hsm.pubkey import RsaPublicKey, b64url
+
+log = get_logger("keybroker.release")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestRequest:
+    tee: Tee
+    evidence: bytes
+    tee_jwk: Mapping[str, Any]
+    tee_key: RsaPublicKey
+    nonce_text: str
+    collateral: Mapping[str, bytes]
+    request_id: str | None
+
+
+def decode_nonce(text: str) -> bytes:
+    try:
+        nonce = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise NonceUnknown("nonce is not standard base64") from None
+    if len(nonce) != challenges.NONCE_BYTES:
+        raise NonceUnknown(f"nonce is {len(nonce)} bytes, not {challenges.NONCE_BYTES}")
+    return nonce
+
+
+class ReleaseService:
+    def __init__(
+        self,
+        runtime: Runtime,
+        metrics: Metrics,
+        collateral: CollateralResolver,
+        policies: PolicyCache,
+    ) -> None:
+        self.runtime = runtime
+        self.db = runtime.db
+        self.custody = runtime.custody
+        self.settings = runtime.settings
+        self.metrics = metrics
+        self.collateral = collateral
+        self.policies = policies
+        self.kid = jose.key_id(runtime.custody.signing_public_key)
+
+    # --- challenge -------------------------------------------------------------------------
+
+    async def challenge(self, tee: Tee) -> dict[str, str]:
+        verifier_for(tee)  # refuse a tee we cannot verify before storing anything
+        nonce, expires_at = await challenges.issue(
+            self.db, tee.value, utcnow(), self.settings.challenge_ttl_seconds
+        )
+        return {
+            "nonce": base64.b64encode(nonce).decode("ascii"),
+            "expires_at": expires_at.isoformat(),
+        }
+
+    # --- attest ----------------------------------------------------------------------------
+
+    async def attest(self, request: AttestRequest) -> dict[str, Any]:
+        now = utcnow()
+        nonce = decode_nonce(request.nonce_text)
+        evidence_sha256 = hashlib.sha256(request.evidence).hexdigest()
+        body: dict[str, Any] = {
+            "tee": request.tee.value,
+            "evidence_sha256": evidence_sha256,
+            "tee_pubkey_thumbprint": request.tee_key.thumbprint(),
+            "plaintext_in_broker": False,
+        }
+        claims: Claims | None = None
+        token: str | None = None
+        failure: KeybrokerError | None = None
+        try:
+            claims = await self._verify(request, now)
+            body["signer"] = claims.signer.to_json()
+            body["claims"] = claims.document()
+            body["binding"] = binding.check_binding(
+                claims, nonce, request.nonce_text, request.tee_jwk, request.tee_key
+            )
+            token = await jose.sign(
+                tokens.payload(
+                    claims,
+                    dict(request.tee_jwk),
+                    evidence_sha256,
+                    now,
+                    self.settings.token_ttl_seconds,
+                ),
+                jose.TYP_ATTESTATION_RESULT,
+                self.kid,
+                self.custody.sign_digest_async,
+            )
+        except EvidenceError as exc:
+            failure = exc
+            body["error"] = {"type": exc.type, "detail": exc.detail}
+
+        decision = "allow" if failure is None else "deny"
+        async with self.db.transaction() as conn:
+            try:
+                await challenges.consume(conn, self.db.q, nonce, request.tee.value, now)
+            except NonceError as exc:
+                # Record the refusal, keep the transaction committing, and answer 409.
+                failure, decision = exc, "deny"
+                body["error"] = {"type": exc.type, "detail": exc.detail}
+            await audit.append(
+                conn,
+                self.db.q["audit_append"],
+                AuditRecord(now, "attest", decision, request.request_id, None, body),
+            )
+        self.metrics.attestations.labels(request.tee.value, decision).inc()
+        if failure is not None:
+            raise failure
+        if token is None or claims is None:  # unreachable: no failure means both are set
+            raise TokenInvalid("attestation produced no token")
+        return {
+            "token": token,
+            "token_type": "Bearer",
+            "expires_in": self.settings.token_ttl_seconds,
+            "claims": claims.document(),
+        }
+
+    async def _verify(self, request: AttestRequest, now: datetime) -> Claims:
+        verifier = verifier_for(request.tee)
+        collateral = await self.collateral.resolve(
+            request.tee, request.evidence, request.collateral, now
+        )
+        return verifier.verify(
+            request.evidence, collateral, now=now, extra_roots=self.runtime.test_roots
+        )
+
+    # --- release ---------------------------------------------------------------------------
+
+    async def release(
+        self,
+        bearer: str,
+        key_name: str,
+        presented_jwk: Mapping[str, Any] | None,
+        request_id: str | None,
+    ) -> dict[str, Any]:
+        now = utcnow()
+        result = tokens.read(bearer, self.custody.signing_public_key, now)
+        if presented_jwk is not None and dict(presented_jwk) != result.tee_jwk:
+            raise TokenInvalid("token was issued for another tee public key")
+        context = await self.db.fetchrow("release_context", key_name)
+        if context is None:
+            raise KeyNotFound(f"no key named {key_name}")
+        body: dict[str, Any] = {
+            "tee": result.claims.tee.value,
+            "token_id": result.token_id,
+            "evidence_sha256": result.evidence_sha256,
+            "claims": result.claims.document(),
+            "tee_pubkey_thumbprint": result.tee_key.thumbprint(),
+            "key": {"name": context["name"], "version": context["version"]},
+            "plaintext_in_broker": False,
+        }
+        failure: KeybrokerError | None = None
+        response: dict[str, Any] | None = None
+        if context["state"] != "active":
+            failure = KeyDisabled(f"key {key_name} is disabled")
+        elif context["policy_name"] is None:
+            failure = PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
+        else:
+            policy = self.policies.get(context["document"], context["digest"])
+            decision = self.policies.evaluate(policy, result.claims, now)
+            body.update(audit_summary(decision))
+            if not decision.allow:
+                failure = decision.to_error()
+        if failure is None:
+            response = await self._seal(context, result, now)
+            body["envelope_sha256"] = response["envelope_sha256"]
+        else:
+            body["error"] = {"type": failure.type, "detail": failure.detail}
+
+        decision_text = "allow" if failure is None else "deny"
+        async with self.db.transaction() as conn:
+            await audit.append(
+                conn,
+                self.db.q["audit_append"],
+                AuditRecord(now, "release", decision_text, request_id, key_name, body),
+            )
+        self.metrics.releases.labels(decision_text).inc()
+        if failure is not None:
+            raise failure
+        if response is None:  # unreachable: no failure means the envelope exists
+            raise BadRequest("release produced no envelope")
+        return response
+
+    async def _seal(
+        self, context: Mapping[str, Any], result: tokens.AttestationResult, now: datetime
+    ) -> dict[str, Any]:
+        wrapped = WrappedSecret(
+            bytes(context["wrapped_blob"]), context["secret_length"], context["kek_label"]
+        )
+        sealed = await self.custody.release_to_async(wrapped, result.tee_key)
+        envelope = {
+            "key": context["name"],
+            "version": context["version"],
+            "algorithm": sealed.algorithm,
+            "oaep_hash": sealed.oaep_hash.value,
+            "rsa_bits": sealed.rsa_bits,
+            "secret_length": sealed.secret_length,
+            "ciphertext": b64url(sealed.ciphertext),
+            "tee_pubkey_thumbprint": result.tee_key.thumbprint(),
+            "iat": int(now.timestamp()),
+        }
+        signed = await jose.sign(
+            envelope, jose.TYP_RELEASE, self.kid, self.custody.sign_digest_async
+        )
+        return {
+            "envelope": signed,
+            **envelope,
+            "envelope_sha256": hashlib.sha256(sealed.ciphertext).hexdigest(),
+        }

@@ -1,0 +1,83 @@
+"""Admin bearer tokens: ``kbadm_<id>_<secret>``, stored as SHA-256 of the secret part.
+
+The id lets the broker find the row without scanning; the secret is 32 random bytes (hex), shown
+once at creation, compared in constant time against its stored hash, and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from broker.errors import TokenInvalid
+from broker.redact import Secret
+from broker.store.database import Database
+
+PREFIX = "kbadm"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    KEY_CUSTODIAN = "key-custodian"
+    POLICY_AUTHOR = "policy-author"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling an admin operation; ``actor`` is what the audit trail records."""
+
+    actor: str
+    role: Role | None
+    """None for the local CLI, which holds the database and HSM credentials anyway."""
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+async def create(db: Database, name: str, role: Role, created_by: str) -> tuple[str, Secret]:
+    token_id = secrets.token_hex(8)
+    secret = secrets.token_hex(32)
+    async with db.connection() as conn:
+        await conn.execute(
+            db.q["insert_admin_token"], token_id, name, role.value, _hash(secret), created_by
+        )
+    return token_id, Secret(f"{PREFIX}_{token_id}_{secret}")
+
+
+async def authenticate(db: Database, presented: str) -> Principal:
+    parts = presented.split("_")
+    if len(parts) != 3 or parts[0] != PREFIX:
+        raise TokenInvalid("admin token is malformed")
+    token_id, secret = parts[1], parts[2]
+    row = await db.fetchrow("admin_token", token_id)
+    # Compare against a dummy hash when the id is unknown, so timing does not tell ids apart.
+    stored = bytes(row["secret_hash"]) if row is not None else bytes(32)
+    if not hmac.compare_digest(stored, _hash(secret)) or row is None:
+        raise TokenInvalid("admin token is not valid")
+    if row["revoked_at"] is not None:
+        raise TokenInvalid("admin token was revoked")
+    return Principal(actor=f"token:{token_id}:{row['name']}", role=Role(row["role"]))
+
+
+async def revoke(db: Database, token_id: str) -> bool:
+    return bool(await db.fetch("revoke_admin_token", token_id))
+
+
+async def list_tokens(db: Database) -> list[dict[str, str | None]]:
+    rows = await db.fetch("list_admin_tokens")
+    return [
+        {
+            "id": r["id"],
+            "name": r["name"],
+            "role": r["role"],
+            "created_at": r["created_at"].isoformat(),
+            "created_by": r["created_by"],
+            "revoked_at": None if r["revoked_at"] is None else r["revoked_at"].isoformat(),
+        }
+        for r in rows
+    ]

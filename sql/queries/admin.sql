@@ -1,0 +1,11 @@
+-- name: insert_admin_token
+INSERT INTO admin_tokens (id, name, role, secret_hash, created_by) VALUES ($1, $2, $3, $4, $5);
+
+-- name: admin_token
+SELECT id, name, role, secret_hash, revoked_at FROM admin_tokens WHERE id = $1;
+
+-- name: list_admin_tokens
+SELECT id, name, role, created_at, created_by, revoked_at FROM admin_tokens ORDER BY created_at;
+
+-- name: revoke_admin_token
+UPDATE admin_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id;

@@ -1,0 +1,14 @@
+-- name: collateral_get
+SELECT body, next_update, fetched_at, source FROM collateral
+WHERE tee = $1 AND kind = $2 AND lookup_key = $3;
+
+-- name: collateral_put
+INSERT INTO collateral (tee, kind, lookup_key, body, next_update, source)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (tee, kind, lookup_key) DO UPDATE
+SET body = EXCLUDED.body, next_update = EXCLUDED.next_update, fetched_at = now(),
+    source = EXCLUDED.source;
+
+-- name: collateral_list
+SELECT tee, kind, lookup_key, next_update, fetched_at, source, octet_length(body) AS size
+FROM collateral ORDER BY tee, kind, lookup_key;

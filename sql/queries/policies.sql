@@ -1,0 +1,43 @@
+-- name: insert_policy
+INSERT INTO policies (name, version, document, digest, created_by)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING name, version, digest, created_at;
+
+-- name: policy_version
+SELECT name, version, document, digest, created_at, created_by
+FROM policies WHERE name = $1 AND version = $2;
+
+-- name: latest_policy
+SELECT name, version, document, digest, created_at, created_by
+FROM policies WHERE name = $1 ORDER BY version DESC LIMIT 1;
+
+-- name: list_policies
+SELECT DISTINCT ON (name) name, version, digest, created_at, created_by
+FROM policies ORDER BY name, version DESC;
+
+-- name: key_binding
+SELECT key_name, policy_name, policy_version, locked, updated_at, updated_by
+FROM key_bindings WHERE key_name = $1;
+
+-- name: key_binding_for_update
+SELECT key_name, policy_name, policy_version, locked
+FROM key_bindings WHERE key_name = $1 FOR UPDATE;
+
+-- name: upsert_key_binding
+INSERT INTO key_bindings (key_name, policy_name, policy_version, locked, updated_by)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (key_name) DO UPDATE
+SET policy_name = EXCLUDED.policy_name, policy_version = EXCLUDED.policy_version,
+    locked = EXCLUDED.locked, updated_at = now(), updated_by = EXCLUDED.updated_by;
+
+-- The policy that decides a release of the key, resolved in one round trip.
+-- name: release_context
+SELECT k.name, k.version, k.kek_label, k.wrapped_blob, k.secret_length, k.state,
+       p.name AS policy_name, p.version AS policy_version, p.document, p.digest
+FROM (SELECT * FROM keys WHERE name = $1 ORDER BY version DESC LIMIT 1) k
+LEFT JOIN key_bindings b ON b.key_name = k.name
+LEFT JOIN LATERAL (
+    SELECT name, version, document, digest FROM policies
+    WHERE name = b.policy_name AND (b.policy_version IS NULL OR version = b.policy_version)
+    ORDER BY version DESC LIMIT 1
+) p ON true;

@@ -1,0 +1,558 @@
+"""The release flow end to end over real HTTP: uvicorn on loopback, PostgreSQL, SoftHSM.
+
+One broker serves the whole module, with its own database, trusting two synthetic AMD roots
+(``insecure-test-kit-a``, ``insecure-test-kit-b``) through ``insecure_test_roots``; a third
+kit (``kit_c``) is trusted by nobody. Guests are simulated with ``broker.guest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from broker.guest.client import GuestClient, GuestError, tee_jwk
+from broker.guest.sources import BindingInput, SimulatedSnp
+from broker.localstate.postgres import LocalPostgres
+from broker.localstate.softhsm import LocalSoftHsm
+from broker.redact import Secret
+from broker.release.binding import expected_report_data
+from broker.settings import Settings
+from broker.simulate.snp import SnpKit
+from broker.store import admin_tokens
+from broker.store.admin_tokens import Role
+from broker.store.database import Database
+from tests.integration.server import running_broker
+
+pytestmark = pytest.mark.integration
+
+GOOD_MEASUREMENT = hashlib.sha384(b"approved image").digest()
+OTHER_MEASUREMENT = hashlib.sha384(b"some other image").digest()
+
+
+def _policy(name: str, root: str, minimum_snp: int = 0, version: int = 1) -> dict[str, Any]:
+    return {
+        "format": "keybroker-policy/1",
+        "name": name,
+        "version": version,
+        "reference_values": {
+            "approved": {"tee": "snp", "values": [{"measurement": GOOD_MEASUREMENT.hex()}]}
+        },
+        "admit": {
+            "snp": {
+                "signer": {"roots": [root]},
+                "reference_values": ["approved"],
+                "minimum_tcb": {"bootloader": 0, "tee": 0, "snp": minimum_snp, "microcode": 0},
+                "require": [{"claim": "vmpl", "equals": 0}],
+            }
+        },
+    }
+
+
+@dataclass
+class Deployment:
+    base: str
+    db: Database
+    kits: dict[str, Path]
+    tokens: dict[Role, str]
+    cluster: LocalPostgres
+
+
+def _save_kit(root_dir: Path, name: str) -> Path:
+    kit = SnpKit.generate(rsa_bits=2048)
+    folder = root_dir / name
+    kit.save(folder)
+    (root_dir / f"{name}.pem").write_bytes(kit.ark.public_bytes(Encoding.PEM))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def deployment_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("release")
+
+
+@pytest.fixture(scope="module")
+def kits(deployment_dir: Path) -> dict[str, Path]:
+    return {name: _save_kit(deployment_dir, name) for name in ("kit-a", "kit-b", "kit-c")}
+
+
+@pytest.fixture(scope="module")
+async def deployment(
+    deployment_dir: Path, kits: dict[str, Path], cluster: LocalPostgres, softhsm: LocalSoftHsm
+) -> AsyncIterator[Deployment]:
+    own = LocalPostgres(deployment_dir / "pg")
+    dsn = own.up()
+    settings = Settings(
+        state_dir=deployment_dir,
+        database_url=Secret(dsn),
+        token_label=softhsm.token_label,
+        user_pin_file=softhsm.user_pin_file,
+        insecure_test_roots=(deployment_dir / "kit-a.pem", deployment_dir / "kit-b.pem"),
+        rate_limit_per_second=0,
+        db_pool_min=1,
+        db_pool_max=20,
+        log_format="json",
+        log_level="warning",
+    )
+    with running_broker(settings) as base:
+        db = await Database.connect(dsn, 1, 4)
+        tokens = {}
+        for role in Role:
+            _, token = await admin_tokens.create(db, f"test-{role.value}", role, "test")
+            tokens[role] = token.reveal()
+        yield Deployment(base, db, kits, tokens, own)
+        await db.close()
+    own.stop()
+
+
+def _admin(deployment: Deployment, role: Role) -> httpx.Client:
+    return httpx.Client(
+        base_url=deployment.base, headers={"Authorization": f"Bearer {deployment.tokens[role]}"}
+    )
+
+
+def _seed(deployment: Deployment, key: str, secret: bytes, policy: dict[str, Any]) -> None:
+    with _admin(deployment, Role.KEY_CUSTODIAN) as custodian:
+        created = custodian.post(
+            "/v1/admin/keys", json={"name": key, "secret": base64.b64encode(secret).decode()}
+        )
+        assert created.status_code == 201, created.text
+    with _admin(deployment, Role.POLICY_AUTHOR) as author:
+        published = author.post("/v1/admin/policies", json={"document": policy})
+        assert published.status_code == 201, published.text
+        bound = author.put(f"/v1/admin/keys/{key}/policy", json={"policy": policy["name"]})
+        assert bound.status_code == 200, bound.text
+
+
+async def _fetch(deployment: Deployment, key: str, source: SimulatedSnp, bits: int = 3072) -> bytes:
+    async with httpx.AsyncClient(base_url=deployment.base, timeout=30) as http:
+        released = await GuestClient(http).fetch(source, key, bits)
+    return released.secret
+
+
+def _source(deployment: Deployment, kit: str = "kit-a", **options: Any) -> SimulatedSnp:
+    return SimulatedSnp(
+        deployment.kits[kit], measurement=options.pop("measurement", GOOD_MEASUREMENT), **options
+    )
+
+
+def _attest_body(
+    deployment: Deployment, jwk: dict[str, str], nonce: str, bound_to: str | None = None
+) -> dict[str, Any]:
+    """An attest request for ``nonce`` whose evidence binds ``bound_to`` (default: nonce)."""
+    evidence, collateral = _source(deployment).produce(
+        BindingInput(expected_report_data(bound_to or nonce, jwk, "sha384"), b"", b"")
+    )
+    return {
+        "tee": "snp",
+        "evidence": base64.b64encode(evidence).decode(),
+        "tee_pubkey": jwk,
+        "nonce": nonce,
+        "collateral": {k: base64.b64encode(v).decode() for k, v in collateral.items()},
+    }
+
+
+async def _last_audit(deployment: Deployment, kind: str) -> dict[str, Any]:
+    async with deployment.db.connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT decision, record FROM audit_log WHERE kind = $1 ORDER BY seq DESC LIMIT 1", kind
+        )
+    return {"decision": row["decision"], **json.loads(row["record"])}
+
+
+# --- end to end --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("length", "bits"), [(32, 3072), (33, 4096), (33, 3072), (32, 4096)])
+async def test_simulated_guest_receives_exactly_the_imported_secret(
+    deployment: Deployment, length: int, bits: int
+) -> None:
+    key = f"disk-{length}-{bits}"
+    secret = os.urandom(length)
+    _seed(deployment, key, secret, _policy(f"p-{key}", "insecure-test-kit-a"))
+
+    assert await _fetch(deployment, key, _source(deployment), bits) == secret
+
+    record = await _last_audit(deployment, "release")
+    assert record["decision"] == "allow"
+    assert record["key"] == {"name": key, "version": 1}
+    assert record["plaintext_in_broker"] is False
+    assert record["policy"]["name"] == f"p-{key}"
+    assert record["reasons"] == []
+
+
+# --- denials -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_key(deployment: Deployment) -> str:
+    _seed(deployment, "strict", os.urandom(32), _policy("strict", "insecure-test-kit-a", 24))
+    return "strict"
+
+
+async def _denied(deployment: Deployment, key: str, source: SimulatedSnp) -> GuestError:
+    with pytest.raises(GuestError) as caught:
+        await _fetch(deployment, key, source)
+    return caught.value
+
+
+def _failed_rules(error: GuestError) -> list[str]:
+    return [
+        f"{reason['kind']} {reason['rule']} {reason.get('claim')}"
+        for reason in error.problem["reasons"]
+    ]
+
+
+async def test_wrong_measurement_is_denied_with_reasons(deployment: Deployment) -> None:
+    _seed(deployment, "m-key", os.urandom(32), _policy("m-policy", "insecure-test-kit-a"))
+    error = await _denied(deployment, "m-key", _source(deployment, measurement=OTHER_MEASUREMENT))
+    assert error.status == 403
+    assert error.problem["type"].endswith("/policy-denied")
+    assert any("reference_values" in rule for rule in _failed_rules(error)), error.problem
+    record = await _last_audit(deployment, "release")
+    assert record["decision"] == "deny"
+    assert record["reasons"] == error.problem["reasons"]
+
+
+async def test_debug_guest_is_denied(deployment: Deployment) -> None:
+    _seed(deployment, "d-key", os.urandom(32), _policy("d-policy", "insecure-test-kit-a"))
+    error = await _denied(deployment, "d-key", _source(deployment, debug=True))
+    assert error.status == 403
+    assert any("debug" in rule for rule in _failed_rules(error)), error.problem
+    assert (await _last_audit(deployment, "release"))["decision"] == "deny"
+
+
+async def test_tcb_below_minimum_is_denied(deployment: Deployment, strict_key: str) -> None:
+    error = await _denied(deployment, strict_key, _source(deployment))
+    assert error.status == 403
+    assert any("minimum_tcb" in rule for rule in _failed_rules(error)), error.problem
+    assert any("reported_tcb.snp" in json.dumps(r) for r in error.problem["reasons"])
+
+
+async def test_other_trusted_root_is_denied_by_signer_rule(deployment: Deployment) -> None:
+    _seed(deployment, "r-key", os.urandom(32), _policy("r-policy", "insecure-test-kit-a"))
+    error = await _denied(deployment, "r-key", _source(deployment, kit="kit-b"))
+    assert error.status == 403
+    assert any("signer" in rule for rule in _failed_rules(error)), error.problem
+
+
+async def test_untrusted_root_is_unverifiable(deployment: Deployment) -> None:
+    error = await _denied(deployment, "r-key", _source(deployment, kit="kit-c"))
+    assert error.status == 422
+    assert error.problem["evidence_error"] == "chain_invalid"
+    record = await _last_audit(deployment, "attest")
+    assert record["decision"] == "deny"
+    assert record["error"]["type"] == "chain_invalid"
+
+
+async def test_report_data_not_binding_nonce_and_key_is_refused(deployment: Deployment) -> None:
+    private = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(private)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        guest = GuestClient(http)
+        nonce = await guest.challenge("snp")
+        other_nonce = await guest.challenge("snp")
+        # Evidence bound to another nonce than the one presented.
+        answer = await http.post(
+            "/v1/attest",
+            json=_attest_body(deployment, jwk, nonce, bound_to=other_nonce),
+        )
+    assert answer.status_code == 422
+    assert answer.json()["evidence_error"] == "binding_mismatch"
+    record = await _last_audit(deployment, "attest")
+    assert record["decision"] == "deny"
+    assert record["error"]["type"] == "binding_mismatch"
+
+
+async def test_token_for_another_tee_key_is_refused(deployment: Deployment) -> None:
+    _seed(deployment, "t-key", os.urandom(32), _policy("t-policy", "insecure-test-kit-a"))
+    owner = rsa.generate_private_key(65537, 3072)
+    thief = rsa.generate_private_key(65537, 3072)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        guest = GuestClient(http)
+        token = await guest.attest(_source(deployment), owner)
+        with pytest.raises(GuestError) as caught:
+            await guest.release("t-key", token, thief)
+    assert caught.value.status == 401
+    assert caught.value.problem["type"].endswith("/token-invalid")
+
+
+async def test_tampered_token_is_refused(deployment: Deployment) -> None:
+    owner = rsa.generate_private_key(65537, 3072)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        token = await GuestClient(http).attest(_source(deployment), owner)
+        header, payload, signature = token.split(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+        claims["claims"]["fields"]["measurement"] = GOOD_MEASUREMENT.hex()[::-1]
+        forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        answer = await http.post(
+            "/v1/keys/t-key/release",
+            headers={"Authorization": f"Bearer {header}.{forged_payload}.{signature}"},
+        )
+    assert answer.status_code == 401
+
+
+async def test_unknown_key_is_404_and_disabled_key_is_refused(deployment: Deployment) -> None:
+    _seed(deployment, "x-key", os.urandom(32), _policy("x-policy", "insecure-test-kit-a"))
+    owner = rsa.generate_private_key(65537, 3072)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        guest = GuestClient(http)
+        token = await guest.attest(_source(deployment), owner)
+        with pytest.raises(GuestError) as missing:
+            await guest.release("no-such-key", token, owner)
+        assert missing.value.status == 404
+        with _admin(deployment, Role.KEY_CUSTODIAN) as custodian:
+            assert custodian.post("/v1/admin/keys/x-key/disable").status_code == 200
+        with pytest.raises(GuestError) as disabled:
+            await guest.release("x-key", token, owner)
+        assert disabled.value.status == 403
+        assert disabled.value.problem["type"].endswith("/key-disabled")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"tee": "snp"}, 400, "member 'evidence' is required"),
+        ({"tee": "sev"}, 422, "tee 'sev' is not one of"),
+        ({"tee": "snp", "evidence": "!!", "tee_pubkey": {}, "nonce": "x"}, 400, "not base64"),
+        (
+            {"tee": "snp", "evidence": "AA==", "tee_pubkey": {"kty": "RSA"}, "nonce": "x"},
+            400,
+            "JWK n",
+        ),
+        ({"tee": "snp", "unexpected": 1}, 400, "unknown members: unexpected"),
+    ],
+)
+def test_malformed_attest_requests(
+    deployment: Deployment, body: dict[str, Any], status: int, fragment: str
+) -> None:
+    with httpx.Client(base_url=deployment.base) as http:
+        answer = http.post("/v1/attest", json=body)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert fragment in answer.json()["detail"]
+
+
+def test_unknown_and_expired_nonces_are_refused(deployment: Deployment) -> None:
+    private = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(private)
+    unknown_nonce = base64.b64encode(os.urandom(32)).decode()
+    with httpx.Client(base_url=deployment.base) as http:
+        answer = http.post(
+            "/v1/attest",
+            json=_attest_body(deployment, jwk, unknown_nonce),
+        )
+    assert answer.status_code == 409
+    assert answer.json()["type"].endswith("/nonce-unknown")
+
+
+async def test_expired_nonce_is_refused(deployment: Deployment) -> None:
+    private = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(private)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        nonce = await GuestClient(http).challenge("snp")
+        async with deployment.db.connection() as conn:
+            await conn.execute(
+                "UPDATE challenges SET expires_at = now() - interval '1 second' WHERE nonce = $1",
+                base64.b64decode(nonce),
+            )
+        answer = await http.post(
+            "/v1/attest",
+            json=_attest_body(deployment, jwk, nonce),
+        )
+    assert answer.status_code == 409
+    assert answer.json()["type"].endswith("/nonce-expired")
+
+
+# --- replay ------------------------------------------------------------------------------
+
+
+async def test_fifty_concurrent_attests_with_one_nonce_yield_one_token(
+    deployment: Deployment,
+) -> None:
+    private = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(private)
+    async with httpx.AsyncClient(
+        base_url=deployment.base, timeout=60, limits=httpx.Limits(max_connections=50)
+    ) as http:
+        nonce = await GuestClient(http).challenge("snp")
+        body = _attest_body(deployment, jwk, nonce)
+        answers = await asyncio.gather(*(http.post("/v1/attest", json=body) for _ in range(50)))
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(409) == 49, statuses
+    replays = [a.json()["type"] for a in answers if a.status_code == 409]
+    assert all(kind.endswith("/nonce-replayed") for kind in replays)
+
+
+# --- authorisation matrix ----------------------------------------------------------------
+
+ADMIN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
+    ("GET", "/v1/admin/keys", None, Role.AUDITOR),
+    ("POST", "/v1/admin/keys", {"name": "authz-key", "generate_length": 32}, Role.KEY_CUSTODIAN),
+    ("POST", "/v1/admin/keys/authz-key/versions", {"generate_length": 32}, Role.KEY_CUSTODIAN),
+    ("POST", "/v1/admin/keys/authz-key/disable", None, Role.KEY_CUSTODIAN),
+    ("POST", "/v1/admin/keys/authz-key/enable", None, Role.KEY_CUSTODIAN),
+    (
+        "POST",
+        "/v1/admin/policies",
+        {"document": _policy("authz-policy", "amd-ark-milan")},
+        Role.POLICY_AUTHOR,
+    ),
+    ("PUT", "/v1/admin/keys/authz-key/policy", {"policy": "authz-policy"}, Role.POLICY_AUTHOR),
+    ("GET", "/v1/admin/policies", None, Role.POLICY_AUTHOR),
+    ("GET", "/v1/admin/policies/authz-policy", None, Role.AUDITOR),
+    ("POST", "/v1/admin/kek/rotate", None, Role.KEY_CUSTODIAN),
+    ("GET", "/v1/admin/audit", None, Role.AUDITOR),
+    ("GET", "/v1/admin/audit/verify", None, Role.AUDITOR),
+    ("POST", "/v1/admin/tokens", {"name": "ops", "role": "auditor"}, Role.ADMIN),
+    ("GET", "/v1/admin/tokens", None, Role.ADMIN),
+]
+# Roles that may also read, so they are not "wrong" for these endpoints.
+READERS = {
+    "/v1/admin/keys": set(Role),
+    "/v1/admin/policies": {Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN, Role.KEY_CUSTODIAN},
+    "/v1/admin/policies/authz-policy": {
+        Role.POLICY_AUTHOR,
+        Role.AUDITOR,
+        Role.ADMIN,
+        Role.KEY_CUSTODIAN,
+    },
+}
+
+
+def test_authorisation_matrix(deployment: Deployment) -> None:
+    with httpx.Client(base_url=deployment.base, timeout=30) as http:
+        for method, path, body, right in ADMIN_ENDPOINTS:
+            anonymous = http.request(method, path, json=body)
+            assert anonymous.status_code == 401, (method, path)
+            garbage = http.request(
+                method, path, json=body, headers={"Authorization": "Bearer kbadm_00_00"}
+            )
+            assert garbage.status_code == 401, (method, path)
+            allowed = READERS.get(path, {right}) if method == "GET" else {right}
+            for role in Role:
+                if role in allowed:
+                    continue
+                wrong = http.request(
+                    method,
+                    path,
+                    json=body,
+                    headers={"Authorization": f"Bearer {deployment.tokens[role]}"},
+                )
+                assert wrong.status_code == 403, (method, path, role, wrong.text)
+                assert wrong.json()["type"].endswith("/forbidden")
+            good = http.request(
+                method,
+                path,
+                json=body,
+                headers={"Authorization": f"Bearer {deployment.tokens[right]}"},
+            )
+            assert good.status_code in (200, 201), (method, path, good.text)
+
+
+def test_revoked_admin_token_is_refused(deployment: Deployment) -> None:
+    with _admin(deployment, Role.ADMIN) as admin:
+        created = admin.post("/v1/admin/tokens", json={"name": "temp", "role": "auditor"}).json()
+        headers = {"Authorization": f"Bearer {created['token']}"}
+        assert admin.get("/v1/admin/audit", headers=headers).status_code == 200
+        assert admin.delete(f"/v1/admin/tokens/{created['id']}").status_code == 200
+        refused = admin.get("/v1/admin/audit", headers=headers)
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["detail"]
+
+
+def test_locked_binding_refuses_changes_and_policy_versions_only_grow(
+    deployment: Deployment,
+) -> None:
+    _seed(deployment, "locked-key", os.urandom(32), _policy("locked-policy", "insecure-test-kit-a"))
+    with _admin(deployment, Role.POLICY_AUTHOR) as author:
+        assert (
+            author.put(
+                "/v1/admin/keys/locked-key/policy", json={"policy": "locked-policy", "lock": True}
+            ).status_code
+            == 200
+        )
+        refused = author.put("/v1/admin/keys/locked-key/policy", json={"policy": "m-policy"})
+        assert refused.status_code == 409
+        assert "locked" in refused.json()["detail"]
+        same_version = _policy("locked-policy", "insecure-test-kit-b")
+        assert author.post("/v1/admin/policies", json={"document": same_version}).status_code == 409
+        newer = _policy("locked-policy", "insecure-test-kit-b", version=2)
+        assert author.post("/v1/admin/policies", json={"document": newer}).status_code == 201
+
+
+# --- fail closed -------------------------------------------------------------------------
+
+
+async def test_database_outage_fails_closed_and_recovers(deployment: Deployment) -> None:
+    secret = os.urandom(32)
+    _seed(deployment, "outage-key", secret, _policy("outage-policy", "insecure-test-kit-a"))
+    owner = rsa.generate_private_key(65537, 3072)
+    async with httpx.AsyncClient(base_url=deployment.base, timeout=30) as http:
+        guest = GuestClient(http)
+        token = await guest.attest(_source(deployment), owner)
+        nonce = await guest.challenge("snp")
+        deployment.cluster.stop()
+        try:
+            with pytest.raises(GuestError) as release_down:
+                await guest.release("outage-key", token, owner)
+            assert release_down.value.status == 503
+            with pytest.raises(GuestError) as challenge_down:
+                await guest.challenge("snp")
+            assert challenge_down.value.status == 503
+            _, jwk = tee_jwk(owner)
+            attest_down = await http.post(
+                "/v1/attest",
+                json=_attest_body(deployment, jwk, nonce),
+            )
+            assert attest_down.status_code == 503
+            assert "release" not in attest_down.text
+        finally:
+            deployment.cluster.start()
+        statuses = []
+        released = None
+        for _ in range(50):
+            try:
+                released = await guest.release("outage-key", token, owner)
+                break
+            except GuestError as exc:
+                statuses.append(exc.status)
+                await asyncio.sleep(0.2)
+        assert set(statuses) <= {503}
+        assert released is not None
+        assert released.secret == secret
+
+
+# --- the audit chain, last -----------------------------------------------------------------
+
+
+async def test_zz_audit_chain_verifies_then_detects_alteration(deployment: Deployment) -> None:
+    with _admin(deployment, Role.AUDITOR) as auditor:
+        report = auditor.get("/v1/admin/audit/verify").json()
+        assert report["ok"] is True, report
+        assert report["records"] > 40
+        tail = auditor.get("/v1/admin/audit?limit=5").json()["records"]
+        assert len(tail) == 5
+    async with deployment.db.transaction() as conn:
+        await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        await conn.execute(
+            "UPDATE audit_log SET record = replace(record, '\"deny\"', '\"allow\"') "
+            "WHERE seq = (SELECT min(seq) FROM audit_log WHERE decision = 'deny')"
+        )
+        await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    with _admin(deployment, Role.AUDITOR) as auditor:
+        broken = auditor.get("/v1/admin/audit/verify").json()
+    assert broken["ok"] is False
+    assert broken["reason"] == "hash does not match the record's content"
