@@ -37,7 +37,7 @@ test: system-deps venv lint typecheck
 	$(BIN)/pytest
 
 run: system-deps venv
-	$(BIN)/keybroker dev run --state-dir $(STATE)
+	$(BIN)/keybroker dev run --demo --state-dir $(STATE)
 
 bench: system-deps venv
 	$(BIN)/keybroker bench --state-dir $(STATE)/bench

@@ -162,7 +162,9 @@ async def _audit_tail(admin: AdminService, who: Principal, args: argparse.Namesp
 def describe_audit(entry: dict[str, Any]) -> str:
     """One readable line per decision, then its reasons indented."""
     record = json.loads(entry["record"])
-    subject = entry["key_name"] or record.get("tee") or record.get("action") or ""
+    subject = " ".join(
+        part for part in (record.get("action"), entry["key_name"] or record.get("tee")) if part
+    )
     head = (
         f"#{entry['seq']:<6} {entry['at'][:19]}  {entry['kind']:<7} {entry['decision']:<5} "
         f"{subject}"

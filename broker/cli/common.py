@@ -22,7 +22,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, help="state directory (default .keybroker)")
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, *, service: bool = False) -> Settings:
+    """Settings for a command; only a running service logs below warnings by default."""
     try:
         settings = load_settings(getattr(args, "config", None))
     except ConfigurationError as exc:
@@ -30,7 +31,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     state_dir = getattr(args, "state_dir", None)
     if state_dir is not None:
         settings = settings.with_overrides(state_dir=state_dir)
-    logs.configure(settings.log_format, settings.log_level)
+    level = settings.log_level if service else "warning"
+    logs.configure(settings.log_format, level)
     return settings
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 import uvicorn
 
 from broker.app import create_app
-from broker.cli.common import add_settings_arguments, fail, settings_from
+from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
 from broker.errors import KeybrokerError
+from broker.localstate import demo
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.logs import get_logger
@@ -39,6 +41,11 @@ def register(subparsers: Any) -> None:
         if name == "run":
             parser.add_argument("--host")
             parser.add_argument("--port", type=int)
+            parser.add_argument(
+                "--demo",
+                action="store_true",
+                help="seed the demo: a simulated SNP guest's test root, key and policy",
+            )
         parser.set_defaults(func=func)
 
 
@@ -77,7 +84,7 @@ def serve(settings: Settings) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    settings = _with_listen(settings_from(args), args)
+    settings = _with_listen(settings_from(args, service=True), args)
     serve(settings)
     return 0
 
@@ -111,12 +118,16 @@ def run_down(args: argparse.Namespace) -> int:
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    settings = _with_listen(settings_from(args), args)
+    settings = _with_listen(settings_from(args, service=True), args)
     try:
         cluster = local_up(settings)
     except KeybrokerError as exc:
         return fail(exc)
     try:
+        if args.demo:
+            settings = demo.prepare(settings)
+            run_async(lambda: demo.seed(settings))
+            print(demo.instructions(settings), file=sys.stderr, flush=True)
         serve(settings)
     finally:
         if cluster is not None:

@@ -8,6 +8,8 @@
 | ``no-minimum-tcb``      | sets no minimum TCB (SNP components; Intel: accepted ``tcb_status``) |
 | ``any-tee``             | is the ``any`` section, which admits every TEE without its own       |
 | ``unknown-claim``       | reads a claim path that the TEE's verifier does not produce          |
+| ``test-root-accepted``  | names an ``insecure-test-...`` root in ``signer.roots`` (cannot be   |
+|                         | acknowledged: such evidence proves nothing about real hardware)      |
 
 A section may acknowledge a warning on purpose with ``acknowledged_warnings: {code: reason}``;
 the warning is still reported, marked acknowledged, and no longer fails ``policy check``.
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from types import EllipsisType
 
 from broker.evidence.claims import SignerOrigin
+from broker.evidence.trust import INSECURE_ROOT_PREFIX
 from broker.policy.model import (
     ANY_SECTION,
     MEASUREMENT_CLAIMS,
@@ -41,9 +44,10 @@ CODES: Mapping[str, str] = {
     "no-minimum-tcb": "no minimum TCB",
     "any-tee": "accepts any TEE type",
     "unknown-claim": "claim path unknown for this TEE",
+    "test-root-accepted": "test root accepted",
 }
 #: Warnings that stay warnings whatever the policy says.
-UNACKNOWLEDGEABLE = frozenset({"debug-allowed"})
+UNACKNOWLEDGEABLE = frozenset({"debug-allowed", "test-root-accepted"})
 
 Location = tuple[str | int, ...]
 
@@ -123,6 +127,18 @@ def _section_warnings(section: Section) -> Iterator[tuple[str, Location, str]]:
             "evidence signed by an infrastructure provider (a cloud operator, e.g. AWS Nitro) "
             "is accepted: that operator stays fully trusted; require signer.origin: "
             "silicon-vendor where the TEE allows it",
+        )
+    test_roots = [
+        root
+        for root in (signer.roots if signer is not None else ()) or ()
+        if root.startswith(INSECURE_ROOT_PREFIX)
+    ]
+    if test_roots:
+        yield (
+            "test-root-accepted",
+            (*base, "signer", "roots"),
+            f"test roots {', '.join(test_roots)} are accepted: their evidence is synthetic "
+            "and proves nothing about real hardware; never bind a production key to this",
         )
     if _lacks_minimum_tcb(section):
         yield (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from broker.errors import PolicyError
 from broker.policy import Policy, lint, load_policy
 from broker.policy.lint import CODES, known_claim
 
@@ -72,6 +73,12 @@ LINT_TABLE = [
         [("unknown-claim", "$.admit.snp.require[0].any_of[1].not.claim")],
     ),
     (
+        SAFE_SNP.replace(
+            "origin: silicon-vendor", "origin: silicon-vendor, roots: [insecure-test-kit]"
+        ),
+        [("test-root-accepted", "$.admit.snp.signer.roots")],
+    ),
+    (
         "  nitro:\n    signer: {origin: infrastructure-provider}\n"
         "    require: [{claim: pcrs.0, hex_equals: '%s'}]\n" % ("ab" * 48),
         [("infrastructure-signer", "$.admit.nitro.signer")],
@@ -96,6 +103,12 @@ def test_acknowledged_warnings_keep_their_reason() -> None:
         + "    acknowledged_warnings: {no-minimum-tcb: test fleet only}\n"
     )
     (debug, tcb) = sorted(lint(rules), key=lambda w: w.code)
+    # test-root-accepted can no more be acknowledged than debug-allowed: the schema refuses it
+    with pytest.raises(PolicyError, match="'test-root-accepted' is not a known name"):
+        policy(
+            SAFE_SNP.replace("origin: silicon-vendor", "origin: silicon-vendor, roots: [t]")
+            + "    acknowledged_warnings: {test-root-accepted: demo}\n"
+        )
     assert (debug.code, debug.acknowledged) == ("debug-allowed", None)
     assert (tcb.code, tcb.acknowledged) == ("no-minimum-tcb", "test fleet only")
     assert tcb.to_json()["acknowledged"] == "test fleet only"
@@ -122,6 +135,7 @@ def test_known_claims() -> None:
         ("sgx-enclave-data-key.yaml", []),
         ("nitro-enclave.yaml", [("infrastructure-signer", True)]),
         ("insecure-debug-example.yaml", [("debug-allowed", False)]),
+        ("insecure-demo-simulated-snp.yaml", [("test-root-accepted", False)]),
     ],
 )
 def test_shipped_policies_warn_only_where_intended(

@@ -334,6 +334,7 @@ def test_the_expected_policies_ship() -> None:
     assert SHIPPED == [
         "default.yaml",
         "insecure-debug-example.yaml",
+        "insecure-demo-simulated-snp.yaml",
         "nitro-enclave.yaml",
         "sgx-enclave-data-key.yaml",
         "snp-production-disk-key.yaml",

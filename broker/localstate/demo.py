@@ -1,0 +1,76 @@
+"""The `make run` demo: a simulated SNP guest, a key it may fetch, and the policy that says so.
+
+``prepare`` creates a synthetic AMD chain under ``<state>/demo/snp`` (once) and returns
+settings that trust its root through ``insecure_test_roots`` (the broker announces that in
+its log). ``seed`` imports the demo key ``disk-key`` (a readable secret, so a newcomer can see
+what was released), publishes ``policies/insecure-demo-simulated-snp.yaml`` and binds them.
+Nothing here is ever done outside ``keybroker dev run --demo``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from importlib import resources
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from broker.admin.service import AdminService
+from broker.policy.loader import load_policy_text
+from broker.runtime import Runtime
+from broker.settings import Settings
+from broker.simulate.snp import SnpKit
+from broker.store.admin_tokens import Principal
+
+DEMO_KEY = "disk-key"
+DEMO_ROOT_FILE = "demo-snp.pem"  # the broker names this root insecure-test-demo-snp
+
+
+def kit_dir(state_dir: Path) -> Path:
+    return state_dir / "demo" / "snp"
+
+
+def prepare(settings: Settings) -> Settings:
+    """Create the demo kit if needed; the settings to run the demo broker with."""
+    folder = kit_dir(settings.state_dir)
+    root_file = settings.state_dir / "demo" / DEMO_ROOT_FILE
+    if not (folder / "kit.json").exists() or not root_file.exists():
+        kit = SnpKit.generate()
+        kit.save(folder)
+        root_file.write_bytes(kit.ark.public_bytes(Encoding.PEM))
+    roots = tuple(dict.fromkeys((*settings.insecure_test_roots, root_file)))
+    return settings.with_overrides(insecure_test_roots=roots)
+
+
+async def seed(settings: Settings) -> None:
+    """Import the demo key, publish and bind the demo policy; idempotent."""
+    runtime = await Runtime.start(settings)
+    try:
+        admin = AdminService(runtime)
+        who = Principal(actor="demo-seed", role=None)
+        existing = {key["name"] for key in await admin.list_keys(who)}
+        if DEMO_KEY not in existing:
+            secret = f"keybroker demo disk key {secrets.token_hex(8)}\n".encode()
+            await admin.create_key(who, DEMO_KEY, secret, None)
+        text = resources.files("broker.localstate").joinpath("demo_policy.yaml").read_text()
+        policy = load_policy_text(text, source="insecure-demo-simulated-snp.yaml")
+        await admin.publish_policy(who, policy)
+        binding = await runtime.db.fetchrow("key_binding", DEMO_KEY)
+        if binding is None:
+            await admin.bind_policy(who, DEMO_KEY, policy.name, None, False)
+    finally:
+        await runtime.stop()
+
+
+def instructions(settings: Settings) -> str:
+    url = f"http://{settings.host}:{settings.port}"
+    state = settings.state_dir
+    return (
+        "\n"
+        "  keybroker is starting with a DEMO setup (a synthetic AMD root is trusted).\n"
+        "  In another terminal, fetch the demo key as a simulated SEV-SNP guest:\n\n"
+        f"    .venv/bin/keybroker guest fetch --url {url} --key {DEMO_KEY} --tee snp "
+        f"--simulate --state-dir {state}\n\n"
+        "  then read the audit record of that release:\n\n"
+        f"    .venv/bin/keybroker audit tail --state-dir {state}\n"
+    )
