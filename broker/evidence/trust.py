@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
+import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -25,6 +27,7 @@ from importlib import resources
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from broker.errors import (
@@ -123,13 +126,34 @@ UNREADABLE = (
 )
 
 
+@contextmanager
+def zero_serial_tolerated() -> Iterator[None]:
+    """Silence exactly the warning pyca/cryptography gives for a serial number of zero.
+
+    AMD KDS issues VCEKs and VLEKs with serial number 0, which RFC 5280 forbids; cryptography
+    still loads them but emits a CryptographyDeprecationWarning on load and on every
+    ``serial_number`` read (an error under pytest's ``-W error``). We knowingly accept them,
+    at certificate load and where serial numbers are read. ``catch_warnings`` swaps a
+    process-global filter list, so a concurrent thread may briefly see the default filters:
+    harmless, the warning would only be printed.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message="Parsed a serial number which wasn't positive",
+            category=CryptographyDeprecationWarning,
+        )
+        yield
+
+
 def load_certificate(data: bytes) -> x509.Certificate:
     """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither, or when a
     field the verifiers read (names, validity, key, extensions) does not parse."""
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return _read_fully(x509.load_pem_x509_certificate(data))
-        return _read_fully(x509.load_der_x509_certificate(data))
+        with zero_serial_tolerated():
+            if data.lstrip().startswith(b"-----BEGIN"):
+                return _read_fully(x509.load_pem_x509_certificate(data))
+            return _read_fully(x509.load_der_x509_certificate(data))
     except UNREADABLE as exc:
         raise MalformedEvidence(f"certificate does not parse: {exc}") from None
 
@@ -141,7 +165,8 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         return []
     if stripped.startswith(b"-----BEGIN"):
         try:
-            return [_read_fully(cert) for cert in x509.load_pem_x509_certificates(stripped)]
+            with zero_serial_tolerated():
+                return [_read_fully(cert) for cert in x509.load_pem_x509_certificates(stripped)]
         except UNREADABLE as exc:
             raise MalformedEvidence(f"certificate bundle does not parse: {exc}") from None
     # DER is taken byte for byte: a DER certificate may well end in 0x00 or 0x20 (the last

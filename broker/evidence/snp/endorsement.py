@@ -13,21 +13,18 @@ ASN.1 library is needed. Encoding is used by the synthetic kit (:mod:`broker.sim
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from broker.errors import MalformedEvidence
 from broker.evidence.snp.abi import TCB_LAYOUT, TURIN_TCB_LAYOUT
-from broker.evidence.trust import load_certificates
+from broker.evidence.trust import load_certificates, zero_serial_tolerated
 
 AMD_OID = "1.3.6.1.4.1.3704.1"
 OID_STRUCT_VERSION = x509.ObjectIdentifier(f"{AMD_OID}.1")
@@ -138,25 +135,6 @@ def load_endorsement(data: bytes) -> Endorsement:
         hwid=hwid,
         csp_id=csp_id,
     )
-
-
-@contextmanager
-def zero_serial_tolerated() -> Iterator[None]:
-    """Silence exactly the warning pyca/cryptography gives for a serial number of zero.
-
-    AMD KDS issues VCEKs and VLEKs with serial number 0, which RFC 5280 forbids; cryptography
-    still loads them but emits a CryptographyDeprecationWarning on load and on every
-    ``serial_number`` read (an error under pytest's ``-W error``). We knowingly accept them,
-    here only. ``catch_warnings`` swaps a process-global filter list, so a concurrent thread
-    may briefly see the default filters: harmless, the warning would only be printed.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message="Parsed a serial number which wasn't positive",
-            category=CryptographyDeprecationWarning,
-        )
-        yield
 
 
 # --- DER values -------------------------------------------------------------------------------

@@ -51,7 +51,6 @@ from broker.evidence.snp.endorsement import (
     Endorsement,
     load_endorsement,
     spl_layout,
-    zero_serial_tolerated,
 )
 from broker.evidence.snp.products import Product, parse_product, product_from_cpuid
 from broker.evidence.snp.roots import KeyKind
@@ -65,6 +64,7 @@ from broker.evidence.trust import (
     fingerprint,
     load_certificates,
     verify_chain,
+    zero_serial_tolerated,
 )
 
 _ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
