@@ -21,40 +21,57 @@ class ConfigfsError(RuntimeError):
     pass
 
 
+class TsmFilesystem:
+    """The file operations used on configfs; tests substitute a stand-in for the kernel."""
+
+    def mkdir(self, entry: Path) -> None:
+        entry.mkdir()
+
+    def write(self, path: Path, data: bytes) -> None:
+        path.write_bytes(data)
+
+    def read(self, path: Path) -> bytes | None:
+        return path.read_bytes() if path.exists() else None
+
+    def rmdir(self, entry: Path) -> None:
+        entry.rmdir()
+
+
 def read_report(
-    report_data: bytes, root: Path = TSM_REPORT_ROOT
+    report_data: bytes, root: Path = TSM_REPORT_ROOT, fs: TsmFilesystem | None = None
 ) -> tuple[bytes, bytes | None, str]:
     """(outblob, auxblob or None, provider) for ``report_data`` (exactly 64 bytes)."""
+    fs = fs or TsmFilesystem()
     if len(report_data) != 64:
         raise ConfigfsError("REPORT_DATA must be 64 bytes")
     if not root.is_dir():
         raise ConfigfsError(f"{root} does not exist: not a confidential guest, or no configfs-tsm")
     entry = root / f"keybroker-{os.getpid()}-{secrets.token_hex(4)}"
     try:
-        entry.mkdir()
+        fs.mkdir(entry)
     except OSError as exc:
         raise ConfigfsError(f"cannot create {entry}: {exc.strerror}") from None
     try:
-        before = _generation(entry)
-        (entry / "inblob").write_bytes(report_data)
-        outblob = (entry / "outblob").read_bytes()
-        aux_path = entry / "auxblob"
-        auxblob = aux_path.read_bytes() if aux_path.exists() else None
-        after = _generation(entry)
+        before = _generation(fs, entry)
+        fs.write(entry / "inblob", report_data)
+        outblob = fs.read(entry / "outblob")
+        auxblob = fs.read(entry / "auxblob")
+        after = _generation(fs, entry)
+        if outblob is None:
+            raise ConfigfsError(f"{entry}/outblob is missing")
         if after != before + 1:
             raise ConfigfsError(
                 f"configfs-tsm generation went from {before} to {after}: another writer raced"
             )
-        provider_path = entry / "provider"
-        provider = provider_path.read_text().strip() if provider_path.exists() else "unknown"
-        return outblob, auxblob or None, provider
+        provider = fs.read(entry / "provider")
+        return outblob, auxblob or None, (provider or b"unknown").decode().strip()
     finally:
         with suppress(OSError):
-            entry.rmdir()
+            fs.rmdir(entry)
 
 
-def _generation(entry: Path) -> int:
-    text = (entry / "generation").read_text().strip()
+def _generation(fs: TsmFilesystem, entry: Path) -> int:
+    text = (fs.read(entry / "generation") or b"").decode().strip()
     if not text.isdigit():
         raise ConfigfsError(f"unexpected generation value {text!r}")
     return int(text)
