@@ -33,8 +33,11 @@ unit: venv
 
 # The whole suite. Integration tests start their own PostgreSQL cluster and SoftHSM token
 # under a temporary state directory (broker/localstate), so nothing else needs to run first.
+# A private base directory per run: pytest prunes old numbered directories under
+# /tmp/pytest-of-<user>, which would pull a PostgreSQL cluster from under a concurrent run.
 test: system-deps venv lint typecheck
-	$(BIN)/pytest
+	@base=$$(mktemp -d /tmp/keybroker-test.XXXXXX); \
+	$(BIN)/pytest --basetemp=$$base; status=$$?; rm -rf $$base; exit $$status
 
 run: system-deps venv
 	$(BIN)/keybroker dev run --demo --state-dir $(STATE)
