@@ -40,6 +40,7 @@ from broker.guest.sources import (
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.policy import load_policy
+from broker.release.binding import expected_report_data
 from broker.simulate.intel import IntelKit
 from broker.simulate.nitro import FakeNitroAuthority
 from broker.timeutil import utcnow
@@ -237,6 +238,26 @@ async def test_debug_sgx_enclave_is_denied_by_the_example(deployment: Deployment
     assert error.status == 403
     assert reasons(error) == [("debug", "debug", False, True)]
     await assert_denial_audited(deployment, error, "enclave-data")
+
+
+@pytest.mark.parametrize("tee", ["tdx", "sgx"])
+async def test_intel_quote_that_does_not_bind_the_nonce_is_refused(
+    deployment: Deployment, tee: str
+) -> None:
+    """REPORTDATA made for another challenge: the binding fails before any policy."""
+    _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+    async with httpx.AsyncClient(base_url=deployment.base, timeout=30) as http:
+        nonce = await GuestClient(http).challenge(tee)
+        other = await GuestClient(http).challenge(tee)
+        binding = BindingInput(expected_report_data(other, jwk, "sha384"), b"", b"")
+        answer = await http.post(
+            "/v1/attest", json=attest_body(guest(deployment, tee), jwk, nonce, binding)
+        )
+    assert answer.status_code == 422
+    assert answer.json()["evidence_error"] == "binding_mismatch"
+    record = await last_audit(deployment, "attest")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "binding_mismatch")
+    assert record["signer"]["root"] == INTEL_KIT_ROOT  # verified, then refused for the binding
 
 
 # --- AWS Nitro -----------------------------------------------------------------------------------
