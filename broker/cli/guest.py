@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,23 @@ import httpx
 from broker.cli import UsageError
 from broker.guest.client import GuestClient, GuestError
 from broker.guest.configfs import ConfigfsError
-from broker.guest.sources import EvidenceSource, HardwareTsm, SimulatedNitro, SimulatedSnp
+from broker.guest.sources import (
+    EvidenceSource,
+    HardwareTsm,
+    SimulatedNitro,
+    SimulatedSgx,
+    SimulatedSnp,
+    SimulatedTdx,
+)
 
-SIMULATED = {"snp": SimulatedSnp, "nitro": SimulatedNitro}
+#: ``--simulate`` sources: each takes the kit directory (``broker.simulate``'s saved SNP kit,
+#: Intel kit or Nitro authority) and produces evidence signed by it.
+SIMULATED: dict[str, Callable[[Path], EvidenceSource]] = {
+    "snp": SimulatedSnp,
+    "tdx": SimulatedTdx,
+    "sgx": SimulatedSgx,
+    "nitro": SimulatedNitro,
+}
 
 
 def register(subparsers: Any) -> None:
@@ -53,8 +68,7 @@ def source_for(args: argparse.Namespace) -> EvidenceSource:
     kit = args.kit or args.state_dir / "demo" / args.tee
     if not kit.is_dir():
         raise UsageError(f"simulation kit {kit} does not exist (make run creates it)")
-    source: EvidenceSource = factory(kit)
-    return source
+    return factory(kit)
 
 
 def run_fetch(args: argparse.Namespace) -> int:

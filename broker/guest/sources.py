@@ -1,19 +1,26 @@
 """Where a guest's evidence comes from: real hardware (configfs-tsm) or a simulation.
 
-A source turns the 64 bytes of REPORT_DATA the binding requires into evidence plus any
-collateral the broker may need (a simulated guest ships its synthetic VCEK, since no vendor
-service knows its fake chip).
+A source turns the 64 bytes of REPORT_DATA the binding requires (or, for Nitro, the nonce and
+public key) into evidence plus any collateral the broker may need. A simulated guest ships
+the collateral of its synthetic vendor (the SNP kit's VCEK; the Intel kit's TCB Info, QE
+Identity, CRLs and TCB Signing chain), since no vendor service knows its fake platform.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from broker.evidence.claims import Tee
+from broker.evidence.sgx.claims import ATTRIBUTE_BITS
 from broker.evidence.snp.abi import GuestPolicy
+from broker.evidence.tdx.claims import TD_ATTRIBUTE_BITS
 from broker.guest.configfs import TSM_REPORT_ROOT, ConfigfsError, read_report
+from broker.simulate.intel import IntelKit
 from broker.simulate.nitro import FakeNitroAuthority
 from broker.simulate.snp import SnpKit
 from broker.timeutil import utcnow
@@ -56,6 +63,83 @@ class SimulatedSnp:
         return kit.sign(report), kit.collateral()
 
 
+#: MRTD of the demo's simulated TD (its virtual firmware); its RTMRs are zero by default.
+DEMO_MR_TD = hashlib.sha384(b"keybroker demo TD firmware v1").digest()
+#: MRENCLAVE and MRSIGNER of the demo's simulated SGX enclave.
+DEMO_MR_ENCLAVE = hashlib.sha256(b"keybroker demo enclave v1").digest()
+DEMO_MR_SIGNER = hashlib.sha256(b"keybroker demo enclave signing key").digest()
+ZERO_RTMRS = (bytes(48),) * 4
+
+# TD_ATTRIBUTES is a little-endian 64-bit field (Intel TDX Module ABI, "TD_ATTRIBUTES"). A
+# production TD disables SEPT #VE (as the example TDX policy requires); DEBUG is bit 0.
+_TD_PRODUCTION = 1 << TD_ATTRIBUTE_BITS["sept_ve_disable"]
+_TD_DEBUG = 1 << TD_ATTRIBUTE_BITS["debug"]
+# SECS.ATTRIBUTES (Intel SDM vol. 3D): FLAGS (little-endian 64-bit: INIT, MODE64BIT, and
+# DEBUG for a debug enclave) then XFRM (x87, SSE, AVX: 0x7).
+_ENCLAVE_FLAGS = 1 << ATTRIBUTE_BITS["init"] | 1 << ATTRIBUTE_BITS["mode64bit"]
+_ENCLAVE_DEBUG = 1 << ATTRIBUTE_BITS["debug"]
+_ENCLAVE_XFRM = (0x7).to_bytes(8, "little")
+
+
+@dataclass
+class SimulatedTdx:
+    """A TDX quote (v4) signed by the synthetic Intel kit of ``broker.simulate.intel``.
+
+    REPORTDATA carries the binding, as on a real TD (configfs-tsm ``inblob``). The quote's
+    certification data holds the kit's PCK chain; the collateral the broker needs to appraise
+    it (TCB Info, QE Identity, PCK and root CRLs, and the TCB Signing chain, which is not
+    Intel's) travels in the attest request's ``collateral`` member. The collateral is issued
+    at ``clock()`` because the broker verifies at its own clock: TCB Info, QE Identity and
+    CRLs must be inside their windows (the kit's run 30 days from issue) then.
+    """
+
+    kit_dir: Path
+    mr_td: bytes = DEMO_MR_TD
+    rtmrs: Sequence[bytes] = ZERO_RTMRS
+    debug: bool = False
+    clock: Callable[[], datetime] = utcnow
+    tee: str = "tdx"
+
+    def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
+        kit = IntelKit.load(self.kit_dir)
+        attributes = _TD_PRODUCTION | (_TD_DEBUG if self.debug else 0)
+        quote = kit.tdx_quote(
+            binding.report_data,
+            mr_td=self.mr_td,
+            rtmrs=self.rtmrs,
+            td_attributes=attributes.to_bytes(8, "little"),
+        )
+        return quote, kit.collateral(Tee.TDX, now=self.clock())
+
+
+@dataclass
+class SimulatedSgx:
+    """An SGX quote (v3) signed by the synthetic Intel kit; REPORTDATA carries the binding
+    and the kit's collateral travels with the request, as for :class:`SimulatedTdx`."""
+
+    kit_dir: Path
+    mr_enclave: bytes = DEMO_MR_ENCLAVE
+    mr_signer: bytes = DEMO_MR_SIGNER
+    isv_prod_id: int = 1
+    isv_svn: int = 1
+    debug: bool = False
+    clock: Callable[[], datetime] = utcnow
+    tee: str = "sgx"
+
+    def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
+        kit = IntelKit.load(self.kit_dir)
+        flags = _ENCLAVE_FLAGS | (_ENCLAVE_DEBUG if self.debug else 0)
+        quote = kit.sgx_quote(
+            binding.report_data,
+            mr_enclave=self.mr_enclave,
+            mr_signer=self.mr_signer,
+            attributes=flags.to_bytes(8, "little") + _ENCLAVE_XFRM,
+            isv_prod_id=self.isv_prod_id,
+            isv_svn=self.isv_svn,
+        )
+        return quote, kit.collateral(Tee.SGX, now=self.clock())
+
+
 @dataclass
 class HardwareTsm:
     """A real confidential guest: SEV-SNP report or TDX quote through configfs-tsm."""
@@ -76,24 +160,38 @@ DEMO_PCRS = {
     index: hashlib.sha384(f"keybroker demo enclave pcr{index}".encode()).digest()
     for index in (0, 1, 2)
 }
+#: The PCRs an enclave started in debug mode reports as zeros (AWS Nitro Enclaves User Guide:
+#: a debug-mode enclave's attestation documents carry zeroed measurements): image, kernel,
+#: application and signing certificate. The real debug document in
+#: tests/vectors/nitro/evervault-docs has exactly these zero; PCR3/PCR4 describe the parent.
+DEBUG_ZERO_PCRS = (0, 1, 2, 8)
 
 
 @dataclass
 class SimulatedNitro:
-    """An attestation document signed by the synthetic Nitro PKI of ``broker.simulate.nitro``."""
+    """An attestation document signed by the synthetic Nitro PKI of ``broker.simulate.nitro``.
+
+    The document binds the challenge in its own fields: ``nonce`` is the challenge nonce and
+    ``public_key`` the tee public key (DER SubjectPublicKeyInfo); no collateral is needed,
+    since the document carries its certificate chain.
+    """
 
     authority_dir: Path
     pcrs: dict[int, bytes] | None = None
+    debug: bool = False
+    clock: Callable[[], datetime] = utcnow
     tee: str = "nitro"
 
     def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
         authority = FakeNitroAuthority.load(self.authority_dir)
         pcrs = dict(self.pcrs if self.pcrs is not None else DEMO_PCRS)
+        if self.debug:
+            pcrs.update({index: bytes(48) for index in DEBUG_ZERO_PCRS})
         for index in range(3, 16):
             pcrs.setdefault(index, bytes(48))
         document = authority.sign_document(
             pcrs=pcrs,
-            timestamp=utcnow(),
+            timestamp=self.clock(),
             nonce=binding.nonce,
             public_key=binding.public_key_der,
         )

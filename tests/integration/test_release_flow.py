@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,20 @@ from broker.guest.client import GuestClient, GuestError, tee_jwk
 from broker.guest.sources import BindingInput, SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
-from broker.redact import Secret
 from broker.release.binding import expected_report_data
-from broker.settings import Settings
 from broker.simulate.snp import SnpKit
-from broker.store import admin_tokens
 from broker.store.admin_tokens import Role
-from broker.store.database import Database
-from tests.integration.server import running_broker
+from tests.integration.release_support import (
+    Deployment,
+    admin_client,
+    attest_body,
+    denied,
+    failed_rules,
+    fetch,
+    last_audit,
+    running_deployment,
+    seed,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,15 +65,6 @@ def _policy(name: str, root: str, minimum_snp: int = 0, version: int = 1) -> dic
     }
 
 
-@dataclass
-class Deployment:
-    base: str
-    db: Database
-    kits: dict[str, Path]
-    tokens: dict[Role, str]
-    cluster: LocalPostgres
-
-
 def _save_kit(root_dir: Path, name: str) -> Path:
     kit = SnpKit.generate(rsa_bits=2048)
     folder = root_dir / name
@@ -91,54 +87,9 @@ def kits(deployment_dir: Path) -> dict[str, Path]:
 async def deployment(
     deployment_dir: Path, kits: dict[str, Path], cluster: LocalPostgres, softhsm: LocalSoftHsm
 ) -> AsyncIterator[Deployment]:
-    own = LocalPostgres(deployment_dir / "pg")
-    dsn = own.up()
-    settings = Settings(
-        state_dir=deployment_dir,
-        database_url=Secret(dsn),
-        token_label=softhsm.token_label,
-        user_pin_file=softhsm.user_pin_file,
-        insecure_test_roots=(deployment_dir / "kit-a.pem", deployment_dir / "kit-b.pem"),
-        rate_limit_per_second=0,
-        db_pool_min=1,
-        db_pool_max=20,
-        log_format="json",
-        log_level="warning",
-    )
-    with running_broker(settings) as base:
-        db = await Database.connect(dsn, 1, 4)
-        tokens = {}
-        for role in Role:
-            _, token = await admin_tokens.create(db, f"test-{role.value}", role, "test")
-            tokens[role] = token.reveal()
-        yield Deployment(base, db, kits, tokens, own)
-        await db.close()
-    own.stop()
-
-
-def _admin(deployment: Deployment, role: Role) -> httpx.Client:
-    return httpx.Client(
-        base_url=deployment.base, headers={"Authorization": f"Bearer {deployment.tokens[role]}"}
-    )
-
-
-def _seed(deployment: Deployment, key: str, secret: bytes, policy: dict[str, Any]) -> None:
-    with _admin(deployment, Role.KEY_CUSTODIAN) as custodian:
-        created = custodian.post(
-            "/v1/admin/keys", json={"name": key, "secret": base64.b64encode(secret).decode()}
-        )
-        assert created.status_code == 201, created.text
-    with _admin(deployment, Role.POLICY_AUTHOR) as author:
-        published = author.post("/v1/admin/policies", json={"document": policy})
-        assert published.status_code == 201, published.text
-        bound = author.put(f"/v1/admin/keys/{key}/policy", json={"policy": policy["name"]})
-        assert bound.status_code == 200, bound.text
-
-
-async def _fetch(deployment: Deployment, key: str, source: SimulatedSnp, bits: int = 3072) -> bytes:
-    async with httpx.AsyncClient(base_url=deployment.base, timeout=30) as http:
-        released = await GuestClient(http).fetch(source, key, bits)
-    return released.secret
+    roots = (deployment_dir / "kit-a.pem", deployment_dir / "kit-b.pem")
+    async with running_deployment(deployment_dir, softhsm, roots, kits) as running:
+        yield running
 
 
 def _source(deployment: Deployment, kit: str = "kit-a", **options: Any) -> SimulatedSnp:
@@ -151,24 +102,8 @@ def _attest_body(
     deployment: Deployment, jwk: dict[str, str], nonce: str, bound_to: str | None = None
 ) -> dict[str, Any]:
     """An attest request for ``nonce`` whose evidence binds ``bound_to`` (default: nonce)."""
-    evidence, collateral = _source(deployment).produce(
-        BindingInput(expected_report_data(bound_to or nonce, jwk, "sha384"), b"", b"")
-    )
-    return {
-        "tee": "snp",
-        "evidence": base64.b64encode(evidence).decode(),
-        "tee_pubkey": jwk,
-        "nonce": nonce,
-        "collateral": {k: base64.b64encode(v).decode() for k, v in collateral.items()},
-    }
-
-
-async def _last_audit(deployment: Deployment, kind: str) -> dict[str, Any]:
-    async with deployment.db.connection() as conn:
-        row = await conn.fetchrow(
-            "SELECT decision, record FROM audit_log WHERE kind = $1 ORDER BY seq DESC LIMIT 1", kind
-        )
-    return {"decision": row["decision"], **json.loads(row["record"])}
+    report_data = expected_report_data(bound_to or nonce, jwk, "sha384")
+    return attest_body(_source(deployment), jwk, nonce, BindingInput(report_data, b"", b""))
 
 
 # --- end to end --------------------------------------------------------------------------
@@ -180,11 +115,11 @@ async def test_simulated_guest_receives_exactly_the_imported_secret(
 ) -> None:
     key = f"disk-{length}-{bits}"
     secret = os.urandom(length)
-    _seed(deployment, key, secret, _policy(f"p-{key}", "insecure-test-kit-a"))
+    seed(deployment, key, secret, _policy(f"p-{key}", "insecure-test-kit-a"))
 
-    assert await _fetch(deployment, key, _source(deployment), bits) == secret
+    assert await fetch(deployment, key, _source(deployment), bits) == secret
 
-    record = await _last_audit(deployment, "release")
+    record = await last_audit(deployment, "release")
     assert record["decision"] == "allow"
     assert record["key"] == {"name": key, "version": 1}
     assert record["plaintext_in_broker"] is False
@@ -197,61 +132,48 @@ async def test_simulated_guest_receives_exactly_the_imported_secret(
 
 @pytest.fixture(scope="module")
 def strict_key(deployment: Deployment) -> str:
-    _seed(deployment, "strict", os.urandom(32), _policy("strict", "insecure-test-kit-a", 24))
+    seed(deployment, "strict", os.urandom(32), _policy("strict", "insecure-test-kit-a", 24))
     return "strict"
 
 
-async def _denied(deployment: Deployment, key: str, source: SimulatedSnp) -> GuestError:
-    with pytest.raises(GuestError) as caught:
-        await _fetch(deployment, key, source)
-    return caught.value
-
-
-def _failed_rules(error: GuestError) -> list[str]:
-    return [
-        f"{reason['kind']} {reason['rule']} {reason.get('claim')}"
-        for reason in error.problem["reasons"]
-    ]
-
-
 async def test_wrong_measurement_is_denied_with_reasons(deployment: Deployment) -> None:
-    _seed(deployment, "m-key", os.urandom(32), _policy("m-policy", "insecure-test-kit-a"))
-    error = await _denied(deployment, "m-key", _source(deployment, measurement=OTHER_MEASUREMENT))
+    seed(deployment, "m-key", os.urandom(32), _policy("m-policy", "insecure-test-kit-a"))
+    error = await denied(deployment, "m-key", _source(deployment, measurement=OTHER_MEASUREMENT))
     assert error.status == 403
     assert error.problem["type"].endswith("/policy-denied")
-    assert any("reference_values" in rule for rule in _failed_rules(error)), error.problem
-    record = await _last_audit(deployment, "release")
+    assert any("reference_values" in rule for rule in failed_rules(error)), error.problem
+    record = await last_audit(deployment, "release")
     assert record["decision"] == "deny"
     assert record["reasons"] == error.problem["reasons"]
 
 
 async def test_debug_guest_is_denied(deployment: Deployment) -> None:
-    _seed(deployment, "d-key", os.urandom(32), _policy("d-policy", "insecure-test-kit-a"))
-    error = await _denied(deployment, "d-key", _source(deployment, debug=True))
+    seed(deployment, "d-key", os.urandom(32), _policy("d-policy", "insecure-test-kit-a"))
+    error = await denied(deployment, "d-key", _source(deployment, debug=True))
     assert error.status == 403
-    assert any("debug" in rule for rule in _failed_rules(error)), error.problem
-    assert (await _last_audit(deployment, "release"))["decision"] == "deny"
+    assert any("debug" in rule for rule in failed_rules(error)), error.problem
+    assert (await last_audit(deployment, "release"))["decision"] == "deny"
 
 
 async def test_tcb_below_minimum_is_denied(deployment: Deployment, strict_key: str) -> None:
-    error = await _denied(deployment, strict_key, _source(deployment))
+    error = await denied(deployment, strict_key, _source(deployment))
     assert error.status == 403
-    assert any("minimum_tcb" in rule for rule in _failed_rules(error)), error.problem
+    assert any("minimum_tcb" in rule for rule in failed_rules(error)), error.problem
     assert any("reported_tcb.snp" in json.dumps(r) for r in error.problem["reasons"])
 
 
 async def test_other_trusted_root_is_denied_by_signer_rule(deployment: Deployment) -> None:
-    _seed(deployment, "r-key", os.urandom(32), _policy("r-policy", "insecure-test-kit-a"))
-    error = await _denied(deployment, "r-key", _source(deployment, kit="kit-b"))
+    seed(deployment, "r-key", os.urandom(32), _policy("r-policy", "insecure-test-kit-a"))
+    error = await denied(deployment, "r-key", _source(deployment, kit="kit-b"))
     assert error.status == 403
-    assert any("signer" in rule for rule in _failed_rules(error)), error.problem
+    assert any("signer" in rule for rule in failed_rules(error)), error.problem
 
 
 async def test_untrusted_root_is_unverifiable(deployment: Deployment) -> None:
-    error = await _denied(deployment, "r-key", _source(deployment, kit="kit-c"))
+    error = await denied(deployment, "r-key", _source(deployment, kit="kit-c"))
     assert error.status == 422
     assert error.problem["evidence_error"] == "chain_invalid"
-    record = await _last_audit(deployment, "attest")
+    record = await last_audit(deployment, "attest")
     assert record["decision"] == "deny"
     assert record["error"]["type"] == "chain_invalid"
 
@@ -270,13 +192,13 @@ async def test_report_data_not_binding_nonce_and_key_is_refused(deployment: Depl
         )
     assert answer.status_code == 422
     assert answer.json()["evidence_error"] == "binding_mismatch"
-    record = await _last_audit(deployment, "attest")
+    record = await last_audit(deployment, "attest")
     assert record["decision"] == "deny"
     assert record["error"]["type"] == "binding_mismatch"
 
 
 async def test_token_for_another_tee_key_is_refused(deployment: Deployment) -> None:
-    _seed(deployment, "t-key", os.urandom(32), _policy("t-policy", "insecure-test-kit-a"))
+    seed(deployment, "t-key", os.urandom(32), _policy("t-policy", "insecure-test-kit-a"))
     owner = rsa.generate_private_key(65537, 3072)
     thief = rsa.generate_private_key(65537, 3072)
     async with httpx.AsyncClient(base_url=deployment.base) as http:
@@ -304,7 +226,7 @@ async def test_tampered_token_is_refused(deployment: Deployment) -> None:
 
 
 async def test_unknown_key_is_404_and_disabled_key_is_refused(deployment: Deployment) -> None:
-    _seed(deployment, "x-key", os.urandom(32), _policy("x-policy", "insecure-test-kit-a"))
+    seed(deployment, "x-key", os.urandom(32), _policy("x-policy", "insecure-test-kit-a"))
     owner = rsa.generate_private_key(65537, 3072)
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         guest = GuestClient(http)
@@ -312,7 +234,7 @@ async def test_unknown_key_is_404_and_disabled_key_is_refused(deployment: Deploy
         with pytest.raises(GuestError) as missing:
             await guest.release("no-such-key", token, owner)
         assert missing.value.status == 404
-        with _admin(deployment, Role.KEY_CUSTODIAN) as custodian:
+        with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
             assert custodian.post("/v1/admin/keys/x-key/disable").status_code == 200
         with pytest.raises(GuestError) as disabled:
             await guest.release("x-key", token, owner)
@@ -463,7 +385,7 @@ def test_authorisation_matrix(deployment: Deployment) -> None:
 
 
 def test_revoked_admin_token_is_refused(deployment: Deployment) -> None:
-    with _admin(deployment, Role.ADMIN) as admin:
+    with admin_client(deployment, Role.ADMIN) as admin:
         created = admin.post("/v1/admin/tokens", json={"name": "temp", "role": "auditor"}).json()
         headers = {"Authorization": f"Bearer {created['token']}"}
         assert admin.get("/v1/admin/audit", headers=headers).status_code == 200
@@ -476,8 +398,8 @@ def test_revoked_admin_token_is_refused(deployment: Deployment) -> None:
 def test_locked_binding_refuses_changes_and_policy_versions_only_grow(
     deployment: Deployment,
 ) -> None:
-    _seed(deployment, "locked-key", os.urandom(32), _policy("locked-policy", "insecure-test-kit-a"))
-    with _admin(deployment, Role.POLICY_AUTHOR) as author:
+    seed(deployment, "locked-key", os.urandom(32), _policy("locked-policy", "insecure-test-kit-a"))
+    with admin_client(deployment, Role.POLICY_AUTHOR) as author:
         assert (
             author.put(
                 "/v1/admin/keys/locked-key/policy", json={"policy": "locked-policy", "lock": True}
@@ -498,7 +420,7 @@ def test_locked_binding_refuses_changes_and_policy_versions_only_grow(
 
 async def test_database_outage_fails_closed_and_recovers(deployment: Deployment) -> None:
     secret = os.urandom(32)
-    _seed(deployment, "outage-key", secret, _policy("outage-policy", "insecure-test-kit-a"))
+    seed(deployment, "outage-key", secret, _policy("outage-policy", "insecure-test-kit-a"))
     owner = rsa.generate_private_key(65537, 3072)
     async with httpx.AsyncClient(base_url=deployment.base, timeout=30) as http:
         guest = GuestClient(http)
@@ -539,7 +461,7 @@ async def test_database_outage_fails_closed_and_recovers(deployment: Deployment)
 
 
 async def test_zz_audit_chain_verifies_then_detects_alteration(deployment: Deployment) -> None:
-    with _admin(deployment, Role.AUDITOR) as auditor:
+    with admin_client(deployment, Role.AUDITOR) as auditor:
         report = auditor.get("/v1/admin/audit/verify").json()
         assert report["ok"] is True, report
         assert report["records"] > 40
@@ -552,7 +474,7 @@ async def test_zz_audit_chain_verifies_then_detects_alteration(deployment: Deplo
             "WHERE seq = (SELECT min(seq) FROM audit_log WHERE decision = 'deny')"
         )
         await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
-    with _admin(deployment, Role.AUDITOR) as auditor:
+    with admin_client(deployment, Role.AUDITOR) as auditor:
         broken = auditor.get("/v1/admin/audit/verify").json()
     assert broken["ok"] is False
     assert broken["reason"] == "hash does not match the record's content"

@@ -19,6 +19,20 @@ GO_SEV_GUEST_MEASUREMENT = (
     "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a6"
     "08eb0cf2e4872b01"
 )
+#: The clauses of policies/snp-production-disk-key.yaml that the go-sev-guest report passes,
+#: as (kind, claim): all but debug.
+GO_SEV_GUEST_PASSES_IN_PRODUCTION = [
+    ("tee", "tee"),
+    ("signer", "signer.origin"),
+    ("signer", "signer.root"),
+    ("reference_values", "measurement"),
+    ("minimum_tcb", "reported_tcb.bootloader"),
+    ("minimum_tcb", "reported_tcb.tee"),
+    ("minimum_tcb", "reported_tcb.snp"),
+    ("minimum_tcb", "reported_tcb.microcode"),
+    ("require", "vmpl"),
+    ("require", "policy.migrate_ma"),
+]
 AMD_MILAN = Signer("amd", SignerOrigin.SILICON_VENDOR, "amd-ark-milan", "vcek", "Milan")
 INTEL = Signer("intel", SignerOrigin.SILICON_VENDOR, "intel-sgx-root-ca", "pck")
 AWS = Signer("aws", SignerOrigin.INFRASTRUCTURE_PROVIDER, "aws-nitro-root", "nitro")
