@@ -39,7 +39,8 @@ def test_envelope_round_trip(
     secret = os.urandom(length)
     wrapped = custody.import_secret(secret)
     assert wrapped.secret_length == length
-    assert secret not in wrapped.blob
+    if length >= 16:  # a short secret can occur in random-looking bytes by chance
+        assert secret not in wrapped.blob
 
     sealed = custody.release_to(wrapped, _public(tee_keys[bits]))
 
