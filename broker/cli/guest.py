@@ -67,7 +67,10 @@ def source_for(args: argparse.Namespace) -> EvidenceSource:
         raise UsageError(f"no simulator for --tee {args.tee}")
     kit = args.kit or args.state_dir / "demo" / args.tee
     if not kit.is_dir():
-        raise UsageError(f"simulation kit {kit} does not exist (make run creates it)")
+        raise UsageError(
+            f"simulation kit {kit} does not exist (make run creates the snp kit; pass --kit "
+            "DIR for a kit saved with broker.simulate)"
+        )
     return factory(kit)
 
 
