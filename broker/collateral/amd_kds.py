@@ -46,16 +46,20 @@ class VcekRequest:
 
     @property
     def params(self) -> dict[str, int]:
-        """The SPL query parameters, in the order AMD documents them."""
-        params = {
-            "blSPL": self.tcb.bootloader,
-            "teeSPL": self.tcb.tee,
-            "snpSPL": self.tcb.snp,
-            "ucodeSPL": self.tcb.microcode,
-        }
-        if self.product.is_turin:
-            params["fmcSPL"] = self.tcb.fmc or 0
-        return params
+        return spl_params(self.product, self.tcb)
+
+
+def spl_params(product: Product, tcb: TcbParts) -> dict[str, int]:
+    """The SPL query parameters of a VCEK request, in the order AMD documents them."""
+    params = {
+        "blSPL": tcb.bootloader,
+        "teeSPL": tcb.tee,
+        "snpSPL": tcb.snp,
+        "ucodeSPL": tcb.microcode,
+    }
+    if product.is_turin:
+        params["fmcSPL"] = tcb.fmc or 0
+    return params
 
 
 def vcek_request(report: AttestationReport, product: Product | str | None = None) -> VcekRequest:
@@ -111,6 +115,10 @@ class AmdKdsClient:
         self._client = client
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
 
     async def fetch_vcek(self, product: Product | str, hwid: bytes, tcb: TcbParts) -> bytes:
         """The DER VCEK of chip ``hwid`` at TCB ``tcb`` (checked to parse as a certificate)."""
