@@ -144,13 +144,18 @@ def _pem_crls(text: bytes) -> list[x509.CertificateRevocationList]:
 
 
 def _crl_item(crl: x509.CertificateRevocationList, source: str) -> CollateralItem:
-    issuer = common_name(crl.issuer)
+    try:  # cryptography parses CRL fields lazily: a broken one raises on first access
+        issuer = common_name(crl.issuer)
+        next_update = crl.next_update_utc
+        der = crl.public_bytes(Encoding.DER)
+    except UNREADABLE as exc:
+        raise CollateralInvalid(f"CRL does not parse: {exc}") from None
     key = _crl_key(issuer)
     if key is None:
         raise CollateralInvalid(
             f"CRL issuer '{issuer}' is neither an AMD ARK nor an Intel SGX PCK or Root CA"
         )
-    return CollateralItem(key, crl.public_bytes(Encoding.DER), crl.next_update_utc, source)
+    return CollateralItem(key, der, next_update, source)
 
 
 def _crl_key(issuer: str) -> ItemKey | None:
