@@ -24,9 +24,10 @@ from cryptography import x509
 
 from broker.errors import CollateralInvalid, CollateralUnavailable
 from broker.evidence.snp.abi import AttestationReport, SigningKey, TcbParts
+from broker.evidence.snp.endorsement import load_endorsement
 from broker.evidence.snp.products import Product, parse_product, product_from_cpuid
 from broker.evidence.snp.verify import parse_collateral
-from broker.evidence.trust import load_certificate, load_certificates
+from broker.evidence.trust import load_certificates
 
 DEFAULT_KDS_URL = "https://kdsintf.amd.com"
 DEFAULT_TIMEOUT = 10.0
@@ -127,7 +128,8 @@ class AmdKdsClient:
         if len(hwid) != expected:
             raise ValueError(f"{request.product.value} hwid is {expected} bytes, got {len(hwid)}")
         body = await self._get(request.path, request.params)
-        parse_collateral("KDS VCEK", load_certificate, body)
+        # load_endorsement tolerates the serial number 0 that AMD gives every VCEK.
+        parse_collateral("KDS VCEK", load_endorsement, body)
         return body
 
     async def fetch_vcek_for(

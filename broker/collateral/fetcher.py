@@ -75,7 +75,7 @@ class Fetcher:
                 return [stored]  # stale: the verifier names it in collateral_expired
             if not required:
                 return []
-            reason = "no vendor serves it" if fetch is None else "collateral_fetch is off"
+            reason = "collateral_fetch is off" if not self.enabled else "no vendor serves it"
             raise CollateralUnavailable(
                 f"{key} is not stored and {reason}: import it with "
                 f"`keybroker collateral import`{hint}"

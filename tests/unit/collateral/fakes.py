@@ -127,4 +127,4 @@ class FakeVendor:
             {"SGX-PCK-CRL-Issuer-Chain": quote(ca_chain.decode())},
             {"ca": "platform", "encoding": "der"},
         )
-        self.add(ROOT_CRL_PATH, kit.root_crl(now=now, days=days))
+        self.add(ROOT_CRL_PATH, kit.root_crl(now=now))  # a year, as Intel's
