@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -49,12 +48,6 @@ def vendor(kit: IntelKit) -> FakeVendor:
     fake = FakeVendor()
     fake.serve_intel(kit, NOW)
     return fake
-
-
-@pytest.fixture
-async def http(vendor: FakeVendor) -> AsyncIterator[httpx.AsyncClient]:
-    async with vendor.client() as client:
-        yield client
 
 
 def _lookup(http: httpx.AsyncClient, *, fetch: bool = True) -> DcapLookup:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,12 +44,6 @@ def vendor(kit: SnpKit, kit_crl: bytes) -> FakeVendor:
     fake = FakeVendor()
     fake.serve_snp(kit, crl=kit_crl)
     return fake
-
-
-@pytest.fixture
-async def http(vendor: FakeVendor) -> AsyncIterator[httpx.AsyncClient]:
-    async with vendor.client() as client:
-        yield client
 
 
 def _lookup(http: httpx.AsyncClient, *, fetch: bool = True) -> SnpLookup:
