@@ -7,7 +7,8 @@ Recognised by content, not by file name, so that files named by any tool import 
 * one certificate whose subject is ``SEV-VCEK`` / ``SEV-VLEK`` -> VCEK / VLEK, keyed by its
   product, hwID and SPL extensions (:func:`~broker.collateral.keys.endorsement_ref`);
 * an AMD ASK (``SEV-<product>``) or ASVK (``SEV-VLEK-<product>``) with its ARK -> ``cert_chain``;
-* a chain starting with an Intel ``... SGX TCB Signing`` certificate -> the TCB Signing chain;
+* a chain starting with an Intel ``... SGX TCB Signing`` certificate -> the TCB Signing chain
+  (also URL-encoded, as the PCS ``TCB-Info-Issuer-Chain`` header carries it);
 * a CRL issued by an AMD ARK (``ARK-<product>``) -> the product's ``crl``; by an Intel
   ``... PCK Platform CA`` / ``... PCK Processor CA`` -> ``pck_crl``; by an Intel
   ``... SGX Root CA`` -> ``root_crl``. CRLs are stored DER; a PEM file may hold several.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -56,6 +58,8 @@ from broker.evidence.trust import UNREADABLE, common_name, load_certificates
 
 _PEM_CRL = b"-----BEGIN X509 CRL-----"
 _PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+# Intel's header spells "-----BEGIN%20CERTIFICATE-----%0A..."; stricter encoders escape "-".
+_URL_ENCODED_PEM = (b"-----BEGIN%20", b"%2D%2D%2D%2D%2DBEGIN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,9 @@ def classify(data: bytes, source: str) -> Classified:
     """Recognise ``data``; each item's ``source`` is ``source``. ``CollateralInvalid`` when
     it is no collateral this broker knows or does not parse."""
     text = bytes(data).rstrip(b"\x00").strip()
+    if text.startswith(_URL_ENCODED_PEM):  # a PCS issuer-chain header saved as is
+        data = unquote_to_bytes(text)
+        text = data.strip()
     if text.startswith(b"{"):
         return Classified((_json_document(data, source),))
     if text.startswith(_PEM_CRL):

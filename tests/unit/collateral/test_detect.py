@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from cryptography import x509
@@ -104,6 +105,14 @@ def test_real_files_are_recognised(
         assert found_update == dt.datetime.fromisoformat(next_update)
     elif key[1] in ("vcek", "vlek", "cert_chain", "tcb_signing_chain"):
         assert found_update is None
+
+
+def test_url_encoded_issuer_chain_header_is_decoded() -> None:
+    pem = (VECTORS / "tdx/go-tdx-guest-spr-v4/tcb_info_issuer_chain.pem").read_bytes()
+    for encoded in (quote(pem.decode()), quote(pem.decode(), safe="")):  # "-" kept, escaped
+        (item,) = classify(encoded.encode() + b"\n", "header.txt").items
+        assert item.key == ItemKey("sgx", "tcb_signing_chain", "latest")
+        assert item.body == pem
 
 
 def test_vcek_pem_and_der_store_the_same_der() -> None:
