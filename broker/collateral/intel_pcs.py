@@ -34,6 +34,7 @@ import httpx
 from broker.errors import CollateralInvalid, CollateralUnavailable
 from broker.evidence.claims import Tee
 from broker.evidence.dcap.abi import CERT_PCK_CHAIN, CERT_PCK_LEAF, parse_quote
+from broker.evidence.dcap.cache import Memo, digest
 from broker.evidence.dcap.collateral import load_crl, parse_qe_identity, parse_tcb_info
 from broker.evidence.dcap.pck import pck_extensions
 from broker.evidence.trust import common_name, load_certificates
@@ -108,11 +109,20 @@ def platform_of(evidence: bytes) -> PlatformId:
         raise CollateralUnavailable(
             f"quote certification data type {cert_data.type} carries no PCK certificate"
         )
-    leaf = load_certificates(cert_data.data)[0]
-    issuer = common_name(leaf.issuer)
-    ca: PckCa = "processor" if "Processor" in issuer else "platform"
-    tee = Tee.TDX if quote.is_tdx else Tee.SGX
-    return PlatformId(tee=tee, fmspc=pck_extensions(leaf).fmspc, ca=ca)
+    # A platform's quotes all carry the same PCK chain: its FMSPC and CA are read once.
+    fmspc, ca = _pck_platforms.get_or_compute(
+        digest(cert_data.data), lambda: _pck_platform(cert_data.data)
+    )
+    return PlatformId(tee=Tee.TDX if quote.is_tdx else Tee.SGX, fmspc=fmspc, ca=ca)
+
+
+def _pck_platform(chain: bytes) -> tuple[bytes, PckCa]:
+    leaf = load_certificates(chain)[0]
+    ca: PckCa = "processor" if "Processor" in common_name(leaf.issuer) else "platform"
+    return pck_extensions(leaf).fmspc, ca
+
+
+_pck_platforms: Memo[tuple[bytes, PckCa]] = Memo(256)
 
 
 class IntelPcsClient:

@@ -246,6 +246,8 @@ async def test_snp_vcek_imported_offline_is_found_without_asking_kds(
     assert record["actor"].startswith("cli:")
     assert sorted(item["kind"] for item in record["items"]) == ["cert_chain", "crl", "vcek"]
 
+    assert await asyncio.to_thread(_cli, deployment, "list") == 0
+    assert "snp  crl               fresh next_update=2049-12-31" in capsys.readouterr().out
     assert await asyncio.to_thread(_cli, deployment, "list", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
     assert {(entry["kind"], entry["lookup_key"]) for entry in listed} >= {
