@@ -27,7 +27,7 @@ from broker.evidence.snp.abi import AttestationReport, SigningKey, TcbParts
 from broker.evidence.snp.endorsement import load_endorsement
 from broker.evidence.snp.products import Product, parse_product, product_from_cpuid
 from broker.evidence.snp.verify import parse_collateral
-from broker.evidence.trust import load_certificates
+from broker.evidence.trust import UNREADABLE, load_certificates
 
 DEFAULT_KDS_URL = "https://kdsintf.amd.com"
 DEFAULT_TIMEOUT = 10.0
@@ -156,7 +156,7 @@ class AmdKdsClient:
         body = await self._get(f"/{key}/v1/{_known_product(product).value}/crl")
         try:
             x509.load_der_x509_crl(body)
-        except ValueError as exc:
+        except UNREADABLE as exc:
             raise CollateralInvalid(f"KDS crl does not parse: {exc}") from None
         return body
 

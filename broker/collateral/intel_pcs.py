@@ -37,7 +37,7 @@ from broker.evidence.dcap.abi import CERT_PCK_CHAIN, CERT_PCK_LEAF, parse_quote
 from broker.evidence.dcap.cache import Memo, digest
 from broker.evidence.dcap.collateral import load_crl, parse_qe_identity, parse_tcb_info
 from broker.evidence.dcap.pck import pck_extensions
-from broker.evidence.trust import common_name, load_certificates
+from broker.evidence.trust import UNREADABLE, common_name, load_certificates
 
 DEFAULT_BASE_URL = "https://api.trustedservices.intel.com"
 DEFAULT_ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
@@ -227,9 +227,13 @@ def _crl_next_update(url: str, body: bytes) -> datetime:
         crl = load_crl(body, url)
     except CollateralInvalid as exc:
         raise CollateralUnavailable(f"{url}: {exc.detail}") from None
-    if crl.next_update_utc is None:
+    try:  # cryptography reads CRL fields lazily
+        next_update = crl.next_update_utc
+    except UNREADABLE as exc:
+        raise CollateralUnavailable(f"{url}: CRL does not parse: {exc}") from None
+    if next_update is None:
         raise CollateralUnavailable(f"{url}: CRL has no nextUpdate")
-    return crl.next_update_utc
+    return next_update
 
 
 def _unhex(body: bytes) -> bytes:

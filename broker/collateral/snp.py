@@ -38,8 +38,9 @@ from broker.collateral.keys import (
 )
 from broker.collateral.lookup import StoreLookup
 from broker.collateral.store import CollateralItem, CollateralRepository
-from broker.errors import CollateralUnavailable
+from broker.errors import CollateralInvalid, CollateralUnavailable
 from broker.evidence.snp.abi import parse_report
+from broker.evidence.trust import UNREADABLE
 
 
 class SnpLookup(StoreLookup[AmdKdsClient]):
@@ -108,7 +109,7 @@ class SnpLookup(StoreLookup[AmdKdsClient]):
             next_update = None
             if kind == CRL:
                 body = await kds.fetch_crl(ref.product, key_type)  # checked to parse as DER
-                next_update = x509.load_der_x509_crl(body).next_update_utc
+                next_update = _next_update(body)
                 key = ref.crl_key
             else:
                 body = await kds.fetch_cert_chain(ref.product, key_type)
@@ -117,6 +118,13 @@ class SnpLookup(StoreLookup[AmdKdsClient]):
             return [CollateralItem(key, body, next_update, source)]
 
         return fetch
+
+
+def _next_update(crl: bytes) -> datetime | None:
+    try:  # cryptography reads CRL fields lazily: a broken one fails here, not at load
+        return x509.load_der_x509_crl(crl).next_update_utc
+    except UNREADABLE as exc:
+        raise CollateralInvalid(f"KDS crl: {exc}") from None
 
 
 def _key_type(ref: EndorsementRef) -> Literal["vcek", "vlek"]:

@@ -128,6 +128,18 @@ async def test_unusable_kds_document_is_unavailable_not_stored(
     assert not any(key.kind == "vcek" for key in store.items)
 
 
+async def test_kds_crl_that_does_not_parse_is_unavailable_not_stored(
+    kit: SnpKit, kit_crl: bytes, vendor: FakeVendor, http: httpx.AsyncClient
+) -> None:
+    version = kit_crl.index(bytes.fromhex("020101"))  # tbsCertList.version v2 (1)
+    broken = kit_crl[: version + 2] + b"\x07" + kit_crl[version + 3 :]
+    vendor.add("/vcek/v1/Milan/crl", broken)
+    store = MemoryStore()
+    with pytest.raises(CollateralUnavailable, match=r"unusable document: KDS crl does not parse"):
+        await _lookup(http).resolve(store, kit.sign(kit.report()), {}, NOW)
+    assert crl_key(Product.MILAN) not in store.items
+
+
 async def test_fetching_off_uses_only_the_store(kit: SnpKit, http: httpx.AsyncClient) -> None:
     evidence = kit.sign(kit.report())
     lookup = _lookup(http, fetch=False)
