@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,10 +37,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime if runtime is not None else await Runtime.start(settings)
+        # One client for the vendor collateral services (AMD KDS, Intel PCS): connection
+        # reuse and one timeout for every fetch.
+        collateral_http = httpx.AsyncClient(
+            timeout=settings.collateral_timeout_seconds,
+            headers={"User-Agent": "keybroker"},
+        )
         app.state.release = ReleaseService(
             app.state.runtime,
             metrics,
-            CollateralResolver(app.state.runtime.db, default_lookups()),
+            CollateralResolver(app.state.runtime.db, default_lookups(settings, collateral_http)),
             PolicyCache(),
         )
         app.state.admin = AdminService(app.state.runtime)
@@ -47,6 +54,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         try:
             yield
         finally:
+            await collateral_http.aclose()
             if owned:
                 await app.state.runtime.stop()
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from broker.errors import ConfigurationError
 from broker.redact import Secret
@@ -47,6 +48,17 @@ class Settings:
     max_request_bytes: int = 1_048_576
     rate_limit_per_second: int = 50
     """Guest requests per second per client address (0 disables); burst is twice that."""
+
+    collateral_fetch: bool = True
+    """Fetch collateral missing from the store from AMD KDS and Intel PCS (off: air-gapped,
+    only what ``keybroker collateral import`` stored is used)."""
+    amd_kds_url: str = "https://kdsintf.amd.com"
+    intel_pcs_url: str = "https://api.trustedservices.intel.com"
+    """Intel PCS, or a PCCS serving the same ``/sgx|tdx/certification/v4/`` paths."""
+    intel_root_crl_url: str = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
+    """The Intel SGX Root CA CRL (from a PCCS: ``<pccs>/sgx/certification/v4/rootcacrl``)."""
+    collateral_timeout_seconds: int = 10
+    """Timeout of each request to a collateral service."""
 
     log_format: str = "auto"
     """``json``, ``console``, or ``auto`` (console on a terminal, JSON otherwise)."""
@@ -154,3 +166,13 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError("hsm_threads and workers must be at least 1")
     if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:
         raise ConfigurationError("db_pool_min must be >= 1 and <= db_pool_max")
+    if not 1 <= settings.collateral_timeout_seconds <= 300:
+        raise ConfigurationError("collateral_timeout_seconds must be within 1..300")
+    for name in ("amd_kds_url", "intel_pcs_url", "intel_root_crl_url"):
+        _check_url(name, getattr(settings, name))
+
+
+def _check_url(name: str, url: str) -> None:
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise ConfigurationError(f"{name} {url!r} is not an http(s) URL with a host")

@@ -14,6 +14,7 @@ _GROUPS = (
     "broker.cli.evidence",
     "broker.cli.policy",
     "broker.cli.admin",
+    "broker.cli.collateral",
     "broker.cli.guest",
 )
 

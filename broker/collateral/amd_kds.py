@@ -24,9 +24,10 @@ from cryptography import x509
 
 from broker.errors import CollateralInvalid, CollateralUnavailable
 from broker.evidence.snp.abi import AttestationReport, SigningKey, TcbParts
+from broker.evidence.snp.endorsement import load_endorsement
 from broker.evidence.snp.products import Product, parse_product, product_from_cpuid
 from broker.evidence.snp.verify import parse_collateral
-from broker.evidence.trust import load_certificate, load_certificates
+from broker.evidence.trust import UNREADABLE, load_certificates
 
 DEFAULT_KDS_URL = "https://kdsintf.amd.com"
 DEFAULT_TIMEOUT = 10.0
@@ -46,16 +47,20 @@ class VcekRequest:
 
     @property
     def params(self) -> dict[str, int]:
-        """The SPL query parameters, in the order AMD documents them."""
-        params = {
-            "blSPL": self.tcb.bootloader,
-            "teeSPL": self.tcb.tee,
-            "snpSPL": self.tcb.snp,
-            "ucodeSPL": self.tcb.microcode,
-        }
-        if self.product.is_turin:
-            params["fmcSPL"] = self.tcb.fmc or 0
-        return params
+        return spl_params(self.product, self.tcb)
+
+
+def spl_params(product: Product, tcb: TcbParts) -> dict[str, int]:
+    """The SPL query parameters of a VCEK request, in the order AMD documents them."""
+    params = {
+        "blSPL": tcb.bootloader,
+        "teeSPL": tcb.tee,
+        "snpSPL": tcb.snp,
+        "ucodeSPL": tcb.microcode,
+    }
+    if product.is_turin:
+        params["fmcSPL"] = tcb.fmc or 0
+    return params
 
 
 def vcek_request(report: AttestationReport, product: Product | str | None = None) -> VcekRequest:
@@ -112,6 +117,10 @@ class AmdKdsClient:
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
 
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
     async def fetch_vcek(self, product: Product | str, hwid: bytes, tcb: TcbParts) -> bytes:
         """The DER VCEK of chip ``hwid`` at TCB ``tcb`` (checked to parse as a certificate)."""
         request = VcekRequest(_known_product(product), hwid, tcb)
@@ -119,7 +128,8 @@ class AmdKdsClient:
         if len(hwid) != expected:
             raise ValueError(f"{request.product.value} hwid is {expected} bytes, got {len(hwid)}")
         body = await self._get(request.path, request.params)
-        parse_collateral("KDS VCEK", load_certificate, body)
+        # load_endorsement tolerates the serial number 0 that AMD gives every VCEK.
+        parse_collateral("KDS VCEK", load_endorsement, body)
         return body
 
     async def fetch_vcek_for(
@@ -146,7 +156,7 @@ class AmdKdsClient:
         body = await self._get(f"/{key}/v1/{_known_product(product).value}/crl")
         try:
             x509.load_der_x509_crl(body)
-        except ValueError as exc:
+        except UNREADABLE as exc:
             raise CollateralInvalid(f"KDS crl does not parse: {exc}") from None
         return body
 

@@ -34,9 +34,10 @@ import httpx
 from broker.errors import CollateralInvalid, CollateralUnavailable
 from broker.evidence.claims import Tee
 from broker.evidence.dcap.abi import CERT_PCK_CHAIN, CERT_PCK_LEAF, parse_quote
+from broker.evidence.dcap.cache import Memo, digest
 from broker.evidence.dcap.collateral import load_crl, parse_qe_identity, parse_tcb_info
 from broker.evidence.dcap.pck import pck_extensions
-from broker.evidence.trust import common_name, load_certificates
+from broker.evidence.trust import UNREADABLE, common_name, load_certificates
 
 DEFAULT_BASE_URL = "https://api.trustedservices.intel.com"
 DEFAULT_ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
@@ -108,11 +109,20 @@ def platform_of(evidence: bytes) -> PlatformId:
         raise CollateralUnavailable(
             f"quote certification data type {cert_data.type} carries no PCK certificate"
         )
-    leaf = load_certificates(cert_data.data)[0]
-    issuer = common_name(leaf.issuer)
-    ca: PckCa = "processor" if "Processor" in issuer else "platform"
-    tee = Tee.TDX if quote.is_tdx else Tee.SGX
-    return PlatformId(tee=tee, fmspc=pck_extensions(leaf).fmspc, ca=ca)
+    # A platform's quotes all carry the same PCK chain: its FMSPC and CA are read once.
+    fmspc, ca = _pck_platforms.get_or_compute(
+        digest(cert_data.data), lambda: _pck_platform(cert_data.data)
+    )
+    return PlatformId(tee=Tee.TDX if quote.is_tdx else Tee.SGX, fmspc=fmspc, ca=ca)
+
+
+def _pck_platform(chain: bytes) -> tuple[bytes, PckCa]:
+    leaf = load_certificates(chain)[0]
+    ca: PckCa = "processor" if "Processor" in common_name(leaf.issuer) else "platform"
+    return pck_extensions(leaf).fmspc, ca
+
+
+_pck_platforms: Memo[tuple[bytes, PckCa]] = Memo(256)
 
 
 class IntelPcsClient:
@@ -217,9 +227,13 @@ def _crl_next_update(url: str, body: bytes) -> datetime:
         crl = load_crl(body, url)
     except CollateralInvalid as exc:
         raise CollateralUnavailable(f"{url}: {exc.detail}") from None
-    if crl.next_update_utc is None:
+    try:  # cryptography reads CRL fields lazily
+        next_update = crl.next_update_utc
+    except UNREADABLE as exc:
+        raise CollateralUnavailable(f"{url}: CRL does not parse: {exc}") from None
+    if next_update is None:
         raise CollateralUnavailable(f"{url}: CRL has no nextUpdate")
-    return crl.next_update_utc
+    return next_update
 
 
 def _unhex(body: bytes) -> bytes:

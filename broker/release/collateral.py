@@ -2,8 +2,9 @@
 
 The request may carry collateral (``collateral`` member: name -> base64); anything it does
 not supply comes from the collateral store in PostgreSQL, which ``keybroker collateral
-import`` fills and the vendor fetchers (AMD KDS, Intel PCS) cache into. Each TEE says which
-items its evidence needs through a ``CollateralNeeds`` function.
+import`` fills and the vendor fetchers (AMD KDS, Intel PCS) cache into. Each TEE that has
+such collateral has a ``Lookup`` (``broker/collateral/snp.py``, ``broker/collateral/dcap.py``);
+what the request supplies always wins over what is looked up.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
+import httpx
+
+from broker.collateral.amd_kds import AmdKdsClient
+from broker.collateral.dcap import DcapLookup
+from broker.collateral.fetcher import Fetcher
+from broker.collateral.intel_pcs import IntelPcsClient
+from broker.collateral.snp import SnpLookup
 from broker.evidence.claims import Tee
+from broker.settings import Settings
 from broker.store.database import Database
 
 # (evidence, already supplied, now) -> additional items, looked up or fetched
@@ -33,6 +42,13 @@ class CollateralResolver:
         return {**found, **supplied}
 
 
-def default_lookups() -> dict[Tee, Lookup]:
-    """The store and fetcher lookups of every TEE that has them."""
-    return {}
+def default_lookups(settings: Settings, http: httpx.AsyncClient) -> dict[Tee, Lookup]:
+    """The store and vendor lookups of every TEE that has them (SNP: AMD KDS; TDX and SGX:
+    Intel PCS or a PCCS), fetching through ``http`` when ``settings.collateral_fetch``."""
+    fetcher = Fetcher(enabled=settings.collateral_fetch)
+    kds = pcs = None
+    if settings.collateral_fetch:
+        kds = AmdKdsClient(http, settings.amd_kds_url, timeout=settings.collateral_timeout_seconds)
+        pcs = IntelPcsClient(http, settings.intel_pcs_url, root_crl_url=settings.intel_root_crl_url)
+    dcap = DcapLookup(pcs, fetcher)
+    return {Tee.SNP: SnpLookup(kds, fetcher), Tee.TDX: dcap, Tee.SGX: dcap}

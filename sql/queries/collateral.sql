@@ -12,3 +12,10 @@ SET body = EXCLUDED.body, next_update = EXCLUDED.next_update, fetched_at = now()
 -- name: collateral_list
 SELECT tee, kind, lookup_key, next_update, fetched_at, source, octet_length(body) AS size
 FROM collateral ORDER BY tee, kind, lookup_key;
+
+-- name: collateral_get_many
+-- Several items in one round trip: $1, $2, $3 are parallel arrays of tee, kind, lookup_key.
+SELECT c.tee, c.kind, c.lookup_key, c.body, c.next_update, c.fetched_at, c.source
+FROM collateral c
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (tee, kind, lookup_key)
+  ON c.tee = k.tee AND c.kind = k.kind AND c.lookup_key = k.lookup_key;

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from starlette.applications import Starlette
 
 from broker.app import create_app
 from broker.settings import Settings
@@ -16,8 +17,16 @@ from broker.settings import Settings
 @contextmanager
 def running_broker(settings: Settings) -> Iterator[str]:
     """Yield the base URL of a broker serving ``settings`` until the block exits."""
+    with serving(create_app(settings)) as base:
+        yield base
+
+
+@contextmanager
+def serving(app: Starlette) -> Iterator[str]:
+    """Yield the base URL of ``app`` served by uvicorn on a loopback port until the block
+    exits (the broker, or a fake vendor service it talks to)."""
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host="127.0.0.1",
         port=0,
         log_config=None,
@@ -25,14 +34,14 @@ def running_broker(settings: Settings) -> Iterator[str]:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="broker-under-test", daemon=True)
+    thread = threading.Thread(target=server.run, name="app-under-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive():
-            raise RuntimeError("broker failed to start; see the log above")
+            raise RuntimeError("the served app failed to start; see the log above")
         if time.monotonic() > deadline:
-            raise RuntimeError("broker did not start within 30 s")
+            raise RuntimeError("the served app did not start within 30 s")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:

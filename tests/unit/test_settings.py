@@ -60,3 +60,44 @@ def test_secret_compares_in_constant_time_and_hides_itself() -> None:
     assert Secret("a") != Secret("b")
     assert repr(Secret("1234")) == "Secret('***')"
     assert f"{Secret('1234')}" == "Secret('***')"
+
+
+def test_collateral_defaults_are_the_vendor_services() -> None:
+    from broker.collateral.amd_kds import DEFAULT_KDS_URL, DEFAULT_TIMEOUT
+    from broker.collateral.intel_pcs import DEFAULT_BASE_URL, DEFAULT_ROOT_CRL_URL
+
+    settings = Settings()
+    assert settings.collateral_fetch is True
+    assert settings.amd_kds_url == DEFAULT_KDS_URL
+    assert settings.intel_pcs_url == DEFAULT_BASE_URL
+    assert settings.intel_root_crl_url == DEFAULT_ROOT_CRL_URL
+    assert settings.collateral_timeout_seconds == DEFAULT_TIMEOUT
+
+
+def test_collateral_settings_from_the_environment() -> None:
+    settings = load_settings(
+        environ={
+            "KEYBROKER_COLLATERAL_FETCH": "off",
+            "KEYBROKER_INTEL_PCS_URL": "http://pccs.internal:8081",
+            "KEYBROKER_COLLATERAL_TIMEOUT_SECONDS": "3",
+        }
+    )
+    assert settings.collateral_fetch is False
+    assert settings.intel_pcs_url == "http://pccs.internal:8081"
+    assert settings.collateral_timeout_seconds == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('amd_kds_url = "kdsintf.amd.com"\n', "amd_kds_url 'kdsintf.amd.com' is not an http"),
+        ('intel_pcs_url = "ftp://pcs"\n', "intel_pcs_url"),
+        ("collateral_timeout_seconds = 0\n", "collateral_timeout_seconds must be within"),
+        ('collateral_fetch = "maybe"\n', "setting collateral_fetch"),
+    ],
+)
+def test_bad_collateral_settings(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "keybroker.toml"
+    config.write_text(content)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(config, environ={})

@@ -1,0 +1,200 @@
+"""``keybroker collateral import FILE...`` and ``keybroker collateral list``.
+
+Import fills the collateral store for deployments that cannot (or should not) reach AMD KDS
+and Intel PCS: VCEKs, VLEKs, AMD cert chains and CRLs, Intel TCB Info, QE Identity, CRLs
+and the TCB Signing chain, each recognised by content (``broker/collateral/detect.py``) and
+stored under the key the attest-time lookups search. All files are checked first; if any is
+refused, nothing is stored. The import and its audit record (kind ``admin``, action
+``collateral.import``) commit in one transaction. Only the database is opened, not the HSM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from broker.cli import UsageError
+from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
+from broker.collateral import keys
+from broker.collateral.detect import ImportPlan, plan_import
+from broker.collateral.store import CollateralItem, CollateralStore, write
+from broker.errors import KeybrokerError
+from broker.runtime import database_dsn
+from broker.settings import Settings
+from broker.store import audit
+from broker.store.audit import AuditRecord
+from broker.store.database import Database
+from broker.store.migrate import migrate
+from broker.timeutil import utcnow
+
+KINDS = (
+    keys.VCEK,
+    keys.VLEK,
+    keys.CERT_CHAIN,
+    keys.CRL,
+    keys.TCB_INFO,
+    keys.QE_IDENTITY,
+    keys.PCK_CRL,
+    keys.ROOT_CRL,
+    keys.TCB_SIGNING_CHAIN,
+)
+T = TypeVar("T")
+
+_IMPORT_EPILOG = """\
+kinds are recognised by content: VCEK/VLEK certificates (DER or PEM), AMD cert chains
+(ASK or ASVK + ARK) and ARK CRLs, Intel TCB Info and QE Identity JSON, PCK and Root CA
+CRLs, TCB Signing chains (issuer chain files). --tee and --kind only check what is found.
+
+example (an air-gapped SNP deployment, files fetched elsewhere from AMD KDS):
+  keybroker collateral import vcek.der cert_chain.pem crl.der
+"""
+
+
+def register(subparsers: Any) -> None:
+    group = subparsers.add_parser("collateral", help="the collateral store (offline import)")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    imported = actions.add_parser(
+        "import",
+        help="store VCEKs, cert chains, CRLs, TCB Info, QE Identity from files",
+        description="Import collateral files into the store the broker looks up at attest.",
+        epilog=_IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imported.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imported.add_argument("--tee", choices=("snp", "tdx", "sgx"), help="refuse other TEEs'")
+    imported.add_argument("--kind", choices=KINDS, help="refuse other kinds")
+    imported.add_argument("--json", action="store_true", help="print one JSON object")
+    add_settings_arguments(imported)
+    imported.set_defaults(func=run_import)
+
+    listed = actions.add_parser("list", help="show what the store holds (never the bodies)")
+    listed.add_argument("--json", action="store_true", help="print a JSON list")
+    add_settings_arguments(listed)
+    listed.set_defaults(func=run_list)
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def run_import(args: argparse.Namespace) -> int:
+    files = []
+    for path in args.files:
+        try:
+            files.append((str(path), path.read_bytes()))
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    actor = f"cli:{getpass.getuser()}"
+    plan = plan_import(files, tee=args.tee, kind=args.kind, actor=actor)
+    for name, reason in plan.refused:
+        print(f"keybroker: {name}: {reason}", file=sys.stderr)
+    if plan.refused:
+        print("keybroker: nothing imported", file=sys.stderr)
+        return 1
+    settings = settings_from(args)
+    try:
+        run_async(lambda: _with_database(settings, lambda db: _store(db, plan, actor)))
+    except KeybrokerError as exc:
+        return fail(exc)
+    _report_import(plan, args.json)
+    return 0
+
+
+async def _store(db: Database, plan: ImportPlan, actor: str) -> None:
+    async with db.transaction() as conn:
+        await write(conn, db.q, plan.items)
+        if plan.items:
+            await audit.append(
+                conn,
+                db.q["audit_append"],
+                AuditRecord(
+                    utcnow(),
+                    "admin",
+                    "ok",
+                    body={
+                        "action": "collateral.import",
+                        "actor": actor,
+                        "items": [_audited(item) for item in plan.items],
+                    },
+                ),
+            )
+
+
+def _audited(item: CollateralItem) -> dict[str, Any]:
+    return {
+        "tee": item.key.tee,
+        "kind": item.key.kind,
+        "lookup_key": item.key.lookup_key,
+        "sha256": hashlib.sha256(item.body).hexdigest(),
+        "next_update": item.next_update.isoformat() if item.next_update else None,
+        "source": item.source,
+    }
+
+
+def _report_import(plan: ImportPlan, as_json: bool) -> None:
+    now = utcnow()
+    if as_json:
+        _print(
+            {
+                "imported": [item.summary(now) for item in plan.items],
+                "skipped": [{"file": name, "reason": why} for name, why in plan.skipped],
+            }
+        )
+        return
+    for item in plan.items:
+        expiry = f", next update {item.next_update.isoformat()}" if item.next_update else ""
+        stale = " (STALE: past its next update)" if item.is_stale(now) else ""
+        print(f"imported {item.key}{expiry}{stale} ({item.source})")
+    for name, reason in plan.skipped:
+        print(f"skipped {name}: {reason}")
+
+
+# --- list ------------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    try:
+        listed = run_async(lambda: _with_database(settings, lambda db: CollateralStore(db).list()))
+    except KeybrokerError as exc:
+        return fail(exc)
+    now = utcnow()
+    summaries = [entry.summary(now) for entry in listed]
+    if args.json:
+        _print(summaries)
+        return 0
+    for entry in summaries:
+        state = "STALE" if entry["stale"] else "fresh"
+        print(
+            f"{entry['tee']:<4} {entry['kind']:<17} {state:<5} "
+            f"next_update={entry['next_update'] or '-'} {entry['size']:>6} B  "
+            f"{entry['lookup_key']}  ({entry['source']})"
+        )
+    if not summaries:
+        print("the collateral store is empty")
+    return 0
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+async def _with_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    """Open only the database (migrated, so an import may precede the broker's first start)."""
+    db = await Database.connect(database_dsn(settings).reveal(), 1, 2)
+    try:
+        async with db.connection() as conn:
+            await migrate(conn)
+        return await action(db)
+    finally:
+        await db.close()
+
+
+def _print(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")

@@ -1,0 +1,156 @@
+"""The collateral store: vendor documents in PostgreSQL's ``collateral`` table.
+
+One row per document, keyed by :class:`~broker.collateral.keys.ItemKey`; the body is kept as
+the vendor served it (the exact bytes its signature covers). ``next_update`` is when the
+issuer promises fresher data (Intel TCB Info, QE Identity, CRLs): past it an item is *stale*,
+and :meth:`CollateralStore.get_fresh` no longer returns it. Items without one (VCEKs,
+certificate chains) never go stale; their validity is the verifier's business.
+
+Nothing here verifies anything: the store may hold whatever an operator imported or a vendor
+served, and every document is verified at the instant it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+from broker.collateral.keys import ItemKey
+from broker.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class CollateralItem:
+    key: ItemKey
+    body: bytes
+    next_update: datetime | None
+    """When the issuer promises fresher data; None for documents that do not go stale."""
+    source: str
+    """Where it came from: the URL it was fetched from, or ``import <file> by <actor>``."""
+    fetched_at: datetime | None = None
+    """When it was stored (set by the database)."""
+
+    def is_stale(self, now: datetime) -> bool:
+        """Past its nextUpdate (the verifier refuses it from the first instant after)."""
+        return self.next_update is not None and now > self.next_update
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        """What the import report shows (never the body)."""
+        return Listed(
+            self.key, len(self.body), self.next_update, self.fetched_at, self.source
+        ).summary(now)
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A stored item without its body, as ``keybroker collateral list`` shows it."""
+
+    key: ItemKey
+    size: int
+    next_update: datetime | None
+    fetched_at: datetime | None
+    source: str
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        return {
+            "tee": self.key.tee,
+            "kind": self.key.kind,
+            "lookup_key": self.key.lookup_key,
+            "size": self.size,
+            "next_update": _iso(self.next_update),
+            "fetched_at": _iso(self.fetched_at),
+            "source": self.source,
+            "stale": self.next_update is not None and now > self.next_update,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class CollateralRepository(Protocol):
+    """What the attest-time lookups need from a store (tests substitute one in memory)."""
+
+    async def get_many(self, keys: Sequence[ItemKey]) -> dict[ItemKey, CollateralItem]: ...
+
+    async def get(self, key: ItemKey) -> CollateralItem | None: ...
+
+    async def put(self, items: Iterable[CollateralItem]) -> None: ...
+
+
+class CollateralStore:
+    """The repository over PostgreSQL (named queries in ``sql/queries/collateral.sql``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, key: ItemKey) -> CollateralItem | None:
+        """The stored item, stale or not."""
+        row = await self.db.fetchrow("collateral_get", key.tee, key.kind, key.lookup_key)
+        return None if row is None else _item(key, row)
+
+    async def get_fresh(self, key: ItemKey, now: datetime) -> CollateralItem | None:
+        """The stored item unless it is missing or stale at ``now``."""
+        item = await self.get(key)
+        return None if item is None or item.is_stale(now) else item
+
+    async def get_many(self, keys: Sequence[ItemKey]) -> dict[ItemKey, CollateralItem]:
+        """Every stored item of ``keys`` (stale ones included), in one round trip."""
+        if not keys:
+            return {}
+        rows = await self.db.fetch(
+            "collateral_get_many",
+            [key.tee for key in keys],
+            [key.kind for key in keys],
+            [key.lookup_key for key in keys],
+        )
+        found = {}
+        for row in rows:
+            key = ItemKey(row["tee"], row["kind"], row["lookup_key"])
+            found[key] = _item(key, row)
+        return found
+
+    async def put(self, items: Iterable[CollateralItem]) -> None:
+        """Insert or replace ``items`` in one transaction."""
+        async with self.db.transaction() as conn:
+            await write(conn, self.db.q, items)
+
+    async def list(self) -> list[Listed]:
+        """Every stored item, without bodies, ordered by tee, kind and key."""
+        return [
+            Listed(
+                ItemKey(row["tee"], row["kind"], row["lookup_key"]),
+                row["size"],
+                row["next_update"],
+                row["fetched_at"],
+                row["source"],
+            )
+            for row in await self.db.fetch("collateral_list")
+        ]
+
+
+async def write(
+    conn: asyncpg.Connection, q: dict[str, str], items: Iterable[CollateralItem]
+) -> None:
+    """Insert or replace ``items`` inside the caller's transaction (the import audits in it)."""
+    for item in items:
+        key = item.key
+        await conn.execute(
+            q["collateral_put"],
+            key.tee,
+            key.kind,
+            key.lookup_key,
+            item.body,
+            item.next_update,
+            item.source,
+        )
+
+
+def _item(key: ItemKey, row: asyncpg.Record) -> CollateralItem:
+    return CollateralItem(
+        key, bytes(row["body"]), row["next_update"], row["source"], row["fetched_at"]
+    )
