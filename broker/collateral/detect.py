@@ -49,12 +49,13 @@ from broker.evidence.dcap.collateral import (
     parse_tcb_info,
     top_level_members,
 )
-from broker.evidence.snp.endorsement import (
-    KIND_BY_COMMON_NAME,
-    load_endorsement,
+from broker.evidence.snp.endorsement import KIND_BY_COMMON_NAME, load_endorsement
+from broker.evidence.trust import (
+    UNREADABLE,
+    common_name,
+    load_certificates,
     zero_serial_tolerated,
 )
-from broker.evidence.trust import UNREADABLE, common_name, load_certificates
 
 _PEM_CRL = b"-----BEGIN X509 CRL-----"
 _PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
