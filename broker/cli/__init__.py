@@ -15,6 +15,7 @@ _GROUPS = (
     "broker.cli.policy",
     "broker.cli.admin",
     "broker.cli.guest",
+    "broker.cli.bench",
 )
 
 
