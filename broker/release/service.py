@@ -3,11 +3,16 @@
 Ordering rules that make it fail closed:
 
 * **attest**: verify the evidence and its binding (CPU only), sign the token (HSM), then in
-  one transaction consume the nonce and append the audit record; the token leaves only after
-  that commit. A failed attestation consumes its nonce too and is audited as a denial.
+  one statement (so one transaction) consume the nonce and append the audit record; the
+  token leaves only after that commit. A failed attestation consumes its nonce too and is
+  audited as a denial.
 * **release**: evaluate the policy; on allow have the HSM build the envelope and sign the
-  response, then append the audit record and commit; only then answer. A database failure
-  at that point discards the envelope and answers 503.
+  response, then append the audit record (one statement, committed); only then answer. A
+  database failure at that point discards the envelope and answers 503.
+
+Each audit append is a single statement outside any explicit transaction, so the chain
+head's row lock (``audit_append``) is held only while PostgreSQL commits; held across a
+round trip to a busy broker it would make every other release wait in line.
 """
 
 from __future__ import annotations
@@ -138,18 +143,28 @@ class ReleaseService:
             body["error"] = {"type": exc.type, "detail": exc.detail}
 
         decision = "allow" if failure is None else "deny"
-        async with self.db.transaction() as conn:
-            try:
-                await challenges.consume(conn, self.db.q, nonce, request.tee.value, now)
-            except NonceError as exc:
-                # Record the refusal, keep the transaction committing, and answer 409.
-                failure, decision = exc, "deny"
-                body["error"] = {"type": exc.type, "detail": exc.detail}
-            await audit.append(
+        async with self.db.connection() as conn:
+            # One statement consumes the nonce and appends the record, committed before the
+            # token leaves; when the nonce is refused nothing was written, so the refusal is
+            # audited instead, and the answer is 409.
+            consumed = await challenges.consume_and_audit(
                 conn,
-                self.db.q["audit_append"],
+                self.db.q,
+                nonce,
+                request.tee.value,
                 AuditRecord(now, "attest", decision, request.request_id, None, body),
             )
+            if consumed is None:
+                try:
+                    await challenges.refusal(conn, self.db.q, nonce, request.tee.value)
+                except NonceError as exc:
+                    failure, decision = exc, "deny"
+                    body["error"] = {"type": exc.type, "detail": exc.detail}
+                await audit.append(
+                    conn,
+                    self.db.q["audit_append"],
+                    AuditRecord(now, "attest", decision, request.request_id, None, body),
+                )
         self.metrics.attestations.labels(request.tee.value, decision).inc()
         if failure is not None:
             raise failure
@@ -215,7 +230,7 @@ class ReleaseService:
             body["error"] = {"type": failure.type, "detail": failure.detail}
 
         decision_text = "allow" if failure is None else "deny"
-        async with self.db.transaction() as conn:
+        async with self.db.connection() as conn:  # one statement, committed before we answer
             await audit.append(
                 conn,
                 self.db.q["audit_append"],

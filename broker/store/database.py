@@ -25,6 +25,16 @@ UNAVAILABLE = (
 )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset round trip when a connection returns to the pool.
+
+    asyncpg still rolls back a transaction left open; its default reset would then also run
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` (one more round trip per
+    use). The broker leaves none of that behind: its advisory locks are transaction-scoped,
+    it opens no cursor outside a transaction, never LISTENs and never SETs.
+    """
+
+
 class Database:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -40,6 +50,7 @@ class Database:
                 command_timeout=30,
                 # A statement cache per connection: named queries are prepared once.
                 statement_cache_size=256,
+                reset=_keep_session,
             )
         except UNAVAILABLE as exc:
             raise DatabaseUnavailable(
