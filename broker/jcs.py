@@ -19,11 +19,40 @@ _encode_string = json.JSONEncoder(ensure_ascii=False).encode
 
 def canonicalize(value: Any) -> bytes:
     """The canonical UTF-8 bytes of ``value``."""
-    return _text(value).encode("utf-8")
+    return canonical_text(value).encode("utf-8")
 
 
 def canonical_text(value: Any) -> str:
+    if _plain(value):
+        return _dump_plain(value)
     return _text(value)
+
+
+# The fast path. For plain dicts with ASCII string keys, lists, tuples, strings, integers,
+# booleans and null, RFC 8785 output is exactly what the json module's C encoder writes
+# with sorted keys, compact separators and ensure_ascii off: the same string escaping
+# (json's own encoder is what _text uses for strings), integers written exactly, and for
+# ASCII keys code point order equals UTF-16 code unit order. Anything else (floats, other
+# key types, non-ASCII keys, other mappings and sequences) takes the general path below,
+# which sorts by UTF-16 and refuses what it cannot canonicalise.
+_dump_plain = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii() or not _plain(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
+    return False
 
 
 def _text(value: Any) -> str:
