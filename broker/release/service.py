@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker import jose
 from broker.errors import (
@@ -49,7 +49,11 @@ from broker.store import audit, challenges
 from broker.store.audit import AuditRecord
 from broker.timeutil import utcnow
 from hsm.custody import WrappedSecret
+from hsm.envelope import SealedSecret
 from hsm.pubkey import RsaPublicKey, b64url
+
+if TYPE_CHECKING:
+    from pkcs11 import Session
 
 log = get_logger("keybroker.release")
 
@@ -117,12 +121,13 @@ class ReleaseService:
             "plaintext_in_broker": False,
         }
         claims: Claims | None = None
+        document: dict[str, Any] | None = None
         token: str | None = None
         failure: KeybrokerError | None = None
         try:
             claims = await self._verify(request, now)
             body["signer"] = claims.signer.to_json()
-            body["claims"] = claims.document()
+            body["claims"] = document = claims.document()
             body["binding"] = binding.check_binding(
                 claims, nonce, request.nonce_text, request.tee_jwk, request.tee_key
             )
@@ -168,13 +173,13 @@ class ReleaseService:
         self.metrics.attestations.labels(request.tee.value, decision).inc()
         if failure is not None:
             raise failure
-        if token is None or claims is None:  # unreachable: no failure means both are set
+        if token is None or document is None:  # unreachable: no failure means both are set
             raise TokenInvalid("attestation produced no token")
         return {
             "token": token,
             "token_type": "Bearer",
             "expires_in": self.settings.token_ttl_seconds,
-            "claims": claims.document(),
+            "claims": document,
         }
 
     async def _verify(self, request: AttestRequest, now: datetime) -> Claims:
@@ -202,12 +207,13 @@ class ReleaseService:
         context = await self.db.fetchrow("release_context", key_name)
         if context is None:
             raise KeyNotFound(f"no key named {key_name}")
+        thumbprint = result.tee_key.thumbprint()
         body: dict[str, Any] = {
             "tee": result.claims.tee.value,
             "token_id": result.token_id,
             "evidence_sha256": result.evidence_sha256,
             "claims": result.claims.document(),
-            "tee_pubkey_thumbprint": result.tee_key.thumbprint(),
+            "tee_pubkey_thumbprint": thumbprint,
             "key": {"name": context["name"], "version": context["version"]},
             "plaintext_in_broker": False,
         }
@@ -224,7 +230,7 @@ class ReleaseService:
             if not decision.allow:
                 failure = decision.to_error()
         if failure is None:
-            response = await self._seal(context, result, now)
+            response = await self._seal(context, result, thumbprint, now)
             body["envelope_sha256"] = response["envelope_sha256"]
         else:
             body["error"] = {"type": failure.type, "detail": failure.detail}
@@ -244,26 +250,39 @@ class ReleaseService:
         return response
 
     async def _seal(
-        self, context: Mapping[str, Any], result: tokens.AttestationResult, now: datetime
+        self,
+        context: Mapping[str, Any],
+        result: tokens.AttestationResult,
+        thumbprint: str,
+        now: datetime,
     ) -> dict[str, Any]:
         wrapped = WrappedSecret(
             bytes(context["wrapped_blob"]), context["secret_length"], context["kek_label"]
         )
-        sealed = await self.custody.release_to_async(wrapped, result.tee_key)
-        envelope = {
-            "key": context["name"],
-            "version": context["version"],
-            "algorithm": sealed.algorithm,
-            "oaep_hash": sealed.oaep_hash.value,
-            "rsa_bits": sealed.rsa_bits,
-            "secret_length": sealed.secret_length,
-            "ciphertext": b64url(sealed.ciphertext),
-            "tee_pubkey_thumbprint": result.tee_key.thumbprint(),
-            "iat": int(now.timestamp()),
-        }
-        signed = await jose.sign(
-            envelope, jose.TYP_RELEASE, self.kid, self.custody.sign_digest_async
-        )
+
+        def seal_and_sign(session: Session) -> tuple[SealedSecret, dict[str, Any], str]:
+            # One trip to the token's thread for both: the envelope, then its signature.
+            sealed = self.custody.release_to_sync(wrapped, result.tee_key, session)
+            envelope = {
+                "key": context["name"],
+                "version": context["version"],
+                "algorithm": sealed.algorithm,
+                "oaep_hash": sealed.oaep_hash.value,
+                "rsa_bits": sealed.rsa_bits,
+                "secret_length": sealed.secret_length,
+                "ciphertext": b64url(sealed.ciphertext),
+                "tee_pubkey_thumbprint": thumbprint,
+                "iat": int(now.timestamp()),
+            }
+            signed = jose.sign_sync(
+                envelope,
+                jose.TYP_RELEASE,
+                self.kid,
+                lambda digest: self.custody.sign_digest_sync(digest, session),
+            )
+            return sealed, envelope, signed
+
+        sealed, envelope, signed = await self.custody.pool.run(seal_and_sign)
         return {
             "envelope": signed,
             **envelope,
