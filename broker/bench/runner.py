@@ -66,6 +66,7 @@ class Options:
     floor_s: float = 5.0
     check_every: int = 20
     broker_log_level: str = "info"
+    hsm_threads: int = 4
 
     def effective(self) -> Options:
         if not self.quick:
@@ -84,6 +85,7 @@ class Options:
             floor_s=min(self.floor_s, 2.0),
             check_every=self.check_every,
             broker_log_level=self.broker_log_level,
+            hsm_threads=self.hsm_threads,
         )
 
 
@@ -201,6 +203,7 @@ class Bench:
             trusted_roots=self.material.root_files,
             log_file=state.logs / f"broker-{first.database}-{first.workers}w.log",
             log_level=self.options.broker_log_level,
+            hsm_threads=self.options.hsm_threads,
         )
         pin_tree(state.postgres_pid(), cores.others if first.pinned else cores.every)
         with broker(state, config) as running:

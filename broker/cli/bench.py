@@ -68,6 +68,9 @@ def register(subparsers: Any) -> None:
         "--check-every", type=int, default=20, help="open and compare one envelope in N"
     )
     bench.add_argument("--broker-log-level", default="info", help="the broker's log level")
+    bench.add_argument(
+        "--hsm-threads", type=int, default=4, help="the broker's hsm_threads setting (default 4)"
+    )
     bench.set_defaults(func=run_bench)
 
 
@@ -93,6 +96,7 @@ def run_bench(args: argparse.Namespace) -> int:
         floor_s=args.floor_seconds,
         check_every=args.check_every,
         broker_log_level=args.broker_log_level,
+        hsm_threads=args.hsm_threads,
     )
 
     def say(text: str) -> None:
