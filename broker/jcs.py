@@ -42,17 +42,19 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _plain(value: Any) -> bool:
+    """True when ``value`` is made only of what the fast path writes exactly (scalars are
+    checked in line: a claim tree has many more leaves than containers)."""
     kind = type(value)
-    if kind in _SCALARS:
-        return True
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str or not key.isascii() or not _plain(item):
+            if type(key) is not str or not key.isascii():
+                return False
+            if type(item) not in _SCALARS and not _plain(item):
                 return False
         return True
     if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
-    return False
+        return all(type(item) in _SCALARS or _plain(item) for item in value)
+    return kind in _SCALARS
 
 
 def _text(value: Any) -> str:

@@ -84,9 +84,11 @@ def freeze(value: Any) -> ClaimValue:
     if kind in _SCALARS:
         return value
     if kind is dict:
-        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+        return MappingProxyType(
+            {str(k): v if type(v) in _SCALARS else freeze(v) for k, v in value.items()}
+        )
     if kind is list or kind is tuple:
-        return tuple(freeze(v) for v in value)
+        return tuple(v if type(v) in _SCALARS else freeze(v) for v in value)
     if isinstance(value, Mapping):
         return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
@@ -104,9 +106,9 @@ def thaw(value: ClaimValue) -> Any:
     if kind in _SCALARS:
         return value
     if kind is MappingProxyType or kind is dict:
-        return {k: thaw(v) for k, v in value.items()}
+        return {k: v if type(v) in _SCALARS else thaw(v) for k, v in value.items()}
     if kind is tuple:
-        return [thaw(v) for v in value]
+        return [v if type(v) in _SCALARS else thaw(v) for v in value]
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, tuple):
