@@ -95,6 +95,7 @@ class ReleaseService:
         self.collateral = collateral
         self.policies = policies
         self.kid = jose.key_id(runtime.custody.signing_public_key)
+        self.issued = tokens.IssuedTokens()
 
     # --- challenge -------------------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class ReleaseService:
         claims: Claims | None = None
         document: dict[str, Any] | None = None
         token: str | None = None
+        issued: tokens.AttestationResult | None = None
         failure: KeybrokerError | None = None
         try:
             claims = await self._verify(request, now)
@@ -131,18 +133,13 @@ class ReleaseService:
             body["binding"] = binding.check_binding(
                 claims, nonce, request.nonce_text, request.tee_jwk, request.tee_key
             )
-            token = await jose.sign(
-                tokens.payload(
-                    claims,
-                    dict(request.tee_jwk),
-                    evidence_sha256,
-                    now,
-                    self.settings.token_ttl_seconds,
-                ),
-                jose.TYP_ATTESTATION_RESULT,
-                self.kid,
-                self.custody.sign_digest_async,
+            payload = tokens.payload(
+                claims, dict(request.tee_jwk), evidence_sha256, now, self.settings.token_ttl_seconds
             )
+            token = await jose.sign(
+                payload, jose.TYP_ATTESTATION_RESULT, self.kid, self.custody.sign_digest_async
+            )
+            issued = tokens.result_of(payload, claims, request.tee_key, now)
         except EvidenceError as exc:
             failure = exc
             body["error"] = {"type": exc.type, "detail": exc.detail}
@@ -173,6 +170,8 @@ class ReleaseService:
         self.metrics.attestations.labels(request.tee.value, decision).inc()
         if failure is not None:
             raise failure
+        if issued is not None and token is not None:  # committed: releases may now use it
+            self.issued.remember(token, issued)
         if token is None or document is None:  # unreachable: no failure means both are set
             raise TokenInvalid("attestation produced no token")
         return {
@@ -201,7 +200,7 @@ class ReleaseService:
         request_id: str | None,
     ) -> dict[str, Any]:
         now = utcnow()
-        result = tokens.read(bearer, self.custody.signing_public_key, now)
+        result = self.issued.read(bearer, self.custody.signing_public_key, now)
         if presented_jwk is not None and dict(presented_jwk) != result.tee_jwk:
             raise TokenInvalid("token was issued for another tee public key")
         context = await self.db.fetchrow("release_context", key_name)
