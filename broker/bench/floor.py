@@ -51,23 +51,23 @@ class FloorCase:
 @dataclass(frozen=True, slots=True)
 class FloorResult:
     per_s: float
-    """Whole releases' unavoidable work per second (the best batch)."""
+    """Whole releases' unavoidable work per second, sustained."""
     parts_per_s: dict[str, float]
     """Each part alone, per second: where the floor's time goes."""
 
 
-def _best_rate(operation: Callable[[], object], seconds: float) -> float:
-    """Operations per second of the fastest batch of 20 within ``seconds`` (as timeit advises:
-    the machine is shared, and foreign load only ever slows a batch down)."""
+def _rate(operation: Callable[[], object], seconds: float) -> float:
+    """Operations per second, sustained over ``seconds`` (after one warm-up call): the same
+    kind of figure as the end-to-end rate, which is a mean over its window too."""
     operation()
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
     while time.perf_counter() < deadline:
-        start = time.perf_counter()
         for _ in range(_BATCH):
             operation()
-        best = min(best, time.perf_counter() - start)
-    return _BATCH / best
+        count += _BATCH
+    return count / (time.perf_counter() - start)
 
 
 def measure(
@@ -107,10 +107,10 @@ def measure(
         "token_sign": sign_token,
         "token_verify": lambda: check_token(token),
     }
-    whole = _best_rate(one_release, seconds)
+    whole = _rate(one_release, seconds)
     return FloorResult(
         per_s=whole,
-        parts_per_s={name: _best_rate(part, max(0.5, seconds / 5)) for name, part in parts.items()},
+        parts_per_s={name: _rate(part, max(0.5, seconds / 5)) for name, part in parts.items()},
     )
 
 

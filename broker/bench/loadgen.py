@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from broker import jose
@@ -238,7 +239,7 @@ def generator_main(plan: Plan, cpus: set[int] | None, ready: Any, go: Any, resul
         generator = Generator(plan)
         ready.put(None)
         start = go.get()
-        outcome = asyncio.run(generator.run(start))
+        outcome = uvloop.run(generator.run(start))
     except Exception as exc:  # report instead of dying silently in a child process
         outcome = Outcome()
         outcome.error(f"generator failed: {type(exc).__name__}: {exc}")

@@ -42,7 +42,7 @@ def table(report: Report) -> str:
         lines.append(f"  HSM envelope, {threads} thread(s): {rate:8.0f} /s")
     lines += [
         "",
-        f"{'run':<18}{'workers':>8}{'guests':>8}{'keys':>9}{'rel/s':>9}{'p50 ms':>9}"
+        f"{'run':<22}{'workers':>8}{'guests':>8}{'keys':>9}{'rel/s':>9}{'p50 ms':>9}"
         f"{'p99 ms':>9}{'max ms':>9}{'errors':>8}{'ratio':>7}"
         f"{'broker':>8}{'pg':>6}{'gen':>6}",
     ]
@@ -57,7 +57,7 @@ def table(report: Report) -> str:
 def _row(run: RunResult, floor_per_s: float) -> str:
     spec = run.spec
     return (
-        f"{spec.label:<18}{spec.workers:>8}{spec.concurrency:>8}{spec.keys:>9}"
+        f"{spec.label:<22}{spec.workers:>8}{spec.concurrency:>8}{spec.keys:>9}"
         f"{run.releases_per_s:>9.0f}{run.p50_ms:>9.1f}{run.p99_ms:>9.1f}{run.max_ms:>9.1f}"
         f"{run.errors:>8}{run.releases_per_s / floor_per_s:>7.2f}"
         f"{run.broker_cpu:>8.2f}{run.postgres_cpu:>6.2f}{run.generator_cpu:>6.2f}"

@@ -42,10 +42,12 @@ from broker.bench.scenarios import Material, Scenario, scenario
 from broker.guest.client import tee_jwk
 from broker.guest.sources import BindingInput
 from broker.release.binding import expected_report_data
+from broker.settings import Settings
 from hsm.custody import Custody
 from hsm.pubkey import RsaPublicKey
 
 Say = Callable[[str], None]
+DEFAULT_HSM_THREADS = Settings().hsm_threads
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class Options:
     floor_s: float = 5.0
     check_every: int = 20
     broker_log_level: str = "info"
-    hsm_threads: int = 4
+    hsm_threads: int = 0
+    """The broker's ``hsm_threads``: 0 (inline) suits the in-process SoftHSM token."""
 
     def effective(self) -> Options:
         if not self.quick:
@@ -97,6 +100,11 @@ class RunSpec:
     concurrency: int
     keys: int
     database: str
+    hsm_threads: int
+
+    def broker_key(self) -> tuple[str, int, bool, int]:
+        """Runs with equal keys share one broker."""
+        return (self.database, self.workers, self.pinned, self.hsm_threads)
 
 
 @dataclass
@@ -170,7 +178,10 @@ class Bench:
         report.headline = next(
             r
             for r in report.runs
-            if r.spec.pinned and r.spec.keys == 1 and r.spec.concurrency == options.concurrency
+            if r.spec.pinned
+            and r.spec.keys == 1
+            and r.spec.concurrency == options.concurrency
+            and r.spec.hsm_threads == options.hsm_threads
         )
         return report
 
@@ -178,16 +189,36 @@ class Bench:
         options = self.options
         workers_all = options.workers or len(self.cores.every)
         one_key = f"bench_{self.scenario.name}_1"
-        specs = [RunSpec("one core", 1, True, c, 1, one_key) for c in options.levels]
-        if not options.quick:
-            specs += [
-                RunSpec("all cores", workers_all, False, c, 1, one_key) for c in options.levels
-            ]
+        threads = options.hsm_threads
+        specs = [RunSpec("one core", 1, True, c, 1, one_key, threads) for c in options.levels]
+        if options.quick:
+            return specs
+        if threads != DEFAULT_HSM_THREADS:
+            specs.append(
+                RunSpec(
+                    f"one core, {DEFAULT_HSM_THREADS} HSM thr",
+                    1,
+                    True,
+                    options.concurrency,
+                    1,
+                    one_key,
+                    DEFAULT_HSM_THREADS,
+                )
+            )
+        specs += [
+            RunSpec("all cores", workers_all, False, c, 1, one_key, threads) for c in options.levels
+        ]
         if options.scale:
             scale_db = f"bench_{self.scenario.name}_scale"
             specs.append(
                 RunSpec(
-                    "one core, scale", 1, True, options.concurrency, options.scale_keys, scale_db
+                    "one core, scale",
+                    1,
+                    True,
+                    options.concurrency,
+                    options.scale_keys,
+                    scale_db,
+                    threads,
                 )
             )
         return specs
@@ -203,7 +234,7 @@ class Bench:
             trusted_roots=self.material.root_files,
             log_file=state.logs / f"broker-{first.database}-{first.workers}w.log",
             log_level=self.options.broker_log_level,
-            hsm_threads=self.options.hsm_threads,
+            hsm_threads=first.hsm_threads,
         )
         pin_tree(state.postgres_pid(), cores.others if first.pinned else cores.every)
         with broker(state, config) as running:
@@ -348,14 +379,10 @@ class Bench:
 
 
 def _groups(specs: list[RunSpec]) -> Iterator[list[RunSpec]]:
-    """Consecutive runs that share one broker (same database, workers and pinning)."""
+    """Consecutive runs that share one broker."""
     group: list[RunSpec] = []
     for spec in specs:
-        if group and (spec.database, spec.workers, spec.pinned) != (
-            group[0].database,
-            group[0].workers,
-            group[0].pinned,
-        ):
+        if group and spec.broker_key() != group[0].broker_key():
             yield group
             group = []
         group.append(spec)

@@ -69,7 +69,10 @@ def register(subparsers: Any) -> None:
     )
     bench.add_argument("--broker-log-level", default="info", help="the broker's log level")
     bench.add_argument(
-        "--hsm-threads", type=int, default=4, help="the broker's hsm_threads setting (default 4)"
+        "--hsm-threads",
+        type=int,
+        default=0,
+        help="the broker's hsm_threads (default 0: SoftHSM is called on the loop's thread)",
     )
     bench.set_defaults(func=run_bench)
 
