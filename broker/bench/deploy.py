@@ -194,10 +194,10 @@ def broker(state: BenchState, config: BrokerConfig) -> Iterator[RunningBroker]:
         "KEYBROKER_DB_POOL_MAX": str(config.db_pool_max),
     }
     env.pop("KEYBROKER_CONFIG", None)
-    wrapper = os.environ.get("KEYBROKER_BENCH_WRAPPER")
     command = [
         sys.executable,
-        *([wrapper] if wrapper else ["-m", "broker"]),
+        "-m",
+        "broker",
         "serve",
         "--host",
         "127.0.0.1",

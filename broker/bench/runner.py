@@ -18,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,6 +73,10 @@ class Options:
     broker_log_level: str = "info"
     hsm_threads: int = 0
     """The broker's ``hsm_threads``: 0 (inline) suits the in-process SoftHSM token."""
+    key_pool: int = 32
+    """Guest keys at least (one per guest at most 256 when there are more guests)."""
+    py_spy: Path | None = None
+    """Record the broker with py-spy (collapsed stacks) during the headline run."""
 
     def effective(self) -> Options:
         if not self.quick:
@@ -89,6 +96,8 @@ class Options:
             check_every=self.check_every,
             broker_log_level=self.broker_log_level,
             hsm_threads=self.hsm_threads,
+            key_pool=self.key_pool,
+            py_spy=self.py_spy,
         )
 
 
@@ -162,7 +171,7 @@ class Bench:
         self.state = state
         self.say = say
         self.material: Material = self.scenario.prepare(state.material_dir(self.scenario.name))
-        self.pool_size = max(32, min(256, max(options.levels)))
+        self.pool_size = max(options.key_pool, min(256, max(options.levels)))
         self.secret = seed.bench_secret(state.root / "bench-secret")
 
     def run(self) -> Report:
@@ -364,8 +373,11 @@ class Bench:
         postgres = self.state.postgres_pid()
         time.sleep(max(0.0, window_start - time.monotonic()))
         broker_before, pg_before = tree_cpu_seconds(running.pid), tree_cpu_seconds(postgres)
+        recorder = self.record(running, spec)
         time.sleep(max(0.0, window_start + options.duration_s - time.monotonic()))
         broker_after, pg_after = tree_cpu_seconds(running.pid), tree_cpu_seconds(postgres)
+        if recorder is not None:
+            recorder.wait(timeout=60)
         outcomes: list[Outcome] = [results.get(timeout=120) for _ in children]
         for child in children:
             child.join(timeout=30)
@@ -375,6 +387,41 @@ class Bench:
             options.duration_s,
             (broker_after - broker_before) / options.duration_s,
             (pg_after - pg_before) / options.duration_s,
+        )
+
+    def record(self, running: RunningBroker, spec: RunSpec) -> subprocess.Popen[bytes] | None:
+        """py-spy on the broker over the window of the headline run, when asked for."""
+        options = self.options
+        headline = (spec.pinned, spec.keys, spec.concurrency, spec.hsm_threads) == (
+            True,
+            1,
+            options.concurrency,
+            options.hsm_threads,
+        )
+        if options.py_spy is None or not headline or spec.workers != 1:
+            return None
+        found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(found).exists():
+            self.say("py-spy is not installed (pip install py-spy): no profile")
+            return None
+        self.say(f"recording the broker with py-spy into {options.py_spy}")
+        return subprocess.Popen(  # noqa: S603 - py-spy with our arguments
+            [
+                found,
+                "record",
+                "--pid",
+                str(running.pid),
+                "--duration",
+                str(max(1, int(options.duration_s))),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(options.py_spy),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
 

@@ -74,14 +74,27 @@ def register(subparsers: Any) -> None:
         default=0,
         help="the broker's hsm_threads (default 0: SoftHSM is called on the loop's thread)",
     )
+    bench.add_argument(
+        "--key-pool", type=int, default=32, help="RSA-3072 guest keys made beforehand (at least)"
+    )
+    bench.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="FILE",
+        help="record the broker with py-spy during the headline run (collapsed stacks)",
+    )
     bench.set_defaults(func=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
     from broker.bench import report, runner  # noqa: PLC0415
 
-    if args.concurrency < 1 or args.duration <= 0 or args.check_every < 1:
-        raise UsageError("--concurrency, --duration and --check-every must be positive")
+    if min(args.concurrency, args.check_every, args.key_pool, args.generators) < 1 or (
+        args.duration <= 0
+    ):
+        raise UsageError(
+            "--concurrency, --duration, --check-every, --key-pool and --generators must be positive"
+        )
     levels = tuple(sorted(set(args.levels) | {args.concurrency}))
     options = runner.Options(
         state_dir=args.state_dir,
@@ -100,6 +113,8 @@ def run_bench(args: argparse.Namespace) -> int:
         check_every=args.check_every,
         broker_log_level=args.broker_log_level,
         hsm_threads=args.hsm_threads,
+        key_pool=args.key_pool,
+        py_spy=args.py_spy,
     )
 
     def say(text: str) -> None:
