@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from broker.fastjson import dumps
+
 _encode_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -29,15 +31,16 @@ def canonical_text(value: Any) -> str:
 
 
 # The fast path. For plain dicts with ASCII string keys, lists, tuples, strings, integers,
-# booleans and null, RFC 8785 output is exactly what the json module's C encoder writes
-# with sorted keys, compact separators and ensure_ascii off: the same string escaping
-# (json's own encoder is what _text uses for strings), integers written exactly, and for
-# ASCII keys code point order equals UTF-16 code unit order. Anything else (floats, other
+# booleans and null, RFC 8785 output is exactly compact JSON with sorted keys and no ASCII
+# escaping (broker/fastjson.py): the same string escaping as json's encoder, which is what
+# _text uses for strings, integers written exactly, and for ASCII keys code point order
+# equals UTF-16 code unit order. Anything else (floats, other
 # key types, non-ASCII keys, other mappings and sequences) takes the general path below,
 # which sorts by UTF-16 and refuses what it cannot canonicalise.
-_dump_plain = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-).encode
+def _dump_plain(value: Any) -> str:
+    return dumps(value, sort_keys=True).decode("utf-8")
+
+
 _SCALARS = frozenset({str, int, bool, type(None)})
 
 

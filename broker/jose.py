@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
+from broker import fastjson
 from broker.errors import TokenInvalid
 from hsm.pubkey import b64url
 
@@ -30,7 +31,7 @@ DigestSigner = Callable[[bytes], Awaitable[bytes]]
 
 
 def _json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return fastjson.dumps(value, sort_keys=True)
 
 
 def ec_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
