@@ -51,6 +51,7 @@ from hsm.pubkey import RsaPublicKey
 
 Say = Callable[[str], None]
 DEFAULT_HSM_THREADS = Settings().hsm_threads
+PROFILED = "one core, py-spy"
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Options:
     key_pool: int = 32
     """Guest keys at least (one per guest at most 256 when there are more guests)."""
     py_spy: Path | None = None
-    """Record the broker with py-spy (collapsed stacks) during the headline run."""
+    """Record the broker with py-spy (collapsed stacks) in an extra run like the headline."""
 
     def effective(self) -> Options:
         if not self.quick:
@@ -191,6 +192,7 @@ class Bench:
             and r.spec.keys == 1
             and r.spec.concurrency == options.concurrency
             and r.spec.hsm_threads == options.hsm_threads
+            and r.spec.label != PROFILED
         )
         return report
 
@@ -200,6 +202,8 @@ class Bench:
         one_key = f"bench_{self.scenario.name}_1"
         threads = options.hsm_threads
         specs = [RunSpec("one core", 1, True, c, 1, one_key, threads) for c in options.levels]
+        if options.py_spy is not None:  # an extra run: the sampler slows the broker down
+            specs.append(RunSpec(PROFILED, 1, True, options.concurrency, 1, one_key, threads))
         if options.quick:
             return specs
         if threads != DEFAULT_HSM_THREADS:
@@ -390,15 +394,9 @@ class Bench:
         )
 
     def record(self, running: RunningBroker, spec: RunSpec) -> subprocess.Popen[bytes] | None:
-        """py-spy on the broker over the window of the headline run, when asked for."""
+        """py-spy on the broker over the window of the profiled run, when asked for."""
         options = self.options
-        headline = (spec.pinned, spec.keys, spec.concurrency, spec.hsm_threads) == (
-            True,
-            1,
-            options.concurrency,
-            options.hsm_threads,
-        )
-        if options.py_spy is None or not headline or spec.workers != 1:
+        if options.py_spy is None or spec.label != PROFILED:
             return None
         found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if not Path(found).exists():

@@ -81,7 +81,7 @@ def register(subparsers: Any) -> None:
         "--py-spy",
         type=Path,
         metavar="FILE",
-        help="record the broker with py-spy during the headline run (collapsed stacks)",
+        help="also run the headline run under py-spy, writing its collapsed stacks to FILE",
     )
     bench.set_defaults(func=run_bench)
 
