@@ -71,9 +71,9 @@ def _rate(operation: Callable[[], object], seconds: float) -> float:
 
 
 def measure(
-    case: FloorCase, custody: Custody, seconds: float, cpu: int | None = None
+    case: FloorCase, custody: Custody, seconds: float, cpu: int | None = None, parts: bool = True
 ) -> FloorResult:
-    """Rate the whole floor for ``seconds``, then each part for a fifth of that."""
+    """Rate the whole floor for ``seconds``, then (``parts``) each part for a fifth of that."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     verifier = verifier_for("snp")
@@ -101,7 +101,7 @@ def measure(
         check_token(sign_token())
 
     token = sign_token()
-    parts: dict[str, Callable[[], object]] = {
+    each: dict[str, Callable[[], object]] = {
         "snp_verify": verify_evidence,
         "hsm_envelope": envelope,
         "token_sign": sign_token,
@@ -110,7 +110,9 @@ def measure(
     whole = _rate(one_release, seconds)
     return FloorResult(
         per_s=whole,
-        parts_per_s={name: _rate(part, max(0.5, seconds / 5)) for name, part in parts.items()},
+        parts_per_s={
+            name: _rate(part, max(0.5, seconds / 5)) for name, part in each.items() if parts
+        },
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from broker.bench.runner import Report, RunResult
+from broker.bench.runner import SCALE_REFERENCE, SCALE_RUN, Report, RunResult
 
 
 def summary(report: Report) -> dict[str, Any]:
@@ -19,8 +19,8 @@ def summary(report: Report) -> dict[str, Any]:
         "releases_per_s": round(head.releases_per_s, 1),
         "p50_ms": round(head.p50_ms, 2),
         "p99_ms": round(head.p99_ms, 2),
-        "floor_per_s": round(report.floor.per_s, 1),
-        "ratio": round(head.releases_per_s / report.floor.per_s, 3),
+        "floor_per_s": round(report.floor_per_s, 1),
+        "ratio": round(head.releases_per_s / report.floor_per_s, 3),
         "errors": sum(run.errors for run in report.runs),
         "keys": head.spec.keys,
         "concurrency": head.spec.concurrency,
@@ -46,8 +46,21 @@ def table(report: Report) -> str:
         f"{'p99 ms':>9}{'max ms':>9}{'errors':>8}{'ratio':>7}"
         f"{'broker':>8}{'pg':>6}{'gen':>6}",
     ]
-    lines += [_row(run, report.floor.per_s) for run in report.runs]
+    lines += [_row(run, report.floor_per_s) for run in report.runs]
     lines.append("(broker, pg, gen: cores used on average; ratio: releases/s over the floor)")
+    if report.floor_after is not None:
+        lines.append(
+            f"floor before the runs {report.floor.per_s:.0f}/s, after the pinned runs "
+            f"{report.floor_after:.0f}/s: ratios use the mean, {report.floor_per_s:.0f}/s"
+        )
+    reference, scale = report.run_labelled(SCALE_REFERENCE), report.run_labelled(SCALE_RUN)
+    if reference is not None and scale is not None and reference.releases_per_s > 0:
+        change = scale.releases_per_s / reference.releases_per_s - 1
+        lines.append(
+            f"scale: {scale.spec.keys} keys and the preloaded audit log: "
+            f"{scale.releases_per_s:.0f}/s against {reference.releases_per_s:.0f}/s "
+            f"with 1 key just before ({change:+.1%})"
+        )
     for run in report.runs:
         for sample in run.error_samples:
             lines.append(f"error in '{run.spec.label}' x{run.spec.concurrency}: {sample}")
