@@ -1,8 +1,8 @@
-"""The floor: the unavoidable work of one SNP release, in a tight loop, on one core.
+"""The floor: the unavoidable work of one release, in a tight loop, on one core.
 
 One release cannot cost less than (ARCHITECTURE §6):
 
-* the SNP report's verification by the real verifier, its chain cached (so, in steady
+* the evidence's verification by the real verifier, its chain cached (for SNP, in steady
   state, one ECDSA P-384 verify plus parsing and claims);
 * the HSM envelope: unwrap the customer secret under the KEK, generate an ephemeral AES key,
   import the tee public key, two ``C_WrapKey`` (``hsm.custody.release_to``);
@@ -40,6 +40,7 @@ _BATCH = 20
 class FloorCase:
     """What one release's unavoidable work operates on."""
 
+    tee: str
     evidence: bytes
     collateral: dict[str, bytes]
     roots: tuple[TrustedRoot, ...]
@@ -76,7 +77,7 @@ def measure(
     """Rate the whole floor for ``seconds``, then (``parts``) each part for a fifth of that."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    verifier = verifier_for("snp")
+    verifier = verifier_for(case.tee)
     session = custody.pool.session()
     public = custody.signing_public_key
 
@@ -102,7 +103,7 @@ def measure(
 
     token = sign_token()
     each: dict[str, Callable[[], object]] = {
-        "snp_verify": verify_evidence,
+        f"{case.tee}_verify": verify_evidence,
         "hsm_envelope": envelope,
         "token_sign": sign_token,
         "token_verify": lambda: check_token(token),

@@ -16,8 +16,10 @@ Runs, in order (ARCHITECTURE §6, issue 8):
 from __future__ import annotations
 
 import asyncio
+import base64
 import multiprocessing
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -88,8 +90,8 @@ class Options:
             state_dir=self.state_dir,
             scenario=self.scenario,
             quick=True,
-            duration_s=min(self.duration_s, 6.0),
-            warmup_s=min(self.warmup_s, 1.5),
+            duration_s=min(self.duration_s, 8.0),
+            warmup_s=min(self.warmup_s, 3.0),
             concurrency=self.concurrency,
             levels=(self.concurrency,),
             workers=self.workers,
@@ -301,10 +303,15 @@ class Bench:
             custody.ensure_ready()
             wrapped = custody.import_secret(self.secret)
             tee_key, jwk = tee_jwk(keypool.load_pool(self.state.key_pool, 1)[0])
+            nonce = secrets.token_bytes(32)
+            nonce_text = base64.b64encode(nonce).decode()
             evidence, collateral = self.scenario.source(self.material.folder).produce(
-                BindingInput(expected_report_data("bench-nonce", jwk, "sha384"), b"", b"")
+                BindingInput(
+                    expected_report_data(nonce_text, jwk, "sha384"), nonce, tee_key.spki_der()
+                )
             )
             case = floor.FloorCase(
+                tee=self.scenario.tee,
                 evidence=evidence,
                 collateral=collateral,
                 roots=self.material.roots(),

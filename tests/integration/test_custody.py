@@ -40,7 +40,8 @@ def test_envelope_round_trip(
     secret = os.urandom(length)
     wrapped = custody.import_secret(secret)
     assert wrapped.secret_length == length
-    assert secret not in wrapped.blob
+    if length >= 8:  # a 1-byte secret occurs by chance in a 16-byte blob one time in 16
+        assert secret not in wrapped.blob
 
     sealed = custody.release_to(wrapped, _public(tee_keys[bits]))
 
