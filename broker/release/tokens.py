@@ -97,10 +97,11 @@ class IssuedTokens:
 
     Only a byte-identical token hits; its validity period is still checked at every use,
     and anything else (tokens from another worker or replica, altered tokens) goes through
-    :func:`read`. Bounded, least recently used first out.
+    :func:`read`. Bounded, least recently used first out: a guest releases its keys right
+    after it attests, so a few seconds' worth of tokens is what pays.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(self, capacity: int = 1024) -> None:
         self.capacity = capacity
         self._results: OrderedDict[str, AttestationResult] = OrderedDict()
         self._lock = threading.Lock()
