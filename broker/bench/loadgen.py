@@ -7,8 +7,8 @@ compared); the others are checked for status and shape only, because one RSA-307
 decryption costs about 1.5 ms (ARCHITECTURE §6) and the generator must not measure itself.
 
 Timing: every process shares ``time.monotonic`` (CLOCK_MONOTONIC is system-wide). Flows that
-complete inside the measurement window count; the generator records its own CPU time over
-the same window.
+complete inside the measurement window count; errors count whenever they happen, warm-up
+included; the generator records its own CPU time over the window.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Plan:
 
 @dataclass
 class Outcome:
-    """What one generator saw inside the measurement window."""
+    """What one generator saw: flows and CPU inside the measurement window, every error."""
 
     flows: int = 0
     latencies_ms: list[float] = field(default_factory=list)
@@ -144,12 +144,11 @@ class Generator:
                 except (FlowError, HttpError, ValueError, KeyError, TypeError) as exc:
                     failure = f"{type(exc).__name__}: {exc}"
                 finished = time.monotonic()
-                if self.window_start <= finished <= self.window_end:
-                    if failure is not None:
-                        self.outcome.error(failure)
-                    else:
-                        self.outcome.flows += 1
-                        self.outcome.latencies_ms.append((finished - started) * 1000)
+                if failure is not None:  # counted whenever it happens, warm-up included
+                    self.outcome.error(failure)
+                elif self.window_start <= finished <= self.window_end:
+                    self.outcome.flows += 1
+                    self.outcome.latencies_ms.append((finished - started) * 1000)
         finally:
             await connection.close()
 
