@@ -14,16 +14,50 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from broker.fastjson import dumps
+
 _encode_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def canonicalize(value: Any) -> bytes:
     """The canonical UTF-8 bytes of ``value``."""
-    return _text(value).encode("utf-8")
+    return canonical_text(value).encode("utf-8")
 
 
 def canonical_text(value: Any) -> str:
+    if _plain(value):
+        return _dump_plain(value)
     return _text(value)
+
+
+# The fast path. For plain dicts with ASCII string keys, lists, tuples, strings, integers,
+# booleans and null, RFC 8785 output is exactly compact JSON with sorted keys and no ASCII
+# escaping (broker/fastjson.py): the same string escaping as json's encoder, which is what
+# _text uses for strings, integers written exactly, and for ASCII keys code point order
+# equals UTF-16 code unit order. Anything else (floats, other
+# key types, non-ASCII keys, other mappings and sequences) takes the general path below,
+# which sorts by UTF-16 and refuses what it cannot canonicalise.
+def _dump_plain(value: Any) -> str:
+    return dumps(value, sort_keys=True).decode("utf-8")
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """True when ``value`` is made only of what the fast path writes exactly (scalars are
+    checked in line: a claim tree has many more leaves than containers)."""
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                return False
+            if type(item) not in _SCALARS and not _plain(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) in _SCALARS or _plain(item) for item in value)
+    return kind in _SCALARS
 
 
 def _text(value: Any) -> str:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
+from broker import fastjson
 from broker.errors import TokenInvalid
 from hsm.pubkey import b64url
 
@@ -30,7 +31,7 @@ DigestSigner = Callable[[bytes], Awaitable[bytes]]
 
 
 def _json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return fastjson.dumps(value, sort_keys=True)
 
 
 def ec_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
@@ -49,14 +50,45 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
-async def sign(payload: Mapping[str, Any], typ: str, kid: str, sign_digest: DigestSigner) -> str:
+# Every verification compares the token's kid with the broker key's: remember the last key's
+# thumbprint (keys are not hashable; the entry holds the key, so its identity is stable).
+_last_key_id: tuple[ec.EllipticCurvePublicKey, str] | None = None
+
+
+def _cached_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    global _last_key_id  # noqa: PLW0603 - a one-entry memo
+    last = _last_key_id
+    if last is not None and last[0] is public_key:
+        return last[1]
+    kid = key_id(public_key)
+    _last_key_id = (public_key, kid)
+    return kid
+
+
+def signing_input(payload: Mapping[str, Any], typ: str, kid: str) -> bytes:
+    """``BASE64URL(header) || '.' || BASE64URL(payload)``, what the signature covers."""
     header = b64url(_json({"alg": "ES256", "kid": kid, "typ": typ}))
-    body = b64url(_json(payload))
-    signing_input = f"{header}.{body}".encode("ascii")
-    signature = await sign_digest(hashlib.sha256(signing_input).digest())
+    return f"{header}.{b64url(_json(payload))}".encode("ascii")
+
+
+def compact(data: bytes, signature: bytes) -> str:
+    """The compact JWS of a signing input and its raw ``r || s`` ES256 signature."""
     if len(signature) != 64:
         raise TokenInvalid("HSM returned a malformed ES256 signature")
-    return f"{header}.{body}.{b64url(signature)}"
+    return f"{data.decode('ascii')}.{b64url(signature)}"
+
+
+async def sign(payload: Mapping[str, Any], typ: str, kid: str, sign_digest: DigestSigner) -> str:
+    data = signing_input(payload, typ, kid)
+    return compact(data, await sign_digest(hashlib.sha256(data).digest()))
+
+
+def sign_sync(
+    payload: Mapping[str, Any], typ: str, kid: str, sign_digest: Callable[[bytes], bytes]
+) -> str:
+    """:func:`sign` for a caller already on the token's thread."""
+    data = signing_input(payload, typ, kid)
+    return compact(data, sign_digest(hashlib.sha256(data).digest()))
 
 
 def _decode_segment(segment: str, what: str) -> bytes:
@@ -77,7 +109,7 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
         raise TokenInvalid("token header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
         raise TokenInvalid(f"token header must say alg ES256 and typ {typ}")
-    if header.get("kid") != key_id(public_key):
+    if header.get("kid") != _cached_key_id(public_key):
         raise TokenInvalid("token was signed by another broker key")
     signature = _decode_segment(parts[2], "signature")
     if len(signature) != 64:

@@ -162,8 +162,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError("token_ttl_seconds must be within 30..3600")
     if settings.rate_limit_per_second < 0:
         raise ConfigurationError("rate_limit_per_second must be >= 0")
-    if settings.hsm_threads < 1 or settings.workers < 1:
-        raise ConfigurationError("hsm_threads and workers must be at least 1")
+    if settings.hsm_threads < 0 or settings.workers < 1:
+        raise ConfigurationError("hsm_threads must be at least 0 and workers at least 1")
     if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:
         raise ConfigurationError("db_pool_min must be >= 1 and <= db_pool_max")
     if not 1 <= settings.collateral_timeout_seconds <= 300:

@@ -52,7 +52,11 @@ class SessionPool:
         self._sessions: list[pkcs11.Session] = []
         self._sessions_lock = threading.Lock()
         self._login_session = self._login()
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pkcs11")
+        self._executor = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pkcs11")
+            if threads > 0
+            else None
+        )
         self.threads = threads
 
     def _login(self) -> pkcs11.Session:
@@ -92,10 +96,15 @@ class SessionPool:
 
     def run_sync(self, fn: Callable[[pkcs11.Session], T]) -> T:
         """Run ``fn(session)`` on a pool thread and wait (for the CLI and tests)."""
+        if self._executor is None:
+            return self._call(fn)
         return self._executor.submit(self._call, fn).result()
 
     async def run(self, fn: Callable[[pkcs11.Session], T]) -> T:
-        """Run ``fn(session)`` on a pool thread without blocking the event loop."""
+        """Run ``fn(session)`` on a pool thread without blocking the event loop; with no
+        threads, on the caller's thread (the token's work is then the loop's CPU work)."""
+        if self._executor is None:
+            return self._call(fn)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
 
@@ -108,7 +117,8 @@ class SessionPool:
             raise HsmUnavailable(f"PKCS#11 token unavailable: {type(exc).__name__}") from None
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         with self._sessions_lock:
             sessions, self._sessions = self._sessions, []
         for session in sessions:

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker import jose
+from broker import fastjson, jose
 from broker.api.body import base64_member, decode_base64, json_object, member
 from broker.errors import BadRequest, TokenInvalid
 from broker.evidence.registry import parse_tee
@@ -19,6 +19,13 @@ from broker.release.service import AttestRequest, ReleaseService
 from hsm.pubkey import from_jwk
 
 MAX_COLLATERAL_ITEMS = 16
+
+
+class FastJSONResponse(JSONResponse):
+    """The same compact JSON as Starlette's, written by orjson (broker/fastjson.py)."""
+
+    def render(self, content: Any) -> bytes:
+        return fastjson.dumps(content)
 
 
 def _service(request: Request) -> ReleaseService:
@@ -42,7 +49,7 @@ async def challenge(request: Request) -> Response:
     service = _service(request)
     body = await json_object(request, {"tee"}, 4096)
     tee = parse_tee(member(body, "tee", str))
-    return JSONResponse(await service.challenge(tee), status_code=201)
+    return FastJSONResponse(await service.challenge(tee), status_code=201)
 
 
 async def attest(request: Request) -> Response:
@@ -64,7 +71,7 @@ async def attest(request: Request) -> Response:
         collateral=collateral,
         request_id=_request_id(request),
     )
-    return JSONResponse(await service.attest(attest_request))
+    return FastJSONResponse(await service.attest(attest_request))
 
 
 def _collateral(document: dict[str, Any]) -> dict[str, bytes]:
@@ -95,7 +102,7 @@ async def release(request: Request) -> Response:
         body = await json_object(request, {"tee_pubkey"}, 65536)
         presented = member(body, "tee_pubkey", dict, required=False)
     answer = await service.release(token, key_name, presented, _request_id(request))
-    return JSONResponse(answer)
+    return FastJSONResponse(answer)
 
 
 async def jwks(request: Request) -> Response:

@@ -16,6 +16,7 @@ _GROUPS = (
     "broker.cli.admin",
     "broker.cli.collateral",
     "broker.cli.guest",
+    "broker.cli.bench",
 )
 
 

@@ -73,8 +73,22 @@ class Signer:
         )
 
 
+# Exact types first: claim trees are walked on every attestation and release, and an
+# ``isinstance`` against an ABC costs several times a type lookup.
+_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
 def freeze(value: Any) -> ClaimValue:
     """Return a deep read-only copy of a JSON-like value (dict -> mapping, list -> tuple)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return MappingProxyType(
+            {str(k): v if type(v) in _SCALARS else freeze(v) for k, v in value.items()}
+        )
+    if kind is list or kind is tuple:
+        return tuple(v if type(v) in _SCALARS else freeze(v) for v in value)
     if isinstance(value, Mapping):
         return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
@@ -88,6 +102,13 @@ def freeze(value: Any) -> ClaimValue:
 
 def thaw(value: ClaimValue) -> Any:
     """Inverse of :func:`freeze`: plain dicts and lists, ready for ``json.dumps``."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is MappingProxyType or kind is dict:
+        return {k: v if type(v) in _SCALARS else thaw(v) for k, v in value.items()}
+    if kind is tuple:
+        return [v if type(v) in _SCALARS else thaw(v) for v in value]
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, tuple):

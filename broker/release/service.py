@@ -3,11 +3,16 @@
 Ordering rules that make it fail closed:
 
 * **attest**: verify the evidence and its binding (CPU only), sign the token (HSM), then in
-  one transaction consume the nonce and append the audit record; the token leaves only after
-  that commit. A failed attestation consumes its nonce too and is audited as a denial.
+  one statement (so one transaction) consume the nonce and append the audit record; the
+  token leaves only after that commit. A failed attestation consumes its nonce too and is
+  audited as a denial.
 * **release**: evaluate the policy; on allow have the HSM build the envelope and sign the
-  response, then append the audit record and commit; only then answer. A database failure
-  at that point discards the envelope and answers 503.
+  response, then append the audit record (one statement, committed); only then answer. A
+  database failure at that point discards the envelope and answers 503.
+
+Each audit append is a single statement outside any explicit transaction, so the chain
+head's row lock (``audit_append``) is held only while PostgreSQL commits; held across a
+round trip to a busy broker it would make every other release wait in line.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker import jose
 from broker.errors import (
@@ -44,7 +49,11 @@ from broker.store import audit, challenges
 from broker.store.audit import AuditRecord
 from broker.timeutil import utcnow
 from hsm.custody import WrappedSecret
+from hsm.envelope import SealedSecret
 from hsm.pubkey import RsaPublicKey, b64url
+
+if TYPE_CHECKING:
+    from pkcs11 import Session
 
 log = get_logger("keybroker.release")
 
@@ -86,6 +95,7 @@ class ReleaseService:
         self.collateral = collateral
         self.policies = policies
         self.kid = jose.key_id(runtime.custody.signing_public_key)
+        self.issued = tokens.IssuedTokens()
 
     # --- challenge -------------------------------------------------------------------------
 
@@ -112,54 +122,63 @@ class ReleaseService:
             "plaintext_in_broker": False,
         }
         claims: Claims | None = None
+        document: dict[str, Any] | None = None
         token: str | None = None
+        issued: tokens.AttestationResult | None = None
         failure: KeybrokerError | None = None
         try:
             claims = await self._verify(request, now)
             body["signer"] = claims.signer.to_json()
-            body["claims"] = claims.document()
+            body["claims"] = document = claims.document()
             body["binding"] = binding.check_binding(
                 claims, nonce, request.nonce_text, request.tee_jwk, request.tee_key
             )
-            token = await jose.sign(
-                tokens.payload(
-                    claims,
-                    dict(request.tee_jwk),
-                    evidence_sha256,
-                    now,
-                    self.settings.token_ttl_seconds,
-                ),
-                jose.TYP_ATTESTATION_RESULT,
-                self.kid,
-                self.custody.sign_digest_async,
+            payload = tokens.payload(
+                claims, dict(request.tee_jwk), evidence_sha256, now, self.settings.token_ttl_seconds
             )
+            token = await jose.sign(
+                payload, jose.TYP_ATTESTATION_RESULT, self.kid, self.custody.sign_digest_async
+            )
+            issued = tokens.result_of(payload, claims, request.tee_key, now)
         except EvidenceError as exc:
             failure = exc
             body["error"] = {"type": exc.type, "detail": exc.detail}
 
         decision = "allow" if failure is None else "deny"
-        async with self.db.transaction() as conn:
-            try:
-                await challenges.consume(conn, self.db.q, nonce, request.tee.value, now)
-            except NonceError as exc:
-                # Record the refusal, keep the transaction committing, and answer 409.
-                failure, decision = exc, "deny"
-                body["error"] = {"type": exc.type, "detail": exc.detail}
-            await audit.append(
+        async with self.db.connection() as conn:
+            # One statement consumes the nonce and appends the record, committed before the
+            # token leaves; when the nonce is refused nothing was written, so the refusal is
+            # audited instead, and the answer is 409.
+            consumed = await challenges.consume_and_audit(
                 conn,
-                self.db.q["audit_append"],
+                self.db.q,
+                nonce,
+                request.tee.value,
                 AuditRecord(now, "attest", decision, request.request_id, None, body),
             )
+            if consumed is None:
+                try:
+                    await challenges.refusal(conn, self.db.q, nonce, request.tee.value)
+                except NonceError as exc:
+                    failure, decision = exc, "deny"
+                    body["error"] = {"type": exc.type, "detail": exc.detail}
+                await audit.append(
+                    conn,
+                    self.db.q["audit_append"],
+                    AuditRecord(now, "attest", decision, request.request_id, None, body),
+                )
         self.metrics.attestations.labels(request.tee.value, decision).inc()
         if failure is not None:
             raise failure
-        if token is None or claims is None:  # unreachable: no failure means both are set
+        if issued is not None and token is not None:  # committed: releases may now use it
+            self.issued.remember(token, issued)
+        if token is None or document is None:  # unreachable: no failure means both are set
             raise TokenInvalid("attestation produced no token")
         return {
             "token": token,
             "token_type": "Bearer",
             "expires_in": self.settings.token_ttl_seconds,
-            "claims": claims.document(),
+            "claims": document,
         }
 
     async def _verify(self, request: AttestRequest, now: datetime) -> Claims:
@@ -181,18 +200,19 @@ class ReleaseService:
         request_id: str | None,
     ) -> dict[str, Any]:
         now = utcnow()
-        result = tokens.read(bearer, self.custody.signing_public_key, now)
+        result = self.issued.read(bearer, self.custody.signing_public_key, now)
         if presented_jwk is not None and dict(presented_jwk) != result.tee_jwk:
             raise TokenInvalid("token was issued for another tee public key")
         context = await self.db.fetchrow("release_context", key_name)
         if context is None:
             raise KeyNotFound(f"no key named {key_name}")
+        thumbprint = result.tee_key.thumbprint()
         body: dict[str, Any] = {
             "tee": result.claims.tee.value,
             "token_id": result.token_id,
             "evidence_sha256": result.evidence_sha256,
             "claims": result.claims.document(),
-            "tee_pubkey_thumbprint": result.tee_key.thumbprint(),
+            "tee_pubkey_thumbprint": thumbprint,
             "key": {"name": context["name"], "version": context["version"]},
             "plaintext_in_broker": False,
         }
@@ -209,13 +229,13 @@ class ReleaseService:
             if not decision.allow:
                 failure = decision.to_error()
         if failure is None:
-            response = await self._seal(context, result, now)
+            response = await self._seal(context, result, thumbprint, now)
             body["envelope_sha256"] = response["envelope_sha256"]
         else:
             body["error"] = {"type": failure.type, "detail": failure.detail}
 
         decision_text = "allow" if failure is None else "deny"
-        async with self.db.transaction() as conn:
+        async with self.db.connection() as conn:  # one statement, committed before we answer
             await audit.append(
                 conn,
                 self.db.q["audit_append"],
@@ -229,26 +249,39 @@ class ReleaseService:
         return response
 
     async def _seal(
-        self, context: Mapping[str, Any], result: tokens.AttestationResult, now: datetime
+        self,
+        context: Mapping[str, Any],
+        result: tokens.AttestationResult,
+        thumbprint: str,
+        now: datetime,
     ) -> dict[str, Any]:
         wrapped = WrappedSecret(
             bytes(context["wrapped_blob"]), context["secret_length"], context["kek_label"]
         )
-        sealed = await self.custody.release_to_async(wrapped, result.tee_key)
-        envelope = {
-            "key": context["name"],
-            "version": context["version"],
-            "algorithm": sealed.algorithm,
-            "oaep_hash": sealed.oaep_hash.value,
-            "rsa_bits": sealed.rsa_bits,
-            "secret_length": sealed.secret_length,
-            "ciphertext": b64url(sealed.ciphertext),
-            "tee_pubkey_thumbprint": result.tee_key.thumbprint(),
-            "iat": int(now.timestamp()),
-        }
-        signed = await jose.sign(
-            envelope, jose.TYP_RELEASE, self.kid, self.custody.sign_digest_async
-        )
+
+        def seal_and_sign(session: Session) -> tuple[SealedSecret, dict[str, Any], str]:
+            # One trip to the token's thread for both: the envelope, then its signature.
+            sealed = self.custody.release_to_sync(wrapped, result.tee_key, session)
+            envelope = {
+                "key": context["name"],
+                "version": context["version"],
+                "algorithm": sealed.algorithm,
+                "oaep_hash": sealed.oaep_hash.value,
+                "rsa_bits": sealed.rsa_bits,
+                "secret_length": sealed.secret_length,
+                "ciphertext": b64url(sealed.ciphertext),
+                "tee_pubkey_thumbprint": thumbprint,
+                "iat": int(now.timestamp()),
+            }
+            signed = jose.sign_sync(
+                envelope,
+                jose.TYP_RELEASE,
+                self.kid,
+                lambda digest: self.custody.sign_digest_sync(digest, session),
+            )
+            return sealed, envelope, signed
+
+        sealed, envelope, signed = await self.custody.pool.run(seal_and_sign)
         return {
             "envelope": signed,
             **envelope,

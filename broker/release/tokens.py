@@ -9,6 +9,8 @@ releases until it expires, on any broker replica that shares the signing key.
 from __future__ import annotations
 
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,24 +61,64 @@ def read(token: str, public_key: ec.EllipticCurvePublicKey, now: datetime) -> At
     issued, expires = body.get("iat"), body.get("exp")
     if not isinstance(issued, int) or not isinstance(expires, int):
         raise TokenInvalid("token lacks iat/exp")
+    _check_time(issued, expires, now)
+    try:
+        return result_of(body, Claims.from_json(body["claims"]), from_jwk(body["cnf"]["jwk"]), now)
+    except (KeyError, TypeError, ValueError):
+        raise TokenInvalid("token payload is incomplete") from None
+
+
+def _check_time(issued: float, expires: float, now: datetime) -> None:
     stamp = now.timestamp()
     if stamp > expires + CLOCK_SKEW.total_seconds():
         raise TokenInvalid("token expired")
     if stamp < issued - CLOCK_SKEW.total_seconds():
         raise TokenInvalid("token is not valid yet")
-    try:
-        claims = Claims.from_json(body["claims"])
-        jwk = body["cnf"]["jwk"]
-        key = from_jwk(jwk)
-        result = AttestationResult(
-            token_id=str(body["jti"]),
-            claims=claims,
-            tee_jwk=dict(jwk),
-            tee_key=key,
-            issued_at=datetime.fromtimestamp(issued, now.tzinfo),
-            expires_at=datetime.fromtimestamp(expires, now.tzinfo),
-            evidence_sha256=str(body["evidence_sha256"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        raise TokenInvalid("token payload is incomplete") from None
-    return result
+
+
+def result_of(
+    payload_: dict[str, Any], claims: Claims, tee_key: RsaPublicKey, now: datetime
+) -> AttestationResult:
+    """What a token with ``payload_`` attests, as :func:`read` would return it."""
+    return AttestationResult(
+        token_id=str(payload_["jti"]),
+        claims=claims,
+        tee_jwk=dict(payload_["cnf"]["jwk"]),
+        tee_key=tee_key,
+        issued_at=datetime.fromtimestamp(payload_["iat"], now.tzinfo),
+        expires_at=datetime.fromtimestamp(payload_["exp"], now.tzinfo),
+        evidence_sha256=str(payload_["evidence_sha256"]),
+    )
+
+
+class IssuedTokens:
+    """Tokens this process issued, by their exact text, so that a release presenting one
+    skips re-verifying a signature this process made itself over that very payload.
+
+    Only a byte-identical token hits; its validity period is still checked at every use,
+    and anything else (tokens from another worker or replica, altered tokens) goes through
+    :func:`read`. Bounded, least recently used first out: a guest releases its keys right
+    after it attests, so a few seconds' worth of tokens is what pays.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._results: OrderedDict[str, AttestationResult] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, token: str, result: AttestationResult) -> None:
+        with self._lock:
+            self._results[token] = result
+            if len(self._results) > self.capacity:
+                self._results.popitem(last=False)
+
+    def read(
+        self, token: str, public_key: ec.EllipticCurvePublicKey, now: datetime
+    ) -> AttestationResult:
+        """As :func:`read`, from memory when this process issued ``token``."""
+        with self._lock:
+            known = self._results.get(token)
+        if known is None:
+            return read(token, public_key, now)
+        _check_time(known.issued_at.timestamp(), known.expires_at.timestamp(), now)
+        return known

@@ -53,10 +53,9 @@ def chain_hash(prev_hash: bytes, seq: int, record: str) -> bytes:
     return hashlib.sha256(prev_hash + seq.to_bytes(8, "big") + record.encode("utf-8")).digest()
 
 
-async def append(conn: asyncpg.Connection, query: str, record: AuditRecord) -> int:
-    """Append ``record`` in ``conn``'s transaction; returns its sequence number."""
-    row = await conn.fetchrow(
-        query,
+def arguments(record: AuditRecord) -> tuple[Any, ...]:
+    """The arguments of ``audit_append`` for ``record``, in order."""
+    return (
         record.at,
         record.kind,
         record.decision,
@@ -64,7 +63,16 @@ async def append(conn: asyncpg.Connection, query: str, record: AuditRecord) -> i
         record.key_name,
         record.text(),
     )
-    seq: int = row["seq"]
+
+
+async def append(conn: asyncpg.Connection, query: str, record: AuditRecord) -> int:
+    """Append ``record`` and return its sequence number.
+
+    Inside the caller's transaction when there is one; else the statement is its own
+    transaction, committed (durably, with ``synchronous_commit`` on) before this returns,
+    and the chain head's row lock is held only while PostgreSQL commits.
+    """
+    seq: int = await conn.fetchval(query, *arguments(record))
     return seq
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 import asyncpg
 
 from broker.errors import NonceExpired, NonceReplayed, NonceUnknown
+from broker.store import audit
+from broker.store.audit import AuditRecord
 from broker.store.database import Database
 
 NONCE_BYTES = 32
@@ -21,16 +24,34 @@ async def issue(db: Database, tee: str, now: datetime, ttl_seconds: int) -> tupl
     return nonce, expires_at
 
 
-async def consume(
-    conn: asyncpg.Connection, queries: dict[str, str], nonce: bytes, tee: str, now: datetime
-) -> None:
-    """Mark ``nonce`` consumed inside the caller's transaction, or say why it cannot be.
+async def consume_and_audit(
+    conn: asyncpg.Connection,
+    queries: dict[str, str],
+    nonce: bytes,
+    tee: str,
+    record: AuditRecord,
+) -> int | None:
+    """Consume ``nonce`` at ``record.at`` and append ``record``, atomically, in one statement.
 
     The conditional UPDATE is the atomic step: of many concurrent consumers exactly one
-    matches the row; the others wait for its lock, then see ``consumed_at`` set.
+    matches the row; the others wait for its lock, then see ``consumed_at`` set. Returns the
+    record's sequence number, or None when the nonce could not be consumed: then nothing was
+    written, and :func:`refusal` says why.
     """
-    if await conn.fetchval(queries["consume_challenge"], nonce, tee, now) is not None:
-        return
+    seq: int | None = await conn.fetchval(
+        queries["consume_challenge_and_audit"],
+        nonce,
+        tee,
+        record.at,
+        *audit.arguments(record)[1:],
+    )
+    return seq
+
+
+async def refusal(
+    conn: asyncpg.Connection, queries: dict[str, str], nonce: bytes, tee: str
+) -> NoReturn:
+    """Raise the ``NonceError`` that explains why ``nonce`` was not consumable for ``tee``."""
     state = await conn.fetchrow(queries["challenge_state"], nonce)
     if state is None:
         raise NonceUnknown("nonce was not issued by this broker")

@@ -25,6 +25,19 @@ UNAVAILABLE = (
 )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset round trip when a connection returns to the pool.
+
+    asyncpg still rolls back a transaction left open; its default reset would then also run
+    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` (one more round trip per
+    use). The broker leaves none of that behind: its advisory locks are transaction-scoped,
+    it opens no cursor outside a transaction, never LISTENs and never SETs.
+    """
+
+
+ACQUIRE_TIMEOUT_S = 10
+
+
 class Database:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -40,6 +53,8 @@ class Database:
                 command_timeout=30,
                 # A statement cache per connection: named queries are prepared once.
                 statement_cache_size=256,
+                reset=_keep_session,
+                max_inactive_connection_lifetime=0,
             )
         except UNAVAILABLE as exc:
             raise DatabaseUnavailable(
@@ -53,19 +68,25 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         try:
-            async with self.pool.acquire(timeout=10) as conn:
+            conn = await self._acquire()
+            try:
                 yield conn
+            finally:
+                await self.pool.release(conn)
         except UNAVAILABLE as exc:
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection inside a transaction that commits when the block exits cleanly."""
-        try:
-            async with self.pool.acquire(timeout=10) as conn, conn.transaction():
-                yield conn
-        except UNAVAILABLE as exc:
-            raise DatabaseUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from None
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def _acquire(self) -> asyncpg.Connection:
+        # asyncio.timeout arms one timer; asyncpg's acquire(timeout=) would wrap the wait in a
+        # task of its own on every request.
+        async with asyncio.timeout(ACQUIRE_TIMEOUT_S):
+            return await self.pool.acquire()
 
     async def fetchval(self, name: str, *args: Any) -> Any:
         async with self.connection() as conn:

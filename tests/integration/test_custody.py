@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.hashes import SHA256, Hash
 
 from broker.errors import BlobInvalid, KekNotFound, SecretLengthInvalid
+from broker.localstate.softhsm import LocalSoftHsm
 from hsm.custody import Custody, WrappedSecret
 from hsm.envelope import EnvelopeError, OaepHash, open_envelope
 from hsm.pubkey import RsaPublicKey, from_spki_der
@@ -168,3 +169,22 @@ def test_signing_key_signs_verifiable_es256(custody: Custody) -> None:
         int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
     )
     custody.signing_public_key.verify(signature, value, ec.ECDSA(Prehashed(SHA256())))
+
+
+async def test_inline_pool_runs_on_the_callers_thread(
+    softhsm: LocalSoftHsm, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    # hsm_threads = 0: no executor; the token is called from the event loop's own thread.
+    inline = Custody.open(softhsm.module_path, softhsm.token_label, softhsm.user_pin, threads=0)
+    try:
+        inline.ensure_ready()
+        caller = threading.get_ident()
+        assert await inline.pool.run(lambda _: threading.get_ident()) == caller
+        secret = os.urandom(32)
+        sealed = await inline.release_to_async(
+            inline.import_secret(secret), _public(tee_keys[3072])
+        )
+        assert open_envelope(tee_keys[3072], sealed.ciphertext, inline.oaep_hash, 32) == secret
+        assert len(await inline.sign_digest_async(bytes(32))) == 64
+    finally:
+        inline.close()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.jcs import canonicalize
+from broker.jcs import _plain, _text, canonical_text, canonicalize
 
 
 def test_member_order_and_separators() -> None:
@@ -44,3 +44,33 @@ def test_canonical_form_parses_back_and_is_stable(value: object) -> None:
     encoded = canonicalize(value)
     assert json.loads(encoded) == value
     assert canonicalize(json.loads(encoded)) == encoded
+
+
+@given(json_values)
+def test_fast_path_writes_what_the_general_path_writes(value: object) -> None:
+    # canonical_text takes the json-module fast path for plain values with ASCII keys; the
+    # general path (_text) is the reference implementation of RFC 8785.
+    assert canonical_text(value) == _text(value)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda children: (
+            st.lists(children, max_size=4).map(tuple)
+            | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127)), children)
+        ),
+        max_leaves=20,
+    )
+)
+def test_fast_path_covers_tuples_big_integers_and_ascii_keys(value: object) -> None:
+    assert _plain(value)
+    assert canonical_text(value) == _text(value)
+
+
+def test_values_the_fast_path_leaves_to_the_general_path() -> None:
+    assert not _plain({"\ufb33": 1})
+    assert not _plain({1: "a"})
+    assert not _plain([1.5])
+    with pytest.raises(TypeError):
+        canonical_text({"a": [1.5]})

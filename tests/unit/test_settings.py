@@ -22,6 +22,10 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     assert (settings.port, settings.host, settings.hsm_threads) == (9100, "::1", 2)
 
 
+def test_zero_hsm_threads_means_inline() -> None:
+    assert load_settings(environ={"KEYBROKER_HSM_THREADS": "0"}).hsm_threads == 0
+
+
 def test_secret_settings_are_redacted() -> None:
     settings = load_settings(environ={"KEYBROKER_DATABASE_URL": "postgresql://u:hunter2@db/x"})
     assert isinstance(settings.database_url, Secret)
@@ -46,6 +50,7 @@ def test_insecure_options_are_listed(tmp_path: Path) -> None:
         ('log_format = "xml"\n', "log_format"),
         ("challenge_ttl_seconds = 5\n", "challenge_ttl_seconds"),
         ("port = [\n", "settings file"),
+        ("hsm_threads = -1\n", "hsm_threads must be at least 0"),
     ],
 )
 def test_invalid_settings_are_refused(tmp_path: Path, content: str, message: str) -> None:

@@ -1,0 +1,81 @@
+"""The benchmark's output: a table for people, then one JSON line for machines (last line)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from broker.bench.runner import SCALE_REFERENCE, SCALE_RUN, Report, RunResult
+
+
+def summary(report: Report) -> dict[str, Any]:
+    """The last line: the pinned one-core run at the headline concurrency against the floor;
+    ``errors`` counts every run."""
+    head = report.headline
+    if head is None:
+        raise ValueError("the report has no headline run")
+    return {
+        "scenario": report.scenario,
+        "releases_per_s": round(head.releases_per_s, 1),
+        "p50_ms": round(head.p50_ms, 2),
+        "p99_ms": round(head.p99_ms, 2),
+        "floor_per_s": round(report.floor_per_s, 1),
+        "ratio": round(head.releases_per_s / report.floor_per_s, 3),
+        "errors": sum(run.errors for run in report.runs),
+        "keys": head.spec.keys,
+        "concurrency": head.spec.concurrency,
+        "cpu_pinned": head.spec.pinned,
+    }
+
+
+def table(report: Report) -> str:
+    machine = report.machine
+    lines = [
+        f"keybroker bench: scenario {report.scenario}; {machine['cpus']} x {machine['cpu_model']};"
+        f" Python {machine['python']}, cryptography {machine['cryptography']}",
+        "",
+        f"floor (one core, no HTTP/JSON/database): {report.floor.per_s:8.0f} releases/s",
+    ]
+    for part, rate in report.floor.parts_per_s.items():
+        lines.append(f"  {part:<14} {rate:8.0f} /s  ({1000 / rate:.3f} ms)")
+    for threads, rate in report.envelope_per_s.items():
+        lines.append(f"  HSM envelope, {threads} thread(s): {rate:8.0f} /s")
+    lines += [
+        "",
+        f"{'run':<22}{'workers':>8}{'guests':>8}{'keys':>9}{'rel/s':>9}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'max ms':>9}{'errors':>8}{'ratio':>7}"
+        f"{'broker':>8}{'pg':>6}{'gen':>6}",
+    ]
+    lines += [_row(run, report.floor_per_s) for run in report.runs]
+    lines.append("(broker, pg, gen: cores used on average; ratio: releases/s over the floor)")
+    if report.floor_after is not None:
+        lines.append(
+            f"floor before the runs {report.floor.per_s:.0f}/s, after the pinned runs "
+            f"{report.floor_after:.0f}/s: ratios use the mean, {report.floor_per_s:.0f}/s"
+        )
+    reference, scale = report.run_labelled(SCALE_REFERENCE), report.run_labelled(SCALE_RUN)
+    if reference is not None and scale is not None and reference.releases_per_s > 0:
+        change = scale.releases_per_s / reference.releases_per_s - 1
+        lines.append(
+            f"scale: {scale.spec.keys} keys and the preloaded audit log: "
+            f"{scale.releases_per_s:.0f}/s against {reference.releases_per_s:.0f}/s "
+            f"with 1 key just before ({change:+.1%})"
+        )
+    for run in report.runs:
+        for sample in run.error_samples:
+            lines.append(f"error in '{run.spec.label}' x{run.spec.concurrency}: {sample}")
+    return "\n".join(lines)
+
+
+def _row(run: RunResult, floor_per_s: float) -> str:
+    spec = run.spec
+    return (
+        f"{spec.label:<22}{spec.workers:>8}{spec.concurrency:>8}{spec.keys:>9}"
+        f"{run.releases_per_s:>9.0f}{run.p50_ms:>9.1f}{run.p99_ms:>9.1f}{run.max_ms:>9.1f}"
+        f"{run.errors:>8}{run.releases_per_s / floor_per_s:>7.2f}"
+        f"{run.broker_cpu:>8.2f}{run.postgres_cpu:>6.2f}{run.generator_cpu:>6.2f}"
+    )
+
+
+def json_line(report: Report) -> str:
+    return json.dumps(summary(report), separators=(", ", ": "))

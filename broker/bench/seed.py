@@ -1,0 +1,231 @@
+"""Seeding the benchmark's databases: through the admin API, then in bulk for the scale run.
+
+The first key and its policy go through the admin API exactly as an operator's would (key
+custodian imports the secret, policy author publishes the policy and binds it). The scale
+run then needs 100,000 keys and 1,000,000 audit records, which the API would take an hour
+to make; they are bulk-loaded with ``COPY``:
+
+* keys ``<prefix>000001``.. share the first key's wrapped blob, KEK label and length (the
+  same secret under many names: rows, index entries and policy bindings are real, and a
+  release of any of them costs the HSM the same unwrap and wraps);
+* audit records are copies of real ``attest`` and ``release`` records of this broker, with
+  ``at`` and the released key's name rewritten (same length, so the text stays RFC 8785
+  canonical), chained exactly as ``audit_append`` chains them, from the current head, in
+  one transaction that holds the head's row lock. ``keybroker admin audit verify`` (or
+  ``GET /v1/admin/audit/verify``) therefore verifies the preloaded log like any other.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from broker.localstate.files import read_secret, write_private
+from broker.store import admin_tokens
+from broker.store.admin_tokens import Role
+from broker.store.audit import chain_hash
+from broker.store.database import Database
+
+SECRET_LENGTH = 32
+KEY_PREFIX = "bench-"
+POLICY_NAME = "bench-snp-disk-key"
+
+
+def key_name(index: int) -> str:
+    return f"{KEY_PREFIX}{index:06d}"
+
+
+def bench_secret(path: Path) -> bytes:
+    """The secret every benchmark key holds, kept (0600) so reused databases still match."""
+    if not path.exists():
+        write_private(path, secrets.token_hex(SECRET_LENGTH) + "\n")
+    return bytes.fromhex(read_secret(path).reveal())
+
+
+async def seed(dsn: str, base: str, secret: bytes, policy: dict[str, Any]) -> None:
+    """The first key and its policy through the admin API, unless they exist."""
+    db = await Database.connect(dsn, 1, 2)
+    try:
+        if await db.fetchrow("latest_key", key_name(0)) is not None:
+            return
+        tokens = {}
+        for role in (Role.KEY_CUSTODIAN, Role.POLICY_AUTHOR):
+            _, token = await admin_tokens.create(db, f"bench-{role.value}", role, "bench")
+            tokens[role] = token.reveal()
+    finally:
+        await db.close()
+    import base64  # noqa: PLC0415
+
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        custodian = {"Authorization": f"Bearer {tokens[Role.KEY_CUSTODIAN]}"}
+        author = {"Authorization": f"Bearer {tokens[Role.POLICY_AUTHOR]}"}
+        answers = [
+            await http.post(
+                "/v1/admin/keys",
+                json={"name": key_name(0), "secret": base64.b64encode(secret).decode()},
+                headers=custodian,
+            ),
+            await http.post("/v1/admin/policies", json={"document": policy}, headers=author),
+            await http.put(
+                f"/v1/admin/keys/{key_name(0)}/policy",
+                json={"policy": policy["name"]},
+                headers=author,
+            ),
+        ]
+    for answer in answers:
+        if answer.status_code not in (200, 201):
+            raise RuntimeError(f"seeding failed: {answer.status_code} {answer.text}")
+
+
+@dataclass(frozen=True)
+class Scale:
+    keys: int
+    audit_records: int
+
+
+async def scale_loaded(dsn: str, scale: Scale) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        keys = await conn.fetchval("SELECT count(*) FROM keys")
+        head = await conn.fetchval("SELECT seq FROM audit_head WHERE id")
+    finally:
+        await conn.close()
+    return bool(keys >= scale.keys and head >= scale.audit_records)
+
+
+async def preload_keys(dsn: str, count: int) -> int:
+    """Copies of key 0 (and its binding) up to ``count`` keys; returns how many were added."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            first = await conn.fetchrow(
+                "SELECT kek_label, wrapped_blob, secret_length FROM keys WHERE name = $1",
+                key_name(0),
+            )
+            binding = await conn.fetchrow(
+                "SELECT policy_name, policy_version FROM key_bindings WHERE key_name = $1",
+                key_name(0),
+            )
+            if first is None or binding is None:
+                raise RuntimeError("seed the first key and its policy before preloading")
+            have = {r["name"] for r in await conn.fetch("SELECT name FROM keys")}
+            names = [key_name(i) for i in range(count) if key_name(i) not in have]
+            await conn.copy_records_to_table(
+                "keys",
+                columns=["name", "version", "kek_label", "wrapped_blob", "secret_length"],
+                records=(
+                    (n, 1, first["kek_label"], first["wrapped_blob"], first["secret_length"])
+                    for n in names
+                ),
+            )
+            await conn.copy_records_to_table(
+                "key_bindings",
+                columns=["key_name", "policy_name", "policy_version", "updated_by"],
+                records=(
+                    (n, binding["policy_name"], binding["policy_version"], "bench-preload")
+                    for n in names
+                ),
+            )
+    finally:
+        await conn.close()
+    return len(names)
+
+
+async def preload_audit(dsn: str, count: int, key_count: int) -> int:
+    """Append ``count`` copies of real attest/release records, chained; returns the head."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        templates = await conn.fetch(
+            "SELECT DISTINCT ON (kind) kind, decision, key_name, record, at FROM audit_log "
+            "WHERE kind IN ('attest', 'release') AND decision = 'allow' ORDER BY kind, seq DESC"
+        )
+        if len(templates) < 2:
+            raise RuntimeError("run a few releases before preloading the audit log")
+        async with conn.transaction():
+            head = await conn.fetchrow("SELECT seq, hash FROM audit_head WHERE id FOR UPDATE")
+            rows = _chained_rows(head["seq"], bytes(head["hash"]), templates, count, key_count)
+            await conn.copy_records_to_table(
+                "audit_log",
+                columns=[
+                    "seq",
+                    "at",
+                    "kind",
+                    "decision",
+                    "request_id",
+                    "key_name",
+                    "record",
+                    "prev_hash",
+                    "hash",
+                ],
+                records=rows,
+            )
+            last_seq, last_hash = rows.last
+            await conn.execute(
+                "UPDATE audit_head SET seq = $1, hash = $2 WHERE id", last_seq, last_hash
+            )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return last_seq
+
+
+class _Rows:
+    """The generated rows, chained from ``(seq, hash)``; remembers the last link."""
+
+    def __init__(
+        self, seq: int, prev: bytes, templates: list[asyncpg.Record], count: int, key_count: int
+    ) -> None:
+        self.seq, self.prev = seq, prev
+        self.templates = [dict(t) for t in templates]
+        self.count = count
+        self.key_count = key_count
+        self.last = (seq, prev)
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        start = datetime.now(UTC) - timedelta(days=30)
+        step = timedelta(days=30) / max(1, self.count)
+        seq, prev = self.seq, self.prev
+        for index in range(self.count):
+            template = self.templates[index % len(self.templates)]
+            at = start + step * index
+            old_at = template["at"].astimezone(UTC).isoformat()
+            record: str = template["record"].replace(
+                f'"at":"{old_at}"', f'"at":"{at.isoformat()}"', 1
+            )
+            name = template["key_name"]
+            if name is not None:
+                name = key_name(index % self.key_count)
+                record = record.replace(template["key_name"], name)
+            request_id = _request_id_in(record)
+            if request_id is not None:
+                fresh = secrets.token_hex(8)
+                record = record.replace(f'"request_id":"{request_id}"', f'"request_id":"{fresh}"')
+                request_id = fresh
+            seq += 1
+            digest = chain_hash(prev, seq, record)
+            yield (seq, at, template["kind"], "allow", request_id, name, record, prev, digest)
+            prev = digest
+            self.last = (seq, prev)
+
+
+def _request_id_in(record: str) -> str | None:
+    marker = '"request_id":"'
+    start = record.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    end = record.find('"', start)
+    return record[start:end]
+
+
+def _chained_rows(
+    seq: int, prev: bytes, templates: list[asyncpg.Record], count: int, key_count: int
+) -> _Rows:
+    return _Rows(seq, prev, templates, count, key_count)

@@ -1,0 +1,72 @@
+"""``keybroker bench`` end to end at toy size: its own cluster, token and broker, one short run.
+
+It runs as a child process (the benchmark loads SoftHSM with its own token configuration,
+which a process can do only once) and asserts on the output's shape and on errors, never on
+timing: performance is what the benchmark reports, not what tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SUMMARY_KEYS = {
+    "scenario",
+    "releases_per_s",
+    "p50_ms",
+    "p99_ms",
+    "floor_per_s",
+    "ratio",
+    "errors",
+    "keys",
+    "concurrency",
+    "cpu_pinned",
+}
+
+
+def test_quick_bench_prints_a_table_then_the_json_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "bench",
+            "--quick",
+            "--state-dir",
+            str(tmp_path / "bench"),
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.5",
+            "--floor-seconds",
+            "0.3",
+            "--concurrency",
+            "2",
+            "--key-pool",
+            "3",
+            "--check-every",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["scenario"] == "snp"
+    assert summary["errors"] == 0
+    assert summary["keys"] == 1
+    assert summary["concurrency"] == 2
+    assert summary["releases_per_s"] > 0
+    assert summary["floor_per_s"] > 0
+    assert any(line.startswith("one core") for line in lines), done.stdout
+    assert "hsm_envelope" in done.stdout

@@ -1,0 +1,73 @@
+"""Attestation-result tokens: reading, and the issued-token memo that skips re-verification."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+
+from broker import jose
+from broker.errors import TokenInvalid
+from broker.evidence.claims import Claims, Signer, SignerOrigin, Tee
+from broker.release import tokens
+from hsm.pubkey import RsaPublicKey, from_jwk
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+BROKER_KEY = ec.generate_private_key(ec.SECP256R1())
+TEE_KEY = rsa.generate_private_key(65537, 3072).public_key().public_numbers()
+JWK = RsaPublicKey(TEE_KEY.n, TEE_KEY.e).jwk()
+CLAIMS = Claims(
+    tee=Tee.SNP,
+    signer=Signer("amd", SignerOrigin.SILICON_VENDOR, "amd-ark-milan", "vcek", "Milan"),
+    debug=False,
+    fields={"measurement": "ab" * 48, "reported_tcb": {"snp": 5}},
+    report_data=b"\x01" * 64,
+)
+
+
+def _sign_digest(digest: bytes) -> bytes:
+    r, s = decode_dss_signature(BROKER_KEY.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def _issue() -> tuple[str, tokens.AttestationResult]:
+    payload = tokens.payload(CLAIMS, dict(JWK), "cd" * 32, NOW, 300)
+    kid = jose.key_id(BROKER_KEY.public_key())
+    token = jose.sign_sync(payload, jose.TYP_ATTESTATION_RESULT, kid, _sign_digest)
+    return token, tokens.result_of(payload, CLAIMS, from_jwk(JWK), NOW)
+
+
+def test_memo_returns_what_read_returns() -> None:
+    token, issued = _issue()
+    memo = tokens.IssuedTokens()
+    memo.remember(token, issued)
+    read = tokens.read(token, BROKER_KEY.public_key(), NOW)
+    assert memo.read(token, BROKER_KEY.public_key(), NOW) == read == issued
+
+
+def test_memo_still_checks_the_validity_period() -> None:
+    token, issued = _issue()
+    memo = tokens.IssuedTokens()
+    memo.remember(token, issued)
+    with pytest.raises(TokenInvalid, match="expired"):
+        memo.read(token, BROKER_KEY.public_key(), NOW + timedelta(seconds=331))
+    with pytest.raises(TokenInvalid, match="not valid yet"):
+        memo.read(token, BROKER_KEY.public_key(), NOW - timedelta(seconds=31))
+
+
+def test_unknown_or_altered_tokens_are_verified() -> None:
+    token, issued = _issue()
+    memo = tokens.IssuedTokens(capacity=1)
+    memo.remember(token, issued)
+    header, payload, signature = token.split(".")
+    forged = f"{header}.{payload}A.{signature}"
+    with pytest.raises(TokenInvalid):
+        memo.read(forged, BROKER_KEY.public_key(), NOW)
+    other, other_issued = _issue()
+    memo.remember(other, other_issued)  # evicts the first (capacity 1)
+    assert memo.read(token, BROKER_KEY.public_key(), NOW) == issued  # verified, not memo
+    with pytest.raises(TokenInvalid, match="another broker key"):
+        memo.read(token, ec.generate_private_key(ec.SECP256R1()).public_key(), NOW)
