@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import httpx
 from starlette.applications import Starlette
@@ -25,6 +26,8 @@ from broker.release.policies import PolicyCache
 from broker.release.service import ReleaseService
 from broker.runtime import Runtime
 from broker.settings import Settings, load_settings
+from broker.store import challenges
+from broker.timeutil import utcnow
 
 log = get_logger("keybroker.app")
 
@@ -50,10 +53,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
             PolicyCache(),
         )
         app.state.admin = AdminService(app.state.runtime)
+        purger = asyncio.create_task(_purge_expired_challenges(app.state.runtime))
         log.info("broker_started", host=settings.host, port=settings.port)
         try:
             yield
         finally:
+            purger.cancel()
+            with suppress(asyncio.CancelledError):
+                await purger
             await collateral_http.aclose()
             if owned:
                 await app.state.runtime.stop()
@@ -80,6 +87,21 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     app.state.rate_limiter = RateLimiter(rate, max(1, 2 * rate))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
+
+
+PURGE_INTERVAL_SECONDS = 300.0
+
+
+async def _purge_expired_challenges(runtime: Runtime) -> None:
+    """Keep the challenges table to the nonces that can still matter (every 5 minutes)."""
+    while True:
+        try:
+            removed = await challenges.purge(runtime.db, utcnow())
+            if removed:
+                log.info("challenges_purged", removed=removed)
+        except KeybrokerError as exc:  # the database being down is reported by /readyz
+            log.warning("challenges_purge_failed", error=exc.type)
+        await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 
 def _request_id(request: Request) -> str | None:

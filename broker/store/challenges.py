@@ -24,6 +24,17 @@ async def issue(db: Database, tee: str, now: datetime, ttl_seconds: int) -> tupl
     return nonce, expires_at
 
 
+#: Expired nonces are kept this long so that a late attest is told "expired", not "unknown".
+PURGE_GRACE = timedelta(hours=1)
+
+
+async def purge(db: Database, now: datetime) -> int:
+    """Delete nonces that expired more than :data:`PURGE_GRACE` before ``now``; the count."""
+    async with db.connection() as conn:
+        status: str = await conn.execute(db.q["purge_challenges"], now - PURGE_GRACE)
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def consume_and_audit(
     conn: asyncpg.Connection,
     queries: dict[str, str],

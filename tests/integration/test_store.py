@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from broker.errors import ConfigurationError
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.schema_dump import dump_schema
-from broker.store import audit
+from broker.store import audit, challenges
 from broker.store.audit import AuditRecord, verify_chain
 from broker.store.database import Database
 from broker.store.migrate import migrate
@@ -164,5 +164,22 @@ async def test_recomputed_hash_still_breaks_the_next_link(cluster: LocalPostgres
         assert not report.ok
         assert report.first_bad_seq == 3
         assert report.reason == "prev_hash does not equal the previous record's hash"
+    finally:
+        await database.close()
+
+
+async def test_expired_challenges_are_purged_after_the_grace_period(cluster: LocalPostgres) -> None:
+    database, _ = await _fresh(cluster)
+    try:
+        async with database.connection() as conn:
+            await migrate(conn)
+        now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+        _old, _ = await challenges.issue(database, "snp", now - timedelta(hours=2), 300)
+        recent, _ = await challenges.issue(database, "snp", now - timedelta(minutes=30), 300)
+        live, _ = await challenges.issue(database, "snp", now, 300)
+        assert await challenges.purge(database, now) == 1
+        async with database.connection() as conn:
+            left = {bytes(r["nonce"]) for r in await conn.fetch("SELECT nonce FROM challenges")}
+        assert left == {recent, live}
     finally:
         await database.close()
