@@ -15,6 +15,7 @@ from starlette.routing import Route
 from broker import logs
 from broker.admin.service import AdminService
 from broker.api import admin, guest, health, openapi
+from broker.api.headers import request_id
 from broker.api.middleware import RequestContextMiddleware
 from broker.api.problem import problem_response
 from broker.api.ratelimit import RateLimiter
@@ -104,21 +105,16 @@ async def _purge_expired_challenges(runtime: Runtime) -> None:
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 
-def _request_id(request: Request) -> str | None:
-    state = request.scope.get("state", {})
-    return state.get("request_id") if isinstance(state, dict) else None
-
-
 async def _keybroker_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, KeybrokerError):  # registered for KeybrokerError only
         return await _unexpected_error(request, exc)
-    return problem_response(exc, _request_id(request))
+    return problem_response(exc, request_id(request))
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unexpected_error", error_type=type(exc).__name__, exc_info=exc)
     internal = InternalError("internal error; the broker log has the details under this request id")
-    return problem_response(internal, _request_id(request))
+    return problem_response(internal, request_id(request))
 
 
 def app_from_environment() -> Starlette:

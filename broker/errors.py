@@ -260,6 +260,13 @@ class ConfigurationError(KeybrokerError):
     type = "configuration"
 
 
+class StoredPolicyInvalid(KeybrokerError):
+    """A policy read back from the database no longer matches its recorded digest, or does
+    not load: server-side corruption or tampering, never the caller's fault."""
+
+    type = "stored-policy-invalid"
+
+
 class InternalError(KeybrokerError):
     """An unexpected failure; the detail points at the log, never at internals."""
 

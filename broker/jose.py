@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 
 from broker import fastjson
 from broker.errors import TokenInvalid
-from hsm.pubkey import b64url
+from hsm.pubkey import b64url, jwk_thumbprint
 
 TYP_ATTESTATION_RESULT = "kb-ar+jwt"
 TYP_RELEASE = "kb-release+jws"
@@ -46,8 +46,7 @@ def ec_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:
 
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     """RFC 7638 thumbprint of the broker's public key."""
-    canonical = json.dumps(ec_jwk(public_key), sort_keys=True, separators=(",", ":"))
-    return b64url(hashlib.sha256(canonical.encode()).digest())
+    return jwk_thumbprint(ec_jwk(public_key))
 
 
 # Every verification compares the token's kid with the broker key's: remember the last key's
@@ -98,14 +97,21 @@ def _decode_segment(segment: str, what: str) -> bytes:
         raise TokenInvalid(f"token {what} is not base64url") from None
 
 
+# What a crafted segment can make json.loads raise besides JSONDecodeError: bytes that are
+# not UTF-8, or nesting deep enough to exhaust the recursion limit.
+_UNREADABLE_JSON = (ValueError, RecursionError)
+
+
 def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
     """Check the signature and header of ``token``; return its payload (claims unchecked)."""
+    if not token.isascii():
+        raise TokenInvalid("token is not a compact JWS")  # base64url is ASCII (RFC 7515 §2)
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
         raise TokenInvalid("token is not a compact JWS")
     try:
         header = json.loads(_decode_segment(parts[0], "header"))
-    except json.JSONDecodeError:
+    except _UNREADABLE_JSON:
         raise TokenInvalid("token header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
         raise TokenInvalid(f"token header must say alg ES256 and typ {typ}")
@@ -124,7 +130,7 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
         raise TokenInvalid("token signature does not verify") from None
     try:
         payload = json.loads(_decode_segment(parts[1], "payload"))
-    except json.JSONDecodeError:
+    except _UNREADABLE_JSON:
         raise TokenInvalid("token payload is not JSON") from None
     if not isinstance(payload, dict):
         raise TokenInvalid("token payload is not a JSON object")

@@ -48,8 +48,7 @@ class RsaPublicKey:
 
     def thumbprint(self) -> str:
         """RFC 7638 JWK SHA-256 thumbprint, base64url: the key's name in audit records."""
-        canonical = json.dumps(self.jwk(), sort_keys=True, separators=(",", ":"))
-        return b64url(hashlib.sha256(canonical.encode()).digest())
+        return jwk_thumbprint(self.jwk())
 
     def to_cryptography(self) -> rsa.RSAPublicKey:
         return rsa.RSAPublicNumbers(self.exponent, self.modulus).public_key()
@@ -58,6 +57,12 @@ class RsaPublicKey:
         return self.to_cryptography().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+
+def jwk_thumbprint(required_members: Mapping[str, str]) -> str:
+    """RFC 7638: SHA-256 of the JWK's required members in lexicographic order, base64url."""
+    canonical = json.dumps(dict(required_members), sort_keys=True, separators=(",", ":"))
+    return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 def b64url(data: bytes) -> str:
@@ -84,6 +89,9 @@ def from_jwk(jwk: Mapping[str, Any]) -> RsaPublicKey:
     if unknown:
         # A private member ("d", "p"...) would mean the guest leaked its private key.
         raise PublicKeyInvalid(f"JWK has unexpected members: {sorted(unknown)}")
+    for member in ("alg", "use", "kid"):
+        if member in jwk and not isinstance(jwk[member], str):
+            raise PublicKeyInvalid(f"JWK {member} must be a string")
     if jwk.get("kty") != "RSA":
         raise PublicKeyInvalid(f"JWK kty {jwk.get('kty')!r} != 'RSA'")
     n = b64url_decode(jwk.get("n"), "JWK n")  # type: ignore[arg-type]

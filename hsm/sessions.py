@@ -36,6 +36,12 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     pkcs11.exceptions.SessionCount,
     pkcs11.exceptions.UserNotLoggedIn,
     pkcs11.exceptions.HostMemory,
+    pkcs11.exceptions.GeneralError,
+    pkcs11.exceptions.FunctionFailed,
+    # A handle this thread memoised no longer names its object (token re-initialised, HSM
+    # restarted): a fresh session looks the objects up again.
+    pkcs11.exceptions.KeyHandleInvalid,
+    pkcs11.exceptions.ObjectHandleInvalid,
 )
 
 
@@ -112,9 +118,33 @@ class SessionPool:
         try:
             return fn(self.session())
         except UNAVAILABLE_ERRORS as exc:
-            # Drop this thread's session: the next call opens a fresh one.
-            self._local.session = None
+            self._discard_session()
+            if isinstance(exc, pkcs11.exceptions.UserNotLoggedIn):
+                self._relogin()
             raise HsmUnavailable(f"PKCS#11 token unavailable: {type(exc).__name__}") from None
+        except pkcs11.PKCS11Error as exc:
+            # Anything else the module reports that custody did not map to a typed error is
+            # the token's trouble, not the caller's: fail closed, as unavailable.
+            raise HsmUnavailable(f"PKCS#11 call failed: {type(exc).__name__}") from None
+
+    def _relogin(self) -> None:
+        """The token forgot our login (it restarted): log in again for the next call."""
+        with self._sessions_lock, suppress(HsmUnavailable, pkcs11.PKCS11Error):
+            self._login_session = self._login()
+
+    def _discard_session(self) -> None:
+        """Close this thread's session (destroying any session objects left in it) and
+        forget its memoised handles; the next call opens a fresh one."""
+        session: pkcs11.Session | None = getattr(self._local, "session", None)
+        self._local.session = None
+        self._local.cache = {}
+        if session is None:
+            return
+        with self._sessions_lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+        with suppress(pkcs11.PKCS11Error):
+            session.close()
 
     def close(self) -> None:
         if self._executor is not None:

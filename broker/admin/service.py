@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from broker.errors import Conflict, Forbidden
+from broker.errors import BadRequest, Conflict, Forbidden
+from broker.names import checked_name, checked_version
 from broker.policy.loader import load_policy_text
 from broker.policy.model import Policy
 from broker.release.policies import stored_form
@@ -69,8 +70,9 @@ class AdminService:
         """Import ``secret`` (sealed at once) or generate one in the HSM, as version 1 of a
         new key, or as the next version of an existing one when ``new_version``."""
         require(principal, Role.KEY_CUSTODIAN)
+        checked_name(name, "key")
         if (secret is None) == (generate_length is None):
-            raise Conflict("give exactly one of a secret to import or a length to generate")
+            raise BadRequest("give exactly one of a secret to import or a length to generate")
         existing = await self.db.fetchrow("latest_key", name)
         if new_version and existing is None:
             await keys.latest_key(self.db, name)  # raises KeyNotFound
@@ -98,6 +100,7 @@ class AdminService:
 
     async def set_key_state(self, principal: Principal, name: str, state: str) -> dict[str, Any]:
         require(principal, Role.KEY_CUSTODIAN)
+        checked_name(name, "key")
         await keys.set_state(self.db, name, state)
         await self._audit(
             principal, f"key.{'enable' if state == 'active' else 'disable'}", name, {}
@@ -149,6 +152,9 @@ class AdminService:
         lock: bool,
     ) -> dict[str, Any]:
         require(principal, Role.POLICY_AUTHOR)
+        checked_name(key_name, "key")
+        checked_name(policy_name, "policy")
+        checked_version(version, "policy")
         binding = await keys.bind_policy(
             self.db,
             key_name=key_name,
@@ -168,6 +174,8 @@ class AdminService:
         self, principal: Principal, name: str, version: int | None
     ) -> dict[str, Any]:
         require(principal, *READ_POLICIES)
+        checked_name(name, "policy")
+        checked_version(version, "policy")
         record = await keys.get_policy(self.db, name, version)
         return {**record.summary(), "document": record.document}
 
@@ -197,6 +205,8 @@ class AdminService:
 
     async def create_token(self, principal: Principal, name: str, role: Role) -> dict[str, str]:
         require(principal, Role.ADMIN)
+        if not name.isprintable() or not 1 <= len(name) <= 128:
+            raise BadRequest("token name must be 1-128 printable characters")
         token_id, token = await admin_tokens.create(self.db, name, role, principal.actor)
         await self._audit(
             principal,
@@ -212,6 +222,8 @@ class AdminService:
 
     async def revoke_token(self, principal: Principal, token_id: str) -> dict[str, str]:
         require(principal, Role.ADMIN)
+        if not admin_tokens.is_token_id(token_id):
+            raise BadRequest("token id must be 16 lowercase hex digits")
         if not await admin_tokens.revoke(self.db, token_id):
             raise Conflict(f"token {token_id} does not exist or is already revoked")
         await self._audit(principal, "token.revoke", None, {"token_id": token_id})

@@ -12,7 +12,8 @@ from starlette.routing import Route
 
 from broker.admin.service import AdminService
 from broker.api.body import base64_member, json_object, member
-from broker.errors import BadRequest, TokenInvalid
+from broker.api.headers import bearer_token
+from broker.errors import BadRequest
 from broker.store import admin_tokens
 from broker.store.admin_tokens import Principal, Role
 
@@ -20,11 +21,8 @@ Handler = Callable[[Request, AdminService, Principal], Awaitable[Any]]
 
 
 async def _principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise TokenInvalid("Authorization: Bearer <admin token> is required")
-    return await admin_tokens.authenticate(request.app.state.runtime.db, token.strip())
+    token = bearer_token(request, "admin token")
+    return await admin_tokens.authenticate(request.app.state.runtime.db, token)
 
 
 def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:

@@ -29,7 +29,7 @@ async def json_object(request: Request, allowed: set[str], max_bytes: int) -> di
             raise BadRequest(f"request body larger than {max_bytes} bytes")
     try:
         document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON, not UTF-8, or absurdly deep nesting
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(document, dict):
         raise BadRequest("request body must be a JSON object")

@@ -13,8 +13,10 @@ from starlette.responses import JSONResponse, Response
 
 from broker import fastjson, jose
 from broker.api.body import base64_member, decode_base64, json_object, member
-from broker.errors import BadRequest, TokenInvalid
+from broker.api.headers import bearer_token, request_id
+from broker.errors import BadRequest
 from broker.evidence.registry import parse_tee
+from broker.names import checked_name
 from broker.release.service import AttestRequest, ReleaseService
 from hsm.pubkey import from_jwk
 
@@ -34,11 +36,6 @@ def _service(request: Request) -> ReleaseService:
     client = request.client.host if request.client else "unknown"
     limiter.check(client)
     return service
-
-
-def _request_id(request: Request) -> str | None:
-    state = request.scope.get("state", {})
-    return state.get("request_id") if isinstance(state, dict) else None
 
 
 def _max_bytes(request: Request) -> int:
@@ -69,7 +66,7 @@ async def attest(request: Request) -> Response:
         tee_key=from_jwk(jwk),
         nonce_text=nonce,
         collateral=collateral,
-        request_id=_request_id(request),
+        request_id=request_id(request),
     )
     return FastJSONResponse(await service.attest(attest_request))
 
@@ -85,23 +82,16 @@ def _collateral(document: dict[str, Any]) -> dict[str, bytes]:
     return items
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise TokenInvalid("Authorization: Bearer <attestation token> is required")
-    return token.strip()
-
-
 async def release(request: Request) -> Response:
     service = _service(request)
-    token = _bearer(request)
-    key_name = request.path_params["name"]
+    token = bearer_token(request, "attestation token")
+    # A malformed name is a malformed request (400), refused before it is judged or audited.
+    key_name = checked_name(request.path_params["name"], "key")
     presented = None
     if request.headers.get("content-length", "0") != "0" or request.headers.get("content-type"):
         body = await json_object(request, {"tee_pubkey"}, 65536)
         presented = member(body, "tee_pubkey", dict, required=False)
-    answer = await service.release(token, key_name, presented, _request_id(request))
+    answer = await service.release(token, key_name, presented, request_id(request))
     return FastJSONResponse(answer)
 
 

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker.errors import Unavailable
+from broker.errors import KeybrokerError, Unavailable
 from broker.runtime import Runtime
 
 READINESS_TIMEOUT_S = 3.0
@@ -29,6 +29,8 @@ async def readyz(request: Request) -> Response:
             checks[name] = "ok"
         except Unavailable as exc:
             checks[name] = exc.detail
+        except KeybrokerError as exc:  # e.g. the token holds no KEK: not ready either
+            checks[name] = f"{exc.type}: {exc.detail}"
         except TimeoutError:
             checks[name] = f"no answer within {READINESS_TIMEOUT_S} s"
     ready = all(value == "ok" for value in checks.values())

@@ -37,6 +37,7 @@ STATUS: dict[type[errors.KeybrokerError], int] = {
     errors.HsmError: 500,
     errors.ConfigurationError: 500,
     errors.InternalError: 500,
+    errors.StoredPolicyInvalid: 500,
 }
 
 _TITLES = {

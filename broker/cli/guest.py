@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from broker.guest.sources import (
     SimulatedSnp,
     SimulatedTdx,
 )
+from broker.localstate.files import write_private_bytes
 
 #: ``--simulate`` sources: each takes the kit directory (``broker.simulate``'s saved SNP kit,
 #: Intel kit or Nitro authority) and produces evidence signed by it.
@@ -95,9 +95,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         print(f"keybroker guest: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
     if args.out is not None:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secret)
+        write_private_bytes(args.out, secret)
     else:
         sys.stdout.buffer.write(secret)
         sys.stdout.flush()

@@ -36,7 +36,7 @@ class CollateralItem:
 
     def is_stale(self, now: datetime) -> bool:
         """Past its nextUpdate (the verifier refuses it from the first instant after)."""
-        return self.next_update is not None and now > self.next_update
+        return is_past(self.next_update, now)
 
     def summary(self, now: datetime) -> dict[str, Any]:
         """What the import report shows (never the body)."""
@@ -64,8 +64,13 @@ class Listed:
             "next_update": _iso(self.next_update),
             "fetched_at": _iso(self.fetched_at),
             "source": self.source,
-            "stale": self.next_update is not None and now > self.next_update,
+            "stale": is_past(self.next_update, now),
         }
+
+
+def is_past(next_update: datetime | None, now: datetime) -> bool:
+    """Stale: past its nextUpdate (the verifier refuses it from the first instant after)."""
+    return next_update is not None and now > next_update
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -16,12 +16,22 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a new or existing file readable only by its owner (0600)."""
+def write_private_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new or existing file readable only by its owner (0600).
+
+    The mode is set on the open descriptor before the first byte is written: ``O_CREAT``'s
+    mode applies only to a new file, and an existing one must not hold a secret while it is
+    still readable by others.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    path.chmod(0o600)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(data)
+
+
+def write_private(path: Path, text: str) -> None:
+    """:func:`write_private_bytes` for text (UTF-8)."""
+    write_private_bytes(path, text.encode("utf-8"))
 
 
 def read_secret(path: Path) -> Secret:

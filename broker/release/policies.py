@@ -12,7 +12,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from broker.errors import PolicyError
+from broker.errors import PolicyError, StoredPolicyInvalid
 from broker.evidence.claims import Claims
 from broker.policy.evaluate import Decision, evaluate
 from broker.policy.loader import load_policy_text
@@ -36,9 +36,14 @@ class PolicyCache:
             if cached is not None:
                 self._compiled.move_to_end(digest)
                 return cached
-        policy = load_policy_text(document, source="<stored policy>", is_json=True)
+        try:
+            policy = load_policy_text(document, source="<stored policy>", is_json=True)
+        except PolicyError:
+            raise StoredPolicyInvalid(
+                f"stored policy with digest {digest[:16]}... no longer loads"
+            ) from None
         if policy.digest() != digest:
-            raise PolicyError(
+            raise StoredPolicyInvalid(
                 f"stored policy {policy.name} v{policy.version} does not match its digest"
             )
         with self._lock:

@@ -27,15 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 from broker import jose
 from broker.errors import (
-    BadRequest,
-    EvidenceError,
+    CollateralUnavailable,
+    DatabaseUnavailable,
+    HsmError,
+    InternalError,
     KeybrokerError,
     KeyDisabled,
     KeyNotFound,
     NonceError,
     NonceUnknown,
     PolicyDenied,
+    StoredPolicyInvalid,
     TokenInvalid,
+    Unavailable,
 )
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import verifier_for
@@ -56,6 +60,33 @@ if TYPE_CHECKING:
     from pkcs11 import Session
 
 log = get_logger("keybroker.release")
+
+
+def outcome(failure: KeybrokerError | None) -> str:
+    """``allow``; ``deny`` when the request was judged and refused; ``error`` when it could
+    not be judged or served (HSM, collateral or stored-policy trouble)."""
+    if failure is None:
+        return "allow"
+    if isinstance(
+        failure,
+        Unavailable | CollateralUnavailable | InternalError | HsmError | StoredPolicyInvalid,
+    ):
+        return "error"
+    return "deny"
+
+
+def _record(
+    now: datetime,
+    kind: str,
+    failure: KeybrokerError | None,
+    request_id: str | None,
+    key_name: str | None,
+    *,
+    body: dict[str, Any],
+) -> AuditRecord:
+    if failure is not None:
+        body["error"] = {"type": failure.type, "detail": failure.detail}
+    return AuditRecord(now, kind, outcome(failure), request_id, key_name, body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +144,6 @@ class ReleaseService:
 
     async def attest(self, request: AttestRequest) -> dict[str, Any]:
         now = utcnow()
-        nonce = decode_nonce(request.nonce_text)
         evidence_sha256 = hashlib.sha256(request.evidence).hexdigest()
         body: dict[str, Any] = {
             "tee": request.tee.value,
@@ -121,12 +151,13 @@ class ReleaseService:
             "tee_pubkey_thumbprint": request.tee_key.thumbprint(),
             "plaintext_in_broker": False,
         }
-        claims: Claims | None = None
+        nonce: bytes | None = None
         document: dict[str, Any] | None = None
         token: str | None = None
         issued: tokens.AttestationResult | None = None
         failure: KeybrokerError | None = None
         try:
+            nonce = decode_nonce(request.nonce_text)
             claims = await self._verify(request, now)
             body["signer"] = claims.signer.to_json()
             body["claims"] = document = claims.document()
@@ -140,40 +171,41 @@ class ReleaseService:
                 payload, jose.TYP_ATTESTATION_RESULT, self.kid, self.custody.sign_digest_async
             )
             issued = tokens.result_of(payload, claims, request.tee_key, now)
-        except EvidenceError as exc:
+        except DatabaseUnavailable:
+            raise  # nothing can be recorded, so nothing is decided: 503
+        except KeybrokerError as exc:
             failure = exc
-            body["error"] = {"type": exc.type, "detail": exc.detail}
 
-        decision = "allow" if failure is None else "deny"
         async with self.db.connection() as conn:
             # One statement consumes the nonce and appends the record, committed before the
-            # token leaves; when the nonce is refused nothing was written, so the refusal is
-            # audited instead, and the answer is 409.
-            consumed = await challenges.consume_and_audit(
-                conn,
-                self.db.q,
-                nonce,
-                request.tee.value,
-                AuditRecord(now, "attest", decision, request.request_id, None, body),
-            )
+            # token leaves. When the nonce is refused (or unreadable) nothing was written;
+            # the refusal is audited instead and becomes the answer (409).
+            consumed = None
+            if nonce is not None:
+                consumed = await challenges.consume_and_audit(
+                    conn,
+                    self.db.q,
+                    nonce,
+                    request.tee.value,
+                    _record(now, "attest", failure, request.request_id, None, body=body),
+                )
             if consumed is None:
-                try:
-                    await challenges.refusal(conn, self.db.q, nonce, request.tee.value)
-                except NonceError as exc:
-                    failure, decision = exc, "deny"
-                    body["error"] = {"type": exc.type, "detail": exc.detail}
+                if nonce is not None:
+                    try:
+                        await challenges.refusal(conn, self.db.q, nonce, request.tee.value)
+                    except NonceError as exc:
+                        failure = exc
                 await audit.append(
                     conn,
                     self.db.q["audit_append"],
-                    AuditRecord(now, "attest", decision, request.request_id, None, body),
+                    _record(now, "attest", failure, request.request_id, None, body=body),
                 )
-        self.metrics.attestations.labels(request.tee.value, decision).inc()
+        self.metrics.attestations.labels(request.tee.value, outcome(failure)).inc()
         if failure is not None:
             raise failure
-        if issued is not None and token is not None:  # committed: releases may now use it
-            self.issued.remember(token, issued)
-        if token is None or document is None:  # unreachable: no failure means both are set
-            raise TokenInvalid("attestation produced no token")
+        if issued is None or token is None or document is None:  # unreachable without failure
+            raise InternalError("attestation produced no token")
+        self.issued.remember(token, issued)  # committed: releases may now use it
         return {
             "token": token,
             "token_type": "Bearer",
@@ -199,53 +231,67 @@ class ReleaseService:
         presented_jwk: Mapping[str, Any] | None,
         request_id: str | None,
     ) -> dict[str, Any]:
+        """Every outcome, a refused token included, is audited before the answer."""
         now = utcnow()
+        body: dict[str, Any] = {"plaintext_in_broker": False}
+        response: dict[str, Any] | None = None
+        failure: KeybrokerError | None = None
+        try:
+            response = await self._decide_and_seal(bearer, key_name, presented_jwk, now, body)
+        except DatabaseUnavailable:
+            raise  # nothing can be recorded, so nothing is released: 503
+        except KeybrokerError as exc:
+            failure = exc
+        async with self.db.connection() as conn:  # one statement, committed before we answer
+            await audit.append(
+                conn,
+                self.db.q["audit_append"],
+                _record(now, "release", failure, request_id, key_name, body=body),
+            )
+        self.metrics.releases.labels(outcome(failure)).inc()
+        if failure is not None:
+            raise failure
+        if response is None:  # unreachable: no failure means the envelope exists
+            raise InternalError("release produced no envelope")
+        return response
+
+    async def _decide_and_seal(
+        self,
+        bearer: str,
+        key_name: str,
+        presented_jwk: Mapping[str, Any] | None,
+        now: datetime,
+        body: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Check the token, the key and its policy, then seal; fills ``body`` as it learns."""
         result = self.issued.read(bearer, self.custody.signing_public_key, now)
+        thumbprint = result.tee_key.thumbprint()
+        body.update(
+            {
+                "tee": result.claims.tee.value,
+                "token_id": result.token_id,
+                "evidence_sha256": result.evidence_sha256,
+                "claims": result.claims.document(),
+                "tee_pubkey_thumbprint": thumbprint,
+            }
+        )
         if presented_jwk is not None and dict(presented_jwk) != result.tee_jwk:
             raise TokenInvalid("token was issued for another tee public key")
         context = await self.db.fetchrow("release_context", key_name)
         if context is None:
             raise KeyNotFound(f"no key named {key_name}")
-        thumbprint = result.tee_key.thumbprint()
-        body: dict[str, Any] = {
-            "tee": result.claims.tee.value,
-            "token_id": result.token_id,
-            "evidence_sha256": result.evidence_sha256,
-            "claims": result.claims.document(),
-            "tee_pubkey_thumbprint": thumbprint,
-            "key": {"name": context["name"], "version": context["version"]},
-            "plaintext_in_broker": False,
-        }
-        failure: KeybrokerError | None = None
-        response: dict[str, Any] | None = None
+        body["key"] = {"name": context["name"], "version": context["version"]}
         if context["state"] != "active":
-            failure = KeyDisabled(f"key {key_name} is disabled")
-        elif context["policy_name"] is None:
-            failure = PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
-        else:
-            policy = self.policies.get(context["document"], context["digest"])
-            decision = self.policies.evaluate(policy, result.claims, now)
-            body.update(audit_summary(decision))
-            if not decision.allow:
-                failure = decision.to_error()
-        if failure is None:
-            response = await self._seal(context, result, thumbprint, now)
-            body["envelope_sha256"] = response["envelope_sha256"]
-        else:
-            body["error"] = {"type": failure.type, "detail": failure.detail}
-
-        decision_text = "allow" if failure is None else "deny"
-        async with self.db.connection() as conn:  # one statement, committed before we answer
-            await audit.append(
-                conn,
-                self.db.q["audit_append"],
-                AuditRecord(now, "release", decision_text, request_id, key_name, body),
-            )
-        self.metrics.releases.labels(decision_text).inc()
-        if failure is not None:
-            raise failure
-        if response is None:  # unreachable: no failure means the envelope exists
-            raise BadRequest("release produced no envelope")
+            raise KeyDisabled(f"key {key_name} is disabled")
+        if context["policy_name"] is None:
+            raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
+        policy = self.policies.get(context["document"], context["digest"])
+        decision = self.policies.evaluate(policy, result.claims, now)
+        body.update(audit_summary(decision))
+        if not decision.allow:
+            raise decision.to_error()
+        response = await self._seal(context, result, thumbprint, now)
+        body["envelope_sha256"] = response["envelope_sha256"]
         return response
 
     async def _seal(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -49,6 +48,7 @@ from broker.evidence.dcap.abi import (
 )
 from broker.evidence.dcap.pck import SGX_EXTENSION_OID
 from broker.evidence.trust import TrustedRoot, insecure_root
+from broker.localstate.files import write_private_bytes
 
 SIM_ROOT_LABEL = "intel-sim"
 _ECDSA = ec.ECDSA(hashes.SHA256())
@@ -281,7 +281,7 @@ class IntelKit:
             pem = key.private_bytes(
                 _PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            _write_private(directory / f"{name}.key", pem)
+            write_private_bytes(directory / f"{name}.key", pem)
         for name, cert in self.certificates.items():
             (directory / f"{name}.pem").write_bytes(cert.public_bytes(_PEM))
         (directory / "platform.json").write_text(json.dumps(self.platform.to_json(), indent=2))
@@ -760,10 +760,3 @@ def _certificate(
             critical=False,
         )
     return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(path, 0o600)

@@ -14,7 +14,6 @@ an ``insecure_`` test-root setting can share it.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from broker.evidence.nitro.abi import (
     CoseSign1,
 )
 from broker.evidence.trust import TrustedRoot, insecure_root
+from broker.localstate.files import write_private_bytes
 
 #: Label of the simulator's root; as a trusted root it is named ``insecure-test-nitro-sim``.
 SIMULATOR_LABEL = "nitro-sim"
@@ -58,7 +58,6 @@ _FILES = {
     "intermediate": "intermediate.pem",
     "intermediate_key": "intermediate-key.pem",
 }
-_PRIVATE_MODE = 0o600
 
 
 def _name(common_name: str) -> x509.Name:
@@ -309,10 +308,7 @@ def _write_private(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _PRIVATE_MODE)
-    with os.fdopen(descriptor, "wb") as handle:
-        os.fchmod(handle.fileno(), _PRIVATE_MODE)  # an existing file keeps its mode otherwise
-        handle.write(data)
+    write_private_bytes(path, data)
 
 
 def _read_certificate(path: Path) -> x509.Certificate:

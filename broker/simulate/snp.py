@@ -55,6 +55,7 @@ from broker.evidence.snp.endorsement import (
 )
 from broker.evidence.snp.products import Product, cpuid_of
 from broker.evidence.trust import TrustedRoot, insecure_root
+from broker.localstate.files import write_private_bytes
 
 #: RSASSA-PSS as AMD signs ARK, ASK and VCEK certificates (SHA-384, MGF1-SHA-384, salt 48).
 AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
@@ -345,7 +346,7 @@ class SnpKit:
         for name in _KEY_FILES:
             (folder / f"{name}.pem").write_bytes(_pem(getattr(self, name)))
             key = getattr(self, f"{name}_key")
-            _write_private(
+            write_private_bytes(
                 folder / f"{name}.key",
                 key.private_bytes(
                     serialization.Encoding.PEM,
@@ -392,13 +393,3 @@ class SnpKit:
             ask=certs["ask"],
             vcek=certs["vcek"],
         )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Create or replace ``path`` readable by its owner only, before any byte is written."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)

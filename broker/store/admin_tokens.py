@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -35,6 +36,14 @@ class Principal:
     """None for the local CLI, which holds the database and HSM credentials anyway."""
 
 
+_ID = re.compile(r"^[0-9a-f]{16}$")
+_SECRET = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_token_id(text: str) -> bool:
+    return _ID.match(text) is not None
+
+
 def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
@@ -51,7 +60,12 @@ async def create(db: Database, name: str, role: Role, created_by: str) -> tuple[
 
 async def authenticate(db: Database, presented: str) -> Principal:
     parts = presented.split("_")
-    if len(parts) != 3 or parts[0] != PREFIX:
+    if (
+        len(parts) != 3
+        or parts[0] != PREFIX
+        or not _ID.match(parts[1])
+        or not _SECRET.match(parts[2])
+    ):
         raise TokenInvalid("admin token is malformed")
     token_id, secret = parts[1], parts[2]
     row = await db.fetchrow("admin_token", token_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from broker.errors import DatabaseUnavailable
+from broker.errors import ConfigurationError, DatabaseUnavailable
 from broker.store.sqlfiles import queries
 
 # Failures that mean "the database is not usable now", as opposed to a bug or a constraint
@@ -22,6 +22,10 @@ UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # Credentials refused, or a failover left us on a read-only standby: not the caller's
+    # fault, and nothing may be released until the database is writable again.
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 
@@ -60,6 +64,9 @@ class Database:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL: {type(exc).__name__}"
             ) from None
+        except ValueError:
+            # asyncpg's DSN parser quotes the offending part, which may be the password.
+            raise ConfigurationError("the database URL is not a valid PostgreSQL URL") from None
         return cls(pool)
 
     async def close(self) -> None:

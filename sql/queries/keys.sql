@@ -1,6 +1,9 @@
+-- A new version inherits the key's state: adding a version to a disabled key must not
+-- enable it again (enabling is its own, audited action).
 -- name: insert_key
-INSERT INTO keys (name, version, kek_label, wrapped_blob, secret_length)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO keys (name, version, kek_label, wrapped_blob, secret_length, state)
+VALUES ($1, $2, $3, $4, $5, coalesce(
+    (SELECT state FROM keys WHERE name = $1 ORDER BY version DESC LIMIT 1), 'active'))
 RETURNING name, version, kek_label, secret_length, state, created_at, updated_at;
 
 -- name: next_key_version

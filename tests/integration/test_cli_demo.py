@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -139,4 +140,7 @@ def test_key_policy_and_token_commands(
     assert main(["audit", "tail", "--json", "-n", "3"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["kind"] for r in records] == ["admin", "admin", "admin"]
-    assert all(r["at"] <= utcnow().isoformat() for r in records)
+    ages = [utcnow() - datetime.fromisoformat(r["at"]) for r in records]
+    assert all(timedelta(0) <= age < timedelta(minutes=5) for age in ages), ages
+    actions = [json.loads(r["record"])["action"] for r in records]
+    assert actions == ["key.bind_policy", "key.disable", "token.create"]  # oldest first

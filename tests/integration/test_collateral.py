@@ -314,9 +314,11 @@ async def test_kds_down_is_503_collateral_unavailable_and_nothing_is_released(
     problem = answer.json()
     assert problem["evidence_error"] == "collateral_unavailable"
     assert "HTTP 503" in problem["detail"]
-    assert "token" not in problem
+    assert problem["type"].endswith("/collateral_unavailable")
+    assert set(problem) == {"type", "title", "status", "detail", "evidence_error", "request_id"}
     record = await _last_audit(deployment, "attest")
-    assert record["decision"] == "deny"
+    # Could not be judged: audited as an error (not a policy denial), with the reason.
+    assert record["decision"] == "error"
     assert record["error"]["type"] == "collateral_unavailable"
 
 

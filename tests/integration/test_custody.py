@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from cryptography.hazmat.primitives.hashes import SHA256, Hash
+from pkcs11 import Attribute, KeyType
 
 from broker.errors import BlobInvalid, KekNotFound, SecretLengthInvalid
 from broker.localstate.softhsm import LocalSoftHsm
@@ -188,3 +189,26 @@ async def test_inline_pool_runs_on_the_callers_thread(
         assert len(await inline.sign_digest_async(bytes(32))) == 64
     finally:
         inline.close()
+
+
+def test_only_kek_labelled_keys_unwrap(
+    custody: Custody, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    """A secret key on the token that is not a KEK (by label) is never used as one."""
+    impostor = custody.pool.run_sync(
+        lambda session: session.generate_key(
+            KeyType.AES,
+            256,
+            label="not-a-kek",
+            store=False,
+            template={Attribute.WRAP: True, Attribute.UNWRAP: True},
+        )
+    )
+    try:
+        wrapped = custody.import_secret(os.urandom(32))
+        bad = WrappedSecret(wrapped.blob, wrapped.secret_length, "not-a-kek")
+        with pytest.raises(KekNotFound, match="no KEK labelled 'not-a-kek'"):
+            custody.release_to(bad, _public(tee_keys[3072]))
+    finally:
+        custody.pool.run_sync(lambda _session: impostor.destroy())
+    assert custody.count_session_objects() == 0

@@ -266,7 +266,7 @@ def test_malformed_attest_requests(
     assert fragment in answer.json()["detail"]
 
 
-def test_unknown_and_expired_nonces_are_refused(deployment: Deployment) -> None:
+def test_unknown_nonce_is_refused(deployment: Deployment) -> None:
     private = rsa.generate_private_key(65537, 3072)
     _, jwk = tee_jwk(private)
     unknown_nonce = base64.b64encode(os.urandom(32)).decode()
@@ -295,6 +295,158 @@ async def test_expired_nonce_is_refused(deployment: Deployment) -> None:
         )
     assert answer.status_code == 409
     assert answer.json()["type"].endswith("/nonce-expired")
+
+
+async def test_adding_a_version_does_not_enable_a_disabled_key(deployment: Deployment) -> None:
+    seed(deployment, "v-key", os.urandom(32), _policy("v-policy", "insecure-test-kit-a"))
+    with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
+        assert custodian.post("/v1/admin/keys/v-key/disable").status_code == 200
+        added = custodian.post("/v1/admin/keys/v-key/versions", json={"generate_length": 32})
+        assert added.status_code == 201
+        assert (added.json()["version"], added.json()["state"]) == (2, "disabled")
+    error = await denied(deployment, "v-key", _source(deployment))
+    assert error.status == 403
+    assert error.problem["type"].endswith("/key-disabled")
+
+
+async def _release_with_token(deployment: Deployment, key: str, token: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        return await http.post(
+            f"/v1/keys/{key}/release", headers={"Authorization": f"Bearer {token}"}
+        )
+
+
+async def test_refused_tokens_and_unknown_keys_are_audited(deployment: Deployment) -> None:
+    bad = await _release_with_token(deployment, "t-key", "not.a.token")
+    assert bad.status_code == 401
+    record = await last_audit(deployment, "release")
+    assert (record["decision"], record["key_name"]) == ("deny", "t-key")
+    assert record["error"]["type"] == "token-invalid"
+
+    owner = rsa.generate_private_key(65537, 3072)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        token = await GuestClient(http).attest(_source(deployment), owner)
+    missing = await _release_with_token(deployment, "no-such-key", token)
+    assert missing.status_code == 404
+    record = await last_audit(deployment, "release")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "key-not-found")
+    assert record["tee_pubkey_thumbprint"]
+
+
+async def test_a_tampered_blob_is_a_500_audited_as_an_error(deployment: Deployment) -> None:
+    seed(deployment, "blob-key", os.urandom(32), _policy("blob-policy", "insecure-test-kit-a"))
+    async with deployment.db.connection() as conn:
+        await conn.execute(
+            "UPDATE keys SET wrapped_blob ="
+            " set_byte(wrapped_blob, 3, get_byte(wrapped_blob, 3) # 1) WHERE name = 'blob-key'"
+        )
+    error = await denied(deployment, "blob-key", _source(deployment))
+    assert error.status == 500
+    assert error.problem["type"].endswith("/blob-invalid")
+    record = await last_audit(deployment, "release")
+    assert (record["decision"], record["error"]["type"]) == ("error", "blob-invalid")
+    assert "envelope_sha256" not in record
+
+
+async def test_a_tampered_stored_policy_is_refused_and_audited(deployment: Deployment) -> None:
+    seed(deployment, "sp-key", os.urandom(32), _policy("sp-policy", "insecure-test-kit-a"))
+    async with deployment.db.connection() as conn:
+        await conn.execute(
+            "UPDATE policies SET document = replace(document, '\"vmpl\"', '\"guest_svn\"')"
+            " WHERE name = 'sp-policy'"
+        )
+    error = await denied(deployment, "sp-key", _source(deployment))
+    assert error.status == 500
+    assert error.problem["type"].endswith("/stored-policy-invalid")
+    assert "does not match its digest" in error.problem["detail"]
+    record = await last_audit(deployment, "release")
+    assert (record["decision"], record["error"]["type"]) == ("error", "stored-policy-invalid")
+
+
+@pytest.mark.parametrize("nonce", ["not base64!", base64.b64encode(b"short").decode()])
+def test_malformed_nonces_are_refused(deployment: Deployment, nonce: str) -> None:
+    private = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(private)
+    body = _attest_body(deployment, jwk, base64.b64encode(os.urandom(32)).decode())
+    with httpx.Client(base_url=deployment.base) as http:
+        answer = http.post("/v1/attest", json={**body, "nonce": nonce})
+    assert answer.status_code == 409
+    assert answer.json()["type"].endswith("/nonce-unknown")
+
+
+async def test_malformed_nonce_leaves_an_audit_record(deployment: Deployment) -> None:
+    private = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(private)
+    body = _attest_body(deployment, jwk, base64.b64encode(os.urandom(32)).decode())
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        answer = await http.post("/v1/attest", json={**body, "nonce": "not base64!"})
+    assert answer.status_code == 409
+    record = await last_audit(deployment, "attest")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "nonce-unknown")
+    assert record["error"]["detail"] == "nonce is not standard base64"
+
+
+async def test_a_nonce_issued_for_another_tee_is_refused(deployment: Deployment) -> None:
+    private = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(private)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        nonce = (await http.post("/v1/challenge", json={"tee": "nitro"})).json()["nonce"]
+        answer = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == "nonce was issued for tee 'nitro', not 'snp'"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "fragment"),
+    [
+        (
+            lambda body: {**body, "tee_pubkey": {**body["tee_pubkey"], "kid": 1.5}},
+            400,
+            "JWK kid must be a string",
+        ),
+        (lambda body: {**body, "evidence": "A" * 1_400_000}, 400, "larger than"),
+    ],
+)
+def test_bad_attest_bodies_are_400(
+    deployment: Deployment, mutate: Any, status: int, fragment: str
+) -> None:
+    private = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(private)
+    body = mutate(_attest_body(deployment, jwk, base64.b64encode(os.urandom(32)).decode()))
+    with httpx.Client(base_url=deployment.base) as http:
+        answer = http.post("/v1/attest", json=body)
+    assert answer.status_code == status
+    assert fragment in answer.json()["detail"]
+
+
+def test_deeply_nested_json_is_a_400(deployment: Deployment) -> None:
+    with httpx.Client(base_url=deployment.base) as http:
+        answer = http.post(
+            "/v1/attest", content=b"[" * 100_000, headers={"Content-Type": "application/json"}
+        )
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "request body is not valid JSON"
+
+
+@pytest.mark.parametrize("name", ["a%00b", "UPPER", "x" * 200])
+def test_malformed_key_names_are_400(deployment: Deployment, name: str) -> None:
+    with httpx.Client(base_url=deployment.base) as http:
+        release = http.post(f"/v1/keys/{name}/release", headers={"Authorization": "Bearer x.y.z"})
+        bind = http.put(
+            f"/v1/admin/keys/{name}/policy",
+            json={"policy": "p"},
+            headers={"Authorization": f"Bearer {deployment.tokens[Role.POLICY_AUTHOR]}"},
+        )
+    assert release.status_code == 400
+    assert "key name" in release.json()["detail"]
+    assert bind.status_code == 400
+
+
+def test_policy_versions_beyond_int32_are_400(deployment: Deployment) -> None:
+    with admin_client(deployment, Role.AUDITOR) as auditor:
+        answer = auditor.get("/v1/admin/policies/m-policy?version=99999999999")
+    assert answer.status_code == 400
+    assert "outside 1..2147483647" in answer.json()["detail"]
 
 
 # --- replay ------------------------------------------------------------------------------
@@ -340,6 +492,8 @@ ADMIN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("GET", "/v1/admin/audit/verify", None, Role.AUDITOR),
     ("POST", "/v1/admin/tokens", {"name": "ops", "role": "auditor"}, Role.ADMIN),
     ("GET", "/v1/admin/tokens", None, Role.ADMIN),
+    # Revokes the token the POST above created for "ops" (its id is filled in by the test).
+    ("DELETE", "/v1/admin/tokens/{ops}", None, Role.ADMIN),
 ]
 # Roles that may also read, so they are not "wrong" for these endpoints.
 READERS = {
@@ -354,15 +508,29 @@ READERS = {
 }
 
 
+# A well-formed token that does not exist, and malformed ones: all 401, told apart in detail.
+UNKNOWN_TOKEN = "kbadm_" + "0" * 16 + "_" + "0" * 64
+MALFORMED_TOKENS = [
+    "kbadm_00_00",
+    "kbadm_zz",
+    "Basic dXNlcjpwYXNz",
+    "kbadm_" + "0" * 16 + "_" + "g" * 64,
+]
+
+
 def test_authorisation_matrix(deployment: Deployment) -> None:
+    created: dict[str, str] = {}
     with httpx.Client(base_url=deployment.base, timeout=30) as http:
-        for method, path, body, right in ADMIN_ENDPOINTS:
+        for method, template, body, right in ADMIN_ENDPOINTS:
+            path = template.format(**created) if "{" in template else template
             anonymous = http.request(method, path, json=body)
             assert anonymous.status_code == 401, (method, path)
-            garbage = http.request(
-                method, path, json=body, headers={"Authorization": "Bearer kbadm_00_00"}
+            assert "Authorization: Bearer <admin token> is required" in anonymous.json()["detail"]
+            unknown = http.request(
+                method, path, json=body, headers={"Authorization": f"Bearer {UNKNOWN_TOKEN}"}
             )
-            assert garbage.status_code == 401, (method, path)
+            assert unknown.status_code == 401, (method, path)
+            assert unknown.json()["detail"] == "admin token is not valid"
             allowed = READERS.get(path, {right}) if method == "GET" else {right}
             for role in Role:
                 if role in allowed:
@@ -382,6 +550,20 @@ def test_authorisation_matrix(deployment: Deployment) -> None:
                 headers={"Authorization": f"Bearer {deployment.tokens[right]}"},
             )
             assert good.status_code in (200, 201), (method, path, good.text)
+            if template == "/v1/admin/tokens" and method == "POST":
+                created["ops"] = good.json()["id"]
+    assert "ops" in created  # the DELETE row above really revoked something
+
+
+@pytest.mark.parametrize("token", MALFORMED_TOKENS)
+def test_malformed_admin_tokens_are_refused(deployment: Deployment, token: str) -> None:
+    with httpx.Client(base_url=deployment.base) as http:
+        answer = http.get("/v1/admin/keys", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 401
+    assert answer.json()["detail"] in {
+        "admin token is malformed",
+        "Authorization: Bearer <admin token> is required",
+    }
 
 
 def test_revoked_admin_token_is_refused(deployment: Deployment) -> None:
@@ -440,7 +622,8 @@ async def test_database_outage_fails_closed_and_recovers(deployment: Deployment)
                 json=_attest_body(deployment, jwk, nonce),
             )
             assert attest_down.status_code == 503
-            assert "release" not in attest_down.text
+            assert attest_down.json()["type"].endswith("/database-unavailable")
+            assert "token" not in attest_down.json()
         finally:
             deployment.cluster.start()
         statuses = []

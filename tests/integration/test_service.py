@@ -76,3 +76,14 @@ def test_request_id_is_echoed_when_sane(settings: Settings) -> None:
         assert generated.headers["x-request-id"] != "bad id\twith spaces"
         missing = client.get("/nope")
         assert missing.status_code == 404
+
+
+def test_guest_endpoints_are_rate_limited_per_client(settings: Settings) -> None:
+    limited = settings.with_overrides(rate_limit_per_second=1)  # burst of 2
+    with running_broker(limited) as base, httpx.Client(base_url=base) as client:
+        answers = [client.post("/v1/challenge", json={"tee": "snp"}) for _ in range(3)]
+        assert [a.status_code for a in answers[:2]] == [201, 201]
+        assert answers[2].status_code == 429
+        assert answers[2].json()["type"].endswith("/rate-limited")
+        assert answers[2].headers["retry-after"] == "5"
+        assert client.get("/healthz").status_code == 200  # health is never limited

@@ -53,6 +53,8 @@ def test_thumbprint_matches_rfc7638_example() -> None:
         (lambda j: {**j, "e": "Aw"}, "public exponent 3 != 65537"),
         (lambda j: {**j, "n": "AA" + j["n"]}, "minimal big-endian"),
         (lambda j: {k: v for k, v in j.items() if k != "n"}, "unpadded base64url"),
+        (lambda j: {**j, "kid": 1.5}, "JWK kid must be a string"),
+        (lambda j: {**j, "alg": ["RS256"]}, "JWK alg must be a string"),
     ],
 )
 def test_bad_jwks_are_refused(rsa3072: rsa.RSAPrivateKey, mutate: object, message: str) -> None:

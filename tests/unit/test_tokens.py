@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -71,3 +72,67 @@ def test_unknown_or_altered_tokens_are_verified() -> None:
     assert memo.read(token, BROKER_KEY.public_key(), NOW) == issued  # verified, not memo
     with pytest.raises(TokenInvalid, match="another broker key"):
         memo.read(token, ec.generate_private_key(ec.SECP256R1()).public_key(), NOW)
+
+
+def _signed(payload: dict[str, object], typ: str = jose.TYP_ATTESTATION_RESULT) -> str:
+    kid = jose.key_id(BROKER_KEY.public_key())
+    return jose.sign_sync(payload, typ, kid, _sign_digest)
+
+
+def test_a_release_envelope_is_not_a_token() -> None:
+    payload = tokens.payload(CLAIMS, dict(JWK), "cd" * 32, NOW, 300)
+    envelope = _signed(payload, jose.TYP_RELEASE)
+    with pytest.raises(TokenInvalid, match="typ kb-ar\\+jwt"):
+        tokens.read(envelope, BROKER_KEY.public_key(), NOW)
+
+
+def test_another_brokers_key_is_refused() -> None:
+    token, _ = _issue()
+    with pytest.raises(TokenInvalid, match="signed by another broker key"):
+        tokens.read(token, ec.generate_private_key(ec.SECP256R1()).public_key(), NOW)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"iss": "someone-else"}, "issuer is not keybroker"),
+        ({"iat": None}, "lacks iat/exp"),
+        ({"exp": "tomorrow"}, "lacks iat/exp"),
+        ({"cnf": {}}, "payload is incomplete"),
+        ({"claims": {"tee": "snp"}}, "payload is incomplete"),
+    ],
+)
+def test_signed_but_incomplete_payloads_are_refused(
+    change: dict[str, object], message: str
+) -> None:
+    payload = {**tokens.payload(CLAIMS, dict(JWK), "cd" * 32, NOW, 300), **change}
+    with pytest.raises(TokenInvalid, match=message):
+        tokens.read(_signed(payload), BROKER_KEY.public_key(), NOW)
+
+
+def _segment(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("a.b", "not a compact JWS"),
+        ("é.b.c", "not a compact JWS"),
+        (f"{_segment(b'{not json')}.e30.AAAA", "header is not JSON"),
+        (f"{_segment(bytes([0xFF, 0xFE]))}.e30.AAAA", "header is not JSON"),
+        (f"{_segment(b'[' * 100_000)}.e30.AAAA", "header is not JSON"),
+        (f"{_segment(b'{}')}.e30.AAAA", "alg ES256 and typ"),
+    ],
+)
+def test_crafted_tokens_are_refused_not_crashing(token: str, message: str) -> None:
+    with pytest.raises(TokenInvalid, match=message):
+        tokens.read(token, BROKER_KEY.public_key(), NOW)
+
+
+def test_a_tampered_payload_fails_the_signature() -> None:
+    token, _ = _issue()
+    header, _payload, signature = token.split(".")
+    forged = _segment(b'{"iss":"keybroker"}')
+    with pytest.raises(TokenInvalid, match="signature does not verify"):
+        tokens.read(f"{header}.{forged}.{signature}", BROKER_KEY.public_key(), NOW)
