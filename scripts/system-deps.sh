@@ -11,6 +11,16 @@ command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
+# Debian's own python3 ships venv without ensurepip; the python3-venv package adds it.
+python="${PYTHON:-python3}"
+if ! "$python" -c "import ensurepip, venv" >/dev/null 2>&1; then
+  if [ "$("$python" -c 'import sys; print(sys.prefix)' 2>/dev/null)" = "/usr" ]; then
+    missing+=("python3-venv")
+  else
+    echo "$python has no ensurepip and is not Debian's python3; install venv support for it" >&2
+    exit 1
+  fi
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing Debian packages: ${missing[*]}" >&2
