@@ -23,12 +23,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import CollateralExpired, CollateralInvalid, MalformedEvidence
-from broker.evidence.dcap import der
+from broker.evidence import der
 
 COMPONENT_COUNT = 16
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _T = TypeVar("_T")
 
 
@@ -203,11 +203,8 @@ def verify_collateral_signature(
     key = signer.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise CollateralInvalid(f"{name} signer key is not ECDSA P-256")
-    der_signature = encode_dss_signature(
-        int.from_bytes(signed.signature[:32], "big"), int.from_bytes(signed.signature[32:], "big")
-    )
     try:
-        key.verify(der_signature, signed.signed_bytes, ec.ECDSA(hashes.SHA256()))
+        key.verify(der.ecdsa_signature(signed.signature), signed.signed_bytes, _ECDSA_SHA256)
     except InvalidSignature:
         raise CollateralInvalid(
             f"{name} signature does not verify with the TCB Signing key "

@@ -37,7 +37,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import (
     CertificateExpired,
@@ -50,6 +49,7 @@ from broker.errors import (
     TcbRevoked,
     UnsupportedEvidence,
 )
+from broker.evidence import der
 from broker.evidence.claims import Tee
 from broker.evidence.dcap import cache
 from broker.evidence.dcap.abi import (
@@ -360,12 +360,6 @@ def _pck_chain(
 # --- signatures -----------------------------------------------------------------------------
 
 
-def _raw_signature_der(signature: bytes) -> bytes:
-    return encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-
-
 def _verify_qe_report(quote: Quote, chain: PckChain) -> None:
     qe = quote.signature_data.qe
     report = qe.qe_report.to_bytes()
@@ -376,7 +370,7 @@ def _verify_qe_report(quote: Quote, chain: PckChain) -> None:
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise ChainInvalid("PCK certificate key is not ECDSA")
         try:
-            public_key.verify(_raw_signature_der(qe.qe_report_signature), report, _ECDSA_SHA256)
+            public_key.verify(der.ecdsa_signature(qe.qe_report_signature), report, _ECDSA_SHA256)
         except InvalidSignature:
             raise SignatureInvalid(
                 "QE report signature does not verify with the PCK certificate key"
@@ -409,7 +403,7 @@ def _verify_quote_signature(quote: Quote, evidence: bytes) -> None:
     key = _attestation_keys.get_or_compute(raw_key, lambda: _attestation_key(raw_key))
     signed = bytes(evidence[: quote.signed_size])
     try:
-        key.verify(_raw_signature_der(quote.signature_data.signature), signed, _ECDSA_SHA256)
+        key.verify(der.ecdsa_signature(quote.signature_data.signature), signed, _ECDSA_SHA256)
     except InvalidSignature:
         raise SignatureInvalid(
             "quote signature does not verify with the attestation key (ECDSA P-256 over "

@@ -38,7 +38,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import (
     ChainInvalid,
@@ -46,9 +45,10 @@ from broker.errors import (
     SignatureInvalid,
     UnsupportedEvidence,
 )
+from broker.evidence import der
 from broker.evidence.claims import Claims
 from broker.evidence.nitro import roots
-from broker.evidence.nitro.abi import ES384_SIGNATURE_SIZE, AttestationDocument, SignedDocument
+from broker.evidence.nitro.abi import AttestationDocument, SignedDocument
 from broker.evidence.nitro.claims import DEBUG_PCRS, to_claims
 from broker.evidence.registry import Collateral
 from broker.evidence.trust import (
@@ -117,7 +117,7 @@ def verify_document(
     signed = SignedDocument.from_bytes(evidence)
     document = signed.document
     leaf = _load_der(document.certificate, "certificate")
-    bundle = [_load_der(der, f"cabundle[{i}]") for i, der in enumerate(document.cabundle)]
+    bundle = [_load_der(data, f"cabundle[{i}]") for i, data in enumerate(document.cabundle)]
 
     chain = [("leaf", leaf)]
     chain += [(f"cabundle[{i}]", bundle[i]) for i in reversed(range(len(bundle)))]
@@ -204,11 +204,9 @@ def _verify_signature(signed: SignedDocument, leaf: x509.Certificate) -> None:
         raise UnsupportedEvidence(
             f"leaf certificate '{name}' key is {found}; ES384 needs an EC P-384 (secp384r1) key"
         )
-    half = ES384_SIGNATURE_SIZE // 2
-    raw = signed.envelope.signature
-    der = encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+    signature = der.ecdsa_signature(signed.envelope.signature)  # ES384_SIGNATURE_SIZE bytes
     try:
-        key.verify(der, signed.envelope.sig_structure(), ec.ECDSA(hashes.SHA384()))
+        key.verify(signature, signed.envelope.sig_structure(), ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
         raise SignatureInvalid(
             f"COSE_Sign1 ES384 signature does not verify with the key of leaf certificate '{name}'"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.errors import EvidenceError, MalformedEvidence
-from broker.evidence.dcap import der
+from broker.evidence import der
 from broker.evidence.dcap.pck import SGX_EXTENSION_OID, parse_sgx_extensions, pck_extensions
 
 from .vectors import DEBUG_TD_DIR, GCP_DIR, INTEL_ROOTS, OCCLUM_DIR, SIGNAL_2023_DIR, SPR_DIR
@@ -125,6 +125,16 @@ def test_der_scalars() -> None:
         der.decode_oid(b"\x2a\x80\x01", "x")
     with pytest.raises(MalformedEvidence, match="tag 0x02 != 0x04"):
         der.parse_one(b"\x02\x01\x01", der.TAG_OCTET_STRING, "x")
+
+
+def test_raw_ecdsa_signatures_become_der() -> None:
+    # P-256 (quotes, QE reports, Intel collateral) and P-384 (COSE ES384) halves.
+    assert der.ecdsa_signature(bytes(31) + b"\x01" + bytes(31) + b"\x02") == bytes.fromhex(
+        "3006020101020102"
+    )
+    assert der.ecdsa_signature(b"\x80" + bytes(47) + bytes(47) + b"\x7f") == (
+        bytes.fromhex("3036023100") + b"\x80" + bytes(47) + bytes.fromhex("02017f")
+    )
 
 
 def _extension(**overrides: object) -> bytes:

@@ -1,13 +1,17 @@
-"""A small strict DER reader: just what the PCK certificate's SGX extension needs.
+"""A small strict DER reader, and the few DER conversions the verifiers share.
 
-Definite lengths only, minimal length encodings, single-byte tags (ITU-T X.690 §8.1, §10.1).
-Every violation is a ``MalformedEvidence`` naming what was being read.
+The reader does just what the PCK certificate's SGX extension and the loaders of
+:mod:`broker.evidence.trust` need: definite lengths only, minimal length encodings, single-byte
+tags (ITU-T X.690 §8.1, §10.1). Every violation is a ``MalformedEvidence`` naming what was
+being read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import MalformedEvidence
 
@@ -113,3 +117,16 @@ def decode_boolean(value: bytes, what: str) -> bool:
     if value == b"\xff":
         return True
     raise MalformedEvidence(f"{what}: BOOLEAN is not 0x00 or 0xFF")
+
+
+def ecdsa_signature(raw: bytes) -> bytes:
+    """The DER ECDSA-Sig-Value (RFC 3279 §2.2.3) of a fixed-size big-endian ``r || s``.
+
+    SGX quotes, QE reports and Intel collateral (P-256, 64 bytes) and COSE ES384 (P-384, 96
+    bytes, RFC 9053 §2.1) carry their signatures in this raw form; pyca/cryptography verifies
+    the DER form.
+    """
+    half = len(raw) // 2
+    return encode_dss_signature(
+        int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    )
