@@ -58,6 +58,21 @@ def encoded_length(data: bytes, what: str) -> int:
     return end
 
 
+def strip_terminator(data: bytes) -> bytes:
+    """``data`` without the NULs after its first DER object when only NULs follow it (a
+    C-string terminator, as collateral extracted from Open Enclave endorsements carries);
+    otherwise ``data`` unchanged, for the real parser to judge.
+
+    Stripping NULs blindly would eat a signature's last byte when it happens to be zero: the
+    object's own length says where it ends.
+    """
+    try:
+        end = encoded_length(data, "DER object")
+    except MalformedEvidence:
+        return data
+    return data[:end] if data.count(0, end) == len(data) - end else data
+
+
 def parse_one(data: bytes, tag: int, what: str) -> bytes:
     """The value of the single TLV that makes up ``data``, which must carry ``tag``."""
     tlv, end = _read_tlv(data, 0, what)

@@ -9,6 +9,11 @@ so a policy and an auditor can always tell.
 Signature links between two certificates are immutable facts, so :class:`LinkCache` remembers
 the verified (child, issuer) pairs by fingerprint; validity windows and revocation depend on
 ``now`` and are checked on every call.
+
+Certificates and CRLs are read by the loaders here (:func:`load_certificate`,
+:func:`load_der_certificate`, :func:`load_certificates`, :func:`load_crls`), which parse every
+field the verifiers read at load time, so that damaged bytes are ``MalformedEvidence`` there
+and never a bare pyca/cryptography exception later.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import itertools
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -34,11 +40,14 @@ from broker.errors import (
     CertificateExpired,
     CertificateRevoked,
     ChainInvalid,
+    CollateralInvalid,
     ConfigurationError,
     MalformedEvidence,
 )
+from broker.evidence import der
 
 INSECURE_ROOT_PREFIX = "insecure-test-"
+_T = TypeVar("_T")
 _SHA256 = hashes.SHA256()
 
 
@@ -149,17 +158,28 @@ def zero_serial_tolerated() -> Iterator[None]:
 def load_certificate(data: bytes) -> x509.Certificate:
     """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither, or when a
     field the verifiers read (names, validity, key, extensions) does not parse."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return _certificate(x509.load_pem_x509_certificate, data)
+    return load_der_certificate(data)
+
+
+def load_der_certificate(data: bytes) -> x509.Certificate:
+    """One DER certificate, byte for byte (no text, no terminator); ``MalformedEvidence``
+    when it does not parse, as :func:`load_certificate`."""
+    return _certificate(x509.load_der_x509_certificate, data)
+
+
+def _certificate(load: Callable[[bytes], x509.Certificate], data: bytes) -> x509.Certificate:
     try:
         with zero_serial_tolerated():
-            if data.lstrip().startswith(b"-----BEGIN"):
-                return _read_fully(x509.load_pem_x509_certificate(data))
-            return _read_fully(x509.load_der_x509_certificate(data))
+            return _read_fully(load(data))
     except UNREADABLE as exc:
         raise MalformedEvidence(f"certificate does not parse: {exc}") from None
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:
-    """Every certificate of a PEM bundle (NUL terminators and blank text tolerated) or one DER."""
+    """Every certificate of a PEM bundle (NUL terminators and blank text tolerated) or one DER
+    certificate (NULs after it tolerated)."""
     stripped = data.rstrip(b"\x00").strip()
     if not stripped:
         return []
@@ -171,15 +191,54 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
             raise MalformedEvidence(f"certificate bundle does not parse: {exc}") from None
     # DER is taken byte for byte: a DER certificate may well end in 0x00 or 0x20 (the last
     # byte of its signature), which the text stripping above would cut off.
-    return [load_certificate(data)]
+    return [load_der_certificate(der.strip_terminator(data))]
+
+
+def parse_collateral(name: str, parse: Callable[[bytes], _T], data: bytes) -> _T:
+    """Parse one piece of collateral named ``name``; a parse failure is ``CollateralInvalid``
+    (bytes that came with the evidence would be ``MalformedEvidence``)."""
+    try:
+        return parse(data)
+    except MalformedEvidence as exc:
+        raise CollateralInvalid(f"{name}: {exc.detail}") from None
 
 
 def _read_fully(cert: x509.Certificate) -> x509.Certificate:
     """Parse now what pyca/cryptography parses lazily, so that a malformed certificate fails
     at load as ``MalformedEvidence`` instead of later with a bare ``ValueError``."""
     _ = (cert.version, cert.subject, cert.issuer, cert.extensions, cert.signature_algorithm_oid)
-    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.public_key())
+    _ = (cert.signature_hash_algorithm, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    _ = cert.public_key()
     return cert
+
+
+_PEM_CRL_END = b"-----END X509 CRL-----"
+
+
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL of a PEM bundle (NUL terminators and blank text tolerated) or one DER CRL
+    (byte for byte, NULs after it tolerated), with every field the verifiers read parsed now;
+    ``MalformedEvidence`` otherwise. Never empty."""
+    stripped = data.rstrip(b"\x00").strip()
+    if stripped.startswith(b"-----BEGIN"):
+        blocks = [block + _PEM_CRL_END for block in stripped.split(_PEM_CRL_END) if block.strip()]
+        try:
+            return [_read_crl_fully(x509.load_pem_x509_crl(block.strip())) for block in blocks]
+        except UNREADABLE as exc:
+            raise MalformedEvidence(f"PEM CRL bundle does not parse: {exc}") from None
+    try:
+        return [_read_crl_fully(x509.load_der_x509_crl(der.strip_terminator(data)))]
+    except UNREADABLE as exc:
+        raise MalformedEvidence(f"DER CRL does not parse: {exc}") from None
+
+
+def _read_crl_fully(crl: x509.CertificateRevocationList) -> x509.CertificateRevocationList:
+    """What :func:`_read_fully` is for certificates: the lazily parsed fields of a CRL and of
+    each of its entries, read now."""
+    _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.extensions)
+    _ = (crl.signature_algorithm_oid, crl.signature_hash_algorithm)
+    _ = [(entry.serial_number, entry.revocation_date_utc, entry.extensions) for entry in crl]
+    return crl
 
 
 def common_name(name: x509.Name) -> str:

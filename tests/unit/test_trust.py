@@ -8,14 +8,19 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from broker.errors import CertificateExpired, CertificateRevoked, ChainInvalid
+from broker.errors import CertificateExpired, CertificateRevoked, ChainInvalid, MalformedEvidence
+from broker.evidence import der
 from broker.evidence.trust import (
     LinkCache,
     TrustedRoot,
     check_not_revoked,
     insecure_root,
+    load_certificates,
+    load_crls,
+    load_der_certificate,
     verify_chain,
 )
 
@@ -112,3 +117,58 @@ def test_revocation_needs_a_crl_signed_by_the_issuer() -> None:
 def test_insecure_roots_are_named_so() -> None:
     key = _key()
     assert insecure_root(_cert("T", "T", key, key), "kit").name == "insecure-test-kit"
+
+
+# --- loaders ----------------------------------------------------------------------------------
+
+
+def _crl_der(key: ec.EllipticCurvePrivateKey, serials: list[int]) -> bytes:
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Root")]))
+        .last_update(START)
+        .next_update(START + timedelta(days=30))
+    )
+    for serial in serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(START).build()
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def test_crls_in_der_pem_bundles_and_nul_terminated() -> None:
+    key = _key()
+    first, second = _crl_der(key, [1]), _crl_der(key, [2, 3])
+    pem = b"".join(x509.load_der_x509_crl(d).public_bytes(Encoding.PEM) for d in (first, second))
+    assert [next(iter(crl)).serial_number for crl in load_crls(pem + b"\n\x00")] == [1, 2]
+    assert load_crls(first) == load_crls(first + b"\x00\x00") == [x509.load_der_x509_crl(first)]
+    with pytest.raises(MalformedEvidence, match=r"^DER CRL does not parse: .*ExtraData"):
+        load_crls(first + b"\x00\x01")
+    with pytest.raises(MalformedEvidence, match=r"^DER CRL does not parse: .*ShortData"):
+        load_crls(first[:-3])
+    with pytest.raises(MalformedEvidence, match=r"^DER CRL does not parse"):
+        load_crls(b"")
+    with pytest.raises(MalformedEvidence, match=r"^PEM CRL bundle does not parse"):
+        load_crls(pem + b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n")
+
+
+def test_der_certificates_take_only_a_nul_terminator() -> None:
+    key = _key()
+    cert = _cert("Root", "Root", key, key)
+    data = cert.public_bytes(Encoding.DER)
+    assert load_certificates(data + b"\x00") == [cert]
+    with pytest.raises(MalformedEvidence, match=r"^certificate does not parse"):
+        load_certificates(data + b"\x00 ")
+    # A certificate inside evidence (Nitro's cabundle) is DER, byte for byte: no PEM, no NUL.
+    assert load_der_certificate(data) == cert
+    with pytest.raises(MalformedEvidence, match=r"^certificate does not parse"):
+        load_der_certificate(cert.public_bytes(Encoding.PEM))
+    with pytest.raises(MalformedEvidence, match=r"^certificate does not parse"):
+        load_der_certificate(data + b"\x00")
+
+
+def test_strip_terminator_keeps_what_is_not_a_terminator() -> None:
+    assert der.strip_terminator(b"\x30\x01\x00\x00\x00") == b"\x30\x01\x00"
+    assert der.strip_terminator(b"\x30\x01\x00\x00\x01") == b"\x30\x01\x00\x00\x01"
+    assert der.strip_terminator(b"\x30\x05\x00\x00") == b"\x30\x05\x00\x00"  # truncated
+    assert der.strip_terminator(b"") == b""

@@ -66,8 +66,6 @@ from broker.evidence.dcap.collateral import (
     TcbInfo,
     TcbStatus,
     check_window,
-    load_chain,
-    load_crl,
     parse_qe_identity,
     parse_tcb_info,
     verify_collateral_signature,
@@ -79,6 +77,8 @@ from broker.evidence.trust import (
     check_validity,
     common_name,
     load_certificates,
+    load_crls,
+    parse_collateral,
     verify_chain,
 )
 
@@ -282,6 +282,19 @@ def _cached_certificates(
     return _certificates.get_or_compute(cache.digest(data), lambda: tuple(load(data)))
 
 
+def _collateral_certificates(data: bytes, name: str) -> tuple[x509.Certificate, ...]:
+    """The certificates of collateral ``name`` (``pck_chain``, ``tcb_signing_chain``): a PEM
+    bundle or one DER certificate, NUL-terminated or not; ``CollateralInvalid`` otherwise."""
+
+    def load(data: bytes) -> list[x509.Certificate]:
+        certificates = parse_collateral(name, load_certificates, data)
+        if not certificates:
+            raise CollateralInvalid(f"{name} holds no certificate")
+        return certificates
+
+    return _cached_certificates(data, load)
+
+
 def _fingerprint(cert: x509.Certificate) -> bytes:
     return cert.fingerprint(hashes.SHA256())
 
@@ -325,9 +338,7 @@ def _pck_chain(
         from_quote = _cached_certificates(cert_data.data, load_certificates)
     from_collateral: tuple[x509.Certificate, ...] = ()
     if "pck_chain" in collateral:
-        from_collateral = _cached_certificates(
-            collateral["pck_chain"], lambda data: load_chain(data, "pck_chain")
-        )
+        from_collateral = _collateral_certificates(collateral["pck_chain"], "pck_chain")
     pool = (*from_quote, *from_collateral)
     if not pool:
         raise CollateralUnavailable(
@@ -418,7 +429,10 @@ def _verified_crl(
     data: bytes, issuer: x509.Certificate, issuer_id: bytes, now: datetime, name: str
 ) -> x509.CertificateRevocationList:
     def load() -> x509.CertificateRevocationList:
-        crl = load_crl(data, name)
+        crls = parse_collateral(name, load_crls, data)
+        if len(crls) != 1:
+            raise CollateralInvalid(f"{name} holds {len(crls)} CRLs, not one")
+        crl = crls[0]
         if crl.issuer != issuer.subject:
             raise CollateralInvalid(
                 f"{name} issuer '{common_name(crl.issuer)}' != '{common_name(issuer.subject)}'"
@@ -482,7 +496,7 @@ def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Si
         if chain_data is None:
             signer = pinned[newest]
         else:
-            signer = load_chain(chain_data, "tcb_signing_chain")[0]
+            signer = _collateral_certificates(chain_data, "tcb_signing_chain")[0]
         if _TCB_SIGNING_PHRASE not in common_name(signer.subject):
             raise ChainInvalid(
                 f"TCB Signing certificate CN '{common_name(signer.subject)}' does not contain "

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,7 @@ from broker.errors import (
 from broker.evidence.claims import Tee
 from broker.evidence.dcap.collateral import TcbStatus
 from broker.evidence.dcap.verify import VerifiedQuote, clear_caches, verify_quote
+from broker.evidence.trust import load_certificates
 
 from .vectors import (
     COLLATERAL_LESS_NOW,
@@ -229,6 +231,35 @@ def test_tcb_signing_chain_must_be_a_tcb_signing_certificate() -> None:
     chain = (INTEL_ROOTS / "intel_sgx_pck_platform_ca_chain.pem").read_bytes()
     with pytest.raises(ChainInvalid, match="does not contain 'SGX TCB Signing'"):
         _debug_td(tcb_signing_chain=chain)
+
+
+def _tcb_signing_der() -> bytes:
+    pem = spr_collateral()["tcb_signing_chain"]
+    return load_certificates(pem)[0].public_bytes(Encoding.DER)
+
+
+# Bytes whose flip once escaped as a bare pyca/cryptography exception (InvalidVersion,
+# ValueError from a lazily parsed name, TypeError from a name attribute of the wrong type):
+# the loaders in trust.py parse every field at load, so each is damaged collateral.
+@pytest.mark.parametrize(
+    ("name", "offset", "xor", "match"),
+    [
+        ("tcb_signing_chain", 12, 0x01, "tcb_signing_chain: certificate does not parse"),
+        ("tcb_signing_chain", 58, 0x01, "tcb_signing_chain: certificate does not parse"),
+        ("tcb_signing_chain", 149, 0x10, "tcb_signing_chain: certificate does not parse"),
+        ("root_crl", 9, 0x10, "root_crl: DER CRL does not parse"),
+        ("root_crl", 33, 0x01, "root_crl: DER CRL does not parse"),
+        ("root_crl", 124, 0x10, "root_crl: DER CRL does not parse"),
+    ],
+)
+def test_unreadable_collateral_fields_are_collateral_invalid(
+    name: str, offset: int, xor: int, match: str
+) -> None:
+    collateral = spr_collateral()
+    data = bytearray(_tcb_signing_der() if name == "tcb_signing_chain" else collateral[name])
+    data[offset] ^= xor
+    with pytest.raises(CollateralInvalid, match=f"^{match}"):
+        _debug_td(**{**collateral, name: bytes(data)})
 
 
 # --- time -----------------------------------------------------------------------------------

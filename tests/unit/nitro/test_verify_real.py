@@ -209,6 +209,16 @@ def test_certificate_flips_anywhere(real: RealDocument) -> None:
             assert isinstance(error, allowed), (role, position, error)
 
 
+@IGNORE_NAME_WARNINGS
+def test_a_name_attribute_of_the_wrong_type_is_malformed() -> None:
+    # Byte 987 ^ 0x10 turns a name attribute's string into a BIT STRING, which pyca only
+    # refuses (TypeError) when the name is first read: the loader reads it at load.
+    data = bytearray(PRODUCTION.data)
+    data[987] ^= 0x10
+    with pytest.raises(MalformedEvidence, match=r"is not a usable DER X\.509 certificate"):
+        verify(bytes(data), {}, now=PRODUCTION.at)
+
+
 def test_envelope_head_flips_are_malformed(real: RealDocument) -> None:
     start, _ = _payload_span(real)
     for position in range(start):  # array head, protected header, unprotected map, payload head
