@@ -134,6 +134,15 @@ def decode_boolean(value: bytes, what: str) -> bool:
     raise MalformedEvidence(f"{what}: BOOLEAN is not 0x00 or 0xFF")
 
 
+def encode_tlv(tag: int, value: bytes) -> bytes:
+    """One DER TLV with a single-byte tag and the minimal definite length (X.690 §10.1)."""
+    size = len(value)
+    if size < 0x80:
+        return bytes([tag, size]) + value
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + value
+
+
 def ecdsa_signature(raw: bytes) -> bytes:
     """The DER ECDSA-Sig-Value (RFC 3279 §2.2.3) of a fixed-size big-endian ``r || s``.
 

@@ -13,7 +13,8 @@ the verified (child, issuer) pairs by fingerprint; validity windows and revocati
 Certificates and CRLs are read by the loaders here (:func:`load_certificate`,
 :func:`load_der_certificate`, :func:`load_certificates`, :func:`load_crls`), which parse every
 field the verifiers read at load time, so that damaged bytes are ``MalformedEvidence`` there
-and never a bare pyca/cryptography exception later.
+and never a bare pyca/cryptography exception later. :func:`check_not_revoked` is the one CRL
+check: the CRL's issuer and signature (cached), its window at ``now``, then the listing.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from broker.errors import (
     CertificateExpired,
     CertificateRevoked,
     ChainInvalid,
+    CollateralExpired,
     CollateralInvalid,
     ConfigurationError,
     MalformedEvidence,
@@ -64,21 +66,24 @@ class TrustedRoot:
         return fingerprint(self.certificate)
 
 
-class _DigestMemo:
-    """SHA-256 digests of certificates, remembered by object identity.
+_Signed = x509.Certificate | x509.CertificateRevocationList
 
-    A certificate object is immutable, and the verifiers keep the ones they see often
-    (pinned roots, cached VCEKs and PCKs) as the same objects, so a repeat costs a dictionary
-    lookup instead of re-encoding and hashing the DER (about 11 us each, several per chain).
-    Each entry holds its certificate, so an id is never reused while it is remembered.
+
+class _DigestMemo:
+    """SHA-256 digests of certificates and CRLs, remembered by object identity.
+
+    A certificate or CRL object is immutable, and the verifiers keep the ones they see often
+    (pinned roots, cached VCEKs, PCKs and CRLs) as the same objects, so a repeat costs a
+    dictionary lookup instead of re-encoding and hashing the DER (about 11 us each, several
+    per chain). Each entry holds its object, so an id is never reused while it is remembered.
     """
 
     def __init__(self, capacity: int = 1024) -> None:
         self._capacity = capacity
-        self._entries: dict[int, tuple[x509.Certificate, bytes]] = {}
+        self._entries: dict[int, tuple[_Signed, bytes]] = {}
         self._lock = threading.Lock()
 
-    def digest(self, cert: x509.Certificate) -> bytes:
+    def digest(self, cert: _Signed) -> bytes:
         entry = self._entries.get(id(cert))
         if entry is not None and entry[0] is cert:
             return entry[1]
@@ -285,18 +290,27 @@ class LinkCache:
         self._remember(key)
 
     def verify_crl(
-        self, crl: x509.CertificateRevocationList, issuer: x509.Certificate, role: str
+        self, crl: x509.CertificateRevocationList, issuer: x509.Certificate, name: str
     ) -> None:
-        """Raise ``ChainInvalid`` unless ``issuer`` issued and signed ``crl`` (remembered)."""
-        key = (crl.fingerprint(_SHA256), _DIGESTS.digest(issuer))
+        """Raise ``CollateralInvalid`` unless ``issuer`` issued and signed ``crl`` (remembered).
+
+        A CRL is collateral: one that its issuer did not sign is badly signed collateral, as a
+        badly signed TCB Info is, whichever TEE it serves.
+        """
+        key = (_DIGESTS.digest(crl), _DIGESTS.digest(issuer))
         if self._seen(key):
             return
+        issuer_name = common_name(issuer.subject)
+        if crl.issuer != issuer.subject:
+            raise CollateralInvalid(f"{name} issuer '{common_name(crl.issuer)}' != '{issuer_name}'")
         try:
-            valid = crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+            valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
         except UNREADABLE:
             valid = False
         if not valid:
-            raise ChainInvalid(f"CRL for {role} is not signed by '{common_name(issuer.subject)}'")
+            raise CollateralInvalid(
+                f"{name} is not signed by '{issuer_name}': its signature does not verify"
+            )
         self._remember(key)
 
     def _seen(self, key: tuple[bytes, bytes]) -> bool:
@@ -377,20 +391,63 @@ def check_not_revoked(
     issuer: x509.Certificate,
     role: str,
     links: LinkCache = DEFAULT_LINKS,
+    *,
+    now: datetime,
+    name: str | None = None,
 ) -> None:
-    """Raise ``CertificateRevoked`` when ``crl`` (signed by ``issuer``) lists ``cert``.
+    """Raise unless ``crl``, issued by ``issuer`` and current at ``now``, leaves ``cert`` out.
 
-    A CRL that ``issuer`` did not sign is a ``ChainInvalid``: an unverifiable revocation list
-    must not silently count as "nothing revoked". A verified CRL signature is remembered in
-    ``links`` like a certificate link.
+    In this order, each raising:
+
+    1. ``crl`` names ``issuer`` as its issuer and ``issuer``'s key signed it, else
+       ``CollateralInvalid`` (the signature is remembered in ``links`` like a certificate
+       link): an unverifiable revocation list must not silently count as "nothing revoked";
+    2. its window holds ``now`` (:func:`check_window`): no nextUpdate is ``CollateralInvalid``
+       (RFC 5280 §5.1.2.5 makes it mandatory; without it a CRL would be honoured forever),
+       nextUpdate before ``now`` or thisUpdate after ``now`` is ``CollateralExpired``;
+    3. ``cert``'s serial number is not listed, else ``CertificateRevoked``.
+
+    ``name`` names the CRL in messages (the collateral name); by default ``CRL for <role>``.
     """
-    links.verify_crl(crl, issuer, role)
+    label = name or f"CRL for {role}"
+    links.verify_crl(crl, issuer, label)
+    check_window(label, crl.last_update_utc, crl.next_update_utc, now, start="thisUpdate")
     revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if revoked is not None:
         raise CertificateRevoked(
             f"{role} certificate '{common_name(cert.subject)}' serial "
             f"{cert.serial_number:#x} revoked at {revoked.revocation_date_utc.isoformat()}"
         )
+
+
+def check_window(
+    name: str,
+    issued: datetime,
+    next_update: datetime | None,
+    now: datetime,
+    *,
+    start: str = "issueDate",
+) -> None:
+    """Collateral (a CRL, TCB Info, QE Identity) is current at ``now``: ``issued <= now <=
+    next_update``.
+
+    A missing nextUpdate is ``CollateralInvalid``: the document does not say until when it
+    may be relied upon. Outside the window either way is ``CollateralExpired``, as a
+    certificate outside its validity is ``CertificateExpired`` either way: a document issued
+    after ``now`` is not current at ``now`` (a clock problem or a document from the future),
+    just as one past its nextUpdate is not. ``start`` names the field of ``issued`` in
+    messages (``issueDate``, or ``thisUpdate`` for a CRL).
+    """
+    if next_update is None:
+        raise CollateralInvalid(f"{name} has no nextUpdate")
+    if now > next_update:
+        raise CollateralExpired(f"{name} nextUpdate {_iso(next_update)} is before now {_iso(now)}")
+    if now < issued:
+        raise CollateralExpired(f"{name} {start} {_iso(issued)} is after now {_iso(now)}")
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def sha256_hex(data: bytes) -> str:

@@ -11,7 +11,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from broker.errors import CertificateExpired, CertificateRevoked, ChainInvalid, MalformedEvidence
+from broker.errors import (
+    CertificateExpired,
+    CertificateRevoked,
+    ChainInvalid,
+    CollateralExpired,
+    CollateralInvalid,
+    MalformedEvidence,
+)
 from broker.evidence import der
 from broker.evidence.trust import (
     LinkCache,
@@ -23,7 +30,9 @@ from broker.evidence.trust import (
     load_der_certificate,
     verify_chain,
 )
+from broker.simulate.crl import without_next_update
 
+_ECDSA = ec.ECDSA(hashes.SHA256())
 START = datetime(2024, 1, 1, tzinfo=UTC)
 NOW = START + timedelta(days=10)
 
@@ -107,11 +116,11 @@ def test_revocation_needs_a_crl_signed_by_the_issuer() -> None:
             )
         return builder.sign(signer, hashes.SHA256())
 
-    check_not_revoked(leaf, crl(root_key, [1, 2]), root, "leaf", LinkCache())
+    check_not_revoked(leaf, crl(root_key, [1, 2]), root, "leaf", LinkCache(), now=NOW)
     with pytest.raises(CertificateRevoked, match="serial 0x2a revoked"):
-        check_not_revoked(leaf, crl(root_key, [42]), root, "leaf", LinkCache())
-    with pytest.raises(ChainInvalid, match="CRL for leaf is not signed by 'Root'"):
-        check_not_revoked(leaf, crl(other_key, [42]), root, "leaf", LinkCache())
+        check_not_revoked(leaf, crl(root_key, [42]), root, "leaf", LinkCache(), now=NOW)
+    with pytest.raises(CollateralInvalid, match="CRL for leaf is not signed by 'Root'"):
+        check_not_revoked(leaf, crl(other_key, [42]), root, "leaf", LinkCache(), now=NOW)
 
 
 def test_insecure_roots_are_named_so() -> None:
@@ -172,3 +181,37 @@ def test_strip_terminator_keeps_what_is_not_a_terminator() -> None:
     assert der.strip_terminator(b"\x30\x01\x00\x00\x01") == b"\x30\x01\x00\x00\x01"
     assert der.strip_terminator(b"\x30\x05\x00\x00") == b"\x30\x05\x00\x00"  # truncated
     assert der.strip_terminator(b"") == b""
+
+
+# --- the one CRL check ------------------------------------------------------------------------
+
+
+def test_crl_check_order_issuer_signature_window_listing() -> None:
+    root_key, leaf_key, other_key = _key(), _key(), _key()
+    root = _cert("Root", "Root", root_key, root_key)
+    leaf = _cert("Leaf", "Root", leaf_key, root_key, serial=2)
+    crl = x509.load_der_x509_crl(_crl_der(root_key, [2]))
+    links = LinkCache()
+    with pytest.raises(CollateralInvalid, match=r"^root_crl issuer 'Root' != 'Leaf'$"):
+        check_not_revoked(leaf, crl, leaf, "leaf", links, now=NOW, name="root_crl")
+    forged = x509.load_der_x509_crl(_crl_der(other_key, [2]))
+    with pytest.raises(CollateralInvalid, match=r"^CRL for leaf is not signed by 'Root'"):
+        check_not_revoked(leaf, forged, root, "leaf", links, now=START - timedelta(days=1))
+    # The signature is checked before the window, the window before the listing.
+    with pytest.raises(CollateralExpired, match=r"^CRL for leaf thisUpdate 2024-01-01T00:00:00Z"):
+        check_not_revoked(leaf, crl, root, "leaf", links, now=START - timedelta(seconds=1))
+    with pytest.raises(CollateralExpired, match=r"^CRL for leaf nextUpdate 2024-01-31T00:00:00Z"):
+        check_not_revoked(leaf, crl, root, "leaf", links, now=START + timedelta(days=31))
+    with pytest.raises(CertificateRevoked, match=r"^leaf certificate 'Leaf' serial 0x2 revoked"):
+        check_not_revoked(leaf, crl, root, "leaf", links, now=NOW)
+    assert len(links._links) == 1  # the verified (CRL, issuer) pair, remembered once
+
+
+def test_a_crl_without_next_update_is_invalid() -> None:
+    root_key = _key()
+    root = _cert("Root", "Root", root_key, root_key)
+    data = without_next_update(_crl_der(root_key, []), lambda tbs: root_key.sign(tbs, _ECDSA))
+    [crl] = load_crls(data)
+    assert crl.next_update_utc is None
+    with pytest.raises(CollateralInvalid, match=r"^CRL for leaf has no nextUpdate$"):
+        check_not_revoked(root, crl, root, "leaf", LinkCache(), now=NOW)

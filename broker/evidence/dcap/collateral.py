@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from broker.errors import CollateralExpired, CollateralInvalid
+from broker.errors import CollateralInvalid
 from broker.evidence import der
 
 COMPONENT_COUNT = 16
@@ -218,18 +218,6 @@ def _digest(data: bytes) -> str:
     digest = hashes.Hash(hashes.SHA256())
     digest.update(data)
     return digest.finalize().hex()[:16]
-
-
-def check_window(name: str, issue_date: datetime, next_update: datetime, now: datetime) -> None:
-    """``CollateralExpired`` unless ``issueDate <= now <= nextUpdate``."""
-    if now > next_update:
-        raise CollateralExpired(f"{name} nextUpdate {_iso(next_update)} is before now {_iso(now)}")
-    if now < issue_date:
-        raise CollateralExpired(f"{name} issueDate {_iso(issue_date)} is after now {_iso(now)}")
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 # --- typed JSON access ----------------------------------------------------------------------

@@ -13,15 +13,17 @@ Order of checks (each raises; nothing returns False):
    otherwise ``CollateralUnavailable``: signatures alone say nothing about the platform's
    TCB, and a broker must fail closed on what it could not check;
 5. the Root CA CRL (signed by the root) and the PCK CRL (signed by the PCK's CA), each inside
-   its thisUpdate..nextUpdate window: the CA, the PCK and the TCB Signing certificate must
-   not be listed;
+   its thisUpdate..nextUpdate window (``trust.check_not_revoked``: a badly signed CRL or one
+   without nextUpdate is ``CollateralInvalid``, one outside its window ``CollateralExpired``):
+   the CA, the PCK and the TCB Signing certificate must not be listed;
 6. TCB Info and QE Identity signed by the TCB Signing certificate (``tcb_signing_chain``, or
    the pinned Intel TCB Signing certificates, 2018-2025 and 2025-2032), which must chain to
    the same root as the PCK; each inside issueDate..nextUpdate;
 7. TCB appraisal (``appraisal``); a Revoked result is ``TcbRevoked``.
 
-Verified facts that do not depend on ``now`` (parsed certificates, PCK extensions, CRL and
-collateral signatures, QE reports under a PCK key) are memoised by digest in :mod:`cache`.
+Verified facts that do not depend on ``now`` (parsed certificates and CRLs, PCK extensions,
+collateral signatures, QE reports under a PCK key) are memoised by digest in :mod:`cache`;
+certificate and CRL signatures by ``trust.DEFAULT_LINKS``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from broker.errors import (
     CertificateExpired,
-    CertificateRevoked,
     ChainInvalid,
     CollateralInvalid,
     CollateralUnavailable,
@@ -65,7 +66,6 @@ from broker.evidence.dcap.collateral import (
     SignedCollateral,
     TcbInfo,
     TcbStatus,
-    check_window,
     parse_qe_identity,
     parse_tcb_info,
     verify_collateral_signature,
@@ -74,7 +74,9 @@ from broker.evidence.dcap.pck import PckExtensions, pck_extensions
 from broker.evidence.dcap.roots import intel_root, known_tcb_signing_certs
 from broker.evidence.trust import (
     TrustedRoot,
+    check_not_revoked,
     check_validity,
+    check_window,
     common_name,
     load_certificates,
     load_crls,
@@ -139,7 +141,6 @@ class PckChain:
     pck: PckExtensions
     key: bytes
     """Digest of the certificate bytes it was built from and of the trusted roots."""
-    ca_id: bytes
     root_id: bytes
 
 
@@ -214,14 +215,14 @@ def appraise_quote(
         raise CollateralUnavailable(
             f"{verified} verified, but the TCB cannot be appraised without {', '.join(missing)}"
         )
-    root_crl = _verified_crl(
-        collateral["root_crl"], root.certificate, chain.root_id, now, "root_crl"
-    )
-    _check_not_revoked(root_crl, chain.ca, "PCK CA")
-    pck_crl = _verified_crl(collateral["pck_crl"], chain.ca, chain.ca_id, now, "pck_crl")
-    _check_not_revoked(pck_crl, chain.leaf, "PCK")
+    root_crl = _crl(collateral["root_crl"], "root_crl")
+    check_not_revoked(chain.ca, root_crl, root.certificate, "PCK CA", now=now, name="root_crl")
+    pck_crl = _crl(collateral["pck_crl"], "pck_crl")
+    check_not_revoked(chain.leaf, pck_crl, chain.ca, "PCK", now=now, name="pck_crl")
     signer = _tcb_signer(collateral.get("tcb_signing_chain"), chain, now)
-    _check_not_revoked(root_crl, signer.certificate, "TCB Signing")
+    check_not_revoked(
+        signer.certificate, root_crl, root.certificate, "TCB Signing", now=now, name="root_crl"
+    )
 
     tcb_info = _verified_collateral(
         _tcb_infos, collateral["tcb_info"], signer, parse_tcb_info, "TCB Info"
@@ -319,7 +320,7 @@ def _verified_pck_chain(
     def build() -> PckChain:
         leaf, ca = _pck_chain(quote, collateral)
         root = verify_chain([("PCK", leaf), ("PCK CA", ca)], roots, now)
-        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _fingerprint(ca), _root_id(root))
+        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _root_id(root))
 
     chain = _chains.get_or_compute(key, build)
     check_validity(chain.leaf, now, "PCK")
@@ -425,41 +426,17 @@ def _verify_quote_signature(quote: Quote, evidence: bytes) -> None:
 # --- CRLs and the TCB Signing certificate ---------------------------------------------------
 
 
-def _verified_crl(
-    data: bytes, issuer: x509.Certificate, issuer_id: bytes, now: datetime, name: str
-) -> x509.CertificateRevocationList:
+def _crl(data: bytes, name: str) -> x509.CertificateRevocationList:
+    """The one CRL of collateral ``name`` (DER or PEM, NUL-terminated or not), parsed once per
+    distinct bytes; its signature and window are checked by ``trust.check_not_revoked``."""
+
     def load() -> x509.CertificateRevocationList:
         crls = parse_collateral(name, load_crls, data)
         if len(crls) != 1:
             raise CollateralInvalid(f"{name} holds {len(crls)} CRLs, not one")
-        crl = crls[0]
-        if crl.issuer != issuer.subject:
-            raise CollateralInvalid(
-                f"{name} issuer '{common_name(crl.issuer)}' != '{common_name(issuer.subject)}'"
-            )
-        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-            raise CollateralInvalid(
-                f"{name} signature does not verify with '{common_name(issuer.subject)}'"
-            )
-        return crl
+        return crls[0]
 
-    crl = _crls.get_or_compute(cache.digest(data, issuer_id), load)
-    next_update = crl.next_update_utc
-    if next_update is None:
-        raise CollateralInvalid(f"{name} has no nextUpdate")
-    check_window(name, crl.last_update_utc, next_update, now)
-    return crl
-
-
-def _check_not_revoked(
-    crl: x509.CertificateRevocationList, cert: x509.Certificate, role: str
-) -> None:
-    revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-    if revoked is not None:
-        raise CertificateRevoked(
-            f"{role} certificate '{common_name(cert.subject)}' serial {cert.serial_number:#x} "
-            f"revoked at {revoked.revocation_date_utc.isoformat()}"
-        )
+    return _crls.get_or_compute(cache.digest(data), load)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import (
     ChainInvalid,
-    CollateralExpired,
     CollateralInvalid,
     CollateralUnavailable,
     SignatureInvalid,
@@ -250,20 +249,15 @@ def _check_revocation(
 ) -> None:
     """Honour every CRL supplied. A CRL covers the certificates its issuer issued (RFC 5280):
     AMD KDS serves one signed by the ARK that lists revoked ASKs/ASVKs; one signed by the
-    ASK would list VCEKs. A CRL from neither is refused rather than ignored."""
+    ASK would list VCEKs. A CRL from neither is refused rather than ignored. Each must verify
+    under its issuer and be current at ``now`` (:func:`trust.check_not_revoked`)."""
     role = _INTERMEDIATE_ROLE[key]
     for crl in _parse_crls(data):
-        next_update = crl.next_update_utc
-        if next_update is not None and now > next_update:
-            raise CollateralExpired(
-                f"CRL of '{common_name(crl.issuer)}' is past its nextUpdate "
-                f"{next_update.isoformat()} (now {now.isoformat()})"
-            )
         if crl.issuer == root.certificate.subject:
-            check_not_revoked(issuer, crl, root.certificate, role, links)
+            check_not_revoked(issuer, crl, root.certificate, role, links, now=now)
         elif crl.issuer == issuer.subject:
             with zero_serial_tolerated():
-                check_not_revoked(endorsement.certificate, crl, issuer, key.upper(), links)
+                check_not_revoked(endorsement.certificate, crl, issuer, key.upper(), links, now=now)
         else:
             raise CollateralInvalid(
                 f"CRL issuer '{common_name(crl.issuer)}' is neither the ARK "

@@ -14,14 +14,13 @@ from broker.errors import CollateralExpired, CollateralInvalid, EvidenceError
 from broker.evidence import der
 from broker.evidence.dcap.collateral import (
     TcbStatus,
-    check_window,
     parse_qe_identity,
     parse_tcb_info,
     top_level_members,
     verify_collateral_signature,
 )
 from broker.evidence.dcap.roots import known_tcb_signing_certs
-from broker.evidence.trust import load_certificates, load_crls, parse_collateral
+from broker.evidence.trust import check_window, load_certificates, load_crls, parse_collateral
 
 from .vectors import SIGNAL_2022_DIR, SIGNAL_2023_DIR, SPR_DIR
 
@@ -221,6 +220,10 @@ def test_window() -> None:
         check_window("X", issue, next_update, datetime(2023, 7, 2, tzinfo=UTC))
     with pytest.raises(CollateralExpired, match="X issueDate 2023-06-01T00:00:00Z is after"):
         check_window("X", issue, next_update, datetime(2023, 5, 2, tzinfo=UTC))
+    with pytest.raises(CollateralExpired, match="X thisUpdate 2023-06-01T00:00:00Z is after"):
+        check_window("X", issue, next_update, datetime(2023, 5, 2, tzinfo=UTC), start="thisUpdate")
+    with pytest.raises(CollateralInvalid, match=r"^X has no nextUpdate$"):
+        check_window("X", issue, None, issue)
 
 
 def load_crl(data: bytes, name: str) -> x509.CertificateRevocationList:

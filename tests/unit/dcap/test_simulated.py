@@ -235,6 +235,22 @@ def test_revoked_tcb_signing_certificate(kit: IntelKit) -> None:
             lambda kit: kit.tcb_info(Tee.TDX, now=NOW, issue_date=NOW + dt.timedelta(days=1)),
             "TCB Info issueDate",
         ),
+        (
+            "qe_identity",
+            lambda kit: kit.qe_identity(Tee.TDX, now=NOW, issue_date=NOW + dt.timedelta(hours=1)),
+            "QE Identity issueDate 2025-06-01T01:00:00Z is after now 2025-06-01T00:00:00Z",
+        ),
+        # A CRL issued after the instant is not current at it either (trust.check_window).
+        (
+            "pck_crl",
+            lambda kit: kit.pck_crl(now=NOW, this_update=NOW + dt.timedelta(seconds=1)),
+            "pck_crl thisUpdate 2025-06-01T00:00:01Z is after now 2025-06-01T00:00:00Z",
+        ),
+        (
+            "root_crl",
+            lambda kit: kit.root_crl(now=NOW, this_update=NOW + dt.timedelta(days=2)),
+            "root_crl thisUpdate 2025-06-03T00:00:00Z is after now",
+        ),
     ],
 )
 def test_expired_collateral(
@@ -242,6 +258,47 @@ def test_expired_collateral(
 ) -> None:
     with pytest.raises(CollateralExpired, match=match):
         verify(kit, Tee.TDX, **{name: make(kit)})
+
+
+@pytest.mark.parametrize("name", ["pck_crl", "root_crl"])
+def test_crl_without_next_update_is_invalid(kit: IntelKit, name: str) -> None:
+    # Without nextUpdate a CRL would be honoured forever (RFC 5280 §5.1.2.5 requires one).
+    make = kit.pck_crl if name == "pck_crl" else kit.root_crl
+    with pytest.raises(CollateralInvalid, match=rf"^{name} has no nextUpdate$"):
+        verify(kit, Tee.TDX, **{name: make(now=NOW, days=None)})
+
+
+@pytest.mark.parametrize(
+    ("name", "issuer"),
+    [("pck_crl", "Fake Intel SGX PCK Platform CA"), ("root_crl", "Fake Intel SGX Root CA")],
+)
+def test_crl_signed_by_another_key_is_invalid(kit: IntelKit, name: str, issuer: str) -> None:
+    # The same names, other keys: the CRL claims the right issuer but its signature fails.
+    other = IntelKit.create(now=NOW)
+    make = other.pck_crl if name == "pck_crl" else other.root_crl
+    with pytest.raises(CollateralInvalid, match=rf"^{name} is not signed by '{issuer}'"):
+        verify(kit, Tee.SGX, **{name: make(now=NOW)})
+
+
+def test_crl_of_another_issuer_is_invalid(kit: IntelKit) -> None:
+    with pytest.raises(
+        CollateralInvalid,
+        match=r"^root_crl issuer 'Fake Intel SGX PCK Platform CA' != 'Fake Intel SGX Root CA'$",
+    ):
+        verify(kit, Tee.SGX, root_crl=kit.pck_crl(now=NOW))
+
+
+def test_a_cached_crl_is_still_checked_at_the_instant(kit: IntelKit) -> None:
+    pck_crl = kit.pck_crl(now=NOW, days=2)
+    verify(kit, Tee.SGX, pck_crl=pck_crl)
+    later = NOW + dt.timedelta(days=3)
+    with pytest.raises(CollateralExpired, match=r"^pck_crl nextUpdate 2025-06-03T00:00:00Z"):
+        verifier_for("sgx").verify(
+            kit.sgx_quote(),
+            {**kit.collateral(Tee.SGX, now=later), "pck_crl": pck_crl},
+            now=later,
+            extra_roots=kit.extra_roots(),
+        )
 
 
 # --- collateral that does not fit -----------------------------------------------------------
