@@ -17,17 +17,22 @@ from broker.errors import (
     ChainInvalid,
     CollateralExpired,
     CollateralInvalid,
+    ConfigurationError,
     MalformedEvidence,
 )
 from broker.evidence import der
+from broker.evidence.nitro import roots as nitro_roots
 from broker.evidence.trust import (
     LinkCache,
     TrustedRoot,
     check_not_revoked,
+    fingerprint,
     insecure_root,
     load_certificates,
     load_crls,
     load_der_certificate,
+    load_pinned_certificate,
+    load_pinned_root,
     verify_chain,
 )
 from broker.simulate.crl import without_next_update
@@ -45,6 +50,7 @@ def _cert(
     *,
     days: int = 365,
     serial: int = 7,
+    not_before: datetime = START,
 ) -> x509.Certificate:
     return (
         x509.CertificateBuilder()
@@ -52,8 +58,8 @@ def _cert(
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
         .public_key(key.public_key())
         .serial_number(serial)
-        .not_valid_before(START)
-        .not_valid_after(START + timedelta(days=days))
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(signer, hashes.SHA256())
     )
@@ -91,6 +97,35 @@ def test_expired_links_are_refused_with_the_instant() -> None:
         verify_chain([("leaf", leaf)], [root], NOW, LinkCache())
     with pytest.raises(CertificateExpired, match="not valid before"):
         verify_chain([("leaf", leaf)], [root], START - timedelta(days=1), LinkCache())
+
+
+def test_a_root_outside_its_validity_ends_no_chain() -> None:
+    # The leaf is valid at each instant below; only the root (anchored by signature, not in
+    # the chain passed) is not.
+    root_key, leaf_key = _key(), _key()
+    leaf_not_before = START - timedelta(days=100)
+    expired = TrustedRoot("r", _cert("Root", "Root", root_key, root_key, days=5))
+    leaf = _cert("Leaf", "Root", leaf_key, root_key, not_before=leaf_not_before, days=400)
+    with pytest.raises(CertificateExpired, match=r"^root certificate 'Root' expired at 2024-01-06"):
+        verify_chain([("leaf", leaf)], [expired], NOW, LinkCache())
+    future = TrustedRoot("r", _cert("Root", "Root", root_key, root_key, not_before=NOW))
+    with pytest.raises(CertificateExpired, match=r"^root certificate 'Root' is not valid before"):
+        verify_chain([("leaf", leaf)], [future], NOW - timedelta(days=1), LinkCache())
+    assert verify_chain([("leaf", leaf)], [future], NOW, LinkCache()) is future
+
+
+def test_pinned_certificates_are_checked_against_their_fingerprint() -> None:
+    args = (nitro_roots.PACKAGE, nitro_roots.AWS_NITRO_ROOT_G1_FILE, "nitro")
+    pinned = nitro_roots.AWS_NITRO_ROOT_G1_SHA256
+    assert load_pinned_root(*args, pinned.upper()).fingerprint == pinned
+    colons = ":".join(pinned[i : i + 2] for i in range(0, len(pinned), 2))
+    assert fingerprint(load_pinned_certificate(*args, colons)) == pinned
+    wrong = "00" * 32
+    match = rf"^pinned certificate nitro: SHA-256 {pinned} != pinned {wrong}$"
+    with pytest.raises(ConfigurationError, match=match):
+        load_pinned_root(*args, wrong)
+    with pytest.raises(ConfigurationError, match=match):
+        load_pinned_certificate(*args, wrong)
 
 
 def test_revocation_needs_a_crl_signed_by_the_issuer() -> None:
