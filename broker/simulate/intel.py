@@ -237,24 +237,35 @@ class IntelKit:
     # -- creation and storage ---------------------------------------------------------------
 
     @classmethod
-    def create(cls, *, now: dt.datetime, platform: Platform | None = None) -> IntelKit:
+    def create(
+        cls,
+        *,
+        now: dt.datetime,
+        platform: Platform | None = None,
+        validity: Mapping[str, tuple[dt.datetime, dt.datetime]] | None = None,
+    ) -> IntelKit:
+        """A new kit at ``now``; ``validity`` overrides the (not before, not after) of any of
+        ``root``, ``platform_ca``, ``pck``, ``tcb_signing`` (by default a year before ``now``
+        until 9000, 5000, 2500 and 2000 days after it)."""
         platform = platform or Platform()
         keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in _KEY_FILES}
         not_before = now - 365 * _DAY
+        windows = {
+            "root": (not_before, now + 9000 * _DAY),
+            "platform_ca": (not_before, now + 5000 * _DAY),
+            "pck": (not_before, now + 2500 * _DAY),
+            "tcb_signing": (not_before, now + 2000 * _DAY),
+            **(validity or {}),
+        }
         root = _certificate(
-            "Fake Intel SGX Root CA",
-            keys["root"],
-            None,
-            keys["root"],
-            (not_before, now + 9000 * _DAY),
-            ca=True,
+            "Fake Intel SGX Root CA", keys["root"], None, keys["root"], windows["root"], ca=True
         )
         ca = _certificate(
             "Fake Intel SGX PCK Platform CA",
             keys["platform_ca"],
             root,
             keys["root"],
-            (not_before, now + 5000 * _DAY),
+            windows["platform_ca"],
             ca=True,
         )
         signing = _certificate(
@@ -262,9 +273,11 @@ class IntelKit:
             keys["tcb_signing"],
             root,
             keys["root"],
-            (not_before, now + 2000 * _DAY),
+            windows["tcb_signing"],
         )
-        pck = _pck_certificate(platform, keys["pck"], ca, keys["platform_ca"], now)
+        pck = _pck_certificate(
+            platform, keys["pck"], ca, keys["platform_ca"], now, validity=windows["pck"]
+        )
         certificates = {"root": root, "platform_ca": ca, "pck": pck, "tcb_signing": signing}
         return cls(keys=keys, certificates=certificates, platform=platform)
 
@@ -726,6 +739,8 @@ def _pck_certificate(
     ca: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
     now: dt.datetime,
+    *,
+    validity: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> x509.Certificate:
     extension = sgx_extension_der(
         ppid=hashlib.sha256(b"ppid").digest()[:16],
@@ -741,7 +756,7 @@ def _pck_certificate(
         key,
         ca,
         ca_key,
-        (now - 365 * _DAY, now + 2500 * _DAY),
+        validity or (now - 365 * _DAY, now + 2500 * _DAY),
         extension=extension,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,13 @@ from broker.errors import (
 )
 from broker.evidence.claims import Tee
 from broker.evidence.dcap.collateral import TcbStatus
-from broker.evidence.dcap.verify import VerifiedQuote, clear_caches, verify_quote
+from broker.evidence.dcap.verify import (
+    VerifiedQuote,
+    _tcb_signer,
+    authenticate_quote,
+    clear_caches,
+    verify_quote,
+)
 from broker.evidence.trust import load_certificates
 
 from .vectors import (
@@ -297,15 +304,37 @@ def test_pck_expired_in_2053() -> None:
 
 
 def test_no_pinned_tcb_signing_certificate_before_2018() -> None:
+    # The PCK (valid from 2023) fails first; the next test reaches the pinned certificates.
     collateral = spr_collateral()
     del collateral["tcb_signing_chain"]
-    with pytest.raises(CertificateExpired):
+    with pytest.raises(
+        CertificateExpired,
+        match=r"^PCK certificate 'Intel SGX PCK Certificate' is not valid before 2023-02-07",
+    ):
         verify_quote(
             DEBUG_TD_QUOTE.read_bytes(),
             collateral,
             now=datetime(2018, 1, 1, tzinfo=UTC),
             tee=Tee.TDX,
         )
+
+
+@pytest.mark.parametrize(
+    "now",
+    [datetime(2018, 5, 21, 10, 50, tzinfo=UTC), datetime(2032, 5, 6, 9, 26, tzinfo=UTC)],
+    ids=["before-2018-05-21", "after-2032-05-06"],
+)
+def test_no_pinned_tcb_signing_certificate_is_valid_at_now(now: datetime) -> None:
+    # The pinned certificates cover 2018-05-21T10:50:10Z..2032-05-06T09:25:00Z; the real PCK
+    # chain (whose root is the pinned Intel root) is valid only inside that span, so the
+    # helper is driven directly with it.
+    chain = authenticate_quote(DEBUG_TD_QUOTE.read_bytes(), {}, now=JUNE_2023, tee=Tee.TDX).chain
+    instant = re.escape(now.isoformat())
+    with pytest.raises(
+        CertificateExpired,
+        match=rf"^no pinned Intel SGX TCB Signing certificate is valid at {instant}$",
+    ):
+        _tcb_signer(None, chain, now)
 
 
 def test_results_do_not_depend_on_the_caches() -> None:
