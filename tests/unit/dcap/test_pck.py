@@ -8,7 +8,7 @@ from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.errors import EvidenceError, MalformedEvidence
+from broker.errors import MalformedEvidence
 from broker.evidence import der
 from broker.evidence.dcap.pck import SGX_EXTENSION_OID, parse_sgx_extensions, pck_extensions
 
@@ -78,7 +78,10 @@ def test_trailing_bytes_after_extension() -> None:
 def test_mutated_extension_never_raises_anything_else(position: int, value: int) -> None:
     data = bytearray(_raw_extension(OCCLUM_DIR))
     data[position % len(data)] ^= value
-    with contextlib.suppress(EvidenceError):
+    # A parser has no signature to check: a flip in a value (an SVN, the PPID, the FMSPC)
+    # is another well-formed extension and parses. The PCK certificate's signature protects
+    # these bytes (tests/unit/dcap/test_mutations.py flips them inside the certificate).
+    with contextlib.suppress(MalformedEvidence):
         parse_sgx_extensions(bytes(data))
 
 

@@ -25,6 +25,7 @@ from broker.errors import (
     UnsupportedEvidence,
 )
 from broker.evidence.claims import Tee
+from broker.evidence.dcap.abi import parse_quote
 from broker.evidence.dcap.collateral import TcbStatus
 from broker.evidence.dcap.verify import (
     VerifiedQuote,
@@ -204,7 +205,11 @@ def test_flipped_pck_certificate_signature() -> None:
     position = end - 10
     replacement = b"A" if data[position : position + 1] != b"A" else b"B"
     evidence = data[:position] + replacement + data[position + 1 :]
-    with pytest.raises((ChainInvalid, MalformedEvidence)):
+    with pytest.raises(
+        ChainInvalid,
+        match=r"^PCK certificate 'Intel SGX PCK Certificate' is not signed by "
+        r"'Intel SGX PCK Platform CA'",
+    ):
         _debug_td(evidence)
 
 
@@ -356,19 +361,40 @@ def test_results_do_not_depend_on_the_caches() -> None:
 def test_signature_data_length_field_is_structural() -> None:
     data = bytearray(DEBUG_TD_QUOTE.read_bytes())
     struct.pack_into("<I", data, TD_BODY + 584, 10)
-    with pytest.raises(EvidenceError):
+    with pytest.raises(MalformedEvidence, match=r"signature needs 64 bytes at offset 0, only 10"):
         _debug_td(bytes(data))
+
+
+_QUOTE = DEBUG_TD_QUOTE.read_bytes()
+_PCK_PEM = parse_quote(_QUOTE).signature_data.qe.certification_data.data
+_PCK_PEM_START = _QUOTE.index(_PCK_PEM)
+#: The inner certification data header (type 2 bytes, size 4 bytes) before the PEM chain.
+_CERT_DATA_START = _PCK_PEM_START - 6
 
 
 @settings(max_examples=60, deadline=None)
 @given(position=st.integers(min_value=0, max_value=4935), value=st.integers(1, 255))
 def test_mutated_quotes_raise_only_evidence_errors(position: int, value: int) -> None:
-    data = bytearray(DEBUG_TD_QUOTE.read_bytes())
-    data[position % len(data)] ^= value
+    data = bytearray(_QUOTE)
+    position %= len(data)
+    data[position] ^= value
+    if position < _CERT_DATA_START:
+        # Header and body (signed by the attestation key), the signature, the attestation key
+        # and QE authentication data (bound by QE REPORTDATA), the QE report and its signature
+        # (signed by the PCK), and the lengths and types that frame them: all refused.
+        with pytest.raises(EvidenceError):
+            _debug_td(bytes(data))
+        return
     try:
         _debug_td(bytes(data))
     except EvidenceError:
         return
+    # Accepted only where nothing is verified: the unsigned certification data type (5 -> 4,
+    # a PCK leaf, reads the same certificates), inside the copy of the root (a root is trusted
+    # by its pinned bytes, not by the copy a quote carries), PEM whitespace, or text outside
+    # the PEM blocks. The PCK and its CA that verified are the original certificates.
+    mutated = load_certificates(bytes(data[_PCK_PEM_START:]))
+    assert mutated[:2] == load_certificates(_PCK_PEM)[:2]
 
 
 @settings(max_examples=40, deadline=None)
