@@ -97,7 +97,8 @@ class CollateralUnavailable(EvidenceError):
 
 
 class CollateralExpired(EvidenceError):
-    """Collateral (TCB Info, QE Identity, CRL) is past its nextUpdate at the instant."""
+    """Collateral (TCB Info, QE Identity, CRL) is outside its issueDate/thisUpdate..nextUpdate
+    window at the instant: past its nextUpdate, or issued after it."""
 
     type = "collateral_expired"
 

@@ -26,8 +26,7 @@ from broker.errors import CollateralInvalid, CollateralUnavailable
 from broker.evidence.snp.abi import AttestationReport, SigningKey, TcbParts
 from broker.evidence.snp.endorsement import load_endorsement
 from broker.evidence.snp.products import Product, parse_product, product_from_cpuid
-from broker.evidence.snp.verify import parse_collateral
-from broker.evidence.trust import UNREADABLE, load_certificates
+from broker.evidence.trust import UNREADABLE, load_certificates, parse_collateral
 
 DEFAULT_KDS_URL = "https://kdsintf.amd.com"
 DEFAULT_TIMEOUT = 10.0

@@ -44,16 +44,15 @@ from broker.collateral.store import CollateralItem
 from broker.errors import CollateralInvalid, MalformedEvidence
 from broker.evidence.claims import Tee
 from broker.evidence.dcap.collateral import (
-    load_crl,
     parse_qe_identity,
     parse_tcb_info,
     top_level_members,
 )
 from broker.evidence.snp.endorsement import KIND_BY_COMMON_NAME, load_endorsement
 from broker.evidence.trust import (
-    UNREADABLE,
     common_name,
     load_certificates,
+    load_crls,
     zero_serial_tolerated,
 )
 
@@ -81,7 +80,7 @@ def classify(data: bytes, source: str) -> Classified:
     if text.startswith(b"{"):
         return Classified((_json_document(data, source),))
     if text.startswith(_PEM_CRL):
-        return Classified(tuple(_crl_item(crl, source) for crl in _pem_crls(text)))
+        return Classified(tuple(_crl_item(crl, source) for crl in _crls(text)))
     if text.startswith(_PEM_CERTIFICATE):
         return _certificates(data, source)
     if text.startswith(b"-----BEGIN"):
@@ -94,10 +93,10 @@ def classify(data: bytes, source: str) -> Classified:
             return _certificates(data, source)
         except CollateralInvalid as cert_error:
             try:
-                crl = load_crl(data, "DER file")
+                crls = _crls(data)
             except CollateralInvalid:
                 raise cert_error from None
-            return Classified((_crl_item(crl, source),))
+            return Classified(tuple(_crl_item(crl, source) for crl in crls))
     raise CollateralInvalid("not collateral: neither JSON, PEM nor DER")
 
 
@@ -142,22 +141,17 @@ def _json_document(data: bytes, source: str) -> CollateralItem:
 # --- CRLs ------------------------------------------------------------------------------------
 
 
-def _pem_crls(text: bytes) -> list[x509.CertificateRevocationList]:
-    marker = b"-----END X509 CRL-----"
-    blocks = [block + marker for block in text.split(marker) if block.strip()]
-    try:
-        return [x509.load_pem_x509_crl(block.strip()) for block in blocks]
-    except UNREADABLE as exc:
-        raise CollateralInvalid(f"PEM CRL does not parse: {exc}") from None
+def _crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    try:  # every field parsed at load: nothing below raises a bare cryptography error
+        return load_crls(data)
+    except MalformedEvidence as exc:
+        raise CollateralInvalid(exc.detail) from None
 
 
 def _crl_item(crl: x509.CertificateRevocationList, source: str) -> CollateralItem:
-    try:  # cryptography parses CRL fields lazily: a broken one raises on first access
-        issuer = common_name(crl.issuer)
-        next_update = crl.next_update_utc
-        der = crl.public_bytes(Encoding.DER)
-    except UNREADABLE as exc:
-        raise CollateralInvalid(f"CRL does not parse: {exc}") from None
+    issuer = common_name(crl.issuer)
+    next_update = crl.next_update_utc
+    der = crl.public_bytes(Encoding.DER)
     key = _crl_key(issuer)
     if key is None:
         raise CollateralInvalid(

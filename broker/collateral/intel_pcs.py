@@ -31,13 +31,13 @@ from urllib.parse import unquote
 
 import httpx
 
-from broker.errors import CollateralInvalid, CollateralUnavailable
+from broker.errors import CollateralInvalid, CollateralUnavailable, MalformedEvidence
 from broker.evidence.claims import Tee
 from broker.evidence.dcap.abi import CERT_PCK_CHAIN, CERT_PCK_LEAF, parse_quote
 from broker.evidence.dcap.cache import Memo, digest
-from broker.evidence.dcap.collateral import load_crl, parse_qe_identity, parse_tcb_info
+from broker.evidence.dcap.collateral import parse_qe_identity, parse_tcb_info
 from broker.evidence.dcap.pck import pck_extensions
-from broker.evidence.trust import UNREADABLE, common_name, load_certificates
+from broker.evidence.trust import common_name, load_certificates, load_crls
 
 DEFAULT_BASE_URL = "https://api.trustedservices.intel.com"
 DEFAULT_ROOT_CRL_URL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
@@ -224,13 +224,12 @@ def _parsed(url: str, parse: Callable[[], _T]) -> _T:
 
 def _crl_next_update(url: str, body: bytes) -> datetime:
     try:
-        crl = load_crl(body, url)
-    except CollateralInvalid as exc:
+        crls = load_crls(body)
+    except MalformedEvidence as exc:
         raise CollateralUnavailable(f"{url}: {exc.detail}") from None
-    try:  # cryptography reads CRL fields lazily
-        next_update = crl.next_update_utc
-    except UNREADABLE as exc:
-        raise CollateralUnavailable(f"{url}: CRL does not parse: {exc}") from None
+    if len(crls) != 1:
+        raise CollateralUnavailable(f"{url}: {len(crls)} CRLs, not one")
+    next_update = crls[0].next_update_utc
     if next_update is None:
         raise CollateralUnavailable(f"{url}: CRL has no nextUpdate")
     return next_update

@@ -9,6 +9,12 @@ so a policy and an auditor can always tell.
 Signature links between two certificates are immutable facts, so :class:`LinkCache` remembers
 the verified (child, issuer) pairs by fingerprint; validity windows and revocation depend on
 ``now`` and are checked on every call.
+
+Certificates and CRLs are read by the loaders here (:func:`load_certificate`,
+:func:`load_der_certificate`, :func:`load_certificates`, :func:`load_crls`), which parse every
+field the verifiers read at load time, so that damaged bytes are ``MalformedEvidence`` there
+and never a bare pyca/cryptography exception later. :func:`check_not_revoked` is the one CRL
+check: the CRL's issuer and signature (cached), its window at ``now``, then the listing.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import itertools
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -34,11 +41,15 @@ from broker.errors import (
     CertificateExpired,
     CertificateRevoked,
     ChainInvalid,
+    CollateralExpired,
+    CollateralInvalid,
     ConfigurationError,
     MalformedEvidence,
 )
+from broker.evidence import der
 
 INSECURE_ROOT_PREFIX = "insecure-test-"
+_T = TypeVar("_T")
 _SHA256 = hashes.SHA256()
 
 
@@ -55,21 +66,24 @@ class TrustedRoot:
         return fingerprint(self.certificate)
 
 
-class _DigestMemo:
-    """SHA-256 digests of certificates, remembered by object identity.
+_Signed = x509.Certificate | x509.CertificateRevocationList
 
-    A certificate object is immutable, and the verifiers keep the ones they see often
-    (pinned roots, cached VCEKs and PCKs) as the same objects, so a repeat costs a dictionary
-    lookup instead of re-encoding and hashing the DER (about 11 us each, several per chain).
-    Each entry holds its certificate, so an id is never reused while it is remembered.
+
+class _DigestMemo:
+    """SHA-256 digests of certificates and CRLs, remembered by object identity.
+
+    A certificate or CRL object is immutable, and the verifiers keep the ones they see often
+    (pinned roots, cached VCEKs, PCKs and CRLs) as the same objects, so a repeat costs a
+    dictionary lookup instead of re-encoding and hashing the DER (about 11 us each, several
+    per chain). Each entry holds its object, so an id is never reused while it is remembered.
     """
 
     def __init__(self, capacity: int = 1024) -> None:
         self._capacity = capacity
-        self._entries: dict[int, tuple[x509.Certificate, bytes]] = {}
+        self._entries: dict[int, tuple[_Signed, bytes]] = {}
         self._lock = threading.Lock()
 
-    def digest(self, cert: x509.Certificate) -> bytes:
+    def digest(self, cert: _Signed) -> bytes:
         entry = self._entries.get(id(cert))
         if entry is not None and entry[0] is cert:
             return entry[1]
@@ -149,17 +163,28 @@ def zero_serial_tolerated() -> Iterator[None]:
 def load_certificate(data: bytes) -> x509.Certificate:
     """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither, or when a
     field the verifiers read (names, validity, key, extensions) does not parse."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return _certificate(x509.load_pem_x509_certificate, data)
+    return load_der_certificate(data)
+
+
+def load_der_certificate(data: bytes) -> x509.Certificate:
+    """One DER certificate, byte for byte (no text, no terminator); ``MalformedEvidence``
+    when it does not parse, as :func:`load_certificate`."""
+    return _certificate(x509.load_der_x509_certificate, data)
+
+
+def _certificate(load: Callable[[bytes], x509.Certificate], data: bytes) -> x509.Certificate:
     try:
         with zero_serial_tolerated():
-            if data.lstrip().startswith(b"-----BEGIN"):
-                return _read_fully(x509.load_pem_x509_certificate(data))
-            return _read_fully(x509.load_der_x509_certificate(data))
+            return _read_fully(load(data))
     except UNREADABLE as exc:
         raise MalformedEvidence(f"certificate does not parse: {exc}") from None
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:
-    """Every certificate of a PEM bundle (NUL terminators and blank text tolerated) or one DER."""
+    """Every certificate of a PEM bundle (NUL terminators and blank text tolerated) or one DER
+    certificate (NULs after it tolerated)."""
     stripped = data.rstrip(b"\x00").strip()
     if not stripped:
         return []
@@ -171,15 +196,54 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
             raise MalformedEvidence(f"certificate bundle does not parse: {exc}") from None
     # DER is taken byte for byte: a DER certificate may well end in 0x00 or 0x20 (the last
     # byte of its signature), which the text stripping above would cut off.
-    return [load_certificate(data)]
+    return [load_der_certificate(der.strip_terminator(data))]
+
+
+def parse_collateral(name: str, parse: Callable[[bytes], _T], data: bytes) -> _T:
+    """Parse one piece of collateral named ``name``; a parse failure is ``CollateralInvalid``
+    (bytes that came with the evidence would be ``MalformedEvidence``)."""
+    try:
+        return parse(data)
+    except MalformedEvidence as exc:
+        raise CollateralInvalid(f"{name}: {exc.detail}") from None
 
 
 def _read_fully(cert: x509.Certificate) -> x509.Certificate:
     """Parse now what pyca/cryptography parses lazily, so that a malformed certificate fails
     at load as ``MalformedEvidence`` instead of later with a bare ``ValueError``."""
     _ = (cert.version, cert.subject, cert.issuer, cert.extensions, cert.signature_algorithm_oid)
-    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.public_key())
+    _ = (cert.signature_hash_algorithm, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    _ = cert.public_key()
     return cert
+
+
+_PEM_CRL_END = b"-----END X509 CRL-----"
+
+
+def load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    """Every CRL of a PEM bundle (NUL terminators and blank text tolerated) or one DER CRL
+    (byte for byte, NULs after it tolerated), with every field the verifiers read parsed now;
+    ``MalformedEvidence`` otherwise. Never empty."""
+    stripped = data.rstrip(b"\x00").strip()
+    if stripped.startswith(b"-----BEGIN"):
+        blocks = [block + _PEM_CRL_END for block in stripped.split(_PEM_CRL_END) if block.strip()]
+        try:
+            return [_read_crl_fully(x509.load_pem_x509_crl(block.strip())) for block in blocks]
+        except UNREADABLE as exc:
+            raise MalformedEvidence(f"PEM CRL bundle does not parse: {exc}") from None
+    try:
+        return [_read_crl_fully(x509.load_der_x509_crl(der.strip_terminator(data)))]
+    except UNREADABLE as exc:
+        raise MalformedEvidence(f"DER CRL does not parse: {exc}") from None
+
+
+def _read_crl_fully(crl: x509.CertificateRevocationList) -> x509.CertificateRevocationList:
+    """What :func:`_read_fully` is for certificates: the lazily parsed fields of a CRL and of
+    each of its entries, read now."""
+    _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.extensions)
+    _ = (crl.signature_algorithm_oid, crl.signature_hash_algorithm)
+    _ = [(entry.serial_number, entry.revocation_date_utc, entry.extensions) for entry in crl]
+    return crl
 
 
 def common_name(name: x509.Name) -> str:
@@ -226,18 +290,27 @@ class LinkCache:
         self._remember(key)
 
     def verify_crl(
-        self, crl: x509.CertificateRevocationList, issuer: x509.Certificate, role: str
+        self, crl: x509.CertificateRevocationList, issuer: x509.Certificate, name: str
     ) -> None:
-        """Raise ``ChainInvalid`` unless ``issuer`` issued and signed ``crl`` (remembered)."""
-        key = (crl.fingerprint(_SHA256), _DIGESTS.digest(issuer))
+        """Raise ``CollateralInvalid`` unless ``issuer`` issued and signed ``crl`` (remembered).
+
+        A CRL is collateral: one that its issuer did not sign is badly signed collateral, as a
+        badly signed TCB Info is, whichever TEE it serves.
+        """
+        key = (_DIGESTS.digest(crl), _DIGESTS.digest(issuer))
         if self._seen(key):
             return
+        issuer_name = common_name(issuer.subject)
+        if crl.issuer != issuer.subject:
+            raise CollateralInvalid(f"{name} issuer '{common_name(crl.issuer)}' != '{issuer_name}'")
         try:
-            valid = crl.issuer == issuer.subject and crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+            valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
         except UNREADABLE:
             valid = False
         if not valid:
-            raise ChainInvalid(f"CRL for {role} is not signed by '{common_name(issuer.subject)}'")
+            raise CollateralInvalid(
+                f"{name} is not signed by '{issuer_name}': its signature does not verify"
+            )
         self._remember(key)
 
     def _seen(self, key: tuple[bytes, bytes]) -> bool:
@@ -318,20 +391,63 @@ def check_not_revoked(
     issuer: x509.Certificate,
     role: str,
     links: LinkCache = DEFAULT_LINKS,
+    *,
+    now: datetime,
+    name: str | None = None,
 ) -> None:
-    """Raise ``CertificateRevoked`` when ``crl`` (signed by ``issuer``) lists ``cert``.
+    """Raise unless ``crl``, issued by ``issuer`` and current at ``now``, leaves ``cert`` out.
 
-    A CRL that ``issuer`` did not sign is a ``ChainInvalid``: an unverifiable revocation list
-    must not silently count as "nothing revoked". A verified CRL signature is remembered in
-    ``links`` like a certificate link.
+    In this order, each raising:
+
+    1. ``crl`` names ``issuer`` as its issuer and ``issuer``'s key signed it, else
+       ``CollateralInvalid`` (the signature is remembered in ``links`` like a certificate
+       link): an unverifiable revocation list must not silently count as "nothing revoked";
+    2. its window holds ``now`` (:func:`check_window`): no nextUpdate is ``CollateralInvalid``
+       (RFC 5280 §5.1.2.5 makes it mandatory; without it a CRL would be honoured forever),
+       nextUpdate before ``now`` or thisUpdate after ``now`` is ``CollateralExpired``;
+    3. ``cert``'s serial number is not listed, else ``CertificateRevoked``.
+
+    ``name`` names the CRL in messages (the collateral name); by default ``CRL for <role>``.
     """
-    links.verify_crl(crl, issuer, role)
+    label = name or f"CRL for {role}"
+    links.verify_crl(crl, issuer, label)
+    check_window(label, crl.last_update_utc, crl.next_update_utc, now, start="thisUpdate")
     revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if revoked is not None:
         raise CertificateRevoked(
             f"{role} certificate '{common_name(cert.subject)}' serial "
             f"{cert.serial_number:#x} revoked at {revoked.revocation_date_utc.isoformat()}"
         )
+
+
+def check_window(
+    name: str,
+    issued: datetime,
+    next_update: datetime | None,
+    now: datetime,
+    *,
+    start: str = "issueDate",
+) -> None:
+    """Collateral (a CRL, TCB Info, QE Identity) is current at ``now``: ``issued <= now <=
+    next_update``.
+
+    A missing nextUpdate is ``CollateralInvalid``: the document does not say until when it
+    may be relied upon. Outside the window either way is ``CollateralExpired``, as a
+    certificate outside its validity is ``CertificateExpired`` either way: a document issued
+    after ``now`` is not current at ``now`` (a clock problem or a document from the future),
+    just as one past its nextUpdate is not. ``start`` names the field of ``issued`` in
+    messages (``issueDate``, or ``thisUpdate`` for a CRL).
+    """
+    if next_update is None:
+        raise CollateralInvalid(f"{name} has no nextUpdate")
+    if now > next_update:
+        raise CollateralExpired(f"{name} nextUpdate {_iso(next_update)} is before now {_iso(now)}")
+    if now < issued:
+        raise CollateralExpired(f"{name} {start} {_iso(issued)} is after now {_iso(now)}")
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def sha256_hex(data: bytes) -> str:

@@ -47,8 +47,10 @@ from broker.evidence.dcap.abi import (
     TdReportBody15,
 )
 from broker.evidence.dcap.pck import SGX_EXTENSION_OID
+from broker.evidence.der import encode_tlv
 from broker.evidence.trust import TrustedRoot, insecure_root
 from broker.localstate.files import write_private_bytes
+from broker.simulate.crl import without_next_update
 
 SIM_ROOT_LABEL = "intel-sim"
 _ECDSA = ec.ECDSA(hashes.SHA256())
@@ -57,14 +59,6 @@ _DAY = dt.timedelta(days=1)
 
 
 # --- a minimal DER writer for the SGX extension ---------------------------------------------
-
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    size = len(value)
-    if size < 0x80:
-        return bytes([tag, size]) + value
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + value
 
 
 def _oid(dotted: str) -> bytes:
@@ -77,15 +71,15 @@ def _oid(dotted: str) -> bytes:
             chunk.append(0x80 | (rest & 0x7F))
             rest >>= 7
         body.extend(reversed(chunk))
-    return _tlv(0x06, bytes(body))
+    return encode_tlv(0x06, bytes(body))
 
 
 def _integer(value: int, tag: int = 0x02) -> bytes:
-    return _tlv(tag, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+    return encode_tlv(tag, value.to_bytes(value.bit_length() // 8 + 1, "big"))
 
 
 def _member(oid: str, value: bytes) -> bytes:
-    return _tlv(0x30, _oid(oid) + value)
+    return encode_tlv(0x30, _oid(oid) + value)
 
 
 def sgx_extension_der(
@@ -105,22 +99,22 @@ def sgx_extension_der(
         _member(f"{base}.2.{index}", _integer(svn)) for index, svn in enumerate(components, 1)
     )
     tcb += _member(f"{base}.2.17", _integer(pce_svn))
-    tcb += _member(f"{base}.2.18", _tlv(0x04, cpu_svn))
+    tcb += _member(f"{base}.2.18", encode_tlv(0x04, cpu_svn))
     members = [
-        _member(f"{base}.1", _tlv(0x04, ppid)),
-        _member(f"{base}.2", _tlv(0x30, tcb)),
-        _member(f"{base}.3", _tlv(0x04, pce_id)),
-        _member(f"{base}.4", _tlv(0x04, fmspc)),
+        _member(f"{base}.1", encode_tlv(0x04, ppid)),
+        _member(f"{base}.2", encode_tlv(0x30, tcb)),
+        _member(f"{base}.3", encode_tlv(0x04, pce_id)),
+        _member(f"{base}.4", encode_tlv(0x04, fmspc)),
         _member(f"{base}.5", _integer(sgx_type, tag=0x0A)),
     ]
     if platform_instance_id is not None:
-        members.append(_member(f"{base}.6", _tlv(0x04, platform_instance_id)))
+        members.append(_member(f"{base}.6", encode_tlv(0x04, platform_instance_id)))
         flags = b"".join(
-            _member(f"{base}.7.{index}", _tlv(0x01, b"\xff" if on else b"\x00"))
+            _member(f"{base}.7.{index}", encode_tlv(0x01, b"\xff" if on else b"\x00"))
             for index, on in ((1, True), (2, False), (3, True))
         )
-        members.append(_member(f"{base}.7", _tlv(0x30, flags)))
-    return _tlv(0x30, b"".join(members))
+        members.append(_member(f"{base}.7", encode_tlv(0x30, flags)))
+    return encode_tlv(0x30, b"".join(members))
 
 
 # --- collateral shapes ----------------------------------------------------------------------
@@ -243,24 +237,35 @@ class IntelKit:
     # -- creation and storage ---------------------------------------------------------------
 
     @classmethod
-    def create(cls, *, now: dt.datetime, platform: Platform | None = None) -> IntelKit:
+    def create(
+        cls,
+        *,
+        now: dt.datetime,
+        platform: Platform | None = None,
+        validity: Mapping[str, tuple[dt.datetime, dt.datetime]] | None = None,
+    ) -> IntelKit:
+        """A new kit at ``now``; ``validity`` overrides the (not before, not after) of any of
+        ``root``, ``platform_ca``, ``pck``, ``tcb_signing`` (by default a year before ``now``
+        until 9000, 5000, 2500 and 2000 days after it)."""
         platform = platform or Platform()
         keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in _KEY_FILES}
         not_before = now - 365 * _DAY
+        windows = {
+            "root": (not_before, now + 9000 * _DAY),
+            "platform_ca": (not_before, now + 5000 * _DAY),
+            "pck": (not_before, now + 2500 * _DAY),
+            "tcb_signing": (not_before, now + 2000 * _DAY),
+            **(validity or {}),
+        }
         root = _certificate(
-            "Fake Intel SGX Root CA",
-            keys["root"],
-            None,
-            keys["root"],
-            (not_before, now + 9000 * _DAY),
-            ca=True,
+            "Fake Intel SGX Root CA", keys["root"], None, keys["root"], windows["root"], ca=True
         )
         ca = _certificate(
             "Fake Intel SGX PCK Platform CA",
             keys["platform_ca"],
             root,
             keys["root"],
-            (not_before, now + 5000 * _DAY),
+            windows["platform_ca"],
             ca=True,
         )
         signing = _certificate(
@@ -268,9 +273,11 @@ class IntelKit:
             keys["tcb_signing"],
             root,
             keys["root"],
-            (not_before, now + 2000 * _DAY),
+            windows["tcb_signing"],
         )
-        pck = _pck_certificate(platform, keys["pck"], ca, keys["platform_ca"], now)
+        pck = _pck_certificate(
+            platform, keys["pck"], ca, keys["platform_ca"], now, validity=windows["pck"]
+        )
         certificates = {"root": root, "platform_ca": ca, "pck": pck, "tcb_signing": signing}
         return cls(keys=keys, certificates=certificates, platform=platform)
 
@@ -329,18 +336,42 @@ class IntelKit:
             self.certificates[name].public_bytes(_PEM) for name in ("tcb_signing", "root")
         )
 
-    def pck_crl(self, *, now: dt.datetime, revoked: Sequence[int] = (), days: int = 30) -> bytes:
-        return self._crl("platform_ca", now, revoked, days)
+    def pck_crl(
+        self,
+        *,
+        now: dt.datetime,
+        revoked: Sequence[int] = (),
+        days: int | None = 30,
+        this_update: dt.datetime | None = None,
+    ) -> bytes:
+        """The PCK CA's DER CRL: thisUpdate a day before ``now`` unless given, nextUpdate
+        ``days`` after ``now`` (none at all when ``days`` is None)."""
+        return self._crl("platform_ca", now, revoked, days, this_update)
 
-    def root_crl(self, *, now: dt.datetime, revoked: Sequence[int] = (), days: int = 365) -> bytes:
-        return self._crl("root", now, revoked, days)
+    def root_crl(
+        self,
+        *,
+        now: dt.datetime,
+        revoked: Sequence[int] = (),
+        days: int | None = 365,
+        this_update: dt.datetime | None = None,
+    ) -> bytes:
+        """The root's DER CRL, as :meth:`pck_crl`."""
+        return self._crl("root", now, revoked, days, this_update)
 
-    def _crl(self, issuer: str, now: dt.datetime, revoked: Sequence[int], days: int) -> bytes:
+    def _crl(
+        self,
+        issuer: str,
+        now: dt.datetime,
+        revoked: Sequence[int],
+        days: int | None,
+        this_update: dt.datetime | None,
+    ) -> bytes:
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.certificates[issuer].subject)
-            .last_update(now - _DAY)
-            .next_update(now + days * _DAY)
+            .last_update(this_update or now - _DAY)
+            .next_update(now + (days or 0) * _DAY)
         )
         for serial in revoked:
             builder = builder.add_revoked_certificate(
@@ -350,7 +381,10 @@ class IntelKit:
                 .build()
             )
         crl = builder.sign(self.keys[issuer], hashes.SHA256())
-        return crl.public_bytes(serialization.Encoding.DER)
+        encoded = crl.public_bytes(serialization.Encoding.DER)
+        if days is None:
+            return without_next_update(encoded, lambda tbs: self.keys[issuer].sign(tbs, _ECDSA))
+        return encoded
 
     # -- signed collateral ------------------------------------------------------------------
 
@@ -705,6 +739,8 @@ def _pck_certificate(
     ca: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
     now: dt.datetime,
+    *,
+    validity: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> x509.Certificate:
     extension = sgx_extension_der(
         ppid=hashlib.sha256(b"ppid").digest()[:16],
@@ -720,7 +756,7 @@ def _pck_certificate(
         key,
         ca,
         ca_key,
-        (now - 365 * _DAY, now + 2500 * _DAY),
+        validity or (now - 365 * _DAY, now + 2500 * _DAY),
         extension=extension,
     )
 

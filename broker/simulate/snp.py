@@ -56,6 +56,7 @@ from broker.evidence.snp.endorsement import (
 from broker.evidence.snp.products import Product, cpuid_of
 from broker.evidence.trust import TrustedRoot, insecure_root
 from broker.localstate.files import write_private_bytes
+from broker.simulate.crl import without_next_update
 
 #: RSASSA-PSS as AMD signs ARK, ASK and VCEK certificates (SHA-384, MGF1-SHA-384, salt 48).
 AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
@@ -262,9 +263,10 @@ class SnpKit:
         *,
         issuer: Literal["ark", "ask"] = "ask",
         this_update: datetime = DEFAULT_NOT_BEFORE,
-        next_update: datetime = DEFAULT_NOT_AFTER,
+        next_update: datetime | None = DEFAULT_NOT_AFTER,
     ) -> bytes:
-        """A DER CRL signed (RSASSA-PSS) by the ARK or the ASK listing ``revoked``."""
+        """A DER CRL signed (RSASSA-PSS) by the ARK or the ASK listing ``revoked``; without
+        nextUpdate when ``next_update`` is None."""
         signer, signer_key = (
             (self.ark, self.ark_key) if issuer == "ark" else (self.ask, self.ask_key)
         )
@@ -272,7 +274,7 @@ class SnpKit:
             x509.CertificateRevocationListBuilder()
             .issuer_name(signer.subject)
             .last_update(this_update)
-            .next_update(next_update)
+            .next_update(next_update or DEFAULT_NOT_AFTER)
         )
         for cert in revoked:
             builder = builder.add_revoked_certificate(
@@ -282,7 +284,12 @@ class SnpKit:
                 .build()
             )
         crl = builder.sign(signer_key, hashes.SHA384(), rsa_padding=AMD_PSS)
-        return crl.public_bytes(serialization.Encoding.DER)
+        encoded = crl.public_bytes(serialization.Encoding.DER)
+        if next_update is None:
+            return without_next_update(
+                encoded, lambda tbs: signer_key.sign(tbs, AMD_PSS, hashes.SHA384())
+            )
+        return encoded
 
     # --- reports -------------------------------------------------------------------------
 

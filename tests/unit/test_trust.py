@@ -8,17 +8,36 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from broker.errors import CertificateExpired, CertificateRevoked, ChainInvalid
+from broker.errors import (
+    CertificateExpired,
+    CertificateRevoked,
+    ChainInvalid,
+    CollateralExpired,
+    CollateralInvalid,
+    ConfigurationError,
+    MalformedEvidence,
+)
+from broker.evidence import der
+from broker.evidence.nitro import roots as nitro_roots
 from broker.evidence.trust import (
     LinkCache,
     TrustedRoot,
     check_not_revoked,
+    fingerprint,
     insecure_root,
+    load_certificates,
+    load_crls,
+    load_der_certificate,
+    load_pinned_certificate,
+    load_pinned_root,
     verify_chain,
 )
+from broker.simulate.crl import without_next_update
 
+_ECDSA = ec.ECDSA(hashes.SHA256())
 START = datetime(2024, 1, 1, tzinfo=UTC)
 NOW = START + timedelta(days=10)
 
@@ -31,6 +50,7 @@ def _cert(
     *,
     days: int = 365,
     serial: int = 7,
+    not_before: datetime = START,
 ) -> x509.Certificate:
     return (
         x509.CertificateBuilder()
@@ -38,8 +58,8 @@ def _cert(
         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
         .public_key(key.public_key())
         .serial_number(serial)
-        .not_valid_before(START)
-        .not_valid_after(START + timedelta(days=days))
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(signer, hashes.SHA256())
     )
@@ -79,6 +99,35 @@ def test_expired_links_are_refused_with_the_instant() -> None:
         verify_chain([("leaf", leaf)], [root], START - timedelta(days=1), LinkCache())
 
 
+def test_a_root_outside_its_validity_ends_no_chain() -> None:
+    # The leaf is valid at each instant below; only the root (anchored by signature, not in
+    # the chain passed) is not.
+    root_key, leaf_key = _key(), _key()
+    leaf_not_before = START - timedelta(days=100)
+    expired = TrustedRoot("r", _cert("Root", "Root", root_key, root_key, days=5))
+    leaf = _cert("Leaf", "Root", leaf_key, root_key, not_before=leaf_not_before, days=400)
+    with pytest.raises(CertificateExpired, match=r"^root certificate 'Root' expired at 2024-01-06"):
+        verify_chain([("leaf", leaf)], [expired], NOW, LinkCache())
+    future = TrustedRoot("r", _cert("Root", "Root", root_key, root_key, not_before=NOW))
+    with pytest.raises(CertificateExpired, match=r"^root certificate 'Root' is not valid before"):
+        verify_chain([("leaf", leaf)], [future], NOW - timedelta(days=1), LinkCache())
+    assert verify_chain([("leaf", leaf)], [future], NOW, LinkCache()) is future
+
+
+def test_pinned_certificates_are_checked_against_their_fingerprint() -> None:
+    args = (nitro_roots.PACKAGE, nitro_roots.AWS_NITRO_ROOT_G1_FILE, "nitro")
+    pinned = nitro_roots.AWS_NITRO_ROOT_G1_SHA256
+    assert load_pinned_root(*args, pinned.upper()).fingerprint == pinned
+    colons = ":".join(pinned[i : i + 2] for i in range(0, len(pinned), 2))
+    assert fingerprint(load_pinned_certificate(*args, colons)) == pinned
+    wrong = "00" * 32
+    match = rf"^pinned certificate nitro: SHA-256 {pinned} != pinned {wrong}$"
+    with pytest.raises(ConfigurationError, match=match):
+        load_pinned_root(*args, wrong)
+    with pytest.raises(ConfigurationError, match=match):
+        load_pinned_certificate(*args, wrong)
+
+
 def test_revocation_needs_a_crl_signed_by_the_issuer() -> None:
     root_key, leaf_key, other_key = _key(), _key(), _key()
     root = _cert("Root", "Root", root_key, root_key)
@@ -102,13 +151,102 @@ def test_revocation_needs_a_crl_signed_by_the_issuer() -> None:
             )
         return builder.sign(signer, hashes.SHA256())
 
-    check_not_revoked(leaf, crl(root_key, [1, 2]), root, "leaf", LinkCache())
+    check_not_revoked(leaf, crl(root_key, [1, 2]), root, "leaf", LinkCache(), now=NOW)
     with pytest.raises(CertificateRevoked, match="serial 0x2a revoked"):
-        check_not_revoked(leaf, crl(root_key, [42]), root, "leaf", LinkCache())
-    with pytest.raises(ChainInvalid, match="CRL for leaf is not signed by 'Root'"):
-        check_not_revoked(leaf, crl(other_key, [42]), root, "leaf", LinkCache())
+        check_not_revoked(leaf, crl(root_key, [42]), root, "leaf", LinkCache(), now=NOW)
+    with pytest.raises(CollateralInvalid, match="CRL for leaf is not signed by 'Root'"):
+        check_not_revoked(leaf, crl(other_key, [42]), root, "leaf", LinkCache(), now=NOW)
 
 
 def test_insecure_roots_are_named_so() -> None:
     key = _key()
     assert insecure_root(_cert("T", "T", key, key), "kit").name == "insecure-test-kit"
+
+
+# --- loaders ----------------------------------------------------------------------------------
+
+
+def _crl_der(key: ec.EllipticCurvePrivateKey, serials: list[int]) -> bytes:
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Root")]))
+        .last_update(START)
+        .next_update(START + timedelta(days=30))
+    )
+    for serial in serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(START).build()
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def test_crls_in_der_pem_bundles_and_nul_terminated() -> None:
+    key = _key()
+    first, second = _crl_der(key, [1]), _crl_der(key, [2, 3])
+    pem = b"".join(x509.load_der_x509_crl(d).public_bytes(Encoding.PEM) for d in (first, second))
+    assert [next(iter(crl)).serial_number for crl in load_crls(pem + b"\n\x00")] == [1, 2]
+    assert load_crls(first) == load_crls(first + b"\x00\x00") == [x509.load_der_x509_crl(first)]
+    with pytest.raises(MalformedEvidence, match=r"^DER CRL does not parse: .*ExtraData"):
+        load_crls(first + b"\x00\x01")
+    with pytest.raises(MalformedEvidence, match=r"^DER CRL does not parse: .*ShortData"):
+        load_crls(first[:-3])
+    with pytest.raises(MalformedEvidence, match=r"^DER CRL does not parse"):
+        load_crls(b"")
+    with pytest.raises(MalformedEvidence, match=r"^PEM CRL bundle does not parse"):
+        load_crls(pem + b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n")
+
+
+def test_der_certificates_take_only_a_nul_terminator() -> None:
+    key = _key()
+    cert = _cert("Root", "Root", key, key)
+    data = cert.public_bytes(Encoding.DER)
+    assert load_certificates(data + b"\x00") == [cert]
+    with pytest.raises(MalformedEvidence, match=r"^certificate does not parse"):
+        load_certificates(data + b"\x00 ")
+    # A certificate inside evidence (Nitro's cabundle) is DER, byte for byte: no PEM, no NUL.
+    assert load_der_certificate(data) == cert
+    with pytest.raises(MalformedEvidence, match=r"^certificate does not parse"):
+        load_der_certificate(cert.public_bytes(Encoding.PEM))
+    with pytest.raises(MalformedEvidence, match=r"^certificate does not parse"):
+        load_der_certificate(data + b"\x00")
+
+
+def test_strip_terminator_keeps_what_is_not_a_terminator() -> None:
+    assert der.strip_terminator(b"\x30\x01\x00\x00\x00") == b"\x30\x01\x00"
+    assert der.strip_terminator(b"\x30\x01\x00\x00\x01") == b"\x30\x01\x00\x00\x01"
+    assert der.strip_terminator(b"\x30\x05\x00\x00") == b"\x30\x05\x00\x00"  # truncated
+    assert der.strip_terminator(b"") == b""
+
+
+# --- the one CRL check ------------------------------------------------------------------------
+
+
+def test_crl_check_order_issuer_signature_window_listing() -> None:
+    root_key, leaf_key, other_key = _key(), _key(), _key()
+    root = _cert("Root", "Root", root_key, root_key)
+    leaf = _cert("Leaf", "Root", leaf_key, root_key, serial=2)
+    crl = x509.load_der_x509_crl(_crl_der(root_key, [2]))
+    links = LinkCache()
+    with pytest.raises(CollateralInvalid, match=r"^root_crl issuer 'Root' != 'Leaf'$"):
+        check_not_revoked(leaf, crl, leaf, "leaf", links, now=NOW, name="root_crl")
+    forged = x509.load_der_x509_crl(_crl_der(other_key, [2]))
+    with pytest.raises(CollateralInvalid, match=r"^CRL for leaf is not signed by 'Root'"):
+        check_not_revoked(leaf, forged, root, "leaf", links, now=START - timedelta(days=1))
+    # The signature is checked before the window, the window before the listing.
+    with pytest.raises(CollateralExpired, match=r"^CRL for leaf thisUpdate 2024-01-01T00:00:00Z"):
+        check_not_revoked(leaf, crl, root, "leaf", links, now=START - timedelta(seconds=1))
+    with pytest.raises(CollateralExpired, match=r"^CRL for leaf nextUpdate 2024-01-31T00:00:00Z"):
+        check_not_revoked(leaf, crl, root, "leaf", links, now=START + timedelta(days=31))
+    with pytest.raises(CertificateRevoked, match=r"^leaf certificate 'Leaf' serial 0x2 revoked"):
+        check_not_revoked(leaf, crl, root, "leaf", links, now=NOW)
+    assert len(links._links) == 1  # the verified (CRL, issuer) pair, remembered once
+
+
+def test_a_crl_without_next_update_is_invalid() -> None:
+    root_key = _key()
+    root = _cert("Root", "Root", root_key, root_key)
+    data = without_next_update(_crl_der(root_key, []), lambda tbs: root_key.sign(tbs, _ECDSA))
+    [crl] = load_crls(data)
+    assert crl.next_update_utc is None
+    with pytest.raises(CollateralInvalid, match=r"^CRL for leaf has no nextUpdate$"):
+        check_not_revoked(root, crl, root, "leaf", LinkCache(), now=NOW)

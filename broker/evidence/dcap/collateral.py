@@ -1,4 +1,4 @@
-"""Intel DCAP collateral: TCB Info (v2, v3; SGX and TDX), QE Identity (v2) and CRLs.
+"""Intel DCAP collateral: TCB Info (v2, v3; SGX and TDX) and QE Identity (v2).
 
 TCB Info and QE Identity arrive as ``{"tcbInfo"|"enclaveIdentity": {...}, "signature": hex}``
 (Intel PCS API v4, appendices A and B). The TCB Signing key signs the *exact bytes* of the
@@ -7,13 +7,15 @@ keeps those bytes next to the parsed object; re-serialising the JSON would not v
 
 Collateral extracted from Open Enclave endorsements ends in a C-string NUL: trailing NULs and
 whitespace are tolerated; anything else that is not the documented shape is
-``CollateralInvalid`` with the JSON path of the offending member.
+``CollateralInvalid`` with the JSON path of the offending member. CRLs and certificate
+chains are read by :mod:`broker.evidence.trust` (``load_crls``, ``load_certificates``), which
+tolerate the same terminator.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,12 +25,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from broker.errors import CollateralExpired, CollateralInvalid, MalformedEvidence
-from broker.evidence.dcap import der
+from broker.errors import CollateralInvalid
+from broker.evidence import der
 
 COMPONENT_COUNT = 16
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _T = TypeVar("_T")
 
 
@@ -203,11 +205,8 @@ def verify_collateral_signature(
     key = signer.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise CollateralInvalid(f"{name} signer key is not ECDSA P-256")
-    der_signature = encode_dss_signature(
-        int.from_bytes(signed.signature[:32], "big"), int.from_bytes(signed.signature[32:], "big")
-    )
     try:
-        key.verify(der_signature, signed.signed_bytes, ec.ECDSA(hashes.SHA256()))
+        key.verify(der.ecdsa_signature(signed.signature), signed.signed_bytes, _ECDSA_SHA256)
     except InvalidSignature:
         raise CollateralInvalid(
             f"{name} signature does not verify with the TCB Signing key "
@@ -219,18 +218,6 @@ def _digest(data: bytes) -> str:
     digest = hashes.Hash(hashes.SHA256())
     digest.update(data)
     return digest.finalize().hex()[:16]
-
-
-def check_window(name: str, issue_date: datetime, next_update: datetime, now: datetime) -> None:
-    """``CollateralExpired`` unless ``issueDate <= now <= nextUpdate``."""
-    if now > next_update:
-        raise CollateralExpired(f"{name} nextUpdate {_iso(next_update)} is before now {_iso(now)}")
-    if now < issue_date:
-        raise CollateralExpired(f"{name} issueDate {_iso(issue_date)} is after now {_iso(now)}")
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 # --- typed JSON access ----------------------------------------------------------------------
@@ -453,42 +440,3 @@ def parse_qe_identity(data: bytes) -> SignedCollateral[EnclaveIdentity]:
         tcb_levels=_levels(body, path, _identity_level),
     )
     return SignedCollateral(identity, signed, signature)
-
-
-# --- CRLs and certificate bundles -----------------------------------------------------------
-
-
-def _strip_der_terminator(data: bytes, name: str) -> bytes:
-    """Exactly one DER object, with only NULs after it (a C-string terminator).
-
-    Stripping NULs blindly would eat a signature's last byte when it happens to be zero.
-    """
-    try:
-        end = der.encoded_length(data, name)
-    except MalformedEvidence as exc:
-        raise CollateralInvalid(exc.detail) from None
-    if data[end:].count(0) != len(data) - end:
-        raise CollateralInvalid(f"{name}: {len(data) - end} bytes after the DER object")
-    return data[:end]
-
-
-def load_crl(data: bytes, name: str) -> x509.CertificateRevocationList:
-    """A CRL in DER or PEM (a trailing NUL tolerated); ``CollateralInvalid`` otherwise."""
-    data = bytes(data)
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_crl(data.rstrip(b"\x00").strip())
-        return x509.load_der_x509_crl(_strip_der_terminator(data, name))
-    except ValueError as exc:
-        raise CollateralInvalid(f"{name} is not a DER or PEM CRL: {exc}") from None
-
-
-def load_chain(data: bytes, name: str) -> Sequence[x509.Certificate]:
-    """Certificates of a PEM bundle or one DER certificate; ``CollateralInvalid`` otherwise."""
-    data = bytes(data)
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificates(data.rstrip(b"\x00").strip())
-        return [x509.load_der_x509_certificate(_strip_der_terminator(data, name))]
-    except ValueError as exc:
-        raise CollateralInvalid(f"{name} does not parse as certificates: {exc}") from None

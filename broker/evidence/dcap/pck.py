@@ -27,7 +27,7 @@ from typing import Any
 from cryptography import x509
 
 from broker.errors import MalformedEvidence
-from broker.evidence.dcap import der
+from broker.evidence import der
 
 SGX_EXTENSION_OID = "1.2.840.113741.1.13.1"
 _PPID = SGX_EXTENSION_OID + ".1"

@@ -13,15 +13,17 @@ Order of checks (each raises; nothing returns False):
    otherwise ``CollateralUnavailable``: signatures alone say nothing about the platform's
    TCB, and a broker must fail closed on what it could not check;
 5. the Root CA CRL (signed by the root) and the PCK CRL (signed by the PCK's CA), each inside
-   its thisUpdate..nextUpdate window: the CA, the PCK and the TCB Signing certificate must
-   not be listed;
+   its thisUpdate..nextUpdate window (``trust.check_not_revoked``: a badly signed CRL or one
+   without nextUpdate is ``CollateralInvalid``, one outside its window ``CollateralExpired``):
+   the CA, the PCK and the TCB Signing certificate must not be listed;
 6. TCB Info and QE Identity signed by the TCB Signing certificate (``tcb_signing_chain``, or
    the pinned Intel TCB Signing certificates, 2018-2025 and 2025-2032), which must chain to
    the same root as the PCK; each inside issueDate..nextUpdate;
 7. TCB appraisal (``appraisal``); a Revoked result is ``TcbRevoked``.
 
-Verified facts that do not depend on ``now`` (parsed certificates, PCK extensions, CRL and
-collateral signatures, QE reports under a PCK key) are memoised by digest in :mod:`cache`.
+Verified facts that do not depend on ``now`` (parsed certificates and CRLs, PCK extensions,
+collateral signatures, QE reports under a PCK key) are memoised by digest in :mod:`cache`;
+certificate and CRL signatures by ``trust.DEFAULT_LINKS``.
 """
 
 from __future__ import annotations
@@ -37,11 +39,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import (
     CertificateExpired,
-    CertificateRevoked,
     ChainInvalid,
     CollateralInvalid,
     CollateralUnavailable,
@@ -50,6 +50,7 @@ from broker.errors import (
     TcbRevoked,
     UnsupportedEvidence,
 )
+from broker.evidence import der
 from broker.evidence.claims import Tee
 from broker.evidence.dcap import cache
 from broker.evidence.dcap.abi import (
@@ -65,9 +66,6 @@ from broker.evidence.dcap.collateral import (
     SignedCollateral,
     TcbInfo,
     TcbStatus,
-    check_window,
-    load_chain,
-    load_crl,
     parse_qe_identity,
     parse_tcb_info,
     verify_collateral_signature,
@@ -76,9 +74,13 @@ from broker.evidence.dcap.pck import PckExtensions, pck_extensions
 from broker.evidence.dcap.roots import intel_root, known_tcb_signing_certs
 from broker.evidence.trust import (
     TrustedRoot,
+    check_not_revoked,
     check_validity,
+    check_window,
     common_name,
     load_certificates,
+    load_crls,
+    parse_collateral,
     verify_chain,
 )
 
@@ -139,7 +141,6 @@ class PckChain:
     pck: PckExtensions
     key: bytes
     """Digest of the certificate bytes it was built from and of the trusted roots."""
-    ca_id: bytes
     root_id: bytes
 
 
@@ -214,14 +215,14 @@ def appraise_quote(
         raise CollateralUnavailable(
             f"{verified} verified, but the TCB cannot be appraised without {', '.join(missing)}"
         )
-    root_crl = _verified_crl(
-        collateral["root_crl"], root.certificate, chain.root_id, now, "root_crl"
-    )
-    _check_not_revoked(root_crl, chain.ca, "PCK CA")
-    pck_crl = _verified_crl(collateral["pck_crl"], chain.ca, chain.ca_id, now, "pck_crl")
-    _check_not_revoked(pck_crl, chain.leaf, "PCK")
+    root_crl = _crl(collateral["root_crl"], "root_crl")
+    check_not_revoked(chain.ca, root_crl, root.certificate, "PCK CA", now=now, name="root_crl")
+    pck_crl = _crl(collateral["pck_crl"], "pck_crl")
+    check_not_revoked(chain.leaf, pck_crl, chain.ca, "PCK", now=now, name="pck_crl")
     signer = _tcb_signer(collateral.get("tcb_signing_chain"), chain, now)
-    _check_not_revoked(root_crl, signer.certificate, "TCB Signing")
+    check_not_revoked(
+        signer.certificate, root_crl, root.certificate, "TCB Signing", now=now, name="root_crl"
+    )
 
     tcb_info = _verified_collateral(
         _tcb_infos, collateral["tcb_info"], signer, parse_tcb_info, "TCB Info"
@@ -282,6 +283,19 @@ def _cached_certificates(
     return _certificates.get_or_compute(cache.digest(data), lambda: tuple(load(data)))
 
 
+def _collateral_certificates(data: bytes, name: str) -> tuple[x509.Certificate, ...]:
+    """The certificates of collateral ``name`` (``pck_chain``, ``tcb_signing_chain``): a PEM
+    bundle or one DER certificate, NUL-terminated or not; ``CollateralInvalid`` otherwise."""
+
+    def load(data: bytes) -> list[x509.Certificate]:
+        certificates = parse_collateral(name, load_certificates, data)
+        if not certificates:
+            raise CollateralInvalid(f"{name} holds no certificate")
+        return certificates
+
+    return _cached_certificates(data, load)
+
+
 def _fingerprint(cert: x509.Certificate) -> bytes:
     return cert.fingerprint(hashes.SHA256())
 
@@ -306,7 +320,7 @@ def _verified_pck_chain(
     def build() -> PckChain:
         leaf, ca = _pck_chain(quote, collateral)
         root = verify_chain([("PCK", leaf), ("PCK CA", ca)], roots, now)
-        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _fingerprint(ca), _root_id(root))
+        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _root_id(root))
 
     chain = _chains.get_or_compute(key, build)
     check_validity(chain.leaf, now, "PCK")
@@ -325,9 +339,7 @@ def _pck_chain(
         from_quote = _cached_certificates(cert_data.data, load_certificates)
     from_collateral: tuple[x509.Certificate, ...] = ()
     if "pck_chain" in collateral:
-        from_collateral = _cached_certificates(
-            collateral["pck_chain"], lambda data: load_chain(data, "pck_chain")
-        )
+        from_collateral = _collateral_certificates(collateral["pck_chain"], "pck_chain")
     pool = (*from_quote, *from_collateral)
     if not pool:
         raise CollateralUnavailable(
@@ -360,12 +372,6 @@ def _pck_chain(
 # --- signatures -----------------------------------------------------------------------------
 
 
-def _raw_signature_der(signature: bytes) -> bytes:
-    return encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
-
-
 def _verify_qe_report(quote: Quote, chain: PckChain) -> None:
     qe = quote.signature_data.qe
     report = qe.qe_report.to_bytes()
@@ -376,7 +382,7 @@ def _verify_qe_report(quote: Quote, chain: PckChain) -> None:
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             raise ChainInvalid("PCK certificate key is not ECDSA")
         try:
-            public_key.verify(_raw_signature_der(qe.qe_report_signature), report, _ECDSA_SHA256)
+            public_key.verify(der.ecdsa_signature(qe.qe_report_signature), report, _ECDSA_SHA256)
         except InvalidSignature:
             raise SignatureInvalid(
                 "QE report signature does not verify with the PCK certificate key"
@@ -409,7 +415,7 @@ def _verify_quote_signature(quote: Quote, evidence: bytes) -> None:
     key = _attestation_keys.get_or_compute(raw_key, lambda: _attestation_key(raw_key))
     signed = bytes(evidence[: quote.signed_size])
     try:
-        key.verify(_raw_signature_der(quote.signature_data.signature), signed, _ECDSA_SHA256)
+        key.verify(der.ecdsa_signature(quote.signature_data.signature), signed, _ECDSA_SHA256)
     except InvalidSignature:
         raise SignatureInvalid(
             "quote signature does not verify with the attestation key (ECDSA P-256 over "
@@ -420,38 +426,17 @@ def _verify_quote_signature(quote: Quote, evidence: bytes) -> None:
 # --- CRLs and the TCB Signing certificate ---------------------------------------------------
 
 
-def _verified_crl(
-    data: bytes, issuer: x509.Certificate, issuer_id: bytes, now: datetime, name: str
-) -> x509.CertificateRevocationList:
+def _crl(data: bytes, name: str) -> x509.CertificateRevocationList:
+    """The one CRL of collateral ``name`` (DER or PEM, NUL-terminated or not), parsed once per
+    distinct bytes; its signature and window are checked by ``trust.check_not_revoked``."""
+
     def load() -> x509.CertificateRevocationList:
-        crl = load_crl(data, name)
-        if crl.issuer != issuer.subject:
-            raise CollateralInvalid(
-                f"{name} issuer '{common_name(crl.issuer)}' != '{common_name(issuer.subject)}'"
-            )
-        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
-            raise CollateralInvalid(
-                f"{name} signature does not verify with '{common_name(issuer.subject)}'"
-            )
-        return crl
+        crls = parse_collateral(name, load_crls, data)
+        if len(crls) != 1:
+            raise CollateralInvalid(f"{name} holds {len(crls)} CRLs, not one")
+        return crls[0]
 
-    crl = _crls.get_or_compute(cache.digest(data, issuer_id), load)
-    next_update = crl.next_update_utc
-    if next_update is None:
-        raise CollateralInvalid(f"{name} has no nextUpdate")
-    check_window(name, crl.last_update_utc, next_update, now)
-    return crl
-
-
-def _check_not_revoked(
-    crl: x509.CertificateRevocationList, cert: x509.Certificate, role: str
-) -> None:
-    revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-    if revoked is not None:
-        raise CertificateRevoked(
-            f"{role} certificate '{common_name(cert.subject)}' serial {cert.serial_number:#x} "
-            f"revoked at {revoked.revocation_date_utc.isoformat()}"
-        )
+    return _crls.get_or_compute(cache.digest(data), load)
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,7 +473,7 @@ def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Si
         if chain_data is None:
             signer = pinned[newest]
         else:
-            signer = load_chain(chain_data, "tcb_signing_chain")[0]
+            signer = _collateral_certificates(chain_data, "tcb_signing_chain")[0]
         if _TCB_SIGNING_PHRASE not in common_name(signer.subject):
             raise ChainInvalid(
                 f"TCB Signing certificate CN '{common_name(signer.subject)}' does not contain "

@@ -35,10 +35,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import (
     ChainInvalid,
@@ -46,9 +45,10 @@ from broker.errors import (
     SignatureInvalid,
     UnsupportedEvidence,
 )
+from broker.evidence import der
 from broker.evidence.claims import Claims
 from broker.evidence.nitro import roots
-from broker.evidence.nitro.abi import ES384_SIGNATURE_SIZE, AttestationDocument, SignedDocument
+from broker.evidence.nitro.abi import AttestationDocument, SignedDocument
 from broker.evidence.nitro.claims import DEBUG_PCRS, to_claims
 from broker.evidence.registry import Collateral
 from broker.evidence.trust import (
@@ -56,6 +56,7 @@ from broker.evidence.trust import (
     LinkCache,
     TrustedRoot,
     common_name,
+    load_der_certificate,
     load_pinned_root,
     verify_chain,
 )
@@ -117,7 +118,7 @@ def verify_document(
     signed = SignedDocument.from_bytes(evidence)
     document = signed.document
     leaf = _load_der(document.certificate, "certificate")
-    bundle = [_load_der(der, f"cabundle[{i}]") for i, der in enumerate(document.cabundle)]
+    bundle = [_load_der(data, f"cabundle[{i}]") for i, data in enumerate(document.cabundle)]
 
     chain = [("leaf", leaf)]
     chain += [(f"cabundle[{i}]", bundle[i]) for i in reversed(range(len(bundle)))]
@@ -131,32 +132,18 @@ def verify_document(
     return VerifiedDocument(document=document, root=root, leaf=leaf)
 
 
-@functools.lru_cache(maxsize=1024)
-def _parse_der(der: bytes) -> x509.Certificate:
-    # Parsed certificates are immutable; documents from one enclave repeat all but the leaf.
-    cert = x509.load_der_x509_certificate(der)
-    # cryptography decodes names, extensions, the key and the signature algorithm lazily; touch
-    # them here so that a damaged certificate is `malformed` now, not an exception deep inside
-    # the chain code.
-    _ = (cert.subject, cert.issuer, cert.extensions, cert.signature_hash_algorithm)
-    cert.public_key()
-    return cert
+# Parsed certificates are immutable; documents from one enclave repeat all but the leaf. The
+# loader parses every field the chain code reads (a failure is not cached).
+_parse_der = functools.lru_cache(maxsize=1024)(load_der_certificate)
 
 
-_CERTIFICATE_ERRORS = (
-    ValueError,
-    UnsupportedAlgorithm,
-    x509.InvalidVersion,
-    x509.DuplicateExtension,
-    x509.UnsupportedGeneralNameType,
-)
-
-
-def _load_der(der: bytes, role: str) -> x509.Certificate:
+def _load_der(data: bytes, role: str) -> x509.Certificate:
     try:
-        return _parse_der(der)
-    except _CERTIFICATE_ERRORS as exc:
-        raise MalformedEvidence(f"{role} is not a usable DER X.509 certificate: {exc}") from None
+        return _parse_der(data)
+    except MalformedEvidence as exc:
+        raise MalformedEvidence(
+            f"{role} is not a usable DER X.509 certificate: {exc.detail}"
+        ) from None
 
 
 def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> object:
@@ -198,17 +185,15 @@ def _check_end_entity(leaf: x509.Certificate) -> None:
 def _verify_signature(signed: SignedDocument, leaf: x509.Certificate) -> None:
     """ES384 over the Sig_structure (RFC 9052 §4.4) with the leaf's key (RFC 9053 §2.1)."""
     name = common_name(leaf.subject)
-    key = leaf.public_key()  # loads: _parse_der tried it
+    key = leaf.public_key()  # loads: load_der_certificate tried it
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         found = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
         raise UnsupportedEvidence(
             f"leaf certificate '{name}' key is {found}; ES384 needs an EC P-384 (secp384r1) key"
         )
-    half = ES384_SIGNATURE_SIZE // 2
-    raw = signed.envelope.signature
-    der = encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+    signature = der.ecdsa_signature(signed.envelope.signature)  # ES384_SIGNATURE_SIZE bytes
     try:
-        key.verify(der, signed.envelope.sig_structure(), ec.ECDSA(hashes.SHA384()))
+        key.verify(signature, signed.envelope.sig_structure(), ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
         raise SignatureInvalid(
             f"COSE_Sign1 ES384 signature does not verify with the key of leaf certificate '{name}'"

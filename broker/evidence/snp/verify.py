@@ -18,11 +18,10 @@ TCB mismatch it is, not as a bare bad signature.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -32,10 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import (
     ChainInvalid,
-    CollateralExpired,
     CollateralInvalid,
     CollateralUnavailable,
-    MalformedEvidence,
     SignatureInvalid,
     TcbMismatch,
 )
@@ -56,13 +53,14 @@ from broker.evidence.snp.products import Product, parse_product, product_from_cp
 from broker.evidence.snp.roots import KeyKind
 from broker.evidence.trust import (
     DEFAULT_LINKS,
-    UNREADABLE,
     LinkCache,
     TrustedRoot,
     check_not_revoked,
     common_name,
     fingerprint,
     load_certificates,
+    load_crls,
+    parse_collateral,
     verify_chain,
     zero_serial_tolerated,
 )
@@ -76,8 +74,6 @@ _TCB_FIELD = {
     "microcode": "MICROCODE",
     "fmc": "FMC",
 }
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +126,6 @@ def _signing_key(report: AttestationReport) -> KeyKind:
     if signing_key is SigningKey.NONE:
         raise SignatureInvalid("SIGNER_INFO.SIGNING_KEY 7: the report is not signed")
     return "vcek" if signing_key is SigningKey.VCEK else "vlek"
-
-
-def parse_collateral(name: str, parse: Callable[[bytes], T], data: bytes) -> T:
-    """Parse one piece of collateral; a parse failure is ``CollateralInvalid``."""
-    try:
-        return parse(data)
-    except MalformedEvidence as exc:
-        raise CollateralInvalid(f"{name}: {exc.detail}") from None
 
 
 def _endorsement(collateral: Mapping[str, bytes], key: KeyKind) -> Endorsement:
@@ -246,20 +234,7 @@ def _issuer(
 
 @lru_cache(maxsize=64)
 def _parse_crls(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
-    try:
-        stripped = data.strip()
-        if not stripped.startswith(b"-----BEGIN"):
-            crls = [x509.load_der_x509_crl(data)]  # DER byte for byte: it may end in 0x00/0x20
-        else:
-            marker = b"-----END X509 CRL-----"
-            blocks = [block + marker for block in stripped.split(marker) if block.strip()]
-            crls = [x509.load_pem_x509_crl(block) for block in blocks]
-        for crl in crls:  # parse now what cryptography parses lazily
-            _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.extensions)
-            _ = [(entry.serial_number, entry.revocation_date_utc) for entry in crl]
-    except UNREADABLE as exc:
-        raise CollateralInvalid(f"crl: does not parse: {exc}") from None
-    return tuple(crls)
+    return tuple(parse_collateral("crl", load_crls, data))
 
 
 def _check_revocation(
@@ -274,20 +249,15 @@ def _check_revocation(
 ) -> None:
     """Honour every CRL supplied. A CRL covers the certificates its issuer issued (RFC 5280):
     AMD KDS serves one signed by the ARK that lists revoked ASKs/ASVKs; one signed by the
-    ASK would list VCEKs. A CRL from neither is refused rather than ignored."""
+    ASK would list VCEKs. A CRL from neither is refused rather than ignored. Each must verify
+    under its issuer and be current at ``now`` (:func:`trust.check_not_revoked`)."""
     role = _INTERMEDIATE_ROLE[key]
     for crl in _parse_crls(data):
-        next_update = crl.next_update_utc
-        if next_update is not None and now > next_update:
-            raise CollateralExpired(
-                f"CRL of '{common_name(crl.issuer)}' is past its nextUpdate "
-                f"{next_update.isoformat()} (now {now.isoformat()})"
-            )
         if crl.issuer == root.certificate.subject:
-            check_not_revoked(issuer, crl, root.certificate, role, links)
+            check_not_revoked(issuer, crl, root.certificate, role, links, now=now)
         elif crl.issuer == issuer.subject:
             with zero_serial_tolerated():
-                check_not_revoked(endorsement.certificate, crl, issuer, key.upper(), links)
+                check_not_revoked(endorsement.certificate, crl, issuer, key.upper(), links, now=now)
         else:
             raise CollateralInvalid(
                 f"CRL issuer '{common_name(crl.issuer)}' is neither the ARK "

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import UTC, datetime
 
@@ -10,19 +9,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.errors import CollateralExpired, CollateralInvalid, EvidenceError
+from broker.errors import CollateralExpired, CollateralInvalid
+from broker.evidence import der
 from broker.evidence.dcap.collateral import (
     TcbStatus,
-    _strip_der_terminator,
-    check_window,
-    load_chain,
-    load_crl,
     parse_qe_identity,
     parse_tcb_info,
     top_level_members,
     verify_collateral_signature,
 )
 from broker.evidence.dcap.roots import known_tcb_signing_certs
+from broker.evidence.trust import check_window, load_certificates, load_crls, parse_collateral
 
 from .vectors import SIGNAL_2022_DIR, SIGNAL_2023_DIR, SPR_DIR
 
@@ -222,39 +219,70 @@ def test_window() -> None:
         check_window("X", issue, next_update, datetime(2023, 7, 2, tzinfo=UTC))
     with pytest.raises(CollateralExpired, match="X issueDate 2023-06-01T00:00:00Z is after"):
         check_window("X", issue, next_update, datetime(2023, 5, 2, tzinfo=UTC))
+    with pytest.raises(CollateralExpired, match="X thisUpdate 2023-06-01T00:00:00Z is after"):
+        check_window("X", issue, next_update, datetime(2023, 5, 2, tzinfo=UTC), start="thisUpdate")
+    with pytest.raises(CollateralInvalid, match=r"^X has no nextUpdate$"):
+        check_window("X", issue, None, issue)
+
+
+def load_crl(data: bytes, name: str) -> x509.CertificateRevocationList:
+    """A CRL collateral as the DCAP verifier reads it (``trust.load_crls``, its errors as
+    ``CollateralInvalid`` naming the collateral)."""
+    [crl] = parse_collateral(name, load_crls, data)
+    return crl
 
 
 def test_crls_in_der_pem_and_nul_terminated() -> None:
-    der = (SPR_DIR / "pck_platform_crl.der").read_bytes()
-    crl = load_crl(der, "pck_crl")
-    pem = x509.load_der_x509_crl(der).public_bytes(Encoding.PEM)
+    der_crl = (SPR_DIR / "pck_platform_crl.der").read_bytes()
+    crl = load_crl(der_crl, "pck_crl")
+    pem = x509.load_der_x509_crl(der_crl).public_bytes(Encoding.PEM)
     assert load_crl(pem + b"\x00", "pck_crl") == crl
-    assert load_crl(der + b"\x00", "pck_crl") == crl
-    with pytest.raises(CollateralInvalid, match=r"pck_crl: DER value of .* overruns"):
-        load_crl(der[:-5], "pck_crl")
-    with pytest.raises(CollateralInvalid, match="pck_crl: 2 bytes after the DER object"):
-        load_crl(der + b"\x00\x01", "pck_crl")
-    with pytest.raises(CollateralInvalid, match="pck_crl is not a DER or PEM CRL"):
+    assert load_crl(der_crl + b"\x00", "pck_crl") == crl
+    with pytest.raises(CollateralInvalid, match=r"pck_crl: DER CRL does not parse: .*ShortData"):
+        load_crl(der_crl[:-5], "pck_crl")
+    # Only NULs after the CRL are a terminator; other bytes are trailing data.
+    with pytest.raises(CollateralInvalid, match=r"pck_crl: DER CRL does not parse: .*ExtraData"):
+        load_crl(der_crl + b"\x00\x01", "pck_crl")
+    with pytest.raises(CollateralInvalid, match="pck_crl: DER CRL does not parse"):
         load_crl(b"\x30\x03\x02\x01\x00", "pck_crl")
 
 
 def test_der_ending_in_zero_keeps_its_last_byte() -> None:
     # A DER signature may end in 0x00: only bytes after the DER object are a terminator.
-    assert _strip_der_terminator(b"\x30\x03\x02\x01\x00\x00\x00", "x") == b"\x30\x03\x02\x01\x00"
+    assert der.strip_terminator(b"\x30\x03\x02\x01\x00\x00\x00") == b"\x30\x03\x02\x01\x00"
+
+
+def load_chain(data: bytes, name: str) -> list[x509.Certificate]:
+    return parse_collateral(name, load_certificates, data)
 
 
 def test_chains() -> None:
     chain = load_chain((SPR_DIR / "tcb_info_issuer_chain.pem").read_bytes() + b"\x00", "c")
     assert len(chain) == 2
     assert load_chain(chain[0].public_bytes(Encoding.DER), "c") == [chain[0]]
-    with pytest.raises(CollateralInvalid, match="c does not parse"):
+    assert load_chain(chain[0].public_bytes(Encoding.DER) + b"\x00", "c") == [chain[0]]
+    with pytest.raises(CollateralInvalid, match="c: certificate bundle does not parse"):
         load_chain(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", "c")
 
 
 @settings(max_examples=80, deadline=None)
 @given(position=st.integers(min_value=0, max_value=2400), value=st.integers(1, 255))
 def test_mutated_tcb_info_raises_only_collateral_errors(position: int, value: int) -> None:
-    data = bytearray(_tdx_tcb_info())
-    data[position % len(data)] ^= value
-    with contextlib.suppress(EvidenceError):
-        verify_collateral_signature(parse_tcb_info(bytes(data)), SIGNER, "TCB Info")
+    original = _tdx_tcb_info()
+    signed = parse_tcb_info(original)
+    start = original.index(signed.signed_bytes)
+    data = bytearray(original)
+    position %= len(data)
+    data[position] ^= value
+    if start <= position < start + len(signed.signed_bytes):
+        with pytest.raises(CollateralInvalid):  # the signed member: never accepted
+            verify_collateral_signature(parse_tcb_info(bytes(data)), SIGNER, "TCB Info")
+        return
+    try:
+        mutated = parse_tcb_info(bytes(data))
+        verify_collateral_signature(mutated, SIGNER, "TCB Info")
+    except CollateralInvalid:
+        return
+    # Outside the signed member a flip can leave the meaning intact: the case of a hex digit
+    # of the signature, whitespace or a NUL after the document. What verified is the original.
+    assert (mutated.signed_bytes, mutated.signature) == (signed.signed_bytes, signed.signature)

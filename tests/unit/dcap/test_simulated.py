@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import NameOID
 
 from broker.errors import (
     CertificateExpired,
@@ -17,16 +23,32 @@ from broker.errors import (
     CollateralExpired,
     CollateralInvalid,
     CollateralUnavailable,
+    MalformedEvidence,
     QeIdentityMismatch,
     TcbLevelNotFound,
     TcbMismatch,
     TcbRevoked,
+    UnsupportedEvidence,
 )
 from broker.evidence.claims import Claims, Tee
-from broker.evidence.dcap.abi import CertificationData, parse_quote
+from broker.evidence.dcap import verify as dcap_verify
+from broker.evidence.dcap.abi import (
+    CERT_PCK_CHAIN,
+    INTEL_QE_VENDOR_ID,
+    CertificationData,
+    parse_quote,
+)
+from broker.evidence.dcap.pck import SGX_EXTENSION_OID
 from broker.evidence.dcap.verify import clear_caches
 from broker.evidence.registry import verifier_for
-from broker.simulate.intel import IdentityLevel, IntelKit, Level, ModuleIdentity, event_log
+from broker.simulate.intel import (
+    IdentityLevel,
+    IntelKit,
+    Level,
+    ModuleIdentity,
+    event_log,
+    sgx_extension_der,
+)
 
 NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
 
@@ -185,6 +207,152 @@ def test_pck_chain_without_the_ca(kit: IntelKit) -> None:
         verify(kit, Tee.SGX, quote)
 
 
+def _issue(
+    kit: IntelKit,
+    common_name: str,
+    public_key: CertificatePublicKeyTypes,
+    issuer: str,
+    *,
+    extension: bytes | None = None,
+) -> x509.Certificate:
+    """A certificate issued by the kit's ``issuer`` (``root`` or ``platform_ca``) for shapes
+    the kit does not make (other names, other key types)."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(kit.certificates[issuer].subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+    )
+    if extension is not None:
+        oid = x509.ObjectIdentifier(SGX_EXTENSION_OID)
+        builder = builder.add_extension(x509.UnrecognizedExtension(oid, extension), critical=False)
+    return builder.sign(kit.keys[issuer], hashes.SHA256())
+
+
+def _pem(*certificates: x509.Certificate) -> bytes:
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certificates)
+
+
+def _sgx_quote_with_chain(kit: IntelKit, chain: bytes) -> bytes:
+    quote = parse_quote(kit.sgx_quote())
+    data = CertificationData(CERT_PCK_CHAIN, chain)
+    return kit.sign_quote(quote.header, quote.body, tee=Tee.SGX, certification_data=data)
+
+
+def _pck(kit: IntelKit, public_key: CertificatePublicKeyTypes, issuer: str) -> x509.Certificate:
+    """A PCK certificate (name and SGX extension as the kit's) for ``public_key``."""
+    platform = kit.platform
+    extension = sgx_extension_der(
+        ppid=bytes(16),
+        components=platform.components,
+        pce_svn=platform.pce_svn,
+        cpu_svn=platform.cpu_svn,
+        pce_id=platform.pce_id,
+        fmspc=platform.fmspc,
+    )
+    return _issue(kit, "Fake Intel SGX PCK Certificate", public_key, issuer, extension=extension)
+
+
+def test_pck_leaf_must_be_a_pck_certificate(kit: IntelKit) -> None:
+    quote = _sgx_quote_with_chain(kit, kit.tcb_signing_chain())
+    with pytest.raises(
+        ChainInvalid,
+        match=r"^PCK certificate CN 'Fake Intel SGX TCB Signing' does not contain "
+        r"'SGX PCK Certificate'$",
+    ):
+        verify(kit, Tee.SGX, quote)
+
+
+def test_pck_issuer_must_be_a_pck_ca(kit: IntelKit) -> None:
+    # A PCK issued by the root itself: its issuer is found, but it is no PCK CA.
+    leaf = _pck(kit, kit.keys["pck"].public_key(), "root")
+    quote = _sgx_quote_with_chain(kit, _pem(leaf, kit.certificates["root"]))
+    with pytest.raises(
+        ChainInvalid,
+        match=r"^PCK CA certificate CN 'Fake Intel SGX Root CA' is not an Intel SGX PCK "
+        r"Platform or Processor CA$",
+    ):
+        verify(kit, Tee.SGX, quote)
+
+
+def test_pck_key_must_be_ecdsa(kit: IntelKit) -> None:
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    leaf = _pck(kit, rsa_key.public_key(), "platform_ca")
+    chain = _pem(leaf, kit.certificates["platform_ca"], kit.certificates["root"])
+    with pytest.raises(ChainInvalid, match=r"^PCK certificate key is not ECDSA$"):
+        verify(kit, Tee.SGX, _sgx_quote_with_chain(kit, chain))
+
+
+def test_attestation_key_must_be_a_p256_point(kit: IntelKit) -> None:
+    # The QE report binds the bogus key (and is signed by the PCK), so only the key is wrong.
+    bogus = bytes(64)  # (0, 0) is on no curve
+    report = dataclasses.replace(
+        kit.qe_report(Tee.SGX), report_data=hashlib.sha256(bogus + bytes(32)).digest() + bytes(32)
+    )
+    signed = parse_quote(kit.sgx_quote())
+    signed = parse_quote(kit.sign_quote(signed.header, signed.body, tee=Tee.SGX, qe_report=report))
+    quote = dataclasses.replace(
+        signed, signature_data=dataclasses.replace(signed.signature_data, attestation_key=bogus)
+    )
+    with pytest.raises(MalformedEvidence, match=r"^attestation key is not a point on P-256$"):
+        verify(kit, Tee.SGX, quote.to_bytes())
+
+
+def test_collateral_signer_must_be_p256(kit: IntelKit) -> None:
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    signer = _issue(kit, "Fake Intel SGX TCB Signing", p384.public_key(), "root")
+    chain = _pem(signer, kit.certificates["root"])
+    with pytest.raises(CollateralInvalid, match=r"^TCB Info signer key is not ECDSA P-256$"):
+        verify(kit, Tee.SGX, tcb_signing_chain=chain)
+
+
+def test_qe_vendor_must_be_intel(kit: IntelKit) -> None:
+    quote = parse_quote(kit.sgx_quote())
+    header = dataclasses.replace(quote.header, qe_vendor_id=b"\x01" * 16)
+    with pytest.raises(
+        UnsupportedEvidence,
+        match=rf"^quote header.qe_vendor_id {'01' * 16} is not Intel's QE "
+        rf"{INTEL_QE_VENDOR_ID.hex()}$",
+    ):
+        verify(kit, Tee.SGX, kit.sign_quote(header, quote.body, tee=Tee.SGX))
+
+
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [
+        ("platform_ca", "PCK CA certificate 'Fake Intel SGX PCK Platform CA'"),
+        ("root", "root certificate 'Fake Intel SGX Root CA'"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("instant", "phrase"),
+    [
+        (NOW + dt.timedelta(days=20), "expired at"),
+        (NOW - dt.timedelta(days=2), "is not valid before"),
+    ],
+)
+def test_cached_pck_chain_is_still_checked_at_the_instant(
+    monkeypatch: pytest.MonkeyPatch, name: str, role: str, instant: dt.datetime, phrase: str
+) -> None:
+    # Only ``name`` is outside its window at ``instant``: the PCK and the other CA are valid.
+    window = (NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=10))
+    kit = IntelKit.create(now=NOW, validity={name: window})
+    quote = kit.sgx_quote()
+    verify(kit, Tee.SGX, quote)
+
+    def rebuilt(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the PCK chain was verified again instead of taken from the cache")
+
+    monkeypatch.setattr(dcap_verify, "verify_chain", rebuilt)
+    with pytest.raises(CertificateExpired, match=f"^{role} {phrase}"):
+        verifier_for("sgx").verify(
+            quote, kit.collateral(Tee.SGX, now=instant), now=instant, extra_roots=kit.extra_roots()
+        )
+
+
 # --- revocation -----------------------------------------------------------------------------
 
 
@@ -235,6 +403,22 @@ def test_revoked_tcb_signing_certificate(kit: IntelKit) -> None:
             lambda kit: kit.tcb_info(Tee.TDX, now=NOW, issue_date=NOW + dt.timedelta(days=1)),
             "TCB Info issueDate",
         ),
+        (
+            "qe_identity",
+            lambda kit: kit.qe_identity(Tee.TDX, now=NOW, issue_date=NOW + dt.timedelta(hours=1)),
+            "QE Identity issueDate 2025-06-01T01:00:00Z is after now 2025-06-01T00:00:00Z",
+        ),
+        # A CRL issued after the instant is not current at it either (trust.check_window).
+        (
+            "pck_crl",
+            lambda kit: kit.pck_crl(now=NOW, this_update=NOW + dt.timedelta(seconds=1)),
+            "pck_crl thisUpdate 2025-06-01T00:00:01Z is after now 2025-06-01T00:00:00Z",
+        ),
+        (
+            "root_crl",
+            lambda kit: kit.root_crl(now=NOW, this_update=NOW + dt.timedelta(days=2)),
+            "root_crl thisUpdate 2025-06-03T00:00:00Z is after now",
+        ),
     ],
 )
 def test_expired_collateral(
@@ -244,7 +428,54 @@ def test_expired_collateral(
         verify(kit, Tee.TDX, **{name: make(kit)})
 
 
+@pytest.mark.parametrize("name", ["pck_crl", "root_crl"])
+def test_crl_without_next_update_is_invalid(kit: IntelKit, name: str) -> None:
+    # Without nextUpdate a CRL would be honoured forever (RFC 5280 §5.1.2.5 requires one).
+    make = kit.pck_crl if name == "pck_crl" else kit.root_crl
+    with pytest.raises(CollateralInvalid, match=rf"^{name} has no nextUpdate$"):
+        verify(kit, Tee.TDX, **{name: make(now=NOW, days=None)})
+
+
+@pytest.mark.parametrize(
+    ("name", "issuer"),
+    [("pck_crl", "Fake Intel SGX PCK Platform CA"), ("root_crl", "Fake Intel SGX Root CA")],
+)
+def test_crl_signed_by_another_key_is_invalid(kit: IntelKit, name: str, issuer: str) -> None:
+    # The same names, other keys: the CRL claims the right issuer but its signature fails.
+    other = IntelKit.create(now=NOW)
+    make = other.pck_crl if name == "pck_crl" else other.root_crl
+    with pytest.raises(CollateralInvalid, match=rf"^{name} is not signed by '{issuer}'"):
+        verify(kit, Tee.SGX, **{name: make(now=NOW)})
+
+
+def test_crl_of_another_issuer_is_invalid(kit: IntelKit) -> None:
+    with pytest.raises(
+        CollateralInvalid,
+        match=r"^root_crl issuer 'Fake Intel SGX PCK Platform CA' != 'Fake Intel SGX Root CA'$",
+    ):
+        verify(kit, Tee.SGX, root_crl=kit.pck_crl(now=NOW))
+
+
+def test_a_cached_crl_is_still_checked_at_the_instant(kit: IntelKit) -> None:
+    pck_crl = kit.pck_crl(now=NOW, days=2)
+    verify(kit, Tee.SGX, pck_crl=pck_crl)
+    later = NOW + dt.timedelta(days=3)
+    with pytest.raises(CollateralExpired, match=r"^pck_crl nextUpdate 2025-06-03T00:00:00Z"):
+        verifier_for("sgx").verify(
+            kit.sgx_quote(),
+            {**kit.collateral(Tee.SGX, now=later), "pck_crl": pck_crl},
+            now=later,
+            extra_roots=kit.extra_roots(),
+        )
+
+
 # --- collateral that does not fit -----------------------------------------------------------
+
+
+def test_tcb_info_for_another_pce_id(kit: IntelKit) -> None:
+    other = kit.with_pck(dataclasses.replace(kit.platform, pce_id=b"\x00\x01"), now=NOW)
+    with pytest.raises(CollateralInvalid, match=r"^tcbInfo.pceId 0000 != PCK PCE-ID 0001$"):
+        verify(other, Tee.SGX, tcb_info=kit.tcb_info(Tee.SGX, now=NOW))
 
 
 def test_tcb_info_for_another_fmspc(kit: IntelKit) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,8 +25,16 @@ from broker.errors import (
     UnsupportedEvidence,
 )
 from broker.evidence.claims import Tee
+from broker.evidence.dcap.abi import parse_quote
 from broker.evidence.dcap.collateral import TcbStatus
-from broker.evidence.dcap.verify import VerifiedQuote, clear_caches, verify_quote
+from broker.evidence.dcap.verify import (
+    VerifiedQuote,
+    _tcb_signer,
+    authenticate_quote,
+    clear_caches,
+    verify_quote,
+)
+from broker.evidence.trust import load_certificates
 
 from .vectors import (
     COLLATERAL_LESS_NOW,
@@ -195,7 +205,11 @@ def test_flipped_pck_certificate_signature() -> None:
     position = end - 10
     replacement = b"A" if data[position : position + 1] != b"A" else b"B"
     evidence = data[:position] + replacement + data[position + 1 :]
-    with pytest.raises((ChainInvalid, MalformedEvidence)):
+    with pytest.raises(
+        ChainInvalid,
+        match=r"^PCK certificate 'Intel SGX PCK Certificate' is not signed by "
+        r"'Intel SGX PCK Platform CA'",
+    ):
         _debug_td(evidence)
 
 
@@ -229,6 +243,35 @@ def test_tcb_signing_chain_must_be_a_tcb_signing_certificate() -> None:
     chain = (INTEL_ROOTS / "intel_sgx_pck_platform_ca_chain.pem").read_bytes()
     with pytest.raises(ChainInvalid, match="does not contain 'SGX TCB Signing'"):
         _debug_td(tcb_signing_chain=chain)
+
+
+def _tcb_signing_der() -> bytes:
+    pem = spr_collateral()["tcb_signing_chain"]
+    return load_certificates(pem)[0].public_bytes(Encoding.DER)
+
+
+# Bytes whose flip once escaped as a bare pyca/cryptography exception (InvalidVersion,
+# ValueError from a lazily parsed name, TypeError from a name attribute of the wrong type):
+# the loaders in trust.py parse every field at load, so each is damaged collateral.
+@pytest.mark.parametrize(
+    ("name", "offset", "xor", "match"),
+    [
+        ("tcb_signing_chain", 12, 0x01, "tcb_signing_chain: certificate does not parse"),
+        ("tcb_signing_chain", 58, 0x01, "tcb_signing_chain: certificate does not parse"),
+        ("tcb_signing_chain", 149, 0x10, "tcb_signing_chain: certificate does not parse"),
+        ("root_crl", 9, 0x10, "root_crl: DER CRL does not parse"),
+        ("root_crl", 33, 0x01, "root_crl: DER CRL does not parse"),
+        ("root_crl", 124, 0x10, "root_crl: DER CRL does not parse"),
+    ],
+)
+def test_unreadable_collateral_fields_are_collateral_invalid(
+    name: str, offset: int, xor: int, match: str
+) -> None:
+    collateral = spr_collateral()
+    data = bytearray(_tcb_signing_der() if name == "tcb_signing_chain" else collateral[name])
+    data[offset] ^= xor
+    with pytest.raises(CollateralInvalid, match=f"^{match}"):
+        _debug_td(**{**collateral, name: bytes(data)})
 
 
 # --- time -----------------------------------------------------------------------------------
@@ -266,15 +309,37 @@ def test_pck_expired_in_2053() -> None:
 
 
 def test_no_pinned_tcb_signing_certificate_before_2018() -> None:
+    # The PCK (valid from 2023) fails first; the next test reaches the pinned certificates.
     collateral = spr_collateral()
     del collateral["tcb_signing_chain"]
-    with pytest.raises(CertificateExpired):
+    with pytest.raises(
+        CertificateExpired,
+        match=r"^PCK certificate 'Intel SGX PCK Certificate' is not valid before 2023-02-07",
+    ):
         verify_quote(
             DEBUG_TD_QUOTE.read_bytes(),
             collateral,
             now=datetime(2018, 1, 1, tzinfo=UTC),
             tee=Tee.TDX,
         )
+
+
+@pytest.mark.parametrize(
+    "now",
+    [datetime(2018, 5, 21, 10, 50, tzinfo=UTC), datetime(2032, 5, 6, 9, 26, tzinfo=UTC)],
+    ids=["before-2018-05-21", "after-2032-05-06"],
+)
+def test_no_pinned_tcb_signing_certificate_is_valid_at_now(now: datetime) -> None:
+    # The pinned certificates cover 2018-05-21T10:50:10Z..2032-05-06T09:25:00Z; the real PCK
+    # chain (whose root is the pinned Intel root) is valid only inside that span, so the
+    # helper is driven directly with it.
+    chain = authenticate_quote(DEBUG_TD_QUOTE.read_bytes(), {}, now=JUNE_2023, tee=Tee.TDX).chain
+    instant = re.escape(now.isoformat())
+    with pytest.raises(
+        CertificateExpired,
+        match=rf"^no pinned Intel SGX TCB Signing certificate is valid at {instant}$",
+    ):
+        _tcb_signer(None, chain, now)
 
 
 def test_results_do_not_depend_on_the_caches() -> None:
@@ -296,19 +361,40 @@ def test_results_do_not_depend_on_the_caches() -> None:
 def test_signature_data_length_field_is_structural() -> None:
     data = bytearray(DEBUG_TD_QUOTE.read_bytes())
     struct.pack_into("<I", data, TD_BODY + 584, 10)
-    with pytest.raises(EvidenceError):
+    with pytest.raises(MalformedEvidence, match=r"signature needs 64 bytes at offset 0, only 10"):
         _debug_td(bytes(data))
+
+
+_QUOTE = DEBUG_TD_QUOTE.read_bytes()
+_PCK_PEM = parse_quote(_QUOTE).signature_data.qe.certification_data.data
+_PCK_PEM_START = _QUOTE.index(_PCK_PEM)
+#: The inner certification data header (type 2 bytes, size 4 bytes) before the PEM chain.
+_CERT_DATA_START = _PCK_PEM_START - 6
 
 
 @settings(max_examples=60, deadline=None)
 @given(position=st.integers(min_value=0, max_value=4935), value=st.integers(1, 255))
 def test_mutated_quotes_raise_only_evidence_errors(position: int, value: int) -> None:
-    data = bytearray(DEBUG_TD_QUOTE.read_bytes())
-    data[position % len(data)] ^= value
+    data = bytearray(_QUOTE)
+    position %= len(data)
+    data[position] ^= value
+    if position < _CERT_DATA_START:
+        # Header and body (signed by the attestation key), the signature, the attestation key
+        # and QE authentication data (bound by QE REPORTDATA), the QE report and its signature
+        # (signed by the PCK), and the lengths and types that frame them: all refused.
+        with pytest.raises(EvidenceError):
+            _debug_td(bytes(data))
+        return
     try:
         _debug_td(bytes(data))
     except EvidenceError:
         return
+    # Accepted only where nothing is verified: the unsigned certification data type (5 -> 4,
+    # a PCK leaf, reads the same certificates), inside the copy of the root (a root is trusted
+    # by its pinned bytes, not by the copy a quote carries), PEM whitespace, or text outside
+    # the PEM blocks. The PCK and its CA that verified are the original certificates.
+    mutated = load_certificates(bytes(data[_PCK_PEM_START:]))
+    assert mutated[:2] == load_certificates(_PCK_PEM)[:2]
 
 
 @settings(max_examples=40, deadline=None)

@@ -21,6 +21,7 @@ from broker.evidence.nitro import VERIFIER
 from broker.evidence.nitro.abi import SignedDocument
 from broker.evidence.nitro.verify import verify, verify_document
 from broker.evidence.registry import verifier_for
+from tests.unit.mutation import flips
 from tests.unit.nitro.vectors import (
     DEBUG,
     GA,
@@ -207,6 +208,48 @@ def test_certificate_flips_anywhere(real: RealDocument) -> None:
             error = _error(real, position)
             allowed = ChainInvalid | SignatureInvalid | MalformedEvidence
             assert isinstance(error, allowed), (role, position, error)
+
+
+@IGNORE_NAME_WARNINGS
+def test_a_name_attribute_of_the_wrong_type_is_malformed() -> None:
+    # Byte 987 ^ 0x10 turns a name attribute's string into a BIT STRING, which pyca only
+    # refuses (TypeError) when the name is first read: the loader reads it at load.
+    data = bytearray(PRODUCTION.data)
+    data[987] ^= 0x10
+    with pytest.raises(MalformedEvidence, match=r"is not a usable DER X\.509 certificate"):
+        verify(bytes(data), {}, now=PRODUCTION.at)
+
+
+@IGNORE_NAME_WARNINGS
+def test_every_certificate_byte_flip_is_refused() -> None:
+    """Every byte of every certificate, XOR 0x01 and 0x10: the certificates lie inside the
+    signed payload, so a flip that still parses and chains breaks the COSE signature."""
+    for _, start, end in _certificates(PRODUCTION):
+        for _, _, flipped in flips(PRODUCTION.data[start:end]):
+            data = PRODUCTION.data[:start] + flipped + PRODUCTION.data[end:]
+            with pytest.raises((MalformedEvidence, ChainInvalid, SignatureInvalid)):
+                verify(data, {}, now=PRODUCTION.at)
+
+
+@IGNORE_NAME_WARNINGS
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    document=st.sampled_from(REAL_DOCUMENTS),
+    index=st.integers(0, 4),
+    edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1, max_size=3),
+)
+def test_edited_certificates_are_refused_with_our_errors(
+    document: RealDocument, index: int, edits: list[tuple[int, int]]
+) -> None:
+    spans = _certificates(document)  # the leaf and four cabundle entries
+    _, start, end = spans[index % len(spans)]
+    data = bytearray(document.data)
+    for position, value in edits:
+        data[start + position % (end - start)] = value
+    if bytes(data) == document.data:
+        return
+    with pytest.raises((MalformedEvidence, ChainInvalid, SignatureInvalid)):
+        verify(bytes(data), {}, now=document.at)
 
 
 def test_envelope_head_flips_are_malformed(real: RealDocument) -> None:

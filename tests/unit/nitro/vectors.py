@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from tests.unit.mutation import IGNORE_NAME_WARNINGS
+
+__all__ = ["IGNORE_NAME_WARNINGS"]
+
 EVERVAULT = Path(__file__).parents[2] / "vectors" / "nitro" / "evervault-docs"
-# A byte flip in a tampered certificate's name can make cryptography warn about the name's
-# length while decoding it; that is the tampering showing, not a fault in the code under test.
-IGNORE_NAME_WARNINGS = pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
 
 
 @dataclass(frozen=True)

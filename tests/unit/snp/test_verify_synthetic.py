@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from typing import Literal
 
 import pytest
 from cryptography import x509
@@ -254,7 +255,9 @@ def test_stale_crl(kit: SnpKit) -> None:
         this_update=datetime(2024, 1, 1, tzinfo=UTC),
         next_update=datetime(2024, 2, 1, tzinfo=UTC),
     )
-    with pytest.raises(CollateralExpired, match=r"CRL of 'ARK-Milan' is past its nextUpdate"):
+    with pytest.raises(
+        CollateralExpired, match=r"^CRL for ASK nextUpdate 2024-02-01T00:00:00Z is before now"
+    ):
         _verify(kit, kit.sign(kit.report()), crl=crl)
 
 
@@ -265,12 +268,48 @@ def test_crl_of_another_issuer(kit: SnpKit, turin_kit: SnpKit) -> None:
 
 def test_crl_with_a_forged_signature(kit: SnpKit) -> None:
     forger = dataclasses.replace(kit, ark_key=kit.ask_key)
-    with pytest.raises(ChainInvalid, match=r"CRL for ASK is not signed by 'ARK-Milan'"):
+    # A badly signed CRL is badly signed collateral, in SNP as in DCAP (docs/snp.md).
+    with pytest.raises(CollateralInvalid, match=r"CRL for ASK is not signed by 'ARK-Milan'"):
         _verify(kit, kit.sign(kit.report()), crl=forger.crl([], issuer="ark"))
 
 
+def test_crl_of_the_ask_with_a_forged_signature(kit: SnpKit) -> None:
+    forger = dataclasses.replace(kit, ask_key=kit.ark_key)
+    with pytest.raises(CollateralInvalid, match=r"^CRL for VCEK is not signed by 'SEV-Milan'"):
+        _verify(kit, kit.sign(kit.report()), crl=forger.crl([], issuer="ask"))
+
+
+@pytest.mark.parametrize("issuer", ["ark", "ask"])
+def test_crl_without_next_update_is_invalid(kit: SnpKit, issuer: Literal["ark", "ask"]) -> None:
+    # Without nextUpdate a CRL would be honoured forever (RFC 5280 §5.1.2.5 requires one).
+    role = {"ark": "ASK", "ask": "VCEK"}[issuer]
+    crl = kit.crl([], issuer=issuer, next_update=None)
+    with pytest.raises(CollateralInvalid, match=rf"^CRL for {role} has no nextUpdate$"):
+        _verify(kit, kit.sign(kit.report()), crl=crl)
+
+
+def test_crl_issued_after_now_is_not_current(kit: SnpKit) -> None:
+    crl = kit.crl([], issuer="ark", this_update=datetime(2025, 3, 2, tzinfo=UTC))
+    with pytest.raises(
+        CollateralExpired,
+        match=r"^CRL for ASK thisUpdate 2025-03-02T00:00:00Z is after now 2025-03-01T00:00:00Z$",
+    ):
+        _verify(kit, kit.sign(kit.report()), crl=crl)
+
+
+def test_a_cached_crl_signature_does_not_excuse_its_window(kit: SnpKit) -> None:
+    links = LinkCache()
+    crl = kit.crl([], issuer="ark", next_update=datetime(2025, 4, 1, tzinfo=UTC))
+    collateral = {**kit.collateral(), "crl": crl}
+    evidence = kit.sign(kit.report())
+    verify_report(evidence, collateral, now=NOW, extra_roots=[kit.root()], links=links)
+    later = datetime(2025, 4, 2, tzinfo=UTC)
+    with pytest.raises(CollateralExpired, match=r"^CRL for ASK nextUpdate 2025-04-01T00:00:00Z"):
+        verify_report(evidence, collateral, now=later, extra_roots=[kit.root()], links=links)
+
+
 def test_crl_that_does_not_parse(kit: SnpKit) -> None:
-    with pytest.raises(CollateralInvalid, match=r"crl: does not parse"):
+    with pytest.raises(CollateralInvalid, match=r"^crl: DER CRL does not parse"):
         _verify(kit, kit.sign(kit.report()), crl=b"not a CRL")
 
 

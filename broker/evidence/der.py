@@ -1,13 +1,17 @@
-"""A small strict DER reader: just what the PCK certificate's SGX extension needs.
+"""A small strict DER reader, and the few DER conversions the verifiers share.
 
-Definite lengths only, minimal length encodings, single-byte tags (ITU-T X.690 §8.1, §10.1).
-Every violation is a ``MalformedEvidence`` naming what was being read.
+The reader does just what the PCK certificate's SGX extension and the loaders of
+:mod:`broker.evidence.trust` need: definite lengths only, minimal length encodings, single-byte
+tags (ITU-T X.690 §8.1, §10.1). Every violation is a ``MalformedEvidence`` naming what was
+being read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from broker.errors import MalformedEvidence
 
@@ -52,6 +56,21 @@ def encoded_length(data: bytes, what: str) -> int:
     """Length of the first complete TLV in ``data`` (to find where a DER object ends)."""
     _, end = _read_tlv(data, 0, what)
     return end
+
+
+def strip_terminator(data: bytes) -> bytes:
+    """``data`` without the NULs after its first DER object when only NULs follow it (a
+    C-string terminator, as collateral extracted from Open Enclave endorsements carries);
+    otherwise ``data`` unchanged, for the real parser to judge.
+
+    Stripping NULs blindly would eat a signature's last byte when it happens to be zero: the
+    object's own length says where it ends.
+    """
+    try:
+        end = encoded_length(data, "DER object")
+    except MalformedEvidence:
+        return data
+    return data[:end] if data.count(0, end) == len(data) - end else data
 
 
 def parse_one(data: bytes, tag: int, what: str) -> bytes:
@@ -113,3 +132,25 @@ def decode_boolean(value: bytes, what: str) -> bool:
     if value == b"\xff":
         return True
     raise MalformedEvidence(f"{what}: BOOLEAN is not 0x00 or 0xFF")
+
+
+def encode_tlv(tag: int, value: bytes) -> bytes:
+    """One DER TLV with a single-byte tag and the minimal definite length (X.690 §10.1)."""
+    size = len(value)
+    if size < 0x80:
+        return bytes([tag, size]) + value
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + value
+
+
+def ecdsa_signature(raw: bytes) -> bytes:
+    """The DER ECDSA-Sig-Value (RFC 3279 §2.2.3) of a fixed-size big-endian ``r || s``.
+
+    SGX quotes, QE reports and Intel collateral (P-256, 64 bytes) and COSE ES384 (P-384, 96
+    bytes, RFC 9053 §2.1) carry their signatures in this raw form; pyca/cryptography verifies
+    the DER form.
+    """
+    half = len(raw) // 2
+    return encode_dss_signature(
+        int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")
+    )
