@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from broker.errors import PolicyError
@@ -18,6 +20,17 @@ SAFE_SNP = """\
 """ % ("ab" * 48)
 
 
+MEASUREMENT = {"claim": "measurement", "hex_equals": "ab" * 48}
+OTHER_MEASUREMENT = {"claim": "measurement", "hex_in": ["cd" * 48]}
+VMPL_0 = {"claim": "vmpl", "equals": 0}
+
+
+def requiring(condition: object) -> str:
+    """SAFE_SNP with ``require: [condition]`` (JSON is YAML) in place of its measurement pin."""
+    start = SAFE_SNP.index("require: [") + len("require: [")
+    return SAFE_SNP[:start] + json.dumps(condition) + "]\n"
+
+
 def codes(rules: Policy) -> list[tuple[str, str]]:
     return [(w.code, w.rule) for w in lint(rules)]
 
@@ -32,6 +45,30 @@ LINT_TABLE = [
     ),
     (  # a measurement named only under `not` pins nothing
         SAFE_SNP.replace("require: [{", "require: [{not: {").replace("}]", "}}]"),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # one branch admits any image at VMPL 0: the measurement is not pinned
+        requiring({"any_of": [MEASUREMENT, VMPL_0]}),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # every branch pins a measurement, one of them inside an all_of
+        requiring({"any_of": [MEASUREMENT, {"all_of": [VMPL_0, OTHER_MEASUREMENT]}]}),
+        [],
+    ),
+    (  # a pin inside nested all_of is required on every path
+        requiring({"all_of": [VMPL_0, {"all_of": [MEASUREMENT]}]}),
+        [],
+    ),
+    (  # a branch that only excludes a measurement pins nothing
+        requiring({"any_of": [MEASUREMENT, {"not": OTHER_MEASUREMENT}]}),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # nothing under `not` counts, not even a double negation
+        requiring({"not": {"not": MEASUREMENT}}),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # that a measurement exists pins nothing
+        requiring({"claim": "measurement", "exists": True}),
         [("no-measurement", "$.admit.snp")],
     ),
     (
