@@ -14,6 +14,7 @@ from broker.policy import load_policy, load_policy_text, read_document
 from broker.policy.lint import CODES, UNACKNOWLEDGEABLE
 from broker.policy.model import canonical_json
 from broker.policy.schema import schema
+from broker.policy.source import MAX_DOCUMENT_BYTES
 
 from .support import DATA, POLICIES, REPO
 
@@ -236,6 +237,35 @@ def test_json_duplicate_keys_are_refused() -> None:
         load_policy(DATA / "json-duplicate.json")
 
 
+def whole_problems(path: Path) -> list[tuple[str, int | None, str, str]]:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    return [(p["file"], p["line"], p["path"], p["message"]) for p in caught.value.problems]
+
+
+def test_a_file_over_1_mib_is_refused(tmp_path: Path) -> None:
+    at_limit, over = tmp_path / "at-limit.yaml", tmp_path / "over.yaml"
+    comment = b"#" + b"x" * (MAX_DOCUMENT_BYTES - 2) + b"\n"
+    at_limit.write_bytes(comment)
+    over.write_bytes(comment + b"\n")
+    assert len(comment) == MAX_DOCUMENT_BYTES == 1 << 20
+    # at the limit the size passes and the (comment-only) document is read
+    assert whole_problems(at_limit) == [(str(at_limit), 1, "$", "the document is empty")]
+    assert whole_problems(over) == [(str(over), None, "$", "larger than 1 MiB")]
+
+
+def test_text_over_1_mib_is_refused() -> None:
+    text = HEAD + "admit: {}\n#" + "x" * MAX_DOCUMENT_BYTES
+    assert problems(text) == [(None, "$", "larger than 1 MiB")]
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(HEAD.encode() + "description: café\n".encode("latin-1"))
+    offset = len(HEAD) + len("description: caf")
+    assert whole_problems(path) == [(str(path), None, "$", f"not UTF-8 (byte {offset})")]
+
+
 def test_unreadable_file() -> None:
     with pytest.raises(PolicyError, match="cannot read: No such file or directory"):
         load_policy(DATA / "absent.yaml")
@@ -267,6 +297,33 @@ def test_a_set_name_must_be_unique_across_files() -> None:
 def test_references_need_a_base_directory() -> None:
     text = HEAD + "references: [refs-images.yaml]\nadmit: {}\n"
     assert (4, "$.references[0]", "no base directory to resolve references") in problems(text)
+
+
+def test_an_inline_set_may_not_reuse_a_shared_name() -> None:
+    text = (
+        HEAD + "references: [refs-images.yaml]\nreference_values:\n  images:\n    tee: snp\n"
+        "    values:\n      - measurement: '" + "00" * 48 + "'\nadmit: {}\n"
+    )
+    assert problems(text, base_dir=DATA) == [
+        (
+            7,  # where the inline set's body starts
+            "$.reference_values.images",
+            f"reference set 'images' is also defined in {DATA / 'refs-images.yaml'}",
+        )
+    ]
+
+
+def test_a_policy_is_not_a_reference_file() -> None:
+    text = HEAD + "references: [default.yaml]\nadmit: {}\n"
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(text, source="p.yaml", base_dir=POLICIES)
+    found = [(p["file"], p["line"], p["path"], p["message"]) for p in caught.value.problems]
+    default = POLICIES / "default.yaml"
+    line = default.read_text().splitlines().index("format: keybroker-policy/1") + 1
+    assert found == [
+        (str(default), line, "$.format", "must be keybroker-references/1"),
+        ("p.yaml", 4, "$.references[0]", "default.yaml: must be keybroker-references/1"),
+    ]
 
 
 def test_a_reference_file_is_not_a_policy() -> None:

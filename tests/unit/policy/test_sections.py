@@ -267,6 +267,33 @@ def test_advisory_ids_absent_fails() -> None:
     assert (failure.claim, failure.absent) == ("advisory_ids", True)
 
 
+@pytest.mark.parametrize(("rule", "op"), [("accept", "all in"), ("refuse", "none in")])
+def test_advisory_ids_that_are_not_a_list_fail(rule: str, op: str) -> None:
+    rules = policy(f"  tdx:\n    minimum_tcb: {{advisory_ids: {{{rule}: [INTEL-SA-00615]}}}}\n")
+    claims = claims_of(Tee.TDX, INTEL, advisory_ids="INTEL-SA-00615")
+    decision = evaluate(rules, claims, NOW)
+    (failure,) = decision.failures
+    assert not decision.allow
+    assert (failure.rule, failure.claim, failure.op, failure.found) == (
+        f"$.admit.tdx.minimum_tcb.advisory_ids.{rule}",
+        "advisory_ids",
+        op,
+        "INTEL-SA-00615",
+    )
+    assert (failure.passed, failure.absent, failure.note) == (
+        False,
+        False,
+        "found a string, not a list",
+    )
+
+
+def test_evaluate_refuses_a_naive_now() -> None:
+    rules = policy("  nitro: {}\n")
+    with pytest.raises(ValueError, match=r"^now must be timezone-aware$") as caught:
+        evaluate(rules, claims_of(Tee.NITRO, AWS), NOW.replace(tzinfo=None))
+    assert str(caught.value) == "now must be timezone-aware"
+
+
 # --- freshness ------------------------------------------------------------------------------
 
 FRESH = "  any:\n    freshness: {max_evidence_age: 5m, max_collateral_age: 30d}\n"
