@@ -18,8 +18,8 @@ from typing import Any
 from broker.admin.service import AdminService
 from broker.cli import UsageError
 from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
+from broker.cli.policy import EXIT_ERROR, load_or_report
 from broker.errors import KeybrokerError
-from broker.policy.loader import load_policy
 from broker.runtime import Runtime
 from broker.store.admin_tokens import Principal, Role
 
@@ -117,9 +117,17 @@ async def _rotate_kek(admin: AdminService, who: Principal, args: argparse.Namesp
 
 
 async def _publish(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    policy = load_policy(args.file)  # shared reference files resolve next to the policy
-    _print(await admin.publish_policy(who, policy))
+    _print(await admin.publish_policy(who, args.policy))
     return 0
+
+
+def _run_publish(args: argparse.Namespace) -> int:
+    """Load the policy before the database and HSM are opened: an invalid document exits 2
+    with every problem, as ``policy check`` does."""
+    args.policy = load_or_report(args.file)  # shared reference files resolve next to it
+    if args.policy is None:
+        return EXIT_ERROR
+    return _run(_publish)(args)
 
 
 async def _list_policies(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
@@ -254,9 +262,9 @@ def register(subparsers: Any) -> None:
 
     policies = subparsers.add_parser("policies", help="published release policies")
     policy_actions = policies.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _parser(
-        policy_actions, "publish", "publish a policy file as a new version", _publish
-    ).add_argument("file", type=Path)
+    publish = _parser(policy_actions, "publish", "publish a policy file as a new version", _publish)
+    publish.add_argument("file", type=Path)
+    publish.set_defaults(func=_run_publish)
     _parser(policy_actions, "list", "list policies (newest version of each)", _list_policies)
     show = _parser(policy_actions, "show", "print a published policy", _show_policy)
     show.add_argument("name")

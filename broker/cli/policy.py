@@ -139,12 +139,20 @@ def _warning_line(path: Path, document: Document, warning: LintWarning) -> str:
 # --- eval -----------------------------------------------------------------------------------
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def load_or_report(path: Path) -> Policy | None:
+    """The policy at ``path``, or None after printing each problem to stderr (then exit
+    :data:`EXIT_ERROR`, as ``policy check`` does for an invalid file)."""
     try:
-        policy = load_policy(args.policy)
+        return load_policy(path)
     except PolicyError as exc:
         for problem in exc.problems:
             print(f"keybroker: {_problem_line(problem)}", file=sys.stderr)
+        return None
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    policy = load_or_report(args.policy)
+    if policy is None:
         return EXIT_ERROR
     now = instant(args.at)
     try:
