@@ -463,8 +463,9 @@ def _advisory_check(listed: tuple[str, ...], rule: str, accept: bool) -> Check:
             return ClauseResult(
                 "minimum_tcb", rule, "advisory_ids", op, expected, None, False, True, ABSENT
             )
-        if not isinstance(found, tuple):
-            note = f"found {_kind(found)}, not a list"
+        if not isinstance(found, tuple) or any(type(a) is not str for a in found):
+            what = _kind(found) if not isinstance(found, tuple) else "a list with a non-string"
+            note = f"found {what}, not a list of advisory IDs"
             return ClauseResult(
                 "minimum_tcb", rule, "advisory_ids", op, expected, found, False, note=note
             )

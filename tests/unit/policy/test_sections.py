@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from broker.evidence.claims import Signer, SignerOrigin, Tee
+from broker.evidence.claims import Signer, SignerOrigin, Tee, thaw
 from broker.policy import Decision, evaluate
 
 from .support import AMD_MILAN, AWS, INTEL, NOW, POLICIES, claims_of, policy
@@ -267,23 +267,35 @@ def test_advisory_ids_absent_fails() -> None:
     assert (failure.claim, failure.absent) == ("advisory_ids", True)
 
 
+@pytest.mark.parametrize(
+    ("found", "what"),
+    [
+        ("INTEL-SA-00615", "a string"),
+        ({"id": "INTEL-SA-00615"}, "an object"),
+        (["INTEL-SA-00615", {"id": "INTEL-SA-00657"}], "a list with a non-string"),
+        ([["INTEL-SA-00615"]], "a list with a non-string"),
+        ([7], "a list with a non-string"),
+    ],
+)
 @pytest.mark.parametrize(("rule", "op"), [("accept", "all in"), ("refuse", "none in")])
-def test_advisory_ids_that_are_not_a_list_fail(rule: str, op: str) -> None:
+def test_advisory_ids_that_are_not_a_list_of_strings_fail(
+    rule: str, op: str, found: object, what: str
+) -> None:
     rules = policy(f"  tdx:\n    minimum_tcb: {{advisory_ids: {{{rule}: [INTEL-SA-00615]}}}}\n")
-    claims = claims_of(Tee.TDX, INTEL, advisory_ids="INTEL-SA-00615")
+    claims = claims_of(Tee.TDX, INTEL, advisory_ids=found)
     decision = evaluate(rules, claims, NOW)
     (failure,) = decision.failures
     assert not decision.allow
-    assert (failure.rule, failure.claim, failure.op, failure.found) == (
+    assert (failure.rule, failure.claim, failure.op, thaw(failure.found)) == (
         f"$.admit.tdx.minimum_tcb.advisory_ids.{rule}",
         "advisory_ids",
         op,
-        "INTEL-SA-00615",
+        found,
     )
     assert (failure.passed, failure.absent, failure.note) == (
         False,
         False,
-        "found a string, not a list",
+        f"found {what}, not a list of advisory IDs",
     )
 
 
