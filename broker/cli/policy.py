@@ -38,7 +38,8 @@ EXIT_OK, EXIT_WARN_OR_DENY, EXIT_ERROR = 0, 1, 2
 _CHECK_EPILOG = """exit status: 0 every file is valid and has no warnings (acknowledged warnings
 do not count); 1 valid, but some file has warnings; 2 some file is invalid or unreadable.
 Warning codes: no-measurement, debug-allowed, infrastructure-signer, no-minimum-tcb,
-any-tee, unknown-claim (docs/policies.md)."""
+any-tee, unknown-claim, test-root-accepted (docs/policies.md); debug-allowed and
+test-root-accepted cannot be acknowledged."""
 
 _EVAL_EPILOG = """exit status: 0 the policy allows; 1 it denies (or the evidence does not
 verify); 2 usage error, unreadable input or invalid policy. --claims takes the JSON that
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
         help="validate policies against the schema and warn about risky ones",
         description="Validate policy and reference files and lint the policies.",
         epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the codes whole
     )
     check.add_argument(
         "files", nargs="+", type=Path, metavar="FILE", help="policy or reference-value file"

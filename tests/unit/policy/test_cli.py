@@ -17,6 +17,7 @@ from broker.errors import SignatureInvalid
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import CollateralOption, TeeVerifier
 from broker.evidence.trust import TrustedRoot
+from broker.policy.lint import CODES, UNACKNOWLEDGEABLE
 
 from .support import DATA, POLICIES, go_sev_guest_claims
 
@@ -84,6 +85,17 @@ def test_help_documents_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
             main(["policy", action, "--help"])
         assert done.value.code == 0
         assert text in " ".join(capsys.readouterr().out.split())
+
+
+def test_check_help_names_every_warning_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["policy", "check", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    codes = text.split("Warning codes: ")[1].split(" (docs/policies.md)")[0]
+    assert codes.split(", ") == list(CODES)
+    unacknowledgeable = " and ".join(sorted(UNACKNOWLEDGEABLE))
+    assert f"{unacknowledgeable} cannot be acknowledged." in text
 
 
 # --- eval with --claims ---------------------------------------------------------------------

@@ -8,9 +8,9 @@ import pytest
 
 from broker.errors import PolicyError
 from broker.policy import Policy, lint, load_policy
-from broker.policy.lint import CODES, known_claim
+from broker.policy.lint import CODES, UNACKNOWLEDGEABLE, known_claim
 
-from .support import POLICIES, policy
+from .support import POLICIES, REPO, policy
 
 SAFE_SNP = """\
   snp:
@@ -180,3 +180,12 @@ def test_shipped_policies_warn_only_where_intended(
 ) -> None:
     warnings = lint(load_policy(POLICIES / name))
     assert [(w.code, w.acknowledged is not None) for w in warnings] == expected
+
+
+def test_docs_list_every_code_and_which_cannot_be_acknowledged() -> None:
+    text = (REPO / "docs" / "policies.md").read_text()
+    section = text.split("## Lint warnings")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(CODES)
+    unacknowledgeable = " and ".join(f"`{code}`" for code in sorted(UNACKNOWLEDGEABLE))
+    assert f"\n{unacknowledgeable} cannot be acknowledged" in section
