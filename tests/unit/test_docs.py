@@ -50,3 +50,17 @@ def test_every_command_is_in_the_cli_table() -> None:
     missing = [c for c in commands(build_parser()) if f"`{c}" not in documented]
     assert missing == []
     assert "`collateral import FILE..." in documented
+
+
+def test_the_architecture_layout_names_every_package_and_module() -> None:
+    text = (DOCS / "architecture.md").read_text()
+    layout = text.split("\nbroker/\n")[1].split("\nhsm/")[0]
+    broker = DOCS.parent / "broker"
+    packages = sorted(p.parent.name for p in broker.glob("*/__init__.py"))
+    modules = sorted(
+        p.name for p in broker.glob("*.py") if p.name not in ("__init__.py", "__main__.py")
+    )
+    named = set(re.findall(r"(\w+)/", layout))
+    assert [p for p in packages if p not in named] == []
+    assert [m for m in modules if m not in layout] == []
+    assert "cli.py" not in layout
