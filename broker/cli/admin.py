@@ -8,7 +8,6 @@ action is audited with the local user's name.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,15 @@ from typing import Any
 
 from broker.admin.service import AdminService
 from broker.cli import UsageError
-from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
+from broker.cli.common import (
+    add_settings_arguments,
+    cli_actor,
+    fail,
+    print_json,
+    read_input,
+    run_async,
+    settings_from,
+)
 from broker.cli.policy import EXIT_ERROR, load_or_report
 from broker.errors import KeybrokerError
 from broker.runtime import Runtime
@@ -29,7 +36,7 @@ Action = Callable[[AdminService, Principal, argparse.Namespace], Awaitable[int]]
 def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         settings = settings_from(args)
-        principal = Principal(actor=f"cli:{getpass.getuser()}", role=None)
+        principal = Principal(actor=cli_actor(), role=None)
 
         async def main() -> int:
             runtime = await Runtime.start(settings)
@@ -44,11 +51,6 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
             return fail(exc)
 
     return handler
-
-
-def _print(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
 
 
 def _parser(group: Any, name: str, help_text: str, action: Action) -> argparse.ArgumentParser:
@@ -66,50 +68,45 @@ def _read_secret(args: argparse.Namespace) -> tuple[bytes | None, int | None]:
         raise UsageError("give exactly one of --secret-file FILE and --generate LENGTH")
     if args.secret_file is None:
         return None, int(args.generate)
-    try:
-        return (
-            sys.stdin.buffer.read()
-            if str(args.secret_file) == "-"
-            else Path(args.secret_file).read_bytes()
-        ), None
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.secret_file}: {exc.strerror}") from None
+    if str(args.secret_file) == "-":
+        return sys.stdin.buffer.read(), None
+    return read_input(Path(args.secret_file)), None
 
 
 async def _create(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     secret, length = _read_secret(args)
-    _print(await admin.create_key(who, args.name, secret, length, new_version=False))
+    print_json(await admin.create_key(who, args.name, secret, length, new_version=False))
     return 0
 
 
 async def _rotate(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     secret, length = _read_secret(args)
-    _print(await admin.create_key(who, args.name, secret, length, new_version=True))
+    print_json(await admin.create_key(who, args.name, secret, length, new_version=True))
     return 0
 
 
 async def _disable(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.set_key_state(who, args.name, "disabled"))
+    print_json(await admin.set_key_state(who, args.name, "disabled"))
     return 0
 
 
 async def _enable(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.set_key_state(who, args.name, "active"))
+    print_json(await admin.set_key_state(who, args.name, "active"))
     return 0
 
 
 async def _list_keys(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.list_keys(who))
+    print_json(await admin.list_keys(who))
     return 0
 
 
 async def _bind(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.bind_policy(who, args.name, args.policy, args.version, args.lock))
+    print_json(await admin.bind_policy(who, args.name, args.policy, args.version, args.lock))
     return 0
 
 
 async def _rotate_kek(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.rotate_kek(who))
+    print_json(await admin.rotate_kek(who))
     return 0
 
 
@@ -117,7 +114,7 @@ async def _rotate_kek(admin: AdminService, who: Principal, args: argparse.Namesp
 
 
 async def _publish(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.publish_policy(who, args.policy))
+    print_json(await admin.publish_policy(who, args.policy))
     return 0
 
 
@@ -131,14 +128,14 @@ def _run_publish(args: argparse.Namespace) -> int:
 
 
 async def _list_policies(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.list_policies(who))
+    print_json(await admin.list_policies(who))
     return 0
 
 
 async def _show_policy(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     record = await admin.get_policy(who, args.name, args.version)
     record["document"] = json.loads(record["document"])
-    _print(record)
+    print_json(record)
     return 0
 
 
@@ -160,7 +157,7 @@ async def _audit_verify(admin: AdminService, who: Principal, args: argparse.Name
 async def _audit_tail(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     records = list(reversed(await admin.audit_tail(who, args.limit)))
     if args.json:
-        _print(records)
+        print_json(records)
         return 0
     for entry in records:
         print(describe_audit(entry))
@@ -219,12 +216,12 @@ async def _token_create(admin: AdminService, who: Principal, args: argparse.Name
 
 
 async def _token_list(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.list_tokens(who))
+    print_json(await admin.list_tokens(who))
     return 0
 
 
 async def _token_revoke(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.revoke_token(who, args.token_id))
+    print_json(await admin.revoke_token(who, args.token_id))
     return 0
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from broker.cli import UsageError
+from broker.cli.common import read_input
 from broker.cli.evidence import (
     add_verification_arguments,
     instant,
-    read_input,
     verifier_or_usage,
     verify_evidence,
 )
