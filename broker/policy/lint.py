@@ -29,6 +29,7 @@ from broker.evidence.trust import INSECURE_ROOT_PREFIX
 from broker.policy.model import (
     ANY_SECTION,
     MEASUREMENT_CLAIMS,
+    SIGNER_ATTRIBUTES,
     SNP_TCB_COMPONENTS,
     AllOf,
     AnyOf,
@@ -217,7 +218,7 @@ _VERSION = frozenset({"major", "minor", "build"})
 _COMMON: Catalogue = {
     "tee": None,
     "debug": None,
-    "signer": frozenset({"vendor", "origin", "root", "key", "product"}),
+    "signer": SIGNER_ATTRIBUTES,
 }
 _INTEL: Catalogue = {
     "quote_version": None,

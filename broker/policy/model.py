@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from broker.errors import PolicyError
-from broker.evidence.claims import SignerOrigin
+from broker.evidence.claims import Signer, SignerOrigin
 
 POLICY_FORMAT = "keybroker-policy/1"
 REFERENCES_FORMAT = "keybroker-references/1"
@@ -48,6 +48,9 @@ MEASUREMENT_CLAIMS: Mapping[str, frozenset[str]] = {
     "sgx": frozenset({"mr_enclave", "mr_signer"}),
     "nitro": frozenset({"pcrs.0", "pcrs.8"}),
 }
+
+#: The attributes of :class:`broker.evidence.claims.Signer` that ``signer.NAME`` reads.
+SIGNER_ATTRIBUTES = frozenset(f.name for f in fields(Signer))
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

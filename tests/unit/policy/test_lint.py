@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 
 from broker.errors import PolicyError
+from broker.evidence.claims import Signer, Tee
 from broker.policy import Policy, lint, load_policy
+from broker.policy.clauses import compile_getter
 from broker.policy.lint import CODES, UNACKNOWLEDGEABLE, known_claim
+from broker.policy.model import SIGNER_ATTRIBUTES
 
-from .support import POLICIES, REPO, policy
+from .support import AMD_MILAN, POLICIES, REPO, claims_of, policy
 
 SAFE_SNP = """\
   snp:
@@ -161,6 +165,25 @@ def test_known_claims() -> None:
     assert known_claim("nitro", "pcrs.31")
     assert known_claim("any", "mr_enclave")
     assert not known_claim("any", "nonsense")
+
+
+def test_signer_claims_are_the_signer_attributes() -> None:
+    # one set, read off broker.evidence.claims.Signer, serves the linter and the evaluator
+    assert {f.name for f in fields(Signer)} == SIGNER_ATTRIBUTES
+    assert {"vendor", "origin", "root", "key", "product"} == SIGNER_ATTRIBUTES
+    for tee in ("snp", "tdx", "sgx", "nitro", "any"):
+        assert all(known_claim(tee, f"signer.{name}") for name in SIGNER_ATTRIBUTES)
+        assert not known_claim(tee, "signer.chain")
+        assert not known_claim(tee, "signer")
+    claims = claims_of(Tee.SNP, AMD_MILAN)
+    found = {name: compile_getter(f"signer.{name}")(claims) for name in SIGNER_ATTRIBUTES}
+    assert found == {
+        "vendor": "amd",
+        "origin": "silicon-vendor",
+        "root": "amd-ark-milan",
+        "key": "vcek",
+        "product": "Milan",
+    }
 
 
 @pytest.mark.parametrize(
