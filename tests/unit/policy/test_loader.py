@@ -360,6 +360,52 @@ def test_only_the_sets_used_are_part_of_the_policy() -> None:
     assert [r.name for r in loaded.reference_sets] == ["images"]
 
 
+#: Digests of the shipped policies, pinned: the canonical form (and so every audit record's
+#: policy identity) must not change with the serialiser behind it.
+PINNED_DIGESTS = {
+    "default.yaml": "aa6b39ff81970dd30058a49baefa0fbf575404b6ef349a7f3ea71bf29b1b4c38",
+    "insecure-debug-example.yaml": (
+        "0fedf4eaf43a50e301620043142496c26fcd39e031ecb52a7cce9ab4cb3aeff5"
+    ),
+    "insecure-demo-simulated-snp.yaml": (
+        "47dfd8a613374cbf78aebb233120030291a517b70f6959cde6e615c64cd3cf06"
+    ),
+    "nitro-enclave.yaml": "71fc39a39e6edd94a86a2269ac52327b0bb605400374aa09318e22c4a73eae5e",
+    "sgx-enclave-data-key.yaml": "81123c4eac7db82dc7154ad7b12a14e3f18c04442ab51c72ba48b97fb7182b48",
+    "snp-production-disk-key.yaml": (
+        "94c2fa45317a9c90c8c79e049a271bde4e30b4fa9b1338f98625a147948ae15c"
+    ),
+    "tdx-production.yaml": "046360e5063948eb2aad95bc041721334baa59a6453136b8b84bba4fdeea4cc2",
+}
+
+
+@pytest.mark.parametrize(("name", "digest"), sorted(PINNED_DIGESTS.items()))
+def test_shipped_policy_digests_are_pinned(name: str, digest: str) -> None:
+    assert load_policy(POLICIES / name).digest() == digest
+
+
+UNICODE_POLICY = (
+    "format: keybroker-policy/1\nname: unicode\nversion: 3\n"
+    'description: "Schlüssel für \U0001d518 \\u2028 \\x7f \\t \\u001f \\" \\\\ end"\n'
+    "admit:\n  snp:\n    require:\n"
+    '      - {claim: vmpl, in: [0, 1], reason: "ä ✓ \U0001f600"}\n'
+)
+
+
+def test_canonical_form_of_non_ascii_and_escaped_text_is_pinned() -> None:
+    loaded = load_policy_text(UNICODE_POLICY)
+    assert loaded.description == 'Schlüssel für \U0001d518 \u2028 \x7f \t \x1f " \\ end'
+    assert (
+        canonical_json(loaded.to_json())
+        == (
+            '{"admit":{"snp":{"require":[{"claim":"vmpl","in":[0,1],"reason":"ä ✓ \U0001f600"}]}},'
+            '"description":"Schlüssel für \U0001d518 \u2028 \x7f \\t \\u001f \\" \\\\ end",'
+            '"format":"keybroker-policy/1","name":"unicode","version":3}'
+        ).encode()
+    )
+    assert loaded.digest() == "872e7ca5c21f97848fc33d6e28867cc29d571677258e402b8c14a6b873030f3e"
+
+
 def test_comments_and_layout_do_not_change_the_digest() -> None:
     compact = load_policy_text(HEAD + "admit: {snp: {require: [{claim: vmpl, equals: 0}]}}\n")
     spacious = load_policy_text(
