@@ -8,7 +8,6 @@ action is audited with the local user's name.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -17,9 +16,17 @@ from typing import Any
 
 from broker.admin.service import AdminService
 from broker.cli import UsageError
-from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
+from broker.cli.common import (
+    add_settings_arguments,
+    cli_actor,
+    fail,
+    print_json,
+    read_input,
+    run_async,
+    settings_from,
+)
+from broker.cli.policy import EXIT_ERROR, load_or_report
 from broker.errors import KeybrokerError
-from broker.policy.loader import load_policy
 from broker.runtime import Runtime
 from broker.store.admin_tokens import Principal, Role
 
@@ -29,7 +36,7 @@ Action = Callable[[AdminService, Principal, argparse.Namespace], Awaitable[int]]
 def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         settings = settings_from(args)
-        principal = Principal(actor=f"cli:{getpass.getuser()}", role=None)
+        principal = Principal(actor=cli_actor(), role=None)
 
         async def main() -> int:
             runtime = await Runtime.start(settings)
@@ -44,11 +51,6 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
             return fail(exc)
 
     return handler
-
-
-def _print(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
 
 
 def _parser(group: Any, name: str, help_text: str, action: Action) -> argparse.ArgumentParser:
@@ -66,50 +68,45 @@ def _read_secret(args: argparse.Namespace) -> tuple[bytes | None, int | None]:
         raise UsageError("give exactly one of --secret-file FILE and --generate LENGTH")
     if args.secret_file is None:
         return None, int(args.generate)
-    try:
-        return (
-            sys.stdin.buffer.read()
-            if str(args.secret_file) == "-"
-            else Path(args.secret_file).read_bytes()
-        ), None
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.secret_file}: {exc.strerror}") from None
+    if str(args.secret_file) == "-":
+        return sys.stdin.buffer.read(), None
+    return read_input(Path(args.secret_file)), None
 
 
 async def _create(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     secret, length = _read_secret(args)
-    _print(await admin.create_key(who, args.name, secret, length, new_version=False))
+    print_json(await admin.create_key(who, args.name, secret, length, new_version=False))
     return 0
 
 
 async def _rotate(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     secret, length = _read_secret(args)
-    _print(await admin.create_key(who, args.name, secret, length, new_version=True))
+    print_json(await admin.create_key(who, args.name, secret, length, new_version=True))
     return 0
 
 
 async def _disable(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.set_key_state(who, args.name, "disabled"))
+    print_json(await admin.set_key_state(who, args.name, "disabled"))
     return 0
 
 
 async def _enable(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.set_key_state(who, args.name, "active"))
+    print_json(await admin.set_key_state(who, args.name, "active"))
     return 0
 
 
 async def _list_keys(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.list_keys(who))
+    print_json(await admin.list_keys(who))
     return 0
 
 
 async def _bind(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.bind_policy(who, args.name, args.policy, args.version, args.lock))
+    print_json(await admin.bind_policy(who, args.name, args.policy, args.version, args.lock))
     return 0
 
 
 async def _rotate_kek(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.rotate_kek(who))
+    print_json(await admin.rotate_kek(who))
     return 0
 
 
@@ -117,20 +114,28 @@ async def _rotate_kek(admin: AdminService, who: Principal, args: argparse.Namesp
 
 
 async def _publish(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    policy = load_policy(args.file)  # shared reference files resolve next to the policy
-    _print(await admin.publish_policy(who, policy))
+    print_json(await admin.publish_policy(who, args.policy))
     return 0
 
 
+def _run_publish(args: argparse.Namespace) -> int:
+    """Load the policy before the database and HSM are opened: an invalid document exits 2
+    with every problem, as ``policy check`` does."""
+    args.policy = load_or_report(args.file)  # shared reference files resolve next to it
+    if args.policy is None:
+        return EXIT_ERROR
+    return _run(_publish)(args)
+
+
 async def _list_policies(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.list_policies(who))
+    print_json(await admin.list_policies(who))
     return 0
 
 
 async def _show_policy(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     record = await admin.get_policy(who, args.name, args.version)
     record["document"] = json.loads(record["document"])
-    _print(record)
+    print_json(record)
     return 0
 
 
@@ -152,7 +157,7 @@ async def _audit_verify(admin: AdminService, who: Principal, args: argparse.Name
 async def _audit_tail(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     records = list(reversed(await admin.audit_tail(who, args.limit)))
     if args.json:
-        _print(records)
+        print_json(records)
         return 0
     for entry in records:
         print(describe_audit(entry))
@@ -211,12 +216,12 @@ async def _token_create(admin: AdminService, who: Principal, args: argparse.Name
 
 
 async def _token_list(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.list_tokens(who))
+    print_json(await admin.list_tokens(who))
     return 0
 
 
 async def _token_revoke(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    _print(await admin.revoke_token(who, args.token_id))
+    print_json(await admin.revoke_token(who, args.token_id))
     return 0
 
 
@@ -254,9 +259,9 @@ def register(subparsers: Any) -> None:
 
     policies = subparsers.add_parser("policies", help="published release policies")
     policy_actions = policies.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _parser(
-        policy_actions, "publish", "publish a policy file as a new version", _publish
-    ).add_argument("file", type=Path)
+    publish = _parser(policy_actions, "publish", "publish a policy file as a new version", _publish)
+    publish.add_argument("file", type=Path)
+    publish.set_defaults(func=_run_publish)
     _parser(policy_actions, "list", "list policies (newest version of each)", _list_policies)
     show = _parser(policy_actions, "show", "print a published policy", _show_policy)
     show.add_argument("name")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,40 @@ def register(subparsers: Any) -> None:
     bench.set_defaults(func=run_bench)
 
 
+#: Options that must be above zero, and options that must not be below it.
+_POSITIVE = (
+    "concurrency",
+    "duration",
+    "floor_seconds",
+    "check_every",
+    "key_pool",
+    "generators",
+    "keys",
+)
+_NOT_NEGATIVE = ("warmup", "workers", "hsm_threads", "audit_records")
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """:class:`UsageError` naming the first number option out of its range."""
+    for name in _POSITIVE:
+        value = getattr(args, name)
+        if value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, found {value}")
+    for name in _NOT_NEGATIVE:
+        value = getattr(args, name)
+        if value < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, found {value}")
+
+
+def exit_status(summary: Mapping[str, Any]) -> int:
+    """0 when no request of any run failed (warm-up included), else 1."""
+    return 0 if summary["errors"] == 0 else 1
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from broker.bench import report, runner  # noqa: PLC0415
 
-    if min(args.concurrency, args.check_every, args.key_pool, args.generators) < 1 or (
-        args.duration <= 0
-    ):
-        raise UsageError(
-            "--concurrency, --duration, --check-every, --key-pool and --generators must be positive"
-        )
+    check_numbers(args)
     levels = tuple(sorted(set(args.levels) | {args.concurrency}))
     options = runner.Options(
         state_dir=args.state_dir,
@@ -127,4 +153,4 @@ def run_bench(args: argparse.Namespace) -> int:
         return 1
     print(report.table(result))
     print(report.json_line(result), flush=True)
-    return 0 if report.summary(result)["errors"] == 0 else 1
+    return exit_status(report.summary(result))

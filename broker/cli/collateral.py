@@ -11,26 +11,28 @@ refused, nothing is stored. The import and its audit record (kind ``admin``, act
 from __future__ import annotations
 
 import argparse
-import getpass
 import hashlib
-import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from broker.cli import UsageError
-from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
+from broker.cli.common import (
+    add_settings_arguments,
+    cli_actor,
+    fail,
+    print_json,
+    read_input,
+    run_async,
+    settings_from,
+    with_database,
+)
 from broker.collateral import keys
 from broker.collateral.detect import ImportPlan, plan_import
 from broker.collateral.store import CollateralItem, CollateralStore, write
 from broker.errors import KeybrokerError
-from broker.runtime import database_dsn
-from broker.settings import Settings
 from broker.store import audit
 from broker.store.audit import AuditRecord
 from broker.store.database import Database
-from broker.store.migrate import migrate
 from broker.timeutil import utcnow
 
 KINDS = (
@@ -44,7 +46,6 @@ KINDS = (
     keys.ROOT_CRL,
     keys.TCB_SIGNING_CHAIN,
 )
-T = TypeVar("T")
 
 _IMPORT_EPILOG = """\
 kinds are recognised by content: VCEK/VLEK certificates (DER or PEM), AMD cert chains
@@ -84,13 +85,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    files = []
-    for path in args.files:
-        try:
-            files.append((str(path), path.read_bytes()))
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    actor = f"cli:{getpass.getuser()}"
+    files = [(str(path), read_input(path)) for path in args.files]
+    actor = cli_actor()
     plan = plan_import(files, tee=args.tee, kind=args.kind, actor=actor)
     for name, reason in plan.refused:
         print(f"keybroker: {name}: {reason}", file=sys.stderr)
@@ -99,7 +95,7 @@ def run_import(args: argparse.Namespace) -> int:
         return 1
     settings = settings_from(args)
     try:
-        run_async(lambda: _with_database(settings, lambda db: _store(db, plan, actor)))
+        run_async(lambda: with_database(settings, lambda db, _: _store(db, plan, actor)))
     except KeybrokerError as exc:
         return fail(exc)
     _report_import(plan, args.json)
@@ -140,7 +136,7 @@ def _audited(item: CollateralItem) -> dict[str, Any]:
 def _report_import(plan: ImportPlan, as_json: bool) -> None:
     now = utcnow()
     if as_json:
-        _print(
+        print_json(
             {
                 "imported": [item.summary(now) for item in plan.items],
                 "skipped": [{"file": name, "reason": why} for name, why in plan.skipped],
@@ -161,13 +157,15 @@ def _report_import(plan: ImportPlan, as_json: bool) -> None:
 def run_list(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     try:
-        listed = run_async(lambda: _with_database(settings, lambda db: CollateralStore(db).list()))
+        listed = run_async(
+            lambda: with_database(settings, lambda db, _: CollateralStore(db).list())
+        )
     except KeybrokerError as exc:
         return fail(exc)
     now = utcnow()
     summaries = [entry.summary(now) for entry in listed]
     if args.json:
-        _print(summaries)
+        print_json(summaries)
         return 0
     for entry in summaries:
         state = "STALE" if entry["stale"] else "fresh"
@@ -179,22 +177,3 @@ def run_list(args: argparse.Namespace) -> int:
     if not summaries:
         print("the collateral store is empty")
     return 0
-
-
-# --- shared ----------------------------------------------------------------------------------
-
-
-async def _with_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
-    """Open only the database (migrated, so an import may precede the broker's first start)."""
-    db = await Database.connect(database_dsn(settings).reveal(), 1, 2)
-    try:
-        async with db.connection() as conn:
-            await migrate(conn)
-        return await action(db)
-    finally:
-        await db.close()
-
-
-def _print(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")

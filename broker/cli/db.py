@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
+from broker.cli.common import add_settings_arguments, fail, run_async, settings_from, with_database
 from broker.errors import KeybrokerError
-from broker.runtime import database_dsn
 from broker.store.database import Database
-from broker.store.migrate import migrate
+from broker.store.sqlfiles import Migration
 
 
 def register(subparsers: Any) -> None:
@@ -23,16 +22,11 @@ def register(subparsers: Any) -> None:
 def run_migrate(args: argparse.Namespace) -> int:
     settings = settings_from(args)
 
-    async def apply() -> list[str]:
-        db = await Database.connect(database_dsn(settings).reveal(), 1, 1)
-        try:
-            async with db.connection() as conn:
-                return [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
-        finally:
-            await db.close()
+    async def names(db: Database, applied: list[Migration]) -> list[str]:
+        return [f"{m.version:04d}_{m.name}" for m in applied]
 
     try:
-        applied = run_async(apply)
+        applied = run_async(lambda: with_database(settings, names))
     except KeybrokerError as exc:
         return fail(exc)
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")

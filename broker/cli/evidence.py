@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.cli import UsageError
+from broker.cli.common import read_input
 from broker.errors import EvidenceError, UnsupportedEvidence
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import CollateralOption, TeeVerifier, parse_tee, verifier_for
@@ -134,14 +135,6 @@ def register(subparsers: Any) -> None:
     verify.add_argument("evidence", type=Path, help="evidence file (raw bytes)")
     add_verification_arguments(verify)
     verify.set_defaults(func=run_verify)
-
-
-def read_input(path: Path) -> bytes:
-    """The bytes of a file named on the command line; unreadable is a usage error."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def instant(text: str | None) -> datetime:

@@ -74,11 +74,14 @@ def source_for(args: argparse.Namespace) -> EvidenceSource:
     return factory(kit)
 
 
-def run_fetch(args: argparse.Namespace) -> int:
+def run_fetch(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None = None) -> int:
+    """Exit 0 with the secret written; 1 when the broker refuses or cannot be reached, or
+    configfs-tsm fails; usage errors (exit 2) raise :class:`UsageError`. ``transport``
+    replaces the network (tests)."""
     source = source_for(args)
 
     async def fetch() -> bytes:
-        async with httpx.AsyncClient(base_url=args.url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=args.url, timeout=30, transport=transport) as http:
             released = await GuestClient(http).fetch(source, args.key, args.rsa_bits)
         print(
             f"released {released.key} version {released.version} ({len(released.secret)} bytes)",

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from broker.cli import UsageError
+from broker.cli.common import read_input
 from broker.cli.evidence import (
     add_verification_arguments,
     instant,
-    read_input,
     verifier_or_usage,
     verify_evidence,
 )
@@ -38,7 +38,8 @@ EXIT_OK, EXIT_WARN_OR_DENY, EXIT_ERROR = 0, 1, 2
 _CHECK_EPILOG = """exit status: 0 every file is valid and has no warnings (acknowledged warnings
 do not count); 1 valid, but some file has warnings; 2 some file is invalid or unreadable.
 Warning codes: no-measurement, debug-allowed, infrastructure-signer, no-minimum-tcb,
-any-tee, unknown-claim (docs/policies.md)."""
+any-tee, unknown-claim, test-root-accepted (docs/policies.md); debug-allowed and
+test-root-accepted cannot be acknowledged."""
 
 _EVAL_EPILOG = """exit status: 0 the policy allows; 1 it denies (or the evidence does not
 verify); 2 usage error, unreadable input or invalid policy. --claims takes the JSON that
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
         help="validate policies against the schema and warn about risky ones",
         description="Validate policy and reference files and lint the policies.",
         epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the codes whole
     )
     check.add_argument(
         "files", nargs="+", type=Path, metavar="FILE", help="policy or reference-value file"
@@ -139,12 +141,20 @@ def _warning_line(path: Path, document: Document, warning: LintWarning) -> str:
 # --- eval -----------------------------------------------------------------------------------
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def load_or_report(path: Path) -> Policy | None:
+    """The policy at ``path``, or None after printing each problem to stderr (then exit
+    :data:`EXIT_ERROR`, as ``policy check`` does for an invalid file)."""
     try:
-        policy = load_policy(args.policy)
+        return load_policy(path)
     except PolicyError as exc:
         for problem in exc.problems:
             print(f"keybroker: {_problem_line(problem)}", file=sys.stderr)
+        return None
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    policy = load_or_report(args.policy)
+    if policy is None:
         return EXIT_ERROR
     now = instant(args.at)
     try:

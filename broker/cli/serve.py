@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -16,7 +19,8 @@ from broker.localstate import demo
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.logs import get_logger
-from broker.settings import Settings
+from broker.redact import Secret
+from broker.settings import ENV_PREFIX, Settings, load_settings
 
 log = get_logger("keybroker.cli")
 
@@ -58,11 +62,47 @@ def _with_listen(settings: Settings, args: argparse.Namespace) -> Settings:
     return settings.with_overrides(**changes)
 
 
-def serve(settings: Settings) -> None:
+def worker_environment(
+    settings: Settings, config_file: Path | None, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment from which a worker's ``load_settings()`` rebuilds exactly ``settings``.
+
+    Workers are separate processes that read only ``KEYBROKER_*`` variables: the settings
+    file given with ``--config`` becomes ``KEYBROKER_CONFIG``, and every value that differs
+    from what that file and ``environ`` give (command-line overrides such as ``--host``,
+    ``--port``, ``--state-dir``, and the demo's test root) becomes its own variable. Values
+    the file or environment already give are not copied, so a database URL from the file
+    stays out of the environment.
+    """
+    env = dict(environ)
+    if config_file is not None:
+        env[f"{ENV_PREFIX}CONFIG"] = str(config_file)
+    base = load_settings(None, env)
+    for field in fields(Settings):
+        value = getattr(settings, field.name)
+        if value != getattr(base, field.name):
+            env[ENV_PREFIX + field.name.upper()] = _environment_value(value)
+    return env
+
+
+def _environment_value(value: object) -> str:
+    """The text ``load_settings`` converts back to ``value``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, tuple):
+        return os.pathsep.join(str(item) for item in value)
+    return str(value)
+
+
+def serve(settings: Settings, config_file: Path | None = None) -> None:
     """Run uvicorn in this process (one worker) or as a supervisor of several."""
     if settings.workers > 1:
         # Workers are separate processes: they rebuild the settings from the environment.
-        os.environ["KEYBROKER_STATE_DIR"] = str(settings.state_dir)
+        os.environ.update(worker_environment(settings, config_file, os.environ))
         uvicorn.run(
             "broker.app:app_from_environment",
             factory=True,
@@ -85,7 +125,7 @@ def serve(settings: Settings) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     settings = _with_listen(settings_from(args, service=True), args)
-    serve(settings)
+    serve(settings, args.config)
     return 0
 
 
@@ -128,7 +168,7 @@ def run_dev(args: argparse.Namespace) -> int:
             settings = demo.prepare(settings)
             run_async(lambda: demo.seed(settings))
             print(demo.instructions(settings), file=sys.stderr, flush=True)
-        serve(settings)
+        serve(settings, args.config)
     finally:
         if cluster is not None:
             cluster.stop()

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from broker import jose
 from broker.guest.sources import BindingInput, EvidenceSource
 from broker.release.binding import expected_report_data
-from hsm.envelope import OaepHash, open_envelope
+from hsm.envelope import EnvelopeError, OaepHash, open_envelope
 from hsm.pubkey import RsaPublicKey, from_spki_der
 
 
@@ -113,9 +113,12 @@ class GuestClient:
         except Exception as exc:  # any failure to verify means: do not trust this answer
             raise GuestError(f"release envelope signature does not verify: {exc}") from None
         ciphertext = base64.urlsafe_b64decode(signed["ciphertext"] + "==")
-        secret = open_envelope(
-            private_key, ciphertext, OaepHash(signed["oaep_hash"]), int(signed["secret_length"])
-        )
+        try:
+            secret = open_envelope(
+                private_key, ciphertext, OaepHash(signed["oaep_hash"]), int(signed["secret_length"])
+            )
+        except EnvelopeError as exc:
+            raise GuestError(f"release envelope does not open: {exc}") from None
         return Released(str(signed["key"]), int(signed["version"]), secret)
 
     async def broker_key(self) -> ec.EllipticCurvePublicKey:

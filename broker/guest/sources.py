@@ -19,7 +19,7 @@ from broker.evidence.claims import Tee
 from broker.evidence.sgx.claims import ATTRIBUTE_BITS
 from broker.evidence.snp.abi import GuestPolicy
 from broker.evidence.tdx.claims import TD_ATTRIBUTE_BITS
-from broker.guest.configfs import TSM_REPORT_ROOT, ConfigfsError, read_report
+from broker.guest.configfs import TSM_REPORT_ROOT, ConfigfsError, TsmFilesystem, read_report
 from broker.simulate.intel import IntelKit
 from broker.simulate.nitro import FakeNitroAuthority
 from broker.simulate.snp import SnpKit
@@ -146,9 +146,11 @@ class HardwareTsm:
 
     tee: str
     root: Path = TSM_REPORT_ROOT
+    fs: TsmFilesystem | None = None
+    """The file operations on configfs (None: the real ones); tests pass a stand-in."""
 
     def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
-        outblob, _auxblob, provider = read_report(binding.report_data, self.root)
+        outblob, _auxblob, provider = read_report(binding.report_data, self.root, self.fs)
         expected = {"snp": "sev_guest", "tdx": "tdx_guest"}.get(self.tee)
         if expected is not None and provider not in (expected, "unknown"):
             raise ConfigfsError(f"configfs-tsm provider is {provider}, not {expected}")

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from broker.evidence.claims import Claims, thaw
 from broker.evidence.trust import INSECURE_ROOT_PREFIX
 from broker.policy.model import (
+    SIGNER_ATTRIBUTES,
     AllOf,
     AnyOf,
     Compare,
@@ -88,7 +89,6 @@ Check = Callable[[Claims, datetime], ClauseResult]
 
 _MISSING: Any = object()
 Getter = Callable[[Claims], Any]
-_SIGNER_ATTRIBUTES = frozenset({"vendor", "origin", "root", "key", "product"})
 
 
 def compile_getter(path: str) -> Getter:
@@ -117,7 +117,7 @@ def _attribute_getter(head: str, rest: list[str]) -> Getter:
         return lambda claims: claims.tee.value
     if head == "debug" and not rest:
         return lambda claims: claims.debug
-    if head == "signer" and len(rest) == 1 and rest[0] in _SIGNER_ATTRIBUTES:
+    if head == "signer" and len(rest) == 1 and rest[0] in SIGNER_ATTRIBUTES:
         attribute = rest[0]
 
         def get(claims: Claims) -> Any:
@@ -463,8 +463,9 @@ def _advisory_check(listed: tuple[str, ...], rule: str, accept: bool) -> Check:
             return ClauseResult(
                 "minimum_tcb", rule, "advisory_ids", op, expected, None, False, True, ABSENT
             )
-        if not isinstance(found, tuple):
-            note = f"found {_kind(found)}, not a list"
+        if not isinstance(found, tuple) or any(type(a) is not str for a in found):
+            what = _kind(found) if not isinstance(found, tuple) else "a list with a non-string"
+            note = f"found {what}, not a list of advisory IDs"
             return ClauseResult(
                 "minimum_tcb", rule, "advisory_ids", op, expected, found, False, note=note
             )

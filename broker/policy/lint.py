@@ -11,6 +11,9 @@
 | ``test-root-accepted``  | names an ``insecure-test-...`` root in ``signer.roots`` (cannot be   |
 |                         | acknowledged: such evidence proves nothing about real hardware)      |
 
+A measurement condition pins only when every way of passing ``require`` needs it: at the top
+level, inside ``all_of``, or inside ``any_of`` when every branch pins; never under ``not``.
+
 A section may acknowledge a warning on purpose with ``acknowledged_warnings: {code: reason}``;
 the warning is still reported, marked acknowledged, and no longer fails ``policy check``.
 """
@@ -26,8 +29,10 @@ from broker.evidence.trust import INSECURE_ROOT_PREFIX
 from broker.policy.model import (
     ANY_SECTION,
     MEASUREMENT_CLAIMS,
+    SIGNER_ATTRIBUTES,
     SNP_TCB_COMPONENTS,
     AllOf,
+    AnyOf,
     Compare,
     Condition,
     Not,
@@ -102,8 +107,7 @@ def _section_warnings(section: Section) -> Iterator[tuple[str, Location, str]]:
         else MEASUREMENT_CLAIMS[tee]
     )
     if not section.reference_values and not any(
-        c.claim in measurement_claims and c.op in _PINNING and not negated
-        for c, negated, _ in compares
+        _pins(condition, measurement_claims) for condition in section.require
     ):
         wanted = ", ".join(sorted(measurement_claims))
         yield (
@@ -146,7 +150,7 @@ def _section_warnings(section: Section) -> Iterator[tuple[str, Location, str]]:
             base if section.minimum_tcb is None else (*base, "minimum_tcb"),
             "no minimum TCB: platforms with known, fixed vulnerabilities are admitted",
         )
-    for compare, _, location in compares:
+    for compare, location in compares:
         if not known_claim(tee, compare.claim):
             yield (
                 "unknown-claim",
@@ -157,6 +161,22 @@ def _section_warnings(section: Section) -> Iterator[tuple[str, Location, str]]:
 
 
 _PINNING = frozenset({Operator.EQUALS, Operator.IN, Operator.HEX_EQUALS, Operator.HEX_IN})
+
+
+def _pins(condition: Condition, claims: frozenset[str]) -> bool:
+    """Whether every way of passing ``condition`` requires a measurement in ``claims`` to
+    equal (or be one of) accepted values: a comparison, an ``all_of`` with a pinning member,
+    or an ``any_of`` whose every branch pins. Nothing under ``not`` pins: a negated
+    comparison excludes values instead of naming the accepted ones."""
+    if isinstance(condition, Compare):
+        return condition.claim in claims and condition.op in _PINNING
+    if isinstance(condition, AllOf):
+        return any(_pins(child, claims) for child in condition.conditions)
+    if isinstance(condition, AnyOf):
+        return bool(condition.conditions) and all(
+            _pins(child, claims) for child in condition.conditions
+        )
+    return False
 
 
 def _lacks_minimum_tcb(section: Section) -> bool:
@@ -170,23 +190,21 @@ def _lacks_minimum_tcb(section: Section) -> bool:
 
 def _compares(
     conditions: tuple[Condition, ...], location: Location
-) -> Iterator[tuple[Compare, bool, Location]]:
-    """Each comparison with whether it sits under an odd number of ``not``, and where."""
+) -> Iterator[tuple[Compare, Location]]:
+    """Each comparison, at any depth, with where it is."""
     for index, condition in enumerate(conditions):
-        yield from _walk(condition, (*location, index), negated=False)
+        yield from _walk(condition, (*location, index))
 
 
-def _walk(
-    condition: Condition, location: Location, *, negated: bool
-) -> Iterator[tuple[Compare, bool, Location]]:
+def _walk(condition: Condition, location: Location) -> Iterator[tuple[Compare, Location]]:
     if isinstance(condition, Compare):
-        yield condition, negated, location
+        yield condition, location
     elif isinstance(condition, Not):
-        yield from _walk(condition.condition, (*location, "not"), negated=not negated)
+        yield from _walk(condition.condition, (*location, "not"))
     else:
         word = "all_of" if isinstance(condition, AllOf) else "any_of"
         for index, child in enumerate(condition.conditions):
-            yield from _walk(child, (*location, word, index), negated=negated)
+            yield from _walk(child, (*location, word, index))
 
 
 # --- the claims each verifier produces (CLAIMS.md) ------------------------------------------
@@ -200,7 +218,7 @@ _VERSION = frozenset({"major", "minor", "build"})
 _COMMON: Catalogue = {
     "tee": None,
     "debug": None,
-    "signer": frozenset({"vendor", "origin", "root", "key", "product"}),
+    "signer": SIGNER_ATTRIBUTES,
 }
 _INTEL: Catalogue = {
     "quote_version": None,

@@ -3,8 +3,8 @@
 A :class:`Policy` is what ``keybroker-policy/1`` documents mean once their shared reference
 files are resolved. :meth:`Policy.to_json` gives its canonical form, which is itself a valid
 policy document (reference sets inlined, hex in lowercase), and :meth:`Policy.digest` the
-SHA-256 of that form serialised as canonical JSON (sorted keys, no whitespace, UTF-8), which
-the audit trail records with every decision.
+SHA-256 of that form serialised as RFC 8785 canonical JSON (:mod:`broker.jcs`), which the
+audit trail records with every decision.
 
 :meth:`Policy.from_document` trusts the document's *shape* (the loader validated it against
 ``schema.json``) and checks what a schema cannot: that named reference sets exist and belong
@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from broker.errors import PolicyError
-from broker.evidence.claims import SignerOrigin
+from broker.evidence.claims import Signer, SignerOrigin
+from broker.jcs import canonicalize
 
 POLICY_FORMAT = "keybroker-policy/1"
 REFERENCES_FORMAT = "keybroker-references/1"
@@ -48,6 +49,9 @@ MEASUREMENT_CLAIMS: Mapping[str, frozenset[str]] = {
     "sgx": frozenset({"mr_enclave", "mr_signer"}),
     "nitro": frozenset({"pcrs.0", "pcrs.8"}),
 }
+
+#: The attributes of :class:`broker.evidence.claims.Signer` that ``signer.NAME`` reads.
+SIGNER_ATTRIBUTES = frozenset(f.name for f in fields(Signer))
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -101,11 +105,9 @@ def jsonpath(parts: Sequence[str | int]) -> str:
 
 
 def canonical_json(document: Any) -> bytes:
-    """Sorted keys, no insignificant whitespace, UTF-8: equal to RFC 8785 (JCS) for the
-    strings, integers and booleans a policy holds."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """RFC 8785 (JCS) bytes of a policy document (:mod:`broker.jcs`, which the evidence
+    binding and the audit trail also use): sorted keys, no insignificant whitespace, UTF-8."""
+    return canonicalize(document)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from broker.cli import main
@@ -16,7 +18,9 @@ from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
 from broker.settings import Settings
+from broker.store.sqlfiles import migrations
 from broker.timeutil import utcnow
+from tests.integration.conftest import create_database
 from tests.integration.server import running_broker
 
 pytestmark = pytest.mark.integration
@@ -137,6 +141,9 @@ def test_key_policy_and_token_commands(
     assert printed.out.strip() not in printed.err
 
     assert main(["keys", "create", "cli-key-2"]) == 2  # neither --secret-file nor --generate
+    invalid = "tests/unit/policy/data/bad-policy.yaml"
+    assert main(["policies", "publish", invalid]) == 2  # as `policy check` exits
+    assert f"keybroker: {invalid}:7:7: error: " in capsys.readouterr().err
     assert main(["audit", "tail", "--json", "-n", "3"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["kind"] for r in records] == ["admin", "admin", "admin"]
@@ -144,3 +151,91 @@ def test_key_policy_and_token_commands(
     assert all(timedelta(0) <= age < timedelta(minutes=5) for age in ages), ages
     actions = [json.loads(r["record"])["action"] for r in records]
     assert actions == ["key.bind_policy", "key.disable", "token.create"]  # oldest first
+
+
+@pytest.fixture
+def fresh_database(
+    environment: Settings, demo_cluster: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """An empty database in the demo cluster, which the CLI's settings now name."""
+    dsn = asyncio.run(create_database(demo_cluster))
+    monkeypatch.setenv("KEYBROKER_DATABASE_URL", dsn)
+    return dsn
+
+
+def test_db_migrate_applies_then_says_up_to_date(
+    fresh_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in migrations())
+    assert names.startswith("0001_foundation, 0002_release")
+    assert main(["db", "migrate"]) == 0
+    assert capsys.readouterr() == (f"applied: {names}\n", "")
+    assert main(["db", "migrate"]) == 0
+    assert capsys.readouterr() == ("schema is up to date\n", "")
+
+
+def test_db_migrate_without_a_database_exits_1(
+    environment: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KEYBROKER_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{closed_port()}/x")
+    assert main(["db", "migrate"]) == 1
+    assert capsys.readouterr() == (
+        "",
+        "keybroker: cannot connect to PostgreSQL: ConnectionRefusedError\n",
+    )
+
+
+async def _tamper(dsn: str, statement: str) -> None:
+    """What a superuser could do: switch the append-only trigger off, change, switch it on."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+            await conn.execute(statement)
+            await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    finally:
+        await conn.close()
+
+
+def test_audit_verify_exits_1_on_a_tampered_chain(
+    fresh_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("first", "second", "third"):
+        assert main(["admin", "token", "create", "--role", "auditor", "--name", name]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 0
+    assert capsys.readouterr().out == "audit chain intact: 3 records\n"
+
+    asyncio.run(
+        _tamper(
+            fresh_database,
+            "UPDATE audit_log SET record = replace(record, '\"second\"', '\"mallory\"') "
+            "WHERE seq = 2",
+        )
+    )
+    assert main(["audit", "verify"]) == 1
+    assert capsys.readouterr() == (
+        "audit chain BROKEN at record 2: hash does not match the record's content "
+        "(1 records verified before it)\n",
+        "",
+    )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_guest_fetch_from_an_unreachable_broker_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    argv = ["guest", "fetch", "--url", url, "--key", "k", "--tee", "snp", "--simulate"]
+    assert main([*argv, "--kit", str(tmp_path)]) == 1
+    assert capsys.readouterr() == (
+        "",
+        f"keybroker guest: cannot reach {url}: All connection attempts failed\n",
+    )

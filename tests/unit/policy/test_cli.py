@@ -17,6 +17,7 @@ from broker.errors import SignatureInvalid
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import CollateralOption, TeeVerifier
 from broker.evidence.trust import TrustedRoot
+from broker.policy.lint import CODES, UNACKNOWLEDGEABLE
 
 from .support import DATA, POLICIES, go_sev_guest_claims
 
@@ -84,6 +85,17 @@ def test_help_documents_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
             main(["policy", action, "--help"])
         assert done.value.code == 0
         assert text in " ".join(capsys.readouterr().out.split())
+
+
+def test_check_help_names_every_warning_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["policy", "check", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    codes = text.split("Warning codes: ")[1].split(" (docs/policies.md)")[0]
+    assert codes.split(", ") == list(CODES)
+    unacknowledgeable = " and ".join(sorted(UNACKNOWLEDGEABLE))
+    assert f"{unacknowledgeable} cannot be acknowledged." in text
 
 
 # --- eval with --claims ---------------------------------------------------------------------
@@ -183,9 +195,62 @@ def test_eval_needs_exactly_one_source(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as done:
         main(["policy", "eval", PRODUCTION])
     assert done.value.code == 2
-    with pytest.raises(SystemExit):
+    assert capsys.readouterr().err.endswith(
+        "keybroker policy eval: error: one of the arguments --claims --tee is required\n"
+    )
+    with pytest.raises(SystemExit) as done:
         main(["policy", "eval", PRODUCTION, "--claims", VERIFY_OUTPUT, "--tee", "snp", "x"])
-    capsys.readouterr()
+    assert done.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "keybroker policy eval: error: argument --tee: not allowed with argument --claims\n"
+    )
+
+
+# --- policies publish: an invalid file exits 2 before the database or HSM is opened -----------
+
+
+@pytest.mark.parametrize(
+    ("path", "lines"),
+    [
+        (
+            BAD,
+            [
+                f"keybroker: {BAD}:7:7: error: $.admit.snp.minimum_tcb.bootlader: unknown key "
+                "'bootlader' (did you mean 'bootloader'?); allowed here: bootloader, fmc, "
+                "microcode, snp, tee",
+                f"keybroker: {BAD}:8:27: error: $.admit.snp.insecure_allow_debug: expected "
+                "boolean (true admits guests and enclaves in debug mode, whose memory the host "
+                'can read; never for production keys), found string "yes"; write true or '
+                "false: yes, no, on and off are strings here",
+            ],
+        ),
+        (
+            DATA / "refs-images.yaml",
+            [
+                f"keybroker: {DATA / 'refs-images.yaml'}:1:9: error: $.format: "
+                "is keybroker-references/1, not keybroker-policy/1"
+            ],
+        ),
+        (
+            DATA / "absent.yaml",
+            [
+                f"keybroker: {DATA / 'absent.yaml'}: error: $: "
+                "cannot read: No such file or directory"
+            ],
+        ),
+    ],
+)
+def test_publishing_an_invalid_policy_exits_2(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    path: Path,
+    lines: list[str],
+) -> None:
+    # no database is configured: publish must stop before it would need one
+    monkeypatch.setenv("KEYBROKER_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    status, out, err = run(capsys, "policies", "publish", str(path))
+    assert (status, out) == (2, "")
+    assert err.splitlines() == lines
 
 
 # --- eval with --tee (through broker.evidence.registry.verifier_for) ------------------------

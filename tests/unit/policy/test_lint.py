@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import fields
+
 import pytest
 
 from broker.errors import PolicyError
+from broker.evidence.claims import Signer, Tee
 from broker.policy import Policy, lint, load_policy
-from broker.policy.lint import CODES, known_claim
+from broker.policy.clauses import compile_getter
+from broker.policy.lint import CODES, UNACKNOWLEDGEABLE, known_claim
+from broker.policy.model import SIGNER_ATTRIBUTES
 
-from .support import POLICIES, policy
+from .support import AMD_MILAN, POLICIES, REPO, claims_of, policy
 
 SAFE_SNP = """\
   snp:
@@ -16,6 +22,17 @@ SAFE_SNP = """\
     minimum_tcb: {snp: 5}
     require: [{claim: measurement, hex_equals: "%s"}]
 """ % ("ab" * 48)
+
+
+MEASUREMENT = {"claim": "measurement", "hex_equals": "ab" * 48}
+OTHER_MEASUREMENT = {"claim": "measurement", "hex_in": ["cd" * 48]}
+VMPL_0 = {"claim": "vmpl", "equals": 0}
+
+
+def requiring(condition: object) -> str:
+    """SAFE_SNP with ``require: [condition]`` (JSON is YAML) in place of its measurement pin."""
+    start = SAFE_SNP.index("require: [") + len("require: [")
+    return SAFE_SNP[:start] + json.dumps(condition) + "]\n"
 
 
 def codes(rules: Policy) -> list[tuple[str, str]]:
@@ -32,6 +49,30 @@ LINT_TABLE = [
     ),
     (  # a measurement named only under `not` pins nothing
         SAFE_SNP.replace("require: [{", "require: [{not: {").replace("}]", "}}]"),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # one branch admits any image at VMPL 0: the measurement is not pinned
+        requiring({"any_of": [MEASUREMENT, VMPL_0]}),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # every branch pins a measurement, one of them inside an all_of
+        requiring({"any_of": [MEASUREMENT, {"all_of": [VMPL_0, OTHER_MEASUREMENT]}]}),
+        [],
+    ),
+    (  # a pin inside nested all_of is required on every path
+        requiring({"all_of": [VMPL_0, {"all_of": [MEASUREMENT]}]}),
+        [],
+    ),
+    (  # a branch that only excludes a measurement pins nothing
+        requiring({"any_of": [MEASUREMENT, {"not": OTHER_MEASUREMENT}]}),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # nothing under `not` counts, not even a double negation
+        requiring({"not": {"not": MEASUREMENT}}),
+        [("no-measurement", "$.admit.snp")],
+    ),
+    (  # that a measurement exists pins nothing
+        requiring({"claim": "measurement", "exists": True}),
         [("no-measurement", "$.admit.snp")],
     ),
     (
@@ -126,6 +167,25 @@ def test_known_claims() -> None:
     assert not known_claim("any", "nonsense")
 
 
+def test_signer_claims_are_the_signer_attributes() -> None:
+    # one set, read off broker.evidence.claims.Signer, serves the linter and the evaluator
+    assert {f.name for f in fields(Signer)} == SIGNER_ATTRIBUTES
+    assert {"vendor", "origin", "root", "key", "product"} == SIGNER_ATTRIBUTES
+    for tee in ("snp", "tdx", "sgx", "nitro", "any"):
+        assert all(known_claim(tee, f"signer.{name}") for name in SIGNER_ATTRIBUTES)
+        assert not known_claim(tee, "signer.chain")
+        assert not known_claim(tee, "signer")
+    claims = claims_of(Tee.SNP, AMD_MILAN)
+    found = {name: compile_getter(f"signer.{name}")(claims) for name in SIGNER_ATTRIBUTES}
+    assert found == {
+        "vendor": "amd",
+        "origin": "silicon-vendor",
+        "root": "amd-ark-milan",
+        "key": "vcek",
+        "product": "Milan",
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -143,3 +203,12 @@ def test_shipped_policies_warn_only_where_intended(
 ) -> None:
     warnings = lint(load_policy(POLICIES / name))
     assert [(w.code, w.acknowledged is not None) for w in warnings] == expected
+
+
+def test_docs_list_every_code_and_which_cannot_be_acknowledged() -> None:
+    text = (REPO / "docs" / "policies.md").read_text()
+    section = text.split("## Lint warnings")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(CODES)
+    unacknowledgeable = " and ".join(f"`{code}`" for code in sorted(UNACKNOWLEDGEABLE))
+    assert f"\n{unacknowledgeable} cannot be acknowledged" in section

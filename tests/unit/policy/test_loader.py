@@ -14,6 +14,7 @@ from broker.policy import load_policy, load_policy_text, read_document
 from broker.policy.lint import CODES, UNACKNOWLEDGEABLE
 from broker.policy.model import canonical_json
 from broker.policy.schema import schema
+from broker.policy.source import MAX_DOCUMENT_BYTES
 
 from .support import DATA, POLICIES, REPO
 
@@ -236,6 +237,35 @@ def test_json_duplicate_keys_are_refused() -> None:
         load_policy(DATA / "json-duplicate.json")
 
 
+def whole_problems(path: Path) -> list[tuple[str, int | None, str, str]]:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    return [(p["file"], p["line"], p["path"], p["message"]) for p in caught.value.problems]
+
+
+def test_a_file_over_1_mib_is_refused(tmp_path: Path) -> None:
+    at_limit, over = tmp_path / "at-limit.yaml", tmp_path / "over.yaml"
+    comment = b"#" + b"x" * (MAX_DOCUMENT_BYTES - 2) + b"\n"
+    at_limit.write_bytes(comment)
+    over.write_bytes(comment + b"\n")
+    assert len(comment) == MAX_DOCUMENT_BYTES == 1 << 20
+    # at the limit the size passes and the (comment-only) document is read
+    assert whole_problems(at_limit) == [(str(at_limit), 1, "$", "the document is empty")]
+    assert whole_problems(over) == [(str(over), None, "$", "larger than 1 MiB")]
+
+
+def test_text_over_1_mib_is_refused() -> None:
+    text = HEAD + "admit: {}\n#" + "x" * MAX_DOCUMENT_BYTES
+    assert problems(text) == [(None, "$", "larger than 1 MiB")]
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(HEAD.encode() + "description: café\n".encode("latin-1"))
+    offset = len(HEAD) + len("description: caf")
+    assert whole_problems(path) == [(str(path), None, "$", f"not UTF-8 (byte {offset})")]
+
+
 def test_unreadable_file() -> None:
     with pytest.raises(PolicyError, match="cannot read: No such file or directory"):
         load_policy(DATA / "absent.yaml")
@@ -267,6 +297,33 @@ def test_a_set_name_must_be_unique_across_files() -> None:
 def test_references_need_a_base_directory() -> None:
     text = HEAD + "references: [refs-images.yaml]\nadmit: {}\n"
     assert (4, "$.references[0]", "no base directory to resolve references") in problems(text)
+
+
+def test_an_inline_set_may_not_reuse_a_shared_name() -> None:
+    text = (
+        HEAD + "references: [refs-images.yaml]\nreference_values:\n  images:\n    tee: snp\n"
+        "    values:\n      - measurement: '" + "00" * 48 + "'\nadmit: {}\n"
+    )
+    assert problems(text, base_dir=DATA) == [
+        (
+            7,  # where the inline set's body starts
+            "$.reference_values.images",
+            f"reference set 'images' is also defined in {DATA / 'refs-images.yaml'}",
+        )
+    ]
+
+
+def test_a_policy_is_not_a_reference_file() -> None:
+    text = HEAD + "references: [default.yaml]\nadmit: {}\n"
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(text, source="p.yaml", base_dir=POLICIES)
+    found = [(p["file"], p["line"], p["path"], p["message"]) for p in caught.value.problems]
+    default = POLICIES / "default.yaml"
+    line = default.read_text().splitlines().index("format: keybroker-policy/1") + 1
+    assert found == [
+        (str(default), line, "$.format", "must be keybroker-references/1"),
+        ("p.yaml", 4, "$.references[0]", "default.yaml: must be keybroker-references/1"),
+    ]
 
 
 def test_a_reference_file_is_not_a_policy() -> None:
@@ -301,6 +358,52 @@ def test_only_the_sets_used_are_part_of_the_policy() -> None:
     text = HEAD + "references: [refs-other.yaml]\nadmit:\n  snp:\n    reference_values: [images]\n"
     loaded = load_policy_text(text, base_dir=DATA)
     assert [r.name for r in loaded.reference_sets] == ["images"]
+
+
+#: Digests of the shipped policies, pinned: the canonical form (and so every audit record's
+#: policy identity) must not change with the serialiser behind it.
+PINNED_DIGESTS = {
+    "default.yaml": "aa6b39ff81970dd30058a49baefa0fbf575404b6ef349a7f3ea71bf29b1b4c38",
+    "insecure-debug-example.yaml": (
+        "0fedf4eaf43a50e301620043142496c26fcd39e031ecb52a7cce9ab4cb3aeff5"
+    ),
+    "insecure-demo-simulated-snp.yaml": (
+        "47dfd8a613374cbf78aebb233120030291a517b70f6959cde6e615c64cd3cf06"
+    ),
+    "nitro-enclave.yaml": "71fc39a39e6edd94a86a2269ac52327b0bb605400374aa09318e22c4a73eae5e",
+    "sgx-enclave-data-key.yaml": "81123c4eac7db82dc7154ad7b12a14e3f18c04442ab51c72ba48b97fb7182b48",
+    "snp-production-disk-key.yaml": (
+        "94c2fa45317a9c90c8c79e049a271bde4e30b4fa9b1338f98625a147948ae15c"
+    ),
+    "tdx-production.yaml": "046360e5063948eb2aad95bc041721334baa59a6453136b8b84bba4fdeea4cc2",
+}
+
+
+@pytest.mark.parametrize(("name", "digest"), sorted(PINNED_DIGESTS.items()))
+def test_shipped_policy_digests_are_pinned(name: str, digest: str) -> None:
+    assert load_policy(POLICIES / name).digest() == digest
+
+
+UNICODE_POLICY = (
+    "format: keybroker-policy/1\nname: unicode\nversion: 3\n"
+    'description: "Schlüssel für \U0001d518 \\u2028 \\x7f \\t \\u001f \\" \\\\ end"\n'
+    "admit:\n  snp:\n    require:\n"
+    '      - {claim: vmpl, in: [0, 1], reason: "ä ✓ \U0001f600"}\n'
+)
+
+
+def test_canonical_form_of_non_ascii_and_escaped_text_is_pinned() -> None:
+    loaded = load_policy_text(UNICODE_POLICY)
+    assert loaded.description == 'Schlüssel für \U0001d518 \u2028 \x7f \t \x1f " \\ end'
+    assert (
+        canonical_json(loaded.to_json())
+        == (
+            '{"admit":{"snp":{"require":[{"claim":"vmpl","in":[0,1],"reason":"ä ✓ \U0001f600"}]}},'
+            '"description":"Schlüssel für \U0001d518 \u2028 \x7f \\t \\u001f \\" \\\\ end",'
+            '"format":"keybroker-policy/1","name":"unicode","version":3}'
+        ).encode()
+    )
+    assert loaded.digest() == "872e7ca5c21f97848fc33d6e28867cc29d571677258e402b8c14a6b873030f3e"
 
 
 def test_comments_and_layout_do_not_change_the_digest() -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from broker.evidence.claims import Signer, SignerOrigin, Tee
+from broker.evidence.claims import Signer, SignerOrigin, Tee, thaw
 from broker.policy import Decision, evaluate
 
 from .support import AMD_MILAN, AWS, INTEL, NOW, POLICIES, claims_of, policy
@@ -265,6 +265,45 @@ def test_advisory_ids_absent_fails() -> None:
     rules = policy("  tdx:\n    minimum_tcb: {advisory_ids: {refuse: [INTEL-SA-00615]}}\n")
     (failure,) = evaluate(rules, claims_of(Tee.TDX, INTEL), NOW).failures
     assert (failure.claim, failure.absent) == ("advisory_ids", True)
+
+
+@pytest.mark.parametrize(
+    ("found", "what"),
+    [
+        ("INTEL-SA-00615", "a string"),
+        ({"id": "INTEL-SA-00615"}, "an object"),
+        (["INTEL-SA-00615", {"id": "INTEL-SA-00657"}], "a list with a non-string"),
+        ([["INTEL-SA-00615"]], "a list with a non-string"),
+        ([7], "a list with a non-string"),
+    ],
+)
+@pytest.mark.parametrize(("rule", "op"), [("accept", "all in"), ("refuse", "none in")])
+def test_advisory_ids_that_are_not_a_list_of_strings_fail(
+    rule: str, op: str, found: object, what: str
+) -> None:
+    rules = policy(f"  tdx:\n    minimum_tcb: {{advisory_ids: {{{rule}: [INTEL-SA-00615]}}}}\n")
+    claims = claims_of(Tee.TDX, INTEL, advisory_ids=found)
+    decision = evaluate(rules, claims, NOW)
+    (failure,) = decision.failures
+    assert not decision.allow
+    assert (failure.rule, failure.claim, failure.op, thaw(failure.found)) == (
+        f"$.admit.tdx.minimum_tcb.advisory_ids.{rule}",
+        "advisory_ids",
+        op,
+        found,
+    )
+    assert (failure.passed, failure.absent, failure.note) == (
+        False,
+        False,
+        f"found {what}, not a list of advisory IDs",
+    )
+
+
+def test_evaluate_refuses_a_naive_now() -> None:
+    rules = policy("  nitro: {}\n")
+    with pytest.raises(ValueError, match=r"^now must be timezone-aware$") as caught:
+        evaluate(rules, claims_of(Tee.NITRO, AWS), NOW.replace(tzinfo=None))
+    assert str(caught.value) == "now must be timezone-aware"
 
 
 # --- freshness ------------------------------------------------------------------------------

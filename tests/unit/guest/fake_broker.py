@@ -1,0 +1,111 @@
+"""A stand-in for the broker's guest-facing API, served through ``httpx.MockTransport``.
+
+It answers ``/v1/challenge``, ``/v1/attest``, ``/v1/keys/{name}/release`` and ``/v1/jwks``
+as the broker does (an envelope sealed to the guest's JWK and signed ES256), and can refuse
+at any step or spoil the envelope, so the guest side's checks run without a database or HSM.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+from broker import jose
+from hsm.pubkey import b64url, from_jwk
+
+Spoil = Callable[[str], str]
+
+
+def _sign_digest(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
+    r, s = decode_dss_signature(key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def _segment(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def flip_signature(envelope: str) -> str:
+    head, payload, signature = envelope.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
+    raw[10] ^= 0x01
+    return f"{head}.{payload}.{base64.urlsafe_b64encode(bytes(raw)).rstrip(b'=').decode()}"
+
+
+def alter_payload(envelope: str) -> str:
+    """The same signature over a payload that names another key version."""
+    head, payload, signature = envelope.split(".")
+    fields = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    fields["version"] = 2
+    return f"{head}.{_segment(fields)}.{signature}"
+
+
+@dataclass
+class FakeBroker:
+    secret: bytes = b"the disk key"
+    key_name: str = "disk-key"
+    refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Path -> (status, problem detail) answered instead of the normal reply."""
+    stated_length: int | None = None
+    """The ``secret_length`` the envelope states, when not the secret's own."""
+    spoil: Spoil | None = None
+    """Applied to the signed envelope before it is sent."""
+    signing_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    jwks_key: ec.EllipticCurvePublicKey | None = None
+    """What ``/v1/jwks`` serves instead of the signing key's public half."""
+    paths: list[str] = field(default_factory=list)
+    """The paths requested, in order."""
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.paths.append(path)
+        if path in self.refuse:
+            status, detail = self.refuse[path]
+            problem = {"type": "about:blank", "title": "refused", "status": status}
+            return httpx.Response(status, json={**problem, "detail": detail})
+        if path == "/v1/challenge":
+            return httpx.Response(200, json={"nonce": base64.b64encode(bytes(32)).decode()})
+        if path == "/v1/attest":
+            return httpx.Response(200, json={"token": "a-token"})
+        if path == f"/v1/keys/{self.key_name}/release":
+            body = json.loads(request.content)
+            return httpx.Response(200, json={"envelope": self._envelope(body["tee_pubkey"])})
+        if path == "/v1/jwks":
+            served = self.jwks_key or self.signing_key.public_key()
+            return httpx.Response(200, json={"keys": [jose.ec_jwk(served)]})
+        return httpx.Response(404, json={"detail": f"no route {path}"})
+
+    def _envelope(self, jwk: dict[str, Any]) -> str:
+        guest_key = from_jwk(jwk).to_cryptography()
+        kek = os.urandom(32)
+        oaep = padding.OAEP(
+            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+        )
+        ciphertext = guest_key.encrypt(kek, oaep) + aes_key_wrap_with_padding(kek, self.secret)
+        payload = {
+            "key": self.key_name,
+            "version": 1,
+            "oaep_hash": "sha256",
+            "secret_length": self.stated_length or len(self.secret),
+            "ciphertext": b64url(ciphertext),
+        }
+        kid = jose.key_id(self.signing_key.public_key())
+        signed = jose.sign_sync(
+            payload, jose.TYP_RELEASE, kid, lambda d: _sign_digest(self.signing_key, d)
+        )
+        return signed if self.spoil is None else self.spoil(signed)

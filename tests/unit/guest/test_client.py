@@ -1,0 +1,93 @@
+"""The guest's own checks on what the broker answers: a refusal is a GuestError carrying the
+problem, and an envelope whose signature or payload is not the broker's is never opened."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from broker.guest.client import GuestClient, GuestError
+from broker.guest.sources import BindingInput
+
+from .fake_broker import FakeBroker, Spoil, alter_payload, flip_signature
+
+GUEST_KEY = rsa.generate_private_key(65537, 3072)
+
+
+class StubSource:
+    """Evidence the fake broker accepts without looking at it."""
+
+    tee = "snp"
+
+    def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
+        return b"evidence", {}
+
+
+async def fetch(broker: FakeBroker) -> bytes:
+    async with httpx.AsyncClient(base_url="http://broker.test", transport=broker.transport()) as h:
+        released = await GuestClient(h).fetch(StubSource(), "disk-key", private_key=GUEST_KEY)
+    return released.secret
+
+
+async def test_a_genuine_envelope_opens_to_the_secret() -> None:
+    broker = FakeBroker()
+    assert await fetch(broker) == b"the disk key"
+    assert broker.paths == [
+        "/v1/challenge",
+        "/v1/attest",
+        "/v1/keys/disk-key/release",
+        "/v1/jwks",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        (flip_signature, "token signature does not verify"),
+        (alter_payload, "token signature does not verify"),
+    ],
+)
+async def test_an_envelope_that_does_not_verify_is_refused(spoil: Spoil, why: str) -> None:
+    broker = FakeBroker(spoil=spoil)
+    with pytest.raises(GuestError) as caught:
+        await fetch(broker)
+    assert str(caught.value) == f"release envelope signature does not verify: {why}"
+    assert (caught.value.status, caught.value.problem) == (None, None)
+
+
+async def test_an_envelope_signed_by_another_key_is_refused() -> None:
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    with pytest.raises(GuestError) as caught:
+        await fetch(FakeBroker(jwks_key=other))
+    assert str(caught.value) == (
+        "release envelope signature does not verify: token was signed by another broker key"
+    )
+
+
+async def test_a_signed_envelope_that_does_not_open_is_a_guest_error() -> None:
+    with pytest.raises(GuestError) as caught:
+        await fetch(FakeBroker(stated_length=40))
+    assert str(caught.value) == (
+        "release envelope does not open: unwrapped secret does not match the stated length"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "detail"),
+    [
+        ("/v1/challenge", 429, "too many challenges"),
+        ("/v1/attest", 403, "evidence refused: signature_invalid"),
+        ("/v1/keys/disk-key/release", 403, "policy denied: debug == false, found true"),
+    ],
+)
+async def test_a_refusal_is_a_guest_error_with_the_problem(
+    path: str, status: int, detail: str
+) -> None:
+    broker = FakeBroker(refuse={path: (status, detail)})
+    with pytest.raises(GuestError) as caught:
+        await fetch(broker)
+    assert str(caught.value) == f"{path}: {status} {detail}"
+    assert caught.value.status == status
+    assert caught.value.problem["detail"] == detail
+    assert broker.paths[-1] == path

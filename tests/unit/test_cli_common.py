@@ -1,0 +1,56 @@
+"""The helpers every command group shares (broker/cli/common.py): unreadable input files are
+usage errors (exit 2) wherever they are named, JSON output, and the acting user."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import pytest
+
+from broker.cli import UsageError, main
+from broker.cli.common import cli_actor, print_json, read_input
+
+MISSING = "/nonexistent/keybroker-input"
+
+
+def test_read_input(tmp_path: Path) -> None:
+    path = tmp_path / "in.bin"
+    path.write_bytes(b"\x00\x01")
+    assert read_input(path) == b"\x00\x01"
+    with pytest.raises(UsageError) as caught:
+        read_input(Path(MISSING))
+    assert str(caught.value) == f"cannot read {MISSING}: No such file or directory"
+    with pytest.raises(UsageError) as caught:
+        read_input(tmp_path)
+    assert str(caught.value) == f"cannot read {tmp_path}: Is a directory"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["collateral", "import", MISSING],
+        ["evidence", "verify", "--tee", "snp", MISSING],
+        ["policy", "eval", "policies/default.yaml", "--claims", MISSING],
+    ],
+)
+def test_an_unreadable_file_exits_2_in_every_group(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"keybroker: cannot read {MISSING}: No such file or directory\n",
+    )
+
+
+def test_print_json(capsys: pytest.CaptureFixture[str]) -> None:
+    print_json({"b": [1, {"d": None, "c": True}], "a": "é"})
+    assert capsys.readouterr().out == (
+        '{\n  "a": "\\u00e9",\n  "b": [\n    1,\n    {\n      "c": true,\n      "d": null\n'
+        "    }\n  ]\n}\n"
+    )
+
+
+def test_cli_actor() -> None:
+    assert cli_actor() == f"cli:{getpass.getuser()}"

@@ -1,0 +1,94 @@
+"""``keybroker serve --workers N``: each worker process rebuilds the very settings the command
+line gave (``--config``, ``--host``, ``--port``, ``--state-dir``, the demo's test root) from
+the environment it inherits. uvicorn is replaced by a recorder; nothing listens."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broker.cli import main
+from broker.cli import serve as serve_module
+from broker.cli.serve import worker_environment
+from broker.redact import Secret
+from broker.settings import Settings, load_settings
+
+CONFIG = """\
+port = 9000
+log_level = "debug"
+database_url = "postgresql://broker:hunter2@db.internal/keybroker"
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "keybroker.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_config_file_and_overrides_reach_the_workers(config_file: Path) -> None:
+    environ = {"KEYBROKER_LOG_FORMAT": "json", "PATH": "/usr/bin"}
+    settings = load_settings(config_file, environ).with_overrides(
+        host="192.0.2.10", workers=3, state_dir=Path("/srv/keybroker")
+    )
+    env = worker_environment(settings, config_file, environ)
+    assert env == {
+        **environ,
+        "KEYBROKER_CONFIG": str(config_file),
+        "KEYBROKER_HOST": "192.0.2.10",
+        "KEYBROKER_WORKERS": "3",
+        "KEYBROKER_STATE_DIR": "/srv/keybroker",
+    }
+    rebuilt = load_settings(None, env)
+    assert rebuilt == settings
+    assert (rebuilt.port, rebuilt.log_level, rebuilt.log_format) == (9000, "debug", "json")
+    assert rebuilt.database_url == Secret("postgresql://broker:hunter2@db.internal/keybroker")
+
+
+def test_values_without_a_file_become_variables(tmp_path: Path) -> None:
+    roots = (tmp_path / "a.pem", tmp_path / "demo" / "demo-snp.pem")
+    settings = Settings(port=9100, workers=2, insecure_test_roots=roots, collateral_fetch=False)
+    env = worker_environment(settings, None, {})
+    assert env == {
+        "KEYBROKER_PORT": "9100",
+        "KEYBROKER_WORKERS": "2",
+        "KEYBROKER_INSECURE_TEST_ROOTS": os.pathsep.join(map(str, roots)),
+        "KEYBROKER_COLLATERAL_FETCH": "false",
+    }
+    assert load_settings(None, env) == settings
+
+
+def test_a_command_line_config_wins_over_an_inherited_one(config_file: Path) -> None:
+    environ = {"KEYBROKER_CONFIG": "/etc/keybroker/other.toml"}
+    settings = load_settings(config_file, environ).with_overrides(workers=2)
+    env = worker_environment(settings, config_file, environ)
+    assert env["KEYBROKER_CONFIG"] == str(config_file)
+    assert load_settings(None, env) == settings
+
+
+def test_serve_with_workers_hands_its_settings_to_the_workers(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "environ", {"PATH": "/usr/bin"})
+    seen: dict[str, Any] = {}
+
+    def fake_run(app: object, **options: Any) -> None:
+        seen.update(options, app=app, worker=load_settings())  # what a worker would load
+
+    monkeypatch.setattr(serve_module.uvicorn, "run", fake_run)
+    argv = ["serve", "--config", str(config_file), "--workers", "4", "--host", "192.0.2.10"]
+    assert main(argv) == 0
+    assert (seen["app"], seen["factory"]) == ("broker.app:app_from_environment", True)
+    assert (seen["host"], seen["port"], seen["workers"]) == ("192.0.2.10", 9000, 4)
+    worker: Settings = seen["worker"]
+    assert (worker.host, worker.port, worker.workers, worker.log_level) == (
+        "192.0.2.10",
+        9000,
+        4,
+        "debug",
+    )
+    assert worker == load_settings(config_file, {}).with_overrides(host="192.0.2.10", workers=4)
