@@ -33,8 +33,15 @@ from broker.store.admin_tokens import Principal, Role
 Action = Callable[[AdminService, Principal, argparse.Namespace], Awaitable[int]]
 
 
-def _run(action: Action) -> Callable[[argparse.Namespace], int]:
+def _run(
+    action: Action, prepare: Callable[[argparse.Namespace], None] | None = None
+) -> Callable[[argparse.Namespace], int]:
+    """``prepare`` checks and reads the command's own inputs before the database and the
+    HSM are opened, so a usage error costs nothing and touches nothing."""
+
     def handler(args: argparse.Namespace) -> int:
+        if prepare is not None:
+            prepare(args)
         settings = settings_from(args)
         principal = Principal(actor=cli_actor(), role=None)
 
@@ -53,35 +60,42 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-def _parser(group: Any, name: str, help_text: str, action: Action) -> argparse.ArgumentParser:
+def _parser(
+    group: Any,
+    name: str,
+    help_text: str,
+    action: Action,
+    prepare: Callable[[argparse.Namespace], None] | None = None,
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
     add_settings_arguments(parser)
-    parser.set_defaults(func=_run(action))
+    parser.set_defaults(func=_run(action, prepare))
     return parser
 
 
 # --- keys --------------------------------------------------------------------------------
 
 
-def _read_secret(args: argparse.Namespace) -> tuple[bytes | None, int | None]:
+def _read_secret(args: argparse.Namespace) -> None:
+    """Read ``--secret-file`` (or take ``--generate``) into ``args`` before anything opens."""
     if (args.secret_file is None) == (args.generate is None):
         raise UsageError("give exactly one of --secret-file FILE and --generate LENGTH")
-    if args.secret_file is None:
-        return None, int(args.generate)
-    if str(args.secret_file) == "-":
-        return sys.stdin.buffer.read(), None
-    return read_input(Path(args.secret_file)), None
+    args.secret = None
+    if args.secret_file is not None:
+        args.secret = (
+            sys.stdin.buffer.read()
+            if str(args.secret_file) == "-"
+            else read_input(Path(args.secret_file))
+        )
 
 
 async def _create(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    secret, length = _read_secret(args)
-    print_json(await admin.create_key(who, args.name, secret, length, new_version=False))
+    print_json(await admin.create_key(who, args.name, args.secret, args.generate))
     return 0
 
 
 async def _rotate(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    secret, length = _read_secret(args)
-    print_json(await admin.create_key(who, args.name, secret, length, new_version=True))
+    print_json(await admin.create_key(who, args.name, args.secret, args.generate, new_version=True))
     return 0
 
 
@@ -149,7 +163,7 @@ async def _audit_verify(admin: AdminService, who: Principal, args: argparse.Name
         return 0
     print(
         f"audit chain BROKEN at record {report.first_bad_seq}: {report.reason} "
-        f"({report.records} records verified before it)"
+        f"({report.records} {'record' if report.records == 1 else 'records'} verified before it)"
     )
     return 1
 
@@ -232,7 +246,7 @@ def register(subparsers: Any) -> None:
         ("create", _create, "import a secret (sealed at once) or generate one in the HSM"),
         ("rotate", _rotate, "add a new version of a key"),
     ):
-        parser = _parser(actions, name, text, action)
+        parser = _parser(actions, name, text, action, _read_secret)
         parser.add_argument("name")
         parser.add_argument("--secret-file", help="file with the secret bytes ('-' for stdin)")
         parser.add_argument(

@@ -67,11 +67,24 @@ class GuestClient:
             raise GuestError(
                 f"{path}: {response.status_code} {detail}", response.status_code, problem
             )
-        return response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            raise GuestError(f"{path}: {response.status_code} answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise GuestError(f"{path}: answer is not a JSON object")
+        return answer
+
+    @staticmethod
+    def _member(answer: dict[str, Any], name: str, path: str) -> str:
+        value = answer.get(name)
+        if not isinstance(value, str):
+            raise GuestError(f"{path}: answer lacks the string member '{name}'")
+        return value
 
     async def challenge(self, tee: str) -> str:
         answer = await self._post("/v1/challenge", {"tee": tee})
-        return str(answer["nonce"])
+        return self._member(answer, "nonce", "/v1/challenge")
 
     async def attest(
         self, source: EvidenceSource, private_key: rsa.RSAPrivateKey, binding_hash: str = "sha384"
@@ -95,7 +108,7 @@ class GuestClient:
                 "collateral": {k: base64.b64encode(v).decode() for k, v in collateral.items()},
             },
         )
-        return str(answer["token"])
+        return self._member(answer, "token", "/v1/attest")
 
     async def release(
         self,
@@ -106,10 +119,11 @@ class GuestClient:
     ) -> Released:
         _, jwk = tee_jwk(private_key)
         answer = await self._post(f"/v1/keys/{key}/release", {"tee_pubkey": jwk}, token)
+        envelope = self._member(answer, "envelope", f"/v1/keys/{key}/release")
         if broker_key is None:
             broker_key = await self.broker_key()
         try:
-            signed = jose.verify(answer["envelope"], jose.TYP_RELEASE, broker_key)
+            signed = jose.verify(envelope, jose.TYP_RELEASE, broker_key)
         except Exception as exc:  # any failure to verify means: do not trust this answer
             raise GuestError(f"release envelope signature does not verify: {exc}") from None
         ciphertext = base64.urlsafe_b64decode(signed["ciphertext"] + "==")

@@ -54,3 +54,16 @@ def test_print_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_actor() -> None:
     assert cli_actor() == f"cli:{getpass.getuser()}"
+
+
+def test_keys_create_reads_its_secret_file_before_opening_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No database or token exists under this state directory: reaching them would fail
+    # with exit 1 and another message; a usage error must come first.
+    monkeypatch.setenv("KEYBROKER_STATE_DIR", str(tmp_path))
+    missing = tmp_path / "absent.bin"
+    assert main(["keys", "create", "k", "--secret-file", str(missing)]) == 2
+    assert f"cannot read {missing}" in capsys.readouterr().err
+    assert main(["keys", "rotate", "k"]) == 2
+    assert "give exactly one of --secret-file FILE and --generate LENGTH" in capsys.readouterr().err

@@ -91,3 +91,28 @@ async def test_a_refusal_is_a_guest_error_with_the_problem(
     assert caught.value.status == status
     assert caught.value.problem["detail"] == detail
     assert broker.paths[-1] == path
+
+
+@pytest.mark.parametrize(
+    ("path", "reply", "message"),
+    [
+        ("/v1/challenge", httpx.Response(200, text="<html>proxy</html>"), "answer is not JSON"),
+        ("/v1/challenge", httpx.Response(200, json=["nonce"]), "answer is not a JSON object"),
+        ("/v1/challenge", httpx.Response(201, json={}), "lacks the string member 'nonce'"),
+        ("/v1/attest", httpx.Response(200, json={"token": 7}), "lacks the string member 'token'"),
+        ("/v1/keys/disk-key/release", httpx.Response(200, json={}), "member 'envelope'"),
+    ],
+)
+async def test_answers_of_the_wrong_shape_are_guest_errors(
+    path: str, reply: httpx.Response, message: str
+) -> None:
+    broker = FakeBroker()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return reply if request.url.path == path else broker.handle(request)
+
+    async with httpx.AsyncClient(
+        base_url="http://broker.test", transport=httpx.MockTransport(handle)
+    ) as http:
+        with pytest.raises(GuestError, match=message):
+            await GuestClient(http).fetch(StubSource(), "disk-key", private_key=GUEST_KEY)
