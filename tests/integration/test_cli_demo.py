@@ -216,7 +216,7 @@ def test_audit_verify_exits_1_on_a_tampered_chain(
     assert main(["audit", "verify"]) == 1
     assert capsys.readouterr() == (
         "audit chain BROKEN at record 2: hash does not match the record's content "
-        "(1 records verified before it)\n",
+        "(1 record verified before it)\n",
         "",
     )
 
