@@ -16,6 +16,7 @@ from broker import logs
 from broker.admin.service import AdminService
 from broker.api import admin, guest, health, openapi
 from broker.api.headers import request_id
+from broker.api.lean import GuestRoutes
 from broker.api.middleware import RequestContextMiddleware
 from broker.api.problem import problem_response
 from broker.api.ratelimit import RateLimiter
@@ -70,9 +71,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
-        Route("/v1/challenge", guest.challenge, methods=["POST"]),
-        Route("/v1/attest", guest.attest, methods=["POST"]),
-        Route("/v1/keys/{name}/release", guest.release, methods=["POST"]),
         Route("/v1/jwks", guest.jwks, methods=["GET"]),
         Route("/v1/openapi.json", openapi.document, methods=["GET"]),
         *admin.ROUTES,
@@ -86,6 +84,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     app.state.settings = settings
     rate = settings.rate_limit_per_second
     app.state.rate_limiter = RateLimiter(rate, max(1, 2 * rate))
+    # The guest POST endpoints are served by GuestRoutes, before Starlette's exception
+    # middleware and router (three requests per release: broker/api/lean.py). Added first,
+    # so that it runs inside RequestContextMiddleware.
+    app.add_middleware(GuestRoutes, routes=guest.ROUTES)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 

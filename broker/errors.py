@@ -43,6 +43,12 @@ class RateLimited(KeybrokerError):
     type = "rate-limited"
 
 
+class MethodNotAllowed(KeybrokerError):
+    """The path exists, the method does not (the answer names the one allowed)."""
+
+    type = "method-not-allowed"
+
+
 # --- Evidence verification (ARCHITECTURE §8.3) ---------------------------------------------
 
 

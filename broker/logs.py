@@ -3,6 +3,10 @@
 A request id is bound per request through contextvars and appears on every line logged while
 serving it. As a last line of defence, values under keys that name secrets are replaced by
 ``***`` before rendering; the first line is never to pass secrets to a logger at all.
+
+The access log writes three lines per release, so a line must be cheap: loggers are cached
+on first use, the redaction decision is remembered per key name, and JSON is rendered by
+orjson (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -12,27 +16,55 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 _SECRET_KEYS = frozenset(
     {"pin", "password", "secret", "authorization", "token", "bearer", "dsn", "database_url"}
 )
 _SECRET_SUFFIXES = ("_pin", "_password", "_secret", "_token", "_dsn")
+_MAX_REMEMBERED_KEYS = 4096
+_names_secret: dict[str, bool] = {}
+
+
+def _names_a_secret(key: str) -> bool:
+    known = _names_secret.get(key)
+    if known is None:
+        lowered = key.lower()
+        known = lowered in _SECRET_KEYS or lowered.endswith(_SECRET_SUFFIXES)
+        if len(_names_secret) < _MAX_REMEMBERED_KEYS:  # key names come from code: few
+            _names_secret[key] = known
+    return known
 
 
 def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
-        lowered = key.lower()
-        if lowered in _SECRET_KEYS or lowered.endswith(_SECRET_SUFFIXES):
+        if _names_a_secret(key):
             event[key] = "***"
     return event
 
 
+def _render_json(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
+    """One JSON object per line; what JSON cannot carry is written as its repr."""
+    return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class StderrLogger:
+    """Writes each line to the ``sys.stderr`` of the moment, not the one seen at start: it
+    may be replaced (test capture, daemonising), and a logger holding the old, closed stream
+    would fail. Loggers can therefore be cached."""
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
 def configure(log_format: str = "auto", level: str = "info") -> None:
     use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
-    )
+    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else _render_json
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -45,15 +77,13 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        # Resolve sys.stderr at each call, not once: it may be replaced (test capture,
-        # daemonising) and a logger holding the old, closed stream would fail.
         logger_factory=_stderr_logger,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
 
 
-def _stderr_logger(*_: Any) -> structlog.PrintLogger:
-    return structlog.PrintLogger(sys.stderr)
+def _stderr_logger(*_: Any) -> StderrLogger:
+    return StderrLogger()
 
 
 def get_logger(name: str) -> Any:

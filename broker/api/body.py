@@ -5,17 +5,24 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
-from typing import Any, TypeVar
-
-from starlette.requests import Request
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 from broker.errors import BadRequest
 
 T = TypeVar("T")
 
 
-async def json_object(request: Request, allowed: set[str], max_bytes: int) -> dict[str, Any]:
+class BodySource(Protocol):
+    """A request with a body: Starlette's ``Request`` or the guest path's ``LeanRequest``."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def stream(self) -> AsyncIterator[bytes]: ...
+
+
+async def json_object(request: BodySource, allowed: set[str], max_bytes: int) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise BadRequest("Content-Type must be application/json")

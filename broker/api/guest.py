@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker import fastjson, jose
+from broker import jose
 from broker.api.body import base64_member, decode_base64, json_object, member
 from broker.api.headers import bearer_token, request_id
+from broker.api.lean import Answer, LeanRequest, LeanRoute
 from broker.errors import BadRequest
 from broker.evidence.registry import parse_tee
 from broker.names import checked_name
@@ -21,38 +23,29 @@ from broker.release.service import AttestRequest, ReleaseService
 from hsm.pubkey import from_jwk
 
 MAX_COLLATERAL_ITEMS = 16
+CHALLENGE_MAX_BYTES = 4096
+RELEASE_MAX_BYTES = 65536
 
 
-class FastJSONResponse(JSONResponse):
-    """The same compact JSON as Starlette's, written by orjson (broker/fastjson.py)."""
-
-    def render(self, content: Any) -> bytes:
-        return fastjson.dumps(content)
-
-
-def _service(request: Request) -> ReleaseService:
-    service: ReleaseService = request.app.state.release
-    limiter = request.app.state.rate_limiter
-    client = request.client.host if request.client else "unknown"
-    limiter.check(client)
+def _service(request: LeanRequest, state: State) -> ReleaseService:
+    state.rate_limiter.check(request.client_host)
+    service: ReleaseService = state.release
     return service
 
 
-def _max_bytes(request: Request) -> int:
-    return int(request.app.state.settings.max_request_bytes)
-
-
-async def challenge(request: Request) -> Response:
-    service = _service(request)
-    body = await json_object(request, {"tee"}, 4096)
+async def challenge(request: LeanRequest, state: State) -> Answer:
+    service = _service(request, state)
+    body = await json_object(request, {"tee"}, CHALLENGE_MAX_BYTES)
     tee = parse_tee(member(body, "tee", str))
-    return FastJSONResponse(await service.challenge(tee), status_code=201)
+    return 201, await service.challenge(tee)
 
 
-async def attest(request: Request) -> Response:
-    service = _service(request)
+async def attest(request: LeanRequest, state: State) -> Answer:
+    service = _service(request, state)
     body = await json_object(
-        request, {"tee", "evidence", "tee_pubkey", "nonce", "collateral"}, _max_bytes(request)
+        request,
+        {"tee", "evidence", "tee_pubkey", "nonce", "collateral"},
+        int(state.settings.max_request_bytes),
     )
     tee = parse_tee(member(body, "tee", str))
     evidence = base64_member(body, "evidence")
@@ -68,7 +61,7 @@ async def attest(request: Request) -> Response:
         collateral=collateral,
         request_id=request_id(request),
     )
-    return FastJSONResponse(await service.attest(attest_request))
+    return 200, await service.attest(attest_request)
 
 
 def _collateral(document: dict[str, Any]) -> dict[str, bytes]:
@@ -82,17 +75,24 @@ def _collateral(document: dict[str, Any]) -> dict[str, bytes]:
     return items
 
 
-async def release(request: Request) -> Response:
-    service = _service(request)
+async def release(request: LeanRequest, state: State) -> Answer:
+    service = _service(request, state)
     token = bearer_token(request, "attestation token")
     # A malformed name is a malformed request (400), refused before it is judged or audited.
     key_name = checked_name(request.path_params["name"], "key")
     presented = None
     if request.headers.get("content-length", "0") != "0" or request.headers.get("content-type"):
-        body = await json_object(request, {"tee_pubkey"}, 65536)
+        body = await json_object(request, {"tee_pubkey"}, RELEASE_MAX_BYTES)
         presented = member(body, "tee_pubkey", dict, required=False)
-    answer = await service.release(token, key_name, presented, request_id(request))
-    return FastJSONResponse(answer)
+    return 200, await service.release(token, key_name, presented, request_id(request))
+
+
+ROUTES = (
+    LeanRoute("POST", "/v1/challenge", challenge),
+    LeanRoute("POST", "/v1/attest", attest),
+    LeanRoute("POST", "/v1/keys/{name}/release", release),
+)
+"""Served by ``broker.api.lean.GuestRoutes`` in front of Starlette (three per release)."""
 
 
 async def jwks(request: Request) -> Response:

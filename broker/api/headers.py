@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from broker.errors import TokenInvalid
 
 
-def request_id(request: Request) -> str | None:
+class HasHeaders(Protocol):
+    """Starlette's ``Request`` or the guest path's ``LeanRequest``."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def scope(self) -> Mapping[str, Any]: ...
+
+
+def request_id(request: HasHeaders) -> str | None:
     """The id the request-context middleware gave this request."""
     state = request.scope.get("state", {})
     return state.get("request_id") if isinstance(state, dict) else None
 
 
-def bearer_token(request: Request, what: str) -> str:
+def bearer_token(request: HasHeaders, what: str) -> str:
     """The token of ``Authorization: Bearer <token>``; ``TokenInvalid`` naming ``what``."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

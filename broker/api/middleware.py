@@ -26,6 +26,9 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled children, looked up once each (``labels()`` takes a lock and validates).
+        self._counted: dict[tuple[str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,8 +55,8 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_name(scope)
             status = status_holder["status"]
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(elapsed)
+            self._count(route, status).inc()
+            self._timer(route).observe(elapsed)
             log.info(
                 "request",
                 method=scope.get("method"),
@@ -62,6 +65,19 @@ class RequestContextMiddleware:
                 ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()
+
+
+    def _count(self, route: str, status: int) -> Any:
+        child = self._counted.get((route, status))
+        if child is None:
+            child = self._counted[route, status] = self.metrics.requests.labels(route, str(status))
+        return child
+
+    def _timer(self, route: str) -> Any:
+        child = self._timed.get(route)
+        if child is None:
+            child = self._timed[route] = self.metrics.latency.labels(route)
+        return child
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
-from broker import errors
+from broker import errors, fastjson
 
 PROBLEM_BASE = "https://keybroker.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"
 
 STATUS: dict[type[errors.KeybrokerError], int] = {
     errors.BadRequest: 400,
@@ -29,6 +31,7 @@ STATUS: dict[type[errors.KeybrokerError], int] = {
     errors.Conflict: 409,
     errors.NonceError: 409,
     errors.EvidenceError: 422,
+    errors.MethodNotAllowed: 405,
     errors.RateLimited: 429,
     errors.Unavailable: 503,
     errors.CollateralUnavailable: 503,
@@ -45,6 +48,7 @@ _TITLES = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     409: "Conflict",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
@@ -78,12 +82,21 @@ def problem_document(exc: errors.KeybrokerError, request_id: str | None) -> dict
     return document
 
 
-def problem_response(exc: errors.KeybrokerError, request_id: str | None) -> JSONResponse:
+def problem_parts(
+    exc: errors.KeybrokerError, request_id: str | None
+) -> tuple[int, bytes, bytes, tuple[tuple[bytes, bytes], ...]]:
+    """Status, body, media type and extra headers of the problem answer (plain ASGI)."""
     document = problem_document(exc, request_id)
-    headers = {"Retry-After": "5"} if document["status"] in (429, 503) else None
-    return JSONResponse(
-        document,
-        status_code=document["status"],
-        media_type="application/problem+json",
-        headers=headers,
+    status: int = document["status"]
+    headers = ((b"retry-after", RETRY_AFTER_SECONDS.encode()),) if status in (429, 503) else ()
+    return status, fastjson.dumps(document), PROBLEM_MEDIA_TYPE.encode(), headers
+
+
+def problem_response(exc: errors.KeybrokerError, request_id: str | None) -> Response:
+    status, body, media_type, headers = problem_parts(exc, request_id)
+    return Response(
+        body,
+        status_code=status,
+        media_type=media_type.decode(),
+        headers={name.decode(): value.decode() for name, value in headers},
     )

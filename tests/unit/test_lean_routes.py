@@ -1,0 +1,217 @@
+"""The guest endpoints' plain-ASGI path (broker/api/lean.py), driven without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from starlette.datastructures import State
+
+from broker.api.body import json_object
+from broker.api.lean import Answer, GuestRoutes, LeanRequest, LeanRoute
+from broker.errors import BadRequest, KeyNotFound
+
+Message = dict[str, Any]
+
+
+def _route(path: str = "/v1/keys/{name}/release") -> LeanRoute:
+    async def endpoint(request: LeanRequest, state: State) -> Answer:
+        return 200, {"params": dict(request.path_params)}
+
+    return LeanRoute("POST", path, endpoint)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/v1/keys/disk-key/release", {"name": "disk-key"}),
+        ("/v1/keys/a.b_c/release", {"name": "a.b_c"}),
+        ("/v1/keys//release", None),
+        ("/v1/keys/release", None),
+        ("/v1/keys/a/b/release", None),
+        ("/v1/keys/a/release/x", None),
+        ("/v2/keys/a/release", None),
+    ],
+)
+def test_a_parameter_matches_one_non_empty_segment(
+    path: str, expected: dict[str, str] | None
+) -> None:
+    assert _route().match(path) == expected
+
+
+def test_a_plain_path_matches_only_itself() -> None:
+    route = _route("/v1/challenge")
+    assert route.match("/v1/challenge") == {}
+    assert route.match("/v1/challenge/") is None
+    assert route.match("/v1/challeng") is None
+
+
+class _Exchange:
+    """One request through GuestRoutes: what was sent back, and whether Starlette saw it."""
+
+    def __init__(self, routes: tuple[LeanRoute, ...], fallback_called: list[str]) -> None:
+        async def fallback(scope: Any, receive: Any, send: Any) -> None:
+            fallback_called.append(scope["path"])
+
+        self.app = GuestRoutes(fallback, routes)
+        self.sent: list[Message] = []
+
+    def run(
+        self, method: str, path: str, chunks: list[Message], headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        app_state = State()
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "headers": headers,
+            "client": ("192.0.2.7", 5000),
+            "state": {"request_id": "req-9"},
+            "app": type("App", (), {"state": app_state})(),
+        }
+        pending = list(chunks)
+
+        async def receive() -> Message:
+            return pending.pop(0)
+
+        async def send(message: Message) -> None:
+            self.sent.append(message)
+
+        asyncio.run(self.app(scope, receive, send))
+
+    @property
+    def status(self) -> int:
+        return int(self.sent[0]["status"])
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        return dict(self.sent[0]["headers"])
+
+    @property
+    def document(self) -> Any:
+        return json.loads(self.sent[1]["body"])
+
+
+def _exchange(
+    endpoint: Any,
+    method: str = "POST",
+    path: str = "/v1/x",
+    chunks: list[Message] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[_Exchange, list[str]]:
+    fallback: list[str] = []
+    exchange = _Exchange((LeanRoute("POST", "/v1/x", endpoint),), fallback)
+    exchange.run(
+        method,
+        path,
+        chunks or [{"type": "http.request", "body": b""}],
+        headers or [],
+    )
+    return exchange, fallback
+
+
+async def _ok(request: LeanRequest, state: State) -> Answer:
+    return 201, {"ok": True, "client": request.client_host}
+
+
+def test_a_matching_post_is_answered_with_json_and_its_length() -> None:
+    exchange, fallback = _exchange(_ok)
+    assert fallback == []
+    assert exchange.status == 201
+    assert exchange.document == {"ok": True, "client": "192.0.2.7"}
+    assert exchange.headers[b"content-type"] == b"application/json"
+    assert exchange.headers[b"content-length"] == str(len(exchange.sent[1]["body"])).encode()
+
+
+def test_other_paths_go_on_to_starlette() -> None:
+    exchange, fallback = _exchange(_ok, path="/v1/jwks", method="GET")
+    assert fallback == ["/v1/jwks"]
+    assert exchange.sent == []
+
+
+def test_another_method_on_a_guest_path_is_405_naming_the_allowed_one() -> None:
+    exchange, fallback = _exchange(_ok, method="GET")
+    assert fallback == []
+    assert exchange.status == 405
+    assert exchange.headers[b"allow"] == b"POST"
+    assert exchange.headers[b"content-type"] == b"application/problem+json"
+    assert exchange.document["type"].endswith("/method-not-allowed")
+    assert exchange.document["request_id"] == "req-9"
+
+
+def test_a_refusal_is_the_problem_of_its_error() -> None:
+    async def refuse(request: LeanRequest, state: State) -> Answer:
+        raise KeyNotFound("no key named k")
+
+    exchange, _ = _exchange(refuse)
+    assert exchange.status == 404
+    assert exchange.document == {
+        "type": "https://keybroker.dev/problems/key-not-found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "no key named k",
+        "request_id": "req-9",
+    }
+
+
+def test_a_bug_is_a_500_that_does_not_repeat_the_exception() -> None:
+    async def crash(request: LeanRequest, state: State) -> Answer:
+        raise RuntimeError("secret-looking detail 1234")
+
+    exchange, _ = _exchange(crash)
+    assert exchange.status == 500
+    assert "1234" not in exchange.sent[1]["body"].decode()
+    assert exchange.document["type"].endswith("/internal")
+
+
+async def _echo_body(request: LeanRequest, state: State) -> Answer:
+    return 200, await json_object(request, {"a"}, 16)
+
+
+_JSON = [(b"content-type", b"application/json")]
+
+
+def test_a_body_in_chunks_is_read_whole() -> None:
+    chunks: list[Message] = [
+        {"type": "http.request", "body": b'{"a":', "more_body": True},
+        {"type": "http.request", "body": b'"b"}', "more_body": False},
+    ]
+    exchange, _ = _exchange(_echo_body, chunks=chunks, headers=_JSON)
+    assert exchange.status == 200
+    assert exchange.document == {"a": "b"}
+
+
+def test_a_body_over_its_limit_is_refused_while_it_streams() -> None:
+    chunks: list[Message] = [
+        {"type": "http.request", "body": b'{"a":"' + b"x" * 12, "more_body": True},
+        {"type": "http.request", "body": b'"}', "more_body": False},
+    ]
+    exchange, _ = _exchange(_echo_body, chunks=chunks, headers=_JSON)
+    assert exchange.status == 400
+    assert exchange.document["detail"] == "request body larger than 16 bytes"
+
+
+def test_a_body_without_json_content_type_is_refused() -> None:
+    chunks: list[Message] = [{"type": "http.request", "body": b'{"a":"b"}'}]
+    exchange, _ = _exchange(_echo_body, chunks=chunks, headers=[(b"content-type", b"text/plain")])
+    assert exchange.status == 400
+    assert exchange.document["detail"] == "Content-Type must be application/json"
+
+
+def test_a_client_gone_before_its_body_gets_no_answer() -> None:
+    chunks: list[Message] = [
+        {"type": "http.request", "body": b'{"a":', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    exchange, _ = _exchange(_echo_body, chunks=chunks, headers=_JSON)
+    assert exchange.sent == []
+
+
+def test_bad_request_from_an_endpoint_keeps_its_detail() -> None:
+    async def bad(request: LeanRequest, state: State) -> Answer:
+        raise BadRequest("member 'tee' is required")
+
+    exchange, _ = _exchange(bad)
+    assert (exchange.status, exchange.document["detail"]) == (400, "member 'tee' is required")
