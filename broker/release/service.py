@@ -171,6 +171,7 @@ class ReleaseService:
                 payload, jose.TYP_ATTESTATION_RESULT, self.kid, self.custody.sign_digest_async
             )
             issued = tokens.result_of(payload, claims, request.tee_key, now)
+            body["token_id"] = issued.token_id
         except DatabaseUnavailable:
             raise  # nothing can be recorded, so nothing is decided: 503
         except KeybrokerError as exc:
@@ -266,12 +267,13 @@ class ReleaseService:
         """Check the token, the key and its policy, then seal; fills ``body`` as it learns."""
         result = self.issued.read(bearer, self.custody.signing_public_key, now)
         thumbprint = result.tee_key.thumbprint()
+        # The claims are recorded once, by the attest record that issued this token (same
+        # ``token_id``); the release record names the token, the evidence and the decision.
         body.update(
             {
                 "tee": result.claims.tee.value,
                 "token_id": result.token_id,
                 "evidence_sha256": result.evidence_sha256,
-                "claims": result.claims.document(),
                 "tee_pubkey_thumbprint": thumbprint,
             }
         )

@@ -125,6 +125,12 @@ async def test_simulated_guest_receives_exactly_the_imported_secret(
     assert record["plaintext_in_broker"] is False
     assert record["policy"]["name"] == f"p-{key}"
     assert record["reasons"] == []
+    # The claims are in the attest record that issued the token, joined by token_id.
+    assert "claims" not in record
+    attested = await last_audit(deployment, "attest")
+    assert attested["decision"] == "allow"
+    assert attested["token_id"] == record["token_id"]
+    assert attested["claims"]["tee"] == "snp"
 
 
 # --- denials -----------------------------------------------------------------------------
