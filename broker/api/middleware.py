@@ -66,7 +66,6 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.clear_contextvars()
 
-
     def _count(self, route: str, status: int) -> Any:
         child = self._counted.get((route, status))
         if child is None:
