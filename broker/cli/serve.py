@@ -111,6 +111,7 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
             workers=settings.workers,
             log_config=None,
             access_log=False,
+            proxy_headers=False,
         )
         return
     uvicorn.run(
@@ -119,6 +120,9 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
         port=settings.port,
         log_config=None,
         access_log=False,
+        # The peer address is the client (rate limiting, logs): X-Forwarded-For is not
+        # believed, not even from loopback, where any local process could send it.
+        proxy_headers=False,
         lifespan="on",
     )
 

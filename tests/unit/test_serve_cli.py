@@ -84,6 +84,7 @@ def test_serve_with_workers_hands_its_settings_to_the_workers(
     assert main(argv) == 0
     assert (seen["app"], seen["factory"]) == ("broker.app:app_from_environment", True)
     assert (seen["host"], seen["port"], seen["workers"]) == ("192.0.2.10", 9000, 4)
+    assert seen["proxy_headers"] is False  # X-Forwarded-For is not believed
     worker: Settings = seen["worker"]
     assert (worker.host, worker.port, worker.workers, worker.log_level) == (
         "192.0.2.10",
@@ -92,3 +93,16 @@ def test_serve_with_workers_hands_its_settings_to_the_workers(
         "debug",
     )
     assert worker == load_settings(config_file, {}).with_overrides(host="192.0.2.10", workers=4)
+
+
+def test_one_worker_does_not_believe_forwarded_headers(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_run(app: object, **options: Any) -> None:
+        seen.update(options)
+
+    monkeypatch.setattr(serve_module.uvicorn, "run", fake_run)
+    assert main(["serve", "--config", str(config_file)]) == 0
+    assert seen["proxy_headers"] is False
