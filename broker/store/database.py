@@ -1,15 +1,17 @@
-"""The asyncpg pool, named queries, and the one place database failures become 503s."""
+"""The connection pool, named queries, and the one place database failures become 503s."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import asyncpg
 
 from broker.errors import ConfigurationError, DatabaseUnavailable
+from broker.store.pool import ConnectionPool
 from broker.store.sqlfiles import queries
 
 # Failures that mean "the database is not usable now", as opposed to a bug or a constraint
@@ -26,40 +28,81 @@ UNAVAILABLE = (
     # fault, and nothing may be released until the database is writable again.
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # asyncpg's protocol out of step with the server. Seen when PostgreSQL ends an idle
+    # session (FATAL admin_shutdown on a fast stop) and the connection is used before its
+    # end of file is read: the unsolicited ErrorResponse leaves the protocol waiting for a
+    # ReadyForQuery that never comes ("cannot switch to state 11; another operation (2) is
+    # in progress", MagicStack/asyncpg#1069). The connection is dropped; a retry reconnects.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Skip asyncpg's reset round trip when a connection returns to the pool.
+ACQUIRE_TIMEOUT_S = 10
+# How long close() lets busy connections finish before terminating them.
+CLOSE_GRACE_S = 5.0
 
-    asyncpg still rolls back a transaction left open; its default reset would then also run
-    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` (one more round trip per
-    use). The broker leaves none of that behind: its advisory locks are transaction-scoped,
-    it opens no cursor outside a transaction, never LISTENs and never SETs.
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}")
+
+
+class _Lease:
+    """``async with db.connection() as conn``: one connection from the pool for the block.
+
+    A class rather than ``@asynccontextmanager``: no generator per use on the hot path.
+    Connection-level failures become DatabaseUnavailable (503), and the connection they came
+    from is dropped; so is one whose block was interrupted by a cancellation (a client that
+    disconnected), since its protocol state is then unknown. Any other exception (a
+    constraint violation, a refusal decided inside the block) leaves the connection usable:
+    it goes back to the pool, unless a transaction is still open on it.
     """
 
+    __slots__ = ("_conn", "_pool")
 
-ACQUIRE_TIMEOUT_S = 10
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._conn: asyncpg.Connection = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            self._conn = await self._pool.acquire()
+        except UNAVAILABLE as exc:
+            raise _unavailable(exc) from None
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self._pool.release(self._conn)
+        elif isinstance(exc, UNAVAILABLE):
+            self._pool.release(self._conn, discard=True)
+            raise _unavailable(exc) from None
+        else:
+            self._pool.release(self._conn, discard=not isinstance(exc, Exception))
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.q = queries()
 
     @classmethod
     async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Database:
-        try:
-            pool = await asyncpg.create_pool(
+        async def open_one() -> asyncpg.Connection:
+            return await asyncpg.connect(
                 dsn,
-                min_size=min_size,
-                max_size=max_size,
                 command_timeout=30,
                 # A statement cache per connection: named queries are prepared once.
                 statement_cache_size=256,
-                reset=_keep_session,
-                max_inactive_connection_lifetime=0,
             )
+
+        pool = ConnectionPool(open_one, max_size, ACQUIRE_TIMEOUT_S)
+        try:
+            await pool.open(min_size)
         except UNAVAILABLE as exc:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL: {type(exc).__name__}"
@@ -70,43 +113,29 @@ class Database:
         return cls(pool)
 
     async def close(self) -> None:
-        await self.pool.close()
+        await self.pool.close(CLOSE_GRACE_S)
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            conn = await self._acquire()
-            try:
-                yield conn
-            finally:
-                await self.pool.release(conn)
-        except UNAVAILABLE as exc:
-            raise DatabaseUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}") from None
+    def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return _Lease(self.pool)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection inside a transaction that commits when the block exits cleanly."""
-        async with self.connection() as conn, conn.transaction():
+        async with _Lease(self.pool) as conn, conn.transaction():
             yield conn
 
-    async def _acquire(self) -> asyncpg.Connection:
-        # asyncio.timeout arms one timer; asyncpg's acquire(timeout=) would wrap the wait in a
-        # task of its own on every request.
-        async with asyncio.timeout(ACQUIRE_TIMEOUT_S):
-            return await self.pool.acquire()
-
     async def fetchval(self, name: str, *args: Any) -> Any:
-        async with self.connection() as conn:
+        async with _Lease(self.pool) as conn:
             return await conn.fetchval(self.q[name], *args)
 
     async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
-        async with self.connection() as conn:
+        async with _Lease(self.pool) as conn:
             return await conn.fetchrow(self.q[name], *args)
 
     async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.connection() as conn:
+        async with _Lease(self.pool) as conn:
             return list(await conn.fetch(self.q[name], *args))
 
     async def check(self) -> None:
-        async with self.connection() as conn:
+        async with _Lease(self.pool) as conn:
             await conn.fetchval("SELECT 1")
