@@ -30,12 +30,18 @@ class PolicyCache:
         self._compiled: OrderedDict[str, Policy] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, document: str, digest: str) -> Policy:
+    def cached(self, digest: str) -> Policy | None:
+        """The policy compiled from a document with ``digest``, when this process has one."""
         with self._lock:
             cached = self._compiled.get(digest)
             if cached is not None:
                 self._compiled.move_to_end(digest)
-                return cached
+            return cached
+
+    def get(self, document: str, digest: str) -> Policy:
+        cached = self.cached(digest)
+        if cached is not None:
+            return cached
         try:
             policy = load_policy_text(document, source="<stored policy>", is_json=True)
         except PolicyError:

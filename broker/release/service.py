@@ -45,6 +45,7 @@ from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import verifier_for
 from broker.logs import get_logger
 from broker.metrics import Metrics
+from broker.policy.model import Policy
 from broker.release import binding, tokens
 from broker.release.collateral import CollateralResolver
 from broker.release.policies import PolicyCache, audit_summary
@@ -287,7 +288,7 @@ class ReleaseService:
             raise KeyDisabled(f"key {key_name} is disabled")
         if context["policy_name"] is None:
             raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
-        policy = self.policies.get(context["document"], context["digest"])
+        policy = await self._policy(context)
         decision = self.policies.evaluate(policy, result.claims, now)
         body.update(audit_summary(decision))
         if not decision.allow:
@@ -295,6 +296,21 @@ class ReleaseService:
         response = await self._seal(context, result, thumbprint, now)
         body["envelope_sha256"] = response["envelope_sha256"]
         return response
+
+    async def _policy(self, context: Mapping[str, Any]) -> Policy:
+        """The bound policy, compiled: from the cache by digest, else read and checked."""
+        digest: str = context["digest"]
+        policy = self.policies.cached(digest)
+        if policy is not None:
+            return policy
+        stored = await self.db.fetchrow(
+            "policy_version", context["policy_name"], context["policy_version"]
+        )
+        if stored is None or stored["digest"] != digest:  # replaced between the two reads
+            raise StoredPolicyInvalid(
+                f"policy {context['policy_name']} v{context['policy_version']} changed while read"
+            )
+        return self.policies.get(stored["document"], digest)
 
     async def _seal(
         self,

@@ -30,14 +30,15 @@ ON CONFLICT (key_name) DO UPDATE
 SET policy_name = EXCLUDED.policy_name, policy_version = EXCLUDED.policy_version,
     locked = EXCLUDED.locked, updated_at = now(), updated_by = EXCLUDED.updated_by;
 
--- The policy that decides a release of the key, resolved in one round trip.
+-- The policy that decides a release of the key, resolved in one round trip. The document
+-- itself is read (policy_version) only when the broker has not compiled that digest yet.
 -- name: release_context
 SELECT k.name, k.version, k.kek_label, k.wrapped_blob, k.secret_length, k.state,
-       p.name AS policy_name, p.version AS policy_version, p.document, p.digest
+       p.name AS policy_name, p.version AS policy_version, p.digest
 FROM (SELECT * FROM keys WHERE name = $1 ORDER BY version DESC LIMIT 1) k
 LEFT JOIN key_bindings b ON b.key_name = k.name
 LEFT JOIN LATERAL (
-    SELECT name, version, document, digest FROM policies
+    SELECT name, version, digest FROM policies
     WHERE name = b.policy_name AND (b.policy_version IS NULL OR version = b.policy_version)
     ORDER BY version DESC LIMIT 1
 ) p ON true;
