@@ -304,7 +304,7 @@ class Custody:
             if not _kek_versions(session):
                 raise HsmUnavailable("token holds no KEK")
             cache = self._secret_cache()
-            if cache is not None:  # a session's only chance to drop old secrets while idle
+            if cache is not None:  # lets an idle session drop expired secrets
                 cache.expire()
 
         await self.pool.run(probe)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.hashes import SHA256, Hash
 from pkcs11 import Attribute, KeyType
 
-from broker.bench import floor
+from broker.bench import envelope_cache, floor
 from broker.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from broker.localstate.softhsm import LocalSoftHsm
 from hsm.custody import Custody, WrappedSecret
@@ -221,9 +221,9 @@ def test_only_kek_labelled_keys_unwrap(
 
 
 # --- the cache of unwrapped secrets -----------------------------------------------------------
-# Each test opens its own custody with one pool thread, hence one session and one cache, so
-# hits and misses are deterministic; count_session_objects sees the objects of every session
-# of this process, and is 0 between tests (the shared custody keeps none).
+# Each test opens its own custody with one pool thread (or none), hence one session and one
+# cache, so hits and misses are deterministic; count_session_objects sees the objects of every
+# session of this process, and is 0 between tests (the shared custody keeps none).
 
 
 class FakeClock:
@@ -242,10 +242,15 @@ def open_cached(softhsm: LocalSoftHsm, custody: Custody) -> Iterator[OpenCached]
     opened: list[Custody] = []
 
     def open_custody(
-        size: int, max_age: float = 300.0, clock: Callable[[], float] | None = None
+        size: int,
+        max_age: float = 300.0,
+        clock: Callable[[], float] | None = None,
+        threads: int = 1,
     ) -> Custody:
         limits = SecretCacheLimits(size, max_age, clock or FakeClock())
-        one = Custody.open(softhsm.module_path, softhsm.token_label, softhsm.user_pin, 1, limits)
+        one = Custody.open(
+            softhsm.module_path, softhsm.token_label, softhsm.user_pin, threads, limits
+        )
         opened.append(one)
         one.ensure_ready()
         return one
@@ -422,3 +427,17 @@ def test_floor_refuses_a_cached_custody(
     with pytest.raises(ValueError, match="without a secret cache"):
         floor.envelope_rate(cached, wrapped, [public], 1, 0.1)
     assert cached.count_session_objects() == 0  # refused before any release
+
+
+def test_envelope_cache_bench_measures_both_paths(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    # Numbers are reported by the module, never asserted here: only that both paths ran. It
+    # drives the caller's own session, as the floor does: no pool threads.
+    uncached, cached = open_cached(0, threads=0), open_cached(2, threads=0)
+    keys = [uncached.import_secret(os.urandom(32)) for _ in range(2)]
+    public = _public(tee_keys[3072])
+    for custody in (uncached, cached):
+        assert envelope_cache.microseconds_per_envelope(custody, keys, public, 4) > 0
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=4, misses=2)
+    assert uncached.secret_cache_stats() is None
