@@ -22,6 +22,7 @@ from broker.settings import Settings
 from broker.store.database import Database
 from broker.store.migrate import migrate
 from hsm.custody import Custody
+from hsm.secretcache import SecretCacheLimits
 
 log = get_logger("keybroker.runtime")
 
@@ -61,6 +62,10 @@ def hsm_location(settings: Settings) -> HsmLocation:
     # SoftHSM reads its configuration when the module initialises, from this variable.
     os.environ.update(local.environment())
     return HsmLocation(local.module_path, local.token_label, local.user_pin)
+
+
+def secret_cache_limits(settings: Settings) -> SecretCacheLimits:
+    return SecretCacheLimits(settings.hsm_secret_cache_size, settings.hsm_secret_cache_seconds)
 
 
 def trusted_test_roots(paths: tuple[Path, ...]) -> tuple[TrustedRoot, ...]:
@@ -104,7 +109,11 @@ class Runtime:
             if applied:
                 log.info("migrations_applied", versions=[m.version for m in applied])
             custody = Custody.open(
-                location.module, location.token_label, location.user_pin, settings.hsm_threads
+                location.module,
+                location.token_label,
+                location.user_pin,
+                settings.hsm_threads,
+                secret_cache_limits(settings),
             )
             try:
                 custody.ensure_ready()
@@ -119,6 +128,7 @@ class Runtime:
             token_label=location.token_label,
             oaep_hash=custody.oaep_hash.value,
             hsm_threads=settings.hsm_threads,
+            hsm_secret_cache_size=settings.hsm_secret_cache_size,
         )
         return cls(settings, db, custody, test_roots)
 

@@ -22,6 +22,8 @@ from broker.errors import ConfigurationError
 from broker.redact import Secret
 
 ENV_PREFIX = "KEYBROKER_"
+# Session objects per session: far above any hot set, well below what exhausts a token.
+MAX_HSM_SECRET_CACHE_SIZE = 65536
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class Settings:
     """Unset means the SoftHSM token under ``state_dir``."""
     user_pin_file: Path | None = None
     hsm_threads: int = 4
+    hsm_secret_cache_size: int = 256
+    """Unwrapped secrets each PKCS#11 session keeps as HSM session objects for the next
+    release of the same key (least recently used out; 0 unwraps on every release)."""
+    hsm_secret_cache_seconds: int = 300
+    """Longest life of a cached unwrapped secret in the HSM, from its unwrap."""
 
     challenge_ttl_seconds: int = 300
     token_ttl_seconds: int = 300
@@ -164,6 +171,12 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError("rate_limit_per_second must be >= 0")
     if settings.hsm_threads < 0 or settings.workers < 1:
         raise ConfigurationError("hsm_threads must be at least 0 and workers at least 1")
+    if not 0 <= settings.hsm_secret_cache_size <= MAX_HSM_SECRET_CACHE_SIZE:
+        raise ConfigurationError(
+            f"hsm_secret_cache_size must be within 0..{MAX_HSM_SECRET_CACHE_SIZE}"
+        )
+    if not 1 <= settings.hsm_secret_cache_seconds <= 86400:
+        raise ConfigurationError("hsm_secret_cache_seconds must be within 1..86400")
     if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:
         raise ConfigurationError("db_pool_min must be >= 1 and <= db_pool_max")
     if not 1 <= settings.collateral_timeout_seconds <= 300:

@@ -7,12 +7,15 @@ Everything secret stays inside the token:
 * :meth:`Custody.import_secret` is the one moment a customer secret is in broker memory: it is
   turned into a session object and wrapped under the current KEK at once (RFC 5649 KWP).
 * :meth:`Custody.release_to` unwraps the blob into a session object and re-wraps it with two
-  ``C_WrapKey`` calls (see ``hsm/envelope.py``), so the plaintext never enters Python.
+  ``C_WrapKey`` calls (see ``hsm/envelope.py``), so the plaintext never enters Python. With a
+  secret cache (``hsm/secretcache.py``), the unwrapped session object is kept, per session,
+  for the next release of the same blob, within a bound on count and age.
 * The broker signing key is an EC P-256 token key pair; ``CKM_ECDSA`` signs a digest computed
   outside, and returns ``r || s``, which is the JWS ES256 signature format (RFC 7518 §3.4).
 
 Session objects (unwrapped secrets, ephemeral AES keys, imported tee public keys) are
-destroyed in ``finally`` blocks on every path.
+destroyed in ``finally`` blocks on every path, except unwrapped secrets the secret cache
+owns: it destroys them when they leave it, and they die with their session.
 """
 
 from __future__ import annotations
@@ -30,11 +33,15 @@ from broker.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLength
 from broker.redact import Secret
 from hsm.envelope import OaepHash, SealedSecret
 from hsm.pubkey import RsaPublicKey
+from hsm.secretcache import SecretCache, SecretCacheLimits, SecretCacheStats, cache_key
 from hsm.sessions import SessionPool
 
 KEK_LABEL_PREFIX = "keybroker-kek-v"
 _KEK_LABEL = re.compile(r"^keybroker-kek-v(\d+)$")
 SIGNING_KEY_LABEL = "keybroker-signing"
+# Where the secret cache sits among a session's memoised handles (labels never contain "/"),
+# so that it is forgotten with them when the session pool closes the session.
+_UNWRAPPED_SLOT = "/unwrapped-secrets"
 MIN_SECRET_BYTES = 1
 MAX_SECRET_BYTES = 8192
 
@@ -74,14 +81,23 @@ def kek_label(version: int) -> str:
 class Custody:
     """The broker's operations on its token. Methods run on the pool's threads."""
 
-    def __init__(self, pool: SessionPool) -> None:
+    def __init__(self, pool: SessionPool, secret_cache: SecretCacheLimits | None = None) -> None:
         self.pool = pool
+        self.secret_cache = secret_cache or SecretCacheLimits()
+        """Unwrapped secrets kept per session; size 0 (the default) unwraps every release."""
         self.oaep_hash: OaepHash = OaepHash.SHA1
         self._signing_public: ec.EllipticCurvePublicKey | None = None
 
     @classmethod
-    def open(cls, module_path: str, token_label: str, user_pin: Secret, threads: int) -> Custody:
-        return cls(SessionPool(module_path, token_label, user_pin, threads))
+    def open(
+        cls,
+        module_path: str,
+        token_label: str,
+        user_pin: Secret,
+        threads: int,
+        secret_cache: SecretCacheLimits | None = None,
+    ) -> Custody:
+        return cls(SessionPool(module_path, token_label, user_pin, threads), secret_cache)
 
     def close(self) -> None:
         self.pool.close()
@@ -178,9 +194,25 @@ class Custody:
         self, wrapped: WrappedSecret, tee_key: RsaPublicKey, session: pkcs11.Session
     ) -> SealedSecret:
         """The envelope for ``tee_key``, built inside the token (call on a pool thread)."""
+        cache = self._secret_cache()
+        if cache is None:
+            secret = self._unwrap(session, wrapped)
+            try:
+                return self._seal(session, wrapped, secret, tee_key)
+            finally:
+                secret.destroy()
+        key = cache_key(wrapped.kek_label, wrapped.blob)
+        secret = cache.get(key)
+        if secret is None:
+            secret = self._unwrap(session, wrapped)
+            cache.put(key, secret)
+        return self._seal(session, wrapped, secret, tee_key)
+
+    def _unwrap(self, session: pkcs11.Session, wrapped: WrappedSecret) -> Any:
+        """The secret as a SENSITIVE session object; the caller owns (destroys) it."""
         kek = self._kek(session, wrapped.kek_label)
         try:
-            secret = kek.unwrap_key(
+            return kek.unwrap_key(
                 ObjectClass.SECRET_KEY,
                 KeyType.GENERIC_SECRET,
                 wrapped.blob,
@@ -198,36 +230,38 @@ class Custody:
             raise BlobInvalid(
                 f"wrapped secret does not unwrap under {wrapped.kek_label} ({type(exc).__name__})"
             ) from None
+
+    def _seal(
+        self, session: pkcs11.Session, wrapped: WrappedSecret, secret: Any, tee_key: RsaPublicKey
+    ) -> SealedSecret:
+        """Wrap the unwrapped ``secret`` for ``tee_key``; leaves ``secret`` to its owner."""
+        ephemeral: Any = session.generate_key(
+            KeyType.AES, 256, template={**_TRANSIENT_SECRET, Attribute.WRAP: True}
+        )
         try:
-            ephemeral: Any = session.generate_key(
-                KeyType.AES, 256, template={**_TRANSIENT_SECRET, Attribute.WRAP: True}
+            public: Any = session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.PUBLIC_KEY,
+                    Attribute.KEY_TYPE: KeyType.RSA,
+                    Attribute.MODULUS: tee_key.modulus_bytes,
+                    Attribute.PUBLIC_EXPONENT: tee_key.exponent_bytes,
+                    Attribute.TOKEN: False,
+                    Attribute.WRAP: True,
+                    Attribute.ENCRYPT: False,
+                    Attribute.VERIFY: False,
+                }
             )
             try:
-                public: Any = session.create_object(
-                    {
-                        Attribute.CLASS: ObjectClass.PUBLIC_KEY,
-                        Attribute.KEY_TYPE: KeyType.RSA,
-                        Attribute.MODULUS: tee_key.modulus_bytes,
-                        Attribute.PUBLIC_EXPONENT: tee_key.exponent_bytes,
-                        Attribute.TOKEN: False,
-                        Attribute.WRAP: True,
-                        Attribute.ENCRYPT: False,
-                        Attribute.VERIFY: False,
-                    }
+                sealed_secret = ephemeral.wrap_key(secret, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+                sealed_key = public.wrap_key(
+                    ephemeral,
+                    mechanism=Mechanism.RSA_PKCS_OAEP,
+                    mechanism_param=_OAEP_PARAMS[self.oaep_hash],
                 )
-                try:
-                    sealed_secret = ephemeral.wrap_key(secret, mechanism=Mechanism.AES_KEY_WRAP_PAD)
-                    sealed_key = public.wrap_key(
-                        ephemeral,
-                        mechanism=Mechanism.RSA_PKCS_OAEP,
-                        mechanism_param=_OAEP_PARAMS[self.oaep_hash],
-                    )
-                finally:
-                    public.destroy()
             finally:
-                ephemeral.destroy()
+                public.destroy()
         finally:
-            secret.destroy()
+            ephemeral.destroy()
         return SealedSecret(
             ciphertext=sealed_key + sealed_secret,
             oaep_hash=self.oaep_hash,
@@ -269,6 +303,9 @@ class Custody:
             session.generate_random(64)
             if not _kek_versions(session):
                 raise HsmUnavailable("token holds no KEK")
+            cache = self._secret_cache()
+            if cache is not None:  # lets an idle session drop expired secrets
+                cache.expire()
 
         await self.pool.run(probe)
 
@@ -276,7 +313,26 @@ class Custody:
         """Session objects visible to this application (tests assert it returns to 0)."""
         return self.pool.run_sync(lambda s: sum(1 for _ in s.get_objects({Attribute.TOKEN: False})))
 
+    def secret_cache_stats(self) -> SecretCacheStats | None:
+        """The secret cache of the session that answers (one per pool thread), if enabled."""
+
+        def read(session: pkcs11.Session) -> SecretCacheStats | None:
+            cache = self._secret_cache()
+            return None if cache is None else cache.stats()
+
+        return self.pool.run_sync(read)
+
     # --- handle lookup, memoised per thread ------------------------------------------------
+
+    def _secret_cache(self) -> SecretCache | None:
+        """This session's secret cache (made on first use), or None when disabled."""
+        if not self.secret_cache.enabled:
+            return None
+        memo = self.pool.thread_cache()
+        cache = memo.get(_UNWRAPPED_SLOT)
+        if not isinstance(cache, SecretCache):
+            cache = memo[_UNWRAPPED_SLOT] = SecretCache(self.secret_cache)
+        return cache
 
     def _kek(self, session: pkcs11.Session, label: str) -> Any:
         cache = self.pool.thread_cache()

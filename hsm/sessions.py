@@ -95,7 +95,8 @@ class SessionPool:
         return session
 
     def thread_cache(self) -> dict[str, object]:
-        """Per-thread memo of object handles found through this thread's session."""
+        """Per-thread memo of object handles found or kept through this thread's session
+        (custody's KEK and signing key handles, its secret cache); forgotten with the session."""
         self.session()
         cache: dict[str, object] = self._local.cache
         return cache
@@ -133,8 +134,9 @@ class SessionPool:
             self._login_session = self._login()
 
     def _discard_session(self) -> None:
-        """Close this thread's session (destroying any session objects left in it) and
-        forget its memoised handles; the next call opens a fresh one."""
+        """Close this thread's session (destroying any session objects left in it, cached
+        unwrapped secrets included) and forget its memoised handles; the next call opens a
+        fresh one."""
         session: pkcs11.Session | None = getattr(self._local, "session", None)
         self._local.session = None
         self._local.cache = {}

@@ -5,7 +5,10 @@ One release cannot cost less than (ARCHITECTURE §6):
 * the evidence's verification by the real verifier, its chain cached (for SNP, in steady
   state, one ECDSA P-384 verify plus parsing and claims);
 * the HSM envelope: unwrap the customer secret under the KEK, generate an ephemeral AES key,
-  import the tee public key, two ``C_WrapKey`` (``hsm.custody.release_to``);
+  import the tee public key, two ``C_WrapKey`` (``hsm.custody.release_to``). The unwrap is
+  counted on every release: the floor's custody must have no secret cache (the broker's
+  ``hsm_secret_cache_size``), and :func:`measure` and :func:`envelope_rate` refuse one that
+  has, so a cached envelope can never lower the floor the broker is compared with;
 * the attestation-result token's ES256 signature in the HSM, and its verification.
 
 No HTTP, no JSON, no database: this is what the end-to-end rate is compared with. The HSM
@@ -71,10 +74,19 @@ def _rate(operation: Callable[[], object], seconds: float) -> float:
     return count / (time.perf_counter() - start)
 
 
+def _require_uncached(custody: Custody) -> None:
+    if custody.secret_cache.enabled:
+        raise ValueError(
+            "the floor counts the unwrap of every release: open its custody without a secret "
+            f"cache (size {custody.secret_cache.size})"
+        )
+
+
 def measure(
     case: FloorCase, custody: Custody, seconds: float, cpu: int | None = None, parts: bool = True
 ) -> FloorResult:
     """Rate the whole floor for ``seconds``, then (``parts``) each part for a fifth of that."""
+    _require_uncached(custody)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     verifier = verifier_for(case.tee)
@@ -125,6 +137,7 @@ def envelope_rate(
     seconds: float,
 ) -> float:
     """Envelopes per second with ``threads`` threads calling ``release_to`` in a loop."""
+    _require_uncached(custody)
     import threading  # noqa: PLC0415 - only this measurement uses threads
 
     counts = [0] * threads

@@ -297,6 +297,7 @@ class Bench:
         """The floor on the broker's core; with ``parts``, each part alone and the HSM
         envelope at one and two threads too."""
         hsm = self.state.softhsm
+        # No secret cache (the default): the floor unwraps on every release.
         custody = Custody.open(hsm.module_path, hsm.token_label, hsm.user_pin, 2)
         seconds = self.options.floor_s
         try:

@@ -1,10 +1,14 @@
-"""HSM custody against a real SoftHSM token: envelopes, errors, threads, KEK rotation."""
+"""HSM custody against a real SoftHSM token: envelopes, errors, threads, KEK rotation, the
+cache of unwrapped secrets."""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
+import pkcs11
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -12,11 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.hashes import SHA256, Hash
 from pkcs11 import Attribute, KeyType
 
-from broker.errors import BlobInvalid, KekNotFound, SecretLengthInvalid
+from broker.bench import envelope_cache, floor
+from broker.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from broker.localstate.softhsm import LocalSoftHsm
 from hsm.custody import Custody, WrappedSecret
 from hsm.envelope import EnvelopeError, OaepHash, open_envelope
 from hsm.pubkey import RsaPublicKey, from_spki_der
+from hsm.secretcache import SecretCacheLimits, SecretCacheStats
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +218,226 @@ def test_only_kek_labelled_keys_unwrap(
     finally:
         custody.pool.run_sync(lambda _session: impostor.destroy())
     assert custody.count_session_objects() == 0
+
+
+# --- the cache of unwrapped secrets -----------------------------------------------------------
+# Each test opens its own custody with one pool thread (or none), hence one session and one
+# cache, so hits and misses are deterministic; count_session_objects sees the objects of every
+# session of this process, and is 0 between tests (the shared custody keeps none).
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+OpenCached = Callable[..., Custody]
+
+
+@pytest.fixture
+def open_cached(softhsm: LocalSoftHsm, custody: Custody) -> Iterator[OpenCached]:
+    opened: list[Custody] = []
+
+    def open_custody(
+        size: int,
+        max_age: float = 300.0,
+        clock: Callable[[], float] | None = None,
+        threads: int = 1,
+    ) -> Custody:
+        limits = SecretCacheLimits(size, max_age, clock or FakeClock())
+        one = Custody.open(
+            softhsm.module_path, softhsm.token_label, softhsm.user_pin, threads, limits
+        )
+        opened.append(one)
+        one.ensure_ready()
+        return one
+
+    yield open_custody
+    for one in opened:
+        one.close()
+    assert custody.count_session_objects() == 0  # closing a custody drops its cache
+
+
+def _release_and_open(
+    custody: Custody, wrapped: WrappedSecret, private: rsa.RSAPrivateKey
+) -> tuple[bytes, bytes]:
+    """The envelope's ciphertext and the secret the guest recovers from it."""
+    sealed = custody.release_to(wrapped, _public(private))
+    opened = open_envelope(private, sealed.ciphertext, sealed.oaep_hash, wrapped.secret_length)
+    return sealed.ciphertext, opened
+
+
+def test_cache_hit_releases_the_same_secret(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    cached = open_cached(4)
+    secret = os.urandom(33)
+    wrapped = cached.import_secret(secret)
+
+    first, first_secret = _release_and_open(cached, wrapped, tee_keys[3072])
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=1)
+    second, second_secret = _release_and_open(cached, wrapped, tee_keys[3072])
+    third, third_secret = _release_and_open(cached, wrapped, tee_keys[4096])
+
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=2, misses=1)
+    assert first_secret == second_secret == third_secret == secret
+    assert len({first, second, third}) == 3  # still a fresh ephemeral key every time
+    assert cached.count_session_objects() == 1  # the one unwrapped secret, nothing else
+
+
+def test_cache_is_keyed_by_blob_and_kek_label(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    cached = open_cached(4)
+    secret_a, secret_b = os.urandom(32), os.urandom(32)
+    a, b = cached.import_secret(secret_a), cached.import_secret(secret_b)
+    assert a.kek_label == b.kek_label
+
+    assert _release_and_open(cached, a, tee_keys[3072])[1] == secret_a
+    assert _release_and_open(cached, b, tee_keys[3072])[1] == secret_b
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=0, misses=2)
+
+    # The same blob under another KEK label is another entry: it must really unwrap there.
+    other_label = cached.rotate_kek()
+    with pytest.raises(BlobInvalid, match=other_label):
+        cached.release_to(
+            WrappedSecret(a.blob, a.secret_length, other_label), _public(tee_keys[3072])
+        )
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=0, misses=3)
+    assert cached.count_session_objects() == 2
+
+
+def test_cache_bound_evicts_the_least_recently_used_and_destroys_it(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    cached = open_cached(2)
+    secrets = [os.urandom(40) for _ in range(3)]
+    a, b, c = (cached.import_secret(secret) for secret in secrets)
+    private = tee_keys[3072]
+
+    for wrapped in (a, b, a):  # a is now the most recently used
+        _release_and_open(cached, wrapped, private)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=1, misses=2)
+    assert _release_and_open(cached, c, private)[1] == secrets[2]  # evicts b, not a
+    assert cached.count_session_objects() == 2  # b's object was destroyed
+
+    assert _release_and_open(cached, a, private)[1] == secrets[0]
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=2, misses=3)
+    assert _release_and_open(cached, b, private)[1] == secrets[1]
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=2, misses=4)
+    assert cached.count_session_objects() == 2
+
+
+async def test_cache_entries_expire_and_are_unwrapped_again(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    clock = FakeClock()
+    cached = open_cached(4, 300.0, clock)
+    secret = os.urandom(32)
+    a, b = cached.import_secret(secret), cached.import_secret(os.urandom(32))
+    private = tee_keys[3072]
+
+    _release_and_open(cached, a, private)
+    clock.now += 299.0
+    _release_and_open(cached, a, private)  # a use does not make an entry younger
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=1)
+    clock.now += 1.0
+    assert _release_and_open(cached, a, private)[1] == secret
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=2)
+    assert cached.count_session_objects() == 1  # the expired object was destroyed
+
+    # Any use of the cache destroys every expired entry, not only the one asked for.
+    clock.now += 300.0
+    _release_and_open(cached, b, private)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=3)
+    assert cached.count_session_objects() == 1
+    # So does the readiness probe, on an otherwise idle session.
+    clock.now += 300.0
+    await cached.check()
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=0, hits=1, misses=3)
+    assert cached.count_session_objects() == 0
+
+
+def test_cache_size_zero_keeps_no_session_object(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    uncached = open_cached(0)
+    secret = os.urandom(32)
+    wrapped = uncached.import_secret(secret)
+    for _ in range(2):
+        assert _release_and_open(uncached, wrapped, tee_keys[3072])[1] == secret
+        assert uncached.count_session_objects() == 0
+    assert uncached.secret_cache_stats() is None
+
+
+def test_cache_keeps_nothing_from_a_bad_blob(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    cached = open_cached(4)
+    wrapped = cached.import_secret(os.urandom(32))
+    tampered = bytearray(wrapped.blob)
+    tampered[len(tampered) // 2] ^= 0x01
+    bad = WrappedSecret(bytes(tampered), wrapped.secret_length, wrapped.kek_label)
+    public = _public(tee_keys[3072])
+
+    with pytest.raises(BlobInvalid, match="does not unwrap under keybroker-kek-v"):
+        cached.release_to(bad, public)
+    assert cached.count_session_objects() == 0
+    cached.release_to(wrapped, public)
+    with pytest.raises(BlobInvalid, match="does not unwrap under keybroker-kek-v"):
+        cached.release_to(bad, public)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=3)
+    assert cached.count_session_objects() == 1
+
+
+def test_cache_is_dropped_with_its_session(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    cached = open_cached(4)
+    secret = os.urandom(32)
+    wrapped = cached.import_secret(secret)
+    _release_and_open(cached, wrapped, tee_keys[3072])
+    assert cached.count_session_objects() == 1
+
+    def token_trouble(_session: pkcs11.Session) -> None:
+        raise pkcs11.exceptions.DeviceError()
+
+    # The pool's recovery path: the session is closed, its objects die, its memo is forgotten.
+    with pytest.raises(HsmUnavailable, match="DeviceError"):
+        cached.pool.run_sync(token_trouble)
+    assert cached.count_session_objects() == 0
+
+    # A cache that outlived its session would hand out a dead handle here (503).
+    assert _release_and_open(cached, wrapped, tee_keys[3072])[1] == secret
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=1)
+
+
+def test_floor_refuses_a_cached_custody(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    cached = open_cached(1)
+    wrapped = cached.import_secret(os.urandom(32))
+    public = _public(tee_keys[3072])
+    case = floor.FloorCase("snp", b"", {}, (), datetime.now(UTC), wrapped, public)
+    with pytest.raises(ValueError, match="without a secret cache"):
+        floor.measure(case, cached, 0.1)
+    with pytest.raises(ValueError, match="without a secret cache"):
+        floor.envelope_rate(cached, wrapped, [public], 1, 0.1)
+    assert cached.count_session_objects() == 0  # refused before any release
+
+
+def test_envelope_cache_bench_measures_both_paths(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    # Numbers are reported by the module, never asserted here: only that both paths ran. It
+    # drives the caller's own session, as the floor does: no pool threads.
+    uncached, cached = open_cached(0, threads=0), open_cached(2, threads=0)
+    keys = [uncached.import_secret(os.urandom(32)) for _ in range(2)]
+    public = _public(tee_keys[3072])
+    for custody in (uncached, cached):
+        assert envelope_cache.microseconds_per_envelope(custody, keys, public, 4) > 0
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=4, misses=2)
+    assert uncached.secret_cache_stats() is None

@@ -26,6 +26,12 @@ def test_zero_hsm_threads_means_inline() -> None:
     assert load_settings(environ={"KEYBROKER_HSM_THREADS": "0"}).hsm_threads == 0
 
 
+def test_hsm_secret_cache_defaults_and_zero_disables() -> None:
+    assert (Settings().hsm_secret_cache_size, Settings().hsm_secret_cache_seconds) == (256, 300)
+    environ = {"KEYBROKER_HSM_SECRET_CACHE_SIZE": "0"}
+    assert load_settings(environ=environ).hsm_secret_cache_size == 0
+
+
 def test_secret_settings_are_redacted() -> None:
     settings = load_settings(environ={"KEYBROKER_DATABASE_URL": "postgresql://u:hunter2@db/x"})
     assert isinstance(settings.database_url, Secret)
@@ -51,6 +57,9 @@ def test_insecure_options_are_listed(tmp_path: Path) -> None:
         ("challenge_ttl_seconds = 5\n", "challenge_ttl_seconds"),
         ("port = [\n", "settings file"),
         ("hsm_threads = -1\n", "hsm_threads must be at least 0"),
+        ("hsm_secret_cache_size = -1\n", r"hsm_secret_cache_size must be within 0\.\.65536"),
+        ("hsm_secret_cache_size = 65537\n", r"hsm_secret_cache_size must be within 0\.\.65536"),
+        ("hsm_secret_cache_seconds = 0\n", r"hsm_secret_cache_seconds must be within 1\.\.86400"),
     ],
 )
 def test_invalid_settings_are_refused(tmp_path: Path, content: str, message: str) -> None:

@@ -1,0 +1,123 @@
+"""A bounded cache of unwrapped customer secrets, one per PKCS#11 session.
+
+Unwrapping a secret under its KEK (``C_UnwrapKey``, RFC 5649 KWP) is a fifth of a SoftHSM
+envelope and a network round trip on a network HSM. A release of a key released shortly
+before can reuse the secret's session object instead. The cache holds **object handles**,
+never key material: the object is the same SENSITIVE, non-token session object a release
+makes today, so its value never leaves the HSM, and it dies with the session that made it
+(PKCS#11 v2.40 §4.4, session objects). That is why each session owns its own cache and why
+the session pool forgets the cache whenever it closes a session.
+
+An entry is keyed by the KEK label and the SHA-256 of the wrapped blob, so a new key
+version, a rotated KEK or any other blob can never reach an old entry. The count is bounded
+(least recently used first out) and so is an entry's age from its unwrap; an entry leaving
+the cache is destroyed in the HSM at once. Expired entries are destroyed the next time the
+session uses its cache, since a session may only be driven from the thread that owns it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+CacheKey = tuple[str, bytes]
+
+
+def cache_key(kek_label: str, blob: bytes) -> CacheKey:
+    return (kek_label, hashlib.sha256(blob).digest())
+
+
+@dataclass(frozen=True, slots=True)
+class SecretCacheLimits:
+    """How many unwrapped secrets one session keeps, and for how long (0 entries: none)."""
+
+    size: int = 0
+    max_age_seconds: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    """Seconds on a monotonic scale; injectable so tests expire entries without waiting."""
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or self.max_age_seconds <= 0:
+            raise ValueError(
+                f"secret cache size {self.size} must be >= 0 and max age "
+                f"{self.max_age_seconds} s > 0"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+
+@dataclass(frozen=True, slots=True)
+class SecretCacheStats:
+    entries: int
+    hits: int
+    misses: int
+
+
+@dataclass(slots=True)
+class _Entry:
+    handle: Any  # a python-pkcs11 SecretKey: a session object of the cache's session
+    unwrapped_at: float
+
+
+class SecretCache:
+    """Unwrapped-secret handles of one session, least recently used first.
+
+    Not thread-safe, and need not be: like its session, it is used by one thread only.
+    """
+
+    def __init__(self, limits: SecretCacheLimits) -> None:
+        if not limits.enabled:
+            raise ValueError("a secret cache needs a size of at least 1")
+        self._limits = limits
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._next_expiry = math.inf
+        self._hits = 0
+        self._misses = 0
+
+    def get(self, key: CacheKey) -> Any | None:
+        """The live handle for ``key``, or None (the caller unwraps and :meth:`put` s it)."""
+        self.expire()
+        entry = self._entries.get(key)
+        if entry is None:
+            self._misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self._hits += 1
+        return entry.handle
+
+    def put(self, key: CacheKey, handle: Any) -> None:
+        """Own ``handle`` from now on; destroy what falls out of the bound."""
+        unwrapped_at = self._limits.clock()
+        replaced = self._entries.pop(key, None)
+        self._entries[key] = _Entry(handle, unwrapped_at)
+        self._next_expiry = min(self._next_expiry, unwrapped_at + self._limits.max_age_seconds)
+        # The new entry is owned before anything is destroyed: should a destroy fail, the
+        # session pool closes the session, and every object of the session dies with it.
+        if replaced is not None and replaced.handle is not handle:
+            replaced.handle.destroy()
+        while len(self._entries) > self._limits.size:
+            _, evicted = self._entries.popitem(last=False)
+            evicted.handle.destroy()
+
+    def expire(self) -> None:
+        """Destroy every entry unwrapped ``max_age_seconds`` ago or more."""
+        now = self._limits.clock()
+        if now < self._next_expiry:
+            return
+        max_age = self._limits.max_age_seconds
+        expired = [k for k, e in self._entries.items() if now - e.unwrapped_at >= max_age]
+        for key in expired:
+            self._entries.pop(key).handle.destroy()
+        self._next_expiry = min(
+            (e.unwrapped_at + max_age for e in self._entries.values()), default=math.inf
+        )
+
+    def stats(self) -> SecretCacheStats:
+        return SecretCacheStats(len(self._entries), self._hits, self._misses)

@@ -1,0 +1,74 @@
+"""The secret cache's bookkeeping with stand-in handles (tests/integration/test_custody.py
+drives it against a real token)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hsm.secretcache import SecretCache, SecretCacheLimits, SecretCacheStats, cache_key
+
+
+class Handle:
+    def __init__(self) -> None:
+        self.destroyed = 0
+
+    def destroy(self) -> None:
+        self.destroyed += 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_key_names_label_and_blob_digest() -> None:
+    assert cache_key("keybroker-kek-v1", b"blob") != cache_key("keybroker-kek-v2", b"blob")
+    assert cache_key("keybroker-kek-v1", b"blob") != cache_key("keybroker-kek-v1", b"blob2")
+    assert cache_key("keybroker-kek-v1", b"blob")[1].hex() == (
+        "fa2c8cc4f28176bbeed4b736df569a34c79cd3723e9ec42f9674b4d46ac6b8b8"
+    )
+
+
+@pytest.mark.parametrize(("size", "age"), [(-1, 300.0), (1, 0.0), (1, -5.0)])
+def test_limits_refuse_a_negative_size_or_no_age(size: int, age: float) -> None:
+    with pytest.raises(ValueError, match="must be >= 0 and max age"):
+        SecretCacheLimits(size, age)
+
+
+def test_a_disabled_limit_makes_no_cache() -> None:
+    assert not SecretCacheLimits().enabled
+    with pytest.raises(ValueError, match="at least 1"):
+        SecretCache(SecretCacheLimits(0))
+
+
+def test_putting_a_key_again_destroys_the_handle_it_replaces() -> None:
+    cache = SecretCache(SecretCacheLimits(2, 10.0, Clock()))
+    old, new = Handle(), Handle()
+    key = cache_key("keybroker-kek-v1", b"a")
+    cache.put(key, old)
+    cache.put(key, new)
+    assert (old.destroyed, new.destroyed) == (1, 0)
+    assert cache.get(key) is new
+    assert cache.stats() == SecretCacheStats(entries=1, hits=1, misses=0)
+
+
+def test_expiry_counts_from_the_unwrap_and_sweeps_everything_due() -> None:
+    clock = Clock()
+    cache = SecretCache(SecretCacheLimits(8, 10.0, clock))
+    handles = {name: Handle() for name in "abc"}
+    for name in "ab":
+        cache.put(cache_key("k", name.encode()), handles[name])
+    clock.now = 5.0
+    cache.put(cache_key("k", b"c"), handles["c"])
+    clock.now = 9.9
+    assert cache.get(cache_key("k", b"a")) is handles["a"]  # used, but not made younger
+    clock.now = 10.0
+    cache.expire()
+    assert [h.destroyed for h in handles.values()] == [1, 1, 0]
+    clock.now = 15.0
+    assert cache.get(cache_key("k", b"c")) is None
+    assert [h.destroyed for h in handles.values()] == [1, 1, 1]
+    assert cache.stats() == SecretCacheStats(entries=0, hits=1, misses=1)
