@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -57,10 +56,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         )
         app.state.admin = AdminService(app.state.runtime)
         purger = asyncio.create_task(_purge_expired_challenges(app.state.runtime))
-        # What start-up made (modules, pinned roots, the HSM and database handles) lives as
-        # long as the process: moved out of the collector's way, a full collection no longer
-        # walks it on every pass (docs/performance.md).
-        gc.freeze()
         log.info("broker_started", host=settings.host, port=settings.port)
         try:
             yield
