@@ -29,6 +29,7 @@ from broker import jose
 from broker.bench.http import Answer, Connection, HttpError
 from broker.bench.keypool import load_pool
 from broker.bench.scenarios import Source, scenario
+from broker.bench.seed import key_index, key_secret
 from broker.guest.client import tee_jwk
 from broker.guest.sources import BindingInput
 from broker.release.binding import expected_report_data
@@ -211,7 +212,8 @@ class Generator:
         secret = open_envelope(
             key.private, ciphertext, OaepHash(signed["oaep_hash"]), int(signed["secret_length"])
         )
-        if signed["key"] != name or secret != self.plan.secret:
+        expected = key_secret(self.plan.secret, key_index(name))
+        if signed["key"] != name or secret != expected:
             raise FlowError(f"release of {name}: the envelope holds another secret")
         self.outcome.checked += 1
 

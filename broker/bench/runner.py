@@ -340,7 +340,14 @@ class Bench:
             say("scale database already loaded")
             return
         started = time.monotonic()
-        added = asyncio.run(seed.preload_keys(dsn, options.scale_keys))
+        hsm = self.state.softhsm
+        custody = Custody.open(hsm.module_path, hsm.token_label, hsm.user_pin, 1)
+        try:
+            added = asyncio.run(
+                seed.preload_keys(dsn, options.scale_keys, self.secret, custody.import_secret)
+            )
+        finally:
+            custody.close()
         say(f"preloaded {added} keys in {time.monotonic() - started:.1f} s")
         # A few real releases give the audit log the records to copy.
         warm = replace(self.plan(running, guests=2, keys=1, index=0), warmup_s=0.0, duration_s=1.0)

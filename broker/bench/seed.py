@@ -5,9 +5,11 @@ custodian imports the secret, policy author publishes the policy and binds it). 
 run then needs 100,000 keys and 1,000,000 audit records, which the API would take an hour
 to make; they are bulk-loaded with ``COPY``:
 
-* keys ``<prefix>000001``.. share the first key's wrapped blob, KEK label and length (the
-  same secret under many names: rows, index entries and policy bindings are real, and a
-  release of any of them costs the HSM the same unwrap and wraps);
+* keys ``<prefix>000001``.. each hold their own secret (:func:`key_secret`, derived from the
+  benchmark secret so the generator can check any of them), wrapped by the HSM under the
+  current KEK: rows, index entries, policy bindings and blobs are all distinct, so releases
+  of random keys miss the broker's secret cache as a large key set would (RFC 5649 key wrap
+  is deterministic: one secret under many names would be one blob, one cache entry);
 * audit records are copies of real ``attest`` and ``release`` records of this broker, with
   ``at`` and the released key's name rewritten (same length, so the text stays RFC 8785
   canonical), chained exactly as ``audit_append`` chains them, from the current head, in
@@ -17,8 +19,10 @@ to make; they are bulk-loaded with ``COPY``:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +36,7 @@ from broker.store import admin_tokens
 from broker.store.admin_tokens import Role
 from broker.store.audit import chain_hash
 from broker.store.database import Database
+from hsm.custody import WrappedSecret
 
 SECRET_LENGTH = 32
 KEY_PREFIX = "bench-"
@@ -40,6 +45,18 @@ POLICY_NAME = "bench-snp-disk-key"
 
 def key_name(index: int) -> str:
     return f"{KEY_PREFIX}{index:06d}"
+
+
+def key_secret(bench_secret: bytes, index: int) -> bytes:
+    """The secret of key ``index``: the benchmark secret for the first key (imported through
+    the admin API), an HMAC of the key's name under it for the others."""
+    if index == 0:
+        return bench_secret
+    return hmac.new(bench_secret, key_name(index).encode(), hashlib.sha256).digest()
+
+
+def key_index(name: str) -> int:
+    return int(name.removeprefix(KEY_PREFIX))
 
 
 def bench_secret(path: Path) -> bytes:
@@ -93,15 +110,19 @@ class Scale:
 async def scale_loaded(dsn: str, scale: Scale) -> bool:
     conn = await asyncpg.connect(dsn)
     try:
-        keys = await conn.fetchval("SELECT count(*) FROM keys")
+        keys = await conn.fetchval("SELECT count(DISTINCT wrapped_blob) FROM keys")
         head = await conn.fetchval("SELECT seq FROM audit_head WHERE id")
     finally:
         await conn.close()
     return bool(keys >= scale.keys and head >= scale.audit_records)
 
 
-async def preload_keys(dsn: str, count: int) -> int:
-    """Copies of key 0 (and its binding) up to ``count`` keys; returns how many were added."""
+async def preload_keys(
+    dsn: str, count: int, bench: bytes, seal: Callable[[bytes], WrappedSecret]
+) -> int:
+    """Keys 1.. up to ``count``, each its own secret sealed by ``seal`` (the HSM), bound to
+    key 0's policy; returns how many were added. Keys left by an older benchmark that share
+    key 0's blob are made again."""
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
@@ -115,15 +136,26 @@ async def preload_keys(dsn: str, count: int) -> int:
             )
             if first is None or binding is None:
                 raise RuntimeError("seed the first key and its policy before preloading")
+            shared = [
+                r["name"]
+                for r in await conn.fetch(
+                    "SELECT name FROM keys WHERE wrapped_blob = $1 AND name <> $2",
+                    first["wrapped_blob"],
+                    key_name(0),
+                )
+            ]
+            await conn.execute("DELETE FROM key_bindings WHERE key_name = ANY($1)", shared)
+            await conn.execute("DELETE FROM keys WHERE name = ANY($1)", shared)
             have = {r["name"] for r in await conn.fetch("SELECT name FROM keys")}
             names = [key_name(i) for i in range(count) if key_name(i) not in have]
+            records = []
+            for name in names:
+                wrapped = seal(key_secret(bench, key_index(name)))
+                records.append((name, 1, wrapped.kek_label, wrapped.blob, wrapped.secret_length))
             await conn.copy_records_to_table(
                 "keys",
                 columns=["name", "version", "kek_label", "wrapped_blob", "secret_length"],
-                records=(
-                    (n, 1, first["kek_label"], first["wrapped_blob"], first["secret_length"])
-                    for n in names
-                ),
+                records=records,
             )
             await conn.copy_records_to_table(
                 "key_bindings",

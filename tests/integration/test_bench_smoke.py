@@ -70,3 +70,46 @@ def test_quick_bench_prints_a_table_then_the_json_line(tmp_path: Path) -> None:
     assert summary["floor_per_s"] > 0
     assert any(line.startswith("one core") for line in lines), done.stdout
     assert "hsm_envelope" in done.stdout
+
+
+def test_scale_run_releases_keys_that_each_hold_their_own_secret(tmp_path: Path) -> None:
+    """The full sequence at toy size, scale run included: 40 preloaded keys, each its own
+    secret and blob, and every release opened and compared with its key's secret."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broker",
+            "bench",
+            "--state-dir",
+            str(tmp_path / "bench"),
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+            "--floor-seconds",
+            "0.3",
+            "--concurrency",
+            "2",
+            "--levels",
+            "2",
+            "--key-pool",
+            "3",
+            "--check-every",
+            "1",
+            "--keys",
+            "40",
+            "--audit-records",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "preloaded 39 keys" in done.stderr
+    scale_rows = [line for line in done.stdout.splitlines() if line.startswith("one core, scale")]
+    assert len(scale_rows) == 1
+    assert scale_rows[0].split()[5] == "40"  # keys column
+    assert json.loads(done.stdout.strip().splitlines()[-1])["errors"] == 0
