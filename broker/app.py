@@ -17,7 +17,7 @@ from broker.admin.service import AdminService
 from broker.api import admin, guest, health, openapi
 from broker.api.headers import request_id
 from broker.api.lean import GuestRoutes
-from broker.api.middleware import RequestContextMiddleware
+from broker.api.middleware import Edge
 from broker.api.problem import problem_response
 from broker.api.ratelimit import RateLimiter
 from broker.errors import InternalError, KeybrokerError
@@ -34,7 +34,7 @@ from broker.timeutil import utcnow
 log = get_logger("keybroker.app")
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Edge:
     """Build the application. With ``runtime`` given, the caller owns its life cycle."""
     metrics = Metrics.create()
 
@@ -84,12 +84,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     app.state.settings = settings
     rate = settings.rate_limit_per_second
     app.state.rate_limiter = RateLimiter(rate, max(1, 2 * rate))
-    # The guest POST endpoints are served by GuestRoutes, before Starlette's exception
-    # middleware and router (three requests per release: broker/api/lean.py). Added first,
-    # so that it runs inside RequestContextMiddleware.
-    app.add_middleware(GuestRoutes, routes=guest.ROUTES)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
-    return app
+    return Edge(app, GuestRoutes(guest.ROUTES, app.state), metrics)
 
 
 PURGE_INTERVAL_SECONDS = 300.0
@@ -119,7 +114,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return problem_response(internal, request_id(request))
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> Edge:
     """Factory for uvicorn worker processes: settings from ``KEYBROKER_*`` variables."""
     settings = load_settings()
     logs.configure(settings.log_format, settings.log_level)

@@ -4,9 +4,9 @@ A request id is bound per request through contextvars and appears on every line 
 serving it. As a last line of defence, values under keys that name secrets are replaced by
 ``***`` before rendering; the first line is never to pass secrets to a logger at all.
 
-The access log writes three lines per release, so a line must be cheap: loggers are cached
-on first use, the redaction decision is remembered per key name, and JSON is rendered by
-orjson (docs/performance.md).
+The access log writes three lines per release, so a line must be cheap: in JSON it is written
+directly (:func:`access`); other lines remember the redaction decision per key name and are
+rendered by orjson (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -52,7 +53,7 @@ def _render_json(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
 class StderrLogger:
     """Writes each line to the ``sys.stderr`` of the moment, not the one seen at start: it
     may be replaced (test capture, daemonising), and a logger holding the old, closed stream
-    would fail. Loggers can therefore be cached."""
+    would fail."""
 
     def msg(self, message: str) -> None:
         stream = sys.stderr
@@ -63,7 +64,10 @@ class StderrLogger:
 
 
 def configure(log_format: str = "auto", level: str = "info") -> None:
+    global _direct_access  # noqa: PLW0603 - one process-wide logging configuration
     use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
+    threshold = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    _direct_access = not use_console and threshold <= logging.INFO
     renderer: Any = structlog.dev.ConsoleRenderer() if use_console else _render_json
     structlog.configure(
         processors=[
@@ -74,11 +78,12 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=_stderr_logger,
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the configuration of its first use, and the CLI
+        # and tests configure more than once. The one hot line, the access log, does not go
+        # through structlog (:func:`access`).
+        cache_logger_on_first_use=False,
     )
 
 
@@ -88,3 +93,34 @@ def _stderr_logger(*_: Any) -> StderrLogger:
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+_direct_access = False
+_access_log = get_logger("keybroker.http")
+
+
+def access(method: str | None, route: str, status: int, ms: float, request_id: str) -> None:
+    """The access-log line of one request, three per release.
+
+    In JSON at level info it is written directly, the same line structlog's chain would
+    write (request id, fields, event, level, UTC timestamp) at a fifth of the cost: none of
+    its fields can name a secret, and no other context is bound while serving a request.
+    Otherwise it goes through structlog like every other line."""
+    if not _direct_access:
+        _access_log.info("request", method=method, route=route, status=status, ms=ms)
+        return
+    line = orjson.dumps(
+        {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "status": status,
+            "ms": ms,
+            "event": "request",
+            "level": "info",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+    )
+    stream = sys.stderr
+    stream.write(line.decode() + "\n")
+    stream.flush()

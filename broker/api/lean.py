@@ -7,8 +7,8 @@ Starlette's exception middleware, router and ``Request``/``Response`` objects co
 serves the three guest POST endpoints itself: it matches the path, reads the body within its
 limit, calls the endpoint and writes the JSON answer or the RFC 7807 problem from the same
 table as every other endpoint. Everything else (admin API, health, metrics, JWKS, OpenAPI)
-goes on to Starlette. It sits inside ``RequestContextMiddleware``, so request ids, the access
-log and metrics are the same for both paths.
+goes on to Starlette. ``broker.api.middleware.Edge`` chooses between the two and gives both
+the same request ids, access log and metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import State
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from broker import fastjson
 from broker.api.problem import problem_parts
@@ -90,53 +90,56 @@ class LeanRoute:
 
 
 class GuestRoutes:
-    """ASGI middleware serving ``routes`` directly; any other request goes on to ``app``."""
+    """The guest endpoints on plain ASGI; ``broker.api.middleware.Edge`` routes to them."""
 
-    def __init__(self, app: ASGIApp, routes: tuple[LeanRoute, ...]) -> None:
-        self.app = app
+    def __init__(self, routes: tuple[LeanRoute, ...], state: State) -> None:
         self.routes = routes
+        self.state = state
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            for route in self.routes:
-                params = route.match(path)
-                if params is None:
-                    continue
-                if scope["method"] != route.method:
-                    await _send(send, *_method_not_allowed(route, scope))
-                    return
-                scope["route"] = route
-                await self._serve(route, LeanRequest(scope, receive, params), send)
-                return
-        await self.app(scope, receive, send)
+    def match(self, path: str) -> tuple[LeanRoute, dict[str, str]] | None:
+        for route in self.routes:
+            params = route.match(path)
+            if params is not None:
+                return route, params
+        return None
 
-    async def _serve(self, route: LeanRoute, request: LeanRequest, send: Send) -> None:
-        scope = request.scope
-        request_id = scope.get("state", {}).get("request_id")
+    async def serve(
+        self,
+        route: LeanRoute,
+        params: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        request_id: str,
+    ) -> int:
+        """Answer the request; returns the status sent (0 when the client went away)."""
+        tagged = ((b"x-request-id", request_id.encode()),)
+        if scope["method"] != route.method:
+            status, body, media, headers = _method_not_allowed(route, scope["method"], request_id)
+            return await _send(send, status, body, media, (*headers, *tagged))
         try:
-            status, payload = await route.endpoint(request, scope["app"].state)
+            status, payload = await route.endpoint(LeanRequest(scope, receive, params), self.state)
         except ClientGone:
-            return
+            return 0
         except KeybrokerError as exc:
-            await _send(send, *problem_parts(exc, request_id))
-            return
+            status, body, media, headers = problem_parts(exc, request_id)
+            return await _send(send, status, body, media, (*headers, *tagged))
         except Exception as exc:  # the one place a bug in a guest endpoint becomes a 500
             log.error("unexpected_error", error_type=type(exc).__name__, exc_info=exc)
             internal = InternalError(
                 "internal error; the broker log has the details under this request id"
             )
-            await _send(send, *problem_parts(internal, request_id))
-            return
-        await _send(send, status, fastjson.dumps(payload), b"application/json", ())
+            status, body, media, headers = problem_parts(internal, request_id)
+            return await _send(send, status, body, media, (*headers, *tagged))
+        return await _send(send, status, fastjson.dumps(payload), b"application/json", tagged)
 
 
 def _method_not_allowed(
-    route: LeanRoute, scope: Scope
+    route: LeanRoute, method: str, request_id: str
 ) -> tuple[int, bytes, bytes, tuple[tuple[bytes, bytes], ...]]:
     status, body, media, headers = problem_parts(
-        MethodNotAllowed(f"{scope['method']} is not allowed here; use {route.method}"),
-        scope.get("state", {}).get("request_id"),
+        MethodNotAllowed(f"{method} is not allowed here; use {route.method}"), request_id
     )
     return status, body, media, (*headers, (b"allow", route.method.encode()))
 
@@ -147,7 +150,7 @@ async def _send(
     body: bytes,
     media_type: bytes,
     headers: tuple[tuple[bytes, bytes], ...],
-) -> None:
+) -> int:
     await send(
         {
             "type": "http.response.start",
@@ -160,3 +163,4 @@ async def _send(
         }
     )
     await send({"type": "http.response.body", "body": body})
+    return status

@@ -1,8 +1,10 @@
-"""ASGI middleware: request id, structured access log, metrics, error mapping.
+"""The outermost ASGI application: request id, access log and metrics around every request,
+then the guest endpoints on plain ASGI (``broker/api/lean.py``) or Starlette for the rest.
 
-Pure ASGI (no BaseHTTPMiddleware) to keep per-request overhead small. The request id is
-taken from ``X-Request-Id`` when it is a short token, else generated, bound into structlog's
-context, and echoed in the response.
+The request id is taken from ``X-Request-Id`` when it is a short token, else generated,
+bound into structlog's context, and echoed in the response. The guest endpoints are served
+before Starlette's own layers (its error middleware, router and request objects), since a
+release is three of them (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -13,25 +15,38 @@ import time
 from typing import Any
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.applications import Starlette
+from starlette.datastructures import State
+from starlette.routing import BaseRoute
+from starlette.types import Message, Receive, Scope, Send
 
-from broker.logs import get_logger
+from broker import logs
+from broker.api.lean import GuestRoutes
 from broker.metrics import Metrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-log = get_logger("keybroker.http")
 
 
-class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+class Edge:
+    def __init__(self, app: Starlette, guest: GuestRoutes, metrics: Metrics) -> None:
         self.app = app
+        self.guest = guest
         self.metrics = metrics
         # Labelled children, looked up once each (``labels()`` takes a lock and validates).
         self._counted: dict[tuple[str, int], Any] = {}
         self._timed: dict[str, Any] = {}
 
+    @property
+    def state(self) -> State:
+        return self.app.state
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """Starlette's routes; the guest endpoints are ``self.guest.routes``."""
+        return self.app.routes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or secrets.token_hex(8)
@@ -39,32 +54,37 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        status_holder: dict[str, int] = {"status": 500}
+        status = 500
+        matched = self.guest.match(scope["path"])
+        route = matched[0].path if matched is not None else "unmatched"
+        try:
+            if matched is not None:
+                status = await self.guest.serve(
+                    *matched, scope, receive, send, request_id=request_id
+                )
+            else:
+                status = await self._starlette(scope, receive, send, request_id)
+                route = _route_name(scope)
+        finally:
+            elapsed = time.perf_counter() - started
+            self._count(route, status).inc()
+            self._timer(route).observe(elapsed)
+            logs.access(scope.get("method"), route, status, round(elapsed * 1000, 2), request_id)
+            structlog.contextvars.clear_contextvars()
+
+    async def _starlette(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
+        sent = [500]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
+                sent[0] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = _route_name(scope)
-            status = status_holder["status"]
-            self._count(route, status).inc()
-            self._timer(route).observe(elapsed)
-            log.info(
-                "request",
-                method=scope.get("method"),
-                route=route,
-                status=status,
-                ms=round(elapsed * 1000, 2),
-            )
-            structlog.contextvars.clear_contextvars()
+        await self.app(scope, receive, send_with_id)
+        return sent[0]
 
     def _count(self, route: str, status: int) -> Any:
         child = self._counted.get((route, status))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from broker.app import create_app
 from broker.settings import Settings
@@ -22,7 +22,7 @@ def running_broker(settings: Settings) -> Iterator[str]:
 
 
 @contextmanager
-def serving(app: Starlette) -> Iterator[str]:
+def serving(app: ASGIApp) -> Iterator[str]:
     """Yield the base URL of ``app`` served by uvicorn on a loopback port until the block
     exits (the broker, or a fake vendor service it talks to)."""
     config = uvicorn.Config(

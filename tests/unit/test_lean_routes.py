@@ -7,11 +7,17 @@ import json
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 from starlette.datastructures import State
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from broker.api.body import json_object
 from broker.api.lean import Answer, GuestRoutes, LeanRequest, LeanRoute
+from broker.api.middleware import Edge
 from broker.errors import BadRequest, KeyNotFound
+from broker.metrics import Metrics
 
 Message = dict[str, Any]
 
@@ -49,27 +55,32 @@ def test_a_plain_path_matches_only_itself() -> None:
 
 
 class _Exchange:
-    """One request through GuestRoutes: what was sent back, and whether Starlette saw it."""
+    """One request through the Edge: what was sent back, and whether Starlette saw it."""
 
     def __init__(self, routes: tuple[LeanRoute, ...], fallback_called: list[str]) -> None:
-        async def fallback(scope: Any, receive: Any, send: Any) -> None:
-            fallback_called.append(scope["path"])
+        async def elsewhere(request: Request) -> Response:
+            fallback_called.append(request.url.path)
+            return PlainTextResponse("starlette", status_code=299)
 
-        self.app = GuestRoutes(fallback, routes)
+        starlette = Starlette(routes=[Route("/v1/jwks", elsewhere, methods=["GET"])])
+        self.app = Edge(starlette, GuestRoutes(routes, starlette.state), Metrics.create())
         self.sent: list[Message] = []
 
     def run(
         self, method: str, path: str, chunks: list[Message], headers: list[tuple[bytes, bytes]]
     ) -> None:
-        app_state = State()
         scope = {
             "type": "http",
             "method": method,
             "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
             "headers": headers,
             "client": ("192.0.2.7", 5000),
-            "state": {"request_id": "req-9"},
-            "app": type("App", (), {"state": app_state})(),
+            "server": ("127.0.0.1", 8080),
+            "scheme": "http",
+            "http_version": "1.1",
+            "root_path": "",
         }
         pending = list(chunks)
 
@@ -125,10 +136,19 @@ def test_a_matching_post_is_answered_with_json_and_its_length() -> None:
     assert exchange.headers[b"content-length"] == str(len(exchange.sent[1]["body"])).encode()
 
 
-def test_other_paths_go_on_to_starlette() -> None:
+def test_other_paths_go_on_to_starlette_with_the_request_id() -> None:
     exchange, fallback = _exchange(_ok, path="/v1/jwks", method="GET")
     assert fallback == ["/v1/jwks"]
-    assert exchange.sent == []
+    assert exchange.status == 299
+    assert exchange.sent[1]["body"] == b"starlette"
+    assert len(exchange.headers[b"x-request-id"]) == 16
+
+
+def test_the_request_id_is_echoed_when_sane_and_made_up_otherwise() -> None:
+    sane, _ = _exchange(_ok, headers=[(b"x-request-id", b"abc-123")])
+    assert sane.headers[b"x-request-id"] == b"abc-123"
+    odd, _ = _exchange(_ok, headers=[(b"x-request-id", b"bad id")])
+    assert odd.headers[b"x-request-id"] not in (b"bad id", b"")
 
 
 def test_another_method_on_a_guest_path_is_405_naming_the_allowed_one() -> None:
@@ -138,7 +158,7 @@ def test_another_method_on_a_guest_path_is_405_naming_the_allowed_one() -> None:
     assert exchange.headers[b"allow"] == b"POST"
     assert exchange.headers[b"content-type"] == b"application/problem+json"
     assert exchange.document["type"].endswith("/method-not-allowed")
-    assert exchange.document["request_id"] == "req-9"
+    assert exchange.document["request_id"] == exchange.headers[b"x-request-id"].decode()
 
 
 def test_a_refusal_is_the_problem_of_its_error() -> None:
@@ -152,7 +172,7 @@ def test_a_refusal_is_the_problem_of_its_error() -> None:
         "title": "Not Found",
         "status": 404,
         "detail": "no key named k",
-        "request_id": "req-9",
+        "request_id": exchange.headers[b"x-request-id"].decode(),
     }
 
 

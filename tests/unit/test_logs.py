@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import structlog
 
 from broker import logs
 
@@ -21,3 +22,43 @@ def test_secret_keys_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     assert line["database_url"] == "***"
     assert line["authorization"] == "***"
     assert line["token_label"] == "keybroker"
+
+
+def test_the_access_line_in_json_is_the_line_structlog_would_write(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("json", "info")
+    structlog.contextvars.bind_contextvars(request_id="r-1")
+    try:
+        logs.get_logger("keybroker.http").info(
+            "request", method="POST", route="/v1/attest", status=200, ms=1.5
+        )
+        logs.access("POST", "/v1/attest", 200, 1.5, "r-1")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    through_structlog, direct = (
+        json.loads(line) for line in capsys.readouterr().err.strip().splitlines()[-2:]
+    )
+    assert set(direct) == set(through_structlog)
+    stamp = direct.pop("timestamp")
+    assert stamp.endswith("Z")
+    assert stamp[:4].isdigit()
+    through_structlog.pop("timestamp")
+    assert direct == through_structlog
+
+
+def test_no_access_line_above_info(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("json", "warning")
+    logs.access("GET", "/healthz", 200, 0.1, "r-2")
+    assert capsys.readouterr().err == ""
+
+
+def test_the_console_format_gets_the_access_line_through_structlog(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("console", "info")
+    logs.access("GET", "/healthz", 200, 0.1, "r-3")
+    line = capsys.readouterr().err
+    assert "request" in line
+    assert "/healthz" in line
+    assert not line.lstrip().startswith("{")
