@@ -1,20 +1,22 @@
 """Session copies of the broker's token keys (signing key, KEKs), one set per PKCS#11 session.
 
-SoftHSM 2.6.1 re-reads a token object's state on every access: any call naming a token
-object costs about 55 µs more than the same call on a session object (python-pkcs11 on one
-core: reading CKA_LABEL 73 against 16 µs; an ES256 ``C_Sign`` 66 against 49 µs;
-``C_UnwrapKey`` with the destroy that follows 103 against 77 µs; docs/architecture.md §9).
+SoftHSM 2.6.1 keeps token objects in files that it apparently re-validates on every
+access: any call naming a token object costs about 55 µs more than on a session object
+(python-pkcs11 on one core: reading CKA_LABEL 73 against 16 µs; an ES256 ``C_Sign`` 66
+against 49 µs; ``C_UnwrapKey`` with the destroy that follows 103 against 77 µs;
+docs/architecture.md §9).
 Each session therefore signs and unwraps with a copy that ``C_CopyObject`` makes **inside
 the token** with CKA_TOKEN false: nothing is copied out of the HSM, the copy's value is as
 unreadable as the original's, and it dies with the session that made it.
 
-A copy cannot be weaker than its original (PKCS#11 Base Specification v2.40): the copy's
-template may only change attributes that can ordinarily be modified, plus CKA_TOKEN and
-CKA_PRIVATE (§4.1.3, §5.7 C_CopyObject); CKA_SENSITIVE may only go from false to true and
-CKA_EXTRACTABLE only from true to false, anything else is CKR_ATTRIBUTE_READ_ONLY (§4.9
-private key objects, §4.10 secret key objects). Our template names CKA_TOKEN only, and
-:func:`check_copy` still compares CKA_SENSITIVE, CKA_EXTRACTABLE and CKA_PRIVATE of every
-copy with its original before its first use, and refuses (503) a token that weakened one.
+A copy cannot be less sensitive than its original (PKCS#11 Base Specification v2.40): the
+copy's template may only change attributes that can ordinarily be modified, plus CKA_TOKEN
+and CKA_PRIVATE (§4.1.3, §5.7 C_CopyObject); CKA_SENSITIVE may only go from false to true
+and CKA_EXTRACTABLE only from true to false, anything else is CKR_ATTRIBUTE_READ_ONLY (§4.9
+private key objects, §4.10 secret key objects). Our template names CKA_TOKEN only
+(CKA_PRIVATE could change; SoftHSM refuses it), and :func:`check_copy` still compares
+CKA_SENSITIVE, CKA_EXTRACTABLE and CKA_PRIVATE of every copy with its original before its
+first use, and refuses (503) a token that weakened one.
 A token that refuses to copy (CKA_COPYABLE false, §4.4: CKR_ACTION_PROHIBITED, or no
 ``C_CopyObject``) is used through the token object, as before.
 
