@@ -95,8 +95,8 @@ class SessionPool:
         return session
 
     def thread_cache(self) -> dict[str, object]:
-        """Per-thread memo of object handles found or kept through this thread's session
-        (custody's KEK and signing key handles, its secret cache); forgotten with the session."""
+        """Per-thread memo of objects kept through this thread's session (custody's copies of
+        its KEKs and signing key, its secret cache); forgotten with the session."""
         self.session()
         cache: dict[str, object] = self._local.cache
         return cache
@@ -135,8 +135,8 @@ class SessionPool:
 
     def _discard_session(self) -> None:
         """Close this thread's session (destroying any session objects left in it, cached
-        unwrapped secrets included) and forget its memoised handles; the next call opens a
-        fresh one."""
+        unwrapped secrets and key copies included) and forget its memo; the next call opens a
+        fresh one, which looks the token keys up and copies them again."""
         session: pkcs11.Session | None = getattr(self._local, "session", None)
         self._local.session = None
         self._local.cache = {}

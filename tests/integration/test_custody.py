@@ -1,5 +1,10 @@
 """HSM custody against a real SoftHSM token: envelopes, errors, threads, KEK rotation, the
-cache of unwrapped secrets."""
+cache of unwrapped secrets, the session copies of the token keys.
+
+``count_session_objects`` counts every session's objects except the key copies (session
+copies of the signing key and KEKs, which each session keeps on purpose): tests assert that
+unwrapped secrets, ephemeral keys and tee public keys do not outlive their use.
+``count_key_copies`` counts the copies, which the tests of their own bound and check."""
 
 from __future__ import annotations
 
@@ -14,13 +19,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 from cryptography.hazmat.primitives.hashes import SHA256, Hash
-from pkcs11 import Attribute, KeyType
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from broker.bench import envelope_cache, floor
 from broker.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from broker.localstate.softhsm import LocalSoftHsm
-from hsm.custody import Custody, WrappedSecret
+from hsm.custody import SIGNING_KEY_LABEL, Custody, WrappedSecret
 from hsm.envelope import EnvelopeError, OaepHash, open_envelope
+from hsm.keycopies import KEY_COPY_MAX_AGE_SECONDS, KeyCopyLimits, SessionKeys
 from hsm.pubkey import RsaPublicKey, from_spki_der
 from hsm.secretcache import SecretCacheLimits, SecretCacheStats
 
@@ -32,6 +38,19 @@ def _public(private: rsa.RSAPrivateKey) -> RsaPublicKey:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return from_spki_der(der)
+
+
+def _assert_signs_for_the_token_key(custody: Custody, message: bytes) -> None:
+    """An ES256 signature by ``custody`` verifies under the token key pair's public key."""
+    hashed = Hash(SHA256())
+    hashed.update(message)
+    digest = hashed.finalize()
+    raw = custody.sign_digest(digest)
+    assert len(raw) == 64  # r || s, the JWS ES256 format
+    signature = encode_dss_signature(
+        int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    )
+    custody.signing_public_key.verify(signature, digest, ec.ECDSA(Prehashed(SHA256())))
 
 
 @pytest.fixture(scope="module")
@@ -164,18 +183,15 @@ def test_concurrent_releases_leave_no_session_objects(
     for ciphertext in envelopes[::250]:
         assert open_envelope(tee_keys[3072], ciphertext, custody.oaep_hash, 33) == secret
     assert custody.count_session_objects() == 0
+    # Key copies are per session and per key, never per call: at most one per pool thread
+    # and token key (the signing key and every KEK version earlier tests made).
+    assert custody.count_key_copies() <= custody.pool.threads * (len(custody.kek_versions()) + 1)
 
 
 def test_signing_key_signs_verifiable_es256(custody: Custody) -> None:
-    digest = Hash(SHA256())
-    digest.update(b"header.payload")
-    value = digest.finalize()
-    raw = custody.sign_digest(value)
-    assert len(raw) == 64
-    signature = encode_dss_signature(
-        int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
-    )
-    custody.signing_public_key.verify(signature, value, ec.ECDSA(Prehashed(SHA256())))
+    _assert_signs_for_the_token_key(custody, b"header.payload")
+    # By default, sessions sign with their copy of the token key (hsm/keycopies.py).
+    assert custody.pool.run_sync(lambda s: custody._signing_key(s)[Attribute.TOKEN]) is False
 
 
 async def test_inline_pool_runs_on_the_callers_thread(
@@ -241,15 +257,24 @@ OpenCached = Callable[..., Custody]
 def open_cached(softhsm: LocalSoftHsm, custody: Custody) -> Iterator[OpenCached]:
     opened: list[Custody] = []
 
+    copies_before = custody.count_key_copies()
+
     def open_custody(
         size: int,
         max_age: float = 300.0,
         clock: Callable[[], float] | None = None,
         threads: int = 1,
+        copies: bool = True,
     ) -> Custody:
-        limits = SecretCacheLimits(size, max_age, clock or FakeClock())
+        clock = clock or FakeClock()
+        limits = SecretCacheLimits(size, max_age, clock)
         one = Custody.open(
-            softhsm.module_path, softhsm.token_label, softhsm.user_pin, threads, limits
+            softhsm.module_path,
+            softhsm.token_label,
+            softhsm.user_pin,
+            threads,
+            limits,
+            key_copies=KeyCopyLimits(copies, KEY_COPY_MAX_AGE_SECONDS, clock),
         )
         opened.append(one)
         one.ensure_ready()
@@ -259,6 +284,7 @@ def open_cached(softhsm: LocalSoftHsm, custody: Custody) -> Iterator[OpenCached]
     for one in opened:
         one.close()
     assert custody.count_session_objects() == 0  # closing a custody drops its cache
+    assert custody.count_key_copies() == copies_before  # and its key copies
 
 
 def _release_and_open(
@@ -441,3 +467,326 @@ def test_envelope_cache_bench_measures_both_paths(
         assert envelope_cache.microseconds_per_envelope(custody, keys, public, 4) > 0
     assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=4, misses=2)
     assert uncached.secret_cache_stats() is None
+
+
+# --- session copies of the token keys --------------------------------------------------------
+# Each test opens its own custody with one pool thread: one session, whose copies the test
+# counts against the copies every other session of this process already holds (the shared
+# custody's, which no test below uses, so they neither grow nor age meanwhile).
+
+_PROTECTION = (Attribute.TOKEN, Attribute.PRIVATE, Attribute.SENSITIVE, Attribute.EXTRACTABLE)
+_TOKEN_KEY = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+}
+_KEY_COPY = {**_TOKEN_KEY, Attribute.TOKEN: False}
+
+
+def _outcome(action: Callable[[], object]) -> str:
+    try:
+        action()
+    except pkcs11.PKCS11Error as exc:
+        return type(exc).__name__
+    return "done"
+
+
+def _inspect(custody: Custody, object_class: ObjectClass, label: str) -> list[dict[object, object]]:
+    """For every object of this class and label, token or session: its protection attributes,
+    what reading its value gives, and what wrapping it under a fresh AES key gives."""
+
+    def inspect(session: pkcs11.Session) -> list[dict[object, object]]:
+        wrapper: pkcs11.SecretKey = session.generate_key(
+            KeyType.AES, 256, template={Attribute.TOKEN: False, Attribute.WRAP: True}
+        )
+        try:
+            found = []
+            for obj in session.get_objects({Attribute.CLASS: object_class, Attribute.LABEL: label}):
+                seen: dict[object, object] = {
+                    attribute: obj[attribute] for attribute in _PROTECTION
+                }
+                seen["value"] = _outcome(lambda obj=obj: obj[Attribute.VALUE])
+                seen["wrap"] = _outcome(
+                    lambda obj=obj: wrapper.wrap_key(obj, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+                )
+                found.append(seen)
+            return found
+        finally:
+            wrapper.destroy()
+
+    return custody.pool.run_sync(inspect)
+
+
+def _assert_copies_as_protected_as_the_token_key(
+    custody: Custody, object_class: ObjectClass, label: str
+) -> None:
+    found = _inspect(custody, object_class, label)
+    sealed = {"value": "AttributeSensitive", "wrap": "KeyUnextractable"}
+    token = [seen for seen in found if seen[Attribute.TOKEN]]
+    copies = [seen for seen in found if not seen[Attribute.TOKEN]]
+    assert token == [{**_TOKEN_KEY, **sealed}]
+    assert copies
+    assert all(seen == {**_KEY_COPY, **sealed} for seen in copies)
+
+
+def test_signing_key_copy_signs_for_the_token_key(open_cached: OpenCached) -> None:
+    one = open_cached(0)
+    before = one.count_key_copies()
+    for index in range(3):
+        _assert_signs_for_the_token_key(one, f"header.payload{index}".encode())
+    assert one.count_key_copies() == before + 1  # made on first use, then kept
+    # The session signs with the copy, not with the token object.
+    assert one.pool.run_sync(lambda s: one._signing_key(s)[Attribute.TOKEN]) is False
+    _assert_copies_as_protected_as_the_token_key(one, ObjectClass.PRIVATE_KEY, SIGNING_KEY_LABEL)
+
+
+def test_kek_copy_seals_and_unwraps_as_the_token_kek(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    one = open_cached(0)
+    before = one.count_key_copies()
+    secret = os.urandom(33)
+    wrapped = one.import_secret(secret)
+    assert one.count_key_copies() == before + 1
+    for bits in (3072, 4096):
+        assert _release_and_open(one, wrapped, tee_keys[bits])[1] == secret
+    assert one.count_key_copies() == before + 1  # the same copy unwrapped both
+    _assert_copies_as_protected_as_the_token_key(one, ObjectClass.SECRET_KEY, wrapped.kek_label)
+    # A blob sealed through the copy is an ordinary blob of the token KEK.
+    assert _release_and_open(open_cached(0, copies=False), wrapped, tee_keys[3072])[1] == secret
+
+
+@pytest.mark.parametrize(
+    ("change", "refused"),
+    [
+        ({Attribute.SENSITIVE: False}, "AttributeReadOnly"),
+        ({Attribute.EXTRACTABLE: True}, "AttributeReadOnly"),
+        ({Attribute.PRIVATE: False}, "TemplateInconsistent"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("object_class", "label"),
+    [(ObjectClass.PRIVATE_KEY, SIGNING_KEY_LABEL), (ObjectClass.SECRET_KEY, "keybroker-kek-v1")],
+)
+def test_a_copy_cannot_weaken_the_token_key(
+    custody: Custody,
+    change: dict[Attribute, bool],
+    refused: str,
+    object_class: ObjectClass,
+    label: str,
+) -> None:
+    """PKCS#11 v2.40 §4.9/§4.10: CKA_SENSITIVE never goes true->false, CKA_EXTRACTABLE never
+    false->true, neither in C_CopyObject's template nor later on the copy; SoftHSM also
+    refuses a copy that is not CKA_PRIVATE (the specification would allow it: check_copy
+    guards that on other tokens)."""
+
+    def attempt(session: pkcs11.Session) -> tuple[str, str]:
+        template = {Attribute.CLASS: object_class, Attribute.LABEL: label, Attribute.TOKEN: True}
+        original = next(iter(session.get_objects(template)))
+        try:
+            weakened = original.copy({Attribute.TOKEN: False, **change})
+        except pkcs11.PKCS11Error as exc:
+            copied = type(exc).__name__
+        else:
+            weakened.destroy()
+            copied = "copied"
+        copy = original.copy({Attribute.TOKEN: False})
+        try:
+            ((attribute, value),) = change.items()
+            modified = _outcome(lambda: copy.__setitem__(attribute, value))
+        finally:
+            copy.destroy()
+        return copied, modified
+
+    assert custody.pool.run_sync(attempt) == (refused, "AttributeReadOnly")
+
+
+class FakeKey:
+    """A stand-in for a python-pkcs11 key: attributes by subscript, copy, destroy."""
+
+    def __init__(self, attributes: dict[Attribute, bool], copy_changes: dict[Attribute, bool]):
+        self.attributes = attributes
+        self.copy_changes = copy_changes
+        self.copies: list[FakeKey] = []
+        self.destroyed = False
+
+    def __getitem__(self, attribute: Attribute) -> bool:
+        return self.attributes[attribute]
+
+    def copy(self, template: dict[Attribute, bool]) -> FakeKey:
+        made = FakeKey({**self.attributes, **template, **self.copy_changes}, {})
+        self.copies.append(made)
+        return made
+
+    def destroy(self) -> None:
+        self.destroyed = True
+
+
+@pytest.mark.parametrize(
+    ("weakened", "message"),
+    [
+        ({Attribute.SENSITIVE: False}, "CKA_SENSITIVE False != token object's True"),
+        ({Attribute.EXTRACTABLE: True}, "CKA_EXTRACTABLE True != token object's False"),
+        ({Attribute.PRIVATE: False}, "CKA_PRIVATE False != token object's True"),
+        ({Attribute.TOKEN: True}, "CKA_TOKEN True != False"),
+    ],
+)
+def test_a_weakened_copy_is_destroyed_and_refused(
+    weakened: dict[Attribute, bool], message: str
+) -> None:
+    # No token does this that we know of (SoftHSM refuses, above): a fake token does.
+    original = FakeKey(dict(_TOKEN_KEY), weakened)
+    keys = SessionKeys(KeyCopyLimits())
+    with pytest.raises(HsmUnavailable, match=f"copy of 'keybroker-kek-v7': {message}"):
+        keys.get("keybroker-kek-v7", lambda: original)
+    assert [copy.destroyed for copy in original.copies] == [True]
+    assert keys.copies() == 0
+    assert original.destroyed is False
+
+    faithful = FakeKey(dict(_TOKEN_KEY), {})
+    assert keys.get("keybroker-kek-v7", lambda: faithful) is faithful.copies[0]
+    assert keys.copies() == 1
+
+
+def _add_uncopyable_kek(custody: Custody) -> str:
+    """A KEK of the next version that the token refuses to copy (CKA_COPYABLE false)."""
+    label = f"keybroker-kek-v{max(custody.kek_versions()) + 1}"
+    usable = (Attribute.PRIVATE, Attribute.SENSITIVE, Attribute.WRAP, Attribute.UNWRAP)
+    template = dict.fromkeys(usable, True) | {
+        Attribute.EXTRACTABLE: False,
+        Attribute.COPYABLE: False,
+    }
+    custody.pool.run_sync(
+        lambda session: session.generate_key(
+            KeyType.AES, 256, label=label, store=True, template=template
+        )
+    )
+    return label
+
+
+def _destroy_token_kek(custody: Custody, label: str) -> None:
+    template = {
+        Attribute.CLASS: ObjectClass.SECRET_KEY,
+        Attribute.LABEL: label,
+        Attribute.TOKEN: True,
+    }
+    custody.pool.run_sync(lambda session: [key.destroy() for key in session.get_objects(template)])
+
+
+def test_a_key_the_token_will_not_copy_is_used_where_it_is(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    # CKA_COPYABLE false (PKCS#11 v2.40 §4.4): C_CopyObject answers CKR_ACTION_PROHIBITED.
+    one = open_cached(0)
+    label = _add_uncopyable_kek(one)
+    try:
+        before = one.count_key_copies()
+        secret = os.urandom(32)
+        wrapped = one.import_secret(secret)
+        assert wrapped.kek_label == label
+        assert _release_and_open(one, wrapped, tee_keys[3072])[1] == secret
+        assert one.count_key_copies() == before
+    finally:
+        _destroy_token_kek(one, label)
+
+
+def test_a_kek_destroyed_on_the_token_stops_working_when_its_copy_ages(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    clock = FakeClock()
+    one = open_cached(0, clock=clock)
+    other = open_cached(0)  # another session, whose clock stands still: its copy stays
+    label = one.rotate_kek()
+    secret = os.urandom(32)
+    wrapped = one.import_secret(secret)
+    assert wrapped.kek_label == label
+    assert _release_and_open(other, wrapped, tee_keys[3072])[1] == secret
+    copies = one.count_key_copies()
+    _destroy_token_kek(one, label)
+
+    # The documented bound, not a wish: the copy serves until it is max-age old.
+    clock.now += KEY_COPY_MAX_AGE_SECONDS - 1
+    assert _release_and_open(one, wrapped, tee_keys[3072])[1] == secret
+    clock.now += 1
+    # Then the token object is looked up again; the other session's copy, a session object
+    # with the same label, cannot stand in for it.
+    with pytest.raises(KekNotFound, match=f"no KEK labelled '{label}'"):
+        one.release_to(wrapped, _public(tee_keys[3072]))
+    assert one.count_key_copies() == copies - 1  # the old copy was destroyed
+
+
+def test_key_copies_die_with_their_session_and_are_made_again(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    one = open_cached(0)
+    before = one.count_key_copies()
+    secret = os.urandom(32)
+    wrapped = one.import_secret(secret)
+    _assert_signs_for_the_token_key(one, b"before")
+    assert one.count_key_copies() == before + 2
+
+    def token_trouble(_session: pkcs11.Session) -> None:
+        raise pkcs11.exceptions.DeviceError()
+
+    with pytest.raises(HsmUnavailable, match="DeviceError"):
+        one.pool.run_sync(token_trouble)
+    assert one.count_key_copies() == before  # closed with the session
+
+    # Copies that outlived their session would be dead handles here (503).
+    _assert_signs_for_the_token_key(one, b"after")
+    assert _release_and_open(one, wrapped, tee_keys[3072])[1] == secret
+    assert one.count_key_copies() == before + 2
+
+
+def test_each_kek_version_has_its_own_copy(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    one = open_cached(0)
+    old_secret, new_secret = os.urandom(48), os.urandom(48)
+    old = one.import_secret(old_secret)
+    before = one.count_key_copies()
+    new_label = one.rotate_kek()
+    new = one.import_secret(new_secret)
+    assert new.kek_label == new_label != old.kek_label
+    assert one.count_key_copies() == before + 1
+
+    for _ in range(2):
+        assert _release_and_open(one, old, tee_keys[3072])[1] == old_secret
+        assert _release_and_open(one, new, tee_keys[4096])[1] == new_secret
+    assert one.count_key_copies() == before + 1
+    with pytest.raises(BlobInvalid, match=new_label):
+        one.release_to(
+            WrappedSecret(old.blob, old.secret_length, new_label), _public(tee_keys[3072])
+        )
+
+
+async def test_old_key_copies_are_destroyed_and_made_afresh(open_cached: OpenCached) -> None:
+    clock = FakeClock()
+    one = open_cached(0, clock=clock)
+    before = one.count_key_copies()
+    one.import_secret(os.urandom(32))
+    _assert_signs_for_the_token_key(one, b"first")
+    assert one.count_key_copies() == before + 2
+
+    clock.now += KEY_COPY_MAX_AGE_SECONDS - 1
+    await one.check()
+    assert one.count_key_copies() == before + 2
+    clock.now += 1
+    await one.check()  # the readiness probe lets an idle session drop its old copies
+    assert one.count_key_copies() == before
+    _assert_signs_for_the_token_key(one, b"again")
+    assert one.count_key_copies() == before + 1
+
+
+def test_key_copies_can_be_turned_off(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    one = open_cached(0, copies=False)
+    before = one.count_key_copies()
+    secret = os.urandom(32)
+    wrapped = one.import_secret(secret)
+    _assert_signs_for_the_token_key(one, b"no copy")
+    assert _release_and_open(one, wrapped, tee_keys[3072])[1] == secret
+    assert one.count_key_copies() == before
+    assert one.pool.run_sync(lambda s: one._signing_key(s)[Attribute.TOKEN]) is True
