@@ -32,7 +32,7 @@ CACHE_SIZE = 256
 WORKING_SETS = (1, 100, 300)
 
 
-def _tee_key() -> RsaPublicKey:
+def random_tee_key() -> RsaPublicKey:
     public = rsa.generate_private_key(65537, 3072).public_key()
     return from_spki_der(
         public.public_bytes(
@@ -69,7 +69,7 @@ def run(state_dir: Path, rounds: int, calls: int) -> dict[str, list[float]]:
             custody.ensure_ready()
         first = custodies["off"]
         keys = [first.import_secret(os.urandom(32)) for _ in range(max(WORKING_SETS))]
-        tee_key = _tee_key()
+        tee_key = random_tee_key()
         timings: dict[str, list[float]] = {}
         for _ in range(rounds):
             for count in WORKING_SETS:
