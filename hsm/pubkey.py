@@ -10,11 +10,12 @@ but interoperability trouble with HSMs.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +31,8 @@ ACCEPTED_EXPONENT = 65537
 class RsaPublicKey:
     modulus: int
     exponent: int
+    _thumbprint: str | None = field(default=None, init=False, repr=False, compare=False)
+    """Memo of :meth:`thumbprint`: attest and release both name the key in their records."""
 
     @property
     def bits(self) -> int:
@@ -47,8 +50,21 @@ class RsaPublicKey:
         return {"kty": "RSA", "n": b64url(self.modulus_bytes), "e": b64url(self.exponent_bytes)}
 
     def thumbprint(self) -> str:
-        """RFC 7638 JWK SHA-256 thumbprint, base64url: the key's name in audit records."""
-        return jwk_thumbprint(self.jwk())
+        """RFC 7638 JWK SHA-256 thumbprint, base64url: the key's name in audit records.
+
+        The required members ``e``, ``kty``, ``n`` in that order with no whitespace (RFC 7638
+        §3.2), written directly: base64url values need no JSON escaping, so these are the
+        bytes :func:`jwk_thumbprint` hashes for :meth:`jwk` (a test compares the two).
+        """
+        known = self._thumbprint
+        if known is None:
+            canonical = b'{"e":"%s","kty":"RSA","n":"%s"}' % (
+                _b64url_bytes(self.exponent_bytes),
+                _b64url_bytes(self.modulus_bytes),
+            )
+            known = b64url(hashlib.sha256(canonical).digest())
+            object.__setattr__(self, "_thumbprint", known)
+        return known
 
     def to_cryptography(self) -> rsa.RSAPublicKey:
         return rsa.RSAPublicNumbers(self.exponent, self.modulus).public_key()
@@ -65,8 +81,17 @@ def jwk_thumbprint(required_members: Mapping[str, str]) -> str:
     return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64url_bytes(data: bytes) -> bytes:
+    # base64.urlsafe_b64encode without its two Python-level calls, then no padding.
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url (RFC 7515 §2)."""
+    return _b64url_bytes(data).decode("ascii")
 
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")

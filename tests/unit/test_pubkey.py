@@ -5,9 +5,11 @@ import base64
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.errors import PublicKeyInvalid
-from hsm.pubkey import RsaPublicKey, b64url, from_jwk, from_spki_der
+from hsm.pubkey import RsaPublicKey, b64url, from_jwk, from_spki_der, jwk_thumbprint
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +76,26 @@ def test_small_rsa_and_non_rsa_keys_are_refused() -> None:
 
 def test_b64url_has_no_padding() -> None:
     assert b64url(b"\xff\xfe") == "__4"
+
+
+@given(st.binary(max_size=600))
+def test_b64url_is_unpadded_urlsafe_base64(data: bytes) -> None:
+    assert b64url(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@settings(max_examples=50)
+@given(st.integers(2**3071, 2**4096 - 1), st.integers(1, 2**64))
+def test_thumbprint_is_the_rfc7638_hash_of_the_jwk(modulus: int, exponent: int) -> None:
+    # The direct form against the generic one: JSON of the required members, sorted, compact.
+    key = RsaPublicKey(modulus | 1, exponent)
+    assert key.thumbprint() == jwk_thumbprint(key.jwk())
+    assert key.thumbprint() == key.thumbprint()  # the memo
+
+
+def test_the_thumbprint_memo_is_not_part_of_the_value(rsa3072: rsa.RSAPrivateKey) -> None:
+    numbers = rsa3072.public_key().public_numbers()
+    named, fresh = RsaPublicKey(numbers.n, numbers.e), RsaPublicKey(numbers.n, numbers.e)
+    named.thumbprint()
+    assert named == fresh
+    assert hash(named) == hash(fresh)
+    assert repr(named) == repr(fresh)
