@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from broker.evidence.claims import Claims, Signer, SignerOrigin, Tee
+from broker.evidence.claims import Claims, Signer, SignerOrigin, Tee, thaw
 from broker.timeutil import parse_instant
 
 
@@ -58,3 +59,22 @@ def test_parse_instant(text: str, expected: datetime) -> None:
 def test_parse_instant_rejects_ambiguous_or_bad(text: str) -> None:
     with pytest.raises(ValueError, match=r"instant|unix"):
         parse_instant(text)
+
+
+def test_json_forms_are_the_thawed_fields_made_once() -> None:
+    claims = _claims()
+    reference = thaw(claims.fields)
+    document = claims.document()
+    assert document == {
+        "tee": "snp",
+        "signer": claims.signer.to_json(),
+        "debug": False,
+        **reference,
+    }
+    assert list(document)[:3] == ["tee", "signer", "debug"]
+    assert claims.to_json()["fields"] == reference
+    assert claims.plain_fields() is claims.plain_fields() is claims.to_json()["fields"]
+    assert document is not claims.document()  # the top level is the caller's own
+    # The memo is not part of the value, and a replaced object starts without one.
+    assert claims == Claims.from_json(claims.to_json())
+    assert replace(claims, fields={"measurement": "00"}).document()["measurement"] == "00"
