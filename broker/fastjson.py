@@ -1,8 +1,14 @@
-"""JSON output on the release path: orjson, and the standard library for what orjson refuses.
+"""JSON on the release path: orjson, and the standard library for what orjson refuses.
 
 orjson writes the same compact JSON as ``json.dumps(..., separators=(",", ":"),
 ensure_ascii=False)`` several times faster; it refuses integers beyond 64 bits, which then
 go through the json module. With ``sort_keys`` both order members by code point.
+
+Reading, orjson gives ``json.loads``'s value for RFC 8259 UTF-8 JSON, several times faster,
+with one exception: it turns integers beyond 64 bits into floats. :func:`loads` therefore
+hands the json module every document orjson refuses (NaN and Infinity, lone surrogates, a
+byte order mark, other encodings, malformed text) and every document in which orjson found
+a float, and the json module's value or error stands (tests/unit/test_fastjson.py).
 """
 
 from __future__ import annotations
@@ -21,3 +27,34 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
         return json.dumps(
             value, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False
         ).encode("utf-8")
+
+
+def loads(data: bytes | bytearray | str) -> Any:
+    """Exactly ``json.loads(data)``: the same value, or the same error."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+    if _holds_float(value):
+        return json.loads(data)
+    return value
+
+
+def _holds_float(value: Any) -> bool:
+    """Whether a parsed document holds a float anywhere (iterative: orjson reads documents
+    nested deeper than Python's recursion limit)."""
+    kind = type(value)
+    if kind is float:
+        return True
+    if kind is not dict and kind is not list:
+        return False
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        for item in node.values() if type(node) is dict else node:
+            kind = type(item)
+            if kind is float:
+                return True
+            if kind is dict or kind is list:
+                pending.append(item)
+    return False

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -97,8 +96,9 @@ def _decode_segment(segment: str, what: str) -> bytes:
         raise TokenInvalid(f"token {what} is not base64url") from None
 
 
-# What a crafted segment can make json.loads raise besides JSONDecodeError: bytes that are
-# not UTF-8, or nesting deep enough to exhaust the recursion limit.
+# What a crafted segment can make json.loads (fastjson.loads: the same) raise besides
+# JSONDecodeError: bytes that are not UTF-8, or nesting deep enough to exhaust the recursion
+# limit.
 _UNREADABLE_JSON = (ValueError, RecursionError)
 
 
@@ -110,7 +110,7 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
     if len(parts) != 3 or not all(parts):
         raise TokenInvalid("token is not a compact JWS")
     try:
-        header = json.loads(_decode_segment(parts[0], "header"))
+        header = fastjson.loads(_decode_segment(parts[0], "header"))
     except _UNREADABLE_JSON:
         raise TokenInvalid("token header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
@@ -129,7 +129,7 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
     except InvalidSignature:
         raise TokenInvalid("token signature does not verify") from None
     try:
-        payload = json.loads(_decode_segment(parts[1], "payload"))
+        payload = fastjson.loads(_decode_segment(parts[1], "payload"))
     except _UNREADABLE_JSON:
         raise TokenInvalid("token payload is not JSON") from None
     if not isinstance(payload, dict):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, TypeVar
 
+from broker import fastjson
 from broker.errors import BadRequest
 
 T = TypeVar("T")
@@ -35,7 +35,7 @@ async def json_object(request: BodySource, allowed: set[str], max_bytes: int) ->
         if len(raw) > max_bytes:
             raise BadRequest(f"request body larger than {max_bytes} bytes")
     try:
-        document = json.loads(raw)
+        document = fastjson.loads(raw)  # json.loads's value or error, by orjson
     except (ValueError, RecursionError):  # bad JSON, not UTF-8, or absurdly deep nesting
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(document, dict):
