@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 
 from broker import fastjson
 from broker.errors import TokenInvalid
-from hsm.pubkey import b64url, jwk_thumbprint
+from hsm.pubkey import b64url, b64url_bytes, jwk_thumbprint
 
 TYP_ATTESTATION_RESULT = "kb-ar+jwt"
 TYP_RELEASE = "kb-release+jws"
@@ -63,17 +64,22 @@ def _cached_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return kid
 
 
+@functools.lru_cache(maxsize=8)
+def _header_segment(typ: str, kid: str) -> bytes:
+    """``BASE64URL(header)``: one per kind of object and broker key, so made once."""
+    return b64url_bytes(_json({"alg": "ES256", "kid": kid, "typ": typ}))
+
+
 def signing_input(payload: Mapping[str, Any], typ: str, kid: str) -> bytes:
     """``BASE64URL(header) || '.' || BASE64URL(payload)``, what the signature covers."""
-    header = b64url(_json({"alg": "ES256", "kid": kid, "typ": typ}))
-    return f"{header}.{b64url(_json(payload))}".encode("ascii")
+    return b".".join((_header_segment(typ, kid), b64url_bytes(_json(payload))))
 
 
 def compact(data: bytes, signature: bytes) -> str:
     """The compact JWS of a signing input and its raw ``r || s`` ES256 signature."""
     if len(signature) != 64:
         raise TokenInvalid("HSM returned a malformed ES256 signature")
-    return f"{data.decode('ascii')}.{b64url(signature)}"
+    return b".".join((data, b64url_bytes(signature))).decode("ascii")
 
 
 async def sign(payload: Mapping[str, Any], typ: str, kid: str, sign_digest: DigestSigner) -> str:

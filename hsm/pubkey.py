@@ -59,8 +59,8 @@ class RsaPublicKey:
         known = self._thumbprint
         if known is None:
             canonical = b'{"e":"%s","kty":"RSA","n":"%s"}' % (
-                _b64url_bytes(self.exponent_bytes),
-                _b64url_bytes(self.modulus_bytes),
+                b64url_bytes(self.exponent_bytes),
+                b64url_bytes(self.modulus_bytes),
             )
             known = b64url(hashlib.sha256(canonical).digest())
             object.__setattr__(self, "_thumbprint", known)
@@ -84,14 +84,16 @@ def jwk_thumbprint(required_members: Mapping[str, str]) -> str:
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-def _b64url_bytes(data: bytes) -> bytes:
-    # base64.urlsafe_b64encode without its two Python-level calls, then no padding.
+def b64url_bytes(data: bytes) -> bytes:
+    """Unpadded base64url (RFC 7515 §2), as ASCII bytes.
+
+    ``base64.urlsafe_b64encode`` without its two Python-level calls, then no padding."""
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
 def b64url(data: bytes) -> str:
     """Unpadded base64url (RFC 7515 §2)."""
-    return _b64url_bytes(data).decode("ascii")
+    return b64url_bytes(data).decode("ascii")
 
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
