@@ -106,6 +106,12 @@ def thaw(value: ClaimValue) -> Any:
     if kind in _SCALARS:
         return value
     if kind is MappingProxyType or kind is dict:
+        if _SCALARS.issuperset(map(type, value.values())):
+            # Most claim mappings hold only scalars (a TCB, a policy): a C-level copy of the
+            # mapping behind the proxy (a dict, as freeze and the verifiers make them).
+            copied = value.copy()
+            if type(copied) is dict:
+                return copied
         return {k: v if type(v) in _SCALARS else thaw(v) for k, v in value.items()}
     if kind is tuple:
         return [v if type(v) in _SCALARS else thaw(v) for v in value]
