@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.api.body import DecodedTexts, decode_base64
+from broker.api.body import DecodedTexts, decode_base64, json_object
 from broker.errors import BadRequest
 
 texts = st.binary(max_size=300).map(lambda raw: base64.b64encode(raw).decode()) | st.text(
@@ -46,3 +47,43 @@ def test_refused_texts_are_not_remembered() -> None:
     with pytest.raises(BadRequest, match=r"member 'collateral\.vcek' is not base64"):
         memo.decode("!!!!", "collateral.vcek")
     assert not memo._decoded
+
+
+class _Request:
+    def __init__(self, body: bytes, content_type: str | None = "application/json") -> None:
+        self.headers = {} if content_type is None else {"content-type": content_type}
+        self.body = body
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        yield self.body
+
+
+def _read(body: bytes, content_type: str | None = "application/json") -> dict[str, object]:
+    return asyncio.run(json_object(_Request(body, content_type), {"a", "b"}, 64))
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "Application/JSON", " application/json ; charset=utf-8"]
+)
+def test_json_content_types(content_type: str) -> None:
+    assert _read(b'{"a": 1}', content_type) == {"a": 1}
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/jsonx", ""])
+def test_other_content_types_are_refused(content_type: str | None) -> None:
+    with pytest.raises(BadRequest, match="Content-Type must be application/json"):
+        _read(b'{"a": 1}', content_type)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"z": 1, "a": 2, "c": 3}', "unknown members: c, z"),
+        (b"[1]", "must be a JSON object"),
+        (b'{"a": NaN, "b": 1', "not valid JSON"),
+        (b'{"a": "' + b"x" * 64 + b'"}', "larger than 64 bytes"),
+    ],
+)
+def test_refused_bodies(body: bytes, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        _read(body)
