@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import re
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -9,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.errors import PublicKeyInvalid
-from hsm.pubkey import RsaPublicKey, b64url, from_jwk, from_spki_der, jwk_thumbprint
+from hsm.pubkey import (
+    RsaPublicKey,
+    b64url,
+    b64url_decode,
+    from_jwk,
+    from_spki_der,
+    jwk_thumbprint,
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +108,26 @@ def test_the_thumbprint_memo_is_not_part_of_the_value(rsa3072: rsa.RSAPrivateKey
     assert named == fresh
     assert hash(named) == hash(fresh)
     assert repr(named) == repr(fresh)
+
+
+def _reference_b64url_decode(text: str) -> bytes:
+    """RFC 7515 §2 base64url, decoded with the standard library and no shortcuts."""
+    if not text or "=" in text:
+        raise PublicKeyInvalid("must be unpadded base64url text")
+    if not re.match(r"^[A-Za-z0-9_-]+$", text) or len(text) % 4 == 1:
+        raise PublicKeyInvalid("is not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _decoded(decode: Callable[[str], bytes], text: str) -> object:
+    try:
+        return decode(text)
+    except PublicKeyInvalid as exc:
+        return str(exc).rsplit(" ", 3)[-3:]  # the reason, without the member's name
+
+
+@given(st.binary(max_size=70).map(b64url) | st.text(alphabet="AQB_-+/=\n é", max_size=12))
+def test_b64url_decode_is_the_reference(text: str) -> None:
+    assert _decoded(lambda t: b64url_decode(t, "x"), text) == _decoded(
+        _reference_b64url_decode, text
+    )
