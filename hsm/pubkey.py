@@ -95,7 +95,9 @@ def b64url(data: bytes) -> str:
     return b64url_bytes(data).decode("ascii")
 
 
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+# fullmatch: with match, "$" also matched before a final newline, which reached the decoder
+# and made it raise binascii.Error ("Incorrect padding") instead of PublicKeyInvalid.
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
@@ -103,7 +105,7 @@ def b64url_decode(text: str, what: str) -> bytes:
     """Strict RFC 7515 §2 base64url: alphabet only, no padding, no whitespace."""
     if not isinstance(text, str) or not text or "=" in text:
         raise PublicKeyInvalid(f"{what} must be unpadded base64url text")
-    if not _B64URL.match(text) or len(text) % 4 == 1:
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise PublicKeyInvalid(f"{what} is not base64url")
     # base64.urlsafe_b64decode(text + padding) without its Python-level wrappers.
     padded = text.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4)

@@ -114,7 +114,7 @@ def _reference_b64url_decode(text: str) -> bytes:
     """RFC 7515 §2 base64url, decoded with the standard library and no shortcuts."""
     if not text or "=" in text:
         raise PublicKeyInvalid("must be unpadded base64url text")
-    if not re.match(r"^[A-Za-z0-9_-]+$", text) or len(text) % 4 == 1:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", text) or len(text) % 4 == 1:
         raise PublicKeyInvalid("is not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -126,8 +126,24 @@ def _decoded(decode: Callable[[str], bytes], text: str) -> object:
         return str(exc).rsplit(" ", 3)[-3:]  # the reason, without the member's name
 
 
-@given(st.binary(max_size=70).map(b64url) | st.text(alphabet="AQB_-+/=\n é", max_size=12))
+@given(
+    st.binary(max_size=70).map(b64url)
+    | st.text(alphabet="AQB_-+/=\n é", max_size=12)
+    | st.binary(min_size=1, max_size=70).map(lambda raw: f"{b64url(raw)}\n")
+)
 def test_b64url_decode_is_the_reference(text: str) -> None:
     assert _decoded(lambda t: b64url_decode(t, "x"), text) == _decoded(
         _reference_b64url_decode, text
     )
+
+
+@pytest.mark.parametrize("bits", [3072, 4096])
+def test_a_final_newline_is_not_base64url(bits: int) -> None:
+    # Once let through by "$" (which matches before a final newline) into the decoder, which
+    # then raised binascii.Error: an internal error instead of a refused key.
+    jwk = RsaPublicKey(
+        rsa.generate_private_key(65537, bits).public_key().public_numbers().n, 65537
+    ).jwk()
+    for member in ("n", "e"):
+        with pytest.raises(PublicKeyInvalid, match=f"JWK {member} is not base64url"):
+            from_jwk({**jwk, member: jwk[member] + "\n"})
