@@ -40,6 +40,25 @@ def loads(data: bytes | bytearray | str) -> Any:
     return value
 
 
+def loads_sorted(data: bytes) -> Any:
+    """Exactly ``json.loads(data)``, faster than :func:`loads` for what ``dumps(...,
+    sort_keys=True)`` wrote (the payload of a JWS this broker signed).
+
+    When orjson writes its value back as the very same bytes, that value is what the json
+    module reads: an integer beyond 64 bits would come back as a float's text, a duplicate
+    member or an escape orjson does not write would change the text, and a float written
+    in orjson's shortest round-trip form parses back to the same double. Otherwise
+    :func:`loads` decides.
+    """
+    try:
+        value = orjson.loads(data)
+        if orjson.dumps(value, option=orjson.OPT_SORT_KEYS) == data:
+            return value
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass  # refused, or nested deeper than orjson writes: loads decides
+    return loads(data)
+
+
 def _holds_float(value: Any) -> bool:
     """Whether a parsed document holds a float anywhere (iterative: orjson reads documents
     nested deeper than Python's recursion limit)."""

@@ -8,7 +8,6 @@ token's key sign the digest (``CKM_ECDSA``); verification uses the public key, i
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import hashlib
@@ -22,7 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 
 from broker import fastjson
 from broker.errors import TokenInvalid
-from hsm.pubkey import b64url, b64url_bytes, jwk_thumbprint
+from hsm.pubkey import b64url, b64url_bytes, decode_unpadded_b64url, jwk_thumbprint
+
+_ES256 = ec.ECDSA(Prehashed(hashes.SHA256()))
 
 TYP_ATTESTATION_RESULT = "kb-ar+jwt"
 TYP_RELEASE = "kb-release+jws"
@@ -97,7 +98,7 @@ def sign_sync(
 
 def _decode_segment(segment: str, what: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return decode_unpadded_b64url(segment)
     except (binascii.Error, ValueError):
         raise TokenInvalid(f"token {what} is not base64url") from None
 
@@ -131,11 +132,11 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
     )
     digest = hashlib.sha256(f"{parts[0]}.{parts[1]}".encode("ascii")).digest()
     try:
-        public_key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        public_key.verify(der, digest, _ES256)
     except InvalidSignature:
         raise TokenInvalid("token signature does not verify") from None
     try:
-        payload = fastjson.loads(_decode_segment(parts[1], "payload"))
+        payload = fastjson.loads_sorted(_decode_segment(parts[1], "payload"))
     except _UNREADABLE_JSON:
         raise TokenInvalid("token payload is not JSON") from None
     if not isinstance(payload, dict):

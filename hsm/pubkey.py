@@ -107,9 +107,16 @@ def b64url_decode(text: str, what: str) -> bytes:
         raise PublicKeyInvalid(f"{what} must be unpadded base64url text")
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise PublicKeyInvalid(f"{what} is not base64url")
-    # base64.urlsafe_b64decode(text + padding) without its Python-level wrappers.
-    padded = text.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4)
-    return binascii.a2b_base64(padded)
+    return decode_unpadded_b64url(text)
+
+
+def decode_unpadded_b64url(text: str) -> bytes:
+    """``base64.urlsafe_b64decode`` of ``text`` with its padding restored, without base64's
+    Python-level wrappers: no checks but the decoder's own (binascii.Error, or ValueError for
+    text that is not ASCII). :func:`b64url_decode` is the strict one."""
+    return binascii.a2b_base64(
+        text.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4)
+    )
 
 
 _JWK_MEMBERS = frozenset({"kty", "n", "e", "alg", "use", "kid"})

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import hashlib
 import json
 import math
 import secrets
@@ -37,7 +38,9 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, TypeVar, cast
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 from starlette.datastructures import State
 
 from broker import fastjson, jose
@@ -67,6 +70,7 @@ KEY_NAME = "bench-key"
 POLICY_NAME = "bench-snp-disk-key"
 SIGNATURE = bytes(range(64))
 STEPS = ("challenge", "attest", "release")
+_ES256 = ec.ECDSA(Prehashed(hashes.SHA256()))
 _ATTEST_MEMBERS = {"tee", "evidence", "tee_pubkey", "nonce", "collateral"}
 T = TypeVar("T")
 
@@ -167,6 +171,7 @@ class GlueCase:
     jwk: dict[str, str]
     nonce_text: str
     evidence: bytes
+    material: Material
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +256,9 @@ def build_case(material: Material | None = None) -> GlueCase:
         separators=(",", ":"),
     ).encode()
     release_body = json.dumps({"tee_pubkey": jwk}, separators=(",", ":")).encode()
-    return GlueCase(service, state, db, attest_body, release_body, jwk, nonce_text, evidence)
+    return GlueCase(
+        service, state, db, attest_body, release_body, jwk, nonce_text, evidence, material
+    )
 
 
 def request(
@@ -348,6 +355,12 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
     memo = tokens.IssuedTokens()
     token = jose.compact(data, SIGNATURE)
     memo.remember(token, result)
+    # A token signed for real, as another worker of the broker would have issued it.
+    digest = hashlib.sha256(data).digest()
+    der = case.material.broker_key.sign(digest, _ES256)
+    r, s = decode_dss_signature(der)
+    signed = jose.compact(data, r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    public = service.custody.signing_public_key
     policy = service.policies.cached(str(case.db.context["digest"]))
     if policy is None:
         raise LookupError("the benchmark's policy is not compiled")
@@ -379,6 +392,8 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
         "tokens.result_of": lambda: tokens.result_of(payload, claims, tee_key, now),
         "IssuedTokens.remember": lambda: memo.remember(token, result),
         "IssuedTokens.read": lambda: memo.read(token, service.custody.signing_public_key, now),
+        "tokens.read (another worker's token)": lambda: tokens.read(signed, public, now),
+        "  of which the ES256 verification": lambda: public.verify(der, digest, _ES256),
         "policy evaluate": lambda: service.policies.evaluate(policy, claims, now),
         "audit_summary": lambda: audit_summary(decision),
         "AuditRecord.text (attest)": attest_record.text,

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.fastjson import dumps, loads
+from broker import fastjson
+from broker.fastjson import dumps, loads, loads_sorted
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -68,6 +69,18 @@ documents = st.recursive(
 )
 
 
+# What dumps can write (no surrogates, no NaN or infinities).
+_safe_documents = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children),
+    max_leaves=12,
+)
+
+
 def _texts(value: object) -> st.SearchStrategy[bytes]:
     ascii_text = json.dumps(value)
     raw_text = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
@@ -101,3 +114,38 @@ def test_loads_is_json_loads_on_arbitrary_bytes(data: bytes) -> None:
 )
 def test_loads_edge_cases(data: bytes) -> None:
     assert _outcome(loads, data) == _outcome(json.loads, data)
+
+
+def _written(value: object) -> st.SearchStrategy[bytes]:
+    return st.sampled_from(
+        [dumps(value, sort_keys=True), dumps(value), json.dumps(value).encode("utf-8")]
+    )
+
+
+@given(documents.flatmap(_texts) | _safe_documents.flatmap(_written))
+def test_loads_sorted_is_json_loads(data: bytes) -> None:
+    assert _outcome(loads_sorted, data) == _outcome(json.loads, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"n":123456789012345678901234567890}',
+        b'{"a":1,"a":2}',
+        b'{"b":1,"a":2}',
+        b'{"a":1e5}',
+        b'{"a":"\\u00e9"}',
+        b"[" * 300 + b"]" * 300,  # deeper than orjson writes
+    ],
+)
+def test_loads_sorted_edge_cases(data: bytes) -> None:
+    assert _outcome(loads_sorted, data) == _outcome(json.loads, data)
+
+
+def test_loads_sorted_takes_what_dumps_wrote_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unexpected(data: bytes) -> object:
+        raise AssertionError("went the long way")
+
+    payload = {"b": [1, -2.5, "é\n", None, 2**63], "a": {"x": True, "y": 0.1}}
+    monkeypatch.setattr(fastjson, "loads", unexpected)
+    assert loads_sorted(dumps(payload, sort_keys=True)) == payload

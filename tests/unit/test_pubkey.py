@@ -15,6 +15,7 @@ from hsm.pubkey import (
     RsaPublicKey,
     b64url,
     b64url_decode,
+    decode_unpadded_b64url,
     from_jwk,
     from_spki_der,
     jwk_thumbprint,
@@ -147,3 +148,15 @@ def test_a_final_newline_is_not_base64url(bits: int) -> None:
     for member in ("n", "e"):
         with pytest.raises(PublicKeyInvalid, match=f"JWK {member} is not base64url"):
             from_jwk({**jwk, member: jwk[member] + "\n"})
+
+
+@given(st.text(alphabet="AQB_-+/=\n !é", max_size=16) | st.binary(max_size=70).map(b64url))
+def test_decode_unpadded_b64url_is_urlsafe_b64decode(text: str) -> None:
+    def outcome(decode: Callable[[str], bytes]) -> object:
+        try:
+            return decode(text)
+        except ValueError:  # binascii.Error included
+            return "refused"
+
+    reference = outcome(lambda t: base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))
+    assert outcome(decode_unpadded_b64url) == reference
