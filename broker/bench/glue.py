@@ -390,8 +390,8 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
         ),
         "jose.compact": lambda: jose.compact(data, SIGNATURE),
         "tokens.result_of": lambda: tokens.result_of(payload, claims, tee_key, now),
-        "IssuedTokens.remember": lambda: memo.remember(token, result),
-        "IssuedTokens.read": lambda: memo.read(token, service.custody.signing_public_key, now),
+        # The token as a release presents it: a new string (not hashed yet), as the issued one.
+        "IssuedTokens.remember + read": lambda: _remember_and_read(memo, token, result, now),
         "tokens.read (another worker's token)": lambda: tokens.read(signed, public, now),
         "  of which the ES256 verification": lambda: public.verify(der, digest, _ES256),
         "policy evaluate": lambda: service.policies.evaluate(policy, claims, now),
@@ -401,6 +401,13 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
         "fastjson.dumps (attest answer)": lambda: fastjson.dumps(attested),
         "utcnow": utcnow,
     }
+
+
+def _remember_and_read(
+    memo: tokens.IssuedTokens, token: str, result: tokens.AttestationResult, now: datetime
+) -> object:
+    memo.remember(token.encode().decode(), result)
+    return memo.read(token.encode().decode(), cast(Any, None), now)
 
 
 def _json_forms(claims: Claims) -> object:
