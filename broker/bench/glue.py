@@ -161,19 +161,6 @@ class GlueService(ReleaseService):
 # --- the case ---------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class GlueCase:
-    service: GlueService
-    state: State
-    db: FakeDatabase
-    attest_body: bytes
-    release_body: bytes
-    jwk: dict[str, str]
-    nonce_text: str
-    evidence: bytes
-    material: Material
-
-
 @dataclasses.dataclass(frozen=True)
 class Material:
     """The keys a case is made of: the chip's kit, the guest's tee key, the broker's key."""
@@ -190,6 +177,21 @@ class Material:
             rsa.generate_private_key(65537, 3072),
             ec.generate_private_key(ec.SECP256R1()),
         )
+
+
+@dataclasses.dataclass
+class GlueCase:
+    """A service and what one guest sends it."""
+
+    service: GlueService
+    state: State
+    db: FakeDatabase
+    attest_body: bytes
+    release_body: bytes
+    jwk: dict[str, str]
+    nonce_text: str
+    evidence: bytes
+    material: Material
 
 
 def build_case(material: Material | None = None) -> GlueCase:
