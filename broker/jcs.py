@@ -21,7 +21,9 @@ _encode_string = json.JSONEncoder(ensure_ascii=False).encode
 
 def canonicalize(value: Any) -> bytes:
     """The canonical UTF-8 bytes of ``value``."""
-    return canonical_text(value).encode("utf-8")
+    if _plain(value):
+        return dumps(value, sort_keys=True)
+    return _text(value).encode("utf-8")
 
 
 def canonical_text(value: Any) -> str:

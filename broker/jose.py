@@ -8,10 +8,9 @@ token's key sign the digest (``CKM_ECDSA``); verification uses the public key, i
 
 from __future__ import annotations
 
-import base64
 import binascii
+import functools
 import hashlib
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -22,7 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 
 from broker import fastjson
 from broker.errors import TokenInvalid
-from hsm.pubkey import b64url, jwk_thumbprint
+from hsm.pubkey import b64url, b64url_bytes, decode_unpadded_b64url, jwk_thumbprint
+
+_ES256 = ec.ECDSA(Prehashed(hashes.SHA256()))
 
 TYP_ATTESTATION_RESULT = "kb-ar+jwt"
 TYP_RELEASE = "kb-release+jws"
@@ -64,17 +65,22 @@ def _cached_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return kid
 
 
+@functools.lru_cache(maxsize=8)
+def _header_segment(typ: str, kid: str) -> bytes:
+    """``BASE64URL(header)``: one per kind of object and broker key, so made once."""
+    return b64url_bytes(_json({"alg": "ES256", "kid": kid, "typ": typ}))
+
+
 def signing_input(payload: Mapping[str, Any], typ: str, kid: str) -> bytes:
     """``BASE64URL(header) || '.' || BASE64URL(payload)``, what the signature covers."""
-    header = b64url(_json({"alg": "ES256", "kid": kid, "typ": typ}))
-    return f"{header}.{b64url(_json(payload))}".encode("ascii")
+    return b".".join((_header_segment(typ, kid), b64url_bytes(_json(payload))))
 
 
 def compact(data: bytes, signature: bytes) -> str:
     """The compact JWS of a signing input and its raw ``r || s`` ES256 signature."""
     if len(signature) != 64:
         raise TokenInvalid("HSM returned a malformed ES256 signature")
-    return f"{data.decode('ascii')}.{b64url(signature)}"
+    return b".".join((data, b64url_bytes(signature))).decode("ascii")
 
 
 async def sign(payload: Mapping[str, Any], typ: str, kid: str, sign_digest: DigestSigner) -> str:
@@ -92,13 +98,14 @@ def sign_sync(
 
 def _decode_segment(segment: str, what: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return decode_unpadded_b64url(segment)
     except (binascii.Error, ValueError):
         raise TokenInvalid(f"token {what} is not base64url") from None
 
 
-# What a crafted segment can make json.loads raise besides JSONDecodeError: bytes that are
-# not UTF-8, or nesting deep enough to exhaust the recursion limit.
+# What a crafted segment can make json.loads (fastjson.loads: the same) raise besides
+# JSONDecodeError: bytes that are not UTF-8, or nesting deep enough to exhaust the recursion
+# limit.
 _UNREADABLE_JSON = (ValueError, RecursionError)
 
 
@@ -110,7 +117,7 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
     if len(parts) != 3 or not all(parts):
         raise TokenInvalid("token is not a compact JWS")
     try:
-        header = json.loads(_decode_segment(parts[0], "header"))
+        header = fastjson.loads(_decode_segment(parts[0], "header"))
     except _UNREADABLE_JSON:
         raise TokenInvalid("token header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
@@ -125,11 +132,11 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
     )
     digest = hashlib.sha256(f"{parts[0]}.{parts[1]}".encode("ascii")).digest()
     try:
-        public_key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        public_key.verify(der, digest, _ES256)
     except InvalidSignature:
         raise TokenInvalid("token signature does not verify") from None
     try:
-        payload = json.loads(_decode_segment(parts[1], "payload"))
+        payload = fastjson.loads_sorted(_decode_segment(parts[1], "payload"))
     except _UNREADABLE_JSON:
         raise TokenInvalid("token payload is not JSON") from None
     if not isinstance(payload, dict):

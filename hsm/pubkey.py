@@ -9,12 +9,12 @@ but interoperability trouble with HSMs.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +30,8 @@ ACCEPTED_EXPONENT = 65537
 class RsaPublicKey:
     modulus: int
     exponent: int
+    _thumbprint: str | None = field(default=None, init=False, repr=False, compare=False)
+    """Memo of :meth:`thumbprint`: attest and release both name the key in their records."""
 
     @property
     def bits(self) -> int:
@@ -47,8 +49,21 @@ class RsaPublicKey:
         return {"kty": "RSA", "n": b64url(self.modulus_bytes), "e": b64url(self.exponent_bytes)}
 
     def thumbprint(self) -> str:
-        """RFC 7638 JWK SHA-256 thumbprint, base64url: the key's name in audit records."""
-        return jwk_thumbprint(self.jwk())
+        """RFC 7638 JWK SHA-256 thumbprint, base64url: the key's name in audit records.
+
+        The required members ``e``, ``kty``, ``n`` in that order with no whitespace (RFC 7638
+        §3.2), written directly: base64url values need no JSON escaping, so these are the
+        bytes :func:`jwk_thumbprint` hashes for :meth:`jwk` (a test compares the two).
+        """
+        known = self._thumbprint
+        if known is None:
+            canonical = b'{"e":"%s","kty":"RSA","n":"%s"}' % (
+                b64url_bytes(self.exponent_bytes),
+                b64url_bytes(self.modulus_bytes),
+            )
+            known = b64url(hashlib.sha256(canonical).digest())
+            object.__setattr__(self, "_thumbprint", known)
+        return known
 
     def to_cryptography(self) -> rsa.RSAPublicKey:
         return rsa.RSAPublicNumbers(self.exponent, self.modulus).public_key()
@@ -65,30 +80,56 @@ def jwk_thumbprint(required_members: Mapping[str, str]) -> str:
     return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url_bytes(data: bytes) -> bytes:
+    """Unpadded base64url (RFC 7515 §2), as ASCII bytes.
+
+    ``base64.urlsafe_b64encode`` without its two Python-level calls, then no padding."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """Unpadded base64url (RFC 7515 §2)."""
+    return b64url_bytes(data).decode("ascii")
 
 
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+# fullmatch: with match, "$" also matched before a final newline, which reached the decoder
+# and made it raise binascii.Error ("Incorrect padding") instead of PublicKeyInvalid.
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url_decode(text: str, what: str) -> bytes:
     """Strict RFC 7515 §2 base64url: alphabet only, no padding, no whitespace."""
     if not isinstance(text, str) or not text or "=" in text:
         raise PublicKeyInvalid(f"{what} must be unpadded base64url text")
-    if not _B64URL.match(text) or len(text) % 4 == 1:
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise PublicKeyInvalid(f"{what} is not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return decode_unpadded_b64url(text)
+
+
+def decode_unpadded_b64url(text: str) -> bytes:
+    """``base64.urlsafe_b64decode`` of ``text`` with its padding restored, without base64's
+    Python-level wrappers: no checks but the decoder's own (binascii.Error, or ValueError for
+    text that is not ASCII). :func:`b64url_decode` is the strict one."""
+    return binascii.a2b_base64(
+        text.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4)
+    )
+
+
+_JWK_MEMBERS = frozenset({"kty", "n", "e", "alg", "use", "kid"})
 
 
 def from_jwk(jwk: Mapping[str, Any]) -> RsaPublicKey:
     """An RSA public JWK (members other than kty/n/e/alg/use/kid are refused)."""
     if not isinstance(jwk, Mapping):
         raise PublicKeyInvalid("tee public key must be a JWK object")
-    unknown = set(jwk) - {"kty", "n", "e", "alg", "use", "kid"}
-    if unknown:
+    if not _JWK_MEMBERS.issuperset(jwk):
         # A private member ("d", "p"...) would mean the guest leaked its private key.
-        raise PublicKeyInvalid(f"JWK has unexpected members: {sorted(unknown)}")
+        unknown = sorted(set(jwk) - _JWK_MEMBERS)
+        raise PublicKeyInvalid(f"JWK has unexpected members: {unknown}")
     for member in ("alg", "use", "kid"):
         if member in jwk and not isinstance(jwk[member], str):
             raise PublicKeyInvalid(f"JWK {member} must be a string")

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker import jose
-from broker.api.body import base64_member, decode_base64, json_object, member
+from broker.api.body import DecodedTexts, base64_member, json_object, member
 from broker.api.headers import bearer_token, request_id
 from broker.api.lean import Answer, LeanRequest, LeanRoute
 from broker.errors import BadRequest
@@ -25,6 +25,9 @@ from hsm.pubkey import from_jwk
 MAX_COLLATERAL_ITEMS = 16
 CHALLENGE_MAX_BYTES = 4096
 RELEASE_MAX_BYTES = 65536
+
+#: Collateral is public (certificates, CRLs, TCB documents) and recurs per chip.
+_COLLATERAL_TEXTS = DecodedTexts()
 
 
 def _service(request: LeanRequest, state: State) -> ReleaseService:
@@ -71,7 +74,7 @@ def _collateral(document: dict[str, Any]) -> dict[str, bytes]:
     for name, value in document.items():
         if not isinstance(value, str):
             raise BadRequest(f"collateral '{name}' must be base64 text")
-        items[str(name)] = decode_base64(value, f"collateral.{name}")
+        items[str(name)] = _COLLATERAL_TEXTS.decode(value, f"collateral.{name}")
     return items
 
 

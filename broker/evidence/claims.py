@@ -106,6 +106,12 @@ def thaw(value: ClaimValue) -> Any:
     if kind in _SCALARS:
         return value
     if kind is MappingProxyType or kind is dict:
+        if _SCALARS.issuperset(map(type, value.values())):
+            # Most claim mappings hold only scalars (a TCB, a policy): a C-level copy of the
+            # mapping behind the proxy (a dict, as freeze and the verifiers make them).
+            copied = value.copy()
+            if type(copied) is dict:
+                return copied
         return {k: v if type(v) in _SCALARS else thaw(v) for k, v in value.items()}
     if kind is tuple:
         return [v if type(v) in _SCALARS else thaw(v) for v in value]
@@ -138,20 +144,36 @@ class Claims:
     """Issue time of the oldest collateral used (Intel TCB Info / QE Identity), if any."""
     warnings: tuple[str, ...] = field(default=())
     """Facts worth showing that did not fail verification (e.g. trailing zero padding)."""
+    _plain_fields: dict[str, Any] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """Memo of ``thaw(fields)``: an attestation writes the fields into its record, its
+    answer and its token, and the fields never change."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.fields, MappingProxyType):
             object.__setattr__(self, "fields", freeze(self.fields))
 
+    def plain_fields(self) -> dict[str, Any]:
+        """``thaw(fields)``, made once per claims object and shared by every caller (and by
+        :meth:`document` and :meth:`to_json`): JSON output only, never to be modified."""
+        plain = self._plain_fields
+        if plain is None:
+            plain = thaw(self.fields)
+            object.__setattr__(self, "_plain_fields", plain)
+        return plain
+
     def document(self) -> dict[str, Any]:
-        """The claims as policies see them: ``tee``, ``signer``, ``debug`` and every field."""
-        doc: dict[str, Any] = {
+        """The claims as policies see them: ``tee``, ``signer``, ``debug`` and every field.
+
+        A new dict each time, whose nested values are shared with :meth:`plain_fields`:
+        serialise it, do not modify below the top level."""
+        return {
             "tee": self.tee.value,
             "signer": self.signer.to_json(),
             "debug": self.debug,
+            **self.plain_fields(),
         }
-        doc.update(thaw(self.fields))
-        return doc
 
     def lookup(self, path: str) -> ClaimValue:
         """Value at a dotted path (``reported_tcb.snp``, ``signer.origin``, ``rtmr.0``).
@@ -181,12 +203,13 @@ class Claims:
         return node
 
     def to_json(self) -> dict[str, Any]:
-        """A lossless JSON form (for the attestation-result token)."""
+        """A lossless JSON form (for the attestation-result token); ``fields`` is
+        :meth:`plain_fields`, shared: serialise it, do not modify it."""
         return {
             "tee": self.tee.value,
             "signer": self.signer.to_json(),
             "debug": self.debug,
-            "fields": thaw(self.fields),
+            "fields": self.plain_fields(),
             "report_data": None if self.report_data is None else self.report_data.hex(),
             "evidence_time": _iso(self.evidence_time),
             "collateral_time": _iso(self.collateral_time),

@@ -31,7 +31,10 @@ def runtime_data(nonce_text: str, jwk: Mapping[str, Any]) -> bytes:
 
 
 def expected_report_data(nonce_text: str, jwk: Mapping[str, Any], algorithm: str) -> bytes:
-    document = runtime_data(nonce_text, jwk)
+    return _report_data(runtime_data(nonce_text, jwk), algorithm)
+
+
+def _report_data(document: bytes, algorithm: str) -> bytes:
     if algorithm == "sha384":
         return hashlib.sha384(document).digest() + bytes(16)
     if algorithm == "sha512":
@@ -43,8 +46,9 @@ def check_report_data(report_data: bytes | None, nonce_text: str, jwk: Mapping[s
     """Return the hash that matched; ``BindingMismatch`` when neither does."""
     if report_data is None or len(report_data) != REPORT_DATA_BYTES:
         raise BindingMismatch("evidence carries no 64-byte REPORT_DATA")
+    document = runtime_data(nonce_text, jwk)  # once, for either hash
     for algorithm in ("sha384", "sha512"):
-        if hmac.compare_digest(report_data, expected_report_data(nonce_text, jwk, algorithm)):
+        if hmac.compare_digest(report_data, _report_data(document, algorithm)):
             return algorithm
     raise BindingMismatch(
         "REPORT_DATA is neither SHA-384 nor SHA-512 of JCS({nonce, tee-pubkey}) for this "

@@ -42,7 +42,7 @@ from broker.errors import (
     Unavailable,
 )
 from broker.evidence.claims import Claims, Tee
-from broker.evidence.registry import verifier_for
+from broker.evidence.registry import TeeVerifier, verifier_for
 from broker.logs import get_logger
 from broker.metrics import Metrics
 from broker.policy.model import Policy
@@ -59,6 +59,7 @@ from hsm.pubkey import RsaPublicKey, b64url
 
 if TYPE_CHECKING:
     from pkcs11 import Session
+    from prometheus_client import Counter
 
 log = get_logger("keybroker.release")
 
@@ -88,6 +89,21 @@ def _record(
     if failure is not None:
         body["error"] = {"type": failure.type, "detail": failure.detail}
     return AuditRecord(now, kind, outcome(failure), request_id, key_name, body)
+
+
+class LabelledCounts:
+    """A counter's children by label values, each looked up once: ``Counter.labels``
+    validates the values and takes a lock on every call, three times per release."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def inc(self, *values: str) -> None:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._counter.labels(*values)
+        child.inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +144,21 @@ class ReleaseService:
         self.policies = policies
         self.kid = jose.key_id(runtime.custody.signing_public_key)
         self.issued = tokens.IssuedTokens()
+        self._attestations = LabelledCounts(metrics.attestations)
+        self._releases = LabelledCounts(metrics.releases)
+        self._verifiers: dict[Tee, TeeVerifier] = {}
+
+    def _verifier(self, tee: Tee) -> TeeVerifier:
+        """``verifier_for(tee)``, remembered once found (a module import and checks)."""
+        verifier = self._verifiers.get(tee)
+        if verifier is None:
+            verifier = self._verifiers[tee] = verifier_for(tee)
+        return verifier
 
     # --- challenge -------------------------------------------------------------------------
 
     async def challenge(self, tee: Tee) -> dict[str, str]:
-        verifier_for(tee)  # refuse a tee we cannot verify before storing anything
+        self._verifier(tee)  # refuse a tee we cannot verify before storing anything
         nonce, expires_at = await challenges.issue(
             self.db, tee.value, utcnow(), self.settings.challenge_ttl_seconds
         )
@@ -202,7 +228,7 @@ class ReleaseService:
                     self.db.q["audit_append"],
                     _record(now, "attest", failure, request.request_id, None, body=body),
                 )
-        self.metrics.attestations.labels(request.tee.value, outcome(failure)).inc()
+        self._attestations.inc(request.tee.value, outcome(failure))
         if failure is not None:
             raise failure
         if issued is None or token is None or document is None:  # unreachable without failure
@@ -216,7 +242,7 @@ class ReleaseService:
         }
 
     async def _verify(self, request: AttestRequest, now: datetime) -> Claims:
-        verifier = verifier_for(request.tee)
+        verifier = self._verifier(request.tee)
         collateral = await self.collateral.resolve(
             request.tee, request.evidence, request.collateral, now
         )
@@ -250,7 +276,7 @@ class ReleaseService:
                 self.db.q["audit_append"],
                 _record(now, "release", failure, request_id, key_name, body=body),
             )
-        self.metrics.releases.labels(outcome(failure)).inc()
+        self._releases.inc(outcome(failure))
         if failure is not None:
             raise failure
         if response is None:  # unreachable: no failure means the envelope exists

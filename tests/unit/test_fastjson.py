@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.fastjson import dumps
+from broker import fastjson
+from broker.fastjson import dumps, loads, loads_sorted
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -25,3 +29,123 @@ def test_integers_beyond_64_bits_are_written_exactly() -> None:
     assert dumps({"b": 2**70, "a": -(2**70)}, sort_keys=True) == (
         b'{"a":-1180591620717411303424,"b":1180591620717411303424}'
     )
+
+
+# --- loads: exactly json.loads ---------------------------------------------------------------
+
+
+def _typed(value: object) -> object:
+    """A form in which 1, 1.0 and True differ, and -0.0, nan and inf compare by their text."""
+    if isinstance(value, dict):
+        return ("dict", [(key, _typed(item)) for key, item in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed(item) for item in value])
+    if isinstance(value, float):
+        return ("float", repr(value))
+    return (type(value).__name__, value)
+
+
+_TOKENS = [b"{", b"}", b"[", b"]", b",", b":", b'"', b"a", b"\\u", b"d800", b"0", b"-", b"1", b"."]
+_TOKENS += [b"e", b"E+", b"99999999999999999999", b"NaN", b"true", b"null", b" ", b"\xc3", b"\x00"]
+
+
+def _outcome(parse: Callable[[Any], object], data: bytes) -> object:
+    try:
+        return _typed(parse(data))
+    except (ValueError, RecursionError):
+        return "refused"  # what body.json_object and jose.verify catch
+
+
+documents = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(2**63 - 3, 2**64 + 3)
+    | st.integers(-(2**63) - 3, -(2**63) + 3)
+    | st.floats()
+    | st.text(alphabet=st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children),
+    max_leaves=12,
+)
+
+
+# What dumps can write (no surrogates, no NaN or infinities).
+_safe_documents = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children),
+    max_leaves=12,
+)
+
+
+def _texts(value: object) -> st.SearchStrategy[bytes]:
+    ascii_text = json.dumps(value)
+    raw_text = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return st.sampled_from(
+        [ascii_text.encode(), raw_text, b"\xef\xbb\xbf" + raw_text, ascii_text.encode("utf-16")]
+    )
+
+
+@given(documents.flatmap(_texts))
+def test_loads_is_json_loads(data: bytes) -> None:
+    assert _outcome(loads, data) == _outcome(json.loads, data)
+
+
+@given(st.binary(max_size=40) | st.lists(st.sampled_from(_TOKENS), max_size=12).map(b"".join))
+def test_loads_is_json_loads_on_arbitrary_bytes(data: bytes) -> None:
+    assert _outcome(loads, data) == _outcome(json.loads, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"n": 123456789012345678901234567890}',  # orjson would give a float
+        b"[18446744073709551616, -9223372036854775809]",
+        b'{"a": 1E400}',
+        b'"\\ud800"',
+        b"[NaN]",
+        b'{"a": 1, "a": 2}',
+        b"[" * 1000 + b"]" * 1000,
+        b"[" * 100_000,
+    ],
+)
+def test_loads_edge_cases(data: bytes) -> None:
+    assert _outcome(loads, data) == _outcome(json.loads, data)
+
+
+def _written(value: object) -> st.SearchStrategy[bytes]:
+    return st.sampled_from(
+        [dumps(value, sort_keys=True), dumps(value), json.dumps(value).encode("utf-8")]
+    )
+
+
+@given(documents.flatmap(_texts) | _safe_documents.flatmap(_written))
+def test_loads_sorted_is_json_loads(data: bytes) -> None:
+    assert _outcome(loads_sorted, data) == _outcome(json.loads, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"n":123456789012345678901234567890}',
+        b'{"a":1,"a":2}',
+        b'{"b":1,"a":2}',
+        b'{"a":1e5}',
+        b'{"a":"\\u00e9"}',
+        b"[" * 300 + b"]" * 300,  # deeper than orjson writes
+    ],
+)
+def test_loads_sorted_edge_cases(data: bytes) -> None:
+    assert _outcome(loads_sorted, data) == _outcome(json.loads, data)
+
+
+def test_loads_sorted_takes_what_dumps_wrote_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unexpected(data: bytes) -> object:
+        raise AssertionError("went the long way")
+
+    payload = {"b": [1, -2.5, "é\n", None, 2**63], "a": {"x": True, "y": 0.1}}
+    monkeypatch.setattr(fastjson, "loads", unexpected)
+    assert loads_sorted(dumps(payload, sort_keys=True)) == payload

@@ -74,3 +74,8 @@ def test_values_the_fast_path_leaves_to_the_general_path() -> None:
     assert not _plain([1.5])
     with pytest.raises(TypeError):
         canonical_text({"a": [1.5]})
+
+
+@given(json_values)
+def test_canonicalize_is_the_utf8_of_canonical_text(value: object) -> None:
+    assert canonicalize(value) == canonical_text(value).encode("utf-8")

@@ -74,6 +74,21 @@ def test_unknown_or_altered_tokens_are_verified() -> None:
         memo.read(token, ec.generate_private_key(ec.SECP256R1()).public_key(), NOW)
 
 
+def test_the_memo_serves_only_the_identical_token() -> None:
+    # Entries are found by the signature's text: another token ending in the same signature
+    # (here, the same payload with another header) must still be verified, and fail.
+    token, issued = _issue()
+    memo = tokens.IssuedTokens()
+    memo.remember(token, issued)
+    _header, payload, signature = token.split(".")
+    other_header = base64.urlsafe_b64encode(b'{"alg":"ES256","typ":"kb-ar+jwt"}').rstrip(b"=")
+    lookalike = f"{other_header.decode()}.{payload}.{signature}"
+    assert lookalike[-tokens.IssuedTokens.KEY_CHARS :] == token[-tokens.IssuedTokens.KEY_CHARS :]
+    with pytest.raises(TokenInvalid, match="another broker key"):
+        memo.read(lookalike, BROKER_KEY.public_key(), NOW)
+    assert memo.read(token, BROKER_KEY.public_key(), NOW) is issued
+
+
 def _signed(payload: dict[str, object], typ: str = jose.TYP_ATTESTATION_RESULT) -> str:
     kid = jose.key_id(BROKER_KEY.public_key())
     return jose.sign_sync(payload, typ, kid, _sign_digest)

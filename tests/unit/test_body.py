@@ -1,0 +1,89 @@
+"""Request-body helpers: base64 members, and the memory of recurring collateral texts."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker.api.body import DecodedTexts, decode_base64, json_object
+from broker.errors import BadRequest
+
+texts = st.binary(max_size=300).map(lambda raw: base64.b64encode(raw).decode()) | st.text(
+    alphabet="ABCab+/-_=\n xyz09", max_size=40
+)
+
+
+def _outcome(decode: Callable[[str, str], bytes], text: str) -> object:
+    try:
+        return decode(text, "collateral.x")
+    except BadRequest as exc:
+        return ("refused", exc.detail)
+
+
+@given(st.lists(texts, max_size=8))
+def test_the_memory_answers_what_decoding_answers(sequence: list[str]) -> None:
+    memo = DecodedTexts(capacity=3)
+    for text in sequence + sequence:  # the second time round, from memory where it can
+        assert _outcome(memo.decode, text) == _outcome(decode_base64, text)
+
+
+def test_it_is_bounded_and_forgets_the_least_recently_used() -> None:
+    memo = DecodedTexts(capacity=2, max_chars=8)
+    first, second, third = "AAAA", "AQID", "BAUG"
+    for text in (first, second, first, third):  # first was used again, so second goes
+        memo.decode(text, "x")
+    assert list(memo._decoded) == [first, third]
+    memo.decode("AAAAAAAAAAAA", "x")  # longer than max_chars: decoded, not kept
+    assert list(memo._decoded) == [first, third]
+
+
+def test_refused_texts_are_not_remembered() -> None:
+    memo = DecodedTexts()
+    with pytest.raises(BadRequest, match=r"member 'collateral\.vcek' is not base64"):
+        memo.decode("!!!!", "collateral.vcek")
+    assert not memo._decoded
+
+
+class _Request:
+    def __init__(self, body: bytes, content_type: str | None = "application/json") -> None:
+        self.headers = {} if content_type is None else {"content-type": content_type}
+        self.body = body
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        yield self.body
+
+
+def _read(body: bytes, content_type: str | None = "application/json") -> dict[str, object]:
+    return asyncio.run(json_object(_Request(body, content_type), {"a", "b"}, 64))
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "Application/JSON", " application/json ; charset=utf-8"]
+)
+def test_json_content_types(content_type: str) -> None:
+    assert _read(b'{"a": 1}', content_type) == {"a": 1}
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/jsonx", ""])
+def test_other_content_types_are_refused(content_type: str | None) -> None:
+    with pytest.raises(BadRequest, match="Content-Type must be application/json"):
+        _read(b'{"a": 1}', content_type)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"z": 1, "a": 2, "c": 3}', "unknown members: c, z"),
+        (b"[1]", "must be a JSON object"),
+        (b'{"a": NaN, "b": 1', "not valid JSON"),
+        (b'{"a": "' + b"x" * 64 + b'"}', "larger than 64 bytes"),
+    ],
+)
+def test_refused_bodies(body: bytes, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        _read(body)
