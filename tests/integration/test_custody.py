@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.hashes import SHA256, Hash
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from broker.bench import envelope_cache, floor
+from broker.bench import cold_cache, envelope_cache, floor
 from broker.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from broker.localstate.softhsm import LocalSoftHsm
 from hsm.custody import SIGNING_KEY_LABEL, Custody, WrappedSecret
@@ -790,3 +790,20 @@ def test_key_copies_can_be_turned_off(
     assert _release_and_open(one, wrapped, tee_keys[3072])[1] == secret
     assert one.count_key_copies() == before
     assert one.pool.run_sync(lambda s: one._signing_key(s)[Attribute.TOKEN]) is True
+
+
+def test_cold_cache_bench_measures_both_ways(open_cached: OpenCached) -> None:
+    # Only that each way ran through the real operation (numbers are the module's to print).
+    custody = open_cached(0, threads=0)
+    wrapped = custody.import_secret(os.urandom(32))
+    public = envelope_cache.random_tee_key()
+    calls: list[int] = []
+
+    def envelope() -> None:
+        calls.append(1)
+        custody.release_to_sync(wrapped, public, custody.pool.session())
+
+    hot, _ = cold_cache.hot_and_cold(envelope, calls=2, rounds=2)
+    assert hot > 0  # the cold figure is a difference of two timings: at 2 calls, any sign
+    assert len(calls) == 2 * (1 + 2) * 2  # per round: a warm-up call and two, each way
+    assert custody.count_session_objects() == 0
