@@ -336,28 +336,33 @@ class Bench:
     def ensure_scale(self, running: RunningBroker, dsn: str) -> None:
         options, say = self.options, self.say
         target = seed.Scale(options.scale_keys, options.scale_audit)
-        if asyncio.run(seed.scale_loaded(dsn, target)):
+        keys_loaded, audit_loaded = asyncio.run(seed.scale_loaded(dsn, target))
+        if keys_loaded and audit_loaded:
             say("scale database already loaded")
             return
-        started = time.monotonic()
-        hsm = self.state.softhsm
-        custody = Custody.open(hsm.module_path, hsm.token_label, hsm.user_pin, 1)
-        try:
-            added = asyncio.run(
-                seed.preload_keys(dsn, options.scale_keys, self.secret, custody.import_secret)
+        if not keys_loaded:
+            started = time.monotonic()
+            hsm = self.state.softhsm
+            custody = Custody.open(hsm.module_path, hsm.token_label, hsm.user_pin, 1)
+            try:
+                added = asyncio.run(
+                    seed.preload_keys(dsn, options.scale_keys, self.secret, custody.import_secret)
+                )
+            finally:
+                custody.close()
+            say(f"preloaded {added} keys in {time.monotonic() - started:.1f} s")
+        if not audit_loaded:
+            # A few real releases give the audit log the records to copy.
+            warm = replace(
+                self.plan(running, guests=2, keys=1, index=0), warmup_s=0.0, duration_s=1.0
             )
-        finally:
-            custody.close()
-        say(f"preloaded {added} keys in {time.monotonic() - started:.1f} s")
-        # A few real releases give the audit log the records to copy.
-        warm = replace(self.plan(running, guests=2, keys=1, index=0), warmup_s=0.0, duration_s=1.0)
-        asyncio.run(Generator(warm).run(time.monotonic()))
-        started = time.monotonic()
-        head = asyncio.run(seed.preload_audit(dsn, options.scale_audit, options.scale_keys))
-        say(
-            f"preloaded {options.scale_audit} audit records (head {head}) in "
-            f"{time.monotonic() - started:.1f} s"
-        )
+            asyncio.run(Generator(warm).run(time.monotonic()))
+            started = time.monotonic()
+            head = asyncio.run(seed.preload_audit(dsn, options.scale_audit, options.scale_keys))
+            say(
+                f"preloaded {options.scale_audit} audit records (head {head}) in "
+                f"{time.monotonic() - started:.1f} s"
+            )
 
     # --- one load run ---------------------------------------------------------------------
 

@@ -107,14 +107,15 @@ class Scale:
     audit_records: int
 
 
-async def scale_loaded(dsn: str, scale: Scale) -> bool:
+async def scale_loaded(dsn: str, scale: Scale) -> tuple[bool, bool]:
+    """Whether the keys (each with its own blob) and the audit records are already there."""
     conn = await asyncpg.connect(dsn)
     try:
         keys = await conn.fetchval("SELECT count(DISTINCT wrapped_blob) FROM keys")
         head = await conn.fetchval("SELECT seq FROM audit_head WHERE id")
     finally:
         await conn.close()
-    return bool(keys >= scale.keys and head >= scale.audit_records)
+    return keys >= scale.keys, head >= scale.audit_records
 
 
 async def preload_keys(
