@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from broker.bench.runner import SCALE_REFERENCE, SCALE_RUN, Report, RunResult
+from broker.bench.runner import SCALE_REFERENCE, SCALE_ROUNDS, SCALE_RUN, Report, RunResult
 
 
 def summary(report: Report) -> dict[str, Any]:
@@ -53,13 +53,13 @@ def table(report: Report) -> str:
             f"floor before the runs {report.floor.per_s:.0f}/s, after the pinned runs "
             f"{report.floor_after:.0f}/s: ratios use the mean, {report.floor_per_s:.0f}/s"
         )
-    reference, scale = report.run_labelled(SCALE_REFERENCE), report.run_labelled(SCALE_RUN)
-    if reference is not None and scale is not None and reference.releases_per_s > 0:
-        change = scale.releases_per_s / reference.releases_per_s - 1
+    reference, scale = report.mean_rate(SCALE_REFERENCE), report.mean_rate(SCALE_RUN)
+    scale_run = report.run_labelled(SCALE_RUN)
+    if reference and scale is not None and scale_run is not None:
         lines.append(
-            f"scale: {scale.spec.keys} keys and the preloaded audit log: "
-            f"{scale.releases_per_s:.0f}/s against {reference.releases_per_s:.0f}/s "
-            f"with 1 key just before ({change:+.1%})"
+            f"scale: {scale_run.spec.keys} keys and the preloaded audit log: {scale:.0f}/s "
+            f"against {reference:.0f}/s with 1 key, {SCALE_ROUNDS} alternating rounds each "
+            f"({scale / reference - 1:+.1%})"
         )
     for run in report.runs:
         for sample in run.error_samples:

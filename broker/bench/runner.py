@@ -54,8 +54,9 @@ from hsm.pubkey import RsaPublicKey
 Say = Callable[[str], None]
 DEFAULT_HSM_THREADS = Settings().hsm_threads
 PROFILED = "one core, py-spy"
-SCALE_REFERENCE = "one core, 1 key again"
+SCALE_REFERENCE = "one core, scale ref"
 SCALE_RUN = "one core, scale"
+SCALE_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,11 @@ class Report:
     def run_labelled(self, label: str) -> RunResult | None:
         return next((run for run in self.runs if run.spec.label == label), None)
 
+    def mean_rate(self, label: str) -> float | None:
+        """Releases per second over every run with ``label`` (equal windows: their mean)."""
+        rates = [run.releases_per_s for run in self.runs if run.spec.label == label]
+        return sum(rates) / len(rates) if rates else None
+
 
 # --- the whole benchmark ----------------------------------------------------------------------
 
@@ -204,6 +210,8 @@ class Bench:
             if index == 0:  # the pinned runs, the headline among them
                 report.floor_after = self.floor(parts=False)[0].per_s
                 say(f"floor again {report.floor_after:.0f}/s")
+        if options.scale:
+            self.scale_comparison(report)
         report.headline = next(
             r
             for r in report.runs
@@ -240,39 +248,13 @@ class Bench:
         specs += [
             RunSpec("all cores", workers_all, False, c, 1, one_key, threads) for c in options.levels
         ]
-        if options.scale:
-            scale_db = f"bench_{self.scenario.name}_scale"
-            # The one-key figure again, next to the scale run: minutes apart, the machine's
-            # speed may drift by more than the 10% the comparison is about.
-            specs.append(
-                RunSpec(SCALE_REFERENCE, 1, True, options.concurrency, 1, one_key, threads)
-            )
-            specs.append(
-                RunSpec(
-                    SCALE_RUN,
-                    1,
-                    True,
-                    options.concurrency,
-                    options.scale_keys,
-                    scale_db,
-                    threads,
-                )
-            )
         return specs
 
     def run_group(self, group: list[RunSpec], report: Report) -> None:
         """The runs of ``group`` against one broker started for them."""
         first, state, cores = group[0], self.state, self.cores
         dsn = asyncio.run(state.database(first.database))
-        config = BrokerConfig(
-            dsn=dsn,
-            workers=first.workers,
-            cpus=cores.broker if first.pinned else cores.every,
-            trusted_roots=self.material.root_files,
-            log_file=state.logs / f"broker-{first.database}-{first.workers}w.log",
-            log_level=self.options.broker_log_level,
-            hsm_threads=first.hsm_threads,
-        )
+        config = self.broker_config(first, dsn)
         pin_tree(state.postgres_pid(), cores.others if first.pinned else cores.every)
         with broker(state, config) as running:
             policy = self.scenario.policy(seed.POLICY_NAME, self.material.root_names())
@@ -331,6 +313,56 @@ class Bench:
             custody.close()
         return result, envelope
 
+    def broker_config(self, spec: RunSpec, dsn: str) -> BrokerConfig:
+        cores = self.cores
+        return BrokerConfig(
+            dsn=dsn,
+            workers=spec.workers,
+            cpus=cores.broker if spec.pinned else cores.every,
+            trusted_roots=self.material.root_files,
+            log_file=self.state.logs / f"broker-{spec.database}-{spec.workers}w.log",
+            log_level=self.options.broker_log_level,
+            hsm_threads=spec.hsm_threads,
+        )
+
+    # --- the scale comparison ----------------------------------------------------------------
+
+    def scale_comparison(self, report: Report) -> None:
+        """One key on an empty database against 100,000 keys and 1,000,000 audit records:
+        two brokers up at once, pinned alike, driven in turn for ``SCALE_ROUNDS`` rounds
+        that share the headline's duration. Alternating keeps both figures inside the same
+        minutes: on this shared machine, the speed drifts by more than the 10% compared."""
+        options, state, cores = self.options, self.state, self.cores
+        threads = options.hsm_threads
+        databases = (f"bench_{self.scenario.name}_1", f"bench_{self.scenario.name}_scale")
+        dsns = [asyncio.run(state.database(name)) for name in databases]
+        specs = (
+            RunSpec(SCALE_REFERENCE, 1, True, options.concurrency, 1, databases[0], threads),
+            RunSpec(
+                SCALE_RUN, 1, True, options.concurrency, options.scale_keys, databases[1], threads
+            ),
+        )
+        configs = [self.broker_config(spec, dsn) for spec, dsn in zip(specs, dsns, strict=True)]
+        duration = max(1.0, options.duration_s / SCALE_ROUNDS)
+        pin_tree(state.postgres_pid(), cores.others)
+        policy = self.scenario.policy(seed.POLICY_NAME, self.material.root_names())
+        with broker(state, configs[0]) as one, broker(state, configs[1]) as many:
+            for running, dsn in ((one, dsns[0]), (many, dsns[1])):
+                asyncio.run(seed.seed(dsn, running.base, self.secret, policy))
+            self.ensure_scale(many, dsns[1])
+            for round_number in range(1, SCALE_ROUNDS + 1):
+                for running, spec in ((one, specs[0]), (many, specs[1])):
+                    self.say(
+                        f"run: {spec.label} ({round_number}/{SCALE_ROUNDS}), {spec.keys} key(s),"
+                        f" {duration:g} s"
+                    )
+                    result = self.load(running, spec, duration)
+                    report.runs.append(result)
+                    self.say(
+                        f"  {result.releases_per_s:.0f} releases/s, p99 {result.p99_ms:.1f} ms,"
+                        f" errors {result.errors}"
+                    )
+
     # --- the scale database ---------------------------------------------------------------
 
     def ensure_scale(self, running: RunningBroker, dsn: str) -> None:
@@ -366,7 +398,15 @@ class Bench:
 
     # --- one load run ---------------------------------------------------------------------
 
-    def plan(self, running: RunningBroker, *, guests: int, keys: int, index: int) -> Plan:
+    def plan(
+        self,
+        running: RunningBroker,
+        *,
+        guests: int,
+        keys: int,
+        index: int,
+        duration_s: float | None = None,
+    ) -> Plan:
         return Plan(
             host=running.host,
             port=running.port,
@@ -379,14 +419,17 @@ class Bench:
             secret=self.secret,
             guests=guests,
             warmup_s=self.options.warmup_s,
-            duration_s=self.options.duration_s,
+            duration_s=self.options.duration_s if duration_s is None else duration_s,
             check_every=self.options.check_every,
             seed=index,
         )
 
-    def load(self, running: RunningBroker, spec: RunSpec) -> RunResult:
+    def load(
+        self, running: RunningBroker, spec: RunSpec, duration_s: float | None = None
+    ) -> RunResult:
         """Generator processes drive the broker; CPU is metered over the same window."""
         options = self.options
+        duration = options.duration_s if duration_s is None else duration_s
         processes = max(1, min(options.generators, spec.concurrency))
         shares = [
             spec.concurrency // processes + (i < spec.concurrency % processes)
@@ -399,7 +442,7 @@ class Bench:
             context.Process(
                 target=generator_main,
                 args=(
-                    self.plan(running, guests=share, keys=spec.keys, index=i),
+                    self.plan(running, guests=share, keys=spec.keys, index=i, duration_s=duration),
                     cpus,
                     ready,
                     go,
@@ -421,7 +464,7 @@ class Bench:
         time.sleep(max(0.0, window_start - time.monotonic()))
         broker_before, pg_before = tree_cpu_seconds(running.pid), tree_cpu_seconds(postgres)
         recorder = self.record(running, spec)
-        time.sleep(max(0.0, window_start + options.duration_s - time.monotonic()))
+        time.sleep(max(0.0, window_start + duration - time.monotonic()))
         broker_after, pg_after = tree_cpu_seconds(running.pid), tree_cpu_seconds(postgres)
         if recorder is not None:
             recorder.wait(timeout=60)
@@ -431,9 +474,9 @@ class Bench:
         return _summarise(
             spec,
             outcomes,
-            options.duration_s,
-            (broker_after - broker_before) / options.duration_s,
-            (pg_after - pg_before) / options.duration_s,
+            duration,
+            (broker_after - broker_before) / duration,
+            (pg_after - pg_before) / duration,
         )
 
     def record(self, running: RunningBroker, spec: RunSpec) -> subprocess.Popen[bytes] | None:

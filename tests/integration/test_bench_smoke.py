@@ -84,7 +84,10 @@ def test_scale_run_releases_keys_that_each_hold_their_own_secret(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "preloaded 39 keys" in done.stderr
-    scale_rows = [line for line in done.stdout.splitlines() if line.startswith("one core, scale")]
-    assert len(scale_rows) == 1
-    assert scale_rows[0].split()[5] == "40"  # keys column
+    rows = [line.split() for line in done.stdout.splitlines()]
+    scale_rows = [row for row in rows if row[:3] == ["one", "core,", "scale"]]
+    reference_rows = [row for row in rows if row[:4] == ["one", "core,", "scale", "ref"]]
+    assert [row[6] for row in reference_rows] == ["1", "1", "1"]  # keys column
+    assert [row[5] for row in scale_rows if row[3] != "ref"] == ["40", "40", "40"]
+    assert any(line.startswith("scale: 40 keys") for line in done.stdout.splitlines())
     assert json.loads(done.stdout.strip().splitlines()[-1])["errors"] == 0
