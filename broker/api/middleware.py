@@ -51,8 +51,10 @@ class Edge:
             return
         request_id = _incoming_request_id(scope) or secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        # uvicorn runs each request in a task of its own, whose context starts as a copy of
+        # the server's: nothing of another request's is bound there. Binding and resetting our
+        # own key is enough (clearing walks every context variable: 7 µs, twice a request).
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
         matched = self.guest.match(scope["path"])
@@ -70,7 +72,7 @@ class Edge:
             self._count(route, status).inc()
             self._timer(route).observe(elapsed)
             logs.access(scope.get("method"), route, status, round(elapsed * 1000, 2), request_id)
-            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.reset_contextvars(**bound)
 
     async def _starlette(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
         sent = [500]

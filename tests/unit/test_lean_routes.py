@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import structlog
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
@@ -235,3 +236,34 @@ def test_bad_request_from_an_endpoint_keeps_its_detail() -> None:
 
     exchange, _ = _exchange(bad)
     assert (exchange.status, exchange.document["detail"]) == (400, "member 'tee' is required")
+
+
+def test_the_request_id_is_bound_while_serving_and_reset_after() -> None:
+    seen: dict[str, Any] = {}
+
+    async def look(request: LeanRequest, state: State) -> Answer:
+        seen.update(structlog.contextvars.get_contextvars())
+        return 200, {}
+
+    starlette = Starlette()
+    edge = Edge(
+        starlette,
+        GuestRoutes((LeanRoute("POST", "/v1/x", look),), starlette.state),
+        Metrics.create(),
+    )
+    scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": []}
+    scope["headers"] = [(b"x-request-id", b"req-42")]
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        return None
+
+    async def serve_then_look() -> dict[str, Any]:
+        await edge(scope, receive, send)
+        return structlog.contextvars.get_contextvars()
+
+    after = asyncio.run(serve_then_look())
+    assert seen == {"request_id": "req-42"}
+    assert after == {}
