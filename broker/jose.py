@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from broker import fastjson
-from broker.errors import TokenInvalid
-from hsm.pubkey import b64url, b64url_bytes, decode_unpadded_b64url, jwk_thumbprint
+from broker.errors import PublicKeyInvalid, TokenInvalid
+from hsm.pubkey import b64url, b64url_bytes, b64url_decode, jwk_thumbprint
 
 _ES256 = ec.ECDSA(Prehashed(hashes.SHA256()))
 
@@ -97,9 +97,12 @@ def sign_sync(
 
 
 def _decode_segment(segment: str, what: str) -> bytes:
+    """Strict RFC 7515 §2 base64url: a segment with padding, whitespace or another alphabet's
+    characters is refused, so that one token has one spelling (the issued-token memo and the
+    audit trail name tokens by their text)."""
     try:
-        return decode_unpadded_b64url(segment)
-    except (binascii.Error, ValueError):
+        return b64url_decode(segment, f"token {what}")
+    except (PublicKeyInvalid, binascii.Error, ValueError):
         raise TokenInvalid(f"token {what} is not base64url") from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -151,3 +152,23 @@ def test_a_tampered_payload_fails_the_signature() -> None:
     forged = _segment(b'{"iss":"keybroker"}')
     with pytest.raises(TokenInvalid, match="signature does not verify"):
         tokens.read(f"{header}.{forged}.{signature}", BROKER_KEY.public_key(), NOW)
+
+
+@pytest.mark.parametrize(
+    ("respell", "message"),
+    [
+        (lambda h, p, s: (h, p, s + "="), "token signature is not base64url"),
+        (lambda h, p, s: (h, p, s[:10] + "\n" + s[10:]), "token signature is not base64url"),
+        (lambda h, p, s: (h + "=", p, s), "token header is not base64url"),
+        # The payload's text is signed as sent: another spelling fails the signature.
+        (lambda h, p, s: (h, p + "=", s), "token signature does not verify"),
+    ],
+)
+def test_a_token_has_one_spelling(respell: Any, message: str) -> None:
+    """Padding, whitespace or characters outside base64url are refused (RFC 7515 §2), even
+    in the one segment the signature does not cover: the signature itself."""
+    token, _ = _issue()
+    tokens.read(token, BROKER_KEY.public_key(), NOW)  # as issued, it reads
+    respelled = ".".join(respell(*token.split(".")))
+    with pytest.raises(TokenInvalid, match=message):
+        tokens.read(respelled, BROKER_KEY.public_key(), NOW)
