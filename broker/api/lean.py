@@ -39,7 +39,8 @@ class LeanRequest:
     """What a guest endpoint reads from a request: headers, path parameters, peer, body.
 
     ``headers`` maps lower-case names to latin-1 values (HTTP/1.1 header bytes; uvicorn
-    lower-cases the names), the last value winning like Starlette's ``Headers.get``."""
+    lower-cases the names). A repeated header reads as its first value, as Starlette's
+    ``Headers.get`` reads it, so both paths agree on which ``Authorization`` counts."""
 
     __slots__ = ("headers", "path_params", "receive", "scope")
 
@@ -48,7 +49,8 @@ class LeanRequest:
         self.receive = receive
         self.path_params = path_params
         self.headers: dict[str, str] = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in reversed(scope["headers"])
         }
 
     @property

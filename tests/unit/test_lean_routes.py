@@ -267,3 +267,12 @@ def test_the_request_id_is_bound_while_serving_and_reset_after() -> None:
     after = asyncio.run(serve_then_look())
     assert seen == {"request_id": "req-42"}
     assert after == {}
+
+
+def test_a_repeated_header_reads_as_its_first_value_as_in_starlette() -> None:
+    async def echo_authorization(request: LeanRequest, state: State) -> Answer:
+        return 200, {"authorization": request.headers["authorization"]}
+
+    headers = [(b"authorization", b"Bearer first"), (b"authorization", b"Bearer second")]
+    exchange, _ = _exchange(echo_authorization, headers=headers)
+    assert exchange.document == {"authorization": "Bearer first"}
