@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -46,3 +47,19 @@ class Metrics:
                 registry=registry,
             ),
         )
+
+
+class Children:
+    """A metric's children by label values, each looked up once: ``labels()`` validates the
+    values and takes a lock on every call, and the hot path calls it several times a
+    release. The label values come from code (routes, statuses, outcomes): few."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child

@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from broker import logs
 from broker.api.lean import GuestRoutes
-from broker.metrics import Metrics
+from broker.metrics import Children, Metrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -32,9 +32,8 @@ class Edge:
         self.app = app
         self.guest = guest
         self.metrics = metrics
-        # Labelled children, looked up once each (``labels()`` takes a lock and validates).
-        self._counted: dict[tuple[str, int], Any] = {}
-        self._timed: dict[str, Any] = {}
+        self._requests = Children(metrics.requests)
+        self._latency = Children(metrics.latency)
 
     @property
     def state(self) -> State:
@@ -69,8 +68,8 @@ class Edge:
                 route = _route_name(scope)
         finally:
             elapsed = time.perf_counter() - started
-            self._count(route, status).inc()
-            self._timer(route).observe(elapsed)
+            self._requests(route, str(status)).inc()
+            self._latency(route).observe(elapsed)
             logs.access(scope.get("method"), route, status, round(elapsed * 1000, 2), request_id)
             structlog.contextvars.reset_contextvars(**bound)
 
@@ -87,18 +86,6 @@ class Edge:
 
         await self.app(scope, receive, send_with_id)
         return sent[0]
-
-    def _count(self, route: str, status: int) -> Any:
-        child = self._counted.get((route, status))
-        if child is None:
-            child = self._counted[route, status] = self.metrics.requests.labels(route, str(status))
-        return child
-
-    def _timer(self, route: str) -> Any:
-        child = self._timed.get(route)
-        if child is None:
-            child = self._timed[route] = self.metrics.latency.labels(route)
-        return child
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

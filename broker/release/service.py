@@ -44,7 +44,7 @@ from broker.errors import (
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import TeeVerifier, verifier_for
 from broker.logs import get_logger
-from broker.metrics import Metrics
+from broker.metrics import Children, Metrics
 from broker.policy.model import Policy
 from broker.release import binding, tokens
 from broker.release.collateral import CollateralResolver
@@ -59,7 +59,6 @@ from hsm.pubkey import RsaPublicKey, b64url
 
 if TYPE_CHECKING:
     from pkcs11 import Session
-    from prometheus_client import Counter
 
 log = get_logger("keybroker.release")
 
@@ -89,21 +88,6 @@ def _record(
     if failure is not None:
         body["error"] = {"type": failure.type, "detail": failure.detail}
     return AuditRecord(now, kind, outcome(failure), request_id, key_name, body)
-
-
-class LabelledCounts:
-    """A counter's children by label values, each looked up once: ``Counter.labels``
-    validates the values and takes a lock on every call, three times per release."""
-
-    def __init__(self, counter: Counter) -> None:
-        self._counter = counter
-        self._children: dict[tuple[str, ...], Counter] = {}
-
-    def inc(self, *values: str) -> None:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = self._counter.labels(*values)
-        child.inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +128,8 @@ class ReleaseService:
         self.policies = policies
         self.kid = jose.key_id(runtime.custody.signing_public_key)
         self.issued = tokens.IssuedTokens()
-        self._attestations = LabelledCounts(metrics.attestations)
-        self._releases = LabelledCounts(metrics.releases)
+        self._attestations = Children(metrics.attestations)
+        self._releases = Children(metrics.releases)
         self._verifiers: dict[Tee, TeeVerifier] = {}
 
     def _verifier(self, tee: Tee) -> TeeVerifier:
@@ -228,7 +212,7 @@ class ReleaseService:
                     self.db.q["audit_append"],
                     _record(now, "attest", failure, request.request_id, None, body=body),
                 )
-        self._attestations.inc(request.tee.value, outcome(failure))
+        self._attestations(request.tee.value, outcome(failure)).inc()
         if failure is not None:
             raise failure
         if issued is None or token is None or document is None:  # unreachable without failure
@@ -276,7 +260,7 @@ class ReleaseService:
                 self.db.q["audit_append"],
                 _record(now, "release", failure, request_id, key_name, body=body),
             )
-        self._releases.inc(outcome(failure))
+        self._releases(outcome(failure)).inc()
         if failure is not None:
             raise failure
         if response is None:  # unreachable: no failure means the envelope exists
