@@ -48,7 +48,8 @@ class Settings:
     """Unwrapped secrets each PKCS#11 session keeps as HSM session objects for the next
     release of the same key (least recently used out; 0 unwraps on every release)."""
     hsm_secret_cache_seconds: int = 300
-    """Longest life of a cached unwrapped secret in the HSM, from its unwrap."""
+    """Longest use of a cached unwrapped secret, from its unwrap; an expired one is destroyed
+    when its session is next used (a release or a readiness probe on that thread)."""
 
     challenge_ttl_seconds: int = 300
     token_ttl_seconds: int = 300

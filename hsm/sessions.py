@@ -125,7 +125,10 @@ class SessionPool:
             raise HsmUnavailable(f"PKCS#11 token unavailable: {type(exc).__name__}") from None
         except pkcs11.PKCS11Error as exc:
             # Anything else the module reports that custody did not map to a typed error is
-            # the token's trouble, not the caller's: fail closed, as unavailable.
+            # the token's trouble, not the caller's: fail closed, as unavailable. The session
+            # goes too: a call that failed half-way (say, a destroy) may have left objects
+            # in it that nothing tracks any more; a fresh session starts clean.
+            self._discard_session()
             raise HsmUnavailable(f"PKCS#11 call failed: {type(exc).__name__}") from None
 
     def _relogin(self) -> None:

@@ -441,6 +441,24 @@ def test_cache_is_dropped_with_its_session(
     assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=1)
 
 
+def test_any_pkcs11_failure_discards_the_session_and_its_objects(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    cached = open_cached(4)
+    secret = os.urandom(32)
+    wrapped = cached.import_secret(secret)
+    _release_and_open(cached, wrapped, tee_keys[3072])
+    assert cached.count_session_objects() == 1
+
+    def failed_half_way(_session: pkcs11.Session) -> None:
+        raise pkcs11.exceptions.OperationActive()  # not a "token unavailable" error
+
+    with pytest.raises(HsmUnavailable, match="PKCS#11 call failed: OperationActive"):
+        cached.pool.run_sync(failed_half_way)
+    assert cached.count_session_objects() == 0  # nothing untracked survives
+    assert _release_and_open(cached, wrapped, tee_keys[3072])[1] == secret
+
+
 def test_floor_refuses_a_cached_custody(
     open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
 ) -> None:

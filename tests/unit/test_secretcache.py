@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hsm.keycopies import KeyCopyLimits
 from hsm.secretcache import SecretCache, SecretCacheLimits, SecretCacheStats, cache_key
 
 
@@ -72,3 +73,9 @@ def test_expiry_counts_from_the_unwrap_and_sweeps_everything_due() -> None:
     assert cache.get(cache_key("k", b"c")) is None
     assert [h.destroyed for h in handles.values()] == [1, 1, 1]
     assert cache.stats() == SecretCacheStats(entries=0, hits=1, misses=1)
+
+
+@pytest.mark.parametrize("age", [0, -1.0])
+def test_a_key_copy_age_must_be_positive(age: float) -> None:
+    with pytest.raises(ValueError, match=f"key copy max age {age} s must be > 0"):
+        KeyCopyLimits(max_age_seconds=age)

@@ -60,6 +60,10 @@ def test_insecure_options_are_listed(tmp_path: Path) -> None:
         ("hsm_secret_cache_size = -1\n", r"hsm_secret_cache_size must be within 0\.\.65536"),
         ("hsm_secret_cache_size = 65537\n", r"hsm_secret_cache_size must be within 0\.\.65536"),
         ("hsm_secret_cache_seconds = 0\n", r"hsm_secret_cache_seconds must be within 1\.\.86400"),
+        (
+            "hsm_secret_cache_seconds = 86401\n",
+            r"hsm_secret_cache_seconds must be within 1\.\.86400",
+        ),
     ],
 )
 def test_invalid_settings_are_refused(tmp_path: Path, content: str, message: str) -> None:
