@@ -30,7 +30,12 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
 
 
 def loads(data: bytes | bytearray | str) -> Any:
-    """Exactly ``json.loads(data)``: the same value, or the same error."""
+    """``json.loads(data)``: the same value, or the same error, with one difference: nesting.
+    The json module's depth is bounded by the interpreter's recursion limit (less what the
+    caller's stack already uses: a ``RecursionError``), orjson's by 1024 levels (deeper is a
+    ``JSONDecodeError``, then ``json.loads`` decides). A document 993 to 1024 levels deep is
+    therefore read here where the json module may refuse it; every caller checks the types
+    of the members it uses, so depth changes nothing downstream."""
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:

@@ -8,7 +8,6 @@ token's key sign the digest (``CKM_ECDSA``); verification uses the public key, i
 
 from __future__ import annotations
 
-import binascii
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -98,12 +97,15 @@ def sign_sync(
 
 def _decode_segment(segment: str, what: str) -> bytes:
     """Strict RFC 7515 §2 base64url: a segment with padding, whitespace or another alphabet's
-    characters is refused, so that one token has one spelling (the issued-token memo and the
-    audit trail name tokens by their text)."""
+    characters is refused, and so is one whose last character sets bits the decoder ignores
+    (a re-encoding must give the segment back), so that one token has one spelling."""
     try:
-        return b64url_decode(segment, f"token {what}")
-    except (PublicKeyInvalid, binascii.Error, ValueError):
+        decoded = b64url_decode(segment, f"token {what}")
+    except PublicKeyInvalid:
         raise TokenInvalid(f"token {what} is not base64url") from None
+    if b64url_bytes(decoded) != segment.encode("ascii"):
+        raise TokenInvalid(f"token {what} is not base64url")
+    return decoded
 
 
 # What a crafted segment can make json.loads (fastjson.loads: the same) raise besides

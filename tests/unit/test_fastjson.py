@@ -108,12 +108,22 @@ def test_loads_is_json_loads_on_arbitrary_bytes(data: bytes) -> None:
         b'"\\ud800"',
         b"[NaN]",
         b'{"a": 1, "a": 2}',
-        b"[" * 1000 + b"]" * 1000,
         b"[" * 100_000,
     ],
 )
 def test_loads_edge_cases(data: bytes) -> None:
     assert _outcome(loads, data) == _outcome(json.loads, data)
+
+
+def test_nesting_is_read_to_orjsons_depth_and_refused_beyond() -> None:
+    """The one documented difference from json.loads: depth (see ``loads``)."""
+    value = loads(b"[" * 1000 + b"]" * 1000)
+    depth = 0
+    while isinstance(value, list) and value:
+        value, depth = value[0], depth + 1
+    assert (value, depth) == ([], 999)
+    with pytest.raises((ValueError, RecursionError)):
+        loads(b"[" * 1100 + b"]" * 1100)
 
 
 def _written(value: object) -> st.SearchStrategy[bytes]:
