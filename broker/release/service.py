@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,11 @@ if TYPE_CHECKING:
     from pkcs11 import Session
 
 log = get_logger("keybroker.release")
+
+
+# ``verifier_for`` remembered per tee once found (it imports and checks a module); a tee
+# without a verifier raises every time, as exceptions are not cached.
+_verifier: Callable[[Tee], TeeVerifier] = functools.cache(verifier_for)
 
 
 def outcome(failure: KeybrokerError | None) -> str:
@@ -130,19 +136,11 @@ class ReleaseService:
         self.issued = tokens.IssuedTokens()
         self._attestations = Children(metrics.attestations)
         self._releases = Children(metrics.releases)
-        self._verifiers: dict[Tee, TeeVerifier] = {}
-
-    def _verifier(self, tee: Tee) -> TeeVerifier:
-        """``verifier_for(tee)``, remembered once found (a module import and checks)."""
-        verifier = self._verifiers.get(tee)
-        if verifier is None:
-            verifier = self._verifiers[tee] = verifier_for(tee)
-        return verifier
 
     # --- challenge -------------------------------------------------------------------------
 
     async def challenge(self, tee: Tee) -> dict[str, str]:
-        self._verifier(tee)  # refuse a tee we cannot verify before storing anything
+        _verifier(tee)  # refuse a tee we cannot verify before storing anything
         nonce, expires_at = await challenges.issue(
             self.db, tee.value, utcnow(), self.settings.challenge_ttl_seconds
         )
@@ -226,7 +224,7 @@ class ReleaseService:
         }
 
     async def _verify(self, request: AttestRequest, now: datetime) -> Claims:
-        verifier = self._verifier(request.tee)
+        verifier = _verifier(request.tee)
         collateral = await self.collateral.resolve(
             request.tee, request.evidence, request.collateral, now
         )
