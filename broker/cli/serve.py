@@ -12,6 +12,7 @@ from typing import Any
 
 import uvicorn
 
+from broker.api.coalesce import HttpProtocol
 from broker.app import create_app
 from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
 from broker.errors import KeybrokerError
@@ -112,6 +113,7 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
             log_config=None,
             access_log=False,
             proxy_headers=False,
+            http=HttpProtocol,
         )
         return
     uvicorn.run(
@@ -123,6 +125,8 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
         # The peer address is the client (rate limiting, logs): X-Forwarded-For is not
         # believed, not even from loopback, where any local process could send it.
         proxy_headers=False,
+        # One write per response (broker/api/coalesce.py).
+        http=HttpProtocol,
         lifespan="on",
     )
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
+from broker.api.coalesce import HttpProtocol
 from broker.app import create_app
 from broker.settings import Settings
 
@@ -31,6 +32,7 @@ def serving(app: ASGIApp) -> Iterator[str]:
         port=0,
         log_config=None,
         access_log=False,
+        http=HttpProtocol,  # as `keybroker serve` runs it
         lifespan="on",
     )
     server = uvicorn.Server(config)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from broker.api.coalesce import HttpProtocol
 from broker.cli import main
 from broker.cli import serve as serve_module
 from broker.cli.serve import worker_environment
@@ -85,6 +86,7 @@ def test_serve_with_workers_hands_its_settings_to_the_workers(
     assert (seen["app"], seen["factory"]) == ("broker.app:app_from_environment", True)
     assert (seen["host"], seen["port"], seen["workers"]) == ("192.0.2.10", 9000, 4)
     assert seen["proxy_headers"] is False  # X-Forwarded-For is not believed
+    assert seen["http"] is HttpProtocol  # one write per response
     worker: Settings = seen["worker"]
     assert (worker.host, worker.port, worker.workers, worker.log_level) == (
         "192.0.2.10",
@@ -106,3 +108,4 @@ def test_one_worker_does_not_believe_forwarded_headers(
     monkeypatch.setattr(serve_module.uvicorn, "run", fake_run)
     assert main(["serve", "--config", str(config_file)]) == 0
     assert seen["proxy_headers"] is False
+    assert seen["http"] is HttpProtocol
