@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, TypeVar
 
 from broker import fastjson
 from broker.errors import BadRequest
+from broker.lru import Lru
 
 T = TypeVar("T")
 
@@ -90,21 +89,14 @@ class DecodedTexts:
     """
 
     def __init__(self, capacity: int = 64, max_chars: int = 32768) -> None:
-        self.capacity = capacity
         self.max_chars = max_chars
-        self._decoded: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
+        self._decoded: Lru[str, bytes] = Lru(capacity)
 
     def decode(self, text: str, name: str) -> bytes:
-        with self._lock:
-            known = self._decoded.get(text)
-            if known is not None:
-                self._decoded.move_to_end(text)
-                return known
+        known = self._decoded.get(text)
+        if known is not None:
+            return known
         decoded = decode_base64(text, name)  # raises, and remembers nothing, when not base64
         if len(text) <= self.max_chars:
-            with self._lock:
-                self._decoded[text] = decoded
-                if len(self._decoded) > self.capacity:
-                    self._decoded.popitem(last=False)
+            self._decoded.put(text, decoded)
         return decoded

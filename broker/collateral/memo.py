@@ -10,12 +10,12 @@ restart; new documents (other keys) and refreshed stale ones are seen at once.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from broker.collateral.keys import ItemKey
 from broker.collateral.store import CollateralItem, CollateralRepository
+from broker.lru import Lru
 
 DEFAULT_CAPACITY = 4096
 
@@ -24,22 +24,17 @@ class ItemMemo:
     """A bounded LRU of items by key (one per lookup set; the event loop is its only user)."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[ItemKey, CollateralItem] = OrderedDict()
+        self._items: Lru[ItemKey, CollateralItem] = Lru(capacity)
 
     def fresh(self, key: ItemKey, now: datetime) -> CollateralItem | None:
         item = self._items.get(key)
         if item is None or item.is_stale(now):
             return None
-        self._items.move_to_end(key)
         return item
 
     def remember(self, items: Iterable[CollateralItem]) -> None:
         for item in items:
-            self._items[item.key] = item
-            self._items.move_to_end(item.key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+            self._items.put(item.key, item)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from broker.errors import (
     MalformedEvidence,
 )
 from broker.evidence import der
+from broker.lru import Lru
 
 INSECURE_ROOT_PREFIX = "insecure-test-"
 _T = TypeVar("_T")
@@ -270,14 +270,12 @@ class LinkCache:
     pairs and (CRL, issuer) pairs, each by SHA-256 fingerprint."""
 
     def __init__(self, capacity: int = 4096) -> None:
-        self._capacity = capacity
-        self._links: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._links: Lru[tuple[bytes, bytes], bool] = Lru(capacity)
 
     def verify_link(self, child: x509.Certificate, issuer: x509.Certificate, role: str) -> None:
         """Raise ``ChainInvalid`` unless ``issuer`` signed ``child`` (names and signature)."""
         key = (_DIGESTS.digest(child), _DIGESTS.digest(issuer))
-        if self._seen(key):
+        if self._links.get(key):
             return
         try:
             child.verify_directly_issued_by(issuer)
@@ -287,7 +285,7 @@ class LinkCache:
                 f"{role} certificate '{common_name(child.subject)}' is not signed by "
                 f"'{common_name(issuer.subject)}': {reason}"
             ) from None
-        self._remember(key)
+        self._links.put(key, True)
 
     def verify_crl(
         self, crl: x509.CertificateRevocationList, issuer: x509.Certificate, name: str
@@ -298,7 +296,7 @@ class LinkCache:
         badly signed TCB Info is, whichever TEE it serves.
         """
         key = (_DIGESTS.digest(crl), _DIGESTS.digest(issuer))
-        if self._seen(key):
+        if self._links.get(key):
             return
         issuer_name = common_name(issuer.subject)
         if crl.issuer != issuer.subject:
@@ -311,24 +309,10 @@ class LinkCache:
             raise CollateralInvalid(
                 f"{name} is not signed by '{issuer_name}': its signature does not verify"
             )
-        self._remember(key)
-
-    def _seen(self, key: tuple[bytes, bytes]) -> bool:
-        with self._lock:
-            if key in self._links:
-                self._links.move_to_end(key)
-                return True
-        return False
-
-    def _remember(self, key: tuple[bytes, bytes]) -> None:
-        with self._lock:
-            self._links[key] = None
-            if len(self._links) > self._capacity:
-                self._links.popitem(last=False)
+        self._links.put(key, True)
 
     def clear(self) -> None:
-        with self._lock:
-            self._links.clear()
+        self._links.clear()
 
 
 DEFAULT_LINKS = LinkCache()

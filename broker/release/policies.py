@@ -7,13 +7,12 @@ row edited behind the broker's back is refused rather than evaluated.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
 from broker.errors import PolicyError, StoredPolicyInvalid
 from broker.evidence.claims import Claims
+from broker.lru import Lru
 from broker.policy.evaluate import Decision, evaluate
 from broker.policy.loader import load_policy_text
 from broker.policy.model import Policy, canonical_json
@@ -26,17 +25,11 @@ def stored_form(policy: Policy) -> tuple[str, str]:
 
 class PolicyCache:
     def __init__(self, capacity: int = 1024) -> None:
-        self._capacity = capacity
-        self._compiled: OrderedDict[str, Policy] = OrderedDict()
-        self._lock = threading.Lock()
+        self._compiled: Lru[str, Policy] = Lru(capacity)
 
     def cached(self, digest: str) -> Policy | None:
         """The policy compiled from a document with ``digest``, when this process has one."""
-        with self._lock:
-            cached = self._compiled.get(digest)
-            if cached is not None:
-                self._compiled.move_to_end(digest)
-            return cached
+        return self._compiled.get(digest)
 
     def get(self, document: str, digest: str) -> Policy:
         cached = self.cached(digest)
@@ -52,10 +45,7 @@ class PolicyCache:
             raise StoredPolicyInvalid(
                 f"stored policy {policy.name} v{policy.version} does not match its digest"
             )
-        with self._lock:
-            self._compiled[digest] = policy
-            if len(self._compiled) > self._capacity:
-                self._compiled.popitem(last=False)
+        self._compiled.put(digest, policy)
         return policy
 
     @staticmethod

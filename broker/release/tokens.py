@@ -9,8 +9,6 @@ releases until it expires, on any broker replica that shares the signing key.
 from __future__ import annotations
 
 import secrets
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from broker import jose
 from broker.errors import TokenInvalid
 from broker.evidence.claims import Claims
+from broker.lru import Lru
 from hsm.pubkey import RsaPublicKey, from_jwk
 
 ISSUER = "keybroker"
@@ -109,22 +108,16 @@ class IssuedTokens:
     """The text of an ES256 signature (64 bytes, unpadded base64url)."""
 
     def __init__(self, capacity: int = 1024) -> None:
-        self.capacity = capacity
-        self._results: OrderedDict[str, tuple[str, AttestationResult]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._results: Lru[str, tuple[str, AttestationResult]] = Lru(capacity)
 
     def remember(self, token: str, result: AttestationResult) -> None:
-        with self._lock:
-            self._results[token[-self.KEY_CHARS :]] = (token, result)
-            if len(self._results) > self.capacity:
-                self._results.popitem(last=False)
+        self._results.put(token[-self.KEY_CHARS :], (token, result))
 
     def read(
         self, token: str, public_key: ec.EllipticCurvePublicKey, now: datetime
     ) -> AttestationResult:
         """As :func:`read`, from memory when this process issued ``token``."""
-        with self._lock:
-            known = self._results.get(token[-self.KEY_CHARS :])
+        known = self._results.get(token[-self.KEY_CHARS :])
         if known is None or known[0] != token:
             return read(token, public_key, now)
         result = known[1]

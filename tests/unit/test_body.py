@@ -37,9 +37,9 @@ def test_it_is_bounded_and_forgets_the_least_recently_used() -> None:
     first, second, third = "AAAA", "AQID", "BAUG"
     for text in (first, second, first, third):  # first was used again, so second goes
         memo.decode(text, "x")
-    assert list(memo._decoded) == [first, third]
+    assert memo._decoded.keys() == [first, third]
     memo.decode("AAAAAAAAAAAA", "x")  # longer than max_chars: decoded, not kept
-    assert list(memo._decoded) == [first, third]
+    assert memo._decoded.keys() == [first, third]
 
 
 def test_refused_texts_are_not_remembered() -> None:

@@ -10,43 +10,34 @@ call by the verifier, never cached.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+
+from broker.lru import Lru
 
 _V = TypeVar("_V")
 
 
 class Memo(Generic[_V]):
     def __init__(self, capacity: int = 1024) -> None:
-        self._capacity = capacity
-        self._items: OrderedDict[Hashable, _V] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: Lru[Hashable, _V] = Lru(capacity)
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], _V]) -> _V:
         """The remembered value of ``key``, or ``compute()`` remembered if it returns.
 
         An exception from ``compute`` is not remembered: a failure is re-checked next time.
         """
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = compute()
-        with self._lock:
-            self._items[key] = value
-            if len(self._items) > self._capacity:
-                self._items.popitem(last=False)
+        value = self._items.get(key)
+        if value is None:
+            value = compute()
+            self._items.put(key, value)
         return value
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+        self._items.clear()
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
+        return len(self._items)
 
 
 def digest(*parts: bytes) -> bytes:

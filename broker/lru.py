@@ -1,0 +1,60 @@
+"""A bounded, thread-safe map that forgets its least recently used entry first.
+
+The broker remembers many immutable facts (compiled policies, verified certificate links,
+decoded collateral, tokens it issued): each memory is one of these, so that every one is
+bounded the same way. ``None`` is not a value: :meth:`Lru.get` answers ``None`` for a key
+it does not hold.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Lru(Generic[K, V]):
+    __slots__ = ("_items", "_lock", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"capacity must be 0 or more, not {capacity}")
+        self.capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        """The value held for ``key``, which becomes the most recently used; else None."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        """Hold ``value`` for ``key`` as the most recently used; the oldest go past capacity."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def pop(self, key: K) -> V | None:
+        with self._lock:
+            return self._items.pop(key, None)
+
+    def keys(self) -> list[K]:
+        """The keys held, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)

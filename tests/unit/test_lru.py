@@ -1,0 +1,56 @@
+"""The bounded memory every cache is made of."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.lru import Lru
+
+
+def test_the_least_recently_used_goes_first() -> None:
+    memory: Lru[str, int] = Lru(2)
+    memory.put("a", 1)
+    memory.put("b", 2)
+    assert memory.get("a") == 1  # a is now the most recently used
+    memory.put("c", 3)
+    assert memory.keys() == ["a", "c"]
+    assert memory.get("b") is None
+
+
+def test_putting_again_refreshes_and_replaces() -> None:
+    memory: Lru[str, int] = Lru(2)
+    memory.put("a", 1)
+    memory.put("b", 2)
+    memory.put("a", 10)
+    memory.put("c", 3)
+    assert memory.keys() == ["a", "c"]
+    assert memory.get("a") == 10
+
+
+def test_falsy_values_are_values() -> None:
+    memory: Lru[str, bytes] = Lru(4)
+    memory.put("empty", b"")
+    assert memory.get("empty") == b""
+    memory.put("other", b"x")
+    memory.get("empty")
+    assert memory.keys() == ["other", "empty"]
+
+
+def test_capacity_zero_holds_nothing() -> None:
+    memory: Lru[str, int] = Lru(0)
+    memory.put("a", 1)
+    assert (memory.get("a"), len(memory)) == (None, 0)
+
+
+def test_pop_and_clear() -> None:
+    memory: Lru[str, int] = Lru(3)
+    memory.put("a", 1)
+    memory.put("b", 2)
+    assert (memory.pop("a"), memory.pop("a")) == (1, None)
+    memory.clear()
+    assert len(memory) == 0
+
+
+def test_a_negative_capacity_is_refused() -> None:
+    with pytest.raises(ValueError, match="capacity must be 0 or more, not -1"):
+        Lru(-1)
