@@ -30,7 +30,6 @@ memo when it closes the session (token errors, shutdown), and the token destroys
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import pkcs11
 from pkcs11 import Attribute
 
 from broker.errors import HsmUnavailable
+from hsm.handles import AgedHandles
 from hsm.sessions import UNAVAILABLE_ERRORS
 
 KEY_COPY_MAX_AGE_SECONDS = 10.0
@@ -79,13 +79,6 @@ def check_copy(label: str, original: Any, copy: Any) -> None:
             )
 
 
-@dataclass(slots=True)
-class _Held:
-    handle: Any  # the session copy, or the token object when the token refuses to copy
-    is_copy: bool
-    made_at: float
-
-
 class SessionKeys:
     """The handle one session uses for each token key, by label, made on first use.
 
@@ -94,43 +87,29 @@ class SessionKeys:
 
     def __init__(self, limits: KeyCopyLimits) -> None:
         self._limits = limits
-        self._held: dict[str, _Held] = {}
-        self._next_expiry = math.inf
+        self._handles = AgedHandles(limits.max_age_seconds, limits.clock)
 
     def get(self, label: str, find: Callable[[], Any | None]) -> Any | None:
         """The handle to use for ``label``; ``find`` looks the token object up (None: absent,
         and nothing is kept)."""
-        self.expire()
-        held = self._held.get(label)
-        if held is not None:
-            return held.handle
+        handle = self._handles.get(label)
+        if handle is not None:
+            return handle
         original = find()
         if original is None:
             return None
         handle, is_copy = self._copy(label, original) if self._limits.enabled else (original, False)
-        made_at = self._limits.clock()
-        self._held[label] = _Held(handle, is_copy, made_at)
-        self._next_expiry = min(self._next_expiry, made_at + self._limits.max_age_seconds)
+        self._handles.put(label, handle, owned=is_copy)
         return handle
 
     def expire(self) -> None:
         """Destroy every copy made ``max_age_seconds`` ago or more (and forget token handles
         as old), so that the next use finds the token object again."""
-        now = self._limits.clock()
-        if now < self._next_expiry:
-            return
-        max_age = self._limits.max_age_seconds
-        for label in [k for k, held in self._held.items() if now - held.made_at >= max_age]:
-            held = self._held.pop(label)
-            if held.is_copy:
-                held.handle.destroy()
-        self._next_expiry = min(
-            (held.made_at + max_age for held in self._held.values()), default=math.inf
-        )
+        self._handles.expire()
 
     def copies(self) -> int:
         """How many session copies this session holds."""
-        return sum(1 for held in self._held.values() if held.is_copy)
+        return sum(1 for _ in self._handles.owned())
 
     @staticmethod
     def _copy(label: str, original: Any) -> tuple[Any, bool]:

@@ -18,12 +18,12 @@ session uses its cache, since a session may only be driven from the thread that 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from hsm.handles import AgedHandles
 
 CacheKey = tuple[str, bytes]
 
@@ -60,12 +60,6 @@ class SecretCacheStats:
     misses: int
 
 
-@dataclass(slots=True)
-class _Entry:
-    handle: Any  # a python-pkcs11 SecretKey: a session object of the cache's session
-    unwrapped_at: float
-
-
 class SecretCache:
     """Unwrapped-secret handles of one session, least recently used first.
 
@@ -75,49 +69,26 @@ class SecretCache:
     def __init__(self, limits: SecretCacheLimits) -> None:
         if not limits.enabled:
             raise ValueError("a secret cache needs a size of at least 1")
-        self._limits = limits
-        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
-        self._next_expiry = math.inf
+        self._handles = AgedHandles(limits.max_age_seconds, limits.clock, bound=limits.size)
         self._hits = 0
         self._misses = 0
 
     def get(self, key: CacheKey) -> Any | None:
         """The live handle for ``key``, or None (the caller unwraps and :meth:`put` s it)."""
-        self.expire()
-        entry = self._entries.get(key)
-        if entry is None:
+        handle = self._handles.get(key)
+        if handle is None:
             self._misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self._hits += 1
-        return entry.handle
+        else:
+            self._hits += 1
+        return handle
 
     def put(self, key: CacheKey, handle: Any) -> None:
         """Own ``handle`` from now on; destroy what falls out of the bound."""
-        unwrapped_at = self._limits.clock()
-        replaced = self._entries.pop(key, None)
-        self._entries[key] = _Entry(handle, unwrapped_at)
-        self._next_expiry = min(self._next_expiry, unwrapped_at + self._limits.max_age_seconds)
-        # The new entry is owned before anything is destroyed: should a destroy fail, the
-        # session pool closes the session, and every object of the session dies with it.
-        if replaced is not None and replaced.handle is not handle:
-            replaced.handle.destroy()
-        while len(self._entries) > self._limits.size:
-            _, evicted = self._entries.popitem(last=False)
-            evicted.handle.destroy()
+        self._handles.put(key, handle, owned=True)
 
     def expire(self) -> None:
         """Destroy every entry unwrapped ``max_age_seconds`` ago or more."""
-        now = self._limits.clock()
-        if now < self._next_expiry:
-            return
-        max_age = self._limits.max_age_seconds
-        expired = [k for k, e in self._entries.items() if now - e.unwrapped_at >= max_age]
-        for key in expired:
-            self._entries.pop(key).handle.destroy()
-        self._next_expiry = min(
-            (e.unwrapped_at + max_age for e in self._entries.values()), default=math.inf
-        )
+        self._handles.expire()
 
     def stats(self) -> SecretCacheStats:
-        return SecretCacheStats(len(self._entries), self._hits, self._misses)
+        return SecretCacheStats(len(self._handles), self._hits, self._misses)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hsm.handles import AgedHandles
 from hsm.keycopies import KeyCopyLimits
 from hsm.secretcache import SecretCache, SecretCacheLimits, SecretCacheStats, cache_key
 
@@ -79,3 +80,38 @@ def test_expiry_counts_from_the_unwrap_and_sweeps_everything_due() -> None:
 def test_a_key_copy_age_must_be_positive(age: float) -> None:
     with pytest.raises(ValueError, match=f"key copy max age {age} s must be > 0"):
         KeyCopyLimits(max_age_seconds=age)
+
+
+def test_handles_not_owned_are_forgotten_not_destroyed() -> None:
+    clock = Clock()
+    handles = AgedHandles(10.0, clock)
+    token_object, copy = Handle(), Handle()
+    handles.put("token-object", token_object, owned=False)
+    handles.put("copy", copy, owned=True)
+    assert list(handles.owned()) == [copy]
+    clock.now = 10.0  # both are as old as they may be
+    assert handles.get("token-object") is None
+    assert handles.get("copy") is None
+    assert (token_object.destroyed, copy.destroyed, len(handles)) == (0, 1, 0)
+
+
+def test_replacing_a_handle_destroys_the_old_one_only() -> None:
+    handles = AgedHandles(10.0, Clock(), bound=4)
+    old, new = Handle(), Handle()
+    handles.put("k", old, owned=True)
+    handles.put("k", old, owned=True)  # the same handle again: kept, not destroyed
+    assert old.destroyed == 0
+    handles.put("k", new, owned=True)
+    assert (old.destroyed, new.destroyed, handles.get("k")) == (1, 0, new)
+
+
+def test_the_age_counts_from_the_last_put_not_from_use() -> None:
+    clock = Clock()
+    handles = AgedHandles(10.0, clock)
+    handle = Handle()
+    handles.put("k", handle, owned=True)
+    clock.now = 9.9
+    assert handles.get("k") is handle  # a use does not make it younger
+    clock.now = 10.0
+    assert handles.get("k") is None
+    assert handle.destroyed == 1
