@@ -24,6 +24,8 @@ from broker.redact import Secret
 ENV_PREFIX = "KEYBROKER_"
 # Session objects per session: far above any hot set, well below what exhausts a token.
 MAX_HSM_SECRET_CACHE_SIZE = 65536
+# Release contexts per worker: about 1 KB each plus the wrapped blob, so at most a few GB.
+MAX_RELEASE_CONTEXT_CACHE_SIZE = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class Settings:
     hsm_secret_cache_seconds: int = 300
     """Longest use of a cached unwrapped secret, from its unwrap; an expired one is destroyed
     when its session is next used (a release or a readiness probe on that thread)."""
+
+    release_context_cache_size: int = 4096
+    """Release contexts (key version, state, wrapped blob, bound policy) each worker keeps for
+    the next release of the same key (least recently used out), so that a release runs one
+    statement: its audit record is appended only if the context is still the key's current
+    one, else the release reads it afresh and decides again. 0 reads it on every release."""
 
     challenge_ttl_seconds: int = 300
     token_ttl_seconds: int = 300
@@ -178,6 +186,10 @@ def _validate(settings: Settings) -> None:
         )
     if not 1 <= settings.hsm_secret_cache_seconds <= 86400:
         raise ConfigurationError("hsm_secret_cache_seconds must be within 1..86400")
+    if not 0 <= settings.release_context_cache_size <= MAX_RELEASE_CONTEXT_CACHE_SIZE:
+        raise ConfigurationError(
+            f"release_context_cache_size must be within 0..{MAX_RELEASE_CONTEXT_CACHE_SIZE}"
+        )
     if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:
         raise ConfigurationError("db_pool_min must be >= 1 and <= db_pool_max")
     if not 1 <= settings.collateral_timeout_seconds <= 300:

@@ -8,7 +8,10 @@ Ordering rules that make it fail closed:
   audited as a denial.
 * **release**: evaluate the policy; on allow have the HSM build the envelope and sign the
   response, then append the audit record (one statement, committed); only then answer. A
-  database failure at that point discards the envelope and answers 503.
+  database failure at that point discards the envelope and answers 503. The key's context
+  (version, state, blob, bound policy) may come from a per-worker cache, in which case the
+  append is conditional on that context still being current; when it is not, the decision
+  and the envelope are discarded and the release starts over on a fresh read.
 
 Each audit append is a single statement outside any explicit transaction, so the chain
 head's row lock (``audit_append``) is held only while PostgreSQL commits; held across a
@@ -49,10 +52,12 @@ from broker.metrics import Children, Metrics
 from broker.policy.model import Policy
 from broker.release import binding, tokens
 from broker.release.collateral import CollateralResolver
+from broker.release.contextcache import ContextCache
 from broker.release.policies import PolicyCache, audit_summary
 from broker.runtime import Runtime
-from broker.store import audit, challenges
+from broker.store import audit, challenges, contexts
 from broker.store.audit import AuditRecord
+from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.timeutil import utcnow
 from hsm.custody import WrappedSecret
 from hsm.envelope import SealedSecret
@@ -62,6 +67,10 @@ if TYPE_CHECKING:
     from pkcs11 import Session
 
 log = get_logger("keybroker.release")
+
+#: Decisions one release may make: the first, plus one on a fresh read each time the
+#: context it used turned out to have changed before its record could be appended.
+STALE_ATTEMPTS = 4
 
 
 # ``verifier_for`` remembered per tee once found (it imports and checks a module); a tee
@@ -136,6 +145,7 @@ class ReleaseService:
         self.issued = tokens.IssuedTokens()
         self._attestations = Children(metrics.attestations)
         self._releases = Children(metrics.releases)
+        self.contexts = ContextCache(runtime.settings.release_context_cache_size)
 
     # --- challenge -------------------------------------------------------------------------
 
@@ -241,23 +251,69 @@ class ReleaseService:
         presented_jwk: Mapping[str, Any] | None,
         request_id: str | None,
     ) -> dict[str, Any]:
-        """Every outcome, a refused token included, is audited before the answer."""
+        """Every outcome, a refused token included, is audited before the answer.
+
+        With the context cache on, the decision (and the envelope) is made on the key's
+        remembered context when there is one, and its record is appended only if that
+        context is still current (``contexts.append_if_current``); when it is not, nothing
+        was written, the envelope is dropped, and the release reads the context afresh and
+        starts over, at most :data:`STALE_ATTEMPTS` times in all (then 503, audited). A
+        steady-state release thus runs one statement. With the cache off (size 0), the
+        context is read and the record appended unconditionally, in two statements.
+        """
         now = utcnow()
-        body: dict[str, Any] = {"plaintext_in_broker": False}
-        response: dict[str, Any] | None = None
-        failure: KeybrokerError | None = None
+        token_fields: dict[str, Any] = {"plaintext_in_broker": False}
+
+        def record(failure: KeybrokerError | None, body: dict[str, Any]) -> AuditRecord:
+            return _record(now, "release", failure, request_id, key_name, body=body)
+
         try:
-            response = await self._decide_and_seal(bearer, key_name, presented_jwk, now, body)
-        except DatabaseUnavailable:
-            raise  # nothing can be recorded, so nothing is released: 503
-        except KeybrokerError as exc:
-            failure = exc
-        async with self.db.connection() as conn:  # one statement, committed before we answer
-            await audit.append(
-                conn,
-                self.db.q["audit_append"],
-                _record(now, "release", failure, request_id, key_name, body=body),
-            )
+            result = self._check_token(bearer, presented_jwk, now, token_fields)
+        except KeybrokerError as exc:  # no key was looked at: nothing to check at the append
+            return await self._conclude(record(exc, token_fields), exc)
+        conditional = self.contexts.capacity > 0
+        context = self.contexts.get(key_name)
+        for attempt in range(1, STALE_ATTEMPTS + 1):
+            if context is None:
+                context = await contexts.read(self.db, key_name)  # absent keys never cached
+                if context is not None:
+                    self.contexts.put(context)
+            body = dict(token_fields)  # each attempt's record describes its own decision
+            response, failure = await self._decide(result, key_name, context, now, body)
+            if context is None or not conditional:
+                return await self._conclude(record(failure, body), failure, response)
+            async with self.db.connection() as conn:  # one statement, committed before we answer
+                seq = await contexts.append_if_current(
+                    conn, self.db.q, context, record(failure, body)
+                )
+            if seq is not None:
+                return self._answer(failure, response)
+            # The key, its binding or its policy changed since the context was read: this
+            # decision and its envelope (never sent) are void; decide again on a fresh read.
+            log.info("release_context_changed", key_name=key_name, attempt=attempt)
+            self.contexts.discard(context)
+            context = None
+        exhausted = Unavailable(
+            f"key {key_name} changed during each of {STALE_ATTEMPTS} attempts to release it; "
+            "try again"
+        )
+        return await self._conclude(record(exhausted, token_fields), exhausted)
+
+    async def _conclude(
+        self,
+        record: AuditRecord,
+        failure: KeybrokerError | None,
+        response: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Append ``record`` unconditionally (one statement, committed), then answer."""
+        async with self.db.connection() as conn:
+            await audit.append(conn, self.db.q["audit_append"], record)
+        return self._answer(failure, response)
+
+    def _answer(
+        self, failure: KeybrokerError | None, response: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Called once the record is committed: count the outcome, then raise or answer."""
         self._releases(outcome(failure)).inc()
         if failure is not None:
             raise failure
@@ -265,17 +321,15 @@ class ReleaseService:
             raise InternalError("release produced no envelope")
         return response
 
-    async def _decide_and_seal(
+    def _check_token(
         self,
         bearer: str,
-        key_name: str,
         presented_jwk: Mapping[str, Any] | None,
         now: datetime,
         body: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Check the token, the key and its policy, then seal; fills ``body`` as it learns."""
+    ) -> tokens.AttestationResult:
+        """The token's attestation result; fills ``body`` with what names it."""
         result = self.issued.read(bearer, self.custody.signing_public_key, now)
-        thumbprint = result.tee_key.thumbprint()
         # The claims are recorded once, by the attest record that issued this token (same
         # ``token_id``); the release record names the token, the evidence and the decision.
         body.update(
@@ -283,61 +337,70 @@ class ReleaseService:
                 "tee": result.claims.tee.value,
                 "token_id": result.token_id,
                 "evidence_sha256": result.evidence_sha256,
-                "tee_pubkey_thumbprint": thumbprint,
+                "tee_pubkey_thumbprint": result.tee_key.thumbprint(),
             }
         )
         if presented_jwk is not None and dict(presented_jwk) != result.tee_jwk:
             raise TokenInvalid("token was issued for another tee public key")
-        context = await self.db.fetchrow("release_context", key_name)
-        if context is None:
-            raise KeyNotFound(f"no key named {key_name}")
-        body["key"] = {"name": context["name"], "version": context["version"]}
-        if context["state"] != "active":
-            raise KeyDisabled(f"key {key_name} is disabled")
-        if context["policy_name"] is None:
-            raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
-        policy = await self._policy(context)
-        decision = self.policies.evaluate(policy, result.claims, now)
-        body.update(audit_summary(decision))
-        if not decision.allow:
-            raise decision.to_error()
-        response = await self._seal(context, result, thumbprint, now)
-        body["envelope_sha256"] = response["envelope_sha256"]
-        return response
+        return result
 
-    async def _policy(self, context: Mapping[str, Any]) -> Policy:
+    async def _decide(
+        self,
+        result: tokens.AttestationResult,
+        key_name: str,
+        context: ReleaseContext | None,
+        now: datetime,
+        body: dict[str, Any],
+    ) -> tuple[dict[str, Any] | None, KeybrokerError | None]:
+        """Check the key and its policy on ``context``, then seal: the envelope, or the
+        refusal; fills ``body`` as it learns."""
+        try:
+            if context is None:
+                raise KeyNotFound(f"no key named {key_name}")
+            body["key"] = {"name": context.name, "version": context.version}
+            if context.state != "active":
+                raise KeyDisabled(f"key {key_name} is disabled")
+            if context.policy is None:
+                raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
+            policy = await self._policy(context.policy)
+            decision = self.policies.evaluate(policy, result.claims, now)
+            body.update(audit_summary(decision))
+            if not decision.allow:
+                raise decision.to_error()
+            response = await self._seal(context, result, now)
+        except DatabaseUnavailable:
+            raise  # nothing can be recorded, so nothing is released: 503
+        except KeybrokerError as exc:
+            return None, exc
+        body["envelope_sha256"] = response["envelope_sha256"]
+        return response, None
+
+    async def _policy(self, bound: BoundPolicy) -> Policy:
         """The bound policy, compiled: from the cache by digest, else read and checked."""
-        digest: str = context["digest"]
-        policy = self.policies.cached(digest)
+        policy = self.policies.cached(bound.digest)
         if policy is not None:
             return policy
-        stored = await self.db.fetchrow(
-            "policy_version", context["policy_name"], context["policy_version"]
-        )
+        stored = await self.db.fetchrow("policy_version", bound.name, bound.version)
         if stored is None:  # policies are never deleted: fail closed should one vanish
-            raise StoredPolicyInvalid(
-                f"policy {context['policy_name']} v{context['policy_version']} vanished"
-            )
+            raise StoredPolicyInvalid(f"policy {bound.name} v{bound.version} vanished")
         # ``get`` checks the document against the digest the key is bound to.
-        return self.policies.get(stored["document"], digest)
+        return self.policies.get(stored["document"], bound.digest)
 
     async def _seal(
         self,
-        context: Mapping[str, Any],
+        context: ReleaseContext,
         result: tokens.AttestationResult,
-        thumbprint: str,
         now: datetime,
     ) -> dict[str, Any]:
-        wrapped = WrappedSecret(
-            bytes(context["wrapped_blob"]), context["secret_length"], context["kek_label"]
-        )
+        wrapped = WrappedSecret(context.wrapped_blob, context.secret_length, context.kek_label)
+        thumbprint = result.tee_key.thumbprint()
 
         def seal_and_sign(session: Session) -> tuple[SealedSecret, dict[str, Any], str]:
             # One trip to the token's thread for both: the envelope, then its signature.
             sealed = self.custody.release_to_sync(wrapped, result.tee_key, session)
             envelope = {
-                "key": context["name"],
-                "version": context["version"],
+                "key": context.name,
+                "version": context.version,
                 "algorithm": sealed.algorithm,
                 "oaep_hash": sealed.oaep_hash.value,
                 "rsa_bits": sealed.rsa_bits,

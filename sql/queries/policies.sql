@@ -32,6 +32,8 @@ SET policy_name = EXCLUDED.policy_name, policy_version = EXCLUDED.policy_version
 
 -- The policy that decides a release of the key, resolved in one round trip. The document
 -- itself is read (policy_version) only when the broker has not compiled that digest yet.
+-- audit_release_if_current below derives the context with the same FROM clause (a test
+-- compares the two): keep them identical.
 -- name: release_context
 SELECT k.name, k.version, k.kek_label, k.wrapped_blob, k.secret_length, k.state,
        p.name AS policy_name, p.version AS policy_version, p.digest
@@ -42,3 +44,32 @@ LEFT JOIN LATERAL (
     WHERE name = b.policy_name AND (b.policy_version IS NULL OR version = b.policy_version)
     ORDER BY version DESC LIMIT 1
 ) p ON true;
+
+-- Append a release's audit record only if the key's release context, derived now exactly as
+-- release_context derives it, is still the one the decision and the envelope used ($1..$9:
+-- name, version, state, kek_label, wrapped_blob, secret_length, and the bound policy's name,
+-- version and digest, null when none is bound). One statement, so one implicit transaction:
+-- the audit head's row lock is held only while PostgreSQL commits. `current` has a row only
+-- when every field matches; the lateral reference to current.name (the record's key_name
+-- column) makes audit_append run once per such row, so a context that changed since the
+-- broker read it (disabled, rotated, rebound, a newer policy version) appends nothing and
+-- no row comes back: the caller reads the context afresh and decides again. $10..$14: the
+-- record's at, kind, decision, request_id and canonical text.
+-- name: audit_release_if_current
+WITH current AS (
+    SELECT k.name
+    FROM (SELECT * FROM keys WHERE name = $1 ORDER BY version DESC LIMIT 1) k
+    LEFT JOIN key_bindings b ON b.key_name = k.name
+    LEFT JOIN LATERAL (
+        SELECT name, version, digest FROM policies
+        WHERE name = b.policy_name AND (b.policy_version IS NULL OR version = b.policy_version)
+        ORDER BY version DESC LIMIT 1
+    ) p ON true
+    WHERE k.version = $2 AND k.state = $3 AND k.kek_label = $4 AND k.wrapped_blob = $5
+      AND k.secret_length = $6
+      AND p.name IS NOT DISTINCT FROM $7
+      AND p.version IS NOT DISTINCT FROM $8
+      AND p.digest IS NOT DISTINCT FROM $9
+)
+SELECT appended.seq
+FROM current, LATERAL audit_append($10, $11, $12, $13, current.name, $14) AS appended;

@@ -10,26 +10,69 @@ audit log, so every test module of the release flow drives the broker the same w
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from broker.api.middleware import Edge
+from broker.app import create_app
 from broker.guest.client import GuestClient, GuestError
 from broker.guest.sources import BindingInput, EvidenceSource
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
 from broker.settings import Settings
+from broker.simulate.snp import SnpKit
 from broker.store import admin_tokens
 from broker.store.admin_tokens import Role
 from broker.store.database import Database
-from tests.integration.server import running_broker
+from broker.store.sqlfiles import queries
+from tests.integration.server import serving
+
+T = TypeVar("T")
+
+GOOD_MEASUREMENT = hashlib.sha384(b"approved image").digest()
+
+
+def snp_policy(name: str, root: str, minimum_snp: int = 0, version: int = 1) -> dict[str, Any]:
+    """A policy admitting SNP guests of ``root`` that run the image ``GOOD_MEASUREMENT`` at
+    VMPL 0 with a TCB SNP level of at least ``minimum_snp``."""
+    return {
+        "format": "keybroker-policy/1",
+        "name": name,
+        "version": version,
+        "reference_values": {
+            "approved": {"tee": "snp", "values": [{"measurement": GOOD_MEASUREMENT.hex()}]}
+        },
+        "admit": {
+            "snp": {
+                "signer": {"roots": [root]},
+                "reference_values": ["approved"],
+                "minimum_tcb": {"bootloader": 0, "tee": 0, "snp": minimum_snp, "microcode": 0},
+                "require": [{"claim": "vmpl", "equals": 0}],
+            }
+        },
+    }
+
+
+def save_snp_kit(root_dir: Path, name: str) -> Path:
+    """A new synthetic AMD kit saved as ``root_dir/name``, its ARK as ``root_dir/name.pem``."""
+    kit = SnpKit.generate(rsa_bits=2048)
+    folder = root_dir / name
+    kit.save(folder)
+    (root_dir / f"{name}.pem").write_bytes(kit.ark.public_bytes(Encoding.PEM))
+    return folder
 
 
 @dataclass
@@ -39,6 +82,8 @@ class Deployment:
     kits: dict[str, Path]
     tokens: dict[Role, str]
     cluster: LocalPostgres
+    app: Edge
+    """The broker serving ``base`` (its state holds the release service)."""
 
 
 @asynccontextmanager
@@ -47,11 +92,17 @@ async def running_deployment(
     softhsm: LocalSoftHsm,
     test_roots: Sequence[Path],
     kits: dict[str, Path],
+    *,
+    stat_statements: bool = False,
+    **overrides: Any,
 ) -> AsyncIterator[Deployment]:
     """A broker with its own database under ``directory`` that trusts ``test_roots`` (PEM
-    files, each named ``insecure-test-<file stem>``)."""
+    files, each named ``insecure-test-<file stem>``), with other settings as ``overrides``;
+    ``stat_statements`` loads PostgreSQL's pg_stat_statements (see :func:`statements`)."""
     own = LocalPostgres(directory / "pg")
     dsn = own.up()
+    if stat_statements:
+        await _load_stat_statements(own, dsn)
     settings = Settings(
         state_dir=directory,
         database_url=Secret(dsn),
@@ -63,16 +114,18 @@ async def running_deployment(
         db_pool_max=20,
         log_format="json",
         log_level="warning",
+        **overrides,
     )
     try:
-        with running_broker(settings) as base:
+        app = create_app(settings)
+        with serving(app) as base:
             db = await Database.connect(dsn, 1, 4)
             tokens = {}
             for role in Role:
                 _, token = await admin_tokens.create(db, f"test-{role.value}", role, "test")
                 tokens[role] = token.reveal()
             try:
-                yield Deployment(base, db, kits, tokens, own)
+                yield Deployment(base, db, kits, tokens, own, app)
             finally:
                 await db.close()
     finally:
@@ -145,3 +198,58 @@ async def last_audit(deployment: Deployment, kind: str) -> dict[str, Any]:
             "SELECT decision, record FROM audit_log WHERE kind = $1 ORDER BY seq DESC LIMIT 1", kind
         )
     return {"decision": row["decision"], **json.loads(row["record"])}
+
+
+async def _load_stat_statements(cluster: LocalPostgres, dsn: str) -> None:
+    """Restart ``cluster`` with pg_stat_statements loaded and create the extension."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    finally:
+        await conn.close()
+    cluster.stop()
+    cluster.start()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    finally:
+        await conn.close()
+
+
+async def statements(deployment: Deployment) -> Counter[str]:
+    """How many times PostgreSQL has executed each top-level statement in the broker's
+    database (pg_stat_statements: counted by the server as each statement ends), by name
+    where it is a named query of ``sql/queries``, else by its text. Reading these counters
+    is itself left out."""
+    names = {_shape(text): name for name, text in queries().items()}
+    async with deployment.db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT query, sum(calls)::bigint AS calls FROM pg_stat_statements"
+            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND query NOT LIKE '%pg_stat_statements%' GROUP BY query"
+        )
+    counted: Counter[str] = Counter()
+    for row in rows:
+        counted[names.get(_shape(row["query"]), row["query"])] += row["calls"]
+    return counted
+
+
+# pg_stat_statements shows constants as parameters ("LIMIT 1" as "LIMIT $2"), so a statement
+# is recognised by its text with every parameter and constant as "?".
+_CONSTANT = re.compile(r"\$\d+|'(?:[^']|'')*'|\b(?:\d+|true|false|null)\b", re.IGNORECASE)
+
+
+def _shape(sql: str) -> str:
+    return " ".join(_CONSTANT.sub("?", sql).split())
+
+
+async def statements_during(
+    deployment: Deployment, action: Callable[[], Awaitable[T]]
+) -> tuple[T, Counter[str]]:
+    """``action``'s result and the statements PostgreSQL executed while it ran, except the
+    broker's periodic purge of expired challenges (which may start at any moment)."""
+    before = await statements(deployment)
+    outcome = await action()
+    ran = await statements(deployment) - before
+    del ran["purge_challenges"]
+    return outcome, ran

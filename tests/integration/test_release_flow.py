@@ -19,16 +19,15 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from broker.guest.client import GuestClient, GuestError, tee_jwk
 from broker.guest.sources import BindingInput, SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.binding import expected_report_data
-from broker.simulate.snp import SnpKit
 from broker.store.admin_tokens import Role
 from tests.integration.release_support import (
+    GOOD_MEASUREMENT,
     Deployment,
     admin_client,
     attest_body,
@@ -39,38 +38,12 @@ from tests.integration.release_support import (
     running_deployment,
     seed,
 )
+from tests.integration.release_support import save_snp_kit as _save_kit
+from tests.integration.release_support import snp_policy as _policy
 
 pytestmark = pytest.mark.integration
 
-GOOD_MEASUREMENT = hashlib.sha384(b"approved image").digest()
 OTHER_MEASUREMENT = hashlib.sha384(b"some other image").digest()
-
-
-def _policy(name: str, root: str, minimum_snp: int = 0, version: int = 1) -> dict[str, Any]:
-    return {
-        "format": "keybroker-policy/1",
-        "name": name,
-        "version": version,
-        "reference_values": {
-            "approved": {"tee": "snp", "values": [{"measurement": GOOD_MEASUREMENT.hex()}]}
-        },
-        "admit": {
-            "snp": {
-                "signer": {"roots": [root]},
-                "reference_values": ["approved"],
-                "minimum_tcb": {"bootloader": 0, "tee": 0, "snp": minimum_snp, "microcode": 0},
-                "require": [{"claim": "vmpl", "equals": 0}],
-            }
-        },
-    }
-
-
-def _save_kit(root_dir: Path, name: str) -> Path:
-    kit = SnpKit.generate(rsa_bits=2048)
-    folder = root_dir / name
-    kit.save(folder)
-    (root_dir / f"{name}.pem").write_bytes(kit.ark.public_bytes(Encoding.PEM))
-    return folder
 
 
 @pytest.fixture(scope="module")

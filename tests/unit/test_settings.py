@@ -32,6 +32,12 @@ def test_hsm_secret_cache_defaults_and_zero_disables() -> None:
     assert load_settings(environ=environ).hsm_secret_cache_size == 0
 
 
+def test_release_context_cache_defaults_and_zero_disables() -> None:
+    assert Settings().release_context_cache_size == 4096
+    environ = {"KEYBROKER_RELEASE_CONTEXT_CACHE_SIZE": "0"}
+    assert load_settings(environ=environ).release_context_cache_size == 0
+
+
 def test_secret_settings_are_redacted() -> None:
     settings = load_settings(environ={"KEYBROKER_DATABASE_URL": "postgresql://u:hunter2@db/x"})
     assert isinstance(settings.database_url, Secret)
@@ -59,6 +65,14 @@ def test_insecure_options_are_listed(tmp_path: Path) -> None:
         ("hsm_threads = -1\n", "hsm_threads must be at least 0"),
         ("hsm_secret_cache_size = -1\n", r"hsm_secret_cache_size must be within 0\.\.65536"),
         ("hsm_secret_cache_size = 65537\n", r"hsm_secret_cache_size must be within 0\.\.65536"),
+        (
+            "release_context_cache_size = -1\n",
+            r"release_context_cache_size must be within 0\.\.1048576",
+        ),
+        (
+            "release_context_cache_size = 1048577\n",
+            r"release_context_cache_size must be within 0\.\.1048576",
+        ),
         ("hsm_secret_cache_seconds = 0\n", r"hsm_secret_cache_seconds must be within 1\.\.86400"),
         (
             "hsm_secret_cache_seconds = 86401\n",

@@ -1,0 +1,105 @@
+"""A key's release context: everything a release decision and its envelope depend on.
+
+:func:`read` resolves it in one statement (``release_context``: the key's newest version and
+the policy bound to it). :func:`append_if_current` appends a release's audit record only if
+that context is still the key's current one, derived again inside the same statement
+(``audit_release_if_current``): a decision taken on a remembered context commits only if
+the database agrees with it at that statement, so a remembered context can never outlive a
+change to the key, its binding or its policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from broker.errors import InternalError
+from broker.store import audit
+from broker.store.audit import AuditRecord
+from broker.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPolicy:
+    """The policy version that decides a key's releases, as resolved from its binding."""
+
+    name: str
+    version: int
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseContext:
+    name: str
+    version: int
+    state: str
+    kek_label: str
+    wrapped_blob: bytes
+    secret_length: int
+    policy: BoundPolicy | None
+    """None when no policy is bound (such a key is never released)."""
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> ReleaseContext:
+        """The context of a ``release_context`` row."""
+        name = row["policy_name"]
+        return cls(
+            row["name"],
+            row["version"],
+            row["state"],
+            row["kek_label"],
+            bytes(row["wrapped_blob"]),
+            row["secret_length"],
+            None if name is None else BoundPolicy(name, row["policy_version"], row["digest"]),
+        )
+
+    def arguments(self) -> tuple[Any, ...]:
+        """``$1..$9`` of ``audit_release_if_current``: every field, in order."""
+        policy = self.policy
+        return (
+            self.name,
+            self.version,
+            self.state,
+            self.kek_label,
+            self.wrapped_blob,
+            self.secret_length,
+            None if policy is None else policy.name,
+            None if policy is None else policy.version,
+            None if policy is None else policy.digest,
+        )
+
+
+async def read(db: Database, key_name: str) -> ReleaseContext | None:
+    """The current release context of ``key_name``; None when no such key exists."""
+    row = await db.fetchrow("release_context", key_name)
+    return None if row is None else ReleaseContext.of(row)
+
+
+async def append_if_current(
+    conn: asyncpg.Connection,
+    queries: Mapping[str, str],
+    context: ReleaseContext,
+    record: AuditRecord,
+) -> int | None:
+    """Append ``record`` if ``context`` is still the key's current release context.
+
+    One statement, outside any transaction of the caller's: committed (durably) before this
+    returns. Returns the record's sequence number, or None when the context changed since it
+    was read (or the key is gone): then nothing was written.
+    """
+    if record.key_name != context.name:  # the record's key_name column is context.name
+        raise InternalError(f"audit record for key {record.key_name} checked against another")
+    at, kind, decision, request_id, _, text = audit.arguments(record)
+    seq: int | None = await conn.fetchval(
+        queries["audit_release_if_current"],
+        *context.arguments(),
+        at,
+        kind,
+        decision,
+        request_id,
+        text,
+    )
+    return seq
