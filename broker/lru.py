@@ -21,7 +21,7 @@ class Lru(Generic[K, V]):
 
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
-            raise ValueError(f"capacity must be 0 or more, not {capacity}")
+            raise ValueError(f"capacity {capacity} is negative")
         self.capacity = capacity
         self._items: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
@@ -45,6 +45,12 @@ class Lru(Generic[K, V]):
     def pop(self, key: K) -> V | None:
         with self._lock:
             return self._items.pop(key, None)
+
+    def discard(self, key: K, value: V) -> None:
+        """Forget ``key`` if it still holds this very ``value`` (not one put since)."""
+        with self._lock:
+            if self._items.get(key) is value:
+                del self._items[key]
 
     def keys(self) -> list[K]:
         """The keys held, least recently used first."""

@@ -52,5 +52,16 @@ def test_pop_and_clear() -> None:
 
 
 def test_a_negative_capacity_is_refused() -> None:
-    with pytest.raises(ValueError, match="capacity must be 0 or more, not -1"):
+    with pytest.raises(ValueError, match="capacity -1 is negative"):
         Lru(-1)
+
+
+def test_discard_forgets_only_the_value_it_names() -> None:
+    memory: Lru[str, list[int]] = Lru(2)
+    stale, fresh = [1], [1]  # equal, but not the same value
+    memory.put("k", stale)
+    memory.put("k", fresh)
+    memory.discard("k", stale)
+    assert memory.get("k") is fresh
+    memory.discard("k", fresh)
+    assert memory.get("k") is None
