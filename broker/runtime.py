@@ -2,7 +2,8 @@
 
 ``Runtime.start`` resolves where PostgreSQL and the token are (an explicit URL and module, or
 the ones under the state directory), connects, applies migrations and makes the token ready
-(first KEK, signing key, OAEP probe). It raises rather than starting half-configured.
+(first KEK, signing key and nonce key, OAEP probe, the nonce MAC key derived). It raises
+rather than starting half-configured.
 """
 
 from __future__ import annotations
@@ -68,6 +69,24 @@ def secret_cache_limits(settings: Settings) -> SecretCacheLimits:
     return SecretCacheLimits(settings.hsm_secret_cache_size, settings.hsm_secret_cache_seconds)
 
 
+def open_custody(location: HsmLocation, settings: Settings) -> Custody:
+    """Custody on the token at ``location``, ready (``Custody.ensure_ready``): its objects
+    created if absent and refused if duplicated, the OAEP hash probed, the nonce key derived."""
+    custody = Custody.open(
+        location.module,
+        location.token_label,
+        location.user_pin,
+        settings.hsm_threads,
+        secret_cache_limits(settings),
+    )
+    try:
+        custody.ensure_ready()
+    except BaseException:
+        custody.close()
+        raise
+    return custody
+
+
 def trusted_test_roots(paths: tuple[Path, ...]) -> tuple[TrustedRoot, ...]:
     """Each file's certificates, named ``insecure-test-<file stem>`` (``-<n>`` after the first)."""
     roots = []
@@ -108,18 +127,7 @@ class Runtime:
                 applied = await migrate(conn)
             if applied:
                 log.info("migrations_applied", versions=[m.version for m in applied])
-            custody = Custody.open(
-                location.module,
-                location.token_label,
-                location.user_pin,
-                settings.hsm_threads,
-                secret_cache_limits(settings),
-            )
-            try:
-                custody.ensure_ready()
-            except BaseException:
-                custody.close()
-                raise
+            custody = open_custody(location, settings)
         except BaseException:
             await db.close()
             raise

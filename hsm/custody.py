@@ -15,6 +15,14 @@ Everything secret stays inside the token:
 * Each session signs and unwraps with its own session copy of the signing key and of each KEK
   it uses, made inside the token and renewed every 10 s (``hsm/keycopies.py``): SoftHSM signs
   and unwraps with a session object a quarter faster than with a token object.
+* The challenge nonces' MAC key is derived once at start from a token key made for nothing
+  else (``hsm/noncekey.py``), the same in every process on the token.
+
+:meth:`Custody.ensure_ready` creates whichever of the first KEK, the signing key and the nonce
+key is absent, and refuses a token that holds two objects under one of these labels: processes
+could then pick different keys. Processes starting together on a fresh token would race to
+create them, so ``keybroker serve --workers N`` prepares the token once before it starts its
+workers.
 
 Session objects (unwrapped secrets, ephemeral AES keys, imported tee public keys) are
 destroyed in ``finally`` blocks on every path, except unwrapped secrets the secret cache
@@ -25,6 +33,7 @@ session.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +42,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from broker.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
-from broker.redact import Secret
+from broker.errors import (
+    BlobInvalid,
+    ConfigurationError,
+    HsmUnavailable,
+    KekNotFound,
+    SecretLengthInvalid,
+)
+from broker.redact import Secret, SecretBytes
 from hsm.envelope import OaepHash, SealedSecret
 from hsm.keycopies import KeyCopyLimits, SessionKeys
+from hsm.noncekey import NONCE_KEY_LABEL, derive_nonce_mac_key, ensure_nonce_key
 from hsm.pubkey import RsaPublicKey
 from hsm.secretcache import SecretCache, SecretCacheLimits, SecretCacheStats, cache_key
 from hsm.sessions import SessionPool
@@ -100,6 +116,7 @@ class Custody:
         """Session copies of the signing key and KEKs (on by default, renewed every 10 s)."""
         self.oaep_hash: OaepHash = OaepHash.SHA1
         self._signing_public: ec.EllipticCurvePublicKey | None = None
+        self._nonce_key: SecretBytes | None = None
 
     @classmethod
     def open(
@@ -121,16 +138,27 @@ class Custody:
     # --- set-up ----------------------------------------------------------------------------
 
     def ensure_ready(self) -> None:
-        """Create the first KEK and the signing key if absent; probe OAEP; cache the public key."""
+        """Create the first KEK, the signing key and the nonce key if absent, and refuse
+        duplicates; probe OAEP; cache the signing public key; derive the nonce MAC key."""
         self.pool.run_sync(self._ensure_objects)
         self.oaep_hash = self.pool.run_sync(_probe_oaep_hash)
         self._signing_public = self.pool.run_sync(_read_signing_public_key)
+        self._nonce_key = self.pool.run_sync(derive_nonce_mac_key)
 
     def _ensure_objects(self, session: pkcs11.Session) -> None:
         if not _kek_versions(session):
             _generate_kek(session, 1)
         if _find_one(session, ObjectClass.PRIVATE_KEY, SIGNING_KEY_LABEL) is None:
             _generate_signing_key(session)
+        ensure_nonce_key(session)
+        _refuse_duplicates(session)
+
+    def nonce_mac_key(self) -> SecretBytes:
+        """The challenge nonces' MAC key, derived at :meth:`ensure_ready` (for
+        ``broker/release/nonces.py`` only; its ``repr`` is redacted)."""
+        if self._nonce_key is None:
+            raise HsmUnavailable("custody not ready: call ensure_ready() first")
+        return self._nonce_key
 
     # --- KEKs ------------------------------------------------------------------------------
 
@@ -391,6 +419,24 @@ def _find_one(session: pkcs11.Session, object_class: ObjectClass, label: str) ->
     template = {Attribute.CLASS: object_class, Attribute.LABEL: label, Attribute.TOKEN: True}
     found = list(session.get_objects(template))
     return found[0] if found else None
+
+
+def _refuse_duplicates(session: pkcs11.Session) -> None:
+    """Raise unless each of the broker's labels names at most one token object of a class:
+    with two signing keys, KEKs or nonce keys under one label, processes on the token could
+    each pick another (tokens that do not verify, secrets sealed under a KEK another process
+    cannot find, nonces refused)."""
+    seen: Counter[tuple[int, str]] = Counter()
+    for obj in session.get_objects({Attribute.TOKEN: True}):
+        label = obj[Attribute.LABEL] or ""
+        if label in (SIGNING_KEY_LABEL, NONCE_KEY_LABEL) or _KEK_LABEL.match(label):
+            seen[(int(obj[Attribute.CLASS]), label)] += 1
+    doubled = sorted(f"'{label}' x{count}" for (_, label), count in seen.items() if count > 1)
+    if doubled:
+        raise ConfigurationError(
+            f"the token holds several objects under one label ({', '.join(doubled)}), 1 wanted "
+            "each: processes could choose different keys, so the broker refuses to start"
+        )
 
 
 def _count_session_objects(session: pkcs11.Session) -> tuple[int, int]:

@@ -56,8 +56,10 @@ from broker.evidence.registry import verifier_for
 from broker.evidence.snp.abi import GuestPolicy
 from broker.metrics import Metrics
 from broker.policy.loader import load_policy_text
+from broker.redact import SecretBytes
 from broker.release import binding, tokens
 from broker.release.collateral import CollateralResolver
+from broker.release.nonces import Nonces
 from broker.release.policies import PolicyCache, audit_summary, stored_form
 from broker.release.service import AttestRequest, ReleaseService
 from broker.runtime import Runtime
@@ -135,10 +137,19 @@ class FakeCustody:
     """Signs with fixed bytes and returns an envelope made once (the HSM's work is the
     floor's); the public key is real, for the key id."""
 
-    def __init__(self, sealed: SealedSecret, public_key: ec.EllipticCurvePublicKey) -> None:
+    def __init__(
+        self,
+        sealed: SealedSecret,
+        public_key: ec.EllipticCurvePublicKey,
+        nonce_key: SecretBytes,
+    ) -> None:
         self.signing_public_key = public_key
         self.sealed = sealed
         self.pool = _Pool()
+        self._nonce_key = nonce_key
+
+    def nonce_mac_key(self) -> SecretBytes:
+        return self._nonce_key
 
     async def sign_digest_async(self, digest: bytes) -> bytes:
         return SIGNATURE
@@ -203,7 +214,12 @@ def build_case(material: Material | None = None) -> GlueCase:
     roots = (kit.root(),)
     numbers = material.tee_key.public_key().public_numbers()
     jwk = RsaPublicKey(numbers.n, numbers.e).jwk()
-    nonce_text = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    # The attest body is sent again on every flow: its nonce must stay live for the whole
+    # run (the database stand-in never reports a replay).
+    settings = Settings(rate_limit_per_second=0, challenge_ttl_seconds=3600)
+    nonce_key = SecretBytes(secrets.token_bytes(32))
+    nonce, _ = Nonces(nonce_key, settings.challenge_ttl_seconds).issue("snp", utcnow())
+    nonce_text = base64.b64encode(nonce).decode("ascii")
     report = kit.report(
         report_data=binding.expected_report_data(nonce_text, jwk, "sha384"),
         measurement=MEASUREMENT,
@@ -230,10 +246,9 @@ def build_case(material: Material | None = None) -> GlueCase:
     }
     db = FakeDatabase(context)
     sealed = SealedSecret(secrets.token_bytes(384 + 40), OaepHash.SHA256, 3072, 32)
-    settings = Settings(rate_limit_per_second=0)
     runtime = SimpleNamespace(
         db=db,
-        custody=FakeCustody(sealed, material.broker_key.public_key()),
+        custody=FakeCustody(sealed, material.broker_key.public_key(), nonce_key),
         settings=settings,
         test_roots=roots,
     )
@@ -370,7 +385,7 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
         raise LookupError("the benchmark's policy is not compiled")
     decision = service.policies.evaluate(policy, claims, now)
     run_now(flow(case))
-    attest_record = _record_of(case.db.conn.last_args["consume_challenge_and_audit"])
+    attest_record = _record_of(case.db.conn.last_args["consume_challenge_and_audit"][3:])
     release_record = _record_of(case.db.conn.last_args["audit_release_if_current"])
     attested = run_now(guest.attest(request(case.attest_body), case.state))[1]
     return {
@@ -385,6 +400,8 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
         ).thumbprint(),
         "Claims.document + to_json (new claims)": lambda: _json_forms(claims),
         "Signer.to_json": claims.signer.to_json,
+        "Nonces.issue": lambda: service.nonces.issue("snp", now),
+        "Nonces.check": lambda: service.nonces.check(nonce, "snp", now),
         "check_binding": lambda: binding.check_binding(claims, nonce, nonce_text, jwk, tee_key),
         "tokens.payload": lambda: tokens.payload(
             dataclasses.replace(claims), dict(jwk), "ab" * 32, now, 300

@@ -21,6 +21,7 @@ from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.logs import get_logger
 from broker.redact import Secret
+from broker.runtime import hsm_location, open_custody
 from broker.settings import ENV_PREFIX, Settings, load_settings
 
 log = get_logger("keybroker.cli")
@@ -99,9 +100,22 @@ def _environment_value(value: object) -> str:
     return str(value)
 
 
+def prepare_token(settings: Settings) -> None:
+    """Create the token's objects (first KEK, signing key, nonce key) once, in this process.
+
+    Workers make the token ready as they start, all at once: on a fresh token each could
+    find an object missing and create its own, leaving two signing keys, KEKs or nonce keys
+    under one label (which every worker then refuses). Made here first, they find them all.
+    """
+    prepared = open_custody(hsm_location(settings), settings.with_overrides(hsm_threads=0))
+    prepared.close()
+    log.info("token_prepared")
+
+
 def serve(settings: Settings, config_file: Path | None = None) -> None:
     """Run uvicorn in this process (one worker) or as a supervisor of several."""
     if settings.workers > 1:
+        prepare_token(settings)
         # Workers are separate processes: they rebuild the settings from the environment.
         os.environ.update(worker_environment(settings, config_file, os.environ))
         uvicorn.run(
@@ -133,7 +147,10 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     settings = _with_listen(settings_from(args, service=True), args)
-    serve(settings, args.config)
+    try:
+        serve(settings, args.config)
+    except KeybrokerError as exc:  # the supervisor could not prepare the token
+        return fail(exc)
     return 0
 
 
@@ -177,6 +194,8 @@ def run_dev(args: argparse.Namespace) -> int:
             run_async(lambda: demo.seed(settings))
             print(demo.instructions(settings), file=sys.stderr, flush=True)
         serve(settings, args.config)
+    except KeybrokerError as exc:
+        return fail(exc)
     finally:
         if cluster is not None:
             cluster.stop()

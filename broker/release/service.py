@@ -2,10 +2,14 @@
 
 Ordering rules that make it fail closed:
 
-* **attest**: verify the evidence and its binding (CPU only), sign the token (HSM), then in
-  one statement (so one transaction) consume the nonce and append the audit record; the
-  token leaves only after that commit. A failed attestation consumes its nonce too and is
-  audited as a denial.
+* **challenge**: a nonce that carries its own expiry and MAC (``broker/release/nonces.py``):
+  no database, no HSM.
+* **attest**: check the nonce's MAC and expiry (CPU only: a forged or stale nonce costs no
+  evidence verification), verify the evidence and its binding (CPU only), sign the token
+  (HSM), then in one statement (so one transaction) record the nonce as consumed and append
+  the audit record; the token leaves only after that commit. A nonce consumed before makes
+  the insert conflict: a replay. A failed attestation consumes its nonce too and is audited
+  as a denial; a refused nonce is audited as a denial and consumes nothing.
 * **release**: evaluate the policy; on allow have the HSM build the envelope and sign the
   response, then append the audit record (one statement, committed); only then answer. A
   database failure at that point discards the envelope and answers 503. The key's context
@@ -21,7 +25,6 @@ round trip to a busy broker it would make every other release wait in line.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 from collections.abc import Callable, Mapping
@@ -38,8 +41,7 @@ from broker.errors import (
     KeybrokerError,
     KeyDisabled,
     KeyNotFound,
-    NonceError,
-    NonceUnknown,
+    NonceReplayed,
     PolicyDenied,
     StoredPolicyInvalid,
     TokenInvalid,
@@ -50,7 +52,7 @@ from broker.evidence.registry import TeeVerifier, verifier_for
 from broker.logs import get_logger
 from broker.metrics import Children, Metrics
 from broker.policy.model import Policy
-from broker.release import binding, tokens
+from broker.release import binding, nonces, tokens
 from broker.release.collateral import CollateralResolver
 from broker.release.contextcache import ContextCache
 from broker.release.policies import PolicyCache, audit_summary
@@ -116,16 +118,6 @@ class AttestRequest:
     request_id: str | None
 
 
-def decode_nonce(text: str) -> bytes:
-    try:
-        nonce = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise NonceUnknown("nonce is not standard base64") from None
-    if len(nonce) != challenges.NONCE_BYTES:
-        raise NonceUnknown(f"nonce is {len(nonce)} bytes, not {challenges.NONCE_BYTES}")
-    return nonce
-
-
 class ReleaseService:
     def __init__(
         self,
@@ -142,6 +134,9 @@ class ReleaseService:
         self.collateral = collateral
         self.policies = policies
         self.kid = jose.key_id(runtime.custody.signing_public_key)
+        self.nonces = nonces.Nonces(
+            runtime.custody.nonce_mac_key(), self.settings.challenge_ttl_seconds
+        )
         self.issued = tokens.IssuedTokens()
         self._attestations = Children(metrics.attestations)
         self._releases = Children(metrics.releases)
@@ -150,10 +145,9 @@ class ReleaseService:
     # --- challenge -------------------------------------------------------------------------
 
     async def challenge(self, tee: Tee) -> dict[str, str]:
-        _verifier(tee)  # refuse a tee we cannot verify before storing anything
-        nonce, expires_at = await challenges.issue(
-            self.db, tee.value, utcnow(), self.settings.challenge_ttl_seconds
-        )
+        """A nonce for ``tee``: pure CPU, nothing stored (``broker/release/nonces.py``)."""
+        _verifier(tee)  # refuse a tee we cannot verify before issuing anything
+        nonce, expires_at = self.nonces.issue(tee.value, utcnow())
         return {
             "nonce": base64.b64encode(nonce).decode("ascii"),
             "expires_at": expires_at.isoformat(),
@@ -170,13 +164,14 @@ class ReleaseService:
             "tee_pubkey_thumbprint": request.tee_key.thumbprint(),
             "plaintext_in_broker": False,
         }
-        nonce: bytes | None = None
+        live: tuple[bytes, datetime] | None = None  # the nonce and its expiry, once checked
         document: dict[str, Any] | None = None
         token: str | None = None
         issued: tokens.AttestationResult | None = None
         failure: KeybrokerError | None = None
         try:
-            nonce = decode_nonce(request.nonce_text)
+            nonce = nonces.decode(request.nonce_text)
+            live = nonce, self.nonces.check(nonce, request.tee.value, now)
             claims = await self._verify(request, now)
             body["signer"] = claims.signer.to_json()
             body["claims"] = document = claims.document()
@@ -198,23 +193,22 @@ class ReleaseService:
 
         async with self.db.connection() as conn:
             # One statement consumes the nonce and appends the record, committed before the
-            # token leaves. When the nonce is refused (or unreadable) nothing was written;
-            # the refusal is audited instead and becomes the answer (409).
+            # token leaves. A nonce refused by its MAC or expiry was never consumed; one
+            # consumed before (a replay) makes the statement write nothing. Either way the
+            # refusal is audited instead and becomes the answer (409).
             consumed = None
-            if nonce is not None:
+            if live is not None:
                 consumed = await challenges.consume_and_audit(
                     conn,
                     self.db.q,
-                    nonce,
+                    live[0],
                     request.tee.value,
-                    _record(now, "attest", failure, request.request_id, None, body=body),
+                    expires_at=live[1],
+                    record=_record(now, "attest", failure, request.request_id, None, body=body),
                 )
+                if consumed is None:
+                    failure = NonceReplayed("nonce was already used")
             if consumed is None:
-                if nonce is not None:
-                    try:
-                        await challenges.refusal(conn, self.db.q, nonce, request.tee.value)
-                    except NonceError as exc:
-                        failure = exc
                 await audit.append(
                     conn,
                     self.db.q["audit_append"],

@@ -1,30 +1,26 @@
-"""Challenge nonces: 32 random bytes, stored with an expiry, consumed at most once."""
+"""Consumed challenge nonces: the table that makes each nonce usable once.
+
+Nonces are issued without touching the database (``broker/release/nonces.py``: each carries
+its expiry and a MAC). A nonce is written here only when an attestation consumes it, in the
+statement that appends the attestation's audit record; the row's primary key is the nonce,
+so a second consumption finds it and is refused as a replay. The row keeps the nonce's
+expiry so that :func:`purge` can drop it once the nonce could no longer be accepted anyway.
+"""
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timedelta
-from typing import NoReturn
 
 import asyncpg
 
-from broker.errors import NonceExpired, NonceReplayed, NonceUnknown
 from broker.store import audit
 from broker.store.audit import AuditRecord
 from broker.store.database import Database
 
-NONCE_BYTES = 32
-
-
-async def issue(db: Database, tee: str, now: datetime, ttl_seconds: int) -> tuple[bytes, datetime]:
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    expires_at = now + timedelta(seconds=ttl_seconds)
-    async with db.connection() as conn:
-        await conn.execute(db.q["insert_challenge"], nonce, tee, expires_at)
-    return nonce, expires_at
-
-
-#: Expired nonces are kept this long so that a late attest is told "expired", not "unknown".
+#: Consumed nonces are kept this long after they expire. A nonce is refused by its own expiry
+#: from then on, so the row is needed only while some replica could still accept it: this
+#: margin covers any clock difference between the replica that purges and the one that
+#: checks (nonces.MAX_CLOCK_SKEW is seconds; an hour is far beyond it).
 PURGE_GRACE = timedelta(hours=1)
 
 
@@ -40,34 +36,24 @@ async def consume_and_audit(
     queries: dict[str, str],
     nonce: bytes,
     tee: str,
+    *,
+    expires_at: datetime,
     record: AuditRecord,
 ) -> int | None:
-    """Consume ``nonce`` at ``record.at`` and append ``record``, atomically, in one statement.
+    """Record ``nonce`` as consumed at ``record.at`` and append ``record``, atomically, in one
+    statement. ``nonce`` must have passed ``Nonces.check`` (issued here, for ``tee``, live).
 
-    The conditional UPDATE is the atomic step: of many concurrent consumers exactly one
-    matches the row; the others wait for its lock, then see ``consumed_at`` set. Returns the
-    record's sequence number, or None when the nonce could not be consumed: then nothing was
-    written, and :func:`refusal` says why.
+    The insert is the atomic step: of many concurrent consumers exactly one inserts the row;
+    the others wait for it to commit, then conflict and insert nothing. Returns the record's
+    sequence number, or None when the nonce was consumed before (a replay): then nothing was
+    written, and the caller audits the refusal.
     """
     seq: int | None = await conn.fetchval(
         queries["consume_challenge_and_audit"],
         nonce,
         tee,
+        expires_at,
         record.at,
         *audit.arguments(record)[1:],
     )
     return seq
-
-
-async def refusal(
-    conn: asyncpg.Connection, queries: dict[str, str], nonce: bytes, tee: str
-) -> NoReturn:
-    """Raise the ``NonceError`` that explains why ``nonce`` was not consumable for ``tee``."""
-    state = await conn.fetchrow(queries["challenge_state"], nonce)
-    if state is None:
-        raise NonceUnknown("nonce was not issued by this broker")
-    if state["tee"] != tee:
-        raise NonceUnknown(f"nonce was issued for tee '{state['tee']}', not '{tee}'")
-    if state["consumed_at"] is not None:
-        raise NonceReplayed("nonce was already used")
-    raise NonceExpired(f"nonce expired at {state['expires_at'].isoformat()}")

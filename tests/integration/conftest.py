@@ -8,8 +8,11 @@ database create their own inside the same cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -76,3 +79,22 @@ async def create_database(cluster: LocalPostgres) -> str:
     finally:
         await conn.close()
     return cluster.dsn(name)
+
+
+@pytest.fixture(scope="session")
+def other_token(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """What a broker on another, fresh token makes: an ``snp`` nonce under that token's nonce
+    key, and the number of nonce keys on it after two starts (``other_token.py``)."""
+    state_dir = tmp_path_factory.mktemp("other-token")
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.integration.other_token", str(state_dir), "snp"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
+        timeout=120,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"the other token's broker failed: {result.stderr}")
+    answer: dict[str, object] = json.loads(result.stdout)
+    return answer

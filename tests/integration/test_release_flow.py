@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,10 @@ from broker.guest.sources import BindingInput, SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.binding import expected_report_data
+from broker.release.nonces import MAX_CLOCK_SKEW, Nonces
+from broker.settings import Settings
 from broker.store.admin_tokens import Role
+from hsm.custody import Custody
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,
     Deployment,
@@ -77,6 +81,30 @@ def _attest_body(
     """An attest request for ``nonce`` whose evidence binds ``bound_to`` (default: nonce)."""
     report_data = expected_report_data(bound_to or nonce, jwk, "sha384")
     return attest_body(_source(deployment), jwk, nonce, BindingInput(report_data, b"", b""))
+
+
+def _minted(custody: Custody, tee: str, issued_at: datetime) -> str:
+    """A nonce for ``tee`` as the broker would have issued it at ``issued_at``: the test's
+    custody is on the broker's token, so it derives the broker's nonce key."""
+    authority = Nonces(custody.nonce_mac_key(), Settings().challenge_ttl_seconds)
+    return base64.b64encode(authority.issue(tee, issued_at)[0]).decode()
+
+
+async def _refused_attest(deployment: Deployment, nonce: str) -> dict[str, Any]:
+    """The problem document of an attest for ``nonce`` (with evidence that binds it), checked
+    to be a 409 audited as a denial with the same type and detail."""
+    _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        answer = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
+    assert answer.status_code == 409, answer.text
+    problem: dict[str, Any] = answer.json()
+    record = await last_audit(deployment, "attest")
+    assert record["decision"] == "deny"
+    assert record["error"] == {
+        "type": problem["type"].rsplit("/", 1)[1],
+        "detail": problem["detail"],
+    }
+    return problem
 
 
 # --- end to end --------------------------------------------------------------------------
@@ -174,6 +202,9 @@ async def test_report_data_not_binding_nonce_and_key_is_refused(deployment: Depl
     record = await last_audit(deployment, "attest")
     assert record["decision"] == "deny"
     assert record["error"]["type"] == "binding_mismatch"
+    # The failed attestation spent its nonce: evidence that binds it now comes too late.
+    problem = await _refused_attest(deployment, nonce)
+    assert problem["type"].endswith("/nonce-replayed")
 
 
 async def test_token_for_another_tee_key_is_refused(deployment: Deployment) -> None:
@@ -258,22 +289,65 @@ def test_unknown_nonce_is_refused(deployment: Deployment) -> None:
     assert answer.json()["type"].endswith("/nonce-unknown")
 
 
-async def test_expired_nonce_is_refused(deployment: Deployment) -> None:
-    private = rsa.generate_private_key(65537, 3072)
-    _, jwk = tee_jwk(private)
+async def test_expired_nonce_is_refused(deployment: Deployment, custody: Custody) -> None:
+    ttl = timedelta(seconds=Settings().challenge_ttl_seconds)
+    nonce = _minted(custody, "snp", datetime.now(UTC) - ttl - timedelta(seconds=5))
+    problem = await _refused_attest(deployment, nonce)
+    assert problem["type"].endswith("/nonce-expired")
+    assert problem["detail"].startswith("nonce expired at ")
+
+
+async def test_an_expiry_too_far_ahead_is_refused(deployment: Deployment, custody: Custody) -> None:
+    ahead = MAX_CLOCK_SKEW + timedelta(minutes=5)
+    nonce = _minted(custody, "snp", datetime.now(UTC) + ahead)
+    problem = await _refused_attest(deployment, nonce)
+    assert problem["type"].endswith("/nonce-unknown")
+    assert "not a nonce this broker issues" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("position", "detail"),
+    [
+        (0, "nonce version 0 != 1: not a nonce this broker issues"),
+        (2, "its MAC does not verify"),  # expiry
+        (10, "its MAC does not verify"),  # random
+        (31, "its MAC does not verify"),  # MAC
+    ],
+)
+async def test_an_altered_nonce_is_refused(
+    deployment: Deployment, position: int, detail: str
+) -> None:
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        issued = bytearray(base64.b64decode(await GuestClient(http).challenge("snp")))
+    issued[position] ^= 0x01
+    problem = await _refused_attest(deployment, base64.b64encode(issued).decode())
+    assert problem["type"].endswith("/nonce-unknown")
+    assert detail in problem["detail"]
+
+
+async def test_a_nonce_from_another_token_is_refused(
+    deployment: Deployment, other_token: dict[str, Any]
+) -> None:
+    problem = await _refused_attest(deployment, str(other_token["nonce"]))
+    assert problem["type"].endswith("/nonce-unknown")
+    assert "not issued by this broker for tee 'snp'" in problem["detail"]
+
+
+async def test_a_replayed_nonce_is_refused_and_audited(deployment: Deployment) -> None:
+    owner = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(owner)
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         nonce = await GuestClient(http).challenge("snp")
-        async with deployment.db.connection() as conn:
-            await conn.execute(
-                "UPDATE challenges SET expires_at = now() - interval '1 second' WHERE nonce = $1",
-                base64.b64decode(nonce),
-            )
-        answer = await http.post(
-            "/v1/attest",
-            json=_attest_body(deployment, jwk, nonce),
+        first = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
+    assert first.status_code == 200, first.text
+    problem = await _refused_attest(deployment, nonce)
+    assert problem["type"].endswith("/nonce-replayed")
+    assert problem["detail"] == "nonce was already used"
+    async with deployment.db.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT tee, consumed_at FROM challenges WHERE nonce = $1", base64.b64decode(nonce)
         )
-    assert answer.status_code == 409
-    assert answer.json()["type"].endswith("/nonce-expired")
+    assert [row["tee"] for row in rows] == ["snp"]
 
 
 async def test_adding_a_version_does_not_enable_a_disabled_key(deployment: Deployment) -> None:
@@ -372,7 +446,14 @@ async def test_a_nonce_issued_for_another_tee_is_refused(deployment: Deployment)
         nonce = (await http.post("/v1/challenge", json={"tee": "nitro"})).json()["nonce"]
         answer = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
     assert answer.status_code == 409
-    assert answer.json()["detail"] == "nonce was issued for tee 'nitro', not 'snp'"
+    assert answer.json()["type"].endswith("/nonce-unknown")
+    # One MAC covers the tee: "for another tee" reads as "not for this one".
+    assert answer.json()["detail"] == (
+        "nonce was not issued by this broker for tee 'snp' (its MAC does not verify: issued "
+        "for another tee, by another broker, or altered)"
+    )
+    record = await last_audit(deployment, "attest")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "nonce-unknown")
 
 
 @pytest.mark.parametrize(
@@ -592,9 +673,8 @@ async def test_database_outage_fails_closed_and_recovers(deployment: Deployment)
             with pytest.raises(GuestError) as release_down:
                 await guest.release("outage-key", token, owner)
             assert release_down.value.status == 503
-            with pytest.raises(GuestError) as challenge_down:
-                await guest.challenge("snp")
-            assert challenge_down.value.status == 503
+            # A challenge needs no database at all: it is answered during the outage...
+            issued_while_down = await guest.challenge("snp")
             _, jwk = tee_jwk(owner)
             attest_down = await http.post(
                 "/v1/attest",
@@ -617,6 +697,11 @@ async def test_database_outage_fails_closed_and_recovers(deployment: Deployment)
         assert set(statuses) <= {503}
         assert released is not None
         assert released.secret == secret
+        # ...and its nonce is as good as any once the database is back.
+        attested = await http.post(
+            "/v1/attest", json=_attest_body(deployment, jwk, issued_while_down)
+        )
+        assert attested.status_code == 200, attested.text
 
 
 # --- the audit chain, last -----------------------------------------------------------------

@@ -168,18 +168,52 @@ async def test_recomputed_hash_still_breaks_the_next_link(cluster: LocalPostgres
         await database.close()
 
 
-async def test_expired_challenges_are_purged_after_the_grace_period(cluster: LocalPostgres) -> None:
-    database, _ = await _fresh(cluster)
+async def _consume(
+    database: Database, nonce: bytes, expires_at: datetime, at: datetime
+) -> int | None:
+    async with database.connection() as conn:
+        return await challenges.consume_and_audit(
+            conn,
+            database.q,
+            nonce,
+            "snp",
+            expires_at=expires_at,
+            record=AuditRecord(at, "attest", "allow", "req", None, {"n": nonce.hex()}),
+        )
+
+
+async def test_a_nonce_is_consumed_once_with_its_audit_record(cluster: LocalPostgres) -> None:
+    database = await _appended(cluster, 0)
     try:
+        at = datetime(2026, 1, 1, 12, tzinfo=UTC)
+        nonce, expires_at = bytes([1]) + bytes(31), at + timedelta(minutes=5)
+        assert await _consume(database, nonce, expires_at, at) == 1
+        # A second consumption writes nothing: no row, no audit record.
+        assert await _consume(database, nonce, expires_at, at + timedelta(seconds=1)) is None
         async with database.connection() as conn:
-            await migrate(conn)
+            rows = await conn.fetch("SELECT nonce, tee, expires_at, consumed_at FROM challenges")
+            assert await conn.fetchval("SELECT count(*) FROM audit_log") == 1
+        assert [tuple(row) for row in rows] == [(nonce, "snp", expires_at, at)]
+    finally:
+        await database.close()
+
+
+async def test_expired_challenges_are_purged_after_the_grace_period(cluster: LocalPostgres) -> None:
+    database = await _appended(cluster, 0)
+    try:
         now = datetime(2026, 1, 1, 12, tzinfo=UTC)
-        _old, _ = await challenges.issue(database, "snp", now - timedelta(hours=2), 300)
-        recent, _ = await challenges.issue(database, "snp", now - timedelta(minutes=30), 300)
-        live, _ = await challenges.issue(database, "snp", now, 300)
+        ttl = timedelta(minutes=5)
+        consumed = {}
+        for name, issued in (
+            ("old", now - timedelta(hours=2)),
+            ("recent", now - timedelta(minutes=30)),
+            ("live", now),
+        ):
+            consumed[name] = bytes([len(consumed)]) * 32
+            assert await _consume(database, consumed[name], issued + ttl, issued) is not None
         assert await challenges.purge(database, now) == 1
         async with database.connection() as conn:
             left = {bytes(r["nonce"]) for r in await conn.fetch("SELECT nonce FROM challenges")}
-        assert left == {recent, live}
+        assert left == {consumed["recent"], consumed["live"]}
     finally:
         await database.close()

@@ -1,6 +1,7 @@
 """``keybroker serve --workers N``: each worker process rebuilds the very settings the command
 line gave (``--config``, ``--host``, ``--port``, ``--state-dir``, the demo's test root) from
-the environment it inherits. uvicorn is replaced by a recorder; nothing listens."""
+the environment it inherits, and the supervisor prepares the token before any worker starts.
+uvicorn and the token preparation are replaced by recorders; nothing listens."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from broker.api.coalesce import HttpProtocol
 from broker.cli import main
 from broker.cli import serve as serve_module
 from broker.cli.serve import worker_environment
+from broker.errors import ConfigurationError
 from broker.redact import Secret
 from broker.settings import Settings, load_settings
 
@@ -71,18 +73,30 @@ def test_a_command_line_config_wins_over_an_inherited_one(config_file: Path) -> 
     assert load_settings(None, env) == settings
 
 
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What happened, in order: ``prepare`` (the supervisor made the token ready) and ``run``
+    (uvicorn started)."""
+    happened: list[str] = []
+    monkeypatch.setattr(serve_module, "prepare_token", lambda _s: happened.append("prepare"))
+    return happened
+
+
 def test_serve_with_workers_hands_its_settings_to_the_workers(
-    config_file: Path, monkeypatch: pytest.MonkeyPatch
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, events: list[str]
 ) -> None:
     monkeypatch.setattr(os, "environ", {"PATH": "/usr/bin"})
     seen: dict[str, Any] = {}
 
     def fake_run(app: object, **options: Any) -> None:
+        events.append("run")
         seen.update(options, app=app, worker=load_settings())  # what a worker would load
 
     monkeypatch.setattr(serve_module.uvicorn, "run", fake_run)
     argv = ["serve", "--config", str(config_file), "--workers", "4", "--host", "192.0.2.10"]
     assert main(argv) == 0
+    # The token's objects exist before any worker races to create them.
+    assert events == ["prepare", "run"]
     assert (seen["app"], seen["factory"]) == ("broker.app:app_from_environment", True)
     assert (seen["host"], seen["port"], seen["workers"]) == ("192.0.2.10", 9000, 4)
     assert seen["proxy_headers"] is False  # X-Forwarded-For is not believed
@@ -98,14 +112,28 @@ def test_serve_with_workers_hands_its_settings_to_the_workers(
 
 
 def test_one_worker_does_not_believe_forwarded_headers(
-    config_file: Path, monkeypatch: pytest.MonkeyPatch
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, events: list[str]
 ) -> None:
     seen: dict[str, Any] = {}
 
     def fake_run(app: object, **options: Any) -> None:
+        events.append("run")
         seen.update(options)
 
     monkeypatch.setattr(serve_module.uvicorn, "run", fake_run)
     assert main(["serve", "--config", str(config_file)]) == 0
     assert seen["proxy_headers"] is False
     assert seen["http"] is HttpProtocol
+    assert events == ["run"]  # one process: its own start makes the token ready
+
+
+def test_a_token_that_cannot_be_prepared_starts_no_worker(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(_settings: Settings) -> None:
+        raise ConfigurationError("the token holds several objects under one label")
+
+    monkeypatch.setattr(serve_module, "prepare_token", refuse)
+    monkeypatch.setattr(serve_module.uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn ran"))
+    assert main(["serve", "--config", str(config_file), "--workers", "2"]) == 1
+    assert "several objects under one label" in capsys.readouterr().err
