@@ -239,18 +239,19 @@ class Custody:
     ) -> SealedSecret:
         """The envelope for ``tee_key``, built inside the token (call on a pool thread)."""
         cache = self._secret_cache()
-        if cache is None:
-            secret = self._unwrap(session, wrapped)
-            try:
-                return self._seal(session, wrapped, secret, tee_key)
-            finally:
-                secret.destroy()
-        key = cache_key(wrapped.kek_label, wrapped.blob)
-        secret = cache.get(key)
-        if secret is None:
-            secret = self._unwrap(session, wrapped)
-            cache.put(key, secret)
-        return self._seal(session, wrapped, secret, tee_key)
+        if cache is not None:
+            key = cache_key(wrapped.kek_label, wrapped.blob)
+            cached = cache.get(key)
+            if cached is not None:
+                return self._seal(session, wrapped, cached, tee_key)
+        secret = self._unwrap(session, wrapped)
+        if cache is not None and cache.admit(key):
+            cache.put(key, secret)  # owned by the cache from now on
+            return self._seal(session, wrapped, secret, tee_key)
+        try:  # used once, as without a cache
+            return self._seal(session, wrapped, secret, tee_key)
+        finally:
+            secret.destroy()
 
     def _unwrap(self, session: pkcs11.Session, wrapped: WrappedSecret) -> Any:
         """The secret as a SENSITIVE session object; the caller owns (destroys) it."""

@@ -13,6 +13,12 @@ version, a rotated KEK or any other blob can never reach an old entry. The count
 (least recently used first out) and so is an entry's age from its unwrap; an entry leaving
 the cache is destroyed in the HSM at once. Expired entries are destroyed the next time the
 session uses its cache, since a session may only be driven from the thread that owns it.
+
+A secret is kept only from its second release in a while (:meth:`SecretCache.admit`): a key
+released once (one VM's own disk key at its boot), or keys released evenly among far more
+than the cache holds, would otherwise each push out an entry that is used, and pay an
+eviction in the HSM besides (docs/performance.md). Such releases cost what they cost without
+a cache; a key released again soon is kept from its second release on.
 """
 
 from __future__ import annotations
@@ -23,9 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from broker.lru import Lru
 from hsm.handles import AgedHandles
 
 CacheKey = tuple[str, bytes]
+
+#: Misses remembered for admission, per entry the cache may hold.
+SEEN_PER_ENTRY = 4
 
 
 def cache_key(kek_label: str, blob: bytes) -> CacheKey:
@@ -70,6 +80,7 @@ class SecretCache:
         if not limits.enabled:
             raise ValueError("a secret cache needs a size of at least 1")
         self._handles = AgedHandles(limits.max_age_seconds, limits.clock, bound=limits.size)
+        self._seen: Lru[CacheKey, bool] = Lru(SEEN_PER_ENTRY * limits.size)
         self._hits = 0
         self._misses = 0
 
@@ -81,6 +92,14 @@ class SecretCache:
         else:
             self._hits += 1
         return handle
+
+    def admit(self, key: CacheKey) -> bool:
+        """Whether to keep the secret just unwrapped after a miss for ``key``: yes when
+        ``key`` missed before, among the last ``SEEN_PER_ENTRY * size`` keys that missed."""
+        if self._seen.pop(key):
+            return True
+        self._seen.put(key, True)
+        return False
 
     def put(self, key: CacheKey, handle: Any) -> None:
         """Own ``handle`` from now on; destroy what falls out of the bound."""

@@ -296,6 +296,12 @@ def _release_and_open(
     return sealed.ciphertext, opened
 
 
+def _admit(custody: Custody, wrapped: WrappedSecret, private: rsa.RSAPrivateKey) -> None:
+    """Release ``wrapped`` twice: a secret is kept from its second release in a while."""
+    for _ in range(2):
+        _release_and_open(custody, wrapped, private)
+
+
 def test_cache_hit_releases_the_same_secret(
     open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
 ) -> None:
@@ -304,14 +310,33 @@ def test_cache_hit_releases_the_same_secret(
     wrapped = cached.import_secret(secret)
 
     first, first_secret = _release_and_open(cached, wrapped, tee_keys[3072])
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=1)
+    # Released once: used and destroyed, as without a cache; only the miss is remembered.
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=0, hits=0, misses=1)
+    assert cached.count_session_objects() == 0
     second, second_secret = _release_and_open(cached, wrapped, tee_keys[3072])
-    third, third_secret = _release_and_open(cached, wrapped, tee_keys[4096])
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=2)
+    third, third_secret = _release_and_open(cached, wrapped, tee_keys[3072])
+    fourth, fourth_secret = _release_and_open(cached, wrapped, tee_keys[4096])
 
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=2, misses=1)
-    assert first_secret == second_secret == third_secret == secret
-    assert len({first, second, third}) == 3  # still a fresh ephemeral key every time
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=2, misses=2)
+    assert first_secret == second_secret == third_secret == fourth_secret == secret
+    assert len({first, second, third, fourth}) == 4  # still a fresh ephemeral key every time
     assert cached.count_session_objects() == 1  # the one unwrapped secret, nothing else
+
+
+def test_keys_released_once_each_are_not_kept(
+    open_cached: OpenCached, tee_keys: dict[int, rsa.RSAPrivateKey]
+) -> None:
+    cached = open_cached(2)
+    hot = cached.import_secret(os.urandom(32))
+    _admit(cached, hot, tee_keys[3072])
+    # Many keys released once each (more than the cache holds) never push out the hot one.
+    for _ in range(5):
+        secret = os.urandom(32)
+        assert _release_and_open(cached, cached.import_secret(secret), tee_keys[3072])[1] == secret
+    assert cached.count_session_objects() == 1
+    _release_and_open(cached, hot, tee_keys[3072])
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=7)
 
 
 def test_cache_is_keyed_by_blob_and_kek_label(
@@ -322,9 +347,10 @@ def test_cache_is_keyed_by_blob_and_kek_label(
     a, b = cached.import_secret(secret_a), cached.import_secret(secret_b)
     assert a.kek_label == b.kek_label
 
-    assert _release_and_open(cached, a, tee_keys[3072])[1] == secret_a
-    assert _release_and_open(cached, b, tee_keys[3072])[1] == secret_b
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=0, misses=2)
+    for _ in range(2):
+        assert _release_and_open(cached, a, tee_keys[3072])[1] == secret_a
+        assert _release_and_open(cached, b, tee_keys[3072])[1] == secret_b
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=0, misses=4)
 
     # The same blob under another KEK label is another entry: it must really unwrap there.
     other_label = cached.rotate_kek()
@@ -332,7 +358,7 @@ def test_cache_is_keyed_by_blob_and_kek_label(
         cached.release_to(
             WrappedSecret(a.blob, a.secret_length, other_label), _public(tee_keys[3072])
         )
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=0, misses=3)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=0, misses=5)
     assert cached.count_session_objects() == 2
 
 
@@ -344,16 +370,18 @@ def test_cache_bound_evicts_the_least_recently_used_and_destroys_it(
     a, b, c = (cached.import_secret(secret) for secret in secrets)
     private = tee_keys[3072]
 
-    for wrapped in (a, b, a):  # a is now the most recently used
+    for wrapped in (a, b, a, b, a):  # both kept; a is now the most recently used
         _release_and_open(cached, wrapped, private)
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=1, misses=2)
-    assert _release_and_open(cached, c, private)[1] == secrets[2]  # evicts b, not a
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=1, misses=4)
+    _release_and_open(cached, c, private)  # c's first release: not kept, nothing evicted
+    assert cached.count_session_objects() == 2
+    assert _release_and_open(cached, c, private)[1] == secrets[2]  # kept: evicts b, not a
     assert cached.count_session_objects() == 2  # b's object was destroyed
 
     assert _release_and_open(cached, a, private)[1] == secrets[0]
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=2, misses=3)
-    assert _release_and_open(cached, b, private)[1] == secrets[1]
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=2, misses=4)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=2, misses=6)
+    assert _release_and_open(cached, b, private)[1] == secrets[1]  # missed again, not yet kept
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=2, misses=7)
     assert cached.count_session_objects() == 2
 
 
@@ -366,24 +394,26 @@ async def test_cache_entries_expire_and_are_unwrapped_again(
     a, b = cached.import_secret(secret), cached.import_secret(os.urandom(32))
     private = tee_keys[3072]
 
-    _release_and_open(cached, a, private)
+    _admit(cached, a, private)
     clock.now += 299.0
     _release_and_open(cached, a, private)  # a use does not make an entry younger
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=1)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=2)
     clock.now += 1.0
     assert _release_and_open(cached, a, private)[1] == secret
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=2)
-    assert cached.count_session_objects() == 1  # the expired object was destroyed
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=0, hits=1, misses=3)
+    assert cached.count_session_objects() == 0  # the expired object was destroyed
+    _release_and_open(cached, a, private)  # released again soon: kept again
+    assert cached.count_session_objects() == 1
 
     # Any use of the cache destroys every expired entry, not only the one asked for.
     clock.now += 300.0
-    _release_and_open(cached, b, private)
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=3)
+    _admit(cached, b, private)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=1, misses=6)
     assert cached.count_session_objects() == 1
     # So does the readiness probe, on an otherwise idle session.
     clock.now += 300.0
     await cached.check()
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=0, hits=1, misses=3)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=0, hits=1, misses=6)
     assert cached.count_session_objects() == 0
 
 
@@ -411,11 +441,13 @@ def test_cache_keeps_nothing_from_a_bad_blob(
 
     with pytest.raises(BlobInvalid, match="does not unwrap under keybroker-kek-v"):
         cached.release_to(bad, public)
+    with pytest.raises(BlobInvalid, match="does not unwrap under keybroker-kek-v"):
+        cached.release_to(bad, public)  # a second miss, which would admit a good blob
     assert cached.count_session_objects() == 0
-    cached.release_to(wrapped, public)
+    _admit(cached, wrapped, tee_keys[3072])
     with pytest.raises(BlobInvalid, match="does not unwrap under keybroker-kek-v"):
         cached.release_to(bad, public)
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=3)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=5)
     assert cached.count_session_objects() == 1
 
 
@@ -425,7 +457,7 @@ def test_cache_is_dropped_with_its_session(
     cached = open_cached(4)
     secret = os.urandom(32)
     wrapped = cached.import_secret(secret)
-    _release_and_open(cached, wrapped, tee_keys[3072])
+    _admit(cached, wrapped, tee_keys[3072])
     assert cached.count_session_objects() == 1
 
     def token_trouble(_session: pkcs11.Session) -> None:
@@ -438,7 +470,7 @@ def test_cache_is_dropped_with_its_session(
 
     # A cache that outlived its session would hand out a dead handle here (503).
     assert _release_and_open(cached, wrapped, tee_keys[3072])[1] == secret
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=1, hits=0, misses=1)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=0, hits=0, misses=1)
 
 
 def test_any_pkcs11_failure_discards_the_session_and_its_objects(
@@ -447,7 +479,7 @@ def test_any_pkcs11_failure_discards_the_session_and_its_objects(
     cached = open_cached(4)
     secret = os.urandom(32)
     wrapped = cached.import_secret(secret)
-    _release_and_open(cached, wrapped, tee_keys[3072])
+    _admit(cached, wrapped, tee_keys[3072])
     assert cached.count_session_objects() == 1
 
     def failed_half_way(_session: pkcs11.Session) -> None:
@@ -483,7 +515,7 @@ def test_envelope_cache_bench_measures_both_paths(
     public = _public(tee_keys[3072])
     for custody in (uncached, cached):
         assert envelope_cache.microseconds_per_envelope(custody, keys, public, 4) > 0
-    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=4, misses=2)
+    assert cached.secret_cache_stats() == SecretCacheStats(entries=2, hits=2, misses=4)
     assert uncached.secret_cache_stats() is None
 
 

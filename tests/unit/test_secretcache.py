@@ -115,3 +115,15 @@ def test_the_age_counts_from_the_last_put_not_from_use() -> None:
     clock.now = 10.0
     assert handles.get("k") is None
     assert handle.destroyed == 1
+
+
+def test_a_secret_is_admitted_at_its_second_miss_among_recent_ones() -> None:
+    cache = SecretCache(SecretCacheLimits(1, 10.0, Clock()))  # remembers 4 misses
+    keys = [cache_key("keybroker-kek-v1", bytes([i])) for i in range(6)]
+    assert cache.admit(keys[0]) is False  # first sighting: use once, keep nothing
+    assert cache.admit(keys[0]) is True  # seen lately: keep it
+    assert cache.admit(keys[0]) is False  # admission spent: a new sighting starts again
+    for key in keys[1:5]:  # four other misses push keys[0]'s sighting out
+        cache.admit(key)
+    assert cache.admit(keys[0]) is False
+    assert cache.admit(keys[4]) is True  # still among the last four
