@@ -208,6 +208,7 @@ class ReleaseService:
                 )
                 if consumed is None:
                     failure = NonceReplayed("nonce was already used")
+                    body.pop("token_id", None)  # signed, but it never leaves: name no token
             if consumed is None:
                 await audit.append(
                     conn,

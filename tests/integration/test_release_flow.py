@@ -343,6 +343,9 @@ async def test_a_replayed_nonce_is_refused_and_audited(deployment: Deployment) -
     problem = await _refused_attest(deployment, nonce)
     assert problem["type"].endswith("/nonce-replayed")
     assert problem["detail"] == "nonce was already used"
+    # The replay's evidence verified and a token was signed, but it never left: the denial
+    # must not name it (a release record naming that token_id would find no such token).
+    assert "token_id" not in await last_audit(deployment, "attest")
     async with deployment.db.connection() as conn:
         rows = await conn.fetch(
             "SELECT tee, consumed_at FROM challenges WHERE nonce = $1", base64.b64decode(nonce)
