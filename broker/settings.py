@@ -24,7 +24,8 @@ from broker.redact import Secret
 ENV_PREFIX = "KEYBROKER_"
 # Session objects per session: far above any hot set, well below what exhausts a token.
 MAX_HSM_SECRET_CACHE_SIZE = 65536
-# Release contexts per worker: about 1 KB each plus the wrapped blob, so at most a few GB.
+# Release contexts per worker: about 1 KB each plus the wrapped blob (up to 8 KB): at most
+# about 9 GB at this bound, about 4 MB at the default for small secrets.
 MAX_RELEASE_CONTEXT_CACHE_SIZE = 1_048_576
 
 

@@ -6,11 +6,12 @@ every worker process and every replica that shares the token, and must never sit
 database. So:
 
 * The token holds a dedicated secret key, ``keybroker-nonce-key-v1``: CKK_GENERIC_SECRET,
-  256 bits, made by ``CKM_GENERIC_SECRET_KEY_GEN`` inside the token, usable only to sign
-  with ``CKM_SHA256_HMAC`` (PKCS#11 v2.40 current mechanisms, SHA-256-HMAC: the key is a
-  generic secret key), SENSITIVE, never EXTRACTABLE, PRIVATE (needs the user login), neither
-  copyable nor modifiable; every other usage flag false. :func:`ensure_nonce_key` creates it
-  when absent, as ``Custody.ensure_ready`` does for the KEK and the signing key.
+  256 bits, made by ``CKM_GENERIC_SECRET_KEY_GEN`` inside the token, whose one permitted
+  use is signing (CKA_SIGN; the broker signs with ``CKM_SHA256_HMAC``, PKCS#11 v2.40
+  current mechanisms, SHA-256-HMAC, for which the key is a generic secret), SENSITIVE,
+  never EXTRACTABLE, PRIVATE (needs the user login), neither copyable nor modifiable; every
+  other usage flag false. :func:`ensure_nonce_key` creates it when absent, as
+  ``Custody.ensure_ready`` does for the KEK and the signing key.
 * At start each process computes, once, ``HMAC-SHA256(token key, DERIVATION_LABEL)`` with
   ``C_Sign`` (:func:`derive_nonce_mac_key`): 32 bytes, equal in every process on the token,
   kept in memory in a :class:`~broker.redact.SecretBytes` (redacted ``repr``). The token key

@@ -46,7 +46,10 @@ class CoalescingTransport(asyncio.Transport):
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held)
+            # A connection closed since the write takes nothing more (uvloop raises, asyncio
+            # drops); the peer is gone either way.
+            if not self._transport.is_closing():
+                self._transport.write(held)
 
     # Everything that ends or inspects the stream first sends what is held.
 

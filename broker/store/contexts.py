@@ -4,8 +4,9 @@
 the policy bound to it). :func:`append_if_current` appends a release's audit record only if
 that context is still the key's current one, derived again inside the same statement
 (``audit_release_if_current``): a decision taken on a remembered context commits only if
-the database agrees with it at that statement, so a remembered context can never outlive a
-change to the key, its binding or its policy.
+the database agrees with it when that statement starts, so a change to the key, its
+binding or its policy committed before then is always honoured (one committing while the
+statement runs is ordered after it, as it was after the read without the cache).
 """
 
 from __future__ import annotations

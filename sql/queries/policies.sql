@@ -54,9 +54,12 @@ LEFT JOIN LATERAL (
 -- column) makes audit_append run once per such row, so a context that changed since the
 -- broker read it (disabled, rotated, rebound, a newer policy version) appends nothing and
 -- no row comes back: the caller reads the context afresh and decides again. $10..$14: the
--- record's at, kind, decision, request_id and canonical text.
+-- record's at, kind, decision, request_id and canonical text. MATERIALIZED makes the
+-- comparison complete before any row reaches audit_append: inlined, the CTE lets the planner
+-- join the function to the key row alone and filter on the bound policy above it, which would
+-- append a record for a stale context and then return no row.
 -- name: audit_release_if_current
-WITH current AS (
+WITH current AS MATERIALIZED (
     SELECT k.name
     FROM (SELECT * FROM keys WHERE name = $1 ORDER BY version DESC LIMIT 1) k
     LEFT JOIN key_bindings b ON b.key_name = k.name

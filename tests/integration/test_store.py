@@ -10,8 +10,9 @@ import pytest
 from broker.errors import ConfigurationError
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.schema_dump import dump_schema
-from broker.store import audit, challenges
+from broker.store import audit, challenges, contexts
 from broker.store.audit import AuditRecord, verify_chain
+from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.database import Database
 from broker.store.migrate import migrate
 from broker.store.sqlfiles import migrations, queries, schema_sql
@@ -215,5 +216,64 @@ async def test_expired_challenges_are_purged_after_the_grace_period(cluster: Loc
         async with database.connection() as conn:
             left = {bytes(r["nonce"]) for r in await conn.fetch("SELECT nonce FROM challenges")}
         assert left == {consumed["recent"], consumed["live"]}
+    finally:
+        await database.close()
+
+
+async def test_a_stale_release_context_appends_nothing_whatever_the_plan(
+    cluster: LocalPostgres,
+) -> None:
+    """``audit_release_if_current`` must compare every field before ``audit_append`` runs,
+    not only filter its result: a plan that joins the function to the key row alone, and
+    checks the bound policy above it, would append a record and then return no row. The
+    planner may choose that plan for an unmaterialised CTE (the genetic optimiser did, on
+    other statistics): the comparison must be complete before any row reaches the function."""
+
+    database = await _appended(cluster, 0)
+    digest_1, digest_2 = "1" * 64, "2" * 64
+    try:
+        async with database.connection() as conn:
+            await conn.execute(
+                "INSERT INTO keys (name, version, kek_label, wrapped_blob, secret_length)"
+                " VALUES ('k', 1, 'kek-1', '\\x00', 32)"
+            )
+            await conn.execute(
+                "INSERT INTO policies (name, version, document, digest, created_by) VALUES"
+                " ('p', 1, '{}', $1, 'test'), ('p', 2, '{}', $2, 'test')",
+                digest_1,
+                digest_2,
+            )
+            await conn.execute(
+                "INSERT INTO key_bindings (key_name, policy_name, updated_by)"
+                " VALUES ('k', 'p', 'test')"  # bound to the latest: version 2
+            )
+            stale = ReleaseContext(
+                "k", 1, "active", "kek-1", b"\x00", 32, BoundPolicy("p", 1, digest_1)
+            )
+            record = AuditRecord(datetime.now(UTC), "release", "allow", None, "k", {"x": 1})
+            # The guarantee is structural: the context is compared in full (a materialised
+            # CTE) before any row reaches audit_append, whatever join order is chosen.
+            plan = "\n".join(
+                row[0]
+                for row in await conn.fetch(
+                    "EXPLAIN (COSTS OFF) " + database.q["audit_release_if_current"],
+                    *stale.arguments(),
+                    *audit.arguments(record)[:4],
+                    "{}",
+                )
+            )
+            assert "CTE Scan on current" in plan, plan
+            for seed in (0.0, 0.25, 0.5, 0.75):
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL geqo = on")
+                    await conn.execute("SET LOCAL geqo_threshold = 2")
+                    await conn.execute(f"SET LOCAL geqo_seed = {seed}")
+                    seq = await contexts.append_if_current(conn, database.q, stale, record)
+                    assert seq is None
+                    assert await conn.fetchval("SELECT seq FROM audit_head") == 0, seed
+            current = ReleaseContext(
+                "k", 1, "active", "kek-1", b"\x00", 32, BoundPolicy("p", 2, digest_2)
+            )
+            assert await contexts.append_if_current(conn, database.q, current, record) == 1
     finally:
         await database.close()

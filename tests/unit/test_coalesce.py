@@ -127,3 +127,15 @@ async def test_every_byte_arrives_once_in_order(chunks: list[bytes]) -> None:
         transport.write(chunk)
     await _one_callback_later()
     assert b"".join(data for kind, data in inner.events if kind == "write") == b"".join(chunks)
+
+
+async def test_what_is_held_is_dropped_when_the_connection_closed_meanwhile() -> None:
+    class Closed(RecordingTransport):
+        def is_closing(self) -> bool:
+            return True
+
+    inner = Closed()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"for nobody")
+    await _one_callback_later()
+    assert inner.events == []
