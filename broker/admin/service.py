@@ -113,7 +113,9 @@ class AdminService:
 
     async def rotate_kek(self, principal: Principal) -> dict[str, str]:
         require(principal, Role.KEY_CUSTODIAN)
-        label = await asyncio.to_thread(self.custody.rotate_kek)
+        async with self.db.transaction() as conn:  # one rotation at a time, everywhere
+            await conn.execute(self.db.q["lock_kek_rotation"])
+            label = await asyncio.to_thread(self.custody.rotate_kek)
         await self._audit(principal, "kek.rotate", None, {"kek_label": label})
         return {"kek_label": label}
 

@@ -9,3 +9,9 @@ SELECT id, name, role, created_at, created_by, revoked_at FROM admin_tokens ORDE
 
 -- name: revoke_admin_token
 UPDATE admin_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id;
+
+-- Serialises KEK rotations across every process sharing the database (brokers, the CLI):
+-- two at once would each create the same next KEK label on the token, and every process
+-- then refuses to start (a label naming two objects). Held until the transaction ends.
+-- name: lock_kek_rotation
+SELECT pg_advisory_xact_lock(7021908653510341635);

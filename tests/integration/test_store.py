@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import cast
 
 import asyncpg
 import pytest
 
+from broker.admin.service import AdminService
 from broker.errors import ConfigurationError
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.schema_dump import dump_schema
+from broker.runtime import Runtime
 from broker.store import audit, challenges, contexts
+from broker.store.admin_tokens import Principal, Role
 from broker.store.audit import AuditRecord, verify_chain
 from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.database import Database
@@ -277,3 +283,34 @@ async def test_a_stale_release_context_appends_nothing_whatever_the_plan(
             assert await contexts.append_if_current(conn, database.q, current, record) == 1
     finally:
         await database.close()
+
+
+class _RotationWatcher:
+    """A custody stand-in whose rotation reports whether the rotation lock was held."""
+
+    def __init__(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
+        self.db, self.loop = db, loop
+        self.locks_seen: list[int] = []
+
+    def rotate_kek(self) -> str:  # called on a worker thread, as the real one is
+        async def held() -> int:
+            async with self.db.connection() as other:  # another session sees the lock
+                count: int = await other.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                )
+            return count
+
+        self.locks_seen.append(asyncio.run_coroutine_threadsafe(held(), self.loop).result(10))
+        return "keybroker-kek-v2"
+
+
+async def test_kek_rotation_holds_the_rotation_lock_and_releases_it(db: Database) -> None:
+    watcher = _RotationWatcher(db, asyncio.get_running_loop())
+    admin = AdminService(cast(Runtime, SimpleNamespace(db=db, custody=watcher)))
+    answer = await admin.rotate_kek(Principal("custodian", Role.KEY_CUSTODIAN))
+    assert answer == {"kek_label": "keybroker-kek-v2"}
+    assert watcher.locks_seen == [1]  # held while the token was changed
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+        record = await conn.fetchval("SELECT record FROM audit_log ORDER BY seq DESC LIMIT 1")
+    assert '"action":"kek.rotate"' in record
