@@ -54,6 +54,7 @@ from broker.bench.scenarios import MEASUREMENT, SNP
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import verifier_for
 from broker.evidence.snp.abi import GuestPolicy
+from broker.lru import Lru
 from broker.metrics import Metrics
 from broker.policy.loader import load_policy_text
 from broker.redact import SecretBytes
@@ -259,6 +260,9 @@ def build_case(material: Material | None = None) -> GlueCase:
         policies,
     )
     service.verified = claims
+    # The one attest body is sent again on every flow: like the database stand-in, the
+    # service must not remember its nonce as consumed (the lookup itself still runs).
+    service.consumed = Lru(0)
     state = State()
     state.release = service
     state.settings = settings

@@ -353,6 +353,26 @@ async def test_a_replayed_nonce_is_refused_and_audited(deployment: Deployment) -
     assert [row["tee"] for row in rows] == ["snp"]
 
 
+async def test_a_replay_to_the_same_worker_is_refused_before_its_evidence_is_read(
+    deployment: Deployment,
+) -> None:
+    owner = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(owner)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        nonce = await GuestClient(http).challenge("snp")
+        first = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
+        assert first.status_code == 200, first.text
+        answer = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["type"].endswith("/nonce-replayed")
+    record = await last_audit(deployment, "attest")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "nonce-replayed")
+    # Refused before verification: the evidence was never turned into claims or bound.
+    assert "claims" not in record
+    assert "binding" not in record
+    assert record["evidence_sha256"]  # what was sent is still named
+
+
 async def test_adding_a_version_does_not_enable_a_disabled_key(deployment: Deployment) -> None:
     seed(deployment, "v-key", os.urandom(32), _policy("v-policy", "insecure-test-kit-a"))
     with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
