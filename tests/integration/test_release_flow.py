@@ -333,19 +333,29 @@ async def test_a_nonce_from_another_token_is_refused(
     assert "not issued by this broker for tee 'snp'" in problem["detail"]
 
 
-async def test_a_replayed_nonce_is_refused_and_audited(deployment: Deployment) -> None:
-    owner = rsa.generate_private_key(65537, 3072)
-    _, jwk = tee_jwk(owner)
+async def _attested(deployment: Deployment) -> tuple[dict[str, str], str]:
+    """A tee key's JWK and a nonce that has just been used by a successful attestation."""
+    _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         nonce = await GuestClient(http).challenge("snp")
         first = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
     assert first.status_code == 200, first.text
+    return jwk, nonce
+
+
+async def test_a_replay_on_another_worker_is_refused_by_the_database(
+    deployment: Deployment,
+) -> None:
+    _, nonce = await _attested(deployment)
+    deployment.app.state.release.consumed.clear()  # as a worker that did not consume it
     problem = await _refused_attest(deployment, nonce)
     assert problem["type"].endswith("/nonce-replayed")
     assert problem["detail"] == "nonce was already used"
     # The replay's evidence verified and a token was signed, but it never left: the denial
     # must not name it (a release record naming that token_id would find no such token).
-    assert "token_id" not in await last_audit(deployment, "attest")
+    record = await last_audit(deployment, "attest")
+    assert "claims" in record  # this refusal came after verification, from the database
+    assert "token_id" not in record
     async with deployment.db.connection() as conn:
         rows = await conn.fetch(
             "SELECT tee, consumed_at FROM challenges WHERE nonce = $1", base64.b64decode(nonce)
@@ -356,12 +366,8 @@ async def test_a_replayed_nonce_is_refused_and_audited(deployment: Deployment) -
 async def test_a_replay_to_the_same_worker_is_refused_before_its_evidence_is_read(
     deployment: Deployment,
 ) -> None:
-    owner = rsa.generate_private_key(65537, 3072)
-    _, jwk = tee_jwk(owner)
+    jwk, nonce = await _attested(deployment)
     async with httpx.AsyncClient(base_url=deployment.base) as http:
-        nonce = await GuestClient(http).challenge("snp")
-        first = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
-        assert first.status_code == 200, first.text
         answer = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
     assert answer.status_code == 409, answer.text
     assert answer.json()["type"].endswith("/nonce-replayed")
