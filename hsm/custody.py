@@ -239,16 +239,23 @@ class Custody:
     ) -> SealedSecret:
         """The envelope for ``tee_key``, built inside the token (call on a pool thread)."""
         cache = self._secret_cache()
-        if cache is not None:
-            key = cache_key(wrapped.kek_label, wrapped.blob)
-            cached = cache.get(key)
-            if cached is not None:
-                return self._seal(session, wrapped, cached, tee_key)
-        secret = self._unwrap(session, wrapped)
-        if cache is not None and cache.admit(key):
+        if cache is None:
+            return self._seal_once(session, wrapped, tee_key)
+        key = cache_key(wrapped.kek_label, wrapped.blob)
+        secret = cache.get(key)
+        if secret is None:
+            if not cache.admit(key):  # not released lately: as without a cache
+                return self._seal_once(session, wrapped, tee_key)
+            secret = self._unwrap(session, wrapped)
             cache.put(key, secret)  # owned by the cache from now on
-            return self._seal(session, wrapped, secret, tee_key)
-        try:  # used once, as without a cache
+        return self._seal(session, wrapped, secret, tee_key)
+
+    def _seal_once(
+        self, session: pkcs11.Session, wrapped: WrappedSecret, tee_key: RsaPublicKey
+    ) -> SealedSecret:
+        """Unwrap, seal, and destroy the unwrapped secret: nothing stays in the session."""
+        secret = self._unwrap(session, wrapped)
+        try:
             return self._seal(session, wrapped, secret, tee_key)
         finally:
             secret.destroy()

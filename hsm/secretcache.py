@@ -94,7 +94,7 @@ class SecretCache:
         return handle
 
     def admit(self, key: CacheKey) -> bool:
-        """Whether to keep the secret just unwrapped after a miss for ``key``: yes when
+        """After a miss for ``key``: whether its secret, once unwrapped, is kept. Yes when
         ``key`` missed before, among the last ``SEEN_PER_ENTRY * size`` keys that missed."""
         if self._seen.pop(key):
             return True
