@@ -5,7 +5,7 @@ STATE  ?= .keybroker
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all run test lint typecheck unit bench system-deps venv schema clean
+.PHONY: all run test lint typecheck unit bench system-deps venv schema claims-doc clean
 
 all: test
 
@@ -48,6 +48,10 @@ bench: system-deps venv
 # Regenerate sql/schema.sql from the migrations (a test keeps the two in step).
 schema: venv
 	$(BIN)/python -m broker.localstate.schema_dump sql/schema.sql
+
+# Regenerate docs/claims.md from the claim catalogue (a test keeps the two in step).
+claims-doc: venv
+	$(BIN)/python -m broker.policy.claims_doc > docs/claims.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

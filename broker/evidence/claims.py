@@ -6,12 +6,17 @@ TEE (``measurement``, ``reported_tcb.snp``, ``td_attributes.debug``...): bytes a
 lowercase hex, TCB parts and SVNs as integers, lists as tuples. The few facts the release flow
 itself needs (who signed, whether the guest is debuggable, what the evidence binds) are typed
 attributes next to the fields, so that no caller has to know a TEE's field names.
+
+Every claim a verifier produces has one :class:`ClaimDefinition` (name, type, one-line
+description) in the module that produces it: the common claims below, the TEE's own in its
+``claims`` module. ``broker.policy.catalogue`` gathers them into the claim catalogue, which
+the policy linter reads and docs/claims.md is generated from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -26,6 +31,102 @@ class Tee(StrEnum):
     TDX = "tdx"
     SGX = "sgx"
     NITRO = "nitro"
+
+
+class ClaimKind(StrEnum):
+    """How a claim's value appears in the claims document (JSON)."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    HEX = "hex"
+    """Bytes, as lowercase hex."""
+    OBJECT = "object"
+    """Named members, each a claim of its own (``reported_tcb.snp``)."""
+    LIST = "list"
+    """Entries addressed by their index (``rtmr.0``), each the claim ``<name>.N``."""
+    MAP = "map"
+    """Entries keyed by a decimal index (Nitro ``pcrs``: ``"0"``, ``"8"``), addressed like
+    a list's and present only where the evidence has them; each is the claim ``<name>.N``."""
+
+
+#: Kinds a comparison can read; objects and lists only ``exists`` tests.
+SCALAR_KINDS = frozenset({ClaimKind.STRING, ClaimKind.INTEGER, ClaimKind.BOOLEAN, ClaimKind.HEX})
+#: The part of a claim name that stands for any index of the list or map above it.
+INDEX = "N"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimDefinition:
+    """One claim a verifier produces: where it is, its type and what it means."""
+
+    name: str
+    """Dotted path from the top of the claims document (``reported_tcb.snp``); :data:`INDEX`
+    stands for an entry of a list or map (``rtmr.N``, ``event_log.N.digest``)."""
+    kind: ClaimKind
+    description: str
+    """One line, for docs/claims.md."""
+    size: int | None = None
+    """``HEX``: the length in bytes, when fixed. ``LIST``, ``MAP``: the number of indexes
+    (``0`` to ``size - 1``), when bounded."""
+    nullable: bool = False
+    """Null where this evidence does not carry it (``cpuid`` before report v3)."""
+    read_by_member: bool = False
+    """An object that conditions read only member by member (``signer``): the object
+    itself reads as absent."""
+
+    @property
+    def type(self) -> str:
+        """The type as docs/claims.md prints it: ``hex, 48 bytes``, ``list of 4``,
+        ``integer or null``."""
+        text = self.kind.value
+        if self.size is not None:
+            if self.kind is ClaimKind.HEX:
+                text = f"hex, {self.size} bytes"
+            else:
+                text = f"{self.kind.value} of {self.size}"
+        return f"{text} or null" if self.nullable else text
+
+
+def within(parent: ClaimDefinition, *members: ClaimDefinition) -> tuple[ClaimDefinition, ...]:
+    """``parent`` and its ``members``, whose names are given relative to it."""
+    return (parent, *(replace(member, name=f"{parent.name}.{member.name}") for member in members))
+
+
+def string_claim(name: str, description: str, *, nullable: bool = False) -> ClaimDefinition:
+    return ClaimDefinition(name, ClaimKind.STRING, description, nullable=nullable)
+
+
+def integer_claim(name: str, description: str, *, nullable: bool = False) -> ClaimDefinition:
+    return ClaimDefinition(name, ClaimKind.INTEGER, description, nullable=nullable)
+
+
+def boolean_claim(name: str, description: str) -> ClaimDefinition:
+    return ClaimDefinition(name, ClaimKind.BOOLEAN, description)
+
+
+def hex_claim(
+    name: str, size: int | None, description: str, *, nullable: bool = False
+) -> ClaimDefinition:
+    return ClaimDefinition(name, ClaimKind.HEX, description, size, nullable)
+
+
+def object_claim(
+    name: str, description: str, *, nullable: bool = False, read_by_member: bool = False
+) -> ClaimDefinition:
+    return ClaimDefinition(
+        name, ClaimKind.OBJECT, description, nullable=nullable, read_by_member=read_by_member
+    )
+
+
+def list_claim(
+    name: str, size: int | None, description: str, *, nullable: bool = False
+) -> ClaimDefinition:
+    return ClaimDefinition(name, ClaimKind.LIST, description, size, nullable)
+
+
+def map_claim(name: str, size: int, description: str) -> ClaimDefinition:
+    return ClaimDefinition(name, ClaimKind.MAP, description, size)
 
 
 class SignerOrigin(StrEnum):
@@ -71,6 +172,42 @@ class Signer:
             key=str(doc["key"]),
             product=None if doc.get("product") is None else str(doc["product"]),
         )
+
+
+#: The claims every verifier produces: the typed attributes of :class:`Claims` that policies
+#: read (``Claims.document()`` puts them next to the TEE's fields).
+COMMON_CLAIMS: tuple[ClaimDefinition, ...] = (
+    string_claim("tee", "the TEE that produced the evidence: snp, tdx, sgx or nitro"),
+    boolean_claim(
+        "debug",
+        "the host can inspect the guest or enclave (SNP policy.debug, TDX "
+        "td_attributes.debug, SGX attributes.debug, Nitro debug mode)",
+    ),
+    *within(
+        object_claim(
+            "signer",
+            "who vouches for the evidence; conditions read its members one by one",
+            read_by_member=True,
+        ),
+        string_claim("vendor", "amd, intel or aws"),
+        string_claim(
+            "origin",
+            "silicon-vendor (rooted in the CPU maker) or infrastructure-provider (rooted in "
+            "the cloud operator, who then stays trusted)",
+        ),
+        string_claim(
+            "root",
+            "the pinned root the chain ended in (amd-ark-milan, intel-sgx-root-ca, "
+            "aws-nitro-enclaves-root-g1; insecure-test-... for test roots)",
+        ),
+        string_claim("key", "the endorsement key that signed: vcek, vlek, pck or nitro"),
+        string_claim(
+            "product",
+            "the silicon product, where the vendor tells them apart (Milan, Genoa, Turin)",
+            nullable=True,
+        ),
+    ),
+)
 
 
 # Exact types first: claim trees are walked on every attestation and release, and an

@@ -7,7 +7,8 @@
 | ``infrastructure-signer`` | does not require ``signer.origin: silicon-vendor``                 |
 | ``no-minimum-tcb``      | sets no minimum TCB (SNP components; Intel: accepted ``tcb_status``) |
 | ``any-tee``             | is the ``any`` section, which admits every TEE without its own       |
-| ``unknown-claim``       | reads a claim path that the TEE's verifier does not produce          |
+| ``unknown-claim``       | reads a claim path that the TEE's verifier does not produce, or      |
+|                         | compares an object or list (docs/claims.md; only ``exists`` reads it)|
 | ``test-root-accepted``  | names an ``insecure-test-...`` root in ``signer.roots`` (cannot be   |
 |                         | acknowledged: such evidence proves nothing about real hardware)      |
 
@@ -22,15 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from types import EllipsisType
 
-from broker.evidence.claims import SignerOrigin
+from broker.evidence.claims import (
+    INDEX,
+    SCALAR_KINDS,
+    ClaimDefinition,
+    ClaimKind,
+    SignerOrigin,
+    Tee,
+)
 from broker.evidence.trust import INSECURE_ROOT_PREFIX
+from broker.policy.catalogue import CATALOGUE, Catalogue
 from broker.policy.model import (
     ANY_SECTION,
     MEASUREMENT_CLAIMS,
-    SIGNER_ATTRIBUTES,
-    SNP_TCB_COMPONENTS,
     AllOf,
     AnyOf,
     Compare,
@@ -151,13 +157,9 @@ def _section_warnings(section: Section) -> Iterator[tuple[str, Location, str]]:
             "no minimum TCB: platforms with known, fixed vulnerabilities are admitted",
         )
     for compare, location in compares:
-        if not known_claim(tee, compare.claim):
-            yield (
-                "unknown-claim",
-                (*location, "claim"),
-                f"no {tee} verifier produces the claim '{compare.claim}'; "
-                "the condition will find it absent and fail",
-            )
+        problem = _claim_problem(tee, compare)
+        if problem is not None:
+            yield "unknown-claim", (*location, "claim"), problem
 
 
 _PINNING = frozenset({Operator.EQUALS, Operator.IN, Operator.HEX_EQUALS, Operator.HEX_IN})
@@ -207,137 +209,56 @@ def _walk(condition: Condition, location: Location) -> Iterator[tuple[Compare, L
             yield from _walk(child, (*location, word, index))
 
 
-# --- the claims each verifier produces (CLAIMS.md) ------------------------------------------
-
-#: A claim tree: a name maps to None (a leaf), to a set of leaf names, to an int n (a list
-#: of n entries, indexed 0..n-1), or to ... (any sub-path: open-ended flag sets, lists).
-Catalogue = Mapping[str, frozenset[str] | int | EllipsisType | None]
-
-_TCB = frozenset(SNP_TCB_COMPONENTS)
-_VERSION = frozenset({"major", "minor", "build"})
-_COMMON: Catalogue = {
-    "tee": None,
-    "debug": None,
-    "signer": SIGNER_ATTRIBUTES,
-}
-_INTEL: Catalogue = {
-    "quote_version": None,
-    "report_data": None,
-    "fmspc": None,
-    "pce_svn": None,
-    "cpu_svn": None,
-    "tcb_status": None,
-    "advisory_ids": ...,
-    "tcb_date": None,
-    "tcb_evaluation_data_number": None,
-}
-CLAIM_CATALOGUE: Mapping[str, Catalogue] = {
-    "snp": {
-        **_COMMON,
-        **dict.fromkeys(
-            [
-                "version",
-                "guest_svn",
-                "family_id",
-                "image_id",
-                "vmpl",
-                "signature_algo",
-                "report_data",
-                "measurement",
-                "host_data",
-                "id_key_digest",
-                "author_key_digest",
-                "report_id",
-                "report_id_ma",
-                "chip_id",
-                "launch_mit_vector",
-                "current_mit_vector",
-            ]
-        ),
-        "policy": frozenset(
-            [
-                "abi_minor",
-                "abi_major",
-                "smt",
-                "migrate_ma",
-                "debug",
-                "single_socket",
-                "cxl_allow",
-                "mem_aes_256_xts",
-                "rapl_dis",
-                "ciphertext_hiding",
-                "page_swap_disable",
-            ]
-        ),
-        **dict.fromkeys(("current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"), _TCB),
-        "platform_info": frozenset(
-            [
-                "smt_enabled",
-                "tsme_enabled",
-                "ecc_enabled",
-                "rapl_disabled",
-                "ciphertext_hiding_enabled",
-                "alias_check_complete",
-                "tio_enabled",
-            ]
-        ),
-        "signer_info": frozenset({"signing_key", "mask_chip_key", "author_key_en"}),
-        "cpuid": frozenset({"family", "model", "stepping"}),
-        "current_version": _VERSION,
-        "committed_version": _VERSION,
-    },
-    "tdx": {
-        **_COMMON,
-        **_INTEL,
-        **dict.fromkeys(
-            [
-                "tee_tcb_svn",
-                "mr_seam",
-                "mr_signer_seam",
-                "seam_attributes",
-                "xfam",
-                "mr_td",
-                "mr_config_id",
-                "mr_owner",
-                "mr_owner_config",
-                "mr_service_td",
-            ]
-        ),
-        "td_attributes": ...,
-        "rtmr": 4,
-    },
-    "sgx": {
-        **_COMMON,
-        **_INTEL,
-        **dict.fromkeys(
-            ["mr_enclave", "mr_signer", "isv_prod_id", "isv_svn", "config_svn", "config_id"]
-        ),
-        "attributes": ...,
-    },
-    "nitro": {
-        **_COMMON,
-        **dict.fromkeys(["module_id", "timestamp", "digest", "public_key", "user_data", "nonce"]),
-        "pcrs": 32,
-    },
-}
+# --- claim paths (docs/claims.md) ---------------------------------------------------------
 
 
 def known_claim(tee: str, path: str) -> bool:
-    """Whether a verifier of ``tee`` (of any TEE, for ``any``) produces the claim ``path``."""
-    if tee == ANY_SECTION:
-        return any(_in_catalogue(catalogue, path) for catalogue in CLAIM_CATALOGUE.values())
-    return _in_catalogue(CLAIM_CATALOGUE[tee], path)
+    """Whether a verifier of ``tee`` (of any TEE, for ``any``) produces at ``path`` a value
+    that a comparison can read: a string, integer, boolean or hex claim."""
+    return any(definition.kind in SCALAR_KINDS for _, definition in _found(tee, path))
 
 
-def _in_catalogue(catalogue: Catalogue, path: str) -> bool:
-    head, _, rest = path.partition(".")
-    if head not in catalogue:
-        return False
-    shape = catalogue[head]
-    if shape is ...:
-        return True
-    if shape is None:
-        return not rest
-    if isinstance(shape, int):
-        return rest.isdigit() and int(rest) < shape
-    return rest in shape
+def _found(tee: str, path: str) -> list[tuple[Catalogue, ClaimDefinition]]:
+    """The definitions of ``path`` in the catalogue of ``tee`` (of every TEE, for ``any``)."""
+    catalogues = CATALOGUE.values() if tee == ANY_SECTION else (CATALOGUE[Tee(tee)],)
+    found = ((catalogue, catalogue.find(path)) for catalogue in catalogues)
+    return [(catalogue, definition) for catalogue, definition in found if definition is not None]
+
+
+def _claim_problem(tee: str, compare: Compare) -> str | None:
+    """Why ``compare`` can never read its claim in evidence of ``tee``, or None when it can:
+    the path names no claim, or a comparison names an object or list (only ``exists`` reads
+    those), or ``exists`` names ``signer``, which conditions read only by its members."""
+    path = compare.claim
+    found = _found(tee, path)
+    if not found:
+        return (
+            f"no {tee} verifier produces the claim '{path}'; "
+            "the condition will find it absent and fail"
+        )
+    if compare.op is Operator.EXISTS:
+        readable = any(not definition.read_by_member for _, definition in found)
+        return (
+            None
+            if readable
+            else (
+                f"conditions read '{path}' only by its members (such as '{_member(*found[0])}'); "
+                "the condition will find it absent"
+            )
+        )
+    if any(definition.kind in SCALAR_KINDS for _, definition in found):
+        return None
+    kind = found[0][1].kind
+    return (
+        f"'{path}' is {'an' if kind is ClaimKind.OBJECT else 'a'} {kind}, which only exists "
+        f"tests: the condition will fail; compare a member such as '{_member(*found[0])}'"
+    )
+
+
+def _member(catalogue: Catalogue, container: ClaimDefinition) -> str:
+    """The path of the first claim below ``container`` that a comparison reads, an index as
+    0 (``rtmr.0``, ``event_log.0.rtmr``)."""
+    member = catalogue.members(container)[0]
+    while member.kind not in SCALAR_KINDS:
+        member = catalogue.members(member)[0]
+    return ".".join("0" if part == INDEX else part for part in member.name.split("."))

@@ -1,28 +1,106 @@
-"""TDX claims (CLAIMS.md, tdx section) from a verified quote and, if given, its event log."""
+"""TDX claims from a verified quote and, if given, its event log (:data:`CLAIMS`, listed in
+docs/claims.md; the quote and platform claims of :mod:`broker.evidence.dcap.claims` come
+with them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from broker.evidence.claims import Claims, Tee
+from broker.evidence.claims import (
+    INDEX,
+    ClaimDefinition,
+    Claims,
+    Tee,
+    boolean_claim,
+    hex_claim,
+    integer_claim,
+    list_claim,
+    object_claim,
+    string_claim,
+    within,
+)
 from broker.evidence.dcap.abi import TdReportBody10, TdReportBody15
-from broker.evidence.dcap.claims import flags, intel_claims
+from broker.evidence.dcap.claims import (
+    FlagTable,
+    bit_positions,
+    flag_claims,
+    flags,
+    intel_claims,
+)
 from broker.evidence.dcap.eventlog import EventLog
 from broker.evidence.dcap.verify import VerifiedQuote
 
 # TD_ATTRIBUTES bits (Intel TDX Module ABI specification, "TD_ATTRIBUTES"): TUD bits 0-7,
 # SEC bits 8-31, OTHER bits 32-63.
-TD_ATTRIBUTE_BITS = {
-    "debug": 0,
-    "icssd": 16,
-    "lass": 27,
-    "sept_ve_disable": 28,
-    "migratable": 29,
-    "pks": 30,
-    "kl": 31,
-    "tpa": 62,
-    "perfmon": 63,
-}
+_TD_ATTRIBUTE_FLAGS: FlagTable = (
+    ("debug", 0, "DEBUG: a debug TD, whose state the host can read (= debug)"),
+    ("icssd", 16, "ICSSD"),
+    ("lass", 27, "LASS: the TD may use linear address space separation"),
+    ("sept_ve_disable", 28, "SEPT_VE_DISABLE: EPT violations on pending pages raise no #VE"),
+    ("migratable", 29, "MIGRATABLE: the TD may be migrated"),
+    ("pks", 30, "PKS: the TD may use supervisor protection keys"),
+    ("kl", 31, "KL: the TD may use Key Locker"),
+    ("tpa", 62, "TPA"),
+    ("perfmon", 63, "PERFMON: the TD may use the CPU's performance monitoring"),
+)
+TD_ATTRIBUTE_BITS = bit_positions(_TD_ATTRIBUTE_FLAGS)
+
+#: Every claim :func:`tdx_claims` produces besides the dcap ones, in quote body order.
+CLAIMS: tuple[ClaimDefinition, ...] = (
+    hex_claim(
+        "tee_tcb_svn",
+        16,
+        "TEE_TCB_SVN: [0] the TDX module's SVN, [1] its major version, then other components",
+    ),
+    hex_claim("mr_seam", 48, "MRSEAM: measurement of the TDX module"),
+    hex_claim("mr_signer_seam", 48, "MRSIGNERSEAM: signer of the TDX module (zero for Intel's)"),
+    hex_claim("seam_attributes", 8, "SEAMATTRIBUTES: attributes of the TDX module"),
+    *within(
+        object_claim("td_attributes", "TD_ATTRIBUTES, fixed when the TD is created, by bit"),
+        *flag_claims(_TD_ATTRIBUTE_FLAGS),
+        hex_claim("raw", 8, "the 8 TD_ATTRIBUTES bytes as the quote carries them"),
+    ),
+    hex_claim("xfam", 8, "XFAM: the extended CPU features the TD may use"),
+    hex_claim("mr_td", 48, "MRTD: measurement of the TD's initial memory, the virtual firmware"),
+    hex_claim("mr_config_id", 48, "MRCONFIGID: an identifier the host sets at TD creation"),
+    hex_claim("mr_owner", 48, "MROWNER: the TD owner's identity, set by the host"),
+    hex_claim("mr_owner_config", 48, "MROWNERCONFIG: the owner's configuration, set by the host"),
+    *within(
+        list_claim("rtmr", 4, "RTMR0-3: runtime measurement registers, extended during boot"),
+        hex_claim(
+            INDEX,
+            48,
+            "RTMR N: 0 firmware configuration, 1 boot loader and kernel, 2 kernel command line "
+            "and OS, 3 application",
+        ),
+    ),
+    hex_claim("report_data", 64, "the 64 bytes the TD chose (keybroker binds its challenge here)"),
+    hex_claim(
+        "mr_service_td",
+        48,
+        "MRSERVICETD: the service TDs bound to the TD (TD 1.5 body of a v5 quote); null before",
+        nullable=True,
+    ),
+    *within(
+        list_claim(
+            "event_log",
+            None,
+            "the measured events of the CCEL event log, replayed into RTMR0-3; null without "
+            "event_log collateral",
+            nullable=True,
+        ),
+        object_claim(INDEX, "one measured event, in log order"),
+        integer_claim(f"{INDEX}.rtmr", "the RTMR it extended, 0-3"),
+        string_claim(f"{INDEX}.type", "its event type (EV_EFI_...; unknown types in hex)"),
+        hex_claim(f"{INDEX}.digest", 48, "the SHA-384 digest extended into the RTMR"),
+        string_claim(
+            f"{INDEX}.description",
+            "what the event data names, where it is printable (unauthenticated)",
+            nullable=True,
+        ),
+        boolean_claim(f"{INDEX}.data_matches_digest", "SHA-384 of the event data is the digest"),
+    ),
+)
 
 
 def td_attributes(raw: bytes) -> dict[str, Any]:

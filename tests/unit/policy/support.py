@@ -1,4 +1,4 @@
-"""Claims built by hand following CLAIMS.md, and small helpers for policy tests."""
+"""Claims built by hand following docs/claims.md, and small helpers for policy tests."""
 
 from __future__ import annotations
 

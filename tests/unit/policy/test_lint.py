@@ -161,10 +161,112 @@ def test_known_claims() -> None:
     assert not known_claim("snp", "reported_tcb")
     assert known_claim("tdx", "rtmr.3")
     assert not known_claim("tdx", "rtmr.4")
-    assert known_claim("tdx", "td_attributes.anything_intel_adds")
+    # a flag set holds the bits its verifier decodes, no others: a misspelt flag is unknown
+    assert known_claim("tdx", "td_attributes.sept_ve_disable")
+    assert not known_claim("tdx", "td_attributes.anything_intel_adds")
     assert known_claim("nitro", "pcrs.31")
     assert known_claim("any", "mr_enclave")
     assert not known_claim("any", "nonsense")
+
+
+HEX48 = "ab" * 48
+NOT_PRODUCED = (
+    "no {tee} verifier produces the claim '{claim}'; the condition will find it absent and fail"
+)
+ONLY_EXISTS = (
+    "'{claim}' is {kind}, which only exists tests: the condition will fail; compare a member "
+    "such as '{member}'"
+)
+
+
+CLAIM_CASES: list[tuple[str, dict[str, object], str | None]] = [
+    # objects, lists and maps exist or not: `exists` reads them (docs/claims.md)
+    ("snp", {"claim": "cpuid", "exists": True}, None),
+    ("tdx", {"claim": "event_log", "exists": False}, None),
+    ("tdx", {"claim": "td_attributes", "exists": True}, None),
+    ("nitro", {"claim": "pcrs", "exists": True}, None),
+    ("any", {"claim": "rtmr", "exists": True}, None),
+    ("any", {"claim": "rtmr.0", "hex_equals": HEX48}, None),
+    ("tdx", {"claim": "rtmr.3", "hex_equals": HEX48}, None),
+    ("tdx", {"claim": "advisory_ids.0", "equals": "INTEL-SA-00615"}, None),
+    # ... but no comparison can pass on them
+    (
+        "snp",
+        {"claim": "reported_tcb", "at_least": 1},
+        ONLY_EXISTS.format(
+            claim="reported_tcb", kind="an object", member="reported_tcb.bootloader"
+        ),
+    ),
+    (
+        "tdx",
+        {"claim": "rtmr", "hex_equals": HEX48},
+        ONLY_EXISTS.format(claim="rtmr", kind="a list", member="rtmr.0"),
+    ),
+    (
+        "tdx",
+        {"claim": "event_log", "equals": 1},
+        ONLY_EXISTS.format(claim="event_log", kind="a list", member="event_log.0.rtmr"),
+    ),
+    (
+        "nitro",
+        {"claim": "pcrs", "hex_in": [HEX48]},
+        ONLY_EXISTS.format(claim="pcrs", kind="a map", member="pcrs.0"),
+    ),
+    (
+        "any",
+        {"claim": "td_attributes", "equals": True},
+        ONLY_EXISTS.format(claim="td_attributes", kind="an object", member="td_attributes.debug"),
+    ),
+    # signer is read attribute by attribute, never whole
+    (
+        "snp",
+        {"claim": "signer", "exists": True},
+        "conditions read 'signer' only by its members (such as 'signer.vendor'); the "
+        "condition will find it absent",
+    ),
+    # paths no verifier of the TEE produces
+    (
+        "tdx",
+        {"claim": "rtmr.4", "exists": True},
+        NOT_PRODUCED.format(tee="tdx", claim="rtmr.4"),
+    ),
+    (
+        "nitro",
+        {"claim": "pcrs.08", "hex_equals": HEX48},
+        NOT_PRODUCED.format(tee="nitro", claim="pcrs.08"),
+    ),
+    (
+        "tdx",
+        {"claim": "td_attributes.sept_ve_disabled", "equals": True},
+        NOT_PRODUCED.format(tee="tdx", claim="td_attributes.sept_ve_disabled"),
+    ),
+    ("sgx", {"claim": "mr_td", "exists": True}, NOT_PRODUCED.format(tee="sgx", claim="mr_td")),
+    (
+        "any",
+        {"claim": "nonsense", "exists": True},
+        NOT_PRODUCED.format(tee="any", claim="nonsense"),
+    ),
+]
+
+
+def _case_id(tee: str, condition: dict[str, object]) -> str:
+    operator = next(key for key in condition if key != "claim")
+    return f"{tee}-{condition['claim']}-{operator}"
+
+
+@pytest.mark.parametrize(
+    ("tee", "condition", "message"),
+    CLAIM_CASES,
+    ids=[_case_id(tee, condition) for tee, condition, _ in CLAIM_CASES],
+)
+def test_unknown_claim_names_why_the_condition_cannot_read_its_claim(
+    tee: str, condition: dict[str, object], message: str | None
+) -> None:
+    section = f"  {tee}:\n    signer: {{origin: silicon-vendor}}\n"
+    rules = policy(f"{section}    require: [{json.dumps(condition)}]\n")
+    found = [w for w in lint(rules) if w.code == "unknown-claim"]
+    expected = [] if message is None else [(f"$.admit.{tee}.require[0].claim", message)]
+    assert [(w.rule, w.message) for w in found] == expected
 
 
 def test_signer_claims_are_the_signer_attributes() -> None:

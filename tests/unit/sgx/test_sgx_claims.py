@@ -1,4 +1,4 @@
-"""SGX claims on the real vectors at their manifest instants (CLAIMS.md, sgx section)."""
+"""SGX claims on the real vectors at their manifest instants (docs/claims.md, "Intel SGX")."""
 
 from __future__ import annotations
 

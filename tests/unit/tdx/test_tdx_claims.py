@@ -1,4 +1,4 @@
-"""TDX claims on the real vectors at their manifest instants (CLAIMS.md, tdx section)."""
+"""TDX claims on the real vectors at their manifest instants (docs/claims.md, "Intel TDX")."""
 
 from __future__ import annotations
 
