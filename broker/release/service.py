@@ -34,14 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from broker import jose
 from broker.errors import (
-    CollateralUnavailable,
     DatabaseUnavailable,
-    HsmError,
     InternalError,
     KeybrokerError,
     KeyDisabled,
     KeyNotFound,
     NonceReplayed,
+    Outcome,
     PolicyDenied,
     StoredPolicyInvalid,
     TokenInvalid,
@@ -84,17 +83,10 @@ CONSUMED_NONCES_REMEMBERED = 16384
 _verifier: Callable[[Tee], TeeVerifier] = functools.cache(verifier_for)
 
 
-def outcome(failure: KeybrokerError | None) -> str:
-    """``allow``; ``deny`` when the request was judged and refused; ``error`` when it could
-    not be judged or served (HSM, collateral or stored-policy trouble)."""
-    if failure is None:
-        return "allow"
-    if isinstance(
-        failure,
-        Unavailable | CollateralUnavailable | InternalError | HsmError | StoredPolicyInvalid,
-    ):
-        return "error"
-    return "deny"
+def outcome(failure: KeybrokerError | None) -> Outcome:
+    """``allow``, or the failure's own outcome (``broker/errors.py``): ``deny`` when the
+    request was judged and refused, ``error`` when it could not be judged or served."""
+    return "allow" if failure is None else failure.outcome
 
 
 def _record(
