@@ -57,7 +57,7 @@ from broker.release.collateral import CollateralResolver
 from broker.release.contextcache import ContextCache
 from broker.release.policies import PolicyCache, audit_summary
 from broker.runtime import Runtime
-from broker.store import audit, challenges, contexts
+from broker.store import audit, challenges, contexts, policies
 from broker.store.audit import AuditRecord
 from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.timeutil import utcnow
@@ -203,7 +203,6 @@ class ReleaseService:
             if live is not None:
                 consumed = await challenges.consume_and_audit(
                     conn,
-                    self.db.q,
                     live[0],
                     request.tee.value,
                     expires_at=live[1],
@@ -217,7 +216,6 @@ class ReleaseService:
             if consumed is None:
                 await audit.append(
                     conn,
-                    self.db.q["audit_append"],
                     _record(now, "attest", failure, request.request_id, None, body=body),
                 )
         self._attestations(request.tee.value, outcome(failure)).inc()
@@ -283,9 +281,7 @@ class ReleaseService:
             if context is None or not conditional:
                 return await self._conclude(record(failure, body), failure, response)
             async with self.db.connection() as conn:  # one statement, committed before we answer
-                seq = await contexts.append_if_current(
-                    conn, self.db.q, context, record(failure, body)
-                )
+                seq = await contexts.append_if_current(conn, context, record(failure, body))
             if seq is not None:
                 return self._answer(failure, response)
             # The key, its binding or its policy changed since the context was read: this
@@ -307,7 +303,7 @@ class ReleaseService:
     ) -> dict[str, Any]:
         """Append ``record`` unconditionally (one statement, committed), then answer."""
         async with self.db.connection() as conn:
-            await audit.append(conn, self.db.q["audit_append"], record)
+            await audit.append(conn, record)
         return self._answer(failure, response)
 
     def _answer(
@@ -380,11 +376,11 @@ class ReleaseService:
         policy = self.policies.cached(bound.digest)
         if policy is not None:
             return policy
-        stored = await self.db.fetchrow("policy_version", bound.name, bound.version)
+        stored = await policies.version(self.db, bound.name, bound.version)
         if stored is None:  # policies are never deleted: fail closed should one vanish
             raise StoredPolicyInvalid(f"policy {bound.name} v{bound.version} vanished")
         # ``get`` checks the document against the digest the key is bound to.
-        return self.policies.get(stored["document"], bound.digest)
+        return self.policies.get(stored.document, bound.digest)
 
     async def _seal(
         self,

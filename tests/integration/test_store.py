@@ -84,7 +84,7 @@ async def _appended(cluster: LocalPostgres, count: int) -> Database:
         await migrate(conn)
     for n in range(count):
         async with database.transaction() as conn:
-            await audit.append(conn, database.q["audit_append"], _record(n))
+            await audit.append(conn, _record(n))
     return database
 
 
@@ -181,7 +181,6 @@ async def _consume(
     async with database.connection() as conn:
         return await challenges.consume_and_audit(
             conn,
-            database.q,
             nonce,
             "snp",
             expires_at=expires_at,
@@ -262,9 +261,12 @@ async def test_a_stale_release_context_appends_nothing_whatever_the_plan(
             plan = "\n".join(
                 row[0]
                 for row in await conn.fetch(
-                    "EXPLAIN (COSTS OFF) " + database.q["audit_release_if_current"],
+                    "EXPLAIN (COSTS OFF) " + queries()["audit_release_if_current"],
                     *stale.arguments(),
-                    *audit.arguments(record)[:4],
+                    record.at,
+                    record.kind,
+                    record.decision,
+                    record.request_id,
                     "{}",
                 )
             )
@@ -274,13 +276,13 @@ async def test_a_stale_release_context_appends_nothing_whatever_the_plan(
                     await conn.execute("SET LOCAL geqo = on")
                     await conn.execute("SET LOCAL geqo_threshold = 2")
                     await conn.execute(f"SET LOCAL geqo_seed = {seed}")
-                    seq = await contexts.append_if_current(conn, database.q, stale, record)
+                    seq = await contexts.append_if_current(conn, stale, record)
                     assert seq is None
                     assert await conn.fetchval("SELECT seq FROM audit_head") == 0, seed
             current = ReleaseContext(
                 "k", 1, "active", "kek-1", b"\x00", 32, BoundPolicy("p", 2, digest_2)
             )
-            assert await contexts.append_if_current(conn, database.q, current, record) == 1
+            assert await contexts.append_if_current(conn, current, record) == 1
     finally:
         await database.close()
 

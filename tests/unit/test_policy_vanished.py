@@ -19,15 +19,16 @@ from broker.api import guest
 from broker.bench import glue
 from broker.errors import StoredPolicyInvalid
 from broker.release.policies import PolicyCache
+from broker.store.sqlfiles import name_of
 
 
 class PolicyGone(glue.FakeDatabase):
     """A database whose bound policy version has vanished."""
 
-    async def fetchrow(self, name: str, *args: Any) -> Mapping[str, Any] | None:
-        if name == "policy_version":
+    async def fetchrow(self, query: str, *args: Any) -> Mapping[str, Any] | None:
+        if name_of(query) == "policy_version":
             return None
-        return await super().fetchrow(name, *args)
+        return await super().fetchrow(query, *args)
 
 
 def test_a_vanished_policy_refuses_the_release_and_audits_an_error() -> None:
