@@ -67,6 +67,8 @@ from broker.runtime import Runtime
 from broker.settings import Settings
 from broker.simulate.snp import SnpKit
 from broker.store.audit import AuditRecord
+from broker.store.database import Database
+from broker.store.release import PostgresReleaseStore
 from broker.store.sqlfiles import name_of
 from broker.timeutil import utcnow
 from hsm.envelope import OaepHash, SealedSecret
@@ -108,7 +110,7 @@ class _Lease:
 
 
 class FakeDatabase:
-    """What the release service uses of a ``Database``."""
+    """What :class:`PostgresReleaseStore` uses of a ``Database``."""
 
     def __init__(self, context: Mapping[str, Any]) -> None:
         self.conn = _Connection()
@@ -253,6 +255,7 @@ def build_case(material: Material | None = None) -> GlueCase:
         Metrics.create(),
         CollateralResolver(cast(Any, db)),
         policies,
+        PostgresReleaseStore(cast(Database, db)),
     )
     service.verified = claims
     # The one attest body is sent again on every flow: like the database stand-in, the
