@@ -29,6 +29,7 @@ from broker.release.service import ReleaseService
 from broker.runtime import Runtime
 from broker.settings import Settings, load_settings
 from broker.store import challenges
+from broker.store.release import PostgresReleaseStore
 from broker.timeutil import utcnow
 
 log = get_logger("keybroker.app")
@@ -53,6 +54,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Edge:
             metrics,
             CollateralResolver(app.state.runtime.db, default_lookups(settings, collateral_http)),
             PolicyCache(),
+            PostgresReleaseStore(app.state.runtime.db),
         )
         app.state.admin = AdminService(app.state.runtime)
         purger = asyncio.create_task(_purge_expired_challenges(app.state.runtime))

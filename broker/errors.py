@@ -8,18 +8,27 @@ field and give the found and wanted values, and never carry secret material.
 "Could not check" (:class:`CollateralUnavailable`, :class:`Unavailable`) is kept apart from
 "checked and bad" (every other :class:`EvidenceError`), because the first is worth retrying
 and the second is not.
+
+Each class also declares the ``outcome`` an attestation or a release that ends in it is
+audited and counted under: ``deny`` when the request was judged and refused, ``error`` when
+it could not be judged or served (infrastructure, collateral, HSM, the broker's own stored
+policies or code). A subclass inherits its parent's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+#: The decision an audit record and the decision metrics carry.
+Outcome = Literal["allow", "deny", "error"]
 
 
 class KeybrokerError(Exception):
     """Base of every error keybroker raises on purpose."""
 
     type: ClassVar[str] = "error"
+    outcome: ClassVar[Literal["deny", "error"]] = "deny"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -100,6 +109,7 @@ class CollateralUnavailable(EvidenceError):
     """The endorsement or collateral needed to check the evidence could not be obtained."""
 
     type = "collateral_unavailable"
+    outcome = "error"
 
 
 class CollateralExpired(EvidenceError):
@@ -226,6 +236,7 @@ class HsmError(KeybrokerError):
     """A PKCS#11 operation failed for a reason that is the caller's (bad blob, bad key)."""
 
     type = "hsm-error"
+    outcome = "error"
 
 
 class BlobInvalid(HsmError):
@@ -253,6 +264,7 @@ class SecretLengthInvalid(HsmError):
 
 class Unavailable(KeybrokerError):
     type = "unavailable"
+    outcome = "error"
 
 
 class DatabaseUnavailable(Unavailable):
@@ -272,9 +284,11 @@ class StoredPolicyInvalid(KeybrokerError):
     not load: server-side corruption or tampering, never the caller's fault."""
 
     type = "stored-policy-invalid"
+    outcome = "error"
 
 
 class InternalError(KeybrokerError):
     """An unexpected failure; the detail points at the log, never at internals."""
 
     type = "internal"
+    outcome = "error"

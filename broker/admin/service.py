@@ -17,7 +17,7 @@ from broker.policy.loader import load_policy_text
 from broker.policy.model import Policy
 from broker.release.policies import stored_form
 from broker.runtime import Runtime
-from broker.store import admin_tokens, audit, keys
+from broker.store import admin_tokens, audit, bindings, kek, keys, policies
 from broker.store.admin_tokens import Principal, Role
 from broker.store.audit import AuditRecord, ChainReport, verify_chain
 from broker.timeutil import utcnow
@@ -46,7 +46,6 @@ class AdminService:
         async with self.db.transaction() as conn:
             await audit.append(
                 conn,
-                self.db.q["audit_append"],
                 AuditRecord(
                     utcnow(),
                     "admin",
@@ -73,9 +72,9 @@ class AdminService:
         checked_name(name, "key")
         if (secret is None) == (generate_length is None):
             raise BadRequest("give exactly one of a secret to import or a length to generate")
-        existing = await self.db.fetchrow("latest_key", name)
+        existing = await keys.find_latest(self.db, name)
         if new_version and existing is None:
-            await keys.latest_key(self.db, name)  # raises KeyNotFound
+            raise keys.not_found(name)
         if not new_version and existing is not None:
             raise Conflict(f"key {name} exists; rotate it to add a version")
         wrapped: WrappedSecret
@@ -84,7 +83,7 @@ class AdminService:
         else:
             wrapped = await asyncio.to_thread(self.custody.generate_secret, generate_length or 0)
         async with self.db.transaction() as conn:
-            info = await keys.insert_key_version(conn, self.db.q, name, wrapped)
+            info = await keys.insert_key_version(conn, name, wrapped)
         await self._audit(
             principal,
             "key.rotate" if new_version else "key.create",
@@ -114,7 +113,7 @@ class AdminService:
     async def rotate_kek(self, principal: Principal) -> dict[str, str]:
         require(principal, Role.KEY_CUSTODIAN)
         async with self.db.transaction() as conn:  # one rotation at a time, everywhere
-            await conn.execute(self.db.q["lock_kek_rotation"])
+            await kek.lock_rotation(conn)
             label = await asyncio.to_thread(self.custody.rotate_kek)
         await self._audit(principal, "kek.rotate", None, {"kek_label": label})
         return {"kek_label": label}
@@ -124,7 +123,7 @@ class AdminService:
     async def publish_policy(self, principal: Principal, policy: Policy) -> dict[str, Any]:
         require(principal, Role.POLICY_AUTHOR)
         document, digest = stored_form(policy)
-        record = await keys.insert_policy_version(
+        record = await policies.publish(
             self.db,
             name=policy.name,
             version=policy.version,
@@ -157,7 +156,7 @@ class AdminService:
         checked_name(key_name, "key")
         checked_name(policy_name, "policy")
         checked_version(version, "policy")
-        binding = await keys.bind_policy(
+        binding = await bindings.bind(
             self.db,
             key_name=key_name,
             policy_name=policy_name,
@@ -170,7 +169,7 @@ class AdminService:
 
     async def list_policies(self, principal: Principal) -> list[dict[str, Any]]:
         require(principal, *READ_POLICIES)
-        return await keys.list_policies(self.db)
+        return await policies.list_latest(self.db)
 
     async def get_policy(
         self, principal: Principal, name: str, version: int | None
@@ -178,26 +177,14 @@ class AdminService:
         require(principal, *READ_POLICIES)
         checked_name(name, "policy")
         checked_version(version, "policy")
-        record = await keys.get_policy(self.db, name, version)
+        record = await policies.get(self.db, name, version)
         return {**record.summary(), "document": record.document}
 
     # --- audit -----------------------------------------------------------------------------
 
     async def audit_tail(self, principal: Principal, limit: int) -> list[dict[str, Any]]:
         require(principal, Role.AUDITOR)
-        rows = await self.db.fetch("audit_tail", max(1, min(limit, 1000)))
-        return [
-            {
-                "seq": r["seq"],
-                "at": r["at"].isoformat(),
-                "kind": r["kind"],
-                "decision": r["decision"],
-                "request_id": r["request_id"],
-                "key_name": r["key_name"],
-                "record": r["record"],
-            }
-            for r in rows
-        ]
+        return await audit.tail(self.db, limit)
 
     async def audit_verify(self, principal: Principal) -> ChainReport:
         require(principal, Role.AUDITOR)

@@ -67,6 +67,9 @@ from broker.runtime import Runtime
 from broker.settings import Settings
 from broker.simulate.snp import SnpKit
 from broker.store.audit import AuditRecord
+from broker.store.database import Database
+from broker.store.release import PostgresReleaseStore
+from broker.store.sqlfiles import name_of
 from broker.timeutil import utcnow
 from hsm.envelope import OaepHash, SealedSecret
 from hsm.pubkey import RsaPublicKey, from_jwk
@@ -84,17 +87,14 @@ T = TypeVar("T")
 
 
 class _Connection:
-    """Answers every statement at once; keeps each statement's last arguments (the
-    statements' texts are their names, see :class:`_Queries`)."""
+    """Answers every statement at once; keeps each statement's last arguments, by the name
+    of its query."""
 
     def __init__(self) -> None:
         self.last_args: dict[str, tuple[Any, ...]] = {}
 
-    async def execute(self, query: str, *args: Any) -> str:
-        return "INSERT 0 1"
-
     async def fetchval(self, query: str, *args: Any) -> int:
-        self.last_args[query] = args
+        self.last_args[name_of(query)] = args
         return 1
 
 
@@ -109,21 +109,18 @@ class _Lease:
         return None
 
 
-class _Queries(dict[str, str]):
-    def __missing__(self, name: str) -> str:
-        return name
-
-
 class FakeDatabase:
+    """What :class:`PostgresReleaseStore` uses of a ``Database``."""
+
     def __init__(self, context: Mapping[str, Any]) -> None:
         self.conn = _Connection()
-        self.q = _Queries()
         self.context = context
 
     def connection(self) -> _Lease:
         return _Lease(self.conn)
 
-    async def fetchrow(self, name: str, *args: Any) -> Mapping[str, Any] | None:
+    async def fetchrow(self, query: str, *args: Any) -> Mapping[str, Any] | None:
+        name = name_of(query)
         if name != "release_context":
             raise LookupError(f"the glue benchmark has no answer for {name}")
         return self.context
@@ -258,6 +255,7 @@ def build_case(material: Material | None = None) -> GlueCase:
         Metrics.create(),
         CollateralResolver(cast(Any, db)),
         policies,
+        PostgresReleaseStore(cast(Database, db)),
     )
     service.verified = claims
     # The one attest body is sent again on every flow: like the database stand-in, the

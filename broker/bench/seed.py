@@ -36,6 +36,7 @@ from broker.store import admin_tokens
 from broker.store.admin_tokens import Role
 from broker.store.audit import chain_hash
 from broker.store.database import Database
+from broker.store.keys import find_latest
 from hsm.custody import WrappedSecret
 
 SECRET_LENGTH = 32
@@ -70,7 +71,7 @@ async def seed(dsn: str, base: str, secret: bytes, policy: dict[str, Any]) -> No
     """The first key and its policy through the admin API, unless they exist."""
     db = await Database.connect(dsn, 1, 2)
     try:
-        if await db.fetchrow("latest_key", key_name(0)) is not None:
+        if await find_latest(db, key_name(0)) is not None:
             return
         tokens = {}
         for role in (Role.KEY_CUSTODIAN, Role.POLICY_AUTHOR):

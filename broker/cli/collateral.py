@@ -28,10 +28,11 @@ from broker.cli.common import (
 )
 from broker.collateral import keys
 from broker.collateral.detect import ImportPlan, plan_import
-from broker.collateral.store import CollateralItem, CollateralStore, write
+from broker.collateral.store import CollateralItem
 from broker.errors import KeybrokerError
-from broker.store import audit
+from broker.store import audit, collateral
 from broker.store.audit import AuditRecord
+from broker.store.collateral import CollateralStore
 from broker.store.database import Database
 from broker.timeutil import utcnow
 
@@ -104,11 +105,10 @@ def run_import(args: argparse.Namespace) -> int:
 
 async def _store(db: Database, plan: ImportPlan, actor: str) -> None:
     async with db.transaction() as conn:
-        await write(conn, db.q, plan.items)
+        await collateral.write(conn, plan.items)
         if plan.items:
             await audit.append(
                 conn,
-                db.q["audit_append"],
                 AuditRecord(
                     utcnow(),
                     "admin",

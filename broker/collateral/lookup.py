@@ -9,7 +9,8 @@ from typing import Generic, TypeVar
 
 from broker.collateral.fetcher import Fetcher
 from broker.collateral.memo import ItemMemo, MemoizedRepository
-from broker.collateral.store import CollateralRepository, CollateralStore
+from broker.collateral.store import CollateralRepository
+from broker.store.collateral import CollateralStore
 from broker.store.database import Database
 
 Client = TypeVar("Client")

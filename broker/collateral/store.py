@@ -3,11 +3,12 @@
 One row per document, keyed by :class:`~broker.collateral.keys.ItemKey`; the body is kept as
 the vendor served it (the exact bytes its signature covers). ``next_update`` is when the
 issuer promises fresher data (Intel TCB Info, QE Identity, CRLs): past it an item is *stale*,
-and :meth:`CollateralStore.get_fresh` no longer returns it. Items without one (VCEKs,
+and the store's ``get_fresh`` no longer returns it. Items without one (VCEKs,
 certificate chains) never go stale; their validity is the verifier's business.
 
 Nothing here verifies anything: the store may hold whatever an operator imported or a vendor
-served, and every document is verified at the instant it is used.
+served, and every document is verified at the instant it is used. The repository over
+PostgreSQL is ``broker/store/collateral.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import asyncpg
-
 from broker.collateral.keys import ItemKey
-from broker.store.database import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,77 +83,3 @@ class CollateralRepository(Protocol):
     async def get(self, key: ItemKey) -> CollateralItem | None: ...
 
     async def put(self, items: Iterable[CollateralItem]) -> None: ...
-
-
-class CollateralStore:
-    """The repository over PostgreSQL (named queries in ``sql/queries/collateral.sql``)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def get(self, key: ItemKey) -> CollateralItem | None:
-        """The stored item, stale or not."""
-        row = await self.db.fetchrow("collateral_get", key.tee, key.kind, key.lookup_key)
-        return None if row is None else _item(key, row)
-
-    async def get_fresh(self, key: ItemKey, now: datetime) -> CollateralItem | None:
-        """The stored item unless it is missing or stale at ``now``."""
-        item = await self.get(key)
-        return None if item is None or item.is_stale(now) else item
-
-    async def get_many(self, keys: Sequence[ItemKey]) -> dict[ItemKey, CollateralItem]:
-        """Every stored item of ``keys`` (stale ones included), in one round trip."""
-        if not keys:
-            return {}
-        rows = await self.db.fetch(
-            "collateral_get_many",
-            [key.tee for key in keys],
-            [key.kind for key in keys],
-            [key.lookup_key for key in keys],
-        )
-        found = {}
-        for row in rows:
-            key = ItemKey(row["tee"], row["kind"], row["lookup_key"])
-            found[key] = _item(key, row)
-        return found
-
-    async def put(self, items: Iterable[CollateralItem]) -> None:
-        """Insert or replace ``items`` in one transaction."""
-        async with self.db.transaction() as conn:
-            await write(conn, self.db.q, items)
-
-    async def list(self) -> list[Listed]:
-        """Every stored item, without bodies, ordered by tee, kind and key."""
-        return [
-            Listed(
-                ItemKey(row["tee"], row["kind"], row["lookup_key"]),
-                row["size"],
-                row["next_update"],
-                row["fetched_at"],
-                row["source"],
-            )
-            for row in await self.db.fetch("collateral_list")
-        ]
-
-
-async def write(
-    conn: asyncpg.Connection, q: dict[str, str], items: Iterable[CollateralItem]
-) -> None:
-    """Insert or replace ``items`` inside the caller's transaction (the import audits in it)."""
-    for item in items:
-        key = item.key
-        await conn.execute(
-            q["collateral_put"],
-            key.tee,
-            key.kind,
-            key.lookup_key,
-            item.body,
-            item.next_update,
-            item.source,
-        )
-
-
-def _item(key: ItemKey, row: asyncpg.Record) -> CollateralItem:
-    return CollateralItem(
-        key, bytes(row["body"]), row["next_update"], row["source"], row["fetched_at"]
-    )

@@ -20,6 +20,7 @@ from broker.policy.loader import load_policy_text
 from broker.runtime import Runtime
 from broker.settings import Settings
 from broker.simulate.snp import SnpKit
+from broker.store import bindings
 from broker.store.admin_tokens import Principal
 
 DEMO_KEY = "disk-key"
@@ -55,8 +56,7 @@ async def seed(settings: Settings) -> None:
         text = resources.files("broker.localstate").joinpath("demo_policy.yaml").read_text()
         policy = load_policy_text(text, source="insecure-demo-simulated-snp.yaml")
         await admin.publish_policy(who, policy)
-        binding = await runtime.db.fetchrow("key_binding", DEMO_KEY)
-        if binding is None:
+        if not await bindings.is_bound(runtime.db, DEMO_KEY):
             await admin.bind_policy(who, DEMO_KEY, policy.name, None, False)
     finally:
         await runtime.stop()

@@ -34,14 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from broker import jose
 from broker.errors import (
-    CollateralUnavailable,
     DatabaseUnavailable,
-    HsmError,
     InternalError,
     KeybrokerError,
     KeyDisabled,
     KeyNotFound,
     NonceReplayed,
+    Outcome,
     PolicyDenied,
     StoredPolicyInvalid,
     TokenInvalid,
@@ -58,9 +57,9 @@ from broker.release.collateral import CollateralResolver
 from broker.release.contextcache import ContextCache
 from broker.release.policies import PolicyCache, audit_summary
 from broker.runtime import Runtime
-from broker.store import audit, challenges, contexts
 from broker.store.audit import AuditRecord
 from broker.store.contexts import BoundPolicy, ReleaseContext
+from broker.store.release import ReleaseStore
 from broker.timeutil import utcnow
 from hsm.custody import WrappedSecret
 from hsm.envelope import SealedSecret
@@ -84,17 +83,10 @@ CONSUMED_NONCES_REMEMBERED = 16384
 _verifier: Callable[[Tee], TeeVerifier] = functools.cache(verifier_for)
 
 
-def outcome(failure: KeybrokerError | None) -> str:
-    """``allow``; ``deny`` when the request was judged and refused; ``error`` when it could
-    not be judged or served (HSM, collateral or stored-policy trouble)."""
-    if failure is None:
-        return "allow"
-    if isinstance(
-        failure,
-        Unavailable | CollateralUnavailable | InternalError | HsmError | StoredPolicyInvalid,
-    ):
-        return "error"
-    return "deny"
+def outcome(failure: KeybrokerError | None) -> Outcome:
+    """``allow``, or the failure's own outcome (``broker/errors.py``): ``deny`` when the
+    request was judged and refused, ``error`` when it could not be judged or served."""
+    return "allow" if failure is None else failure.outcome
 
 
 def _record(
@@ -129,9 +121,10 @@ class ReleaseService:
         metrics: Metrics,
         collateral: CollateralResolver,
         policies: PolicyCache,
+        store: ReleaseStore,
     ) -> None:
         self.runtime = runtime
-        self.db = runtime.db
+        self.store = store
         self.custody = runtime.custody
         self.settings = runtime.settings
         self.metrics = metrics
@@ -202,32 +195,27 @@ class ReleaseService:
         except KeybrokerError as exc:
             failure = exc
 
-        async with self.db.connection() as conn:
-            # One statement consumes the nonce and appends the record, committed before the
-            # token leaves. A nonce refused by its MAC or expiry was never consumed; one
-            # consumed before (a replay) makes the statement write nothing. Either way the
-            # refusal is audited instead and becomes the answer (409).
-            consumed = None
-            if live is not None:
-                consumed = await challenges.consume_and_audit(
-                    conn,
-                    self.db.q,
-                    live[0],
-                    request.tee.value,
-                    expires_at=live[1],
-                    record=_record(now, "attest", failure, request.request_id, None, body=body),
-                )
-                if consumed is None:
-                    failure = NonceReplayed("nonce was already used")
-                    body.pop("token_id", None)  # signed, but it never leaves: name no token
-                else:
-                    self.consumed.put(live[0], True)
+        # One statement consumes the nonce and appends the record, committed before the
+        # token leaves. A nonce refused by its MAC or expiry was never consumed; one consumed
+        # before (a replay) makes the statement write nothing. Either way the refusal is
+        # audited instead and becomes the answer (409).
+        consumed = None
+        if live is not None:
+            consumed = await self.store.consume_nonce_and_append(
+                live[0],
+                request.tee.value,
+                live[1],
+                _record(now, "attest", failure, request.request_id, None, body=body),
+            )
             if consumed is None:
-                await audit.append(
-                    conn,
-                    self.db.q["audit_append"],
-                    _record(now, "attest", failure, request.request_id, None, body=body),
-                )
+                failure = NonceReplayed("nonce was already used")
+                body.pop("token_id", None)  # signed, but it never leaves: name no token
+            else:
+                self.consumed.put(live[0], True)
+        if consumed is None:
+            await self.store.append(
+                _record(now, "attest", failure, request.request_id, None, body=body)
+            )
         self._attestations(request.tee.value, outcome(failure)).inc()
         if failure is not None:
             raise failure
@@ -263,7 +251,7 @@ class ReleaseService:
 
         With the context cache on, the decision (and the envelope) is made on the key's
         remembered context when there is one, and its record is appended only if that
-        context is still current (``contexts.append_if_current``); when it is not, nothing
+        context is still current (``ReleaseStore.append_if_current``); when it is not, nothing
         was written, the envelope is dropped, and the release reads the context afresh and
         starts over, at most :data:`STALE_ATTEMPTS` times in all (then 503, audited). A
         steady-state release thus runs one statement. With the cache off (size 0), the
@@ -283,17 +271,15 @@ class ReleaseService:
         context = self.contexts.get(key_name)
         for attempt in range(1, STALE_ATTEMPTS + 1):
             if context is None:
-                context = await contexts.read(self.db, key_name)  # absent keys never cached
+                context = await self.store.context(key_name)  # absent keys never cached
                 if context is not None:
                     self.contexts.put(context)
             body = dict(token_fields)  # each attempt's record describes its own decision
             response, failure = await self._decide(result, key_name, context, now, body)
             if context is None or not conditional:
                 return await self._conclude(record(failure, body), failure, response)
-            async with self.db.connection() as conn:  # one statement, committed before we answer
-                seq = await contexts.append_if_current(
-                    conn, self.db.q, context, record(failure, body)
-                )
+            # One statement, committed before we answer.
+            seq = await self.store.append_if_current(context, record(failure, body))
             if seq is not None:
                 return self._answer(failure, response)
             # The key, its binding or its policy changed since the context was read: this
@@ -314,8 +300,7 @@ class ReleaseService:
         response: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Append ``record`` unconditionally (one statement, committed), then answer."""
-        async with self.db.connection() as conn:
-            await audit.append(conn, self.db.q["audit_append"], record)
+        await self.store.append(record)
         return self._answer(failure, response)
 
     def _answer(
@@ -388,11 +373,11 @@ class ReleaseService:
         policy = self.policies.cached(bound.digest)
         if policy is not None:
             return policy
-        stored = await self.db.fetchrow("policy_version", bound.name, bound.version)
-        if stored is None:  # policies are never deleted: fail closed should one vanish
+        document = await self.store.policy_document(bound.name, bound.version)
+        if document is None:  # policies are never deleted: fail closed should one vanish
             raise StoredPolicyInvalid(f"policy {bound.name} v{bound.version} vanished")
         # ``get`` checks the document against the digest the key is bound to.
-        return self.policies.get(stored["document"], bound.digest)
+        return self.policies.get(document, bound.digest)
 
     async def _seal(
         self,

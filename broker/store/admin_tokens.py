@@ -12,10 +12,17 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from broker.errors import TokenInvalid
 from broker.redact import Secret
 from broker.store.database import Database
+from broker.store.sqlfiles import query
+
+_INSERT: Final = query("insert_admin_token")
+_GET: Final = query("admin_token")
+_LIST: Final = query("list_admin_tokens")
+_REVOKE: Final = query("revoke_admin_token")
 
 PREFIX = "kbadm"
 
@@ -51,10 +58,7 @@ def _hash(secret: str) -> bytes:
 async def create(db: Database, name: str, role: Role, created_by: str) -> tuple[str, Secret]:
     token_id = secrets.token_hex(8)
     secret = secrets.token_hex(32)
-    async with db.connection() as conn:
-        await conn.execute(
-            db.q["insert_admin_token"], token_id, name, role.value, _hash(secret), created_by
-        )
+    await db.execute(_INSERT, token_id, name, role.value, _hash(secret), created_by)
     return token_id, Secret(f"{PREFIX}_{token_id}_{secret}")
 
 
@@ -68,7 +72,7 @@ async def authenticate(db: Database, presented: str) -> Principal:
     ):
         raise TokenInvalid("admin token is malformed")
     token_id, secret = parts[1], parts[2]
-    row = await db.fetchrow("admin_token", token_id)
+    row = await db.fetchrow(_GET, token_id)
     # Compare against a dummy hash when the id is unknown, so timing does not tell ids apart.
     stored = bytes(row["secret_hash"]) if row is not None else bytes(32)
     if not hmac.compare_digest(stored, _hash(secret)) or row is None:
@@ -79,11 +83,11 @@ async def authenticate(db: Database, presented: str) -> Principal:
 
 
 async def revoke(db: Database, token_id: str) -> bool:
-    return bool(await db.fetch("revoke_admin_token", token_id))
+    return bool(await db.fetch(_REVOKE, token_id))
 
 
 async def list_tokens(db: Database) -> list[dict[str, str | None]]:
-    rows = await db.fetch("list_admin_tokens")
+    rows = await db.fetch(_LIST)
     return [
         {
             "id": r["id"],

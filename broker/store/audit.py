@@ -14,12 +14,20 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
 from broker.jcs import canonical_text
 from broker.store.database import Database
+from broker.store.sqlfiles import query
+
+_APPEND: Final = query("audit_append")
+_HEAD: Final = query("audit_head")
+_RANGE: Final = query("audit_range")
+_TAIL: Final = query("audit_tail")
+#: Most records one :func:`tail` returns.
+TAIL_LIMIT = 1000
 
 GENESIS = bytes(32)
 _BATCH = 5000
@@ -53,9 +61,15 @@ def chain_hash(prev_hash: bytes, seq: int, record: str) -> bytes:
     return hashlib.sha256(prev_hash + seq.to_bytes(8, "big") + record.encode("utf-8")).digest()
 
 
-def arguments(record: AuditRecord) -> tuple[Any, ...]:
-    """The arguments of ``audit_append`` for ``record``, in order."""
-    return (
+async def append(conn: asyncpg.Connection, record: AuditRecord) -> int:
+    """Append ``record`` and return its sequence number.
+
+    Inside the caller's transaction when there is one; else the statement is its own
+    transaction, committed (durably, with ``synchronous_commit`` on) before this returns,
+    and the chain head's row lock is held only while PostgreSQL commits.
+    """
+    seq: int = await conn.fetchval(
+        _APPEND,
         record.at,
         record.kind,
         record.decision,
@@ -63,17 +77,24 @@ def arguments(record: AuditRecord) -> tuple[Any, ...]:
         record.key_name,
         record.text(),
     )
-
-
-async def append(conn: asyncpg.Connection, query: str, record: AuditRecord) -> int:
-    """Append ``record`` and return its sequence number.
-
-    Inside the caller's transaction when there is one; else the statement is its own
-    transaction, committed (durably, with ``synchronous_commit`` on) before this returns,
-    and the chain head's row lock is held only while PostgreSQL commits.
-    """
-    seq: int = await conn.fetchval(query, *arguments(record))
     return seq
+
+
+async def tail(db: Database, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` records (1..:data:`TAIL_LIMIT`), newest first."""
+    rows = await db.fetch(_TAIL, max(1, min(limit, TAIL_LIMIT)))
+    return [
+        {
+            "seq": r["seq"],
+            "at": r["at"].isoformat(),
+            "kind": r["kind"],
+            "decision": r["decision"],
+            "request_id": r["request_id"],
+            "key_name": r["key_name"],
+            "record": r["record"],
+        }
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +110,7 @@ async def verify_chain(db: Database) -> ChainReport:
     prev_hash, expected_seq, count = GENESIS, 1, 0
     after = 0
     while True:
-        rows = await db.fetch("audit_range", after, _BATCH)
+        rows = await db.fetch(_RANGE, after, _BATCH)
         if not rows:
             break
         for row in rows:
@@ -98,7 +119,7 @@ async def verify_chain(db: Database) -> ChainReport:
                 return ChainReport(count, False, row["seq"], problem)
             prev_hash, expected_seq, count = bytes(row["hash"]), expected_seq + 1, count + 1
         after = rows[-1]["seq"]
-    head = await db.fetchrow("audit_head")
+    head = await db.fetchrow(_HEAD)
     if head is None or head["seq"] != expected_seq - 1 or bytes(head["hash"]) != prev_hash:
         return ChainReport(
             count, False, expected_seq - 1, "the chain head does not match the last record"

@@ -10,12 +10,16 @@ expiry so that :func:`purge` can drop it once the nonce could no longer be accep
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Final
 
 import asyncpg
 
-from broker.store import audit
 from broker.store.audit import AuditRecord
 from broker.store.database import Database
+from broker.store.sqlfiles import query
+
+_PURGE: Final = query("purge_challenges")
+_CONSUME_AND_AUDIT: Final = query("consume_challenge_and_audit")
 
 #: Consumed nonces are kept this long after they expire. A nonce is refused by its own expiry
 #: from then on, so the row is needed only while some replica could still accept it: this
@@ -26,14 +30,12 @@ PURGE_GRACE = timedelta(hours=1)
 
 async def purge(db: Database, now: datetime) -> int:
     """Delete nonces that expired more than :data:`PURGE_GRACE` before ``now``; the count."""
-    async with db.connection() as conn:
-        status: str = await conn.execute(db.q["purge_challenges"], now - PURGE_GRACE)
+    status = await db.execute(_PURGE, now - PURGE_GRACE)
     return int(status.rsplit(" ", 1)[-1])
 
 
 async def consume_and_audit(
     conn: asyncpg.Connection,
-    queries: dict[str, str],
     nonce: bytes,
     tee: str,
     *,
@@ -48,12 +50,17 @@ async def consume_and_audit(
     sequence number, or None when the nonce was consumed before (a replay): then nothing was
     written, and the caller audits the refusal.
     """
+    # $4 is both the row's consumed_at and the record's at (audit_append's first argument).
     seq: int | None = await conn.fetchval(
-        queries["consume_challenge_and_audit"],
+        _CONSUME_AND_AUDIT,
         nonce,
         tee,
         expires_at,
         record.at,
-        *audit.arguments(record)[1:],
+        record.kind,
+        record.decision,
+        record.request_id,
+        record.key_name,
+        record.text(),
     )
     return seq

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
 from broker.errors import InternalError
-from broker.store import audit
 from broker.store.audit import AuditRecord
 from broker.store.database import Database
+from broker.store.sqlfiles import query
+
+_READ: Final = query("release_context")
+_APPEND_IF_CURRENT: Final = query("audit_release_if_current")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +78,12 @@ class ReleaseContext:
 
 async def read(db: Database, key_name: str) -> ReleaseContext | None:
     """The current release context of ``key_name``; None when no such key exists."""
-    row = await db.fetchrow("release_context", key_name)
+    row = await db.fetchrow(_READ, key_name)
     return None if row is None else ReleaseContext.of(row)
 
 
 async def append_if_current(
     conn: asyncpg.Connection,
-    queries: Mapping[str, str],
     context: ReleaseContext,
     record: AuditRecord,
 ) -> int | None:
@@ -93,14 +95,14 @@ async def append_if_current(
     """
     if record.key_name != context.name:  # the record's key_name column is context.name
         raise InternalError(f"audit record for key {record.key_name} checked against another")
-    at, kind, decision, request_id, _, text = audit.arguments(record)
+    # $10..$14; the record's key_name column is the context's name, from the statement.
     seq: int | None = await conn.fetchval(
-        queries["audit_release_if_current"],
+        _APPEND_IF_CURRENT,
         *context.arguments(),
-        at,
-        kind,
-        decision,
-        request_id,
-        text,
+        record.at,
+        record.kind,
+        record.decision,
+        record.request_id,
+        record.text(),
     )
     return seq

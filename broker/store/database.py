@@ -1,4 +1,9 @@
-"""The connection pool, named queries, and the one place database failures become 503s."""
+"""The connection pool and the one place database failures become 503s.
+
+The store's modules (``broker/store/``) are the only callers of :meth:`Database.fetchval`
+and its siblings, each with the text of a named query it bound at import; everything above
+the store calls their intent-named functions.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, LiteralString
 
 import asyncpg
 
 from broker.errors import ConfigurationError, DatabaseUnavailable
 from broker.store.pool import ConnectionPool
-from broker.store.sqlfiles import queries
 
 # Failures that mean "the database is not usable now", as opposed to a bug or a constraint
 # violation. They become DatabaseUnavailable (HTTP 503) and the request releases nothing.
@@ -88,7 +92,6 @@ class _Lease:
 class Database:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
-        self.q = queries()
 
     @classmethod
     async def connect(cls, dsn: str, min_size: int = 2, max_size: int = 10) -> Database:
@@ -124,17 +127,24 @@ class Database:
         async with _Lease(self.pool) as conn, conn.transaction():
             yield conn
 
-    async def fetchval(self, name: str, *args: Any) -> Any:
-        async with _Lease(self.pool) as conn:
-            return await conn.fetchval(self.q[name], *args)
+    # One statement on a connection of its own (so committed by itself).
 
-    async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+    async def execute(self, query: LiteralString, *args: Any) -> str:
         async with _Lease(self.pool) as conn:
-            return await conn.fetchrow(self.q[name], *args)
+            status: str = await conn.execute(query, *args)
+        return status
 
-    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetchval(self, query: LiteralString, *args: Any) -> Any:
         async with _Lease(self.pool) as conn:
-            return list(await conn.fetch(self.q[name], *args))
+            return await conn.fetchval(query, *args)
+
+    async def fetchrow(self, query: LiteralString, *args: Any) -> asyncpg.Record | None:
+        async with _Lease(self.pool) as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetch(self, query: LiteralString, *args: Any) -> list[asyncpg.Record]:
+        async with _Lease(self.pool) as conn:
+            return list(await conn.fetch(query, *args))
 
     async def check(self) -> None:
         async with _Lease(self.pool) as conn:

@@ -1,4 +1,10 @@
-"""The SQL files shipped in ``sql/``: ordered migrations and named queries."""
+"""The SQL files shipped in ``sql/``: ordered migrations and named queries.
+
+Only ``broker/store/`` runs queries. Each of its modules binds the texts it runs at import
+(:func:`query`), so a misspelt name fails the import rather than a request, and passes
+them to asyncpg as ``LiteralString`` (PEP 675): SQL is never assembled from values, which
+travel as ``$n`` parameters only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from importlib.abc import Traversable
+from typing import LiteralString
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _QUERY_HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
@@ -43,9 +50,14 @@ def migrations() -> tuple[Migration, ...]:
 
 
 @cache
-def queries() -> dict[str, str]:
-    """Every named query of ``sql/queries/*.sql``; a duplicate name is an error."""
-    named: dict[str, str] = {}
+def queries() -> dict[str, LiteralString]:
+    """Every named query of ``sql/queries/*.sql``; a duplicate name is an error.
+
+    The texts are files of the package, never built from input: literal in the sense of
+    PEP 675, which this is the one place to assert (mypy treats ``LiteralString`` as
+    ``str``; a checker that enforces it would flag exactly this function).
+    """
+    named: dict[str, LiteralString] = {}
     for entry in sorted(_sql_dir().joinpath("queries").iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".sql"):
             continue
@@ -59,6 +71,28 @@ def queries() -> dict[str, str]:
                 raise RuntimeError(f"query {name} is defined twice")
             named[name] = body
     return named
+
+
+def query(name: str) -> LiteralString:
+    """The text of the named query ``name``."""
+    try:
+        return queries()[name]
+    except KeyError:
+        raise LookupError(f"no query named {name} in sql/queries") from None
+
+
+@cache
+def _names() -> dict[str, str]:
+    return {text: name for name, text in queries().items()}
+
+
+def name_of(text: str) -> str:
+    """The name of a named query's text: for stand-ins and statistics that observe which
+    statement ran. Raises ``LookupError`` for any other text."""
+    try:
+        return _names()[text]
+    except KeyError:
+        raise LookupError("not the text of a named query") from None
 
 
 def _strip_comments(sql: str) -> str:

@@ -1,3 +1,8 @@
+-- Serialises publications of one policy name (held until the transaction ends), so two
+-- cannot both find the same latest version and insert after it.
+-- name: lock_policy_name
+SELECT pg_advisory_xact_lock(hashtext('policy:' || $1));
+
 -- name: insert_policy
 INSERT INTO policies (name, version, document, digest, created_by)
 VALUES ($1, $2, $3, $4, $5)

@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from broker.cli import main
 from broker.collateral.keys import ItemKey, qe_identity_key, tcb_info_key
-from broker.collateral.store import CollateralItem, CollateralStore
+from broker.collateral.store import CollateralItem
 from broker.evidence.claims import Tee
 from broker.evidence.snp.abi import TcbParts
 from broker.evidence.snp.products import Product
@@ -41,6 +41,7 @@ from broker.release.binding import expected_report_data
 from broker.settings import Settings
 from broker.simulate.intel import IntelKit
 from broker.simulate.snp import SnpKit
+from broker.store.collateral import CollateralStore
 from broker.store.database import Database
 from broker.store.migrate import migrate
 from broker.timeutil import utcnow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import cast
@@ -11,7 +12,7 @@ import asyncpg
 import pytest
 
 from broker.admin.service import AdminService
-from broker.errors import ConfigurationError
+from broker.errors import ConfigurationError, InternalError
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.schema_dump import dump_schema
 from broker.runtime import Runtime
@@ -21,7 +22,9 @@ from broker.store.audit import AuditRecord, verify_chain
 from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.database import Database
 from broker.store.migrate import migrate
+from broker.store.release import PostgresReleaseStore, ReleaseStore
 from broker.store.sqlfiles import migrations, queries, schema_sql
+from tests.fakes.release_store import MemoryReleaseStore
 from tests.integration.conftest import create_database
 
 pytestmark = pytest.mark.integration
@@ -84,7 +87,7 @@ async def _appended(cluster: LocalPostgres, count: int) -> Database:
         await migrate(conn)
     for n in range(count):
         async with database.transaction() as conn:
-            await audit.append(conn, database.q["audit_append"], _record(n))
+            await audit.append(conn, _record(n))
     return database
 
 
@@ -181,7 +184,6 @@ async def _consume(
     async with database.connection() as conn:
         return await challenges.consume_and_audit(
             conn,
-            database.q,
             nonce,
             "snp",
             expires_at=expires_at,
@@ -262,9 +264,12 @@ async def test_a_stale_release_context_appends_nothing_whatever_the_plan(
             plan = "\n".join(
                 row[0]
                 for row in await conn.fetch(
-                    "EXPLAIN (COSTS OFF) " + database.q["audit_release_if_current"],
+                    "EXPLAIN (COSTS OFF) " + queries()["audit_release_if_current"],
                     *stale.arguments(),
-                    *audit.arguments(record)[:4],
+                    record.at,
+                    record.kind,
+                    record.decision,
+                    record.request_id,
                     "{}",
                 )
             )
@@ -274,13 +279,68 @@ async def test_a_stale_release_context_appends_nothing_whatever_the_plan(
                     await conn.execute("SET LOCAL geqo = on")
                     await conn.execute("SET LOCAL geqo_threshold = 2")
                     await conn.execute(f"SET LOCAL geqo_seed = {seed}")
-                    seq = await contexts.append_if_current(conn, database.q, stale, record)
+                    seq = await contexts.append_if_current(conn, stale, record)
                     assert seq is None
                     assert await conn.fetchval("SELECT seq FROM audit_head") == 0, seed
             current = ReleaseContext(
                 "k", 1, "active", "kek-1", b"\x00", 32, BoundPolicy("p", 2, digest_2)
             )
-            assert await contexts.append_if_current(conn, database.q, current, record) == 1
+            assert await contexts.append_if_current(conn, current, record) == 1
+    finally:
+        await database.close()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "memory"])
+async def test_the_release_stores_keep_the_same_promises(cluster: LocalPostgres, kind: str) -> None:
+    """The in-memory store of the unit tests answers as PostgreSQL does, step by step."""
+    database = await _appended(cluster, 0)
+    digest = "1" * 64
+    current = ReleaseContext("k", 1, "active", "kek-1", b"\x00", 32, BoundPolicy("p", 1, digest))
+    try:
+        store: ReleaseStore
+        if kind == "postgresql":
+            async with database.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO keys (name, version, kek_label, wrapped_blob, secret_length)"
+                    " VALUES ('k', 1, 'kek-1', '\\x00', 32)"
+                )
+                await conn.execute(
+                    "INSERT INTO policies (name, version, document, digest, created_by)"
+                    " VALUES ('p', 1, '{}', $1, 'test')",
+                    digest,
+                )
+                await conn.execute(
+                    "INSERT INTO key_bindings (key_name, policy_name, updated_by)"
+                    " VALUES ('k', 'p', 'test')"
+                )
+            store = PostgresReleaseStore(database)
+        else:
+            store = MemoryReleaseStore([current], {("p", 1): "{}"})
+        at = datetime(2026, 1, 1, 12, tzinfo=UTC)
+        nonce, expires_at = bytes(32), at + timedelta(minutes=5)
+
+        def record(kind: str, key_name: str | None = None) -> AuditRecord:
+            return AuditRecord(at, kind, "allow", "req", key_name, {"x": 1})
+
+        assert await store.context("k") == current
+        assert await store.context("absent") is None
+        assert await store.policy_document("p", 1) == "{}"
+        assert await store.policy_document("p", 2) is None
+        assert await store.consume_nonce_and_append(nonce, "snp", expires_at, record("a")) == 1
+        assert await store.consume_nonce_and_append(nonce, "snp", expires_at, record("a")) is None
+        assert await store.append(record("attest")) == 2
+        assert await store.append_if_current(current, record("release", "k")) == 3
+        for stale in (
+            replace(current, version=2),
+            replace(current, state="disabled"),
+            replace(current, wrapped_blob=b"\x01"),
+            replace(current, policy=None),
+            replace(current, policy=BoundPolicy("p", 1, "2" * 64)),
+        ):
+            assert await store.append_if_current(stale, record("release", "k")) is None
+        with pytest.raises(InternalError, match="checked against another"):
+            await store.append_if_current(current, record("release", "other"))
+        assert await store.append(record("release", "k")) == 4
     finally:
         await database.close()
 

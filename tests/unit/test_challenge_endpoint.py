@@ -37,8 +37,8 @@ def case() -> glue.GlueCase:
 
 def test_challenge_uses_no_database_and_no_hsm(case: glue.GlueCase) -> None:
     service = case.service
-    db, custody = service.db, service.custody
-    service.db = Untouchable("database")  # type: ignore[assignment]
+    store, custody = service.store, service.custody
+    service.store = Untouchable("database")  # type: ignore[assignment]
     service.custody = Untouchable("custody")  # type: ignore[assignment]
     try:
         status, answer = asyncio.run(guest.challenge(glue.request(b'{"tee":"snp"}'), case.state))
@@ -52,4 +52,4 @@ def test_challenge_uses_no_database_and_no_hsm(case: glue.GlueCase) -> None:
         with pytest.raises(Touched, match="database"):
             asyncio.run(guest.attest(glue.request(case.attest_body), case.state))
     finally:
-        service.db, service.custody = db, custody
+        service.store, service.custody = store, custody

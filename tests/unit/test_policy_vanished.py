@@ -3,15 +3,13 @@
 Policies are never deleted through the broker, so this takes someone editing the database
 between the release's two reads; the release must then be refused as an error, audited,
 and never sealed. Driven through the real guest endpoints and release service over the glue
-benchmark's stand-ins (a database that answers at once, an HSM that signs with fixed bytes).
+benchmark's stand-ins (an HSM that signs with fixed bytes), with the release store in
+memory holding the key's context but not its policy's document.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Mapping
-from typing import Any
 
 import pytest
 
@@ -19,22 +17,15 @@ from broker.api import guest
 from broker.bench import glue
 from broker.errors import StoredPolicyInvalid
 from broker.release.policies import PolicyCache
-
-
-class PolicyGone(glue.FakeDatabase):
-    """A database whose bound policy version has vanished."""
-
-    async def fetchrow(self, name: str, *args: Any) -> Mapping[str, Any] | None:
-        if name == "policy_version":
-            return None
-        return await super().fetchrow(name, *args)
+from broker.store.contexts import ReleaseContext
+from tests.fakes.release_store import MemoryReleaseStore
 
 
 def test_a_vanished_policy_refuses_the_release_and_audits_an_error() -> None:
     case = glue.build_case(glue.Material.generate(chain_rsa_bits=2048))
-    gone = PolicyGone(case.db.context)
+    gone = MemoryReleaseStore([ReleaseContext.of(case.db.context)], documents={})
     service = case.service
-    service.db = gone  # the release reads the database through the service
+    service.store = gone
     service.policies = PolicyCache()  # nothing compiled: the policy must be read
     sealed: list[object] = []
     seal = service.custody.release_to_sync
@@ -48,7 +39,7 @@ def test_a_vanished_policy_refuses_the_release_and_audits_an_error() -> None:
     with pytest.raises(StoredPolicyInvalid, match=r"policy .* v1 vanished"):
         asyncio.run(attest_then_release())
     assert sealed == []  # no envelope was made
-    arguments = gone.conn.last_args["audit_release_if_current"]
-    record = json.loads(arguments[-1])
-    assert (record["kind"], record["decision"]) == ("release", "error")
-    assert record["error"]["type"] == "stored-policy-invalid"
+    assert gone.calls["policy_document"] == 1
+    record = gone.log[-1]
+    assert (record.kind, record.decision) == ("release", "error")
+    assert record.body["error"]["type"] == "stored-policy-invalid"

@@ -1,0 +1,82 @@
+"""What the release orchestrator stores and reads: :class:`ReleaseStore`, and its
+PostgreSQL implementation.
+
+Each operation is one statement on a connection of its own, committed before it returns
+(``docs/architecture.md`` §5: the audit chain's head is never locked across a round trip to
+the broker). A release or an attestation therefore commits in one statement, two when its
+first one wrote nothing: a replayed nonce, a context that changed, or a context read first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from broker.store import audit, challenges, contexts, policies
+from broker.store.audit import AuditRecord
+from broker.store.contexts import ReleaseContext
+from broker.store.database import Database
+
+
+class ReleaseStore(Protocol):
+    """The storage operations of ``broker/release/service.py`` (tests substitute one in
+    memory: ``tests/fakes/release_store.py``)."""
+
+    async def consume_nonce_and_append(
+        self, nonce: bytes, tee: str, expires_at: datetime, record: AuditRecord
+    ) -> int | None:
+        """Record ``nonce`` (issued for ``tee``, live until ``expires_at``) as consumed and
+        append ``record``, atomically. The record's sequence number; None when the nonce was
+        consumed before (a replay): then nothing was written."""
+        ...
+
+    async def append(self, record: AuditRecord) -> int:
+        """Append ``record`` unconditionally; its sequence number."""
+        ...
+
+    async def context(self, key_name: str) -> ReleaseContext | None:
+        """The current release context of ``key_name``; None when no such key exists."""
+        ...
+
+    async def append_if_current(self, context: ReleaseContext, record: AuditRecord) -> int | None:
+        """Append ``record`` if ``context`` is still its key's current release context. The
+        record's sequence number; None when the context changed (or the key is gone): then
+        nothing was written."""
+        ...
+
+    async def policy_document(self, name: str, version: int) -> str | None:
+        """The stored document of version ``version`` of policy ``name``; None when there
+        is none (policies are never deleted, so only tampering can make one vanish)."""
+        ...
+
+
+class PostgresReleaseStore:
+    """:class:`ReleaseStore` over the broker's database."""
+
+    __slots__ = ("db",)
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def consume_nonce_and_append(
+        self, nonce: bytes, tee: str, expires_at: datetime, record: AuditRecord
+    ) -> int | None:
+        async with self.db.connection() as conn:
+            return await challenges.consume_and_audit(
+                conn, nonce, tee, expires_at=expires_at, record=record
+            )
+
+    async def append(self, record: AuditRecord) -> int:
+        async with self.db.connection() as conn:
+            return await audit.append(conn, record)
+
+    async def context(self, key_name: str) -> ReleaseContext | None:
+        return await contexts.read(self.db, key_name)
+
+    async def append_if_current(self, context: ReleaseContext, record: AuditRecord) -> int | None:
+        async with self.db.connection() as conn:
+            return await contexts.append_if_current(conn, context, record)
+
+    async def policy_document(self, name: str, version: int) -> str | None:
+        stored = await policies.version(self.db, name, version)
+        return None if stored is None else stored.document

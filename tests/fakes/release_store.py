@@ -1,0 +1,69 @@
+"""The release store in memory: what PostgreSQL does for the release orchestrator.
+
+It keeps the same promises as ``broker/store/release.py``'s PostgreSQL store: a nonce is
+consumed once, and its record appended with it or not at all; a conditional append writes
+only when the context it is given equals the key's current one in every field; every append
+is committed (kept) before it returns. Tests change ``contexts`` and ``documents`` as an
+operator would change keys, bindings and policies, and read what was appended in ``log``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from broker.errors import InternalError
+from broker.store.audit import AuditRecord
+from broker.store.contexts import ReleaseContext
+
+
+class MemoryReleaseStore:
+    def __init__(
+        self,
+        contexts: Iterable[ReleaseContext] = (),
+        documents: Mapping[tuple[str, int], str] | None = None,
+    ) -> None:
+        self.contexts = {context.name: context for context in contexts}
+        """Each key's current release context, by key name."""
+        self.documents = dict(documents or {})
+        """Stored policy documents, by (name, version)."""
+        self.consumed: dict[bytes, str] = {}
+        """Consumed nonces and the tee each was issued for."""
+        self.log: list[AuditRecord] = []
+        """The audit log; a record's sequence number is its position, from 1."""
+        self.calls: Counter[str] = Counter()
+        """How many times each operation ran (each would be one statement)."""
+
+    def _append(self, record: AuditRecord) -> int:
+        self.log.append(record)
+        return len(self.log)
+
+    async def consume_nonce_and_append(
+        self, nonce: bytes, tee: str, expires_at: datetime, record: AuditRecord
+    ) -> int | None:
+        self.calls["consume_nonce_and_append"] += 1
+        if nonce in self.consumed:
+            return None
+        self.consumed[nonce] = tee
+        return self._append(record)
+
+    async def append(self, record: AuditRecord) -> int:
+        self.calls["append"] += 1
+        return self._append(record)
+
+    async def context(self, key_name: str) -> ReleaseContext | None:
+        self.calls["context"] += 1
+        return self.contexts.get(key_name)
+
+    async def append_if_current(self, context: ReleaseContext, record: AuditRecord) -> int | None:
+        self.calls["append_if_current"] += 1
+        if record.key_name != context.name:  # the statement takes key_name from the context
+            raise InternalError(f"audit record for key {record.key_name} checked against another")
+        if self.contexts.get(context.name) != context:
+            return None
+        return self._append(record)
+
+    async def policy_document(self, name: str, version: int) -> str | None:
+        self.calls["policy_document"] += 1
+        return self.documents.get((name, version))

@@ -1,0 +1,82 @@
+"""Every error class declares the outcome its attestation or release is audited under."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from broker import errors
+from broker.release.service import outcome
+
+DENY, ERROR = "deny", "error"
+
+# Written out class by class, so that a new class, or a changed parent, is a decision that
+# shows up here rather than an inherited accident.
+OUTCOMES: dict[type[errors.KeybrokerError], str] = {
+    errors.KeybrokerError: DENY,
+    errors.BadRequest: DENY,
+    errors.RateLimited: DENY,
+    errors.MethodNotAllowed: DENY,
+    errors.EvidenceError: DENY,
+    errors.MalformedEvidence: DENY,
+    errors.UnsupportedEvidence: DENY,
+    errors.SignatureInvalid: DENY,
+    errors.ChainInvalid: DENY,
+    errors.CertificateExpired: DENY,
+    errors.CertificateRevoked: DENY,
+    errors.TcbMismatch: DENY,
+    errors.CollateralUnavailable: ERROR,  # could not check: not the evidence's fault
+    errors.CollateralExpired: DENY,
+    errors.CollateralInvalid: DENY,
+    errors.TcbLevelNotFound: DENY,
+    errors.QeIdentityMismatch: DENY,
+    errors.TcbRevoked: DENY,
+    errors.EventLogMismatch: DENY,
+    errors.BindingMismatch: DENY,
+    errors.NonceError: DENY,
+    errors.NonceUnknown: DENY,
+    errors.NonceExpired: DENY,
+    errors.NonceReplayed: DENY,
+    errors.TokenInvalid: DENY,
+    errors.Forbidden: DENY,
+    errors.PolicyDenied: DENY,
+    errors.PolicyError: DENY,
+    errors.NotFound: DENY,
+    errors.KeyNotFound: DENY,
+    errors.Conflict: DENY,
+    errors.KeyDisabled: DENY,
+    errors.HsmError: ERROR,
+    errors.BlobInvalid: ERROR,
+    errors.KekNotFound: ERROR,
+    errors.PublicKeyInvalid: ERROR,
+    errors.SecretLengthInvalid: ERROR,
+    errors.Unavailable: ERROR,
+    errors.DatabaseUnavailable: ERROR,
+    errors.HsmUnavailable: ERROR,
+    errors.ConfigurationError: DENY,
+    errors.StoredPolicyInvalid: ERROR,
+    errors.InternalError: ERROR,
+}
+
+
+def test_the_table_names_every_error_class() -> None:
+    declared = {
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.KeybrokerError)
+    }
+    assert declared == set(OUTCOMES)
+
+
+@pytest.mark.parametrize(
+    ("cls", "expected"), OUTCOMES.items(), ids=lambda v: getattr(v, "__name__", v)
+)
+def test_each_class_declares_its_outcome(cls: type[errors.KeybrokerError], expected: str) -> None:
+    assert cls.outcome == expected
+    failure = cls.__new__(cls)  # some take more than a detail; the outcome is the class's
+    assert outcome(failure) == expected
+
+
+def test_no_failure_is_allow() -> None:
+    assert outcome(None) == "allow"

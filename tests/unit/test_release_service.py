@@ -1,0 +1,292 @@
+"""The release orchestrator's decisions about its store, with the store in memory.
+
+The service is the real one, driven through the real guest endpoints as the glue benchmark
+builds them (evidence verified once beforehand, an HSM stand-in that signs with fixed
+bytes), over ``tests/fakes/release_store.py``: what it appends, when, and what it refuses,
+without PostgreSQL. The same rules against PostgreSQL are the integration tests'
+(``tests/integration/test_release_contexts.py``, ``test_release_flow.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import pytest
+
+from broker.api import guest
+from broker.bench import glue
+from broker.errors import (
+    DatabaseUnavailable,
+    KeybrokerError,
+    KeyDisabled,
+    KeyNotFound,
+    NonceReplayed,
+    TokenInvalid,
+    Unavailable,
+)
+from broker.lru import Lru
+from broker.release.contextcache import ContextCache
+from broker.release.nonces import decode
+from broker.release.service import STALE_ATTEMPTS, AttestRequest
+from broker.store.audit import AuditRecord
+from broker.store.contexts import ReleaseContext
+from broker.store.release import PostgresReleaseStore, ReleaseStore
+from tests.fakes.release_store import MemoryReleaseStore
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def material() -> glue.Material:
+    return glue.Material.generate(chain_rsa_bits=2048)
+
+
+@dataclass
+class Setup:
+    case: glue.GlueCase
+    store: MemoryReleaseStore
+    context: ReleaseContext
+    seals: list[object]
+    verified: list[object]
+
+    @property
+    def service(self) -> glue.GlueService:
+        return self.case.service
+
+
+def _setup(material: glue.Material, store: MemoryReleaseStore | None = None) -> Setup:
+    case = glue.build_case(material)
+    context = ReleaseContext.of(case.db.context)  # the key and its bound policy, compiled
+    store = store if store is not None else MemoryReleaseStore()
+    store.contexts[context.name] = context
+    service = case.service
+    service.store = store
+    seals: list[object] = []
+    seal = service.custody.release_to_sync
+    service.custody.release_to_sync = lambda *args: seals.append(args) or seal(*args)  # type: ignore[method-assign]
+    verified: list[object] = []
+    verify = service._verify
+
+    async def counted(request: AttestRequest, now: datetime) -> Any:
+        verified.append(request)
+        return await verify(request, now)
+
+    service._verify = counted  # type: ignore[method-assign]
+    return Setup(case, store, context, seals, verified)
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+async def _attest(setup: Setup) -> str:
+    _, answer = await guest.attest(glue.request(setup.case.attest_body), setup.case.state)
+    token: str = answer["token"]
+    return token
+
+
+async def _release(setup: Setup, token: str, key_name: str = glue.KEY_NAME) -> dict[str, Any]:
+    return await setup.service.release(token, key_name, None, "req-release")
+
+
+def _error(record: AuditRecord) -> str:
+    return str(record.body["error"]["type"])
+
+
+def _refused(coroutine: Coroutine[Any, Any, object], error: type[KeybrokerError]) -> None:
+    with pytest.raises(error):
+        _run(coroutine)
+
+
+# --- the store's contract ----------------------------------------------------------------------
+
+
+def test_the_fakes_and_the_postgresql_store_have_the_protocols_methods() -> None:
+    def methods(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(member)
+            for name, member in vars(cls).items()
+            if inspect.iscoroutinefunction(member) and not name.startswith("_")
+        }
+
+    wanted = methods(ReleaseStore)
+    assert set(wanted) == {
+        "consume_nonce_and_append",
+        "append",
+        "context",
+        "append_if_current",
+        "policy_document",
+    }
+    assert methods(MemoryReleaseStore) == wanted
+    assert methods(PostgresReleaseStore) == wanted
+
+
+# --- attest ------------------------------------------------------------------------------------
+
+
+def test_an_attestation_consumes_its_nonce_with_its_record(material: glue.Material) -> None:
+    setup = _setup(material)
+    token = _run(_attest(setup))
+    (record,) = setup.store.log
+    assert (record.kind, record.decision) == ("attest", "allow")
+    assert record.body["token_id"] == setup.service.issued.read(token, None, record.at).token_id  # type: ignore[arg-type]
+    assert setup.store.consumed == {decode(setup.case.nonce_text): "snp"}
+    assert setup.store.calls == Counter({"consume_nonce_and_append": 1})
+
+
+def test_a_nonce_another_worker_consumed_is_refused_as_a_replay_and_audited(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    setup.store.consumed[decode(setup.case.nonce_text)] = "snp"  # consumed elsewhere
+    _refused(_attest(setup), NonceReplayed)
+    (record,) = setup.store.log
+    assert (record.kind, record.decision, _error(record)) == ("attest", "deny", "nonce-replayed")
+    assert "token_id" not in record.body  # a token was signed, but it never leaves
+    assert setup.store.calls == Counter({"consume_nonce_and_append": 1, "append": 1})
+    assert len(setup.verified) == 1  # only the database could tell: after the verification
+
+
+def test_a_replay_to_the_same_worker_is_refused_before_its_evidence_is_verified(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    setup.service.consumed = Lru(16)
+    _run(_attest(setup))
+    _refused(_attest(setup), NonceReplayed)
+    assert len(setup.verified) == 1
+    first, second = setup.store.log
+    assert first.decision == "allow"
+    assert (second.decision, _error(second)) == ("deny", "nonce-replayed")
+    # The refusal consumed nothing: one consumption, then an unconditional append.
+    assert setup.store.calls == Counter({"consume_nonce_and_append": 1, "append": 1})
+
+
+# --- release -----------------------------------------------------------------------------------
+
+
+def test_a_remembered_context_makes_a_release_one_conditional_append(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    token = _run(_attest(setup))
+    setup.store.calls.clear()
+    first = _run(_release(setup, token))
+    assert setup.store.calls == Counter({"context": 1, "append_if_current": 1})
+    second = _run(_release(setup, token))
+    assert setup.store.calls == Counter({"context": 1, "append_if_current": 2})
+    assert first["key"] == second["key"] == glue.KEY_NAME
+    records = setup.store.log[1:]
+    assert [(r.kind, r.decision, r.body["key"]["version"]) for r in records] == [
+        ("release", "allow", 1),
+        ("release", "allow", 1),
+    ]
+    assert [r.body["envelope_sha256"] for r in records] == [
+        first["envelope_sha256"],
+        second["envelope_sha256"],
+    ]
+
+
+def test_a_context_changed_since_it_was_remembered_voids_the_decision_and_its_envelope(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    token = _run(_attest(setup))
+    _run(_release(setup, token))  # remembers the active context
+    setup.store.contexts[glue.KEY_NAME] = replace(setup.context, state="disabled")
+    setup.store.calls.clear()
+    _refused(_release(setup, token), KeyDisabled)
+    # Decided and sealed on the remembered context; its append wrote nothing; decided again
+    # on a fresh read, and only that decision was recorded.
+    assert setup.store.calls == Counter({"append_if_current": 2, "context": 1})
+    assert len(setup.seals) == 2  # the first release's envelope, then the void one
+    assert [(r.decision, r.body.get("error", {}).get("type")) for r in setup.store.log[1:]] == [
+        ("allow", None),
+        ("deny", "key-disabled"),
+    ]
+    assert setup.service.contexts.get(glue.KEY_NAME) == setup.store.contexts[glue.KEY_NAME]
+
+
+class EverChanging(MemoryReleaseStore):
+    """A key that some operator changes again just before each append could commit."""
+
+    async def append_if_current(self, context: ReleaseContext, record: AuditRecord) -> int | None:
+        current = self.contexts[context.name]
+        self.contexts[context.name] = replace(current, version=current.version + 1)
+        return await super().append_if_current(context, record)
+
+
+def test_a_key_that_changes_at_every_attempt_ends_in_an_audited_unavailable(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material, EverChanging())
+    token = _run(_attest(setup))
+    setup.store.calls.clear()
+    with pytest.raises(Unavailable, match=f"during each of {STALE_ATTEMPTS} attempts"):
+        _run(_release(setup, token))
+    assert setup.store.calls == Counter(
+        {"context": STALE_ATTEMPTS, "append_if_current": STALE_ATTEMPTS, "append": 1}
+    )
+    assert len(setup.seals) == STALE_ATTEMPTS  # every envelope made was discarded
+    record = setup.store.log[-1]
+    assert (record.kind, record.decision, _error(record)) == ("release", "error", "unavailable")
+    assert "key" not in record.body  # no version stood: the record names none
+    assert len(setup.store.log) == 2  # the attestation's and this one
+
+
+def test_a_refused_token_is_audited_without_looking_at_any_key(material: glue.Material) -> None:
+    setup = _setup(material)
+    _refused(_release(setup, "not-a-token"), TokenInvalid)
+    (record,) = setup.store.log
+    assert (record.kind, record.decision, _error(record)) == ("release", "deny", "token-invalid")
+    assert record.key_name == glue.KEY_NAME
+    assert setup.store.calls == Counter({"append": 1})
+
+
+def test_an_unknown_key_is_refused_audited_and_never_remembered(material: glue.Material) -> None:
+    setup = _setup(material)
+    token = _run(_attest(setup))
+    setup.store.calls.clear()
+    for _ in range(2):
+        _refused(_release(setup, token, "no-such-key"), KeyNotFound)
+    assert setup.store.calls == Counter({"context": 2, "append": 2})
+    assert setup.service.contexts.get("no-such-key") is None
+    assert [(r.decision, _error(r)) for r in setup.store.log[1:]] == [
+        ("deny", "key-not-found"),
+        ("deny", "key-not-found"),
+    ]
+
+
+def test_without_the_cache_every_release_reads_then_appends_unconditionally(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    setup.service.contexts = ContextCache(0)
+    token = _run(_attest(setup))
+    setup.store.calls.clear()
+    _run(_release(setup, token))
+    _run(_release(setup, token))
+    assert setup.store.calls == Counter({"context": 2, "append": 2})
+    assert [r.decision for r in setup.store.log[1:]] == ["allow", "allow"]
+
+
+class Down(MemoryReleaseStore):
+    """A database that fails when the release's record is to be committed."""
+
+    async def append_if_current(self, context: ReleaseContext, record: AuditRecord) -> int | None:
+        raise DatabaseUnavailable("PostgreSQL unavailable: ConnectionResetError")
+
+
+def test_no_envelope_leaves_when_its_record_cannot_be_committed(material: glue.Material) -> None:
+    setup = _setup(material, Down())
+    token = _run(_attest(setup))
+    with pytest.raises(DatabaseUnavailable):
+        _run(_release(setup, token))
+    assert len(setup.seals) == 1  # sealed, then discarded with the failed append
+    assert [r.kind for r in setup.store.log] == ["attest"]
