@@ -14,6 +14,7 @@ from pathlib import Path
 
 from broker.errors import ConfigurationError
 from broker.evidence.trust import TrustedRoot, insecure_root, load_certificates
+from broker.hsmcalls import hsm_errors
 from broker.localstate.files import read_secret
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
@@ -72,18 +73,19 @@ def secret_cache_limits(settings: Settings) -> SecretCacheLimits:
 def open_custody(location: HsmLocation, settings: Settings) -> Custody:
     """Custody on the token at ``location``, ready (``Custody.ensure_ready``): its objects
     created if absent and refused if duplicated, the OAEP hash probed, the nonce key derived."""
-    custody = Custody.open(
-        location.module,
-        location.token_label,
-        location.user_pin,
-        settings.hsm_threads,
-        secret_cache_limits(settings),
-    )
-    try:
-        custody.ensure_ready()
-    except BaseException:
-        custody.close()
-        raise
+    with hsm_errors():
+        custody = Custody.open(
+            location.module,
+            location.token_label,
+            location.user_pin,
+            settings.hsm_threads,
+            secret_cache_limits(settings),
+        )
+        try:
+            custody.ensure_ready()
+        except BaseException:
+            custody.close()
+            raise
     return custody
 
 
@@ -143,3 +145,8 @@ class Runtime:
     async def stop(self) -> None:
         await self.db.close()
         self.custody.close()
+
+    async def check_hsm(self) -> None:
+        """Raise ``HsmUnavailable`` unless the token answers and holds a KEK (``/readyz``)."""
+        with hsm_errors():
+            await self.custody.check()

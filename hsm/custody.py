@@ -42,18 +42,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from broker.errors import (
+from hsm.envelope import OaepHash, SealedSecret
+from hsm.errors import (
     BlobInvalid,
     ConfigurationError,
     HsmUnavailable,
     KekNotFound,
     SecretLengthInvalid,
 )
-from broker.redact import Secret, SecretBytes
-from hsm.envelope import OaepHash, SealedSecret
 from hsm.keycopies import KeyCopyLimits, SessionKeys
 from hsm.noncekey import NONCE_KEY_LABEL, derive_nonce_mac_key, ensure_nonce_key
 from hsm.pubkey import RsaPublicKey
+from hsm.redact import Secret, SecretBytes
 from hsm.secretcache import SecretCache, SecretCacheLimits, SecretCacheStats, cache_key
 from hsm.sessions import SessionPool
 

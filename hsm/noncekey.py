@@ -14,7 +14,7 @@ database. So:
   ``Custody.ensure_ready`` does for the KEK and the signing key.
 * At start each process computes, once, ``HMAC-SHA256(token key, DERIVATION_LABEL)`` with
   ``C_Sign`` (:func:`derive_nonce_mac_key`): 32 bytes, equal in every process on the token,
-  kept in memory in a :class:`~broker.redact.SecretBytes` (redacted ``repr``). The token key
+  kept in memory in a :class:`~hsm.redact.SecretBytes` (redacted ``repr``). The token key
   itself never leaves the HSM; the derived key is what the nonce code uses, about 1 µs per
   HMAC instead of a PKCS#11 call per challenge and per attestation.
 
@@ -30,8 +30,8 @@ from typing import Any
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from broker.errors import ConfigurationError, HsmUnavailable
-from broker.redact import SecretBytes
+from hsm.errors import ConfigurationError, HsmUnavailable
+from hsm.redact import SecretBytes
 
 NONCE_KEY_LABEL = "keybroker-nonce-key-v1"
 #: What the token key signs to give the in-memory MAC key; a fixed, versioned label, so the
