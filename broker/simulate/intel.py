@@ -49,7 +49,7 @@ from broker.evidence.dcap.abi import (
 from broker.evidence.dcap.pck import SGX_EXTENSION_OID
 from broker.evidence.der import encode_tlv
 from broker.evidence.trust import TrustedRoot, insecure_root
-from broker.localstate.files import write_private_bytes
+from broker.privatefiles import write_private_bytes
 from broker.simulate.crl import without_next_update
 
 SIM_ROOT_LABEL = "intel-sim"
