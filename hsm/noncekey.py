@@ -10,8 +10,8 @@ database. So:
   use is signing (CKA_SIGN; the broker signs with ``CKM_SHA256_HMAC``, PKCS#11 v2.40
   current mechanisms, SHA-256-HMAC, for which the key is a generic secret), SENSITIVE,
   never EXTRACTABLE, PRIVATE (needs the user login), neither copyable nor modifiable; every
-  other usage flag false. :func:`ensure_nonce_key` creates it when absent, as
-  ``Custody.ensure_ready`` does for the KEK and the signing key.
+  other usage flag false. :func:`ensure_nonce_key` creates it when absent, when
+  ``hsm/provision.py`` provisions the token (with the first KEK and the signing key).
 * At start each process computes, once, ``HMAC-SHA256(token key, DERIVATION_LABEL)`` with
   ``C_Sign`` (:func:`derive_nonce_mac_key`): 32 bytes, equal in every process on the token,
   kept in memory in a :class:`~hsm.redact.SecretBytes` (redacted ``repr``). The token key
