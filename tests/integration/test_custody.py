@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.hashes import SHA256, Hash
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from broker.bench import cold_cache, envelope_cache, floor
+from benchmarks import cold_cache, envelope_cache
+from broker.bench import floor
 from broker.localstate.softhsm import LocalSoftHsm
 from hsm.custody import Custody, WrappedSecret
 from hsm.envelope import EnvelopeError, OaepHash, open_envelope
