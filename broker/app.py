@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker import logs
 from broker.admin.service import AdminService
 from broker.api import admin, guest, health, openapi
 from broker.api.headers import request_id
@@ -26,8 +25,8 @@ from broker.metrics import Metrics
 from broker.release.collateral import CollateralResolver, default_lookups
 from broker.release.policies import PolicyCache
 from broker.release.service import ReleaseService
-from broker.runtime import Runtime
-from broker.settings import Settings, load_settings
+from broker.runtime import Locate, Runtime, configured_location
+from broker.settings import Settings
 from broker.store import challenges
 from broker.store.release import PostgresReleaseStore
 from broker.timeutil import utcnow
@@ -35,14 +34,19 @@ from broker.timeutil import utcnow
 log = get_logger("keybroker.app")
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> Edge:
-    """Build the application. With ``runtime`` given, the caller owns its life cycle."""
+def create_app(
+    settings: Settings, runtime: Runtime | None = None, locate: Locate = configured_location
+) -> Edge:
+    """Build the application. With ``runtime`` given, the caller owns its life cycle;
+    without, the lifespan starts one on the database and token ``locate`` finds."""
     metrics = Metrics.create()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = runtime is None
-        app.state.runtime = runtime if runtime is not None else await Runtime.start(settings)
+        app.state.runtime = (
+            runtime if runtime is not None else await Runtime.start(settings, locate)
+        )
         # One client for the vendor collateral services (AMD KDS, Intel PCS): connection
         # reuse and one timeout for every fetch.
         collateral_http = httpx.AsyncClient(
@@ -114,10 +118,3 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unexpected_error", error_type=type(exc).__name__, exc_info=exc)
     internal = InternalError("internal error; the broker log has the details under this request id")
     return problem_response(internal, request_id(request))
-
-
-def app_from_environment() -> Edge:
-    """Factory for uvicorn worker processes: settings from ``KEYBROKER_*`` variables."""
-    settings = load_settings()
-    logs.configure(settings.log_format, settings.log_level)
-    return create_app(settings)

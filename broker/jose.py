@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from broker import fastjson
-from broker.errors import PublicKeyInvalid, TokenInvalid
+from broker.errors import TokenInvalid
+from hsm.errors import PublicKeyInvalid
 from hsm.pubkey import b64url, b64url_bytes, b64url_decode, jwk_thumbprint
 
 _ES256 = ec.ECDSA(Prehashed(hashes.SHA256()))

@@ -18,11 +18,9 @@ Everything secret stays inside the token:
 * The challenge nonces' MAC key is derived once at start from a token key made for nothing
   else (``hsm/noncekey.py``), the same in every process on the token.
 
-:meth:`Custody.ensure_ready` creates whichever of the first KEK, the signing key and the nonce
-key is absent, and refuses a token that holds two objects under one of these labels: processes
-could then pick different keys. Processes starting together on a fresh token would race to
-create them, so ``keybroker serve --workers N`` prepares the token once before it starts its
-workers.
+:meth:`Custody.ensure_ready` provisions the token (``hsm/provision.py``: the first KEK, the
+signing key and the nonce key where absent, duplicates refused), probes the OAEP hash, and
+reads what every release uses: the signing public key and the derived nonce MAC key.
 
 Session objects (unwrapped secrets, ephemeral AES keys, imported tee public keys) are
 destroyed in ``finally`` blocks on every path, except unwrapped secrets the secret cache
@@ -32,34 +30,31 @@ session.
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import pkcs11
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.util.ec import encode_named_curve_parameters
 
-from broker.errors import (
-    BlobInvalid,
-    ConfigurationError,
-    HsmUnavailable,
-    KekNotFound,
-    SecretLengthInvalid,
-)
-from broker.redact import Secret, SecretBytes
 from hsm.envelope import OaepHash, SealedSecret
+from hsm.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from hsm.keycopies import KeyCopyLimits, SessionKeys
-from hsm.noncekey import NONCE_KEY_LABEL, derive_nonce_mac_key, ensure_nonce_key
+from hsm.noncekey import derive_nonce_mac_key
+from hsm.provision import (
+    KEK_LABEL,
+    SIGNING_KEY_LABEL,
+    find_one,
+    generate_kek,
+    kek_label,
+    kek_versions,
+    provision,
+)
 from hsm.pubkey import RsaPublicKey
+from hsm.redact import Secret, SecretBytes
 from hsm.secretcache import SecretCache, SecretCacheLimits, SecretCacheStats, cache_key
 from hsm.sessions import SessionPool
 
-KEK_LABEL_PREFIX = "keybroker-kek-v"
-_KEK_LABEL = re.compile(r"^keybroker-kek-v(\d+)$")
-SIGNING_KEY_LABEL = "keybroker-signing"
 # Where the secret cache and the key copies sit in a session's memo (the session pool's
 # per-thread cache), so that they are forgotten when the session pool closes the session.
 _UNWRAPPED_SLOT = "/unwrapped-secrets"
@@ -94,10 +89,6 @@ class WrappedSecret:
             f"WrappedSecret(kek_label={self.kek_label!r}, secret_length={self.secret_length}, "
             f"blob=<{len(self.blob)} bytes>)"
         )
-
-
-def kek_label(version: int) -> str:
-    return f"{KEK_LABEL_PREFIX}{version}"
 
 
 class Custody:
@@ -140,18 +131,10 @@ class Custody:
     def ensure_ready(self) -> None:
         """Create the first KEK, the signing key and the nonce key if absent, and refuse
         duplicates; probe OAEP; cache the signing public key; derive the nonce MAC key."""
-        self.pool.run_sync(self._ensure_objects)
+        self.pool.run_sync(provision)
         self.oaep_hash = self.pool.run_sync(_probe_oaep_hash)
         self._signing_public = self.pool.run_sync(_read_signing_public_key)
         self._nonce_key = self.pool.run_sync(derive_nonce_mac_key)
-
-    def _ensure_objects(self, session: pkcs11.Session) -> None:
-        if not _kek_versions(session):
-            _generate_kek(session, 1)
-        if _find_one(session, ObjectClass.PRIVATE_KEY, SIGNING_KEY_LABEL) is None:
-            _generate_signing_key(session)
-        ensure_nonce_key(session)
-        _refuse_duplicates(session)
 
     def nonce_mac_key(self) -> SecretBytes:
         """The challenge nonces' MAC key, derived at :meth:`ensure_ready` (for
@@ -163,7 +146,7 @@ class Custody:
     # --- KEKs ------------------------------------------------------------------------------
 
     def kek_versions(self) -> list[int]:
-        return self.pool.run_sync(_kek_versions)
+        return self.pool.run_sync(kek_versions)
 
     def current_kek_label(self) -> str:
         versions = self.kek_versions()
@@ -175,9 +158,9 @@ class Custody:
         """Create the next KEK version and return its label; older versions stay usable."""
 
         def rotate(session: pkcs11.Session) -> str:
-            versions = _kek_versions(session)
+            versions = kek_versions(session)
             version = max(versions, default=0) + 1
-            _generate_kek(session, version)
+            generate_kek(session, version)
             return kek_label(version)
 
         return self.pool.run_sync(rotate)
@@ -353,7 +336,7 @@ class Custody:
 
         def probe(session: pkcs11.Session) -> None:
             session.generate_random(64)
-            if not _kek_versions(session):
+            if not kek_versions(session):
                 raise HsmUnavailable("token holds no KEK")
             cache = self._secret_cache()
             if cache is not None:  # lets an idle session drop expired secrets
@@ -403,9 +386,9 @@ class Custody:
 
     def _kek(self, session: pkcs11.Session, label: str) -> Any:
         key = None
-        if _KEK_LABEL.match(label) is not None:
+        if KEK_LABEL.match(label) is not None:
             key = self._session_keys().get(
-                label, lambda: _find_one(session, ObjectClass.SECRET_KEY, label)
+                label, lambda: find_one(session, ObjectClass.SECRET_KEY, label)
             )
         if key is None:
             raise KekNotFound(f"no KEK labelled '{label}' on the token")
@@ -414,37 +397,11 @@ class Custody:
     def _signing_key(self, session: pkcs11.Session) -> Any:
         key = self._session_keys().get(
             SIGNING_KEY_LABEL,
-            lambda: _find_one(session, ObjectClass.PRIVATE_KEY, SIGNING_KEY_LABEL),
+            lambda: find_one(session, ObjectClass.PRIVATE_KEY, SIGNING_KEY_LABEL),
         )
         if key is None:
             raise HsmUnavailable("the broker signing key is missing from the token")
         return key
-
-
-def _find_one(session: pkcs11.Session, object_class: ObjectClass, label: str) -> Any | None:
-    """The token object of this class and label: never a session object (a key copy, or
-    any other object this process made in a session, cannot stand in for a token key)."""
-    template = {Attribute.CLASS: object_class, Attribute.LABEL: label, Attribute.TOKEN: True}
-    found = list(session.get_objects(template))
-    return found[0] if found else None
-
-
-def _refuse_duplicates(session: pkcs11.Session) -> None:
-    """Raise unless each of the broker's labels names at most one token object of a class:
-    with two signing keys, KEKs or nonce keys under one label, processes on the token could
-    each pick another (tokens that do not verify, secrets sealed under a KEK another process
-    cannot find, nonces refused)."""
-    seen: Counter[tuple[int, str]] = Counter()
-    for obj in session.get_objects({Attribute.TOKEN: True}):
-        label = obj[Attribute.LABEL] or ""
-        if label in (SIGNING_KEY_LABEL, NONCE_KEY_LABEL) or _KEK_LABEL.match(label):
-            seen[(int(obj[Attribute.CLASS]), label)] += 1
-    doubled = sorted(f"'{label}' x{count}" for (_, label), count in seen.items() if count > 1)
-    if doubled:
-        raise ConfigurationError(
-            f"the token holds several objects under one label ({', '.join(doubled)}), 1 wanted "
-            "each: processes could choose different keys, so the broker refuses to start"
-        )
 
 
 def _count_session_objects(session: pkcs11.Session) -> tuple[int, int]:
@@ -452,65 +409,15 @@ def _count_session_objects(session: pkcs11.Session) -> tuple[int, int]:
     copies = others = 0
     for obj in session.get_objects({Attribute.TOKEN: False}):
         label = obj[Attribute.LABEL] or ""
-        if label == SIGNING_KEY_LABEL or _KEK_LABEL.match(label):
+        if label == SIGNING_KEY_LABEL or KEK_LABEL.match(label):
             copies += 1
         else:
             others += 1
     return copies, others
 
 
-def _kek_versions(session: pkcs11.Session) -> list[int]:
-    versions = []
-    for key in session.get_objects(
-        {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True}
-    ):
-        match = _KEK_LABEL.match(key[Attribute.LABEL] or "")
-        if match:
-            versions.append(int(match.group(1)))
-    return sorted(versions)
-
-
-def _generate_kek(session: pkcs11.Session, version: int) -> None:
-    session.generate_key(
-        KeyType.AES,
-        256,
-        label=kek_label(version),
-        store=True,
-        template={
-            Attribute.PRIVATE: True,
-            Attribute.SENSITIVE: True,
-            Attribute.EXTRACTABLE: False,
-            Attribute.WRAP: True,
-            Attribute.UNWRAP: True,
-            Attribute.ENCRYPT: False,
-            Attribute.DECRYPT: False,
-            Attribute.SIGN: False,
-            Attribute.VERIFY: False,
-            Attribute.DERIVE: False,
-        },
-    )
-
-
-def _generate_signing_key(session: pkcs11.Session) -> None:
-    parameters = session.create_domain_parameters(
-        KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
-    )
-    parameters.generate_keypair(
-        store=True,
-        label=SIGNING_KEY_LABEL,
-        public_template={Attribute.VERIFY: True},
-        private_template={
-            Attribute.SIGN: True,
-            Attribute.SENSITIVE: True,
-            Attribute.EXTRACTABLE: False,
-            Attribute.PRIVATE: True,
-            Attribute.DERIVE: False,
-        },
-    )
-
-
 def _read_signing_public_key(session: pkcs11.Session) -> ec.EllipticCurvePublicKey:
-    public = _find_one(session, ObjectClass.PUBLIC_KEY, SIGNING_KEY_LABEL)
+    public = find_one(session, ObjectClass.PUBLIC_KEY, SIGNING_KEY_LABEL)
     if public is None:
         raise HsmUnavailable("the broker signing public key is missing from the token")
     point: bytes = public[Attribute.EC_POINT]

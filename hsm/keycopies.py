@@ -38,7 +38,7 @@ from typing import Any
 import pkcs11
 from pkcs11 import Attribute
 
-from broker.errors import HsmUnavailable
+from hsm.errors import HsmUnavailable
 from hsm.handles import AgedHandles
 from hsm.sessions import UNAVAILABLE_ERRORS
 

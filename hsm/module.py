@@ -18,7 +18,7 @@ from typing import Any
 
 import pkcs11
 
-from broker.errors import ConfigurationError, HsmUnavailable
+from hsm.errors import ConfigurationError, HsmUnavailable
 
 # PKCS#11 v2.40 §3.6 CK_C_INITIALIZE_ARGS.flags
 _CKF_OS_LOCKING_OK = 0x00000002

@@ -10,11 +10,11 @@ database. So:
   use is signing (CKA_SIGN; the broker signs with ``CKM_SHA256_HMAC``, PKCS#11 v2.40
   current mechanisms, SHA-256-HMAC, for which the key is a generic secret), SENSITIVE,
   never EXTRACTABLE, PRIVATE (needs the user login), neither copyable nor modifiable; every
-  other usage flag false. :func:`ensure_nonce_key` creates it when absent, as
-  ``Custody.ensure_ready`` does for the KEK and the signing key.
+  other usage flag false. :func:`ensure_nonce_key` creates it when absent, when
+  ``hsm/provision.py`` provisions the token (with the first KEK and the signing key).
 * At start each process computes, once, ``HMAC-SHA256(token key, DERIVATION_LABEL)`` with
   ``C_Sign`` (:func:`derive_nonce_mac_key`): 32 bytes, equal in every process on the token,
-  kept in memory in a :class:`~broker.redact.SecretBytes` (redacted ``repr``). The token key
+  kept in memory in a :class:`~hsm.redact.SecretBytes` (redacted ``repr``). The token key
   itself never leaves the HSM; the derived key is what the nonce code uses, about 1 µs per
   HMAC instead of a PKCS#11 call per challenge and per attestation.
 
@@ -30,8 +30,8 @@ from typing import Any
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from broker.errors import ConfigurationError, HsmUnavailable
-from broker.redact import SecretBytes
+from hsm.errors import ConfigurationError, HsmUnavailable
+from hsm.redact import SecretBytes
 
 NONCE_KEY_LABEL = "keybroker-nonce-key-v1"
 #: What the token key signs to give the in-memory MAC key; a fixed, versioned label, so the

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from broker.errors import PublicKeyInvalid
+from hsm.errors import PublicKeyInvalid
 
 ACCEPTED_RSA_BITS = (3072, 4096)
 ACCEPTED_EXPONENT = 65537

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broker.lru import Lru
 from hsm.handles import AgedHandles
 
 CacheKey = tuple[str, bytes]
@@ -80,7 +80,9 @@ class SecretCache:
         if not limits.enabled:
             raise ValueError("a secret cache needs a size of at least 1")
         self._handles = AgedHandles(limits.max_age_seconds, limits.clock, bound=limits.size)
-        self._seen: Lru[CacheKey, bool] = Lru(SEEN_PER_ENTRY * limits.size)
+        # Keys that missed lately, least recent first: what admission remembers, bounded.
+        self._seen: OrderedDict[CacheKey, bool] = OrderedDict()
+        self._seen_bound = SEEN_PER_ENTRY * limits.size
         self._hits = 0
         self._misses = 0
 
@@ -96,9 +98,11 @@ class SecretCache:
     def admit(self, key: CacheKey) -> bool:
         """After a miss for ``key``: whether its secret, once unwrapped, is kept. Yes when
         ``key`` missed before, among the last ``SEEN_PER_ENTRY * size`` keys that missed."""
-        if self._seen.pop(key):
+        if self._seen.pop(key, False):
             return True
-        self._seen.put(key, True)
+        self._seen[key] = True
+        if len(self._seen) > self._seen_bound:
+            self._seen.popitem(last=False)
         return False
 
     def put(self, key: CacheKey, handle: Any) -> None:

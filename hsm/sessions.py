@@ -17,9 +17,9 @@ from typing import TypeVar
 
 import pkcs11
 
-from broker.errors import HsmUnavailable
-from broker.redact import Secret
+from hsm.errors import HsmUnavailable
 from hsm.module import find_token, load_module
+from hsm.redact import Secret
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from broker.errors import BadRequest, Conflict, Forbidden
+from broker.hsmcalls import hsm_errors
 from broker.names import checked_name, checked_version
 from broker.policy.loader import load_policy_text
 from broker.policy.model import Policy
@@ -78,10 +79,12 @@ class AdminService:
         if not new_version and existing is not None:
             raise Conflict(f"key {name} exists; rotate it to add a version")
         wrapped: WrappedSecret
-        if secret is not None:
-            wrapped = await asyncio.to_thread(self.custody.import_secret, secret)
-        else:
-            wrapped = await asyncio.to_thread(self.custody.generate_secret, generate_length or 0)
+        with hsm_errors():
+            if secret is not None:
+                wrapped = await asyncio.to_thread(self.custody.import_secret, secret)
+            else:
+                length = generate_length or 0
+                wrapped = await asyncio.to_thread(self.custody.generate_secret, length)
         async with self.db.transaction() as conn:
             info = await keys.insert_key_version(conn, name, wrapped)
         await self._audit(
@@ -114,7 +117,8 @@ class AdminService:
         require(principal, Role.KEY_CUSTODIAN)
         async with self.db.transaction() as conn:  # one rotation at a time, everywhere
             await kek.lock_rotation(conn)
-            label = await asyncio.to_thread(self.custody.rotate_kek)
+            with hsm_errors():
+                label = await asyncio.to_thread(self.custody.rotate_kek)
         await self._audit(principal, "kek.rotate", None, {"kek_label": label})
         return {"kek_label": label}
 

@@ -18,9 +18,9 @@ from broker.api.headers import bearer_token, request_id
 from broker.api.lean import Answer, LeanRequest, LeanRoute
 from broker.errors import BadRequest
 from broker.evidence.registry import parse_tee
+from broker.hsmcalls import hsm_errors, tee_key_from_jwk
 from broker.names import checked_name
 from broker.release.service import AttestRequest, ReleaseService
-from hsm.pubkey import from_jwk
 
 MAX_COLLATERAL_ITEMS = 16
 CHALLENGE_MAX_BYTES = 4096
@@ -59,7 +59,7 @@ async def attest(request: LeanRequest, state: State) -> Answer:
         tee=tee,
         evidence=evidence or b"",
         tee_jwk=jwk,
-        tee_key=from_jwk(jwk),
+        tee_key=tee_key_from_jwk(jwk),
         nonce_text=nonce,
         collateral=collateral,
         request_id=request_id(request),
@@ -100,6 +100,7 @@ ROUTES = (
 
 async def jwks(request: Request) -> Response:
     """The broker's signing key, to verify tokens and release envelopes (RFC 7517)."""
-    public = request.app.state.runtime.custody.signing_public_key
+    with hsm_errors():
+        public = request.app.state.runtime.custody.signing_public_key
     key = {**jose.ec_jwk(public), "kid": jose.key_id(public), "alg": "ES256", "use": "sig"}
     return JSONResponse({"keys": [key]})

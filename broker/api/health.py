@@ -23,7 +23,7 @@ async def readyz(request: Request) -> Response:
     """Ready: the database answers and the HSM token is usable; else 503 with the reason."""
     runtime: Runtime = request.app.state.runtime
     checks: dict[str, str] = {}
-    for name, check in (("database", runtime.db.check), ("hsm", runtime.custody.check)):
+    for name, check in (("database", runtime.db.check), ("hsm", runtime.check_hsm)):
         try:
             await asyncio.wait_for(check(), READINESS_TIMEOUT_S)
             checks[name] = "ok"

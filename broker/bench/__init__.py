@@ -1,1 +1,2 @@
-"""Benchmarks and micro-benchmarks, runnable as ``python -m broker.bench.<name>``."""
+"""``keybroker bench``: the floor, the load generator and the scenarios operators run
+(docs/performance.md). The micro-benchmarks live outside the package, in ``benchmarks/``."""

@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from broker.localstate.files import read_secret, write_private
+from broker.privatefiles import read_secret, write_private
 from broker.store import admin_tokens
 from broker.store.admin_tokens import Role
 from broker.store.audit import chain_hash

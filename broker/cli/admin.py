@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.admin.service import AdminService
-from broker.cli import UsageError
+from broker.cli import UsageError, locate
 from broker.cli.common import (
     add_settings_arguments,
     cli_actor,
@@ -46,7 +46,7 @@ def _run(
         principal = Principal(actor=cli_actor(), role=None)
 
         async def main() -> int:
-            runtime = await Runtime.start(settings)
+            runtime = await Runtime.start(settings, locate.location)
             try:
                 return await action(AdminService(runtime), principal, args)
             finally:

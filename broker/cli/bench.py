@@ -14,6 +14,7 @@ from typing import Any
 
 from broker.cli import UsageError
 from broker.errors import KeybrokerError
+from broker.hsmcalls import hsm_errors
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -147,7 +148,8 @@ def run_bench(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr, flush=True)
 
     try:
-        result = runner.run(options, say)
+        with hsm_errors():  # the benchmark opens the token itself
+            result = runner.run(options, say)
     except KeybrokerError as exc:
         print(f"keybroker bench: {exc.detail}", file=sys.stderr)
         return 1

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from broker import logs
-from broker.cli import UsageError
+from broker.cli import UsageError, locate
 from broker.errors import ConfigurationError, KeybrokerError
-from broker.runtime import database_dsn
 from broker.settings import Settings, load_settings
 from broker.store.database import Database
 from broker.store.migrate import migrate
@@ -74,7 +73,7 @@ async def with_database(
 ) -> T:
     """Open only the database (no HSM), apply pending migrations, so that a command may run
     before the broker's first start, then ``action(db, migrations applied now)``."""
-    db = await Database.connect(database_dsn(settings).reveal(), 1, 2)
+    db = await Database.connect(locate.database_dsn(settings).reveal(), 1, 2)
     try:
         async with db.connection() as conn:
             applied = await migrate(conn)

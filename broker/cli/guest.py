@@ -28,7 +28,7 @@ from broker.guest.sources import (
     SimulatedSnp,
     SimulatedTdx,
 )
-from broker.localstate.files import write_private_bytes
+from broker.privatefiles import write_private_bytes
 
 #: ``--simulate`` sources: each takes the kit directory (``broker.simulate``'s saved SNP kit,
 #: Intel kit or Nitro authority) and produces evidence signed by it.

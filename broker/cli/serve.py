@@ -12,16 +12,18 @@ from typing import Any
 
 import uvicorn
 
+from broker import logs
 from broker.api.coalesce import HttpProtocol
+from broker.api.middleware import Edge
 from broker.app import create_app
+from broker.cli import demo, locate
 from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
 from broker.errors import KeybrokerError
-from broker.localstate import demo
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.logs import get_logger
 from broker.redact import Secret
-from broker.runtime import hsm_location, open_custody
+from broker.runtime import open_custody
 from broker.settings import ENV_PREFIX, Settings, load_settings
 
 log = get_logger("keybroker.cli")
@@ -107,7 +109,7 @@ def prepare_token(settings: Settings) -> None:
     find an object missing and create its own, leaving two signing keys, KEKs or nonce keys
     under one label (which every worker then refuses). Made here first, they find them all.
     """
-    prepared = open_custody(hsm_location(settings), settings.with_overrides(hsm_threads=0))
+    prepared = open_custody(locate.hsm_location(settings), settings.with_overrides(hsm_threads=0))
     prepared.close()
     log.info("token_prepared")
 
@@ -119,7 +121,7 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
         # Workers are separate processes: they rebuild the settings from the environment.
         os.environ.update(worker_environment(settings, config_file, os.environ))
         uvicorn.run(
-            "broker.app:app_from_environment",
+            "broker.cli.serve:app_from_environment",
             factory=True,
             host=settings.host,
             port=settings.port,
@@ -131,7 +133,7 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
         )
         return
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, locate=locate.location),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -143,6 +145,14 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
         http=HttpProtocol,
         lifespan="on",
     )
+
+
+def app_from_environment() -> Edge:
+    """Factory for uvicorn worker processes: settings from ``KEYBROKER_*`` variables, the
+    database and the token found as the supervisor found them."""
+    settings = load_settings()
+    logs.configure(settings.log_format, settings.log_level)
+    return create_app(settings, locate=locate.location)
 
 
 def run_serve(args: argparse.Namespace) -> int:

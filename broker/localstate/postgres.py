@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from broker.errors import ConfigurationError
-from broker.localstate.files import private_dir, read_secret, write_private
+from broker.privatefiles import private_dir, read_secret, write_private
 from broker.redact import Secret
 
 SUPERUSER = "keybroker"

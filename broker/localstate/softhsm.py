@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from broker.errors import ConfigurationError
-from broker.localstate.files import private_dir, read_secret, secret_file, write_private
+from broker.privatefiles import private_dir, read_secret, secret_file, write_private
 from broker.redact import Secret
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"

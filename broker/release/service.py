@@ -48,6 +48,7 @@ from broker.errors import (
 )
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import TeeVerifier, verifier_for
+from broker.hsmcalls import hsm_errors
 from broker.logs import get_logger
 from broker.lru import Lru
 from broker.metrics import Children, Metrics
@@ -130,10 +131,10 @@ class ReleaseService:
         self.metrics = metrics
         self.collateral = collateral
         self.policies = policies
-        self.kid = jose.key_id(runtime.custody.signing_public_key)
-        self.nonces = nonces.Nonces(
-            runtime.custody.nonce_mac_key(), self.settings.challenge_ttl_seconds
-        )
+        with hsm_errors():
+            self.kid = jose.key_id(runtime.custody.signing_public_key)
+            nonce_key = runtime.custody.nonce_mac_key()
+        self.nonces = nonces.Nonces(nonce_key, self.settings.challenge_ttl_seconds)
         self.issued = tokens.IssuedTokens()
         # Nonces this worker consumed: a replay reaching the same worker is refused before
         # its evidence is verified and a token signed (one on another worker or replica is
@@ -185,9 +186,10 @@ class ReleaseService:
             payload = tokens.payload(
                 claims, dict(request.tee_jwk), evidence_sha256, now, self.settings.token_ttl_seconds
             )
-            token = await jose.sign(
-                payload, jose.TYP_ATTESTATION_RESULT, self.kid, self.custody.sign_digest_async
-            )
+            with hsm_errors():
+                token = await jose.sign(
+                    payload, jose.TYP_ATTESTATION_RESULT, self.kid, self.custody.sign_digest_async
+                )
             issued = tokens.result_of(payload, claims, request.tee_key, now)
             body["token_id"] = issued.token_id
         except DatabaseUnavailable:
@@ -322,7 +324,9 @@ class ReleaseService:
         body: dict[str, Any],
     ) -> tokens.AttestationResult:
         """The token's attestation result; fills ``body`` with what names it."""
-        result = self.issued.read(bearer, self.custody.signing_public_key, now)
+        with hsm_errors():
+            public_key = self.custody.signing_public_key
+        result = self.issued.read(bearer, public_key, now)
         # The claims are recorded once, by the attest record that issued this token (same
         # ``token_id``); the release record names the token, the evidence and the decision.
         body.update(
@@ -410,7 +414,8 @@ class ReleaseService:
             )
             return sealed, envelope, signed
 
-        sealed, envelope, signed = await self.custody.pool.run(seal_and_sign)
+        with hsm_errors():
+            sealed, envelope, signed = await self.custody.pool.run(seal_and_sign)
         return {
             "envelope": signed,
             **envelope,

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from broker import jose
 from broker.errors import TokenInvalid
 from broker.evidence.claims import Claims
+from broker.hsmcalls import tee_key_from_jwk
 from broker.lru import Lru
-from hsm.pubkey import RsaPublicKey, from_jwk
+from hsm.pubkey import RsaPublicKey
 
 ISSUER = "keybroker"
 CLOCK_SKEW = timedelta(seconds=30)
@@ -62,7 +63,9 @@ def read(token: str, public_key: ec.EllipticCurvePublicKey, now: datetime) -> At
         raise TokenInvalid("token lacks iat/exp")
     _check_time(issued, expires, now)
     try:
-        return result_of(body, Claims.from_json(body["claims"]), from_jwk(body["cnf"]["jwk"]), now)
+        return result_of(
+            body, Claims.from_json(body["claims"]), tee_key_from_jwk(body["cnf"]["jwk"]), now
+        )
     except (KeyError, TypeError, ValueError):
         raise TokenInvalid("token payload is incomplete") from None
 

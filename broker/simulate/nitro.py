@@ -38,7 +38,7 @@ from broker.evidence.nitro.abi import (
     CoseSign1,
 )
 from broker.evidence.trust import TrustedRoot, insecure_root
-from broker.localstate.files import write_private_bytes
+from broker.privatefiles import write_private_bytes
 
 #: Label of the simulator's root; as a trusted root it is named ``insecure-test-nitro-sim``.
 SIMULATOR_LABEL = "nitro-sim"

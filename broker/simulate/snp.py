@@ -55,7 +55,7 @@ from broker.evidence.snp.endorsement import (
 )
 from broker.evidence.snp.products import Product, cpuid_of
 from broker.evidence.trust import TrustedRoot, insecure_root
-from broker.localstate.files import write_private_bytes
+from broker.privatefiles import write_private_bytes
 from broker.simulate.crl import without_next_update
 
 #: RSASSA-PSS as AMD signs ARK, ASK and VCEK certificates (SHA-384, MGF1-SHA-384, salt 48).

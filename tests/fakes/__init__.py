@@ -1,1 +1,2 @@
-"""Test doubles shared by unit tests: in-memory stand-ins for what production keeps elsewhere."""
+"""Test doubles shared by unit tests and the micro-benchmarks: in-memory stand-ins for what
+production keeps elsewhere."""

@@ -12,13 +12,16 @@ from starlette.types import ASGIApp
 
 from broker.api.coalesce import HttpProtocol
 from broker.app import create_app
+from broker.cli import locate
 from broker.settings import Settings
 
 
 @contextmanager
 def running_broker(settings: Settings) -> Iterator[str]:
-    """Yield the base URL of a broker serving ``settings`` until the block exits."""
-    with serving(create_app(settings)) as base:
+    """Yield the base URL of a broker serving ``settings`` until the block exits. As
+    ``keybroker serve`` does, it finds what the settings do not name (database, token) under
+    their state directory."""
+    with serving(create_app(settings, locate=locate.location)) as base:
         yield base
 
 

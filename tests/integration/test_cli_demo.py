@@ -12,8 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from broker.cli import main
-from broker.localstate import demo
+from broker.cli import demo, main
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret

@@ -21,12 +21,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 from cryptography.hazmat.primitives.hashes import SHA256, Hash
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from broker.bench import cold_cache, envelope_cache, floor
-from broker.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
+from benchmarks import cold_cache, envelope_cache
+from broker.bench import floor
 from broker.localstate.softhsm import LocalSoftHsm
-from hsm.custody import SIGNING_KEY_LABEL, Custody, WrappedSecret
+from hsm.custody import Custody, WrappedSecret
 from hsm.envelope import EnvelopeError, OaepHash, open_envelope
+from hsm.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from hsm.keycopies import KEY_COPY_MAX_AGE_SECONDS, KeyCopyLimits, SessionKeys
+from hsm.provision import SIGNING_KEY_LABEL
 from hsm.pubkey import RsaPublicKey, from_spki_der
 from hsm.secretcache import SecretCacheLimits, SecretCacheStats
 

@@ -14,12 +14,14 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
 from broker.cli.serve import prepare_token
-from broker.errors import ConfigurationError, HsmUnavailable, NonceUnknown
+from broker.errors import NonceUnknown
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.nonces import Nonces, decode
 from broker.settings import Settings
-from hsm.custody import SIGNING_KEY_LABEL, Custody
+from hsm.custody import Custody
+from hsm.errors import ConfigurationError, HsmUnavailable
 from hsm.noncekey import NONCE_KEY_LABEL, derive_nonce_mac_key, nonce_key_objects
+from hsm.provision import SIGNING_KEY_LABEL
 
 pytestmark = pytest.mark.integration
 

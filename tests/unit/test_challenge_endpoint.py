@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from broker.api import guest
-from broker.bench import glue
 from broker.timeutil import utcnow
+from tests.fakes import glue
 
 
 class Touched(Exception):

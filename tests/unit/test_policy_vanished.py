@@ -14,10 +14,10 @@ import asyncio
 import pytest
 
 from broker.api import guest
-from broker.bench import glue
 from broker.errors import StoredPolicyInvalid
 from broker.release.policies import PolicyCache
 from broker.store.contexts import ReleaseContext
+from tests.fakes import glue
 from tests.fakes.release_store import MemoryReleaseStore
 
 

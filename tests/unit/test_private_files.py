@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.localstate.files import write_private, write_private_bytes
+from broker.privatefiles import write_private, write_private_bytes
 
 
 def test_an_existing_readable_file_is_made_private_before_the_secret_lands(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.errors import PublicKeyInvalid
+from hsm.errors import PublicKeyInvalid
 from hsm.pubkey import (
     RsaPublicKey,
     b64url,

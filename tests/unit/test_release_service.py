@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import pytest
 
 from broker.api import guest
-from broker.bench import glue
 from broker.errors import (
     DatabaseUnavailable,
     KeybrokerError,
@@ -37,6 +36,7 @@ from broker.release.service import STALE_ATTEMPTS, AttestRequest
 from broker.store.audit import AuditRecord
 from broker.store.contexts import ReleaseContext
 from broker.store.release import PostgresReleaseStore, ReleaseStore
+from tests.fakes import glue
 from tests.fakes.release_store import MemoryReleaseStore
 
 T = TypeVar("T")

@@ -97,7 +97,7 @@ def test_serve_with_workers_hands_its_settings_to_the_workers(
     assert main(argv) == 0
     # The token's objects exist before any worker races to create them.
     assert events == ["prepare", "run"]
-    assert (seen["app"], seen["factory"]) == ("broker.app:app_from_environment", True)
+    assert (seen["app"], seen["factory"]) == ("broker.cli.serve:app_from_environment", True)
     assert (seen["host"], seen["port"], seen["workers"]) == ("192.0.2.10", 9000, 4)
     assert seen["proxy_headers"] is False  # X-Forwarded-For is not believed
     assert seen["http"] is HttpProtocol  # one write per response

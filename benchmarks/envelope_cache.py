@@ -10,7 +10,7 @@ while, which the cache does not keep). Rounds alternate between the two custodie
 busy machine slows both alike; the minimum and the median of the rounds are printed
 (docs/performance.md).
 
-Run: ``python -m broker.bench.envelope_cache [--rounds 9] [--calls 2000] [--cpu 0]``.
+Run: ``python -m benchmarks.envelope_cache [--rounds 9] [--calls 2000] [--cpu 0]``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Quotes verified per second by the DCAP verifier, collateral parsed and chains cached.
 
-Run: ``python -m broker.bench.dcap_verify [--seconds S] [--quotes N]``.
+Run: ``python -m benchmarks.dcap_verify [--seconds S] [--quotes N]``.
 
 The synthetic Intel kit signs N distinct TDX v4 and SGX v3 quotes (distinct REPORTDATA, as
 from distinct guests of one platform); each is then verified in turn, with the same
@@ -70,7 +70,7 @@ def measure(tee: Tee, *, quotes: int, seconds: float) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m broker.bench.dcap_verify")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dcap_verify")
     parser.add_argument("--seconds", type=float, default=2.0, help="per TEE, cached run")
     parser.add_argument("--quotes", type=int, default=64, help="distinct quotes per TEE")
     args = parser.parse_args(argv)

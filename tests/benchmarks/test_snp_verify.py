@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.bench.snp_verify import BenchCase, default_case, main, measure
+from benchmarks.snp_verify import BenchCase, default_case, main, measure
 from broker.simulate.snp import SnpKit
 from tests.unit.snp.conftest import TRUSTEE_VCEK
 

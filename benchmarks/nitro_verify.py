@@ -1,6 +1,6 @@
 """Nitro attestation documents verified per second on one core, with the chain cached.
 
-    python -m broker.bench.nitro_verify [--seconds 3] [--document FILE --at TIME]
+    python -m benchmarks.nitro_verify [--seconds 3] [--document FILE --at TIME]
 
 Two figures:
 
@@ -69,7 +69,7 @@ def fresh_leaves(authority: FakeNitroAuthority, count: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m broker.bench.nitro_verify")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.nitro_verify")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of the timed loop")
     parser.add_argument("--document", help="a real Nitro document (COSE_Sign1 bytes)")
     parser.add_argument("--at", help="instant at which --document verifies (ISO 8601)")

@@ -1,6 +1,6 @@
 """Client CPU per database round trip: our pool, asyncpg's pool, a bare connection.
 
-``python -m broker.bench.db_roundtrip [--seconds 1] [--rounds 5] [--state-dir DIR]``
+``python -m benchmarks.db_roundtrip [--seconds 1] [--rounds 5] [--state-dir DIR]``
 
 Each variant runs ``SELECT 1`` (``fetchval``) in a loop on a uvloop event loop, as the
 broker does, and the figure is this process's CPU time per round trip (``process_time``,

@@ -4,8 +4,8 @@ A repeat verification of a report from a known chip pays for parsing, the cached
 TCB checks, the claims, and one ECDSA P-384 verify (ARCHITECTURE §6). The target is that the
 whole costs no more than 25% over the bare signature check: cached >= 80% of bare.
 
-Run: ``python -m broker.bench.snp_verify [--seconds 3]``. It uses the real trustee Milan
-vector when the source tree is present, else a synthetic kit.
+Run: ``python -m benchmarks.snp_verify [--seconds 3]`` from the repository root. It uses the
+real trustee Milan vector of ``tests/vectors`` when it is there, else a synthetic kit.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from broker.evidence.snp.abi import SIGNED_SIZE, parse_report
 from broker.evidence.snp.endorsement import load_endorsement
 from broker.evidence.trust import TrustedRoot
 
-_VECTOR = Path(__file__).parents[2] / "tests" / "vectors" / "snp" / "trustee-milan-vcek"
+_VECTOR = Path(__file__).parents[1] / "tests" / "vectors" / "snp" / "trustee-milan-vcek"
 _BATCH = 20
 
 
@@ -116,7 +116,7 @@ def default_case() -> BenchCase:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m broker.bench.snp_verify", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.snp_verify", description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement (default 3)")
     args = parser.parse_args(argv)
     case = default_case()

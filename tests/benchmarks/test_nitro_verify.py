@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broker.bench.nitro_verify import fresh_leaves, same_document
+from benchmarks.nitro_verify import fresh_leaves, same_document
 from broker.simulate.nitro import FakeNitroAuthority
 from tests.unit.nitro.vectors import PRODUCTION
 

@@ -1,4 +1,4 @@
-"""Policy evaluations per second on one core: ``python -m broker.bench.policy_eval``.
+"""Policy evaluations per second on one core: ``python -m benchmarks.policy_eval``.
 
 The policy is a typical production SNP policy (signer origin, twenty approved measurements,
 a minimum TCB of four components, two further conditions); the claims mirror the

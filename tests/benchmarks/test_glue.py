@@ -1,4 +1,5 @@
-"""The glue micro-benchmark drives the real guest endpoints to an allowed release."""
+"""The glue micro-benchmark (benchmarks/glue.py) drives the real guest endpoints to an allowed
+release."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import json
 
 import pytest
 
-from broker.bench import glue
+from benchmarks import glue
+from tests.fakes.glue import GlueCase, Material, build_case
 
 
 @pytest.fixture(scope="module")
-def case() -> glue.GlueCase:
-    return glue.build_case(glue.Material.generate(chain_rsa_bits=2048))
+def case() -> GlueCase:
+    return build_case(Material.generate(chain_rsa_bits=2048))
 
 
-def test_a_flow_is_an_allowed_release(case: glue.GlueCase) -> None:
+def test_a_flow_is_an_allowed_release(case: GlueCase) -> None:
     spent = asyncio.run(glue.flow(case))
     assert len(spent) == len(glue.STEPS)
     assert all(seconds > 0 for seconds in spent)
@@ -27,6 +29,6 @@ def test_a_flow_is_an_allowed_release(case: glue.GlueCase) -> None:
     assert release["token_id"] == attest["token_id"]
 
 
-def test_every_function_runs(case: glue.GlueCase) -> None:
+def test_every_function_runs(case: GlueCase) -> None:
     for name, operation in glue.functions(case).items():
         assert glue.best_us(operation, 1, 1) > 0, name

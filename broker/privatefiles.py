@@ -1,4 +1,7 @@
-"""Small, careful file helpers for the state directory."""
+"""Small, careful helpers for private files: keys, PINs and passwords, readable by their owner
+only (0600, in 0700 directories). The local state, the simulators' kits and the guest's output
+use them alike.
+"""
 
 from __future__ import annotations
 

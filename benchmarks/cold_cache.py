@@ -8,7 +8,7 @@ copy of 4 MiB (more than this machine's per-core L2 and its share of L3), the co
 subtracted. The difference is a cost the broker pays on every release and the floor does not
 (docs/performance.md, "What stands between the ratio and 1.0").
 
-Run: ``python -m broker.bench.cold_cache [--calls 300] [--rounds 7] [--cpu 0]``.
+Run: ``python -m benchmarks.cold_cache [--calls 300] [--rounds 7] [--cpu 0]``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from broker.bench.envelope_cache import random_tee_key
+from benchmarks.envelope_cache import random_tee_key
 from broker.localstate.softhsm import LocalSoftHsm
 from hsm.custody import Custody
 

@@ -4,7 +4,8 @@
 settings that trust its root through ``insecure_test_roots`` (the broker announces that in
 its log). ``seed`` imports the demo key ``disk-key`` (a readable secret, so a newcomer can see
 what was released), publishes ``policies/insecure-demo-simulated-snp.yaml`` and binds them.
-Nothing here is ever done outside ``keybroker dev run --demo``.
+Nothing here is ever done outside ``keybroker dev run --demo``; no module of the broker
+imports it but the command line's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from broker.admin.service import AdminService
+from broker.cli import locate
 from broker.policy.loader import load_policy_text
 from broker.runtime import Runtime
 from broker.settings import Settings
@@ -45,7 +47,7 @@ def prepare(settings: Settings) -> Settings:
 
 async def seed(settings: Settings) -> None:
     """Import the demo key, publish and bind the demo policy; idempotent."""
-    runtime = await Runtime.start(settings)
+    runtime = await Runtime.start(settings, locate.location)
     try:
         admin = AdminService(runtime)
         who = Principal(actor="demo-seed", role=None)
@@ -53,7 +55,7 @@ async def seed(settings: Settings) -> None:
         if DEMO_KEY not in existing:
             secret = f"keybroker demo disk key {secrets.token_hex(8)}\n".encode()
             await admin.create_key(who, DEMO_KEY, secret, None)
-        text = resources.files("broker.localstate").joinpath("demo_policy.yaml").read_text()
+        text = resources.files("broker.cli").joinpath("demo_policy.yaml").read_text()
         policy = load_policy_text(text, source="insecure-demo-simulated-snp.yaml")
         await admin.publish_policy(who, policy)
         if not await bindings.is_bound(runtime.db, DEMO_KEY):
