@@ -517,7 +517,7 @@ def test_deeply_nested_json_is_a_400(deployment: Deployment) -> None:
     assert answer.json()["detail"] == "request body is not valid JSON"
 
 
-@pytest.mark.parametrize("name", ["a%00b", "UPPER", "x" * 200])
+@pytest.mark.parametrize("name", ["a%00b", "UPPER", "x" * 200, "disk-key%0A"])
 def test_malformed_key_names_are_400(deployment: Deployment, name: str) -> None:
     with httpx.Client(base_url=deployment.base) as http:
         release = http.post(f"/v1/keys/{name}/release", headers={"Authorization": "Bearer x.y.z"})
@@ -529,6 +529,27 @@ def test_malformed_key_names_are_400(deployment: Deployment, name: str) -> None:
     assert release.status_code == 400
     assert "key name" in release.json()["detail"]
     assert bind.status_code == 400
+
+
+async def test_a_name_with_a_trailing_newline_is_400_and_not_audited(
+    deployment: Deployment,
+) -> None:
+    refused = "is not allowed: 1-128 of a-z 0-9 . _ - starting with a letter or digit"
+    custodian = {"Authorization": f"Bearer {deployment.tokens[Role.KEY_CUSTODIAN]}"}
+    async with deployment.db.connection() as conn:
+        before = await conn.fetchval("SELECT max(seq) FROM audit_log")
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        create = await http.post(
+            "/v1/admin/keys", json={"name": "nl-key\n", "generate_length": 32}, headers=custodian
+        )
+        release = await http.post(
+            "/v1/keys/disk-key%0A/release", headers={"Authorization": "Bearer x.y.z"}
+        )
+    assert (create.status_code, release.status_code) == (400, 400)
+    assert create.json()["detail"] == f"key name 'nl-key\\n' {refused}"
+    assert release.json()["detail"] == f"key name 'disk-key\\n' {refused}"
+    async with deployment.db.connection() as conn:
+        assert await conn.fetchval("SELECT max(seq) FROM audit_log") == before
 
 
 def test_policy_versions_beyond_int32_are_400(deployment: Deployment) -> None:
