@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    Prehashed,
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from broker import jose
 from broker.errors import TokenInvalid
@@ -180,3 +185,80 @@ def test_a_token_has_one_spelling(respell: Any, message: str) -> None:
     respelled = ".".join(respell(*token.split(".")))
     with pytest.raises(TokenInvalid, match=message):
         tokens.read(respelled, BROKER_KEY.public_key(), NOW)
+
+
+# --- one signature per token: low S, scalars within 1..n-1 ------------------------------------
+
+N = jose.P256_ORDER
+
+
+def _with_scalars(token: str, r: int, s: int) -> str:
+    header, payload, _ = token.split(".")
+    return f"{header}.{payload}.{_segment(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def _scalars(token: str) -> tuple[int, int]:
+    raw = base64.urlsafe_b64decode(token.split(".")[2] + "==")
+    return int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+
+
+def test_the_high_s_twin_of_a_token_is_refused() -> None:
+    token, issued = _issue()
+    r, s = _scalars(token)
+    assert s <= N // 2  # written low
+    twin = _with_scalars(token, r, N - s)
+    # The twin is a valid ECDSA signature of the same input: only the low-S rule refuses it.
+    der = encode_dss_signature(r, N - s)
+    digest = hashlib.sha256(token.rsplit(".", 1)[0].encode()).digest()
+    BROKER_KEY.public_key().verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    memo = tokens.IssuedTokens()
+    memo.remember(token, issued)
+    for read in (tokens.read, memo.read):
+        with pytest.raises(TokenInvalid) as refused:
+            read(twin, BROKER_KEY.public_key(), NOW)
+        assert refused.value.detail == (
+            "token signature s is above n/2 (only low-S signatures are valid)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("scalars", "message"),
+    [
+        (lambda r, s: (0, s), "token signature r is not within 1..n-1"),
+        (lambda r, s: (N, s), "token signature r is not within 1..n-1"),
+        (lambda r, s: (2**256 - 1, s), "token signature r is not within 1..n-1"),
+        (lambda r, s: (r, 0), "token signature s is not within 1..n-1"),
+        (lambda r, s: (r, N), "token signature s is not within 1..n-1"),
+        (lambda r, s: (r, 2**256 - 1), "token signature s is not within 1..n-1"),
+        (lambda r, s: (r, N // 2 + 1), "token signature s is above n/2"),
+    ],
+)
+def test_signatures_outside_the_group_are_refused(scalars: Any, message: str) -> None:
+    token, _ = _issue()
+    r, s = scalars(*_scalars(token))
+    with pytest.raises(TokenInvalid) as refused:
+        tokens.read(_with_scalars(token, r, s), BROKER_KEY.public_key(), NOW)
+    assert refused.value.detail.startswith(message)
+
+
+@pytest.mark.parametrize("length", [63, 65, 96])
+def test_a_signature_of_another_length_is_refused(length: int) -> None:
+    token, _ = _issue()
+    header, payload, _ = token.split(".")
+    with pytest.raises(TokenInvalid, match="token signature is not 64 bytes"):
+        tokens.read(f"{header}.{payload}.{_segment(bytes(length))}", BROKER_KEY.public_key(), NOW)
+
+
+def _high_s_signer(digest: bytes) -> bytes:
+    """An HSM that always answers with the high-S member of the pair (CKM_ECDSA may)."""
+    r, s = decode_dss_signature(BROKER_KEY.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
+    return r.to_bytes(32, "big") + max(s, N - s).to_bytes(32, "big")
+
+
+def test_tokens_signed_with_high_s_are_written_low_and_verify() -> None:
+    payload = tokens.payload(CLAIMS, dict(JWK), "cd" * 32, NOW, 300)
+    kid = jose.key_id(BROKER_KEY.public_key())
+    for _ in range(8):
+        token = jose.sign_sync(payload, jose.TYP_ATTESTATION_RESULT, kid, _high_s_signer)
+        assert _scalars(token)[1] <= N // 2
+        assert tokens.read(token, BROKER_KEY.public_key(), NOW).claims == CLAIMS
