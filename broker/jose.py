@@ -170,6 +170,8 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
         raise TokenInvalid("token is not a compact JWS")
     try:
         header = fastjson.loads(_decode_segment(parts[0], "header"))
+    except fastjson.DuplicateMember as exc:
+        raise TokenInvalid(f"token header names member {exc.name[:64]!r} twice") from None
     except _UNREADABLE_JSON:
         raise TokenInvalid("token header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
@@ -186,6 +188,8 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
         raise TokenInvalid("token signature does not verify") from None
     try:
         payload = fastjson.loads_sorted(_decode_segment(parts[1], "payload"))
+    except fastjson.DuplicateMember as exc:
+        raise TokenInvalid(f"token payload names member {exc.name[:64]!r} twice") from None
     except _UNREADABLE_JSON:
         raise TokenInvalid("token payload is not JSON") from None
     if not isinstance(payload, dict):

@@ -508,6 +508,35 @@ def test_bad_attest_bodies_are_400(
     assert fragment in answer.json()["detail"]
 
 
+def test_a_member_named_twice_is_a_400_naming_it(deployment: Deployment) -> None:
+    json_type = {"Content-Type": "application/json"}
+    admin = {**json_type, "Authorization": f"Bearer {deployment.tokens[Role.ADMIN]}"}
+    with httpx.Client(base_url=deployment.base) as http:
+        answers = [
+            http.post("/v1/challenge", content=b'{"tee":"tdx","tee":"snp"}', headers=json_type),
+            http.post("/v1/attest", content=b'{"tee":"snp","tee":"snp"}', headers=json_type),
+            http.post(
+                "/v1/admin/tokens",
+                content=b'{"name": "x", "role": "auditor", "role": "admin"}',
+                headers=admin,
+            ),
+        ]
+    for answer, name in zip(answers, ("tee", "tee", "role"), strict=True):
+        assert answer.status_code == 400
+        assert answer.json()["detail"] == f"request body names member '{name}' twice"
+
+
+def test_numbers_in_other_scripts_are_a_400(deployment: Deployment) -> None:
+    with admin_client(deployment, Role.AUDITOR) as auditor:
+        arabic = auditor.get("/v1/admin/audit", params={"limit": "\u0661\u0660"})
+        superscript = auditor.get("/v1/admin/policies/m-policy", params={"version": "\u00b2"})
+    for answer, name in ((arabic, "limit"), (superscript, "version")):
+        assert answer.status_code == 400
+        assert answer.json()["detail"] == (
+            f"query parameter {name} must be a non-negative integer (digits 0-9)"
+        )
+
+
 def test_deeply_nested_json_is_a_400(deployment: Deployment) -> None:
     with httpx.Client(base_url=deployment.base) as http:
         answer = http.post(

@@ -135,6 +135,9 @@ def _segment(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+_TWO_ALGS = _segment(b'{"alg":"none","alg":"ES256","typ":"kb-ar+jwt"}')
+
+
 @pytest.mark.parametrize(
     ("token", "message"),
     [
@@ -144,6 +147,7 @@ def _segment(raw: bytes) -> str:
         (f"{_segment(bytes([0xFF, 0xFE]))}.e30.AAAA", "header is not JSON"),
         (f"{_segment(b'[' * 100_000)}.e30.AAAA", "header is not JSON"),
         (f"{_segment(b'{}')}.e30.AAAA", "alg ES256 and typ"),
+        (f"{_TWO_ALGS}.e30.AAAA", "token header names member 'alg' twice"),
     ],
 )
 def test_crafted_tokens_are_refused_not_crashing(token: str, message: str) -> None:
@@ -262,3 +266,17 @@ def test_tokens_signed_with_high_s_are_written_low_and_verify() -> None:
         token = jose.sign_sync(payload, jose.TYP_ATTESTATION_RESULT, kid, _high_s_signer)
         assert _scalars(token)[1] <= N // 2
         assert tokens.read(token, BROKER_KEY.public_key(), NOW).claims == CLAIMS
+
+
+def test_a_payload_naming_a_member_twice_is_refused_though_signed() -> None:
+    # The broker never writes one (it signs orjson's sorted output); should one be signed
+    # all the same, it is refused rather than read with the last value winning.
+    kid = jose.key_id(BROKER_KEY.public_key())
+    header = _segment(f'{{"alg":"ES256","kid":"{kid}","typ":"kb-ar+jwt"}}'.encode())
+    payload = _segment(b'{"iss":"keybroker","iss":"other"}')
+    signing_input = f"{header}.{payload}".encode()
+    signature = _sign_digest(hashlib.sha256(signing_input).digest())
+    token = jose.compact(signing_input, signature)
+    with pytest.raises(TokenInvalid) as refused:
+        tokens.read(token, BROKER_KEY.public_key(), NOW)
+    assert refused.value.detail == "token payload names member 'iss' twice"
