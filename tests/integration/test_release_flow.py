@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -430,13 +431,28 @@ async def test_a_tampered_blob_is_a_500_audited_as_an_error(deployment: Deployme
     assert "envelope_sha256" not in record
 
 
+async def test_published_policy_versions_cannot_be_edited(deployment: Deployment) -> None:
+    seed(deployment, "im-key", os.urandom(32), _policy("im-policy", "insecure-test-kit-a"))
+    async with deployment.db.connection() as conn:
+        for statement in (
+            "UPDATE policies SET document = document || ' ' WHERE name = 'im-policy'",
+            "DELETE FROM policies WHERE name = 'im-policy'",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
+                await conn.execute(statement)
+            assert "published policy versions are immutable" in str(refused.value)
+
+
 async def test_a_tampered_stored_policy_is_refused_and_audited(deployment: Deployment) -> None:
     seed(deployment, "sp-key", os.urandom(32), _policy("sp-policy", "insecure-test-kit-a"))
-    async with deployment.db.connection() as conn:
+    async with deployment.db.connection() as conn, conn.transaction():
+        # Only by disabling the database's refusal (its owner can) is a row edited at all.
+        await conn.execute("ALTER TABLE policies DISABLE TRIGGER policies_immutable")
         await conn.execute(
             "UPDATE policies SET document = replace(document, '\"vmpl\"', '\"guest_svn\"')"
             " WHERE name = 'sp-policy'"
         )
+        await conn.execute("ALTER TABLE policies ENABLE TRIGGER policies_immutable")
     error = await denied(deployment, "sp-key", _source(deployment))
     assert error.status == 500
     assert error.problem["type"].endswith("/stored-policy-invalid")
