@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -120,7 +120,8 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
     payload = tokens.payload(claims, dict(jwk), "ab" * 32, now, 300)
     data = jose.signing_input(payload, jose.TYP_ATTESTATION_RESULT, service.kid)
     result = tokens.result_of(payload, claims, tee_key, now)
-    memo = tokens.IssuedTokens()
+    public = service.custody.signing_public_key
+    memo = tokens.IssuedTokens(public)
     token = jose.compact(data, SIGNATURE)
     memo.remember(token, result)
     # A token signed for real, as another worker of the broker would have issued it.
@@ -128,7 +129,6 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
     der = case.material.broker_key.sign(digest, _ES256)
     r, s = decode_dss_signature(der)
     signed = jose.compact(data, r.to_bytes(32, "big") + s.to_bytes(32, "big"))
-    public = service.custody.signing_public_key
     policy = service.policies.cached(str(case.db.context["digest"]))
     if policy is None:
         raise LookupError("the benchmark's policy is not compiled")
@@ -161,7 +161,9 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
         "jose.compact": lambda: jose.compact(data, SIGNATURE),
         "tokens.result_of": lambda: tokens.result_of(payload, claims, tee_key, now),
         # The token as a release presents it: a new string (not hashed yet), as the issued one.
-        "IssuedTokens.remember + read": lambda: _remember_and_read(memo, token, result, now),
+        "IssuedTokens.remember + read": lambda: _remember_and_read(
+            memo, token, result, public, now
+        ),
         "tokens.read (another worker's token)": lambda: tokens.read(signed, public, now),
         "  of which the ES256 verification": lambda: public.verify(der, digest, _ES256),
         "policy evaluate": lambda: service.policies.evaluate(policy, claims, now),
@@ -174,10 +176,14 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
 
 
 def _remember_and_read(
-    memo: tokens.IssuedTokens, token: str, result: tokens.AttestationResult, now: datetime
+    memo: tokens.IssuedTokens,
+    token: str,
+    result: tokens.AttestationResult,
+    public: ec.EllipticCurvePublicKey,
+    now: datetime,
 ) -> object:
     memo.remember(token.encode().decode(), result)
-    return memo.read(token.encode().decode(), cast(Any, None), now)
+    return memo.read(token.encode().decode(), public, now)
 
 
 def _json_forms(claims: Claims) -> object:

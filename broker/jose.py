@@ -4,6 +4,8 @@ The broker signs two kinds of objects, told apart by the protected header's ``ty
 one can never be replayed as the other: attestation-result tokens (``kb-ar+jwt``) and
 release envelopes (``kb-release+jws``). Signing hashes the signing input here and has the
 token's key sign the digest (``CKM_ECDSA``); verification uses the public key, in process.
+A signature is written and accepted in one form only, ``r || s`` with ``s`` at most ``n/2``
+(low S), so that no token or envelope has a second text that verifies.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from hsm.errors import PublicKeyInvalid
 from hsm.pubkey import b64url, b64url_bytes, b64url_decode, jwk_thumbprint
 
 _ES256 = ec.ECDSA(Prehashed(hashes.SHA256()))
+
+#: The order n of the P-256 group (SEC 2 v2 §2.4.2, FIPS 186-5 / SP 800-186 §3.2.1.3).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_HALF_ORDER = P256_ORDER // 2
 
 TYP_ATTESTATION_RESULT = "kb-ar+jwt"
 TYP_RELEASE = "kb-release+jws"
@@ -77,10 +83,33 @@ def signing_input(payload: Mapping[str, Any], typ: str, kid: str) -> bytes:
 
 
 def compact(data: bytes, signature: bytes) -> str:
-    """The compact JWS of a signing input and its raw ``r || s`` ES256 signature."""
-    if len(signature) != 64:
+    """The compact JWS of a signing input and its raw ``r || s`` ES256 signature, with ``s``
+    made low (:func:`low_s`)."""
+    return b".".join((data, b64url_bytes(low_s(signature)))).decode("ascii")
+
+
+def low_s(signature: bytes) -> bytes:
+    """``r || s`` with ``s`` replaced by ``n - s`` when it is above ``n / 2``.
+
+    (r, s) and (r, n - s) both verify (ECDSA checks only the x coordinate of a point that
+    negating s negates), so every signature has a twin that :func:`verify` refuses: the
+    broker writes only the low one. ``CKM_ECDSA`` (PKCS#11 v2.40 §2.3.6) may return either,
+    half the time the high one.
+    """
+    r, s = _scalars(signature)
+    if r is None or s is None:
         raise TokenInvalid("HSM returned a malformed ES256 signature")
-    return b".".join((data, b64url_bytes(signature))).decode("ascii")
+    if s > _HALF_ORDER:
+        return signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
+    return signature
+
+
+def _scalars(signature: bytes) -> tuple[int | None, int | None]:
+    """(r, s) of a raw 64-byte ES256 signature, each None unless within 1..n-1."""
+    if len(signature) != 64:
+        return None, None
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    return (r if 0 < r < P256_ORDER else None), (s if 0 < s < P256_ORDER else None)
 
 
 async def sign(payload: Mapping[str, Any], typ: str, kid: str, sign_digest: DigestSigner) -> str:
@@ -115,6 +144,23 @@ def _decode_segment(segment: str, what: str) -> bytes:
 _UNREADABLE_JSON = (ValueError, RecursionError)
 
 
+def _canonical_signature(signature: bytes) -> tuple[int, int]:
+    """(r, s) of the one spelling of a signature the broker writes: 64 bytes (RFC 7518
+    §3.4), 0 < r < n and 0 < s <= n/2 (low S, :func:`low_s`); ``TokenInvalid`` otherwise.
+    Without the last rule, rewriting s as n - s would give every token a second text that
+    verifies."""
+    if len(signature) != 64:
+        raise TokenInvalid("token signature is not 64 bytes")
+    r, s = _scalars(signature)
+    if r is None:
+        raise TokenInvalid("token signature r is not within 1..n-1")
+    if s is None:
+        raise TokenInvalid("token signature s is not within 1..n-1")
+    if s > _HALF_ORDER:
+        raise TokenInvalid("token signature s is above n/2 (only low-S signatures are valid)")
+    return r, s
+
+
 def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
     """Check the signature and header of ``token``; return its payload (claims unchecked)."""
     if not token.isascii():
@@ -124,6 +170,8 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
         raise TokenInvalid("token is not a compact JWS")
     try:
         header = fastjson.loads(_decode_segment(parts[0], "header"))
+    except fastjson.DuplicateMember as exc:
+        raise TokenInvalid(f"token header names member {exc.name[:64]!r} twice") from None
     except _UNREADABLE_JSON:
         raise TokenInvalid("token header is not JSON") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
@@ -131,11 +179,8 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
     if header.get("kid") != _cached_key_id(public_key):
         raise TokenInvalid("token was signed by another broker key")
     signature = _decode_segment(parts[2], "signature")
-    if len(signature) != 64:
-        raise TokenInvalid("token signature is not 64 bytes")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
+    r, s = _canonical_signature(signature)
+    der = encode_dss_signature(r, s)
     digest = hashlib.sha256(f"{parts[0]}.{parts[1]}".encode("ascii")).digest()
     try:
         public_key.verify(der, digest, _ES256)
@@ -143,6 +188,8 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
         raise TokenInvalid("token signature does not verify") from None
     try:
         payload = fastjson.loads_sorted(_decode_segment(parts[1], "payload"))
+    except fastjson.DuplicateMember as exc:
+        raise TokenInvalid(f"token payload names member {exc.name[:64]!r} twice") from None
     except _UNREADABLE_JSON:
         raise TokenInvalid("token payload is not JSON") from None
     if not isinstance(payload, dict):

@@ -10,12 +10,14 @@ import re
 
 from broker.errors import BadRequest
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+# Matched with fullmatch: ``re.match`` with a final ``$`` also accepts a trailing newline
+# ("disk-key\n"), which the database's own check then refuses as something else.
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 MAX_VERSION = 2**31 - 1  # PostgreSQL integer
 
 
 def checked_name(name: str, what: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise BadRequest(
             f"{what} name {name[:64]!r} is not allowed: 1-128 of a-z 0-9 . _ - "
             "starting with a letter or digit"

@@ -386,7 +386,7 @@ class Custody:
 
     def _kek(self, session: pkcs11.Session, label: str) -> Any:
         key = None
-        if KEK_LABEL.match(label) is not None:
+        if KEK_LABEL.fullmatch(label) is not None:
             key = self._session_keys().get(
                 label, lambda: find_one(session, ObjectClass.SECRET_KEY, label)
             )
@@ -409,7 +409,7 @@ def _count_session_objects(session: pkcs11.Session) -> tuple[int, int]:
     copies = others = 0
     for obj in session.get_objects({Attribute.TOKEN: False}):
         label = obj[Attribute.LABEL] or ""
-        if label == SIGNING_KEY_LABEL or KEK_LABEL.match(label):
+        if label == SIGNING_KEY_LABEL or KEK_LABEL.fullmatch(label):
             copies += 1
         else:
             others += 1

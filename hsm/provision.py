@@ -32,7 +32,9 @@ from hsm.errors import ConfigurationError
 from hsm.noncekey import NONCE_KEY_LABEL, ensure_nonce_key
 
 KEK_LABEL_PREFIX = "keybroker-kek-v"
-KEK_LABEL = re.compile(r"^keybroker-kek-v(\d+)$")
+# Matched with fullmatch and ASCII digits: "$" would admit "keybroker-kek-v1\n", and \d other
+# scripts' digits, which int() reads (an Arabic-Indic "keybroker-kek-v\u0661" would be 1).
+KEK_LABEL = re.compile(r"keybroker-kek-v([0-9]+)")
 SIGNING_KEY_LABEL = "keybroker-signing"
 
 
@@ -54,7 +56,7 @@ def kek_versions(session: pkcs11.Session) -> list[int]:
     for key in session.get_objects(
         {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True}
     ):
-        match = KEK_LABEL.match(key[Attribute.LABEL] or "")
+        match = KEK_LABEL.fullmatch(key[Attribute.LABEL] or "")
         if match:
             versions.append(int(match.group(1)))
     return sorted(versions)
@@ -119,7 +121,7 @@ def _refuse_duplicates(session: pkcs11.Session) -> None:
     seen: Counter[tuple[int, str]] = Counter()
     for obj in session.get_objects({Attribute.TOKEN: True}):
         label = obj[Attribute.LABEL] or ""
-        if label in (SIGNING_KEY_LABEL, NONCE_KEY_LABEL) or KEK_LABEL.match(label):
+        if label in (SIGNING_KEY_LABEL, NONCE_KEY_LABEL) or KEK_LABEL.fullmatch(label):
             seen[(int(obj[Attribute.CLASS]), label)] += 1
     doubled = sorted(f"'{label}' x{count}" for (_, label), count in seen.items() if count > 1)
     if doubled:

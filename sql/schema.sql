@@ -24,6 +24,14 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$;
+CREATE FUNCTION public.policies_refuse_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'published policy versions are immutable: % refused', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
 CREATE TABLE public.admin_tokens (
     id text NOT NULL,
     name text NOT NULL,
@@ -135,5 +143,7 @@ CREATE INDEX audit_log_key_name ON public.audit_log USING btree (key_name, seq);
 CREATE INDEX challenges_expires_at ON public.challenges USING btree (expires_at);
 CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON public.audit_log FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_change();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON public.audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.audit_refuse_change();
+CREATE TRIGGER policies_immutable BEFORE DELETE OR UPDATE ON public.policies FOR EACH ROW EXECUTE FUNCTION public.policies_refuse_change();
+CREATE TRIGGER policies_no_truncate BEFORE TRUNCATE ON public.policies FOR EACH STATEMENT EXECUTE FUNCTION public.policies_refuse_change();
 ALTER TABLE ONLY public.key_bindings
     ADD CONSTRAINT key_bindings_policy_name_policy_version_fkey FOREIGN KEY (policy_name, policy_version) REFERENCES public.policies(name, version);

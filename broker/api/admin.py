@@ -13,6 +13,7 @@ from starlette.routing import Route
 from broker.admin.service import AdminService
 from broker.api.body import base64_member, json_object, member
 from broker.api.headers import bearer_token
+from broker.api.numbers import is_ascii_digits
 from broker.errors import BadRequest
 from broker.store import admin_tokens
 from broker.store.admin_tokens import Principal, Role
@@ -38,8 +39,8 @@ def _int_param(request: Request, name: str, default: int | None) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise BadRequest(f"query parameter {name} must be a non-negative integer")
+    if not is_ascii_digits(raw):
+        raise BadRequest(f"query parameter {name} must be a non-negative integer (digits 0-9)")
     return int(raw)
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, TypeVar
 
 from broker import fastjson
+from broker.api.numbers import is_ascii_digits
 from broker.errors import BadRequest
 from broker.lru import Lru
 
@@ -31,7 +32,7 @@ async def json_object(request: BodySource, allowed: set[str], max_bytes: int) ->
     ):
         raise BadRequest("Content-Type must be application/json")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and is_ascii_digits(declared) and int(declared) > max_bytes:
         raise BadRequest(f"request body larger than {max_bytes} bytes")
     raw = bytearray()
     async for chunk in request.stream():
@@ -40,6 +41,8 @@ async def json_object(request: BodySource, allowed: set[str], max_bytes: int) ->
             raise BadRequest(f"request body larger than {max_bytes} bytes")
     try:
         document = fastjson.loads(raw)  # json.loads's value or error, by orjson
+    except fastjson.DuplicateMember as exc:  # RFC 8259 §4 leaves its meaning open: refused
+        raise BadRequest(f"request body names member {exc.name[:64]!r} twice") from None
     except (ValueError, RecursionError):  # bad JSON, not UTF-8, or absurdly deep nesting
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(document, dict):

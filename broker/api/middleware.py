@@ -24,7 +24,7 @@ from broker import logs
 from broker.api.lean import GuestRoutes
 from broker.metrics import Children, Metrics
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: no trailing newline
 
 
 class Edge:
@@ -92,7 +92,7 @@ def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            return text if _REQUEST_ID.match(text) else None
+            return text if _REQUEST_ID.fullmatch(text) else None
     return None
 
 

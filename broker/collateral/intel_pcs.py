@@ -117,7 +117,10 @@ def platform_of(evidence: bytes) -> PlatformId:
 
 
 def _pck_platform(chain: bytes) -> tuple[bytes, PckCa]:
-    leaf = load_certificates(chain)[0]
+    certificates = load_certificates(chain)
+    if not certificates:  # e.g. only NULs or blank text: nothing to read a platform from
+        raise CollateralUnavailable("quote certification data holds no PCK certificate")
+    leaf = certificates[0]
     ca: PckCa = "processor" if "Processor" in common_name(leaf.issuer) else "platform"
     return pck_extensions(leaf).fmspc, ca
 

@@ -1,16 +1,20 @@
-"""Collateral kept in process while fresh, so that a warm lookup costs no database round trip.
+"""Collateral kept in process for a few seconds, so that a warm lookup costs no round trip.
 
-A VCEK, a cert chain or a TCB Info does not change under its key until its nextUpdate (a
-relying party may keep a CRL that long, RFC 5280 §5): each broker process keeps what it read
-or fetched in a bounded LRU and asks PostgreSQL again only for items it lacks or that are
-stale at the instant of the request. The cost: a document *replaced* in the store before its
-nextUpdate (a corrected import) reaches a running process when its copy goes stale, or on
-restart; new documents (other keys) and refreshed stale ones are seen at once.
+Each broker process keeps what it read from the store or fetched in a bounded LRU, and asks
+PostgreSQL again for an item it lacks, one that is stale at the instant of the request, and
+one it read :data:`MAX_AGE_SECONDS` ago or more. The store is the truth: what a lookup
+returns is what the store held at most that long ago, so a document replaced in the store
+(an operator importing a CRL that revokes a PCK, or a corrected TCB Info, before the old
+one's nextUpdate) decides every attestation in every process from a few seconds after its
+import on. Kept until nextUpdate instead, as it once was, such a replacement waited up to a
+month for a process to see it. A busy key still costs one round trip per process every
+:data:`MAX_AGE_SECONDS` instead of one per attestation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from broker.collateral.keys import ItemKey
@@ -18,23 +22,39 @@ from broker.collateral.store import CollateralItem, CollateralRepository
 from broker.lru import Lru
 
 DEFAULT_CAPACITY = 4096
+MAX_AGE_SECONDS = 10.0
+"""How long a process serves an item from memory after reading it from the store."""
 
 
 class ItemMemo:
-    """A bounded LRU of items by key (one per lookup set; the event loop is its only user)."""
+    """A bounded LRU of items by key (one per lookup set; the event loop is its only user),
+    each served for less than ``max_age_seconds`` after it was read."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self._items: Lru[ItemKey, CollateralItem] = Lru(capacity)
+    def __init__(
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        max_age_seconds: float = MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._items: Lru[ItemKey, tuple[float, CollateralItem]] = Lru(capacity)
+        self._max_age = max_age_seconds
+        self._clock = clock
 
     def fresh(self, key: ItemKey, now: datetime) -> CollateralItem | None:
-        item = self._items.get(key)
-        if item is None or item.is_stale(now):
+        """The item remembered for ``key`` if it was read less than ``max_age_seconds`` ago
+        and is not stale at ``now``; else None (the store is asked)."""
+        entry = self._items.get(key)
+        if entry is None:
+            return None
+        read_at, item = entry
+        if self._clock() - read_at >= self._max_age or item.is_stale(now):
             return None
         return item
 
     def remember(self, items: Iterable[CollateralItem]) -> None:
+        read_at = self._clock()
         for item in items:
-            self._items.put(item.key, item)
+            self._items.put(item.key, (read_at, item))
 
     def __len__(self) -> int:
         return len(self._items)

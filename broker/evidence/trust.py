@@ -267,10 +267,12 @@ def check_validity(cert: x509.Certificate, now: datetime, role: str) -> None:
 
 class LinkCache:
     """Thread-safe bounded memory of verified signature links: (child, issuer) certificate
-    pairs and (CRL, issuer) pairs, each by SHA-256 fingerprint."""
+    pairs and (CRL, issuer) pairs, each by SHA-256 fingerprint, kept apart (the two checks
+    differ, and a remembered link answers only the check that made it)."""
 
     def __init__(self, capacity: int = 4096) -> None:
         self._links: Lru[tuple[bytes, bytes], bool] = Lru(capacity)
+        self._crl_signatures: Lru[tuple[bytes, bytes], bool] = Lru(capacity)
 
     def verify_link(self, child: x509.Certificate, issuer: x509.Certificate, role: str) -> None:
         """Raise ``ChainInvalid`` unless ``issuer`` signed ``child`` (names and signature)."""
@@ -296,7 +298,7 @@ class LinkCache:
         badly signed TCB Info is, whichever TEE it serves.
         """
         key = (_DIGESTS.digest(crl), _DIGESTS.digest(issuer))
-        if self._links.get(key):
+        if self._crl_signatures.get(key):
             return
         issuer_name = common_name(issuer.subject)
         if crl.issuer != issuer.subject:
@@ -309,10 +311,15 @@ class LinkCache:
             raise CollateralInvalid(
                 f"{name} is not signed by '{issuer_name}': its signature does not verify"
             )
-        self._links.put(key, True)
+        self._crl_signatures.put(key, True)
 
     def clear(self) -> None:
         self._links.clear()
+        self._crl_signatures.clear()
+
+    def __len__(self) -> int:
+        """Links remembered, certificate and CRL signatures together."""
+        return len(self._links) + len(self._crl_signatures)
 
 
 DEFAULT_LINKS = LinkCache()

@@ -30,7 +30,53 @@ def schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Any:
-    return jsonschema.Draft202012Validator(schema())
+    return jsonschema.Draft202012Validator(_python_patterns(schema()))
+
+
+def _python_patterns(node: Any) -> Any:
+    r"""``node`` with every ``pattern`` and ``patternProperties`` regex as Python must write it.
+
+    JSON Schema patterns are ECMA-262 regexes (draft 2020-12 §6.4), in which ``$`` without
+    the multiline flag is the end of the input; jsonschema runs them with Python's ``re``,
+    whose ``$`` also matches before a final newline, so ``"my-policy\n"`` would pass
+    ``^[a-z0-9][a-z0-9._-]{0,63}$``. The published schema keeps ``$``; the validator gets
+    ``\Z``, the end of the input in Python.
+    """
+    if isinstance(node, list):
+        return [_python_patterns(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    copy: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "pattern" and isinstance(value, str):
+            copy[key] = python_pattern(value)
+        elif key == "patternProperties" and isinstance(value, dict):
+            copy[key] = {python_pattern(k): _python_patterns(v) for k, v in value.items()}
+        else:
+            copy[key] = _python_patterns(value)
+    return copy
+
+
+def python_pattern(pattern: str) -> str:
+    r"""An ECMA-262 ``pattern`` as a Python regex: each ``$`` anchor (unescaped, outside a
+    character class) becomes ``\Z``. The rest of the syntax our schema uses is common to
+    both."""
+    out = []
+    in_class = escaped = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            out.append("\\Z")
+            continue
+        out.append(char)
+    return "".join(out)
 
 
 def validate(doc: Any, where: SourceMap) -> dict[str, Any]:

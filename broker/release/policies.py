@@ -2,7 +2,12 @@
 
 A published policy is stored as the canonical JSON of its self-contained form (shared
 reference files inlined) with its SHA-256; loading checks that the digest still matches, so a
-row edited behind the broker's back is refused rather than evaluated.
+row edited behind the broker's back is refused rather than evaluated. The database refuses
+such an edit in the first place (migration 0003: published versions are immutable), which is
+what lets a release take the compiled policy by the digest its context names without reading
+the document again (:meth:`PolicyCache.cached`). When the document is at hand,
+:meth:`PolicyCache.get` serves the compiled policy only for that very document: the digest
+check is never skipped for a document it did not pass.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ def stored_form(policy: Policy) -> tuple[str, str]:
 
 class PolicyCache:
     def __init__(self, capacity: int = 1024) -> None:
-        self._compiled: Lru[str, Policy] = Lru(capacity)
+        self._compiled: Lru[str, tuple[str, Policy]] = Lru(capacity)
 
     def cached(self, digest: str) -> Policy | None:
         """The policy compiled from a document with ``digest``, when this process has one."""
-        return self._compiled.get(digest)
+        entry = self._compiled.get(digest)
+        return None if entry is None else entry[1]
 
     def get(self, document: str, digest: str) -> Policy:
-        cached = self.cached(digest)
-        if cached is not None:
-            return cached
+        """``document`` compiled, if its policy has ``digest``; ``StoredPolicyInvalid``
+        otherwise. Remembered by digest, and served again only for the same document."""
+        entry = self._compiled.get(digest)
+        if entry is not None and entry[0] == document:
+            return entry[1]
         try:
             policy = load_policy_text(document, source="<stored policy>", is_json=True)
         except PolicyError:
@@ -45,7 +53,7 @@ class PolicyCache:
             raise StoredPolicyInvalid(
                 f"stored policy {policy.name} v{policy.version} does not match its digest"
             )
-        self._compiled.put(digest, policy)
+        self._compiled.put(digest, (document, policy))
         return policy
 
     @staticmethod

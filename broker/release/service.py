@@ -132,10 +132,11 @@ class ReleaseService:
         self.collateral = collateral
         self.policies = policies
         with hsm_errors():
-            self.kid = jose.key_id(runtime.custody.signing_public_key)
+            public_key = runtime.custody.signing_public_key
+            self.kid = jose.key_id(public_key)
             nonce_key = runtime.custody.nonce_mac_key()
         self.nonces = nonces.Nonces(nonce_key, self.settings.challenge_ttl_seconds)
-        self.issued = tokens.IssuedTokens()
+        self.issued = tokens.IssuedTokens(public_key)
         # Nonces this worker consumed: a replay reaching the same worker is refused before
         # its evidence is verified and a token signed (one on another worker or replica is
         # refused by the database, after that work, as every replay was before).

@@ -110,18 +110,21 @@ class IssuedTokens:
     KEY_CHARS = 86
     """The text of an ES256 signature (64 bytes, unpadded base64url)."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, public_key: ec.EllipticCurvePublicKey, capacity: int = 1024) -> None:
+        self._key = public_key
         self._results: Lru[str, tuple[str, AttestationResult]] = Lru(capacity)
 
     def remember(self, token: str, result: AttestationResult) -> None:
+        """``token``, which this process signed with the key given at construction."""
         self._results.put(token[-self.KEY_CHARS :], (token, result))
 
     def read(
         self, token: str, public_key: ec.EllipticCurvePublicKey, now: datetime
     ) -> AttestationResult:
-        """As :func:`read`, from memory when this process issued ``token``."""
+        """As :func:`read`, from memory when this process issued ``token`` with
+        ``public_key``'s private key (verification under any other key is :func:`read`'s)."""
         known = self._results.get(token[-self.KEY_CHARS :])
-        if known is None or known[0] != token:
+        if known is None or known[0] != token or public_key is not self._key:
             return read(token, public_key, now)
         result = known[1]
         _check_time(result.issued_at.timestamp(), result.expires_at.timestamp(), now)

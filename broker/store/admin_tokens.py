@@ -43,12 +43,13 @@ class Principal:
     """None for the local CLI, which holds the database and HSM credentials anyway."""
 
 
-_ID = re.compile(r"^[0-9a-f]{16}$")
-_SECRET = re.compile(r"^[0-9a-f]{64}$")
+# fullmatch, never match with "$": that would also accept a trailing newline.
+_ID = re.compile(r"[0-9a-f]{16}")
+_SECRET = re.compile(r"[0-9a-f]{64}")
 
 
 def is_token_id(text: str) -> bool:
-    return _ID.match(text) is not None
+    return _ID.fullmatch(text) is not None
 
 
 def _hash(secret: str) -> bytes:
@@ -67,8 +68,8 @@ async def authenticate(db: Database, presented: str) -> Principal:
     if (
         len(parts) != 3
         or parts[0] != PREFIX
-        or not _ID.match(parts[1])
-        or not _SECRET.match(parts[2])
+        or not _ID.fullmatch(parts[1])
+        or not _SECRET.fullmatch(parts[2])
     ):
         raise TokenInvalid("admin token is malformed")
     token_id, secret = parts[1], parts[2]

@@ -16,7 +16,7 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import LiteralString
 
-_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_MIGRATION_NAME = re.compile(r"([0-9]{4})_([a-z0-9_]+)\.sql")  # fullmatch, ASCII digits
 _QUERY_HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
@@ -39,7 +39,7 @@ def _sql_dir() -> Traversable:
 def migrations() -> tuple[Migration, ...]:
     found = []
     for entry in _sql_dir().joinpath("migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
+        match = _MIGRATION_NAME.fullmatch(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
     found.sort(key=lambda m: m.version)

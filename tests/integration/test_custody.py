@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.hashes import SHA256, Hash
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from benchmarks import cold_cache, envelope_cache
+from broker import jose
 from broker.bench import floor
 from broker.localstate.softhsm import LocalSoftHsm
 from hsm.custody import Custody, WrappedSecret
@@ -194,6 +195,29 @@ def test_signing_key_signs_verifiable_es256(custody: Custody) -> None:
     _assert_signs_for_the_token_key(custody, b"header.payload")
     # By default, sessions sign with their copy of the token key (hsm/keycopies.py).
     assert custody.pool.run_sync(lambda s: custody._signing_key(s)[Attribute.TOKEN]) is False
+
+
+def test_tokens_signed_by_the_token_key_verify_though_ckm_ecdsa_gives_high_s(
+    custody: Custody,
+) -> None:
+    """CKM_ECDSA returns s or n - s as it comes, and the broker accepts only low S
+    (broker/jose.py): every token it signs must still verify. 64 signatures hold a high S
+    with probability 1 - 2^-64."""
+    kid = jose.key_id(custody.signing_public_key)
+    raw_high = 0
+
+    def counting(digest: bytes) -> bytes:
+        nonlocal raw_high
+        raw = custody.sign_digest(digest)
+        raw_high += int.from_bytes(raw[32:], "big") > jose.P256_ORDER // 2
+        return raw
+
+    for index in range(64):
+        token = jose.sign_sync({"i": index}, jose.TYP_ATTESTATION_RESULT, kid, counting)
+        assert jose.verify(token, jose.TYP_ATTESTATION_RESULT, custody.signing_public_key) == {
+            "i": index
+        }
+    assert raw_high > 0
 
 
 async def test_inline_pool_runs_on_the_callers_thread(

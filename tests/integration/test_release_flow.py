@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -430,13 +431,28 @@ async def test_a_tampered_blob_is_a_500_audited_as_an_error(deployment: Deployme
     assert "envelope_sha256" not in record
 
 
+async def test_published_policy_versions_cannot_be_edited(deployment: Deployment) -> None:
+    seed(deployment, "im-key", os.urandom(32), _policy("im-policy", "insecure-test-kit-a"))
+    async with deployment.db.connection() as conn:
+        for statement in (
+            "UPDATE policies SET document = document || ' ' WHERE name = 'im-policy'",
+            "DELETE FROM policies WHERE name = 'im-policy'",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
+                await conn.execute(statement)
+            assert "published policy versions are immutable" in str(refused.value)
+
+
 async def test_a_tampered_stored_policy_is_refused_and_audited(deployment: Deployment) -> None:
     seed(deployment, "sp-key", os.urandom(32), _policy("sp-policy", "insecure-test-kit-a"))
-    async with deployment.db.connection() as conn:
+    async with deployment.db.connection() as conn, conn.transaction():
+        # Only by disabling the database's refusal (its owner can) is a row edited at all.
+        await conn.execute("ALTER TABLE policies DISABLE TRIGGER policies_immutable")
         await conn.execute(
             "UPDATE policies SET document = replace(document, '\"vmpl\"', '\"guest_svn\"')"
             " WHERE name = 'sp-policy'"
         )
+        await conn.execute("ALTER TABLE policies ENABLE TRIGGER policies_immutable")
     error = await denied(deployment, "sp-key", _source(deployment))
     assert error.status == 500
     assert error.problem["type"].endswith("/stored-policy-invalid")
@@ -508,6 +524,35 @@ def test_bad_attest_bodies_are_400(
     assert fragment in answer.json()["detail"]
 
 
+def test_a_member_named_twice_is_a_400_naming_it(deployment: Deployment) -> None:
+    json_type = {"Content-Type": "application/json"}
+    admin = {**json_type, "Authorization": f"Bearer {deployment.tokens[Role.ADMIN]}"}
+    with httpx.Client(base_url=deployment.base) as http:
+        answers = [
+            http.post("/v1/challenge", content=b'{"tee":"tdx","tee":"snp"}', headers=json_type),
+            http.post("/v1/attest", content=b'{"tee":"snp","tee":"snp"}', headers=json_type),
+            http.post(
+                "/v1/admin/tokens",
+                content=b'{"name": "x", "role": "auditor", "role": "admin"}',
+                headers=admin,
+            ),
+        ]
+    for answer, name in zip(answers, ("tee", "tee", "role"), strict=True):
+        assert answer.status_code == 400
+        assert answer.json()["detail"] == f"request body names member '{name}' twice"
+
+
+def test_numbers_in_other_scripts_are_a_400(deployment: Deployment) -> None:
+    with admin_client(deployment, Role.AUDITOR) as auditor:
+        arabic = auditor.get("/v1/admin/audit", params={"limit": "\u0661\u0660"})
+        superscript = auditor.get("/v1/admin/policies/m-policy", params={"version": "\u00b2"})
+    for answer, name in ((arabic, "limit"), (superscript, "version")):
+        assert answer.status_code == 400
+        assert answer.json()["detail"] == (
+            f"query parameter {name} must be a non-negative integer (digits 0-9)"
+        )
+
+
 def test_deeply_nested_json_is_a_400(deployment: Deployment) -> None:
     with httpx.Client(base_url=deployment.base) as http:
         answer = http.post(
@@ -517,7 +562,7 @@ def test_deeply_nested_json_is_a_400(deployment: Deployment) -> None:
     assert answer.json()["detail"] == "request body is not valid JSON"
 
 
-@pytest.mark.parametrize("name", ["a%00b", "UPPER", "x" * 200])
+@pytest.mark.parametrize("name", ["a%00b", "UPPER", "x" * 200, "disk-key%0A"])
 def test_malformed_key_names_are_400(deployment: Deployment, name: str) -> None:
     with httpx.Client(base_url=deployment.base) as http:
         release = http.post(f"/v1/keys/{name}/release", headers={"Authorization": "Bearer x.y.z"})
@@ -529,6 +574,27 @@ def test_malformed_key_names_are_400(deployment: Deployment, name: str) -> None:
     assert release.status_code == 400
     assert "key name" in release.json()["detail"]
     assert bind.status_code == 400
+
+
+async def test_a_name_with_a_trailing_newline_is_400_and_not_audited(
+    deployment: Deployment,
+) -> None:
+    refused = "is not allowed: 1-128 of a-z 0-9 . _ - starting with a letter or digit"
+    custodian = {"Authorization": f"Bearer {deployment.tokens[Role.KEY_CUSTODIAN]}"}
+    async with deployment.db.connection() as conn:
+        before = await conn.fetchval("SELECT max(seq) FROM audit_log")
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        create = await http.post(
+            "/v1/admin/keys", json={"name": "nl-key\n", "generate_length": 32}, headers=custodian
+        )
+        release = await http.post(
+            "/v1/keys/disk-key%0A/release", headers={"Authorization": "Bearer x.y.z"}
+        )
+    assert (create.status_code, release.status_code) == (400, 400)
+    assert create.json()["detail"] == f"key name 'nl-key\\n' {refused}"
+    assert release.json()["detail"] == f"key name 'disk-key\\n' {refused}"
+    async with deployment.db.connection() as conn:
+        assert await conn.fetchval("SELECT max(seq) FROM audit_log") == before
 
 
 def test_policy_versions_beyond_int32_are_400(deployment: Deployment) -> None:

@@ -50,8 +50,15 @@ def test_refused_texts_are_not_remembered() -> None:
 
 
 class _Request:
-    def __init__(self, body: bytes, content_type: str | None = "application/json") -> None:
+    def __init__(
+        self,
+        body: bytes,
+        content_type: str | None = "application/json",
+        content_length: str | None = None,
+    ) -> None:
         self.headers = {} if content_type is None else {"content-type": content_type}
+        if content_length is not None:
+            self.headers["content-length"] = content_length
         self.body = body
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -87,3 +94,26 @@ def test_other_content_types_are_refused(content_type: str | None) -> None:
 def test_refused_bodies(body: bytes, message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         _read(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "name"),
+    [
+        (b'{"a":"tdx","a":"snp"}', "a"),
+        (b'{"a": "tdx", "b": 1, "a": "snp"}', "a"),
+        (b'{"a": {"kty": "RSA", "kty": "EC"}}', "kty"),
+    ],
+)
+def test_a_member_named_twice_is_refused_by_name(body: bytes, name: str) -> None:
+    with pytest.raises(BadRequest) as refused:
+        _read(body)
+    assert refused.value.detail == f"request body names member '{name}' twice"
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "\u0661\u0660\u0660", "1e3", "-1"])
+def test_a_content_length_that_is_not_ascii_digits_is_not_read_as_a_number(
+    declared: str,
+) -> None:
+    # Not a number: the declared length is ignored and the body read within the limit.
+    request = _Request(b'{"a": 1}', content_length=declared)
+    assert asyncio.run(json_object(request, {"a"}, 64)) == {"a": 1}

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker import fastjson
-from broker.fastjson import dumps, loads, loads_sorted
+from broker.fastjson import DuplicateMember, dumps, loads, loads_sorted, strict_loads
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -31,7 +31,7 @@ def test_integers_beyond_64_bits_are_written_exactly() -> None:
     )
 
 
-# --- loads: exactly json.loads ---------------------------------------------------------------
+# --- loads: exactly json.loads, duplicate members refused -------------------------------------
 
 
 def _typed(value: object) -> object:
@@ -52,6 +52,8 @@ _TOKENS += [b"e", b"E+", b"99999999999999999999", b"NaN", b"true", b"null", b" "
 def _outcome(parse: Callable[[Any], object], data: bytes) -> object:
     try:
         return _typed(parse(data))
+    except DuplicateMember as exc:
+        return ("duplicate", exc.name)
     except (ValueError, RecursionError):
         return "refused"  # what body.json_object and jose.verify catch
 
@@ -91,12 +93,12 @@ def _texts(value: object) -> st.SearchStrategy[bytes]:
 
 @given(documents.flatmap(_texts))
 def test_loads_is_json_loads(data: bytes) -> None:
-    assert _outcome(loads, data) == _outcome(json.loads, data)
+    assert _outcome(loads, data) == _outcome(strict_loads, data)
 
 
 @given(st.binary(max_size=40) | st.lists(st.sampled_from(_TOKENS), max_size=12).map(b"".join))
 def test_loads_is_json_loads_on_arbitrary_bytes(data: bytes) -> None:
-    assert _outcome(loads, data) == _outcome(json.loads, data)
+    assert _outcome(loads, data) == _outcome(strict_loads, data)
 
 
 @pytest.mark.parametrize(
@@ -112,7 +114,7 @@ def test_loads_is_json_loads_on_arbitrary_bytes(data: bytes) -> None:
     ],
 )
 def test_loads_edge_cases(data: bytes) -> None:
-    assert _outcome(loads, data) == _outcome(json.loads, data)
+    assert _outcome(loads, data) == _outcome(strict_loads, data)
 
 
 def test_nesting_is_read_to_orjsons_depth_and_refused_beyond() -> None:
@@ -134,7 +136,7 @@ def _written(value: object) -> st.SearchStrategy[bytes]:
 
 @given(documents.flatmap(_texts) | _safe_documents.flatmap(_written))
 def test_loads_sorted_is_json_loads(data: bytes) -> None:
-    assert _outcome(loads_sorted, data) == _outcome(json.loads, data)
+    assert _outcome(loads_sorted, data) == _outcome(strict_loads, data)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +151,7 @@ def test_loads_sorted_is_json_loads(data: bytes) -> None:
     ],
 )
 def test_loads_sorted_edge_cases(data: bytes) -> None:
-    assert _outcome(loads_sorted, data) == _outcome(json.loads, data)
+    assert _outcome(loads_sorted, data) == _outcome(strict_loads, data)
 
 
 def test_loads_sorted_takes_what_dumps_wrote_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,3 +161,65 @@ def test_loads_sorted_takes_what_dumps_wrote_at_once(monkeypatch: pytest.MonkeyP
     payload = {"b": [1, -2.5, "é\n", None, 2**63], "a": {"x": True, "y": 0.1}}
     monkeypatch.setattr(fastjson, "loads", unexpected)
     assert loads_sorted(dumps(payload, sort_keys=True)) == payload
+
+
+# --- duplicate members: refused on every path --------------------------------------------------
+
+# Trees whose objects are lists of (name, value) pairs, so that names may repeat.
+_names = st.sampled_from(["a", "tee", "", "é", 'q"', "\\", "\u2028"]) | st.text(max_size=3)
+_pair_trees = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3).map(lambda items: ("list", items))
+        | st.lists(st.tuples(_names, children), max_size=4).map(lambda pairs: ("object", pairs))
+    ),
+    max_leaves=12,
+)
+
+
+def _write(tree: object, gap: str, ensure_ascii: bool) -> str:
+    """JSON text of a pair tree with ``gap`` around every structural character."""
+    if isinstance(tree, tuple) and tree[0] == "list":
+        return "[" + gap + f"{gap},{gap}".join(_write(x, gap, ensure_ascii) for x in tree[1]) + "]"
+    if isinstance(tree, tuple) and tree[0] == "object":
+        members = (
+            json.dumps(name, ensure_ascii=ensure_ascii)
+            + f"{gap}:{gap}"
+            + _write(v, gap, ensure_ascii)
+            for name, v in tree[1]
+        )
+        return "{" + gap + f"{gap},{gap}".join(members) + gap + "}"
+    return json.dumps(tree, ensure_ascii=ensure_ascii)
+
+
+@given(_pair_trees, st.sampled_from(["", " ", "\n\t"]), st.booleans())
+def test_loads_refuses_duplicates_as_the_json_module_with_a_hook(
+    tree: object, gap: str, ensure_ascii: bool
+) -> None:
+    data = _write(tree, gap, ensure_ascii).encode("utf-8")
+    assert _outcome(loads, data) == _outcome(strict_loads, data)
+    assert _outcome(loads_sorted, data) == _outcome(strict_loads, data)
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b'{"tee":"tdx","tee":"snp"}', "tee"),  # compact: orjson writes it shorter
+        (b'{"tee": "tdx", "tee": "snp"}', "tee"),  # spaced: four quotes too many
+        (b'{"a":{"n":"1","n":"2"}}', "n"),  # nested
+        (b'[{"x":1},{"y":"\\"","y":2}]', "y"),  # an escape sends it to the json module
+        (b'{"a":"x","a":"' + b"y" * 10 + b'"   }', "a"),  # whitespace cannot make up for it
+        (b'{"a":1.5,"a":1.5}', "a"),  # a float sends it to the json module
+        (b'{"\\u0061":1,"a":2}', "a"),  # the same name spelled twice
+    ],
+)
+def test_duplicate_members_are_refused_by_name(data: bytes, name: str) -> None:
+    for parse in (loads, loads_sorted, strict_loads):
+        with pytest.raises(DuplicateMember) as refused:
+            parse(data)
+        assert refused.value.name == name
+
+
+def test_the_json_module_alone_keeps_the_last_duplicate() -> None:
+    """What strict_loads is for: without the hook, one request reads as another."""
+    assert json.loads(b'{"tee":"tdx","tee":"snp"}') == {"tee": "snp"}

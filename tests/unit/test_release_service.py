@@ -135,7 +135,8 @@ def test_an_attestation_consumes_its_nonce_with_its_record(material: glue.Materi
     token = _run(_attest(setup))
     (record,) = setup.store.log
     assert (record.kind, record.decision) == ("attest", "allow")
-    assert record.body["token_id"] == setup.service.issued.read(token, None, record.at).token_id  # type: ignore[arg-type]
+    public = setup.service.custody.signing_public_key
+    assert record.body["token_id"] == setup.service.issued.read(token, public, record.at).token_id
     assert setup.store.consumed == {decode(setup.case.nonce_text): "snp"}
     assert setup.store.calls == Counter({"consume_nonce_and_append": 1})
 

@@ -20,7 +20,7 @@ from broker.errors import (
     ConfigurationError,
     MalformedEvidence,
 )
-from broker.evidence import der
+from broker.evidence import der, trust
 from broker.evidence.nitro import roots as nitro_roots
 from broker.evidence.trust import (
     LinkCache,
@@ -239,7 +239,7 @@ def test_crl_check_order_issuer_signature_window_listing() -> None:
         check_not_revoked(leaf, crl, root, "leaf", links, now=START + timedelta(days=31))
     with pytest.raises(CertificateRevoked, match=r"^leaf certificate 'Leaf' serial 0x2 revoked"):
         check_not_revoked(leaf, crl, root, "leaf", links, now=NOW)
-    assert len(links._links) == 1  # the verified (CRL, issuer) pair, remembered once
+    assert len(links) == 1  # the verified (CRL, issuer) pair, remembered once
 
 
 def test_a_crl_without_next_update_is_invalid() -> None:
@@ -250,3 +250,27 @@ def test_a_crl_without_next_update_is_invalid() -> None:
     assert crl.next_update_utc is None
     with pytest.raises(CollateralInvalid, match=r"^CRL for leaf has no nextUpdate$"):
         check_not_revoked(root, crl, root, "leaf", LinkCache(), now=NOW)
+
+
+def test_a_remembered_certificate_link_does_not_answer_a_crl_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The two checks are remembered apart: even were a certificate and a CRL to share a
+    fingerprint (they cannot share DER), a verified certificate link would not pass a CRL
+    that its issuer did not sign."""
+    root_key, other_key = _key(), _key()
+    root = _cert("Root", "Root", root_key, root_key)
+    child = _cert("Child", "Root", _key(), root_key)
+    forged = x509.load_der_x509_crl(_crl_der(other_key, [2]))
+    monkeypatch.setattr(trust._DIGESTS, "digest", lambda signed: b"one fingerprint for all")
+    links = LinkCache()
+
+    def crl_check() -> None:
+        check_not_revoked(child, forged, root, "child", links, now=NOW)
+
+    with pytest.raises(CollateralInvalid, match="is not signed by 'Root'") as uncached:
+        crl_check()
+    links.verify_link(child, root, "child")
+    with pytest.raises(CollateralInvalid) as cached:
+        crl_check()
+    assert cached.value.detail == uncached.value.detail

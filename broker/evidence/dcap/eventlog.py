@@ -33,6 +33,15 @@ EV_NO_ACTION = 0x00000003
 _SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
 _MAX_EVENT_DATA = 16 << 20
 
+MAX_EVENTS = 1024
+"""Most entries a log may hold after its Spec ID event (EV_NO_ACTION entries count too).
+
+A TD's firmware, shim and boot loader log tens to a few hundred events (the GCP log of
+tests/vectors/tdx/go-tdx-guest-gcp-ccel holds 43 in 18 KB of its 256 KiB area). Every event
+costs its parse, a hash and a claim in the token, so a log padded with more is refused as
+malformed rather than read: without the bound, the 1 MiB a request may carry holds some
+16,000 minimal SHA-384 entries (66 bytes each)."""
+
 EVENT_TYPES: dict[int, str] = {
     0x00000000: "EV_PREBOOT_CERT",
     0x00000001: "EV_POST_CODE",
@@ -115,7 +124,14 @@ def parse_event_log(data: bytes) -> EventLog:
     algorithms = _spec_id(cursor)
     sizes = dict(algorithms)
     events: list[Event] = []
+    entries = 0
     while not cursor.at_fill():
+        if entries == MAX_EVENTS:
+            raise MalformedEvidence(
+                f"event log: more than {MAX_EVENTS} events after the Spec ID event (at offset "
+                f"{cursor.pos}); a CCEL log holds a few hundred at most"
+            )
+        entries += 1
         where = f"event {len(events) + 1}"
         mr_index = cursor.uint(4, f"{where} index")
         event_type = cursor.uint(4, f"{where} type")

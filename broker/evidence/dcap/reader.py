@@ -9,12 +9,13 @@ from broker.errors import MalformedEvidence
 
 
 class ByteReader:
-    __slots__ = ("data", "pos", "where")
+    __slots__ = ("_fill_from", "data", "pos", "where")
 
     def __init__(self, data: bytes, where: str) -> None:
         self.data = data
         self.pos = 0
         self.where = where
+        self._fill_from: int | None = None
 
     @property
     def remaining(self) -> int:
@@ -49,6 +50,12 @@ class ByteReader:
             )
 
     def at_fill(self) -> bool:
-        """True when everything left is 0x00 or 0xFF fill (or nothing is left)."""
-        rest = self.data[self.pos :]
-        return rest.count(0) == len(rest) or rest.count(0xFF) == len(rest)
+        """True when everything left is 0x00 or 0xFF fill (or nothing is left).
+
+        Where the fill starts is found once, from the end: a parser that asks after each of
+        its records then pays a comparison, not a scan of the rest (which made reading n
+        records of a buffer n times its length)."""
+        if self._fill_from is None:
+            data = self.data
+            self._fill_from = min(len(data.rstrip(b"\x00")), len(data.rstrip(b"\xff")))
+        return self.pos >= self._fill_from

@@ -23,7 +23,10 @@ Order of checks (each raises; nothing returns False):
 
 Verified facts that do not depend on ``now`` (parsed certificates and CRLs, PCK extensions,
 collateral signatures, QE reports under a PCK key) are memoised by digest in :mod:`cache`;
-certificate and CRL signatures by ``trust.DEFAULT_LINKS``.
+certificate and CRL signatures by ``trust.DEFAULT_LINKS``. A memo's key holds everything its
+value depends on, the role of the bytes included (certificates read from a quote may be
+none; from collateral, never), so that a remembered value is the one its computation would
+give: the memo saves work and never changes a decision (docs/architecture.md §9).
 """
 
 from __future__ import annotations
@@ -278,14 +281,23 @@ def _check_kind(quote: Quote, tee: Tee) -> None:
 
 
 def _cached_certificates(
-    data: bytes, load: Callable[[bytes], Sequence[x509.Certificate]]
+    role: str, data: bytes, load: Callable[[bytes], Sequence[x509.Certificate]]
 ) -> tuple[x509.Certificate, ...]:
-    return _certificates.get_or_compute(cache.digest(data), lambda: tuple(load(data)))
+    """``load(data)``, remembered under ``role`` and ``data``: each role has one loader, and
+    loaders differ in what they accept (a quote's certification data may hold none)."""
+    key = cache.digest(role.encode(), data)
+    return _certificates.get_or_compute(key, lambda: tuple(load(data)))
+
+
+def _quote_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
+    """The certificates of a quote's certification data (type 5 or 4): possibly none."""
+    return _cached_certificates("quote certification data", data, load_certificates)
 
 
 def _collateral_certificates(data: bytes, name: str) -> tuple[x509.Certificate, ...]:
     """The certificates of collateral ``name`` (``pck_chain``, ``tcb_signing_chain``): a PEM
-    bundle or one DER certificate, NUL-terminated or not; ``CollateralInvalid`` otherwise."""
+    bundle or one DER certificate, NUL-terminated or not; ``CollateralInvalid`` otherwise.
+    Never empty."""
 
     def load(data: bytes) -> list[x509.Certificate]:
         certificates = parse_collateral(name, load_certificates, data)
@@ -293,7 +305,7 @@ def _collateral_certificates(data: bytes, name: str) -> tuple[x509.Certificate, 
             raise CollateralInvalid(f"{name} holds no certificate")
         return certificates
 
-    return _cached_certificates(data, load)
+    return _cached_certificates(f"collateral {name}", data, load)
 
 
 def _fingerprint(cert: x509.Certificate) -> bytes:
@@ -302,7 +314,14 @@ def _fingerprint(cert: x509.Certificate) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _root_id(root: TrustedRoot) -> bytes:
-    return _fingerprint(root.certificate)
+    """What a memo needs of a trusted root: its certificate, and the name and insecure flag
+    that the claims of a chain ending in it carry."""
+    return cache.digest(_fingerprint(root.certificate), root.name.encode(), bytes([root.insecure]))
+
+
+def _optional(data: bytes | None) -> bytes:
+    """A memo key part telling an absent item from a present one, empty or not."""
+    return b"absent" if data is None else b"given:" + data
 
 
 def _verified_pck_chain(
@@ -313,7 +332,7 @@ def _verified_pck_chain(
     key = cache.digest(
         cert_data.type.to_bytes(2, "little"),
         cert_data.data,
-        collateral.get("pck_chain", b""),
+        _optional(collateral.get("pck_chain")),
         *(_root_id(root) for root in roots),
     )
 
@@ -336,7 +355,7 @@ def _pck_chain(
     cert_data = quote.signature_data.qe.certification_data
     from_quote: tuple[x509.Certificate, ...] = ()
     if cert_data.type in (CERT_PCK_CHAIN, CERT_PCK_LEAF):
-        from_quote = _cached_certificates(cert_data.data, load_certificates)
+        from_quote = _quote_certificates(cert_data.data)
     from_collateral: tuple[x509.Certificate, ...] = ()
     if "pck_chain" in collateral:
         from_collateral = _collateral_certificates(collateral["pck_chain"], "pck_chain")
@@ -465,9 +484,9 @@ def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Si
                 f"no pinned Intel SGX TCB Signing certificate is valid at {now.isoformat()}"
             )
         newest = max(valid, key=lambda index: pinned[index].not_valid_before_utc)
-        source = f"pinned-{newest}".encode()
+        source = cache.digest(b"pinned", _fingerprint(pinned[newest]))
     else:
-        source = chain_data
+        source = cache.digest(b"tcb_signing_chain", chain_data)
 
     def build() -> _Signer:
         if chain_data is None:

@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,14 @@ from hypothesis import strategies as st
 
 from broker.errors import EventLogMismatch, EvidenceError, MalformedEvidence
 from broker.evidence.dcap.abi import TdReportBody10, parse_quote
-from broker.evidence.dcap.eventlog import check_replay, parse_event_log, replay
+from broker.evidence.dcap.eventlog import (
+    EV_NO_ACTION,
+    MAX_EVENTS,
+    check_replay,
+    parse_event_log,
+    replay,
+)
+from broker.evidence.dcap.reader import ByteReader
 
 from .vectors import DEBUG_TD_DIR, DEBUG_TD_QUOTE, GCP_DIR, GCP_QUOTE
 
@@ -158,3 +166,61 @@ def test_mutated_log_raises_only_evidence_errors(position: int, value: int) -> N
     data[position] ^= value
     with contextlib.suppress(EvidenceError):
         check_replay(parse_event_log(bytes(data)), _rtmrs(GCP_QUOTE))
+
+
+# --- bounded, linear ----------------------------------------------------------------------------
+
+
+def _repeated(count: int) -> bytes:
+    """The Spec ID event, then ``count`` minimal SHA-384 events, then 0xFF fill."""
+    one = _event(1, 0x0D, b"")
+    return _spec_header([(0x0C, 48)]) + one * count + b"\xff" * 256
+
+
+def test_a_log_of_max_events_parses_and_one_more_is_malformed() -> None:
+    assert len(parse_event_log(_repeated(MAX_EVENTS)).events) == MAX_EVENTS
+    data = _repeated(MAX_EVENTS + 1)
+    offset = len(_spec_header([(0x0C, 48)])) + MAX_EVENTS * len(_event(1, 0x0D, b""))
+    with pytest.raises(MalformedEvidence) as refused:
+        parse_event_log(data)
+    assert refused.value.detail == (
+        f"event log: more than {MAX_EVENTS} events after the Spec ID event (at offset "
+        f"{offset}); a CCEL log holds a few hundred at most"
+    )
+
+
+def test_no_action_entries_count_toward_the_bound() -> None:
+    padding = _event(1, EV_NO_ACTION, b"") * MAX_EVENTS
+    data = _spec_header([(0x0C, 48)]) + padding + _event(1, 0x0D, b"x")
+    with pytest.raises(MalformedEvidence, match=f"more than {MAX_EVENTS} events"):
+        parse_event_log(data)
+
+
+class _CountingBytes(bytes):
+    """Bytes that count how many bytes the scans of the reader's fill test touch."""
+
+    scanned = 0
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice) and key.stop is None:
+            _CountingBytes.scanned += len(self) - (key.start or 0)  # a copy of the rest
+        return super().__getitem__(key)
+
+    def rstrip(self, chars: Any = None) -> bytes:
+        _CountingBytes.scanned += len(self)
+        return super().rstrip(chars)
+
+
+def test_the_fill_test_scans_the_buffer_once_however_many_records_precede_it() -> None:
+    """Work, not time: asking at_fill after each of n records used to copy and scan the
+    rest each time (n times the buffer's length); the fill's start is found once."""
+    records = 4096
+    data = _CountingBytes(b"\x01" * records + bytes(1 << 16))
+    reader = ByteReader(data, "test")
+    _CountingBytes.scanned = 0
+    taken = 0
+    while not reader.at_fill():
+        reader.take(1, "record")
+        taken += 1
+    assert taken == records
+    assert _CountingBytes.scanned <= 2 * len(data)

@@ -388,7 +388,7 @@ def test_repeat_verification_reuses_the_verified_links(kit: SnpKit) -> None:
     evidence = kit.sign(kit.report())
     for _ in range(3):
         verify_report(evidence, collateral, now=NOW, extra_roots=[kit.root()], links=links)
-        assert len(links._links) == 3  # VCEK->ASK, ASK->ARK, CRL<-ARK
+        assert len(links) == 3  # VCEK->ASK, ASK->ARK, CRL<-ARK
 
 
 _TRIMMABLE = b"\x00 \t\n\r\x0b\x0c"

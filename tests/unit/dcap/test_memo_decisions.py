@@ -1,0 +1,192 @@
+"""The DCAP verifier's memos save work and never change a decision (tests/unit/memos.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from broker.evidence.claims import Tee
+from broker.evidence.dcap.abi import CERT_PCK_CHAIN, CertificationData, parse_quote
+from broker.evidence.dcap.collateral import TcbStatus
+from broker.evidence.dcap.verify import verify_quote
+from broker.evidence.trust import TrustedRoot, insecure_root
+from broker.simulate.intel import IntelKit
+from tests.unit import memos
+from tests.unit.memos import outcome
+
+from .vectors import DEBUG_TD_QUOTE, JUNE_2023, spr_collateral
+
+NOW = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    quote: bytes
+    collateral: Mapping[str, bytes]
+    roots: Sequence[TrustedRoot] = ()
+    now: dt.datetime = NOW
+    tee: Tee = Tee.SGX
+
+
+def _decide(given: Input) -> object:
+    def check() -> object:
+        result = verify_quote(
+            given.quote, given.collateral, now=given.now, tee=given.tee, extra_roots=given.roots
+        )
+        return (result.root.name, result.root.insecure, result.appraisal.status)
+
+    return outcome(check)
+
+
+def assert_memos_change_nothing(inputs: Sequence[Input]) -> dict[str, object]:
+    return memos.assert_memos_change_nothing(inputs, _decide, lambda given: given.name)
+
+
+@pytest.fixture(scope="module")
+def kit() -> IntelKit:
+    return IntelKit.create(now=NOW)
+
+
+def _with_certification_data(kit: IntelKit, data: bytes) -> bytes:
+    quote = parse_quote(kit.sgx_quote())
+    return kit.sign_quote(
+        quote.header,
+        quote.body,
+        tee=Tee.SGX,
+        certification_data=CertificationData(CERT_PCK_CHAIN, data),
+    )
+
+
+def test_an_empty_chain_in_a_quote_does_not_stand_for_an_empty_tcb_signing_chain(
+    kit: IntelKit,
+) -> None:
+    """The sequence of the report: a quote whose certification data holds no certificate
+    (its PCK chain given as collateral) was remembered as an empty tuple under its bytes
+    alone; an empty tcb_signing_chain of the same bytes then took that entry, skipped the
+    "holds no certificate" check and died with IndexError."""
+    collateral = kit.collateral(Tee.SGX, now=NOW)
+    blank = b"\n"
+    inputs = [
+        Input(
+            "empty certification data",
+            _with_certification_data(kit, blank),
+            {**collateral, "pck_chain": kit.pck_chain()},
+            kit.extra_roots(),
+        ),
+        Input(
+            "empty tcb_signing_chain",
+            kit.sgx_quote(),
+            {**collateral, "tcb_signing_chain": blank},
+            kit.extra_roots(),
+        ),
+        Input("valid", kit.sgx_quote(), collateral, kit.extra_roots()),
+    ]
+    decisions = assert_memos_change_nothing(inputs)
+    assert decisions["empty tcb_signing_chain"] == (
+        "refused",
+        "CollateralInvalid",
+        "tcb_signing_chain holds no certificate",
+    )
+
+
+def test_an_empty_pck_chain_is_not_an_absent_one(kit: IntelKit) -> None:
+    collateral = kit.collateral(Tee.SGX, now=NOW)
+    inputs = [
+        Input("no pck_chain", kit.sgx_quote(), collateral, kit.extra_roots()),
+        Input(
+            "empty pck_chain", kit.sgx_quote(), {**collateral, "pck_chain": b""}, kit.extra_roots()
+        ),
+    ]
+    decisions = assert_memos_change_nothing(inputs)
+    assert decisions["empty pck_chain"] == (
+        "refused",
+        "CollateralInvalid",
+        "pck_chain holds no certificate",
+    )
+
+
+def test_a_chain_ends_in_the_root_named_as_configured(kit: IntelKit) -> None:
+    """Two configurations trusting the same certificate under other names (or one of them
+    not as insecure): the claims name the root each configuration trusts."""
+    certificate = kit.extra_roots()[0].certificate
+    collateral = kit.collateral(Tee.SGX, now=NOW)
+    inputs = [
+        Input("root a", kit.sgx_quote(), collateral, (insecure_root(certificate, "a"),)),
+        Input("root b", kit.sgx_quote(), collateral, (insecure_root(certificate, "b"),)),
+        Input(
+            "root c, not insecure",
+            kit.sgx_quote(),
+            collateral,
+            (TrustedRoot("c", certificate, insecure=False),),
+        ),
+    ]
+    decisions = assert_memos_change_nothing(inputs)
+    assert [decisions[given.name] for given in inputs] == [
+        ("decided", ("insecure-test-a", True, TcbStatus.UP_TO_DATE)),
+        ("decided", ("insecure-test-b", True, TcbStatus.UP_TO_DATE)),
+        ("decided", ("c", False, TcbStatus.UP_TO_DATE)),
+    ]
+
+
+def test_collateral_bytes_do_not_stand_for_the_pinned_tcb_signing_certificate() -> None:
+    """The signer memo kept the pinned certificate under the text "pinned-<index>": a
+    tcb_signing_chain of those very bytes was taken for it."""
+    pinned = dict(spr_collateral())
+    del pinned["tcb_signing_chain"]
+    quote = DEBUG_TD_QUOTE.read_bytes()
+    inputs = [
+        Input("pinned", quote, pinned, now=JUNE_2023, tee=Tee.TDX),
+        Input(
+            "chain spelled like the pinned entry",
+            quote,
+            {**pinned, "tcb_signing_chain": b"pinned-0"},
+            now=JUNE_2023,
+            tee=Tee.TDX,
+        ),
+        Input("issuer chain", quote, spr_collateral(), now=JUNE_2023, tee=Tee.TDX),
+    ]
+    decisions = assert_memos_change_nothing(inputs)
+    assert decisions["chain spelled like the pinned entry"] == (
+        "refused",
+        "CollateralInvalid",
+        "tcb_signing_chain: certificate does not parse: error parsing asn1 value: "
+        "ParseError { kind: ShortData { needed: 99 } }",
+    )
+
+
+def test_collateral_swapped_between_roles_decides_alike(kit: IntelKit) -> None:
+    """Every memo at once: the same bytes presented in other roles (a chain as a CRL, a CRL
+    as TCB Info, one document as another, blank or absent), in every order of two."""
+    collateral = kit.collateral(Tee.SGX, now=NOW)
+    quote = kit.sgx_quote()
+    roots = kit.extra_roots()
+    swaps: list[tuple[str, Callable[[dict[str, bytes]], None]]] = [
+        ("valid", lambda c: None),
+        ("pck_crl as root_crl", lambda c: c.update(root_crl=c["pck_crl"])),
+        ("root_crl as pck_crl", lambda c: c.update(pck_crl=c["root_crl"])),
+        ("tcb_info as qe_identity", lambda c: c.update(qe_identity=c["tcb_info"])),
+        ("qe_identity as tcb_info", lambda c: c.update(tcb_info=c["qe_identity"])),
+        ("pck chain as tcb_signing_chain", lambda c: c.update(tcb_signing_chain=kit.pck_chain())),
+        ("tcb_signing_chain as pck_chain", lambda c: c.update(pck_chain=c["tcb_signing_chain"])),
+        ("pck chain as pck_crl", lambda c: c.update(pck_crl=kit.pck_chain())),
+        ("blank pck_crl", lambda c: c.update(pck_crl=b"\n")),
+        ("no tcb_signing_chain", lambda c: c.pop("tcb_signing_chain")),
+    ]
+    inputs = []
+    for name, change in swaps:
+        changed = dict(collateral)
+        change(changed)
+        inputs.append(Input(name, quote, changed, roots))
+    inputs.append(
+        Input(
+            "pck chain in the quote only",
+            _with_certification_data(kit, kit.pck_chain()),
+            collateral,
+            roots,
+        )
+    )
+    assert_memos_change_nothing(inputs)
