@@ -51,3 +51,25 @@ def test_evidence_errors_name_the_verifier_type_and_unavailable_says_retry() -> 
     body = json.loads(bytes(problem_response(errors.TcbMismatch("t"), None).body))
     assert body["evidence_error"] == "tcb_mismatch"
     assert problem_response(errors.DatabaseUnavailable("d"), None).headers["retry-after"] == "5"
+
+
+def test_a_401_without_a_token_challenges_without_an_error_code() -> None:
+    response = problem_response(errors.TokenMissing("Authorization: Bearer <x> is required"), "r")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="keybroker"'
+
+
+@pytest.mark.parametrize(
+    "error", [errors.TokenInvalid("token expired"), errors.TokenInvalid("admin token is malformed")]
+)
+def test_a_401_for_a_refused_token_says_invalid_token(error: errors.KeybrokerError) -> None:
+    response = problem_response(error, "r")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="keybroker", error="invalid_token"'
+
+
+@pytest.mark.parametrize(
+    "error", [errors.BadRequest("x"), errors.Forbidden("x"), errors.DatabaseUnavailable("x")]
+)
+def test_only_a_401_challenges(error: errors.KeybrokerError) -> None:
+    assert "www-authenticate" not in problem_response(error, "r").headers
