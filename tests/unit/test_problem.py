@@ -73,3 +73,12 @@ def test_a_401_for_a_refused_token_says_invalid_token(error: errors.KeybrokerErr
 )
 def test_only_a_401_challenges(error: errors.KeybrokerError) -> None:
     assert "www-authenticate" not in problem_response(error, "r").headers
+
+
+def test_a_detail_that_repeats_a_lone_surrogate_is_still_a_problem_document() -> None:
+    # JSON may carry "\ud800" and the body reader accepts it; UTF-8 cannot: the problem
+    # writes it back as its escape instead of failing (which was a bare 500).
+    response = problem_response(errors.BadRequest("collateral '\ud800' must be base64 text"), "r")
+    assert response.status_code == 400
+    assert bytes(response.body).isascii()
+    assert json.loads(bytes(response.body))["detail"] == "collateral '\ud800' must be base64 text"
