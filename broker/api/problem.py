@@ -31,7 +31,10 @@ STATUS: dict[type[errors.KeybrokerError], int] = {
     errors.BadRequest: 400,
     errors.PublicKeyInvalid: 400,
     errors.SecretLengthInvalid: 400,
-    errors.PolicyError: 400,
+    # The request was well-formed (the API's schema admits any JSON object as a document);
+    # the document is not a valid policy: its content is refused, as evidence that does not
+    # verify is (RFC 9110 §15.5.21).
+    errors.PolicyError: 422,
     errors.TokenInvalid: 401,
     errors.Forbidden: 403,
     errors.PolicyDenied: 403,
@@ -61,7 +64,7 @@ _TITLES = {
     409: "Conflict",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
-    422: "Unprocessable Evidence",
+    422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",

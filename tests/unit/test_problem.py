@@ -53,6 +53,14 @@ def test_evidence_errors_name_the_verifier_type_and_unavailable_says_retry() -> 
     assert problem_response(errors.DatabaseUnavailable("d"), None).headers["retry-after"] == "5"
 
 
+def test_a_policy_document_that_is_not_a_policy_is_refused_content() -> None:
+    # The API's schema admits any object as a document; what the policy language refuses is
+    # 422, like evidence that does not verify.
+    assert status_for(errors.PolicyError("x")) == 422
+    body = json.loads(bytes(problem_response(errors.PolicyError("x"), None).body))
+    assert body["title"] == "Unprocessable Content"
+
+
 def test_a_401_without_a_token_challenges_without_an_error_code() -> None:
     response = problem_response(errors.TokenMissing("Authorization: Bearer <x> is required"), "r")
     assert response.status_code == 401
