@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broker.admin.service import AdminService
-from broker.api import admin, guest, health, openapi
+from broker.api import admin, guest, health, openapi, routing
 from broker.api.headers import request_id
 from broker.api.lean import GuestRoutes
 from broker.api.middleware import Edge
@@ -84,8 +84,16 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={KeybrokerError: _keybroker_error, Exception: _unexpected_error},
+        exception_handlers={
+            KeybrokerError: _keybroker_error,
+            Exception: _unexpected_error,
+            404: routing.starlette_unrouted,
+            405: routing.starlette_unrouted,
+        },
     )
+    # A path with a trailing slash is another path (404), not a redirect to this one: the
+    # API has exactly the paths its OpenAPI document lists.
+    app.router.redirect_slashes = False
     app.state.metrics = metrics
     app.state.settings = settings
     rate = settings.rate_limit_per_second

@@ -176,6 +176,11 @@ class TokenInvalid(KeybrokerError):
     type = "token-invalid"
 
 
+class TokenMissing(TokenInvalid):
+    """No bearer token was presented at all. Same problem type as :class:`TokenInvalid`;
+    the HTTP challenge differs (RFC 6750 §3.1: no error code when no token was sent)."""
+
+
 class Forbidden(KeybrokerError):
     """An authenticated caller lacks the role an operation needs."""
 

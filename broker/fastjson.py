@@ -1,8 +1,9 @@
 """JSON on the release path: orjson, and the standard library for what orjson refuses.
 
 orjson writes the same compact JSON as ``json.dumps(..., separators=(",", ":"),
-ensure_ascii=False)`` several times faster; it refuses integers beyond 64 bits, which then
-go through the json module. With ``sort_keys`` both order members by code point.
+ensure_ascii=False)`` several times faster; it refuses integers beyond 64 bits and lone
+surrogates, which then go through the json module (a lone surrogate as its ``\\u`` escape).
+With ``sort_keys`` both order members by code point.
 
 Reading, orjson gives ``json.loads``'s value for RFC 8259 UTF-8 JSON, several times faster,
 with two exceptions: it turns integers beyond 64 bits into floats, and like the json module
@@ -29,9 +30,17 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
     except orjson.JSONEncodeError:
+        pass
+    try:
         return json.dumps(
             value, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False
         ).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate, which a JSON string may carry as an escape (RFC 8259 §8.2) and
+        # :func:`loads` reads, but UTF-8 cannot: written back as that escape.
+        return json.dumps(
+            value, ensure_ascii=True, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False
+        ).encode("ascii")
 
 
 class DuplicateMember(ValueError):

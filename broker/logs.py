@@ -11,6 +11,7 @@ rendered by orjson (docs/performance.md).
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -47,7 +48,10 @@ def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
 
 def _render_json(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
     """One JSON object per line; what JSON cannot carry is written as its repr."""
-    return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # text orjson refuses (a lone surrogate, from a client) or a huge int
+        return json.dumps(event, default=repr, ensure_ascii=True, separators=(",", ":"))
 
 
 class StderrLogger:

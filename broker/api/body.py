@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, TypeVar
@@ -54,18 +53,25 @@ async def json_object(request: BodySource, allowed: set[str], max_bytes: int) ->
 
 
 def member(document: Mapping[str, Any], name: str, kind: type[T], required: bool = True) -> T:
+    """``document[name]`` checked to be a ``kind``; null is the same as absent.
+
+    JSON has one number type, and JSON Schema's ``integer`` is any number with no fractional
+    part, so an integer member may be written ``5.0`` (the members read as integers are
+    bounded far below 2^53, where every such float is exact)."""
     value = document.get(name)
     if value is None:
         if required:
             raise BadRequest(f"member '{name}' is required")
         return value  # type: ignore[return-value]
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise BadRequest(f"member '{name}' must be {kind.__name__}")
     return value
 
 
 def base64_member(document: Mapping[str, Any], name: str, required: bool = True) -> bytes | None:
-    """Standard or URL-safe base64, padded or not (guests differ; both are unambiguous)."""
+    """:func:`decode_base64` of a member."""
     text = member(document, name, str, required)
     if text is None:
         return None
@@ -73,11 +79,19 @@ def base64_member(document: Mapping[str, Any], name: str, required: bool = True)
 
 
 def decode_base64(text: str, name: str) -> bytes:
-    cleaned = text.strip().replace("-", "+").replace("_", "/")
-    cleaned += "=" * (-len(cleaned) % 4)
+    """Standard or URL-safe base64, padded or not (guests differ; both are unambiguous), and
+    nothing else (RFC 4648 §3.3): no whitespace, and no padding but what completes the last
+    group, so that the OpenAPI document's base64 pattern admits exactly what is read here.
+    binascii's strict mode refuses padding before or inside the data; padding after a
+    complete group it skips, so that is refused here."""
+    data = text.rstrip("=")
+    missing = -len(data) % 4
+    if missing == 3 or len(text) - len(data) > missing:
+        raise BadRequest(f"member '{name}' is not base64")
+    cleaned = data.replace("-", "+").replace("_", "/") + "=" * missing
     try:
-        return base64.b64decode(cleaned, validate=True)
-    except (binascii.Error, ValueError):
+        return binascii.a2b_base64(cleaned.encode("ascii"), strict_mode=True)
+    except (binascii.Error, ValueError):  # not base64; not ASCII (UnicodeEncodeError)
         raise BadRequest(f"member '{name}' is not base64") from None
 
 

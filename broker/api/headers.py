@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from broker.errors import TokenInvalid
+from broker.errors import TokenMissing
 
 
 class HasHeaders(Protocol):
@@ -25,8 +25,8 @@ def request_id(request: HasHeaders) -> str | None:
 
 
 def bearer_token(request: HasHeaders, what: str) -> str:
-    """The token of ``Authorization: Bearer <token>``; ``TokenInvalid`` naming ``what``."""
+    """The token of ``Authorization: Bearer <token>``; ``TokenMissing`` naming ``what``."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise TokenInvalid(f"Authorization: Bearer <{what}> is required")
+        raise TokenMissing(f"Authorization: Bearer <{what}> is required")
     return token.strip()

@@ -22,7 +22,8 @@ from starlette.types import Receive, Scope, Send
 
 from broker import fastjson
 from broker.api.problem import problem_parts
-from broker.errors import InternalError, KeybrokerError, MethodNotAllowed
+from broker.api.routing import method_answer
+from broker.errors import InternalError, KeybrokerError
 from broker.logs import get_logger
 
 log = get_logger("keybroker.http")
@@ -118,7 +119,8 @@ class GuestRoutes:
         """Answer the request; returns the status sent (0 when the client went away)."""
         tagged = ((b"x-request-id", request_id.encode()),)
         if scope["method"] != route.method:
-            status, body, media, headers = _method_not_allowed(route, scope["method"], request_id)
+            method = scope["method"]
+            status, body, media, headers = method_answer(method, (route.method,), request_id)
             return await _send(send, status, body, media, (*headers, *tagged))
         try:
             status, payload = await route.endpoint(LeanRequest(scope, receive, params), self.state)
@@ -137,15 +139,6 @@ class GuestRoutes:
         return await _send(send, status, fastjson.dumps(payload), b"application/json", tagged)
 
 
-def _method_not_allowed(
-    route: LeanRoute, method: str, request_id: str
-) -> tuple[int, bytes, bytes, tuple[tuple[bytes, bytes], ...]]:
-    status, body, media, headers = problem_parts(
-        MethodNotAllowed(f"{method} is not allowed here; use {route.method}"), request_id
-    )
-    return status, body, media, (*headers, (b"allow", route.method.encode()))
-
-
 async def _send(
     send: Send,
     status: int,
@@ -153,15 +146,13 @@ async def _send(
     media_type: bytes,
     headers: tuple[tuple[bytes, bytes], ...],
 ) -> int:
+    # No body, no Content-Length: RFC 9110 §8.6 forbids it on a 204.
+    framing = ((b"content-length", str(len(body)).encode()), (b"content-type", media_type))
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-length", str(len(body)).encode()),
-                (b"content-type", media_type),
-                *headers,
-            ],
+            "headers": [*framing, *headers] if media_type else list(headers),
         }
     )
     await send({"type": "http.response.body", "body": body})

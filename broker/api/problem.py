@@ -18,11 +18,23 @@ PROBLEM_BASE = "https://keybroker.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = "5"
 
+Parts = tuple[int, bytes, bytes, tuple[tuple[bytes, bytes], ...]]
+"""An answer on plain ASGI: status, body, media type (empty for no body), extra headers."""
+
+# RFC 6750 §3: every 401 challenges the client to present a bearer token. The error code is
+# sent only when a token was presented and refused (§3.1: a request that carried no
+# authentication gets none).
+BEARER_CHALLENGE = b'Bearer realm="keybroker"'
+INVALID_TOKEN_CHALLENGE = b'Bearer realm="keybroker", error="invalid_token"'
+
 STATUS: dict[type[errors.KeybrokerError], int] = {
     errors.BadRequest: 400,
     errors.PublicKeyInvalid: 400,
     errors.SecretLengthInvalid: 400,
-    errors.PolicyError: 400,
+    # The request was well-formed (the API's schema admits any JSON object as a document);
+    # the document is not a valid policy: its content is refused, as evidence that does not
+    # verify is (RFC 9110 §15.5.21).
+    errors.PolicyError: 422,
     errors.TokenInvalid: 401,
     errors.Forbidden: 403,
     errors.PolicyDenied: 403,
@@ -52,7 +64,7 @@ _TITLES = {
     409: "Conflict",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
-    422: "Unprocessable Evidence",
+    422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -82,21 +94,32 @@ def problem_document(exc: errors.KeybrokerError, request_id: str | None) -> dict
     return document
 
 
-def problem_parts(
-    exc: errors.KeybrokerError, request_id: str | None
-) -> tuple[int, bytes, bytes, tuple[tuple[bytes, bytes], ...]]:
+def problem_parts(exc: errors.KeybrokerError, request_id: str | None) -> Parts:
     """Status, body, media type and extra headers of the problem answer (plain ASGI)."""
     document = problem_document(exc, request_id)
     status: int = document["status"]
-    headers = ((b"retry-after", RETRY_AFTER_SECONDS.encode()),) if status in (429, 503) else ()
-    return status, fastjson.dumps(document), PROBLEM_MEDIA_TYPE.encode(), headers
+    return status, fastjson.dumps(document), PROBLEM_MEDIA_TYPE.encode(), _headers(exc, status)
+
+
+def _headers(exc: errors.KeybrokerError, status: int) -> tuple[tuple[bytes, bytes], ...]:
+    if status == 401:
+        missing = isinstance(exc, errors.TokenMissing)
+        return ((b"www-authenticate", BEARER_CHALLENGE if missing else INVALID_TOKEN_CHALLENGE),)
+    if status in (429, 503):
+        return ((b"retry-after", RETRY_AFTER_SECONDS.encode()),)
+    return ()
 
 
 def problem_response(exc: errors.KeybrokerError, request_id: str | None) -> Response:
-    status, body, media_type, headers = problem_parts(exc, request_id)
+    return parts_response(problem_parts(exc, request_id))
+
+
+def parts_response(parts: Parts) -> Response:
+    """Starlette's ``Response`` of an answer given as parts (an empty media type: no body)."""
+    status, body, media_type, headers = parts
     return Response(
         body,
         status_code=status,
-        media_type=media_type.decode(),
+        media_type=media_type.decode() or None,
         headers={name.decode(): value.decode() for name, value in headers},
     )

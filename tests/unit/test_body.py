@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.api.body import DecodedTexts, decode_base64, json_object
+from broker.api.body import DecodedTexts, decode_base64, json_object, member
 from broker.errors import BadRequest
 
 texts = st.binary(max_size=300).map(lambda raw: base64.b64encode(raw).decode()) | st.text(
@@ -117,3 +117,31 @@ def test_a_content_length_that_is_not_ascii_digits_is_not_read_as_a_number(
     # Not a number: the declared length is ignored and the body read within the limit.
     request = _Request(b'{"a": 1}', content_length=declared)
     assert asyncio.run(json_object(request, {"a"}, 64)) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("written", "read"), [(b"5", 5), (b"5.0", 5), (b"5e0", 5), (b"8192.00", 8192)]
+)
+def test_an_integer_member_may_be_written_as_a_number_with_no_fraction(
+    written: bytes, read: int
+) -> None:
+    # JSON Schema's "integer" is any number without a fractional part (2020-12 §6.1.1):
+    # what the OpenAPI document admits is accepted.
+    document = asyncio.run(json_object(_Request(b'{"n": ' + written + b"}"), {"n"}, 64))
+    value = member(document, "n", int)
+    assert value == read
+    assert type(value) is int
+
+
+@pytest.mark.parametrize("written", [b"5.5", b"true", b'"5"', b"1e400", b"NaN"])
+def test_anything_else_is_not_an_integer(written: bytes) -> None:
+    document = asyncio.run(json_object(_Request(b'{"n": ' + written + b"}"), {"n"}, 64))
+    with pytest.raises(BadRequest, match="member 'n' must be int"):
+        member(document, "n", int)
+
+
+@pytest.mark.parametrize("text", [" AAAA", "AAAA\n", "AA AA", "\tAAAA"])
+def test_base64_with_whitespace_is_refused(text: str) -> None:
+    # RFC 4648 §3.3; the OpenAPI document's base64 pattern admits no whitespace either.
+    with pytest.raises(BadRequest, match="member 'secret' is not base64"):
+        decode_base64(text, "secret")

@@ -1,5 +1,6 @@
 """The reference tables of the docs name everything the code has: every setting (with its
-default) in docs/operations.md and every command in docs/cli.md."""
+default) in docs/operations.md and every command in docs/cli.md; the error tables of
+docs/api.md give each problem type the status the broker answers it with."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
+from broker.api.problem import status_for
 from broker.cli import build_parser
+from broker.errors import KeybrokerError
 from broker.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -64,3 +67,22 @@ def test_the_architecture_layout_names_every_package_and_module() -> None:
     assert [p for p in packages if p not in named] == []
     assert [m for m in modules if m not in layout] == []
     assert "cli.py" not in layout
+
+
+def _error_classes(root: type[KeybrokerError] = KeybrokerError) -> Iterator[type[KeybrokerError]]:
+    for cls in root.__subclasses__():
+        yield cls
+        yield from _error_classes(cls)
+
+
+def test_every_problem_type_in_the_api_error_tables_has_the_status_the_broker_gives() -> None:
+    statuses: dict[str, set[int]] = {}
+    for cls in _error_classes():  # status_for reads the class alone
+        statuses.setdefault(cls.type, set()).add(status_for(cls.__new__(cls)))
+    text = (DOCS / "api.md").read_text()
+    tables = text.split("| status | `type` | when |")[1:]
+    assert len(tables) == 2  # the guest flow's and the admin API's
+    for table in tables:
+        for row in table_rows("| status | `type` | when |" + table, "| status |"):
+            for kind in re.findall(r"`([\w-]+)`", row[1]):
+                assert int(row[0]) in statuses[kind], (kind, row[0])

@@ -31,6 +31,18 @@ def test_integers_beyond_64_bits_are_written_exactly() -> None:
     )
 
 
+@given(st.dictionaries(st.text(), st.text(alphabet=st.characters(categories=["Cs", "L"]))))
+def test_text_that_utf8_cannot_carry_is_written_as_escapes_that_read_back(
+    value: dict[str, str],
+) -> None:
+    # A lone surrogate arrives as a JSON escape (loads accepts it) and may be echoed in an
+    # error's detail: it is written back as that escape, never an exception.
+    written = dumps(value)
+    assert loads(written) == value
+    if any("\ud800" <= c <= "\udfff" for text in value.values() for c in text):
+        assert written.isascii()
+
+
 # --- loads: exactly json.loads, duplicate members refused -------------------------------------
 
 

@@ -156,7 +156,7 @@ def test_another_method_on_a_guest_path_is_405_naming_the_allowed_one() -> None:
     exchange, fallback = _exchange(_ok, method="GET")
     assert fallback == []
     assert exchange.status == 405
-    assert exchange.headers[b"allow"] == b"POST"
+    assert exchange.headers[b"allow"] == b"OPTIONS, POST"
     assert exchange.headers[b"content-type"] == b"application/problem+json"
     assert exchange.document["type"].endswith("/method-not-allowed")
     assert exchange.document["request_id"] == exchange.headers[b"x-request-id"].decode()

@@ -62,3 +62,13 @@ def test_the_console_format_gets_the_access_line_through_structlog(
     assert "request" in line
     assert "/healthz" in line
     assert not line.lstrip().startswith("{")
+
+
+def test_a_lone_surrogate_in_an_event_is_written_as_its_escape(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.configure("json", "info")
+    logs.get_logger("t").info("unexpected_error", detail="unknown key '\ud844'", big=2**70)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["detail"] == "unknown key '\ud844'"
+    assert line["big"] == 2**70

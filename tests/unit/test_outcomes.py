@@ -39,6 +39,7 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.NonceExpired: DENY,
     errors.NonceReplayed: DENY,
     errors.TokenInvalid: DENY,
+    errors.TokenMissing: DENY,  # no token at all: refused like a bad one
     errors.Forbidden: DENY,
     errors.PolicyDenied: DENY,
     errors.PolicyError: DENY,

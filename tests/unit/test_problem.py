@@ -51,3 +51,42 @@ def test_evidence_errors_name_the_verifier_type_and_unavailable_says_retry() -> 
     body = json.loads(bytes(problem_response(errors.TcbMismatch("t"), None).body))
     assert body["evidence_error"] == "tcb_mismatch"
     assert problem_response(errors.DatabaseUnavailable("d"), None).headers["retry-after"] == "5"
+
+
+def test_a_policy_document_that_is_not_a_policy_is_refused_content() -> None:
+    # The API's schema admits any object as a document; what the policy language refuses is
+    # 422, like evidence that does not verify.
+    assert status_for(errors.PolicyError("x")) == 422
+    body = json.loads(bytes(problem_response(errors.PolicyError("x"), None).body))
+    assert body["title"] == "Unprocessable Content"
+
+
+def test_a_401_without_a_token_challenges_without_an_error_code() -> None:
+    response = problem_response(errors.TokenMissing("Authorization: Bearer <x> is required"), "r")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="keybroker"'
+
+
+@pytest.mark.parametrize(
+    "error", [errors.TokenInvalid("token expired"), errors.TokenInvalid("admin token is malformed")]
+)
+def test_a_401_for_a_refused_token_says_invalid_token(error: errors.KeybrokerError) -> None:
+    response = problem_response(error, "r")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="keybroker", error="invalid_token"'
+
+
+@pytest.mark.parametrize(
+    "error", [errors.BadRequest("x"), errors.Forbidden("x"), errors.DatabaseUnavailable("x")]
+)
+def test_only_a_401_challenges(error: errors.KeybrokerError) -> None:
+    assert "www-authenticate" not in problem_response(error, "r").headers
+
+
+def test_a_detail_that_repeats_a_lone_surrogate_is_still_a_problem_document() -> None:
+    # JSON may carry "\ud800" and the body reader accepts it; UTF-8 cannot: the problem
+    # writes it back as its escape instead of failing (which was a bare 500).
+    response = problem_response(errors.BadRequest("collateral '\ud800' must be base64 text"), "r")
+    assert response.status_code == 400
+    assert bytes(response.body).isascii()
+    assert json.loads(bytes(response.body))["detail"] == "collateral '\ud800' must be base64 text"
