@@ -721,6 +721,35 @@ def test_malformed_admin_tokens_are_refused(deployment: Deployment, token: str) 
     }
 
 
+@pytest.mark.parametrize("role", [Role.KEY_CUSTODIAN, Role.POLICY_AUTHOR])
+def test_the_admin_api_does_not_create_custodian_or_author_tokens(
+    deployment: Deployment, role: Role
+) -> None:
+    with admin_client(deployment, Role.ADMIN) as admin:
+        before = admin.get("/v1/admin/tokens").json()["tokens"]
+        refused = admin.post("/v1/admin/tokens", json={"name": "second-hat", "role": role.value})
+        after = admin.get("/v1/admin/tokens").json()["tokens"]
+    assert refused.status_code == 403
+    problem = refused.json()
+    assert problem["type"].endswith("/forbidden")
+    assert problem["detail"] == (
+        "separation of duties: the admin API creates only admin and auditor tokens; "
+        f"a {role.value} token is created with the local CLI (`keybroker admin token create "
+        f"--role {role.value}`), which needs the database and HSM credentials"
+    )
+    assert after == before  # nothing was created
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.AUDITOR])
+def test_the_admin_api_creates_admin_and_auditor_tokens(deployment: Deployment, role: Role) -> None:
+    with admin_client(deployment, Role.ADMIN) as admin:
+        created = admin.post("/v1/admin/tokens", json={"name": f"api-{role.value}", "role": role})
+        assert created.status_code == 201, created.text
+        assert created.json()["role"] == role.value
+        headers = {"Authorization": f"Bearer {created.json()['token']}"}
+        assert admin.get("/v1/admin/keys", headers=headers).status_code == 200
+
+
 def test_revoked_admin_token_is_refused(deployment: Deployment) -> None:
     with admin_client(deployment, Role.ADMIN) as admin:
         created = admin.post("/v1/admin/tokens", json={"name": "temp", "role": "auditor"}).json()
