@@ -56,6 +56,7 @@ from broker.policy.model import Policy
 from broker.release import binding, nonces, tokens
 from broker.release.collateral import CollateralResolver
 from broker.release.contextcache import ContextCache
+from broker.release.origin import Origin
 from broker.release.policies import PolicyCache, audit_summary
 from broker.runtime import Runtime
 from broker.store.audit import AuditRecord
@@ -94,14 +95,16 @@ def _record(
     now: datetime,
     kind: str,
     failure: KeybrokerError | None,
-    request_id: str | None,
+    origin: Origin,
     key_name: str | None,
     *,
     body: dict[str, Any],
 ) -> AuditRecord:
     if failure is not None:
         body["error"] = {"type": failure.type, "detail": failure.detail}
-    return AuditRecord(now, kind, outcome(failure), request_id, key_name, body)
+    if origin.client_request_id is not None:
+        body["client_request_id"] = origin.client_request_id
+    return AuditRecord(now, kind, outcome(failure), origin.request_id, key_name, body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ class AttestRequest:
     tee_key: RsaPublicKey
     nonce_text: str
     collateral: Mapping[str, bytes]
-    request_id: str | None
+    origin: Origin
 
 
 class ReleaseService:
@@ -208,7 +211,7 @@ class ReleaseService:
                 live[0],
                 request.tee.value,
                 live[1],
-                _record(now, "attest", failure, request.request_id, None, body=body),
+                _record(now, "attest", failure, request.origin, None, body=body),
             )
             if consumed is None:
                 failure = NonceReplayed("nonce was already used")
@@ -217,7 +220,7 @@ class ReleaseService:
                 self.consumed.put(live[0], True)
         if consumed is None:
             await self.store.append(
-                _record(now, "attest", failure, request.request_id, None, body=body)
+                _record(now, "attest", failure, request.origin, None, body=body)
             )
         self._attestations(request.tee.value, outcome(failure)).inc()
         if failure is not None:
@@ -248,7 +251,7 @@ class ReleaseService:
         bearer: str,
         key_name: str,
         presented_jwk: Mapping[str, Any] | None,
-        request_id: str | None,
+        origin: Origin,
     ) -> dict[str, Any]:
         """Every outcome, a refused token included, is audited before the answer.
 
@@ -264,7 +267,7 @@ class ReleaseService:
         token_fields: dict[str, Any] = {"plaintext_in_broker": False}
 
         def record(failure: KeybrokerError | None, body: dict[str, Any]) -> AuditRecord:
-            return _record(now, "release", failure, request_id, key_name, body=body)
+            return _record(now, "release", failure, origin, key_name, body=body)
 
         try:
             result = self._check_token(bearer, presented_jwk, now, token_fields)

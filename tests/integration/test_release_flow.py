@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -414,6 +415,37 @@ async def test_refused_tokens_and_unknown_keys_are_audited(deployment: Deploymen
     record = await last_audit(deployment, "release")
     assert (record["decision"], record["error"]["type"]) == ("deny", "key-not-found")
     assert record["tee_pubkey_thumbprint"]
+
+
+async def test_a_client_chosen_request_id_never_becomes_the_audit_request_id(
+    deployment: Deployment,
+) -> None:
+    """Any client may send any other guest's id: the audit trail records the broker's own
+    id for each request, the client's beside it."""
+    victim = "victim-guest-request-0001"
+    owner = rsa.generate_private_key(65537, 3072)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        token = await GuestClient(http).attest(_source(deployment), owner)
+        answer = await http.post(
+            "/v1/keys/no-such-key/release",
+            headers={"Authorization": f"Bearer {token}", "X-Request-Id": victim},
+        )
+    assert answer.status_code == 404
+    own = answer.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{16}", own)
+    assert answer.json()["request_id"] == own
+    async with deployment.db.connection() as conn:
+        claimed = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE request_id = $1", victim
+        )
+        row = await conn.fetchrow(
+            "SELECT request_id, record FROM audit_log WHERE request_id = $1", own
+        )
+    assert claimed == 0
+    assert row is not None
+    record = json.loads(row["record"])
+    assert (record["request_id"], record["client_request_id"]) == (own, victim)
+    assert record["error"]["type"] == "key-not-found"
 
 
 async def test_a_tampered_blob_is_a_500_audited_as_an_error(deployment: Deployment) -> None:

@@ -32,6 +32,7 @@ from broker.errors import (
 from broker.lru import Lru
 from broker.release.contextcache import ContextCache
 from broker.release.nonces import decode
+from broker.release.origin import Origin
 from broker.release.service import STALE_ATTEMPTS, AttestRequest
 from broker.store.audit import AuditRecord
 from broker.store.contexts import ReleaseContext
@@ -91,8 +92,16 @@ async def _attest(setup: Setup) -> str:
     return token
 
 
-async def _release(setup: Setup, token: str, key_name: str = glue.KEY_NAME) -> dict[str, Any]:
-    return await setup.service.release(token, key_name, None, "req-release")
+RELEASE_ORIGIN = Origin("req-release")
+
+
+async def _release(
+    setup: Setup,
+    token: str,
+    key_name: str = glue.KEY_NAME,
+    origin: Origin = RELEASE_ORIGIN,
+) -> dict[str, Any]:
+    return await setup.service.release(token, key_name, None, origin)
 
 
 def _error(record: AuditRecord) -> str:
@@ -291,3 +300,20 @@ def test_no_envelope_leaves_when_its_record_cannot_be_committed(material: glue.M
         _run(_release(setup, token))
     assert len(setup.seals) == 1  # sealed, then discarded with the failed append
     assert [r.kind for r in setup.store.log] == ["attest"]
+
+
+def test_the_audit_request_id_is_the_brokers_and_the_clients_is_kept_beside_it(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    token = _run(_attest(setup))
+    _run(_release(setup, token, origin=Origin("b0b0b0b0b0b0b0b0", "someone-elses-id")))
+    _run(_release(setup, token, origin=Origin("c1c1c1c1c1c1c1c1")))
+    with_client, without = setup.store.log[1:]
+    assert (with_client.request_id, with_client.body["client_request_id"]) == (
+        "b0b0b0b0b0b0b0b0",
+        "someone-elses-id",
+    )
+    assert '"request_id":"b0b0b0b0b0b0b0b0"' in with_client.text()
+    assert without.request_id == "c1c1c1c1c1c1c1c1"
+    assert "client_request_id" not in without.body
