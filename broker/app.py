@@ -62,6 +62,8 @@ def create_app(
         )
         app.state.admin = AdminService(app.state.runtime)
         purger = asyncio.create_task(_purge_expired_challenges(app.state.runtime))
+        unauthenticated = app.state.release.unauthenticated
+        flusher = asyncio.create_task(unauthenticated.run())
         log.info("broker_started", host=settings.host, port=settings.port)
         try:
             yield
@@ -69,6 +71,12 @@ def create_app(
             purger.cancel()
             with suppress(asyncio.CancelledError):
                 await purger
+            # The last window's aggregate records, before the database goes.
+            unauthenticated.stop()
+            try:
+                await asyncio.wait_for(flusher, SHUTDOWN_FLUSH_SECONDS)
+            except TimeoutError:
+                log.error("unauthenticated_flush_timed_out", seconds=SHUTDOWN_FLUSH_SECONDS)
             await collateral_http.aclose()
             if owned:
                 await app.state.runtime.stop()
@@ -102,6 +110,8 @@ def create_app(
 
 
 PURGE_INTERVAL_SECONDS = 300.0
+#: How long shutdown waits for the last aggregate records of unrecognised requests.
+SHUTDOWN_FLUSH_SECONDS = 15.0
 
 
 async def _purge_expired_challenges(runtime: Runtime) -> None:

@@ -181,6 +181,37 @@ class TokenMissing(TokenInvalid):
     the HTTP challenge differs (RFC 6750 §3.1: no error code when no token was sent)."""
 
 
+# --- Requests in which nothing the broker issued was recognised -----------------------------
+
+#: Why such a request was refused: a metric label and a count in the aggregate audit record
+#: (docs/operations.md, "Unauthenticated requests"). A fixed few, so neither can grow.
+UnrecognisedReason = Literal[
+    "nonce-malformed", "nonce-mac", "token-malformed", "token-key", "token-signature"
+]
+
+
+class Unrecognised(KeybrokerError):
+    """Refused before anything the broker issued was recognised in the request: a nonce
+    whose MAC was not verified, a token whose signature was not. Anyone can send such a
+    request at no cost, so it is counted, logged at a bounded rate and audited in aggregate
+    per source address and minute (``broker/release/unauthenticated.py``), never one record
+    each. Only its subclasses are raised; they keep their parents' problem types."""
+
+    def __init__(self, detail: str, reason: UnrecognisedReason) -> None:
+        super().__init__(detail)
+        self.reason: UnrecognisedReason = reason
+
+
+class NonceUnrecognised(NonceUnknown, Unrecognised):
+    """Not a nonce this broker issued for this tee: not 32 bytes of standard base64, another
+    format version, or a MAC that does not verify (``broker/release/nonces.py``)."""
+
+
+class TokenUnverified(TokenInvalid, Unrecognised):
+    """A token whose signature was never verified: not a compact JWS with this broker's
+    header, signed by another key, or a signature that does not verify (``broker/jose.py``)."""
+
+
 class Forbidden(KeybrokerError):
     """An authenticated caller lacks the role an operation needs."""
 

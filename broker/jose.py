@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from broker import fastjson
-from broker.errors import TokenInvalid
+from broker.errors import TokenInvalid, TokenUnverified
 from hsm.errors import PublicKeyInvalid
 from hsm.pubkey import b64url, b64url_bytes, b64url_decode, jwk_thumbprint
 
@@ -132,9 +132,9 @@ def _decode_segment(segment: str, what: str) -> bytes:
     try:
         decoded = b64url_decode(segment, f"token {what}")
     except PublicKeyInvalid:
-        raise TokenInvalid(f"token {what} is not base64url") from None
+        raise TokenUnverified(f"token {what} is not base64url", "token-malformed") from None
     if b64url_bytes(decoded) != segment.encode("ascii"):
-        raise TokenInvalid(f"token {what} is not base64url")
+        raise TokenUnverified(f"token {what} is not base64url", "token-malformed")
     return decoded
 
 
@@ -146,38 +146,47 @@ _UNREADABLE_JSON = (ValueError, RecursionError)
 
 def _canonical_signature(signature: bytes) -> tuple[int, int]:
     """(r, s) of the one spelling of a signature the broker writes: 64 bytes (RFC 7518
-    §3.4), 0 < r < n and 0 < s <= n/2 (low S, :func:`low_s`); ``TokenInvalid`` otherwise.
+    §3.4), 0 < r < n and 0 < s <= n/2 (low S, :func:`low_s`); ``TokenUnverified``
+    otherwise (checked before the signature, so nothing in the token is recognised yet).
     Without the last rule, rewriting s as n - s would give every token a second text that
     verifies."""
     if len(signature) != 64:
-        raise TokenInvalid("token signature is not 64 bytes")
+        raise TokenUnverified("token signature is not 64 bytes", "token-malformed")
     r, s = _scalars(signature)
     if r is None:
-        raise TokenInvalid("token signature r is not within 1..n-1")
+        raise TokenUnverified("token signature r is not within 1..n-1", "token-signature")
     if s is None:
-        raise TokenInvalid("token signature s is not within 1..n-1")
+        raise TokenUnverified("token signature s is not within 1..n-1", "token-signature")
     if s > _HALF_ORDER:
-        raise TokenInvalid("token signature s is above n/2 (only low-S signatures are valid)")
+        raise TokenUnverified(
+            "token signature s is above n/2 (only low-S signatures are valid)", "token-signature"
+        )
     return r, s
 
 
 def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
-    """Check the signature and header of ``token``; return its payload (claims unchecked)."""
-    if not token.isascii():
-        raise TokenInvalid("token is not a compact JWS")  # base64url is ASCII (RFC 7515 §2)
+    """Check the signature and header of ``token``; return its payload (claims unchecked).
+
+    Every refusal before the signature verifies is :class:`TokenUnverified` (nothing in the
+    token is known to come from this broker, ``broker/release/unauthenticated.py``); after
+    it, :class:`TokenInvalid`."""
+    if not token.isascii():  # base64url is ASCII (RFC 7515 §2)
+        raise TokenUnverified("token is not a compact JWS", "token-malformed")
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
-        raise TokenInvalid("token is not a compact JWS")
+        raise TokenUnverified("token is not a compact JWS", "token-malformed")
     try:
         header = fastjson.loads(_decode_segment(parts[0], "header"))
     except fastjson.DuplicateMember as exc:
-        raise TokenInvalid(f"token header names member {exc.name[:64]!r} twice") from None
+        raise TokenUnverified(
+            f"token header names member {exc.name[:64]!r} twice", "token-malformed"
+        ) from None
     except _UNREADABLE_JSON:
-        raise TokenInvalid("token header is not JSON") from None
+        raise TokenUnverified("token header is not JSON", "token-malformed") from None
     if not isinstance(header, dict) or header.get("alg") != "ES256" or header.get("typ") != typ:
-        raise TokenInvalid(f"token header must say alg ES256 and typ {typ}")
+        raise TokenUnverified(f"token header must say alg ES256 and typ {typ}", "token-malformed")
     if header.get("kid") != _cached_key_id(public_key):
-        raise TokenInvalid("token was signed by another broker key")
+        raise TokenUnverified("token was signed by another broker key", "token-key")
     signature = _decode_segment(parts[2], "signature")
     r, s = _canonical_signature(signature)
     der = encode_dss_signature(r, s)
@@ -185,11 +194,14 @@ def verify(token: str, typ: str, public_key: ec.EllipticCurvePublicKey) -> dict[
     try:
         public_key.verify(der, digest, _ES256)
     except InvalidSignature:
-        raise TokenInvalid("token signature does not verify") from None
+        raise TokenUnverified("token signature does not verify", "token-signature") from None
+    # Signed by this broker's key: from here a refusal concerns a token it issued.
     try:
         payload = fastjson.loads_sorted(_decode_segment(parts[1], "payload"))
     except fastjson.DuplicateMember as exc:
         raise TokenInvalid(f"token payload names member {exc.name[:64]!r} twice") from None
+    except TokenUnverified as exc:
+        raise TokenInvalid(exc.detail) from None
     except _UNREADABLE_JSON:
         raise TokenInvalid("token payload is not JSON") from None
     if not isinstance(payload, dict):

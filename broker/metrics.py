@@ -15,6 +15,8 @@ class Metrics:
     latency: Histogram
     attestations: Counter
     releases: Counter
+    unauthenticated: Counter
+    unauthenticated_audit_failures: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -44,6 +46,19 @@ class Metrics:
                 "keybroker_releases",
                 "Release decisions by outcome",
                 ["outcome"],
+                registry=registry,
+            ),
+            unauthenticated=Counter(
+                "keybroker_unauthenticated_requests",
+                "Guest requests refused before anything the broker issued was recognised in"
+                " them (audited in aggregate), by endpoint and reason",
+                ["endpoint", "reason"],
+                registry=registry,
+            ),
+            unauthenticated_audit_failures=Counter(
+                "keybroker_unauthenticated_audit_failures",
+                "Windows of unrecognised requests whose aggregate audit records could not all"
+                " be written",
                 registry=registry,
             ),
         )

@@ -27,6 +27,9 @@ MAX_HSM_SECRET_CACHE_SIZE = 65536
 # Release contexts per worker: about 1 KB each plus the wrapped blob (up to 8 KB): at most
 # about 9 GB at this bound, about 4 MB at the default for small secrets.
 MAX_RELEASE_CONTEXT_CACHE_SIZE = 1_048_576
+# Addresses audited apart per worker and minute: each is at most an audit record a minute
+# and under 1 KB of counts until it is written (about 40 MB a window at this bound).
+MAX_UNAUTHENTICATED_AUDIT_SOURCES = 65536
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class Settings:
     max_request_bytes: int = 1_048_576
     rate_limit_per_second: int = 50
     """Guest requests per second per client address (0 disables); burst is twice that."""
+    unauthenticated_audit_sources: int = 256
+    """Source addresses each worker audits apart per minute among requests refused before
+    anything the broker issued was recognised in them (bad nonce MAC, token signature); any
+    further address is counted in one "other" record (``broker/release/unauthenticated.py``)."""
 
     collateral_fetch: bool = True
     """Fetch collateral missing from the store from AMD KDS and Intel PCS (off: air-gapped,
@@ -191,12 +198,18 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError(
             f"release_context_cache_size must be within 0..{MAX_RELEASE_CONTEXT_CACHE_SIZE}"
         )
+    _check_within(settings, "unauthenticated_audit_sources", 0, MAX_UNAUTHENTICATED_AUDIT_SOURCES)
     if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:
         raise ConfigurationError("db_pool_min must be >= 1 and <= db_pool_max")
     if not 1 <= settings.collateral_timeout_seconds <= 300:
         raise ConfigurationError("collateral_timeout_seconds must be within 1..300")
     for name in ("amd_kds_url", "intel_pcs_url", "intel_root_crl_url"):
         _check_url(name, getattr(settings, name))
+
+
+def _check_within(settings: Settings, name: str, low: int, high: int) -> None:
+    if not low <= getattr(settings, name) <= high:
+        raise ConfigurationError(f"{name} must be within {low}..{high}")
 
 
 def _check_url(name: str, url: str) -> None:

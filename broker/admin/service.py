@@ -4,6 +4,11 @@ The HTTP admin API and the CLI call these same functions. Each checks the caller
 (separation of duties: a custodian cannot write policies, an author cannot import keys, an
 auditor only reads, an admin manages tokens) and appends an audit record of what it did.
 The local CLI acts with every role: whoever runs it holds the database and HSM credentials.
+
+Over the API an admin creates only admin and auditor tokens (:data:`API_MINTED_ROLES`):
+were it to create a key-custodian or policy-author token, one admin token would be every
+duty at once. Those tokens are created with the CLI, by whoever holds the database and HSM
+credentials, who could act with every role anyway (docs/architecture.md §9).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ TOKEN_NAME = re.compile(r"[ -~]{1,128}")
 
 READ_KEYS = (Role.KEY_CUSTODIAN, Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN)
 READ_POLICIES = (Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN, Role.KEY_CUSTODIAN)
+#: The roles whose tokens an admin may create over the API; the others need the CLI.
+API_MINTED_ROLES = frozenset({Role.ADMIN, Role.AUDITOR})
 
 
 def require(principal: Principal, *roles: Role) -> None:
@@ -205,6 +212,12 @@ class AdminService:
         require(principal, Role.ADMIN)
         if not TOKEN_NAME.fullmatch(name):
             raise BadRequest("token name must be 1-128 printable ASCII characters")
+        if principal.role is not None and role not in API_MINTED_ROLES:  # not the CLI
+            raise Forbidden(
+                f"separation of duties: the admin API creates only admin and auditor tokens; "
+                f"a {role.value} token is created with the local CLI (`keybroker admin token "
+                f"create --role {role.value}`), which needs the database and HSM credentials"
+            )
         token_id, token = await admin_tokens.create(self.db, name, role, principal.actor)
         await self._audit(
             principal,

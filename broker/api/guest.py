@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from broker import jose
 from broker.api.body import DecodedTexts, base64_member, json_object, member
-from broker.api.headers import bearer_token, request_id
+from broker.api.headers import bearer_token, origin
 from broker.api.lean import Answer, LeanRequest, LeanRoute
 from broker.errors import BadRequest
 from broker.evidence.registry import parse_tee
@@ -62,7 +62,7 @@ async def attest(request: LeanRequest, state: State) -> Answer:
         tee_key=tee_key_from_jwk(jwk),
         nonce_text=nonce,
         collateral=collateral,
-        request_id=request_id(request),
+        origin=origin(request),
     )
     return 200, await service.attest(attest_request)
 
@@ -87,7 +87,7 @@ async def release(request: LeanRequest, state: State) -> Answer:
     if request.headers.get("content-length", "0") != "0" or request.headers.get("content-type"):
         body = await json_object(request, {"tee_pubkey"}, RELEASE_MAX_BYTES)
         presented = member(body, "tee_pubkey", dict, required=False)
-    return 200, await service.release(token, key_name, presented, request_id(request))
+    return 200, await service.release(token, key_name, presented, origin(request))
 
 
 ROUTES = (

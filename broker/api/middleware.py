@@ -1,10 +1,13 @@
 """The outermost ASGI application: request id, access log and metrics around every request,
 then the guest endpoints on plain ASGI (``broker/api/lean.py``) or Starlette for the rest.
 
-The request id is taken from ``X-Request-Id`` when it is a short token, else generated,
-bound into structlog's context, and echoed in the response. The guest endpoints are served
-before Starlette's own layers (its error middleware, router and request objects), since a
-release is three of them (docs/performance.md).
+Every request gets the broker's own id, generated here, bound into structlog's context,
+returned in ``X-Request-Id`` and recorded as the audit record's ``request_id``. A client's
+``X-Request-Id``, when it is a short token, is kept beside it as ``client_request_id`` (log
+lines, audit body), never in its place: a client could otherwise give its records another
+guest's id. The guest endpoints are served before Starlette's own layers (its error
+middleware, router and request objects), since a release is three of them
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from broker import logs
 from broker.api.lean import GuestRoutes
 from broker.metrics import Children, Metrics
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: no trailing newline
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: no trailing newline
 
 
 class Edge:
@@ -48,12 +51,17 @@ class Edge:
         if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = secrets.token_hex(8)
+        client_request_id = _client_request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        ids = {"request_id": request_id}
+        if client_request_id is not None:
+            state["client_request_id"] = ids["client_request_id"] = client_request_id
         # uvicorn runs each request in a task of its own, whose context starts as a copy of
         # the server's: nothing of another request's is bound there. Binding and resetting our
-        # own key is enough (clearing walks every context variable: 7 µs, twice a request).
-        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        # own keys is enough (clearing walks every context variable: 7 µs, twice a request).
+        bound = structlog.contextvars.bind_contextvars(**ids)
         started = time.perf_counter()
         status = 500
         matched = self.guest.match(scope["path"])
@@ -70,7 +78,14 @@ class Edge:
             elapsed = time.perf_counter() - started
             self._requests(route, str(status)).inc()
             self._latency(route).observe(elapsed)
-            logs.access(scope.get("method"), route, status, round(elapsed * 1000, 2), request_id)
+            logs.access(
+                scope.get("method"),
+                route,
+                status,
+                round(elapsed * 1000, 2),
+                request_id,
+                client_request_id=client_request_id,
+            )
             structlog.contextvars.reset_contextvars(**bound)
 
     async def _starlette(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> int:
@@ -88,11 +103,12 @@ class Edge:
         return sent[0]
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def _client_request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-Id`` when it is 1-64 of ``[A-Za-z0-9._-]``, else None."""
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            return text if _REQUEST_ID.fullmatch(text) else None
+            return text if _CLIENT_REQUEST_ID.fullmatch(text) else None
     return None
 
 

@@ -181,9 +181,8 @@ async def _audit_tail(admin: AdminService, who: Principal, args: argparse.Namesp
 def describe_audit(entry: dict[str, Any]) -> str:
     """One readable line per decision, then its reasons indented."""
     record = json.loads(entry["record"])
-    subject = " ".join(
-        part for part in (record.get("action"), entry["key_name"] or record.get("tee")) if part
-    )
+    about = entry["key_name"] or record.get("tee") or record.get("source")
+    subject = " ".join(part for part in (record.get("action"), about) if part)
     head = (
         f"#{entry['seq']:<6} {entry['at'][:19]}  {entry['kind']:<7} {entry['decision']:<5} "
         f"{subject}"
@@ -205,6 +204,9 @@ def describe_audit(entry: dict[str, Any]) -> str:
         lines.append(f"        {record['error']['type']}: {record['error']['detail']}")
     for reason in record.get("reasons", []):
         lines.append("        FAIL " + describe_reason(reason))
+    for endpoint, counts in record.get("requests", {}).items():  # kind unauthenticated
+        counted = ", ".join(f"{reason} x{number}" for reason, number in counts.items())
+        lines.append(f"        {endpoint}: {counted}")
     return "\n".join(lines)
 
 

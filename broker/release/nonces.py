@@ -37,6 +37,11 @@ is believed), expiry by the broker's clock ``now``, and an expiry no later than
 could have issued. Clocks: a replica whose clock runs behind the issuer's sees a nonce live
 that much longer (within the allowance) or refuses it (beyond); one running ahead sees it
 expire early. Replicas are expected to keep their clocks within :data:`MAX_CLOCK_SKEW` (NTP).
+
+A refusal up to and including the MAC is :class:`~broker.errors.NonceUnrecognised`: nothing
+in the request is known to come from this broker, so it is audited in aggregate, not one
+record each (``broker/release/unauthenticated.py``). From a MAC that verifies on, the nonce
+is this broker's, and every refusal (expired, too far ahead, replayed) is audited alone.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from broker.errors import InternalError, NonceExpired, NonceUnknown
+from broker.errors import InternalError, NonceExpired, NonceUnknown, NonceUnrecognised
 from broker.redact import SecretBytes
 
 NONCE_BYTES = 32
@@ -67,9 +72,11 @@ def decode(text: str) -> bytes:
     try:
         nonce = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise NonceUnknown("nonce is not standard base64") from None
+        raise NonceUnrecognised("nonce is not standard base64", "nonce-malformed") from None
     if len(nonce) != NONCE_BYTES:
-        raise NonceUnknown(f"nonce is {len(nonce)} bytes, not {NONCE_BYTES}")
+        raise NonceUnrecognised(
+            f"nonce is {len(nonce)} bytes, not {NONCE_BYTES}", "nonce-malformed"
+        )
     return nonce
 
 
@@ -103,15 +110,19 @@ class Nonces:
         ``now``; raises :class:`NonceUnknown` or :class:`NonceExpired` otherwise. Whether it
         was used already is the database's to say, when it is consumed."""
         if len(nonce) != NONCE_BYTES:
-            raise NonceUnknown(f"nonce is {len(nonce)} bytes, not {NONCE_BYTES}")
+            raise NonceUnrecognised(
+                f"nonce is {len(nonce)} bytes, not {NONCE_BYTES}", "nonce-malformed"
+            )
         if nonce[0] != VERSION:
-            raise NonceUnknown(
-                f"nonce version {nonce[0]} != {VERSION}: not a nonce this broker issues"
+            raise NonceUnrecognised(
+                f"nonce version {nonce[0]} != {VERSION}: not a nonce this broker issues",
+                "nonce-malformed",
             )
         if not hmac.compare_digest(self._mac(nonce[_SIGNED], tee), nonce[_MAC]):
-            raise NonceUnknown(
+            raise NonceUnrecognised(
                 f"nonce was not issued by this broker for tee '{tee}' (its MAC does not "
-                "verify: issued for another tee, by another broker, or altered)"
+                "verify: issued for another tee, by another broker, or altered)",
+                "nonce-mac",
             )
         expires_at = datetime.fromtimestamp(int.from_bytes(nonce[_EXPIRY], "big"), UTC)
         if expires_at <= now:

@@ -9,13 +9,15 @@ Ordering rules that make it fail closed:
   (HSM), then in one statement (so one transaction) record the nonce as consumed and append
   the audit record; the token leaves only after that commit. A nonce consumed before makes
   the insert conflict: a replay. A failed attestation consumes its nonce too and is audited
-  as a denial; a refused nonce is audited as a denial and consumes nothing.
+  as a denial; a refused nonce consumes nothing and is audited as a denial, alone once its
+  MAC verified, in aggregate before (``broker/release/unauthenticated.py``).
 * **release**: evaluate the policy; on allow have the HSM build the envelope and sign the
   response, then append the audit record (one statement, committed); only then answer. A
   database failure at that point discards the envelope and answers 503. The key's context
   (version, state, blob, bound policy) may come from a per-worker cache, in which case the
   append is conditional on that context still being current; when it is not, the decision
-  and the envelope are discarded and the release starts over on a fresh read.
+  and the envelope are discarded and the release starts over on a fresh read. A token whose
+  signature does not verify is refused and audited in aggregate, as an unrecognised nonce is.
 
 Each audit append is a single statement outside any explicit transaction, so the chain
 head's row lock (``audit_append``) is held only while PostgreSQL commits; held across a
@@ -45,6 +47,7 @@ from broker.errors import (
     StoredPolicyInvalid,
     TokenInvalid,
     Unavailable,
+    Unrecognised,
 )
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import TeeVerifier, verifier_for
@@ -56,7 +59,9 @@ from broker.policy.model import Policy
 from broker.release import binding, nonces, tokens
 from broker.release.collateral import CollateralResolver
 from broker.release.contextcache import ContextCache
+from broker.release.origin import Origin
 from broker.release.policies import PolicyCache, audit_summary
+from broker.release.unauthenticated import UnauthenticatedAudit
 from broker.runtime import Runtime
 from broker.store.audit import AuditRecord
 from broker.store.contexts import BoundPolicy, ReleaseContext
@@ -79,6 +84,10 @@ STALE_ATTEMPTS = 4
 #: About 30 s of attestations at 500 a second, in about 3 MB.
 CONSUMED_NONCES_REMEMBERED = 16384
 
+#: The endpoints as the metrics and the aggregate audit records name them (their routes).
+ATTEST_ENDPOINT = "/v1/attest"
+RELEASE_ENDPOINT = "/v1/keys/{name}/release"
+
 # ``verifier_for`` remembered per tee once found (it imports and checks a module); a tee
 # without a verifier raises every time, as exceptions are not cached.
 _verifier: Callable[[Tee], TeeVerifier] = functools.cache(verifier_for)
@@ -94,14 +103,16 @@ def _record(
     now: datetime,
     kind: str,
     failure: KeybrokerError | None,
-    request_id: str | None,
+    origin: Origin,
     key_name: str | None,
     *,
     body: dict[str, Any],
 ) -> AuditRecord:
     if failure is not None:
         body["error"] = {"type": failure.type, "detail": failure.detail}
-    return AuditRecord(now, kind, outcome(failure), request_id, key_name, body)
+    if origin.client_request_id is not None:
+        body["client_request_id"] = origin.client_request_id
+    return AuditRecord(now, kind, outcome(failure), origin.request_id, key_name, body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +123,7 @@ class AttestRequest:
     tee_key: RsaPublicKey
     nonce_text: str
     collateral: Mapping[str, bytes]
-    request_id: str | None
+    origin: Origin
 
 
 class ReleaseService:
@@ -144,6 +155,15 @@ class ReleaseService:
         self._attestations = Children(metrics.attestations)
         self._releases = Children(metrics.releases)
         self.contexts = ContextCache(runtime.settings.release_context_cache_size)
+        self.unauthenticated = UnauthenticatedAudit(
+            self._append_aggregate,
+            metrics,
+            runtime.settings.unauthenticated_audit_sources,
+        )
+
+    async def _append_aggregate(self, record: AuditRecord) -> int:
+        """An aggregate record, through the store the service holds at the time."""
+        return await self.store.append(record)
 
     # --- challenge -------------------------------------------------------------------------
 
@@ -197,6 +217,9 @@ class ReleaseService:
             raise  # nothing can be recorded, so nothing is decided: 503
         except KeybrokerError as exc:
             failure = exc
+        if isinstance(failure, Unrecognised):  # no nonce of ours: audited in aggregate
+            self.unauthenticated.refused(request.origin, ATTEST_ENDPOINT, failure)
+            raise failure
 
         # One statement consumes the nonce and appends the record, committed before the
         # token leaves. A nonce refused by its MAC or expiry was never consumed; one consumed
@@ -208,7 +231,7 @@ class ReleaseService:
                 live[0],
                 request.tee.value,
                 live[1],
-                _record(now, "attest", failure, request.request_id, None, body=body),
+                _record(now, "attest", failure, request.origin, None, body=body),
             )
             if consumed is None:
                 failure = NonceReplayed("nonce was already used")
@@ -217,7 +240,7 @@ class ReleaseService:
                 self.consumed.put(live[0], True)
         if consumed is None:
             await self.store.append(
-                _record(now, "attest", failure, request.request_id, None, body=body)
+                _record(now, "attest", failure, request.origin, None, body=body)
             )
         self._attestations(request.tee.value, outcome(failure)).inc()
         if failure is not None:
@@ -248,7 +271,7 @@ class ReleaseService:
         bearer: str,
         key_name: str,
         presented_jwk: Mapping[str, Any] | None,
-        request_id: str | None,
+        origin: Origin,
     ) -> dict[str, Any]:
         """Every outcome, a refused token included, is audited before the answer.
 
@@ -258,16 +281,21 @@ class ReleaseService:
         was written, the envelope is dropped, and the release reads the context afresh and
         starts over, at most :data:`STALE_ATTEMPTS` times in all (then 503, audited). A
         steady-state release thus runs one statement. With the cache off (size 0), the
-        context is read and the record appended unconditionally, in two statements.
+        context is read and the record appended unconditionally, in two statements. A token
+        whose signature does not verify is audited in aggregate instead
+        (``broker/release/unauthenticated.py``).
         """
         now = utcnow()
         token_fields: dict[str, Any] = {"plaintext_in_broker": False}
 
         def record(failure: KeybrokerError | None, body: dict[str, Any]) -> AuditRecord:
-            return _record(now, "release", failure, request_id, key_name, body=body)
+            return _record(now, "release", failure, origin, key_name, body=body)
 
         try:
             result = self._check_token(bearer, presented_jwk, now, token_fields)
+        except Unrecognised as exc:  # no token of ours: audited in aggregate
+            self.unauthenticated.refused(origin, RELEASE_ENDPOINT, exc)
+            raise
         except KeybrokerError as exc:  # no key was looked at: nothing to check at the append
             return await self._conclude(record(exc, token_fields), exc)
         conditional = self.contexts.capacity > 0

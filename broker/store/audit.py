@@ -26,6 +26,7 @@ _APPEND: Final = query("audit_append")
 _HEAD: Final = query("audit_head")
 _RANGE: Final = query("audit_range")
 _TAIL: Final = query("audit_tail")
+_COUNTS: Final = query("audit_counts")
 #: Most records one :func:`tail` returns.
 TAIL_LIMIT = 1000
 
@@ -95,6 +96,11 @@ async def tail(db: Database, limit: int) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+async def counts(db: Database) -> dict[str, int]:
+    """How many records the log holds, by kind (a full scan: for tests and benchmarks)."""
+    return {row["kind"]: row["records"] for row in await db.fetch(_COUNTS)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,3 +11,6 @@ FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2;
 -- name: audit_tail
 SELECT seq, at, kind, decision, request_id, key_name, record
 FROM audit_log ORDER BY seq DESC LIMIT $1;
+
+-- name: audit_counts
+SELECT kind, count(*) AS records FROM audit_log GROUP BY kind;

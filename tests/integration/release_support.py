@@ -15,7 +15,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +34,7 @@ from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
 from broker.settings import Settings
 from broker.simulate.snp import SnpKit
-from broker.store import admin_tokens
+from broker.store import admin_tokens, audit
 from broker.store.admin_tokens import Role
 from broker.store.database import Database
 from broker.store.sqlfiles import queries
@@ -84,6 +84,8 @@ class Deployment:
     cluster: LocalPostgres
     app: Edge
     """The broker serving ``base`` (its state holds the release service)."""
+    stop_broker: Callable[[], None]
+    """Shut the broker down (its lifespan's end runs) and leave the database up."""
 
 
 @asynccontextmanager
@@ -118,14 +120,15 @@ async def running_deployment(
     )
     try:
         app = create_app(settings)
-        with serving(app) as base:
+        with ExitStack() as broker:
+            base = broker.enter_context(serving(app))
             db = await Database.connect(dsn, 1, 4)
             tokens = {}
             for role in Role:
                 _, token = await admin_tokens.create(db, f"test-{role.value}", role, "test")
                 tokens[role] = token.reveal()
             try:
-                yield Deployment(base, db, kits, tokens, own, app)
+                yield Deployment(base, db, kits, tokens, own, app, broker.close)
             finally:
                 await db.close()
     finally:
@@ -198,6 +201,11 @@ async def last_audit(deployment: Deployment, kind: str) -> dict[str, Any]:
             "SELECT decision, record FROM audit_log WHERE kind = $1 ORDER BY seq DESC LIMIT 1", kind
         )
     return {"decision": row["decision"], **json.loads(row["record"])}
+
+
+async def audit_rows(deployment: Deployment) -> int:
+    """How many records the audit log holds."""
+    return sum((await audit.counts(deployment.db)).values())
 
 
 async def _load_stat_statements(cluster: LocalPostgres, dsn: str) -> None:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from broker.cli import demo, main
@@ -150,6 +151,32 @@ def test_key_policy_and_token_commands(
     assert all(timedelta(0) <= age < timedelta(minutes=5) for age in ages), ages
     actions = [json.loads(r["record"])["action"] for r in records]
     assert actions == ["key.bind_policy", "key.disable", "token.create"]  # oldest first
+
+
+@pytest.mark.parametrize("role", ["key-custodian", "policy-author"])
+def test_the_cli_creates_the_tokens_the_admin_api_does_not(
+    environment: Settings, capsys: pytest.CaptureFixture[str], role: str
+) -> None:
+    """Separation of duties: these roles are minted only by whoever holds the database and
+    HSM credentials; the token then works over the API for its own duty."""
+    assert main(["admin", "token", "create", "--role", role, "--name", f"cli-{role}"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("kbadm_")
+    with running_broker(environment) as base, httpx.Client(base_url=base) as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        if role == "key-custodian":
+            name = f"cli-minted-{role}"
+            created = http.post(
+                "/v1/admin/keys", json={"name": name, "generate_length": 32}, headers=headers
+            )
+            assert created.status_code == 201, created.text
+        else:
+            listed = http.get("/v1/admin/policies", headers=headers)
+            assert listed.status_code == 200, listed.text
+        refused = http.post(
+            "/v1/admin/tokens", json={"name": "x", "role": "auditor"}, headers=headers
+        )
+        assert refused.status_code == 403  # its own duty only
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from tests.integration.release_support import (
     Deployment,
     admin_client,
     attest_body,
+    audit_rows,
     denied,
     failed_rules,
     fetch,
@@ -91,14 +93,23 @@ def _minted(custody: Custody, tee: str, issued_at: datetime) -> str:
     return base64.b64encode(authority.issue(tee, issued_at)[0]).decode()
 
 
-async def _refused_attest(deployment: Deployment, nonce: str) -> dict[str, Any]:
+async def _refused_attest(
+    deployment: Deployment, nonce: str, *, recognised: bool = True
+) -> dict[str, Any]:
     """The problem document of an attest for ``nonce`` (with evidence that binds it), checked
-    to be a 409 audited as a denial with the same type and detail."""
+    to be a 409 audited as a denial with the same type and detail when the nonce is one the
+    broker issued (its MAC verifies); else the refusal appends no record of its own (it is
+    audited in aggregate, ``tests/integration/test_unauthenticated.py``)."""
     _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+    rows = await audit_rows(deployment)
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         answer = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
     assert answer.status_code == 409, answer.text
     problem: dict[str, Any] = answer.json()
+    if not recognised:
+        assert await audit_rows(deployment) == rows
+        return problem
+    assert await audit_rows(deployment) == rows + 1
     record = await last_audit(deployment, "attest")
     assert record["decision"] == "deny"
     assert record["error"] == {
@@ -321,7 +332,7 @@ async def test_an_altered_nonce_is_refused(
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         issued = bytearray(base64.b64decode(await GuestClient(http).challenge("snp")))
     issued[position] ^= 0x01
-    problem = await _refused_attest(deployment, base64.b64encode(issued).decode())
+    problem = await _refused_attest(deployment, base64.b64encode(issued).decode(), recognised=False)
     assert problem["type"].endswith("/nonce-unknown")
     assert detail in problem["detail"]
 
@@ -329,7 +340,7 @@ async def test_an_altered_nonce_is_refused(
 async def test_a_nonce_from_another_token_is_refused(
     deployment: Deployment, other_token: dict[str, Any]
 ) -> None:
-    problem = await _refused_attest(deployment, str(other_token["nonce"]))
+    problem = await _refused_attest(deployment, str(other_token["nonce"]), recognised=False)
     assert problem["type"].endswith("/nonce-unknown")
     assert "not issued by this broker for tee 'snp'" in problem["detail"]
 
@@ -400,20 +411,66 @@ async def _release_with_token(deployment: Deployment, key: str, token: str) -> h
 
 
 async def test_refused_tokens_and_unknown_keys_are_audited(deployment: Deployment) -> None:
+    # Not a token this broker signed: refused, and audited in aggregate only.
+    rows = await audit_rows(deployment)
     bad = await _release_with_token(deployment, "t-key", "not.a.token")
     assert bad.status_code == 401
-    record = await last_audit(deployment, "release")
-    assert (record["decision"], record["key_name"]) == ("deny", "t-key")
-    assert record["error"]["type"] == "token-invalid"
+    assert bad.json()["type"].endswith("/token-invalid")
+    assert await audit_rows(deployment) == rows
 
     owner = rsa.generate_private_key(65537, 3072)
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         token = await GuestClient(http).attest(_source(deployment), owner)
+        # The broker's own token, for another tee key: refused and audited alone.
+        _, thief = tee_jwk(rsa.generate_private_key(65537, 3072))
+        stolen = await http.post(
+            "/v1/keys/t-key/release",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"tee_pubkey": thief},
+        )
+    assert stolen.status_code == 401
+    record = await last_audit(deployment, "release")
+    assert (record["decision"], record["key_name"]) == ("deny", "t-key")
+    assert record["error"] == {
+        "type": "token-invalid",
+        "detail": "token was issued for another tee public key",
+    }
     missing = await _release_with_token(deployment, "no-such-key", token)
     assert missing.status_code == 404
     record = await last_audit(deployment, "release")
     assert (record["decision"], record["error"]["type"]) == ("deny", "key-not-found")
     assert record["tee_pubkey_thumbprint"]
+
+
+async def test_a_client_chosen_request_id_never_becomes_the_audit_request_id(
+    deployment: Deployment,
+) -> None:
+    """Any client may send any other guest's id: the audit trail records the broker's own
+    id for each request, the client's beside it."""
+    victim = "victim-guest-request-0001"
+    owner = rsa.generate_private_key(65537, 3072)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        token = await GuestClient(http).attest(_source(deployment), owner)
+        answer = await http.post(
+            "/v1/keys/no-such-key/release",
+            headers={"Authorization": f"Bearer {token}", "X-Request-Id": victim},
+        )
+    assert answer.status_code == 404
+    own = answer.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{16}", own)
+    assert answer.json()["request_id"] == own
+    async with deployment.db.connection() as conn:
+        claimed = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE request_id = $1", victim
+        )
+        row = await conn.fetchrow(
+            "SELECT request_id, record FROM audit_log WHERE request_id = $1", own
+        )
+    assert claimed == 0
+    assert row is not None
+    record = json.loads(row["record"])
+    assert (record["request_id"], record["client_request_id"]) == (own, victim)
+    assert record["error"]["type"] == "key-not-found"
 
 
 async def test_a_tampered_blob_is_a_500_audited_as_an_error(deployment: Deployment) -> None:
@@ -472,33 +529,28 @@ def test_malformed_nonces_are_refused(deployment: Deployment, nonce: str) -> Non
     assert answer.json()["type"].endswith("/nonce-unknown")
 
 
-async def test_malformed_nonce_leaves_an_audit_record(deployment: Deployment) -> None:
+async def test_a_malformed_nonce_leaves_no_record_of_its_own(deployment: Deployment) -> None:
     private = rsa.generate_private_key(65537, 3072)
     _, jwk = tee_jwk(private)
     body = _attest_body(deployment, jwk, base64.b64encode(os.urandom(32)).decode())
+    rows = await audit_rows(deployment)
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         answer = await http.post("/v1/attest", json={**body, "nonce": "not base64!"})
     assert answer.status_code == 409
-    record = await last_audit(deployment, "attest")
-    assert (record["decision"], record["error"]["type"]) == ("deny", "nonce-unknown")
-    assert record["error"]["detail"] == "nonce is not standard base64"
+    assert answer.json()["detail"] == "nonce is not standard base64"
+    assert await audit_rows(deployment) == rows  # audited in aggregate
 
 
 async def test_a_nonce_issued_for_another_tee_is_refused(deployment: Deployment) -> None:
-    private = rsa.generate_private_key(65537, 3072)
-    _, jwk = tee_jwk(private)
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         nonce = (await http.post("/v1/challenge", json={"tee": "nitro"})).json()["nonce"]
-        answer = await http.post("/v1/attest", json=_attest_body(deployment, jwk, nonce))
-    assert answer.status_code == 409
-    assert answer.json()["type"].endswith("/nonce-unknown")
+    problem = await _refused_attest(deployment, nonce, recognised=False)
+    assert problem["type"].endswith("/nonce-unknown")
     # One MAC covers the tee: "for another tee" reads as "not for this one".
-    assert answer.json()["detail"] == (
+    assert problem["detail"] == (
         "nonce was not issued by this broker for tee 'snp' (its MAC does not verify: issued "
         "for another tee, by another broker, or altered)"
     )
-    record = await last_audit(deployment, "attest")
-    assert (record["decision"], record["error"]["type"]) == ("deny", "nonce-unknown")
 
 
 @pytest.mark.parametrize(
@@ -719,6 +771,35 @@ def test_malformed_admin_tokens_are_refused(deployment: Deployment, token: str) 
         "admin token is malformed",
         "Authorization: Bearer <admin token> is required",
     }
+
+
+@pytest.mark.parametrize("role", [Role.KEY_CUSTODIAN, Role.POLICY_AUTHOR])
+def test_the_admin_api_does_not_create_custodian_or_author_tokens(
+    deployment: Deployment, role: Role
+) -> None:
+    with admin_client(deployment, Role.ADMIN) as admin:
+        before = admin.get("/v1/admin/tokens").json()["tokens"]
+        refused = admin.post("/v1/admin/tokens", json={"name": "second-hat", "role": role.value})
+        after = admin.get("/v1/admin/tokens").json()["tokens"]
+    assert refused.status_code == 403
+    problem = refused.json()
+    assert problem["type"].endswith("/forbidden")
+    assert problem["detail"] == (
+        "separation of duties: the admin API creates only admin and auditor tokens; "
+        f"a {role.value} token is created with the local CLI (`keybroker admin token create "
+        f"--role {role.value}`), which needs the database and HSM credentials"
+    )
+    assert after == before  # nothing was created
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.AUDITOR])
+def test_the_admin_api_creates_admin_and_auditor_tokens(deployment: Deployment, role: Role) -> None:
+    with admin_client(deployment, Role.ADMIN) as admin:
+        created = admin.post("/v1/admin/tokens", json={"name": f"api-{role.value}", "role": role})
+        assert created.status_code == 201, created.text
+        assert created.json()["role"] == role.value
+        headers = {"Authorization": f"Bearer {created.json()['token']}"}
+        assert admin.get("/v1/admin/keys", headers=headers).status_code == 200
 
 
 def test_revoked_admin_token_is_refused(deployment: Deployment) -> None:

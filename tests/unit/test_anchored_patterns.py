@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from broker.api.middleware import _incoming_request_id
+from broker.api.middleware import _client_request_id
 from broker.errors import BadRequest, PolicyError, TokenInvalid
 from broker.names import checked_name
 from broker.policy.loader import load_policy_text
@@ -32,9 +32,9 @@ def test_good_names_pass_unchanged() -> None:
     assert checked_name("a" * 128, "policy") == "a" * 128
 
 
-def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
-    assert _incoming_request_id({"headers": [(b"x-request-id", b"abc-1")]}) == "abc-1"
-    assert _incoming_request_id({"headers": [(b"x-request-id", b"abc-1\n")]}) is None
+def test_a_client_request_id_with_a_trailing_newline_is_not_kept() -> None:
+    assert _client_request_id({"headers": [(b"x-request-id", b"abc-1")]}) == "abc-1"
+    assert _client_request_id({"headers": [(b"x-request-id", b"abc-1\n")]}) is None
 
 
 def test_admin_token_parts_must_be_exactly_hex() -> None:

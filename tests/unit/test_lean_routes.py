@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -145,11 +146,39 @@ def test_other_paths_go_on_to_starlette_with_the_request_id() -> None:
     assert len(exchange.headers[b"x-request-id"]) == 16
 
 
-def test_the_request_id_is_echoed_when_sane_and_made_up_otherwise() -> None:
-    sane, _ = _exchange(_ok, headers=[(b"x-request-id", b"abc-123")])
-    assert sane.headers[b"x-request-id"] == b"abc-123"
-    odd, _ = _exchange(_ok, headers=[(b"x-request-id", b"bad id")])
-    assert odd.headers[b"x-request-id"] not in (b"bad id", b"")
+async def _ids(request: LeanRequest, state: State) -> Answer:
+    ids = request.scope["state"]
+    return 200, {"request_id": ids["request_id"], "client": ids.get("client_request_id")}
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (b"abc-123", "abc-123"),
+        (b"A.b_c-" + b"9" * 58, "A.b_c-" + "9" * 58),  # 64 characters
+        (b"9" * 65, None),  # too long
+        (b"bad id", None),
+        (b"tab\there", None),
+        (b"trailing-newline\n", None),
+        (b"", None),
+        ("caf\u00e9".encode("latin-1"), None),
+    ],
+)
+def test_the_request_id_is_the_brokers_own_and_a_sane_client_id_is_kept_beside_it(
+    sent: bytes, kept: str | None
+) -> None:
+    exchange, _ = _exchange(_ids, headers=[(b"x-request-id", sent)])
+    own = exchange.headers[b"x-request-id"].decode()
+    assert re.fullmatch(r"[0-9a-f]{16}", own)
+    assert exchange.document == {"request_id": own, "client": kept}
+
+
+def test_no_two_requests_share_an_id_even_when_their_client_says_so() -> None:
+    ids = {
+        _exchange(_ok, headers=[(b"x-request-id", b"same")])[0].headers[b"x-request-id"]
+        for _ in range(20)
+    }
+    assert len(ids) == 20
 
 
 def test_another_method_on_a_guest_path_is_405_naming_the_allowed_one() -> None:
@@ -265,7 +294,9 @@ def test_the_request_id_is_bound_while_serving_and_reset_after() -> None:
         return structlog.contextvars.get_contextvars()
 
     after = asyncio.run(serve_then_look())
-    assert seen == {"request_id": "req-42"}
+    assert seen.pop("client_request_id") == "req-42"
+    assert re.fullmatch(r"[0-9a-f]{16}", seen.pop("request_id"))
+    assert seen == {}
     assert after == {}
 
 

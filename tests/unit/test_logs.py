@@ -24,16 +24,20 @@ def test_secret_keys_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     assert line["token_label"] == "keybroker"
 
 
+@pytest.mark.parametrize("client_request_id", [None, "guest-7"])
 def test_the_access_line_in_json_is_the_line_structlog_would_write(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], client_request_id: str | None
 ) -> None:
     logs.configure("json", "info")
-    structlog.contextvars.bind_contextvars(request_id="r-1")
+    ids = {"request_id": "r-1"}
+    if client_request_id is not None:  # bound beside the broker's id (api/middleware.py)
+        ids["client_request_id"] = client_request_id
+    structlog.contextvars.bind_contextvars(**ids)
     try:
         logs.get_logger("keybroker.http").info(
             "request", method="POST", route="/v1/attest", status=200, ms=1.5
         )
-        logs.access("POST", "/v1/attest", 200, 1.5, "r-1")
+        logs.access("POST", "/v1/attest", 200, 1.5, "r-1", client_request_id=client_request_id)
     finally:
         structlog.contextvars.clear_contextvars()
     through_structlog, direct = (
@@ -45,6 +49,7 @@ def test_the_access_line_in_json_is_the_line_structlog_would_write(
     assert stamp[:4].isdigit()
     through_structlog.pop("timestamp")
     assert direct == through_structlog
+    assert direct.get("client_request_id") == client_request_id
 
 
 def test_no_access_line_above_info(capsys: pytest.CaptureFixture[str]) -> None:

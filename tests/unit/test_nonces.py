@@ -13,7 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.errors import InternalError, NonceExpired, NonceUnknown
+from broker.errors import (
+    InternalError,
+    NonceExpired,
+    NonceUnknown,
+    NonceUnrecognised,
+    Unrecognised,
+)
 from broker.redact import SecretBytes
 from broker.release import nonces
 from broker.release.nonces import LABEL, MAX_CLOCK_SKEW, NONCE_BYTES, VERSION, Nonces
@@ -232,3 +238,37 @@ def test_the_key_never_prints(authority: Nonces) -> None:
     assert KEY.reveal().hex() not in repr(authority)
     assert SecretBytes(bytes(range(32))) == KEY
     assert SecretBytes(bytes(32)) != KEY
+
+
+def test_only_refusals_up_to_the_mac_are_unrecognised(authority: Nonces) -> None:
+    """Up to a MAC that verifies, nothing says the broker issued the nonce: audited in
+    aggregate. From there on, the nonce is the broker's: audited alone."""
+    nonce, expires_at = authority.issue("snp", NOW)
+    altered = nonce[:31] + bytes([nonce[31] ^ 1])
+    too_far, _ = authority.issue("snp", NOW + MAX_CLOCK_SKEW + timedelta(seconds=2))
+    unrecognised = {
+        "text": lambda: nonces.decode("not base64!"),
+        "length": lambda: nonces.decode(base64.b64encode(bytes(31)).decode()),
+        "version": lambda: authority.check(bytes(32), "snp", NOW),
+        "mac": lambda: authority.check(altered, "snp", NOW),
+        "tee": lambda: authority.check(nonce, "tdx", NOW),
+    }
+    reasons = {}
+    for name, refuse in unrecognised.items():
+        with pytest.raises(NonceUnrecognised) as caught:
+            refuse()
+        reasons[name] = caught.value.reason
+    assert reasons == {
+        "text": "nonce-malformed",
+        "length": "nonce-malformed",
+        "version": "nonce-malformed",
+        "mac": "nonce-mac",
+        "tee": "nonce-mac",
+    }
+    for refuse in (
+        lambda: authority.check(nonce, "snp", expires_at),  # expired
+        lambda: authority.check(too_far, "snp", NOW),  # issued beyond this broker's lifetime
+    ):
+        with pytest.raises((NonceExpired, NonceUnknown)) as recognised:
+            refuse()
+        assert not isinstance(recognised.value, Unrecognised)

@@ -9,6 +9,7 @@ of the text between their anchors.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import string
@@ -282,3 +283,30 @@ def test_policy_versions_have_the_bounds_the_database_has() -> None:
 def test_collateral_is_bounded_as_the_guest_endpoint_bounds_it() -> None:
     collateral = SCHEMAS["AttestRequest"]["properties"]["collateral"]
     assert collateral["maxProperties"] == guest.MAX_COLLATERAL_ITEMS
+
+
+def test_the_request_id_header_is_the_id_the_broker_makes() -> None:
+    """The broker's own id, whatever the client sent (broker/api/middleware.py)."""
+    pattern = specification()["components"]["headers"]["RequestId"]["schema"]["pattern"]
+    app = create_app(Settings())
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    for client_id in (b"abc-123", b"0123456789abcdef", b"bad id"):
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/challenge",
+            "headers": [(b"x-request-id", client_id)],
+            "client": ("192.0.2.1", 1),
+        }
+        sent.clear()
+        asyncio.run(app(scope, receive, send))
+        answered = dict(sent[0]["headers"])[b"x-request-id"].decode()
+        assert ecma_matches(pattern, answered)
+        assert answered != client_id.decode()

@@ -40,6 +40,9 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.NonceReplayed: DENY,
     errors.TokenInvalid: DENY,
     errors.TokenMissing: DENY,  # no token at all: refused like a bad one
+    errors.Unrecognised: DENY,  # counted and audited in aggregate, as denials
+    errors.NonceUnrecognised: DENY,
+    errors.TokenUnverified: DENY,
     errors.Forbidden: DENY,
     errors.PolicyDenied: DENY,
     errors.PolicyError: DENY,

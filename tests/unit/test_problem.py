@@ -13,6 +13,8 @@ from broker.api.problem import PROBLEM_BASE, problem_response, status_for
     [
         (errors.BadRequest("x"), 400),
         (errors.TokenInvalid("x"), 401),
+        (errors.TokenUnverified("x", "token-signature"), 401),
+        (errors.NonceUnrecognised("x", "nonce-mac"), 409),
         (errors.PolicyDenied("x", []), 403),
         (errors.KeyNotFound("x"), 404),
         (errors.NonceReplayed("x"), 409),
@@ -90,3 +92,13 @@ def test_a_detail_that_repeats_a_lone_surrogate_is_still_a_problem_document() ->
     assert response.status_code == 400
     assert bytes(response.body).isascii()
     assert json.loads(bytes(response.body))["detail"] == "collateral '\ud800' must be base64 text"
+
+
+def test_unrecognised_refusals_keep_their_parents_problem_types() -> None:
+    """Audited in aggregate, answered exactly as before."""
+    assert errors.NonceUnrecognised("x", "nonce-mac").type == "nonce-unknown"
+    assert errors.TokenUnverified("x", "token-key").type == "token-invalid"
+    assert isinstance(errors.NonceUnrecognised("x", "nonce-mac"), errors.NonceUnknown)
+    assert isinstance(errors.TokenUnverified("x", "token-key"), errors.TokenInvalid)
+    response = problem_response(errors.TokenUnverified("x", "token-signature"), "r")
+    assert response.headers["www-authenticate"] == 'Bearer realm="keybroker", error="invalid_token"'

@@ -10,32 +10,42 @@ without PostgreSQL. The same rules against PostgreSQL are the integration tests'
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
+import json
+import os
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from broker import jose
 from broker.api import guest
 from broker.errors import (
     DatabaseUnavailable,
     KeybrokerError,
     KeyDisabled,
     KeyNotFound,
+    NonceExpired,
     NonceReplayed,
+    NonceUnknown,
     TokenInvalid,
     Unavailable,
 )
+from broker.guest.client import tee_jwk
 from broker.lru import Lru
 from broker.release.contextcache import ContextCache
-from broker.release.nonces import decode
-from broker.release.service import STALE_ATTEMPTS, AttestRequest
+from broker.release.nonces import VERSION, decode
+from broker.release.origin import Origin
+from broker.release.service import ATTEST_ENDPOINT, RELEASE_ENDPOINT, STALE_ATTEMPTS, AttestRequest
 from broker.store.audit import AuditRecord
 from broker.store.contexts import ReleaseContext
 from broker.store.release import PostgresReleaseStore, ReleaseStore
+from broker.timeutil import utcnow
 from tests.fakes import glue
 from tests.fakes.release_store import MemoryReleaseStore
 
@@ -91,8 +101,17 @@ async def _attest(setup: Setup) -> str:
     return token
 
 
-async def _release(setup: Setup, token: str, key_name: str = glue.KEY_NAME) -> dict[str, Any]:
-    return await setup.service.release(token, key_name, None, "req-release")
+RELEASE_ORIGIN = Origin("req-release")
+
+
+async def _release(
+    setup: Setup,
+    token: str,
+    key_name: str = glue.KEY_NAME,
+    presented: dict[str, str] | None = None,
+    origin: Origin = RELEASE_ORIGIN,
+) -> dict[str, Any]:
+    return await setup.service.release(token, key_name, presented, origin)
 
 
 def _error(record: AuditRecord) -> str:
@@ -243,10 +262,16 @@ def test_a_key_that_changes_at_every_attempt_ends_in_an_audited_unavailable(
 
 def test_a_refused_token_is_audited_without_looking_at_any_key(material: glue.Material) -> None:
     setup = _setup(material)
-    _refused(_release(setup, "not-a-token"), TokenInvalid)
-    (record,) = setup.store.log
+    token = _run(_attest(setup))
+    setup.store.calls.clear()
+    # The broker's own token, presented for another tee key: recognised, then refused.
+    _, other = tee_jwk(rsa.generate_private_key(65537, 3072))
+    _refused(_release(setup, token, presented=other), TokenInvalid)
+    record = setup.store.log[-1]
     assert (record.kind, record.decision, _error(record)) == ("release", "deny", "token-invalid")
+    assert record.body["error"]["detail"] == "token was issued for another tee public key"
     assert record.key_name == glue.KEY_NAME
+    assert record.body["token_id"] == setup.store.log[0].body["token_id"]
     assert setup.store.calls == Counter({"append": 1})
 
 
@@ -291,3 +316,116 @@ def test_no_envelope_leaves_when_its_record_cannot_be_committed(material: glue.M
         _run(_release(setup, token))
     assert len(setup.seals) == 1  # sealed, then discarded with the failed append
     assert [r.kind for r in setup.store.log] == ["attest"]
+
+
+# --- requests in which nothing the broker issued is recognised ----------------------------------
+
+
+def _attest_with_nonce(setup: Setup, nonce: bytes, client_request_id: str | None = None) -> Any:
+    body = json.loads(setup.case.attest_body)
+    body["nonce"] = base64.b64encode(nonce).decode()
+    request = glue.request(json.dumps(body).encode())
+    if client_request_id is not None:
+        request.scope["state"]["client_request_id"] = client_request_id
+    return guest.attest(request, setup.case.state)
+
+
+def _aggregate(setup: Setup) -> list[AuditRecord]:
+    """What the aggregate audit writes when the current window closes now."""
+    before = len(setup.store.log)
+    _run(setup.service.unauthenticated.flush())
+    return setup.store.log[before:]
+
+
+def _unauthenticated_count(setup: Setup, endpoint: str, reason: str) -> float:
+    value = setup.service.metrics.registry.get_sample_value(
+        "keybroker_unauthenticated_requests_total", {"endpoint": endpoint, "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_nonces_the_broker_did_not_issue_append_nothing_until_their_window_closes(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    for _ in range(40):  # this format, random otherwise: the MAC does not verify
+        _refused(_attest_with_nonce(setup, bytes([VERSION]) + os.urandom(31)), NonceUnknown)
+    for _ in range(2):  # another format version
+        _refused(_attest_with_nonce(setup, bytes(32)), NonceUnknown)
+    assert setup.store.log == []
+    assert setup.store.calls == Counter()
+    assert setup.verified == []  # refused before any evidence was read
+    assert _unauthenticated_count(setup, ATTEST_ENDPOINT, "nonce-mac") == 40
+    assert _unauthenticated_count(setup, ATTEST_ENDPOINT, "nonce-malformed") == 2
+
+    (record,) = _aggregate(setup)
+    assert (record.kind, record.decision, record.request_id, record.key_name) == (
+        "unauthenticated",
+        "deny",
+        None,
+        None,
+    )
+    assert record.body["source"] == "127.0.0.1"
+    assert record.body["requests"] == {ATTEST_ENDPOINT: {"nonce-mac": 40, "nonce-malformed": 2}}
+    assert record.body["total"] == 42
+    assert setup.store.calls == Counter({"append": 1})
+    assert _aggregate(setup) == []  # the next window has nothing to say
+
+
+def _forged(setup: Setup, kid: str, signature: bytes = bytes(range(64))) -> str:
+    """A token with this broker's header shape whose signature the broker never made."""
+    payload = {"iss": "keybroker", "iat": 0, "exp": 2**31, "jti": "f" * 32}
+    return jose.sign_sync(payload, jose.TYP_ATTESTATION_RESULT, kid, lambda digest: signature)
+
+
+def test_tokens_the_broker_did_not_sign_append_nothing_until_their_window_closes(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    other_key = jose.key_id(ec.generate_private_key(ec.SECP256R1()).public_key())
+    junk = {
+        "a.b.c": "token-malformed",
+        _forged(setup, setup.service.kid): "token-signature",
+        _forged(setup, other_key): "token-key",
+    }
+    for token, _reason in junk.items():
+        for _ in range(3):
+            _refused(_release(setup, token), TokenInvalid)
+    assert setup.store.log == []
+    assert setup.store.calls == Counter()  # not even the key's context was read
+    (record,) = _aggregate(setup)
+    assert record.body["requests"] == {RELEASE_ENDPOINT: dict.fromkeys(junk.values(), 3)}
+    assert record.body["total"] == 9
+
+
+def test_a_nonce_the_broker_issued_is_audited_alone_however_it_is_refused(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    long_ago = utcnow() - timedelta(hours=2)
+    expired, _ = setup.service.nonces.issue("snp", long_ago)
+    for _ in range(3):
+        _refused(_attest_with_nonce(setup, expired, "guest-7"), NonceExpired)
+    assert [(r.kind, r.decision, _error(r)) for r in setup.store.log] == [
+        ("attest", "deny", "nonce-expired")
+    ] * 3
+    assert {r.body["client_request_id"] for r in setup.store.log} == {"guest-7"}
+    assert setup.store.calls == Counter({"append": 3})
+    assert _aggregate(setup) == []
+
+
+def test_the_audit_request_id_is_the_brokers_and_the_clients_is_kept_beside_it(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    token = _run(_attest(setup))
+    _run(_release(setup, token, origin=Origin("b0b0b0b0b0b0b0b0", "someone-elses-id")))
+    _run(_release(setup, token, origin=Origin("c1c1c1c1c1c1c1c1")))
+    with_client, without = setup.store.log[1:]
+    assert (with_client.request_id, with_client.body["client_request_id"]) == (
+        "b0b0b0b0b0b0b0b0",
+        "someone-elses-id",
+    )
+    assert '"request_id":"b0b0b0b0b0b0b0b0"' in with_client.text()
+    assert without.request_id == "c1c1c1c1c1c1c1c1"
+    assert "client_request_id" not in without.body

@@ -73,6 +73,14 @@ def test_insecure_options_are_listed(tmp_path: Path) -> None:
             "release_context_cache_size = 1048577\n",
             r"release_context_cache_size must be within 0\.\.1048576",
         ),
+        (
+            "unauthenticated_audit_sources = -1\n",
+            r"unauthenticated_audit_sources must be within 0\.\.65536",
+        ),
+        (
+            "unauthenticated_audit_sources = 65537\n",
+            r"unauthenticated_audit_sources must be within 0\.\.65536",
+        ),
         ("hsm_secret_cache_seconds = 0\n", r"hsm_secret_cache_seconds must be within 1\.\.86400"),
         (
             "hsm_secret_cache_seconds = 86401\n",

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from broker import jose
-from broker.errors import TokenInvalid
+from broker.errors import TokenInvalid, TokenUnverified
 from broker.evidence.claims import Claims, Signer, SignerOrigin, Tee
 from broker.release import tokens
 from hsm.pubkey import RsaPublicKey, from_jwk
@@ -294,3 +294,37 @@ def test_the_memo_answers_only_for_the_key_it_was_made_with() -> None:
     with pytest.raises(TokenInvalid) as cached:
         memo.read(token, other, NOW)
     assert cached.value.detail == uncached.value.detail == "token was signed by another broker key"
+
+
+def _refusal(token: str, key: ec.EllipticCurvePublicKey, now: datetime = NOW) -> str:
+    """The reason of a refusal before the signature verified; "recognised" after it."""
+    try:
+        tokens.read(token, key, now)
+    except TokenUnverified as exc:
+        return exc.reason
+    except TokenInvalid:
+        return "recognised"
+    return "accepted"
+
+
+def test_refusals_before_the_signature_verifies_are_unrecognised_with_their_reason() -> None:
+    """These are audited in aggregate (broker/release/unauthenticated.py); a token the
+    broker signed is audited alone however it is refused."""
+    ours = PUBLIC
+    token, _ = _issue()
+    header, payload, signature = token.split(".")
+    envelope = _signed(tokens.payload(CLAIMS, dict(JWK), "cd" * 32, NOW, 300), jose.TYP_RELEASE)
+    other_broker = ec.generate_private_key(ec.SECP256R1()).public_key()
+    assert _refusal("a.b.c", ours) == "token-malformed"
+    assert _refusal("a.b", ours) == "token-malformed"
+    assert _refusal(f"{header}.{payload}.{signature}=", ours) == "token-malformed"
+    assert _refusal(envelope, ours) == "token-malformed"
+    assert _refusal(token, other_broker) == "token-key"
+    assert _refusal(f"{header}.{_segment(b'{}')}.{signature}", ours) == "token-signature"
+    assert _refusal(f"{header}.{payload}.{_segment(bytes(64))}", ours) == "token-signature"
+    r, s = _scalars(token)
+    assert _refusal(_with_scalars(token, r, N - s), ours) == "token-signature"  # high-S twin
+    # Signed by this broker: recognised, then refused.
+    assert _refusal(token, ours, NOW + timedelta(hours=1)) == "recognised"
+    assert _refusal(_signed({"iss": "someone-else"}), ours) == "recognised"
+    assert _refusal(token, ours) == "accepted"
