@@ -12,7 +12,7 @@ import pytest
 
 from broker.errors import PolicyError
 from broker.policy import load_policy, load_policy_text
-from broker.policy.source import MAX_NESTING, nesting_error
+from broker.policy.source import MAX_NESTING, _Loader, nesting_error
 
 HEAD = "format: keybroker-policy/1\nname: p\nversion: 1\n"
 JSON_HEAD = '{"format": "keybroker-policy/1", "name": "p", "version": 1, '
@@ -70,6 +70,26 @@ def test_any_nesting_is_a_policy_error(kind: str, depth: int) -> None:
         assert problems[0]["message"] == "larger than 1 MiB"
     elif depth + 1 > MAX_NESTING:  # the document's top level is one more level
         assert any("nested deeper than 64 levels" in p["message"] for p in problems)
+
+
+@pytest.mark.parametrize("opening", ["[", "{"])
+def test_flow_nesting_stops_the_scanner_at_the_bound(
+    monkeypatch: pytest.MonkeyPatch, opening: str
+) -> None:
+    """Each ``[`` or ``{`` may start a simple key, so PyYAML scanned up to 1,024 characters
+    of them ahead, with work proportional to the depth at each (2.5 s for 900, found by the
+    campaign as a slow input): the scanner now stops at the 65th."""
+    opened = []
+    original = _Loader.fetch_flow_collection_start
+
+    def counting(self: _Loader, token_class: Any) -> None:
+        opened.append(token_class)
+        original(self, token_class)
+
+    monkeypatch.setattr(_Loader, "fetch_flow_collection_start", counting)
+    problems = refused(HEAD + "admit: " + opening * 5000 + "\n")
+    assert [p["message"] for p in problems] == ["YAML: nested deeper than 64 levels"]
+    assert len(opened) <= MAX_NESTING + 1
 
 
 def test_nesting_is_refused_with_little_stack_left() -> None:
