@@ -5,7 +5,7 @@ STATE  ?= .keybroker
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: all run test lint typecheck unit bench system-deps venv schema claims-doc clean
+.PHONY: all run test lint typecheck unit bench fuzz system-deps venv schema claims-doc clean
 
 all: test
 
@@ -39,6 +39,20 @@ test: system-deps venv lint typecheck
 	@base=$$(mktemp -d /tmp/keybroker-test.XXXXXX); \
 	$(BIN)/pytest --basetemp=$$base; status=$$?; rm -rf $$base; exit $$status
 
+# The fuzz campaign (docs/reliability.md), not part of `make test` (which replays the committed
+# corpus and a bounded set of mutations): each harness in fuzz/harnesses under atheris, one
+# after the other, niced, until FUZZ_EXECS inputs or FUZZ_SECONDS. FUZZ=name... picks some.
+FUZZ_EXECS   ?= 1000000
+FUZZ_SECONDS ?= 3600
+FUZZ_STAMP   := $(VENV)/.fuzz-stamp
+
+$(FUZZ_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fuzz]'
+	@touch $(FUZZ_STAMP)
+
+fuzz: $(FUZZ_STAMP)
+	nice -n 10 $(BIN)/python -m fuzz.run --execs $(FUZZ_EXECS) --seconds $(FUZZ_SECONDS) $(FUZZ)
+
 run: system-deps venv
 	$(BIN)/keybroker dev run --demo --state-dir $(STATE)
 
@@ -54,4 +68,4 @@ claims-doc: venv
 	$(BIN)/python -m broker.policy.claims_doc > docs/claims.md
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis fuzz/work

@@ -15,6 +15,7 @@ from broker.api.body import base64_member, json_object, member
 from broker.api.headers import bearer_token
 from broker.api.numbers import is_ascii_digits
 from broker.errors import BadRequest
+from broker.policy.source import nesting_error
 from broker.store import admin_tokens
 from broker.store.admin_tokens import Principal, Role
 
@@ -95,6 +96,10 @@ async def publish_policy(request: Request, admin: AdminService, who: Principal) 
         request, {"document"}, int(request.app.state.settings.max_request_bytes)
     )
     document = member(body, "document", dict)
+    # Refused before it is written out again: json.dumps recurses once per level.
+    too_deep = nesting_error(document, "<request>")
+    if too_deep is not None:
+        raise too_deep
     return await admin.publish_policy_json(who, json.dumps(document))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -44,12 +45,38 @@ async def json_object(request: BodySource, allowed: set[str], max_bytes: int) ->
         raise BadRequest(f"request body names member {exc.name[:64]!r} twice") from None
     except (ValueError, RecursionError):  # bad JSON, not UTF-8, or absurdly deep nesting
         raise BadRequest("request body is not valid JSON") from None
+    if _ESCAPED_SURROGATE.search(raw) and _holds_lone_surrogate(document):
+        # I-JSON (RFC 7493 §2.1) forbids them: such text has no UTF-8 form, so it could be
+        # neither recorded, hashed nor echoed in an error message.
+        raise BadRequest("request body holds a lone surrogate (\\uD800-\\uDFFF) escape")
     if not isinstance(document, dict):
         raise BadRequest("request body must be a JSON object")
     if not allowed.issuperset(document):
         unknown = sorted(set(document) - allowed)
         raise BadRequest(f"unknown members: {', '.join(unknown)}")
     return document
+
+
+#: Any \\uD800-\\uDFFF escape; raw UTF-8 cannot encode a surrogate, so only escapes make one.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds_lone_surrogate(document: Any) -> bool:
+    """Whether a string or member name of ``document`` holds a surrogate code point (an
+    escaped pair decodes to one character, so only a lone one remains). Iterative."""
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def member(document: Mapping[str, Any], name: str, kind: type[T], required: bool = True) -> T:

@@ -95,6 +95,12 @@ def expect(tlv: Tlv, tag: int, what: str) -> bytes:
     return tlv.value
 
 
+#: Arcs are bounded as pyca/cryptography bounds them (128 bits, the widest in use being UUID
+#: arcs under 2.25): a wider one could not be compared with any known OID, and one past
+#: 14,000 bits could not even be printed (Python's 4,300-digit limit).
+_MAX_ARC_BITS = 128
+
+
 def decode_oid(value: bytes, what: str) -> str:
     """Dotted form of an OBJECT IDENTIFIER's contents (X.690 §8.19)."""
     if not value or value[-1] & 0x80:
@@ -106,6 +112,10 @@ def decode_oid(value: bytes, what: str) -> str:
         if start and byte == 0x80:
             raise MalformedEvidence(f"{what}: non-minimal OBJECT IDENTIFIER arc")
         current = (current << 7) | (byte & 0x7F)
+        if current >> _MAX_ARC_BITS:
+            raise MalformedEvidence(
+                f"{what}: OBJECT IDENTIFIER arc wider than {_MAX_ARC_BITS} bits"
+            )
         start = not byte & 0x80
         if start:
             arcs.append(current)

@@ -11,6 +11,18 @@ evaluates:
 
 JSON files (``.json``) are parsed as strict JSON, then positioned with the same reader.
 Every problem carries the file, line, column and JSONPath that is wrong.
+
+Whatever the syntax, the values of a policy document are bounded, so that no text reaches
+the loader's recursion, the canonical form or an error message as anything but a
+:class:`PolicyError` (docs/reliability.md):
+
+* nesting at most :data:`MAX_NESTING` levels (a policy's deepest legitimate nesting, a
+  condition inside conditions, is far less; deeper documents would exhaust the recursion
+  of the YAML composer, the JSON decoder or the schema check);
+* numbers are integers of at most 64 bits: nothing in a policy is fractional, a float
+  cannot enter the canonical form (RFC 8785 here carries none), and no claim is wider;
+* text is Unicode scalar values: a lone surrogate (``"\\ud800"``) has no UTF-8 form, so
+  it could not be stored or hashed.
 """
 
 from __future__ import annotations
@@ -29,6 +41,13 @@ from broker.errors import PolicyError
 from broker.policy.model import jsonpath
 
 MAX_DOCUMENT_BYTES = 1 << 20
+MAX_NESTING = 64
+"""Deepest nesting of mappings and lists in a policy document (the top level is 1)."""
+MAX_INTEGER = (1 << 64) - 1
+"""Integers in a policy lie in [-MAX_INTEGER, MAX_INTEGER]."""
+_MAX_INTEGER_DIGITS = 40
+"""Longer integer text is refused before conversion (Python refuses decimal text past
+4,300 digits with a ValueError; hex and octal are unbounded and would be refused later)."""
 
 PathParts = tuple[str | int, ...]
 Position = tuple[int, int]
@@ -88,7 +107,22 @@ class SourceMap:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader used to compose nodes only; scalars resolve with YAML 1.2 core rules."""
+    """SafeLoader used to compose nodes only; scalars resolve with YAML 1.2 core rules.
+
+    Composing recurses once per level of nesting, so the depth is bounded here, before the
+    interpreter's recursion limit is (:data:`MAX_NESTING`). Flow collections are bounded
+    earlier, by the scanner: every ``[`` or ``{`` may start a simple key, so PyYAML scans
+    ahead up to 1,024 characters of them with work per character proportional to the depth
+    (measured: about 2.5 s for 900 ``[``)."""
+
+    depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+        if self.flow_level >= MAX_NESTING:
+            raise yaml.scanner.ScannerError(
+                None, None, f"nested deeper than {MAX_NESTING} levels", self.get_mark()
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -99,7 +133,18 @@ class _Loader(yaml.SafeLoader):
                 "YAML aliases (*name) are not allowed: write the value out",
                 event.start_mark,
             )
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_NESTING and self.check_event(
+            yaml.SequenceStartEvent, yaml.MappingStartEvent
+        ):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_NESTING} levels", event.start_mark
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {}
@@ -159,15 +204,37 @@ class _Reader:
         if convert is None:
             self.problems.append(self.map.problem(path, f"YAML tag {node.tag} is not allowed"))
             return None
-        return convert(str(node.value))
+        try:
+            return convert(str(node.value))
+        except ValueError as exc:  # an explicit !!int or !!float tag on text that is neither
+            self.problems.append(self.map.problem(path, str(exc)))
+            return None
 
 
 def _int(text: str) -> int:
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    return int(text, 10)
+    """A YAML 1.2 core integer (the resolver's pattern, or text tagged ``!!int``)."""
+    digits = text.lstrip("+-")
+    if len(digits) > _MAX_INTEGER_DIGITS:
+        raise ValueError(f"integer of {len(digits)} digits: integers here fit in 64 bits")
+    try:
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        return int(text, 10)
+    except ValueError:
+        raise ValueError(f"{_excerpt(text)} is not an integer") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{_excerpt(text)} is not a number") from None
+
+
+def _excerpt(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 _SCALARS: dict[str, Callable[[str], Any]] = {
@@ -175,8 +242,64 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     _BOOL: lambda text: text.lower() == "true",
     _NULL: lambda text: None,
     _INT: _int,
-    _FLOAT: float,
+    _FLOAT: _float,
 }
+
+
+def value_problems(doc: Any, where: SourceMap) -> list[Problem]:
+    """What makes ``doc`` unfit for a policy whatever its schema (the module docstring):
+    nesting beyond :data:`MAX_NESTING`, floats, integers beyond 64 bits, lone surrogates.
+
+    Iterative, so that it is safe on any document a parser returned."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, PathParts]] = [(doc, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict | list):
+            if len(path) >= MAX_NESTING:
+                problems.append(where.problem(path, f"nested deeper than {MAX_NESTING} levels"))
+                continue
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if _has_surrogate(key):
+                        problems.append(where.problem(path, _SURROGATE))
+                    else:
+                        stack.append((item, (*path, key)))
+            else:
+                stack.extend((item, (*path, index)) for index, item in enumerate(value))
+        elif isinstance(value, float):
+            problems.append(where.problem(path, f"{value!r}: numbers here are integers"))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if not -MAX_INTEGER <= value <= MAX_INTEGER:
+                problems.append(where.problem(path, "integer beyond 64 bits"))
+        elif isinstance(value, str) and _has_surrogate(value):
+            problems.append(where.problem(path, _SURROGATE))
+    return problems
+
+
+_SURROGATE = "text holds a lone surrogate (not a Unicode scalar value, so not UTF-8)"
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATES.search(text) is not None
+
+
+def nesting_error(doc: Any, source: str) -> PolicyError | None:
+    """The error of a document nested deeper than :data:`MAX_NESTING`, else None
+    (iterative: for callers that must serialise a parsed value before loading it)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_NESTING:
+                message = f"nested deeper than {MAX_NESTING} levels"
+                return policy_error([Problem(source, None, None, "$", message)])
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return None
 
 
 def _position(node: Node) -> Position:
@@ -219,28 +342,49 @@ def parse_document(text: str, source: str, *, is_json: bool = False) -> tuple[An
     """Parse ``text`` into a JSON value and the positions of its parts."""
     if len(text) > MAX_DOCUMENT_BYTES:
         raise policy_error([Problem(source, None, None, "$", "larger than 1 MiB")])
-    json_doc: Any = None
     if is_json:
-        try:
-            json_doc = json.loads(text, object_pairs_hook=_reject_duplicates)
-        except json.JSONDecodeError as exc:
-            problem = Problem(source, exc.lineno, exc.colno, "$", f"JSON: {exc.msg}")
-            raise policy_error([problem]) from None
-        except ValueError as exc:
-            raise policy_error([Problem(source, None, None, "$", f"JSON: {exc}")]) from None
+        return _parse_json(text, source)
     try:
         node = _compose(text)
     except yaml.YAMLError as exc:
-        if is_json:  # valid JSON that PyYAML cannot position: keep it, without lines
-            return json_doc, SourceMap(source)
         raise policy_error([_yaml_problem(source, exc, text)]) from None
     if node is None:
         raise policy_error([Problem(source, 1, 1, "$", "the document is empty")])
     reader = _Reader(source)
     doc = reader.read(node, ())
-    if reader.problems:
-        raise policy_error(reader.problems)
+    problems = reader.problems or value_problems(doc, reader.map)
+    if problems:
+        raise policy_error(problems)
     return doc, reader.map
+
+
+def _parse_json(text: str, source: str) -> tuple[Any, SourceMap]:
+    """Strict JSON: the json module's value stands; PyYAML only finds where its parts are
+    (it reads JSON as YAML, but leaves an escaped surrogate pair as two lone surrogates)."""
+    try:
+        doc = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except json.JSONDecodeError as exc:
+        problem = Problem(source, exc.lineno, exc.colno, "$", f"JSON: {exc.msg}")
+        raise policy_error([problem]) from None
+    except RecursionError:  # the json module's depth is bounded by the caller's stack
+        message = f"nested deeper than {MAX_NESTING} levels"
+        raise policy_error([Problem(source, None, None, "$", message)]) from None
+    except ValueError as exc:  # a duplicate key, or an integer of more than 4,300 digits
+        raise policy_error([Problem(source, None, None, "$", f"JSON: {exc}")]) from None
+    where = SourceMap(source)
+    if nesting_error(doc, source) is None:  # else PyYAML would refuse it: no positions
+        try:
+            node = _compose(text)
+        except yaml.YAMLError:
+            node = None  # valid JSON that PyYAML cannot position: keep it, without lines
+        if node is not None:
+            reader = _Reader(source)
+            reader.read(node, ())
+            where = reader.map
+    problems = value_problems(doc, where)
+    if problems:
+        raise policy_error(problems)
+    return doc, where
 
 
 def read_source(path: Path) -> tuple[Any, SourceMap]:
@@ -251,6 +395,10 @@ def read_source(path: Path) -> tuple[Any, SourceMap]:
     except OSError as exc:
         raise policy_error(
             [Problem(source, None, None, "$", f"cannot read: {exc.strerror}")]
+        ) from None
+    except ValueError:  # a NUL in the path (a reference named in a document)
+        raise policy_error(
+            [Problem(source, None, None, "$", "cannot read: NUL in the path")]
         ) from None
     if len(data) > MAX_DOCUMENT_BYTES:
         raise policy_error([Problem(source, None, None, "$", "larger than 1 MiB")])

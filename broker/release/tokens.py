@@ -24,6 +24,8 @@ from hsm.pubkey import RsaPublicKey
 
 ISSUER = "keybroker"
 CLOCK_SKEW = timedelta(seconds=30)
+_LAST_INSTANT = 253402300799
+"""9999-12-31T23:59:59Z, the last instant a ``datetime`` holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,11 @@ def read(token: str, public_key: ec.EllipticCurvePublicKey, now: datetime) -> At
     issued, expires = body.get("iat"), body.get("exp")
     if not isinstance(issued, int) or not isinstance(expires, int):
         raise TokenInvalid("token lacks iat/exp")
+    if not 0 <= issued <= expires <= _LAST_INSTANT:  # else no datetime holds them
+        raise TokenInvalid("token iat/exp are not instants in order")
     _check_time(issued, expires, now)
+    if not isinstance(body.get("claims"), dict):
+        raise TokenInvalid("token payload is incomplete")
     try:
         return result_of(
             body, Claims.from_json(body["claims"]), tee_key_from_jwk(body["cnf"]["jwk"]), now

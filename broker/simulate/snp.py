@@ -241,6 +241,26 @@ class SnpKit:
         )
         return key, cert
 
+    def issue_endorsement(
+        self, extensions: Iterable[tuple[x509.ObjectIdentifier, bytes]]
+    ) -> x509.Certificate:
+        """A VCEK of the kit's key signed by its ASK that carries exactly ``extensions``
+        (OID, DER value verbatim) as its AMD extensions: the fuzz campaign reaches the
+        extension parsers and the TCB comparison through a valid chain."""
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name("SEV-VCEK"))
+            .issuer_name(self.ask.subject)
+            .public_key(self.vcek_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(DEFAULT_NOT_BEFORE)
+            .not_valid_after(DEFAULT_NOT_AFTER)
+        )
+        for oid, value in extensions:
+            extension = x509.UnrecognizedExtension(oid, value)
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(self.ask_key, hashes.SHA384(), rsa_padding=AMD_PSS)
+
     def root(self, label: str = "snp-kit") -> TrustedRoot:
         """The kit's ARK as an *insecure* extra root (named ``insecure-test-<label>``)."""
         return insecure_root(self.ark, label)

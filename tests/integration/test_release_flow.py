@@ -833,6 +833,29 @@ def test_locked_binding_refuses_changes_and_policy_versions_only_grow(
         assert author.post("/v1/admin/policies", json={"document": newer}).status_code == 201
 
 
+@pytest.mark.parametrize("depth", [63, 64, 100, 900, 1000, 1023, 1500, 5000])
+def test_policy_documents_nested_at_any_depth_are_400(deployment: Deployment, depth: int) -> None:
+    """Deeper than the loader's bound (64 levels) is a policy-invalid problem; beyond what
+    the JSON reader takes (about 1,000), a malformed request; a client error, never a 500."""
+    head = '{"format": "keybroker-policy/1", "name": "deep-policy", "version": 1, "admit": '
+    body = '{"document": ' + head + "[" * depth + "]" * depth + "}}"
+    with admin_client(deployment, Role.POLICY_AUTHOR) as author:
+        answer = author.post(
+            "/v1/admin/policies", content=body, headers={"Content-Type": "application/json"}
+        )
+    problem = answer.json()
+    assert answer.headers["content-type"] == "application/problem+json"
+    kind = problem["type"].rsplit("/", 1)[-1]
+    assert answer.status_code == {"policy-invalid": 422, "malformed-request": 400}[kind]
+    if depth <= 1000:
+        assert problem["type"].endswith("policy-invalid")
+        message = "nested deeper than 64 levels" if depth >= 64 else "expected object"
+        assert message in problem["detail"]
+    else:
+        assert problem["type"].endswith(("policy-invalid", "malformed-request"))
+    assert len(answer.content) < 4096  # a problem document, not a traceback
+
+
 # --- fail closed -------------------------------------------------------------------------
 
 

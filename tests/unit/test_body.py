@@ -89,6 +89,12 @@ def test_other_content_types_are_refused(content_type: str | None) -> None:
         (b"[1]", "must be a JSON object"),
         (b'{"a": NaN, "b": 1', "not valid JSON"),
         (b'{"a": "' + b"x" * 64 + b'"}', "larger than 64 bytes"),
+        # A lone surrogate has no UTF-8 form: echoed in a problem or hashed, it raised
+        # UnicodeEncodeError (a 500).
+        (b'{"a": "\\ud800"}', "lone surrogate"),
+        (b'{"a": ["x\\uDFFFy"]}', "lone surrogate"),
+        (b'{"\\udc00": 1}', "lone surrogate"),
+        (b'{"a": "\\ude00\\ud83d"}', "lone surrogate"),  # a pair in the wrong order
     ],
 )
 def test_refused_bodies(body: bytes, message: str) -> None:
@@ -145,3 +151,7 @@ def test_base64_with_whitespace_is_refused(text: str) -> None:
     # RFC 4648 §3.3; the OpenAPI document's base64 pattern admits no whitespace either.
     with pytest.raises(BadRequest, match="member 'secret' is not base64"):
         decode_base64(text, "secret")
+
+
+def test_an_escaped_surrogate_pair_is_one_character() -> None:
+    assert _read(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}

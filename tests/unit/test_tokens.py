@@ -122,6 +122,12 @@ def test_another_brokers_key_is_refused() -> None:
         ({"exp": "tomorrow"}, "lacks iat/exp"),
         ({"cnf": {}}, "payload is incomplete"),
         ({"claims": {"tee": "snp"}}, "payload is incomplete"),
+        # Found by the fuzz campaign: OverflowError and AttributeError before.
+        ({"iat": -(10**20)}, "iat/exp are not instants in order"),
+        ({"exp": 10**30}, "iat/exp are not instants in order"),
+        ({"iat": int(NOW.timestamp()) + 10, "exp": int(NOW.timestamp())}, "not instants in order"),
+        ({"claims": []}, "payload is incomplete"),
+        ({"claims": "snp"}, "payload is incomplete"),
     ],
 )
 def test_signed_but_incomplete_payloads_are_refused(

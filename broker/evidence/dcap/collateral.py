@@ -178,6 +178,8 @@ def top_level_members(data: bytes, name: str) -> dict[str, tuple[Any, str]]:
             pos = _skip_ws(text, pos + 1)
     except json.JSONDecodeError as exc:
         raise CollateralInvalid(f"{name} is not valid JSON: {exc.msg} at {exc.pos}") from None
+    except ValueError:  # the json module refuses integers of more than 4,300 digits this way
+        raise CollateralInvalid(f"{name} holds an integer too long to read") from None
     except RecursionError:
         raise CollateralInvalid(f"{name} nests too deeply") from None
     if pos != len(text):

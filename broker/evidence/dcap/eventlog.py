@@ -146,6 +146,8 @@ def parse_event_log(data: bytes) -> EventLog:
             alg = cursor.uint(2, f"{where} digest algorithm")
             if alg not in sizes:
                 raise MalformedEvidence(f"event log: {where} digest algorithm {alg:#06x} unknown")
+            if alg in digests:  # then another bank, SHA-384 perhaps, has no digest
+                raise MalformedEvidence(f"event log: {where} repeats digest algorithm {alg:#06x}")
             digests[alg] = cursor.take(sizes[alg], f"{where} digest")
         size = cursor.uint(4, f"{where} data size")
         if size > _MAX_EVENT_DATA:
@@ -178,6 +180,9 @@ def _spec_id(cursor: ByteReader) -> list[tuple[int, int]]:
     algorithms = [(spec.uint(2, "algorithm id"), spec.uint(2, "digest size")) for _ in range(count)]
     if (SHA384_ALG_ID, SHA384_SIZE) not in algorithms:
         raise MalformedEvidence("event log: the Spec ID event lists no SHA-384 bank")
+    if len({alg for alg, _ in algorithms}) != len(algorithms):
+        # Two sizes for one algorithm: which one an event's digest has would be ambiguous.
+        raise MalformedEvidence("event log: the Spec ID event lists an algorithm twice")
     return algorithms
 
 

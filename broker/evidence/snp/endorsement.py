@@ -155,10 +155,20 @@ def _der_content(raw: bytes, tag: int, what: str) -> bytes:
     return raw[offset:]
 
 
+#: AMD's integer extensions (structVersion, the SPLs, each a byte of a TCB_VERSION) fit in a
+#: few bits; a longer INTEGER is refused before it is converted or printed (Python refuses
+#: to print an integer of more than 4,300 digits).
+_MAX_INTEGER_BYTES = 8
+
+
 def decode_integer(raw: bytes, what: str) -> int:
     content = _der_content(raw, _TAG_INTEGER, what)
     if not content:
         raise MalformedEvidence(f"{what}: empty INTEGER")
+    if len(content) > _MAX_INTEGER_BYTES:
+        raise MalformedEvidence(
+            f"{what}: INTEGER of {len(content)} bytes; at most {_MAX_INTEGER_BYTES} expected"
+        )
     value = int.from_bytes(content, "big", signed=True)
     if value < 0:
         raise MalformedEvidence(f"{what}: negative value {value}")

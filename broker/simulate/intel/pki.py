@@ -237,6 +237,19 @@ class IntelPki:
         )
         return replace(self, certificates={**self.certificates, "pck": pck}, platform=platform)
 
+    def with_pck_extension(self, extension: bytes, *, now: dt.datetime) -> Self:
+        """The same kit with a PCK certificate whose SGX extension is ``extension`` verbatim
+        (any bytes: the fuzz campaign reaches the extension parser through a valid chain)."""
+        pck = _certificate(
+            "Fake Intel SGX PCK Certificate",
+            self.keys["pck"],
+            self.certificates["platform_ca"],
+            self.keys["platform_ca"],
+            (now - 365 * DAY, now + 2500 * DAY),
+            extension=extension,
+        )
+        return replace(self, certificates={**self.certificates, "pck": pck})
+
     def extra_roots(self) -> tuple[TrustedRoot, ...]:
         return (insecure_root(self.certificates["root"], SIM_ROOT_LABEL),)
 

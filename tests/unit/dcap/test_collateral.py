@@ -126,11 +126,25 @@ def test_edited_signature_fails() -> None:
         (b'{"tcbInfo":{},"signature":"zz"}', "signature is not 64 bytes of hex"),
         (b"\xff\xfe", "not UTF-8"),
         (b"{" * 5000, "nests too deeply|not valid JSON"),
+        # The json module refuses integers past 4,300 digits with a ValueError.
+        (b'{"tcbInfo":{"version":' + b"9" * 4301 + b'},"signature":"00"}', "integer too long"),
+        (b'{"signature":' + b"1" * 5000 + b',"tcbInfo":{}}', "integer too long"),
     ],
 )
 def test_envelope_errors(document: bytes, match: str) -> None:
     with pytest.raises(CollateralInvalid, match=match):
         parse_tcb_info(document)
+
+
+def test_qe_identity_with_an_over_long_integer() -> None:
+    document = (
+        (SPR_DIR / "qeIdentity.json")
+        .read_bytes()
+        .replace(b'"version":2', b'"version":' + b"9" * 4301, 1)
+    )
+    assert document != (SPR_DIR / "qeIdentity.json").read_bytes()
+    with pytest.raises(CollateralInvalid, match="QE Identity holds an integer too long to read"):
+        parse_qe_identity(document)
 
 
 def _edit_inner(mutate: dict[str, object]) -> bytes:

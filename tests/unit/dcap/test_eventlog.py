@@ -146,6 +146,17 @@ def test_synthetic_log_replays_every_register() -> None:
             _spec_header([(0x0C, 48), (0x0B, 32)]) + _event(1, 0x0D, b"x"),
             "has 1 digests, the Spec ID event lists 2",
         ),
+        # Two SHA-256 digests where SHA-384 and SHA-256 are listed: no SHA-384 digest at all
+        # (was a KeyError).
+        (
+            _spec_header([(0x0C, 48), (0x0B, 32)])
+            + struct.pack("<III", 1, 0x0D, 2)
+            + (struct.pack("<H", 0x0B) + bytes(32)) * 2
+            + struct.pack("<I", 1)
+            + b"x",
+            "event 1 repeats digest algorithm 0x000b",
+        ),
+        (_spec_header([(0x0C, 48), (0x0C, 32)]), "lists an algorithm twice"),
     ],
 )
 def test_malformed_logs(data: bytes, match: str) -> None:

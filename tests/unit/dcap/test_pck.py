@@ -180,3 +180,26 @@ def test_built_extension_round_trips() -> None:
 def test_built_extension_errors(overrides: dict[str, object], match: str) -> None:
     with pytest.raises(MalformedEvidence, match=match):
         parse_sgx_extensions(_extension(**overrides))
+
+
+def _base128(value: int) -> bytes:
+    """An OBJECT IDENTIFIER arc in base 128, most significant group first (X.690 §8.19.2)."""
+    groups = [value & 0x7F]
+    value >>= 7
+    while value:
+        groups.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(groups))
+
+
+def test_oid_arcs_are_bounded_at_128_bits() -> None:
+    """An arc of 2,100 bytes (5,000 decimal digits) cannot be printed by Python; arcs are
+    bounded as pyca/cryptography bounds them."""
+    widest = (1 << 128) - 1
+    assert der.decode_oid(b"\x2a" + _base128(widest), "x") == f"1.2.{widest}"
+    with pytest.raises(MalformedEvidence, match="arc wider than 128 bits"):
+        der.decode_oid(b"\x2a" + _base128(1 << 128), "x")
+    huge = b"\x2a" + b"\xff" * 2100 + b"\x7f"
+    member = der.encode_tlv(0x30, der.encode_tlv(0x06, huge) + der.encode_tlv(0x04, bytes(16)))
+    with pytest.raises(MalformedEvidence, match="SGX extension: OBJECT IDENTIFIER arc wider"):
+        parse_sgx_extensions(der.encode_tlv(0x30, member))

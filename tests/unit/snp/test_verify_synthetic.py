@@ -409,3 +409,25 @@ def test_der_certificates_and_crls_ending_in_nul_or_space_load(kit: SnpKit) -> N
     assert load_certificates(_der(kit, vcek)) == [vcek]
     claims = _verify(kit, kit.sign(kit.report(), key), vcek=_der(kit, vcek), crl=crl)
     assert claims.signer.product == "Milan"
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [
+        (b"\x01" + bytes(2000), "INTEGER of 2001 bytes"),  # 4,800 digits: cannot be printed
+        (b"\xff" * 2000, "INTEGER of 2000 bytes"),  # negative, as long
+        (b"\x00" * 8 + b"\x05", "INTEGER of 9 bytes"),
+    ],
+)
+def test_over_long_spl_integers_are_malformed(kit: SnpKit, content: bytes, found: str) -> None:
+    """An SPL must be endorsed by a small INTEGER; a long one is refused before it is
+    compared with REPORTED_TCB or printed in a message."""
+    length = len(content).to_bytes(2, "big")
+    extensions = [
+        (OID_PRODUCT_NAME, b"\x16\x08Milan-B0"),
+        (spl_oid(3), b"\x02\x82" + length + content),
+        (OID_HWID, kit.chip_id),
+    ]
+    vcek = kit.issue_endorsement(extensions)
+    with pytest.raises(CollateralInvalid, match=f"^vcek: snpSPL: {found}; at most 8 expected"):
+        _verify(kit, kit.sign(kit.report()), vcek=_der(kit, vcek))

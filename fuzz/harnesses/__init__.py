@@ -1,0 +1,1 @@
+"""One harness per parser; each module defines ``HARNESS``."""
