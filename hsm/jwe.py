@@ -28,7 +28,7 @@ Where the secret is while this happens (the exposure the audit record carries):
   (``CKD_SHA256_KDF`` is ANSI X9.63's, which hashes Z before the counter). :func:`probe`
   asks the module for the first two by trying them; SoftHSM 2.6.1 has neither (``CKM_AES_GCM``
   encrypts data only; OAEP is SHA-1 only), so no in-token path is built.
-* **In broker memory** (:func:`seal_from_token`): the secret is unwrapped from its KEK blob
+* **In broker memory** (:func:`seal_unwrapped`): the secret is unwrapped from its KEK blob
   into a non-sensitive session object, its value read once into a ``bytearray``, the object
   destroyed, the JWE made in software, and the ``bytearray`` (and the CEK's) overwritten with
   zeros before returning. Python's ``bytes`` from the PKCS#11 binding and the AEAD's own
@@ -54,10 +54,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism
 from pkcs11.mechanisms import GCMParams
 
-from broker.errors import BlobInvalid, PublicKeyInvalid
+from hsm.errors import BlobInvalid, PublicKeyInvalid
 from hsm.pubkey import b64url, b64url_decode, jwk_thumbprint
 
 ECDH_ES_A256KW = "ECDH-ES+A256KW"
@@ -297,35 +297,18 @@ def _zero(buffer: bytearray) -> None:
 
 #: The unwrapped secret's template on the broker-memory path: readable (SENSITIVE false), so
 #: that C_GetAttributeValue returns it once; a session object, destroyed at once.
-_READABLE_SECRET = {
+READABLE_SECRET = {
     Attribute.TOKEN: False,
     Attribute.SENSITIVE: False,
     Attribute.EXTRACTABLE: True,
 }
 
 
-def seal_from_token(
-    session: pkcs11.Session, kek: Any, blob: bytes, secret_length: int, to: Recipient
-) -> JweEnvelope:
-    """Unwrap ``blob`` under ``kek`` into broker memory for the moment :func:`seal` needs it,
-    then overwrite it. ``BlobInvalid`` when the blob does not unwrap or does not hold
-    ``secret_length`` bytes followed only by SoftHSM's zero padding (``hsm/envelope.py``)."""
-    try:
-        unwrapped: Any = kek.unwrap_key(
-            ObjectClass.SECRET_KEY,
-            KeyType.GENERIC_SECRET,
-            blob,
-            mechanism=Mechanism.AES_KEY_WRAP_PAD,
-            template=_READABLE_SECRET,
-        )
-    except (
-        pkcs11.exceptions.GeneralError,
-        pkcs11.exceptions.WrappedKeyInvalid,
-        pkcs11.exceptions.WrappedKeyLenRange,
-        pkcs11.exceptions.EncryptedDataInvalid,
-        pkcs11.exceptions.EncryptedDataLenRange,
-    ) as exc:
-        raise BlobInvalid(f"wrapped secret does not unwrap ({type(exc).__name__})") from None
+def seal_unwrapped(unwrapped: Any, secret_length: int, to: Recipient) -> JweEnvelope:
+    """Read the secret ``unwrapped`` holds (a session object made with
+    :data:`READABLE_SECRET`) into broker memory for the moment :func:`seal` needs it, destroy
+    the object, and overwrite the copy. ``BlobInvalid`` unless it holds ``secret_length``
+    bytes followed only by SoftHSM's zero padding (``hsm/envelope.py``)."""
     try:
         secret = bytearray(unwrapped[Attribute.VALUE])
     finally:

@@ -11,8 +11,8 @@ import pytest
 from jwcrypto import jwe as jwcrypto_jwe
 from jwcrypto import jwk
 
-from broker.errors import PublicKeyInvalid
 from hsm import jwe
+from hsm.errors import PublicKeyInvalid
 from hsm.jwe import Recipient, concat_kdf, protected_header, recipient, seal
 from tests.kbs_client.client import TeeKeyPair, open_jwe
 from tests.kbs_client.wire import b64url, b64url_decode
