@@ -215,6 +215,10 @@ def describe_audit(entry: dict[str, Any]) -> str:
         extras.append(f"actor={record['actor']}")
     if record.get("tee_pubkey_thumbprint"):
         extras.append(f"tee_key={record['tee_pubkey_thumbprint'][:12]}")
+    if record.get("kbs_path"):
+        extras.append(f"kbs={record['kbs_path']}")
+    if record.get("plaintext_in_broker"):
+        extras.append("plaintext_in_broker")
     lines = [head + ("  " + " ".join(extras) if extras else "")]
     if record.get("error"):
         lines.append(f"        {record['error']['type']}: {record['error']['detail']}")

@@ -107,7 +107,9 @@ def test_demo_releases_its_key_to_the_simulated_guest_and_audits_it(
         assert b"audit chain intact" in capsysbinary.readouterr().out
 
 
-def test_a_kbs_client_fetches_the_demo_key(environment: Settings) -> None:
+def test_a_kbs_client_fetches_the_demo_key(
+    environment: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     """What `make run` offers a Confidential Containers guest: auth, attest with a simulated
     SNP report bound as RCAR binds it, then resource default/key/disk-key, opened with the
     kbs-types AAD rule."""
@@ -117,6 +119,11 @@ def test_a_kbs_client_fetches_the_demo_key(environment: Settings) -> None:
     with running_broker(settings) as base, KbsClient(base) as client:
         secret = client.fetch(guest, demo.DEMO_KBS_PATH)
     assert secret.startswith(b"keybroker demo disk key ")
+    capsys.readouterr()
+    assert main(["audit", "tail", "-n", "1"]) == 0
+    line = capsys.readouterr().out
+    assert "release allow disk-key" in line
+    assert "kbs=default/key/disk-key plaintext_in_broker" in line
 
 
 def test_kbs_key_settings_commands(

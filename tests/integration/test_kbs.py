@@ -297,6 +297,12 @@ async def test_a_bearer_token_works_on_another_broker_process(deployment: Deploy
     assert "no attested kbs-session-id cookie" in _refusal(caught.value, 401, "TokenNotFound")
 
 
+async def _releases(deployment: Deployment) -> int:
+    async with deployment.db.connection() as conn:
+        count: int = await conn.fetchval("SELECT count(*) FROM audit_log WHERE kind = 'release'")
+    return count
+
+
 def _status_body(answer: httpx.Response) -> tuple[int, bytes]:
     return answer.status_code, answer.content
 
@@ -434,9 +440,25 @@ async def test_unknown_paths(deployment: Deployment) -> None:
     )
     assert _refusal(KbsError(*_status_body(plugin)), 404, "PluginNotFound")
     assert _refusal(KbsError(*_status_body(method)), 405, "MethodNotAllowed")
-    assert method.headers["allow"] == "POST"
+    assert method.headers["allow"] == "OPTIONS, POST"
     assert _refusal(KbsError(*_status_body(write)), 405, "MethodNotAllowed")
-    assert write.headers["allow"] == "GET"
+    assert write.headers["allow"] == "GET, OPTIONS"
+
+
+async def test_head_and_options(deployment: Deployment) -> None:
+    """HEAD is not GET here: it would release a key to answer nothing."""
+    _, path = _kbs_key(deployment, "kbs-head", snp_policy("kbs-head", SNP_ROOT))
+    with _client(deployment) as client:
+        client.handshake(_snp(deployment))
+        before = await _releases(deployment)
+        head = client.http.head(f"/kbs/v0/resource/{path}")
+        options = client.http.options("/kbs/v0/attest")
+    assert head.status_code == 405
+    assert head.headers["allow"] == "GET, OPTIONS"
+    assert await _releases(deployment) == before  # nothing was decided
+    assert options.status_code == 204
+    assert options.headers["allow"] == "OPTIONS, POST"
+    assert options.content == b""
 
 
 async def test_no_session_and_no_token(deployment: Deployment) -> None:

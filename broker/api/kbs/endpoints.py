@@ -125,6 +125,8 @@ async def attest(request: Request) -> Response:
 
 
 async def resource(request: Request) -> Response:
+    if request.method != "GET":  # HEAD: Starlette routes it with GET; it must not release
+        return _wrong_method(request, "resource")
     try:
         service, sessions, _ = _service(request)
         token = _token(request, sessions)
@@ -156,14 +158,21 @@ def _token(request: Request, sessions: KbsSessions) -> str | None:
 
 async def unknown(request: Request) -> Response:
     """A path under ``/kbs/v0`` that is no endpoint: 404 ``PluginNotFound`` as Trustee
-    answers it, or 405 with ``Allow`` for an endpoint asked with another method."""
+    answers it; an endpoint asked with another method: 405 with ``Allow`` (RFC 9110
+    §15.5.6), or 204 with ``Allow`` for ``OPTIONS`` (§9.3.7)."""
     plugin = request.path_params["plugin"].split("/", 1)[0]
-    method = METHODS.get(plugin)
-    if method is None or (plugin == "resource" and "/" not in request.path_params["plugin"]):
+    if plugin not in METHODS or (plugin == "resource" and "/" not in request.path_params["plugin"]):
         return information(404, "PluginNotFound", "no KBS endpoint has this path")
+    return _wrong_method(request, plugin)
+
+
+def _wrong_method(request: Request, endpoint: str) -> Response:
+    allow = ", ".join(sorted({METHODS[endpoint], "OPTIONS"}))
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": allow})
     return information(
         405,
         "MethodNotAllowed",
-        f"{request.method} is not allowed on /kbs/v0/{plugin}; it allows {method}",
-        {"Allow": method},
+        f"{request.method} is not allowed on /kbs/v0/{endpoint}; it allows {allow}",
+        {"Allow": allow},
     )
