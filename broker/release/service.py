@@ -24,6 +24,11 @@ attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_r
 which finds the key by its KBS path and seals a JWE in broker memory instead of the HSM
 envelope, only for keys whose exposure is ``broker-memory``.
 
+Trustee's KBS protocol (``broker/api/kbs/``, docs/kbs.md) runs the same two steps: an
+attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_resource``,
+which finds the key by its KBS path and seals a JWE in broker memory instead of the HSM
+envelope, only for keys whose exposure is ``broker-memory``.
+
 Each audit append is a single statement outside any explicit transaction, so the chain
 head's row lock (``audit_append``) is held only while PostgreSQL commits; held across a
 round trip to a busy broker it would make every other release wait in line.

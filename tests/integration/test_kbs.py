@@ -427,6 +427,7 @@ async def test_unknown_paths(deployment: Deployment) -> None:
         missing = client.resource_answer("default/key/nosuch")
         malformed = client.resource_answer("default/key")
         plugin = client.http.get("/kbs/v0/nosuch/thing")
+        below = client.http.post("/kbs/v0/auth/more", json=client.auth_request("snp"))
         method = client.http.get("/kbs/v0/auth")
         write = client.http.post("/kbs/v0/resource/default/key/x", content=b"")
     assert attested.token
@@ -439,6 +440,7 @@ async def test_unknown_paths(deployment: Deployment) -> None:
         KbsError(*_status_body(malformed)), 401, "PluginInternalError"
     )
     assert _refusal(KbsError(*_status_body(plugin)), 404, "PluginNotFound")
+    assert _refusal(KbsError(*_status_body(below)), 404, "PluginNotFound")
     assert _refusal(KbsError(*_status_body(method)), 405, "MethodNotAllowed")
     assert method.headers["allow"] == "OPTIONS, POST"
     assert _refusal(KbsError(*_status_body(write)), 405, "MethodNotAllowed")

@@ -160,10 +160,11 @@ async def unknown(request: Request) -> Response:
     """A path under ``/kbs/v0`` that is no endpoint: 404 ``PluginNotFound`` as Trustee
     answers it; an endpoint asked with another method: 405 with ``Allow`` (RFC 9110
     §15.5.6), or 204 with ``Allow`` for ``OPTIONS`` (§9.3.7)."""
-    plugin = request.path_params["plugin"].split("/", 1)[0]
-    if plugin not in METHODS or (plugin == "resource" and "/" not in request.path_params["plugin"]):
+    path: str = request.path_params["plugin"]
+    endpoint = "resource" if path.startswith("resource/") else path
+    if endpoint not in METHODS:
         return information(404, "PluginNotFound", "no KBS endpoint has this path")
-    return _wrong_method(request, plugin)
+    return _wrong_method(request, endpoint)
 
 
 def _wrong_method(request: Request, endpoint: str) -> Response:
