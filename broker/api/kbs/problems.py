@@ -20,6 +20,10 @@ from broker import errors
 from broker.api.problem import RETRY_AFTER_SECONDS, status_for
 
 ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
+# RFC 9110 §11.6.1: a 401 carries a challenge. The resource answers to a token (the session's
+# or a Bearer one, RFC 6750 §3: error="invalid_token" when one was presented and refused).
+_CHALLENGE = 'Bearer realm="keybroker"'
+_REFUSED_CHALLENGE = 'Bearer realm="keybroker", error="invalid_token"'
 
 
 class Stage(StrEnum):
@@ -68,6 +72,8 @@ def error_response(
             extra["Retry-After"] = RETRY_AFTER_SECONDS
     elif stage is Stage.RESOURCE:
         status, name, detail = 401, _variant(exc), exc.detail
+        if name == "TokenVerifierError":
+            extra["WWW-Authenticate"] = _REFUSED_CHALLENGE
     else:
         status, name, detail = 401, "AttestationError", f"{_HANDSHAKE[stage]}: {exc.detail}"
     return information(status, name, detail, extra)
@@ -76,7 +82,10 @@ def error_response(
 def information(
     status: int, name: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """An ``ErrorInformation`` answer."""
+    """An ``ErrorInformation`` answer (a 401 with its challenge)."""
+    extra = dict(headers or {})
+    if status == 401:
+        extra.setdefault("WWW-Authenticate", _CHALLENGE)
     return JSONResponse(
-        {"type": ERROR_TYPE_PREFIX + name, "detail": detail}, status_code=status, headers=headers
+        {"type": ERROR_TYPE_PREFIX + name, "detail": detail}, status_code=status, headers=extra
     )

@@ -63,3 +63,10 @@ def test_error_answers(
     assert json.loads(answer.body) == {"type": ERROR_TYPE_PREFIX + name, "detail": detail}
     assert answer.headers["content-type"] == "application/json"
     assert ("retry-after" in answer.headers) == (status in (429, 503))
+    challenge = answer.headers.get("www-authenticate")
+    if status != 401:
+        assert challenge is None
+    elif name == "TokenVerifierError":
+        assert challenge == 'Bearer realm="keybroker", error="invalid_token"'
+    else:
+        assert challenge == 'Bearer realm="keybroker"'
