@@ -61,6 +61,8 @@ def read_file(tee: Tee, data: bytes) -> NativeEvidence | None:
         return None
     try:
         document = fastjson.loads(data)
+    except fastjson.DuplicateMember as exc:  # which one would a verifier believe? Neither.
+        raise MalformedEvidence(f"evidence JSON names member {exc.name[:64]!r} twice") from None
     except (ValueError, RecursionError):
         raise MalformedEvidence("evidence starts like JSON but is not valid JSON") from None
     return to_native(tee, document)

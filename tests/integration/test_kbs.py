@@ -35,7 +35,6 @@ from broker.simulate.intel import IntelKit
 from broker.store.admin_tokens import Role
 from broker.store.collateral import CollateralStore
 from broker.timeutil import utcnow
-from hsm.custody import Custody
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,
     Deployment,
@@ -375,13 +374,14 @@ async def test_replayed_nonce(deployment: Deployment) -> None:
     assert (await last_audit(deployment, "attest"))["error"]["type"] == "nonce-replayed"
 
 
-async def test_expired_token(deployment: Deployment, custody: Custody) -> None:
+async def test_expired_token(deployment: Deployment) -> None:
     _, path = _kbs_key(deployment, "kbs-expired", snp_policy("kbs-expired", SNP_ROOT))
     with _client(deployment) as client:
         attested = client.handshake(_snp(deployment))
     payload = json.loads(base64.urlsafe_b64decode(attested.token.split(".")[1] + "=="))
     payload["iat"] -= 3600
     payload["exp"] -= 3600
+    custody = deployment.app.state.runtime.custody  # the broker's own signing key, in its HSM
     kid = jose.key_id(custody.signing_public_key)
     expired = jose.sign_sync(payload, jose.TYP_ATTESTATION_RESULT, kid, custody.sign_digest)
     with KbsClient(deployment.base) as bearer_only:
@@ -530,6 +530,18 @@ async def test_oversize_evidence(deployment: Deployment) -> None:
             client.attest(body)
     detail = _refusal(caught.value, 401, "AttestationError")
     assert detail == f"RCAR handshake Attest failed: request body larger than {limit} bytes"
+
+
+async def test_a_member_named_twice(deployment: Deployment) -> None:
+    with _client(deployment) as client:
+        answer = client.http.post(
+            "/kbs/v0/auth",
+            content=b'{"version": "0.4.0", "tee": "snp", "tee": "tdx"}',
+            headers={"Content-Type": "application/json"},
+        )
+    assert _refusal(KbsError(*_status_body(answer)), 401, "AttestationError") == (
+        "RCAR handshake Auth failed: request body names member 'tee' twice"
+    )
 
 
 async def test_nonce_of_another_session(deployment: Deployment) -> None:

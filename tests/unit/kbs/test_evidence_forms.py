@@ -75,6 +75,19 @@ def test_broken_json_is_malformed(capsys: pytest.CaptureFixture[str], tmp_path: 
     }
 
 
+def test_a_member_named_twice_is_malformed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doubled = tmp_path / "evidence.json"
+    doubled.write_text('{"quote": "cQ==", "quote": "cg=="}')
+    status, result = _verify(capsys, "--tee", "sgx", str(doubled))
+    assert status == 1
+    assert result["error"] == {
+        "type": "malformed",
+        "detail": "evidence JSON names member 'quote' twice",
+    }
+
+
 def test_json_of_another_tee_is_malformed(capsys: pytest.CaptureFixture[str]) -> None:
     status, result = _verify(capsys, "--tee", "tdx", str(GENOA))
     assert status == 1
