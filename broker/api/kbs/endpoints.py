@@ -19,6 +19,7 @@ from broker.api.body import json_object
 from broker.api.headers import origin, request_id
 from broker.api.kbs import wire
 from broker.api.kbs.problems import Stage, error_response, information
+from broker.api.routing import allow_value
 from broker.errors import InternalError, KeybrokerError
 from broker.logs import get_logger
 from broker.names import parse_kbs_path
@@ -168,7 +169,7 @@ async def unknown(request: Request) -> Response:
 
 
 def _wrong_method(request: Request, endpoint: str) -> Response:
-    allow = ", ".join(sorted({METHODS[endpoint], "OPTIONS"}))
+    allow = allow_value((METHODS[endpoint],)).decode()
     if request.method == "OPTIONS":
         return Response(status_code=204, headers={"Allow": allow})
     return information(

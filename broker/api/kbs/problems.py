@@ -17,13 +17,18 @@ from enum import StrEnum
 from starlette.responses import JSONResponse
 
 from broker import errors
-from broker.api.problem import RETRY_AFTER_SECONDS, status_for
+from broker.api.problem import (
+    BEARER_CHALLENGE,
+    INVALID_TOKEN_CHALLENGE,
+    RETRY_AFTER_SECONDS,
+    status_for,
+)
 
 ERROR_TYPE_PREFIX = "https://github.com/confidential-containers/kbs/errors/"
-# RFC 9110 §11.6.1: a 401 carries a challenge. The resource answers to a token (the session's
-# or a Bearer one, RFC 6750 §3: error="invalid_token" when one was presented and refused).
-_CHALLENGE = 'Bearer realm="keybroker"'
-_REFUSED_CHALLENGE = 'Bearer realm="keybroker", error="invalid_token"'
+# RFC 9110 §11.6.1: a 401 carries a challenge, the broker's own (RFC 6750 §3: with
+# error="invalid_token" when a token was presented and refused).
+_CHALLENGE = BEARER_CHALLENGE.decode()
+_REFUSED_CHALLENGE = INVALID_TOKEN_CHALLENGE.decode()
 
 
 class Stage(StrEnum):
