@@ -392,6 +392,19 @@ async def test_expired_token(deployment: Deployment) -> None:
     assert (record["decision"], record["error"]["type"]) == ("deny", "token-invalid")
 
 
+async def test_a_token_the_broker_never_signed_is_audited_in_aggregate(
+    deployment: Deployment,
+) -> None:
+    _, path = _kbs_key(deployment, "kbs-forged", snp_policy("kbs-forged", SNP_ROOT))
+    before = await _releases(deployment)
+    with KbsClient(deployment.base) as stranger:
+        answer = stranger.resource_answer(path, "not.a.token")
+        counted = stranger.http.get("/metrics").text
+    assert _refusal(KbsError(*_status_body(answer)), 401, "TokenVerifierError")
+    assert await _releases(deployment) == before  # no record of its own
+    assert 'keybroker_unauthenticated_requests_total{endpoint="/kbs/v0/resource/{path}"' in counted
+
+
 async def test_policy_deny(deployment: Deployment) -> None:
     _, path = _kbs_key(deployment, "kbs-deny", snp_policy("kbs-deny", SNP_ROOT))
     with _client(deployment) as client, pytest.raises(KbsError) as caught:
