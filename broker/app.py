@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broker.admin.service import AdminService
-from broker.api import admin, guest, health, openapi, routing
+from broker.api import admin, guest, health, kbs, openapi, routing
 from broker.api.headers import request_id
 from broker.api.lean import GuestRoutes
 from broker.api.middleware import Edge
@@ -25,6 +25,7 @@ from broker.metrics import Metrics
 from broker.release.collateral import CollateralResolver, default_lookups
 from broker.release.policies import PolicyCache
 from broker.release.service import ReleaseService
+from broker.release.sessions import KbsSessions
 from broker.runtime import Locate, Runtime, configured_location
 from broker.settings import Settings
 from broker.store import challenges
@@ -88,6 +89,7 @@ def create_app(
         Route("/v1/jwks", guest.jwks, methods=["GET"]),
         Route("/v1/openapi.json", openapi.document, methods=["GET"]),
         *admin.ROUTES,
+        *kbs.ROUTES,
     ]
     app = Starlette(
         routes=routes,
@@ -106,6 +108,7 @@ def create_app(
     app.state.settings = settings
     rate = settings.rate_limit_per_second
     app.state.rate_limiter = RateLimiter(rate, max(1, 2 * rate))
+    app.state.kbs_sessions = KbsSessions(settings.kbs_sessions)
     return Edge(app, GuestRoutes(guest.ROUTES, app.state), metrics)
 
 

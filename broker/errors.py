@@ -265,6 +265,13 @@ class KeyDisabled(KeybrokerError):
     type = "key-disabled"
 
 
+class ExposureRefused(KeybrokerError):
+    """The release would put the key's secret where its exposure setting forbids: a KBS
+    (JWE) answer for a key that is ``hsm-only`` (``hsm/jwe.py``)."""
+
+    type = "exposure-refused"
+
+
 # --- HSM custody ----------------------------------------------------------------------------
 
 

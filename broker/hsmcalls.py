@@ -15,6 +15,7 @@ from typing import Any
 
 from broker import errors
 from hsm import errors as hsm
+from hsm.jwe import Recipient, recipient
 from hsm.pubkey import RsaPublicKey, from_jwk
 
 #: hsm's error classes and the broker's each becomes. Every class of ``hsm/errors.py`` is
@@ -65,3 +66,9 @@ def tee_key_from_jwk(jwk: Mapping[str, Any]) -> RsaPublicKey:
     """The tee public key a JWK describes (``hsm.pubkey.from_jwk``); ``PublicKeyInvalid``."""
     with hsm_errors():
         return from_jwk(jwk)
+
+
+def kbs_recipient(jwk: Any) -> Recipient:
+    """The recipient of a KBS ``tee-pubkey`` (``hsm.jwe.recipient``); ``PublicKeyInvalid``."""
+    with hsm_errors():
+        return recipient(jwk)

@@ -24,6 +24,7 @@ from broker.settings import Settings
 from broker.store.database import Database
 from broker.store.migrate import migrate
 from hsm.custody import Custody
+from hsm.jwe import RSA_OAEP_256
 from hsm.secretcache import SecretCacheLimits
 
 log = get_logger("keybroker.runtime")
@@ -142,6 +143,8 @@ class Runtime:
             oaep_hash=custody.oaep_hash.value,
             hsm_threads=settings.hsm_threads,
             hsm_secret_cache_size=settings.hsm_secret_cache_size,
+            # What keeps a KBS answer (JWE) from being made inside the token: docs/kbs.md.
+            kbs_jwe_not_in_token=custody.jwe_support.missing(RSA_OAEP_256),
         )
         return cls(settings, db, custody, test_roots)
 

@@ -30,6 +30,8 @@ MAX_RELEASE_CONTEXT_CACHE_SIZE = 1_048_576
 # Addresses audited apart per worker and minute: each is at most an audit record a minute
 # and under 1 KB of counts until it is written (about 40 MB a window at this bound).
 MAX_UNAUTHENTICATED_AUDIT_SOURCES = 65536
+# KBS sessions per worker: an attested one holds its token (a few KB of claims).
+MAX_KBS_SESSIONS = 262_144
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class Settings:
     the next release of the same key (least recently used out), so that a release runs one
     statement: its audit record is appended only if the context is still the key's current
     one, else the release reads it afresh and decides again. 0 reads it on every release."""
+
+    kbs_sessions: int = 4096
+    """Trustee KBS cookie sessions each worker keeps (least recently used out; each lives
+    as long as its nonce, then its token). A guest whose session this process does not hold
+    gets 401 and redoes the handshake; its Bearer token works on any worker (docs/kbs.md)."""
 
     challenge_ttl_seconds: int = 300
     token_ttl_seconds: int = 300
@@ -199,6 +206,7 @@ def _validate(settings: Settings) -> None:
             f"release_context_cache_size must be within 0..{MAX_RELEASE_CONTEXT_CACHE_SIZE}"
         )
     _check_within(settings, "unauthenticated_audit_sources", 0, MAX_UNAUTHENTICATED_AUDIT_SOURCES)
+    _check_within(settings, "kbs_sessions", 1, MAX_KBS_SESSIONS)
     if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:
         raise ConfigurationError("db_pool_min must be >= 1 and <= db_pool_max")
     if not 1 <= settings.collateral_timeout_seconds <= 300:

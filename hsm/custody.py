@@ -37,6 +37,7 @@ import pkcs11
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 
+from hsm import jwe
 from hsm.envelope import OaepHash, SealedSecret
 from hsm.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from hsm.keycopies import KeyCopyLimits, SessionKeys
@@ -106,6 +107,8 @@ class Custody:
         self.key_copies = key_copies or KeyCopyLimits()
         """Session copies of the signing key and KEKs (on by default, renewed every 10 s)."""
         self.oaep_hash: OaepHash = OaepHash.SHA1
+        self.jwe_support = jwe.InTokenSupport(gcm_wrap=False, oaep_sha256_wrap=False)
+        """What of a KBS JWE the module could make inside the token (probed at start)."""
         self._signing_public: ec.EllipticCurvePublicKey | None = None
         self._nonce_key: SecretBytes | None = None
 
@@ -130,9 +133,12 @@ class Custody:
 
     def ensure_ready(self) -> None:
         """Create the first KEK, the signing key and the nonce key if absent, and refuse
-        duplicates; probe OAEP; cache the signing public key; derive the nonce MAC key."""
+        duplicates; probe OAEP and in-token JWE; cache the signing public key; derive the
+        nonce MAC key."""
         self.pool.run_sync(provision)
         self.oaep_hash = self.pool.run_sync(_probe_oaep_hash)
+        oaep_sha256 = self.oaep_hash is OaepHash.SHA256
+        self.jwe_support = self.pool.run_sync(lambda s: jwe.probe(s, oaep_sha256))
         self._signing_public = self.pool.run_sync(_read_signing_public_key)
         self._nonce_key = self.pool.run_sync(derive_nonce_mac_key)
 
@@ -243,8 +249,14 @@ class Custody:
         finally:
             secret.destroy()
 
-    def _unwrap(self, session: pkcs11.Session, wrapped: WrappedSecret) -> Any:
-        """The secret as a SENSITIVE session object; the caller owns (destroys) it."""
+    def _unwrap(
+        self,
+        session: pkcs11.Session,
+        wrapped: WrappedSecret,
+        template: dict[Attribute, Any] = _TRANSIENT_SECRET,
+    ) -> Any:
+        """The secret as a session object (SENSITIVE unless ``template`` says otherwise: the
+        KBS path's); the caller owns (destroys) it."""
         kek = self._kek(session, wrapped.kek_label)
         try:
             return kek.unwrap_key(
@@ -252,7 +264,7 @@ class Custody:
                 KeyType.GENERIC_SECRET,
                 wrapped.blob,
                 mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                template=_TRANSIENT_SECRET,
+                template=template,
             )
         except (
             pkcs11.exceptions.GeneralError,
@@ -303,6 +315,14 @@ class Custody:
             rsa_bits=tee_key.bits,
             secret_length=wrapped.secret_length,
         )
+
+    def release_jwe_sync(
+        self, wrapped: WrappedSecret, to: jwe.Recipient, session: pkcs11.Session
+    ) -> jwe.JweEnvelope:
+        """The KBS answer for ``to``: the secret passes through broker memory
+        (``hsm/jwe.py`` says why, and what would keep it inside). Call on a pool thread."""
+        readable = self._unwrap(session, wrapped, jwe.READABLE_SECRET)
+        return jwe.seal_unwrapped(readable, wrapped.secret_length, to)
 
     def release_to(self, wrapped: WrappedSecret, tee_key: RsaPublicKey) -> SealedSecret:
         return self.pool.run_sync(lambda s: self.release_to_sync(wrapped, tee_key, s))

@@ -80,6 +80,17 @@ CREATE TABLE public.collateral (
     fetched_at timestamp with time zone DEFAULT now() NOT NULL,
     source text NOT NULL
 );
+CREATE TABLE public.kbs_paths (
+    repository text NOT NULL,
+    type text NOT NULL,
+    tag text NOT NULL,
+    key_name text NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_by text NOT NULL,
+    CONSTRAINT kbs_paths_repository_check CHECK ((repository ~ '^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$'::text)),
+    CONSTRAINT kbs_paths_tag_check CHECK ((tag ~ '^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$'::text)),
+    CONSTRAINT kbs_paths_type_check CHECK ((type ~ '^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$'::text))
+);
 CREATE TABLE public.key_bindings (
     key_name text NOT NULL,
     policy_name text NOT NULL,
@@ -98,6 +109,8 @@ CREATE TABLE public.keys (
     state text DEFAULT 'active'::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    exposure text DEFAULT 'hsm-only'::text NOT NULL,
+    CONSTRAINT keys_exposure_check CHECK ((exposure = ANY (ARRAY['hsm-only'::text, 'broker-memory'::text]))),
     CONSTRAINT keys_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9._-]{0,127}$'::text)),
     CONSTRAINT keys_secret_length_check CHECK (((secret_length >= 1) AND (secret_length <= 8192))),
     CONSTRAINT keys_state_check CHECK ((state = ANY (ARRAY['active'::text, 'disabled'::text]))),
@@ -130,6 +143,10 @@ ALTER TABLE ONLY public.challenges
     ADD CONSTRAINT challenges_pkey PRIMARY KEY (nonce);
 ALTER TABLE ONLY public.collateral
     ADD CONSTRAINT collateral_pkey PRIMARY KEY (tee, kind, lookup_key);
+ALTER TABLE ONLY public.kbs_paths
+    ADD CONSTRAINT kbs_paths_key_name_key UNIQUE (key_name);
+ALTER TABLE ONLY public.kbs_paths
+    ADD CONSTRAINT kbs_paths_pkey PRIMARY KEY (repository, type, tag);
 ALTER TABLE ONLY public.key_bindings
     ADD CONSTRAINT key_bindings_pkey PRIMARY KEY (key_name);
 ALTER TABLE ONLY public.keys

@@ -19,7 +19,7 @@ from typing import Any
 
 from broker.errors import BadRequest, Conflict, Forbidden
 from broker.hsmcalls import hsm_errors
-from broker.names import checked_name, checked_version
+from broker.names import checked_name, checked_version, parse_kbs_path
 from broker.policy.loader import load_policy_text
 from broker.policy.model import Policy
 from broker.release.policies import stored_form
@@ -29,6 +29,7 @@ from broker.store.admin_tokens import Principal, Role
 from broker.store.audit import AuditRecord, ChainReport, verify_chain
 from broker.timeutil import utcnow
 from hsm.custody import WrappedSecret
+from hsm.jwe import Exposure
 
 # Printable ASCII: the name is part of the actor in every audit record of the token
 # (``token:<id>:<name>``), where letters of another script could pass for another's name.
@@ -119,6 +120,34 @@ class AdminService:
         await self._audit(
             principal, f"key.{'enable' if state == 'active' else 'disable'}", name, {}
         )
+        return (await keys.latest_key(self.db, name)).to_json()
+
+    async def set_exposure(self, principal: Principal, name: str, exposure: str) -> dict[str, Any]:
+        """Say where the key's secret may be while it is released (``hsm/jwe.py``):
+        ``hsm-only`` (never outside the token: the native release only) or
+        ``broker-memory`` (also the KBS answer, made in broker memory)."""
+        require(principal, Role.KEY_CUSTODIAN)
+        checked_name(name, "key")
+        try:
+            setting = Exposure(exposure)
+        except ValueError:
+            known = ", ".join(e.value for e in Exposure)
+            raise BadRequest(f"exposure {exposure[:32]!r} is not one of {known}") from None
+        await keys.set_exposure(self.db, name, setting.value)
+        await self._audit(principal, "key.set_exposure", name, {"exposure": setting.value})
+        return (await keys.latest_key(self.db, name)).to_json()
+
+    async def set_kbs_path(
+        self, principal: Principal, name: str, path: str | None
+    ) -> dict[str, Any]:
+        """Make the key answer at the KBS resource path ``repository/type/tag`` (in place of
+        any it had; one key per path), or at none when ``path`` is None."""
+        require(principal, Role.KEY_CUSTODIAN)
+        checked_name(name, "key")
+        parsed = None if path is None else parse_kbs_path(path)
+        await keys.set_kbs_path(self.db, name, parsed, principal.actor)
+        shown = None if parsed is None else str(parsed)
+        await self._audit(principal, "key.set_kbs_path", name, {"kbs_path": shown})
         return (await keys.latest_key(self.db, name)).to_json()
 
     async def list_keys(self, principal: Principal) -> list[dict[str, Any]]:

@@ -76,6 +76,20 @@ async def enable_key(request: Request, admin: AdminService, who: Principal) -> A
     return await admin.set_key_state(who, request.path_params["name"], "active")
 
 
+async def set_exposure(request: Request, admin: AdminService, who: Principal) -> Any:
+    body = await json_object(request, {"exposure"}, 4096)
+    return await admin.set_exposure(who, request.path_params["name"], member(body, "exposure", str))
+
+
+async def set_kbs_path(request: Request, admin: AdminService, who: Principal) -> Any:
+    body = await json_object(request, {"path"}, 4096)
+    return await admin.set_kbs_path(who, request.path_params["name"], member(body, "path", str))
+
+
+async def clear_kbs_path(request: Request, admin: AdminService, who: Principal) -> Any:
+    return await admin.set_kbs_path(who, request.path_params["name"], None)
+
+
 async def bind_policy(request: Request, admin: AdminService, who: Principal) -> Any:
     body = await json_object(request, {"policy", "version", "lock"}, 4096)
     return await admin.bind_policy(
@@ -150,6 +164,9 @@ ROUTES = [
     Route("/v1/admin/keys/{name}/disable", endpoint(disable_key), methods=["POST"]),
     Route("/v1/admin/keys/{name}/enable", endpoint(enable_key), methods=["POST"]),
     Route("/v1/admin/keys/{name}/policy", endpoint(bind_policy), methods=["PUT"]),
+    Route("/v1/admin/keys/{name}/exposure", endpoint(set_exposure), methods=["PUT"]),
+    Route("/v1/admin/keys/{name}/kbs-path", endpoint(set_kbs_path), methods=["PUT"]),
+    Route("/v1/admin/keys/{name}/kbs-path", endpoint(clear_kbs_path), methods=["DELETE"]),
     Route("/v1/admin/kek/rotate", endpoint(rotate_kek), methods=["POST"]),
     Route("/v1/admin/policies", endpoint(publish_policy, 201), methods=["POST"]),
     Route("/v1/admin/policies", endpoint(list_policies), methods=["GET"]),

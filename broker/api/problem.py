@@ -39,6 +39,7 @@ STATUS: dict[type[errors.KeybrokerError], int] = {
     errors.Forbidden: 403,
     errors.PolicyDenied: 403,
     errors.KeyDisabled: 403,
+    errors.ExposureRefused: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.NonceError: 409,

@@ -29,6 +29,7 @@ from broker.cli.policy import EXIT_ERROR, load_or_report
 from broker.errors import KeybrokerError
 from broker.runtime import Runtime
 from broker.store.admin_tokens import Principal, Role
+from hsm.jwe import Exposure
 
 Action = Callable[[AdminService, Principal, argparse.Namespace], Awaitable[int]]
 
@@ -106,6 +107,21 @@ async def _disable(admin: AdminService, who: Principal, args: argparse.Namespace
 
 async def _enable(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     print_json(await admin.set_key_state(who, args.name, "active"))
+    return 0
+
+
+async def _set_exposure(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    print_json(await admin.set_exposure(who, args.name, args.exposure))
+    return 0
+
+
+def _kbs_path_given(args: argparse.Namespace) -> None:
+    if (args.path is None) == (not args.clear):
+        raise UsageError("give exactly one of PATH and --clear")
+
+
+async def _set_kbs_path(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    print_json(await admin.set_kbs_path(who, args.name, args.path))
     return 0
 
 
@@ -199,6 +215,10 @@ def describe_audit(entry: dict[str, Any]) -> str:
         extras.append(f"actor={record['actor']}")
     if record.get("tee_pubkey_thumbprint"):
         extras.append(f"tee_key={record['tee_pubkey_thumbprint'][:12]}")
+    if record.get("kbs_path"):
+        extras.append(f"kbs={record['kbs_path']}")
+    if record.get("plaintext_in_broker"):
+        extras.append("plaintext_in_broker")
     lines = [head + ("  " + " ".join(extras) if extras else "")]
     if record.get("error"):
         lines.append(f"        {record['error']['type']}: {record['error']['detail']}")
@@ -263,6 +283,24 @@ def register(subparsers: Any) -> None:
     ):
         _parser(actions, name, text, action).add_argument("name")
     _parser(actions, "list", "list keys (newest version of each)", _list_keys)
+    exposure = _parser(
+        actions,
+        "set-exposure",
+        "where the secret may be while released: hsm-only, or broker-memory (KBS answers)",
+        _set_exposure,
+    )
+    exposure.add_argument("name")
+    exposure.add_argument("exposure", choices=[e.value for e in Exposure])
+    kbs_path = _parser(
+        actions,
+        "set-kbs-path",
+        "the KBS resource path repository/type/tag the key answers at (docs/kbs.md)",
+        _set_kbs_path,
+        _kbs_path_given,
+    )
+    kbs_path.add_argument("name")
+    kbs_path.add_argument("path", nargs="?", help="repository/type/tag, e.g. default/key/disk-key")
+    kbs_path.add_argument("--clear", action="store_true", help="the key answers at no KBS path")
     bind = _parser(actions, "bind", "bind a key to a release policy (policy authors)", _bind)
     bind.add_argument("name")
     bind.add_argument("--policy", required=True)

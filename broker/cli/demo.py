@@ -3,9 +3,10 @@
 ``prepare`` creates a synthetic AMD chain under ``<state>/demo/snp`` (once) and returns
 settings that trust its root through ``insecure_test_roots`` (the broker announces that in
 its log). ``seed`` imports the demo key ``disk-key`` (a readable secret, so a newcomer can see
-what was released), publishes ``policies/insecure-demo-simulated-snp.yaml`` and binds them.
-Nothing here is ever done outside ``keybroker dev run --demo``; no module of the broker
-imports it but the command line's.
+what was released), publishes ``policies/insecure-demo-simulated-snp.yaml`` and binds them,
+and lets Confidential Containers guests fetch it too: exposure ``broker-memory`` and KBS path
+``default/key/disk-key`` (docs/kbs.md). Nothing here is ever done outside ``keybroker dev
+run --demo``; no module of the broker imports it but the command line's.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from broker.settings import Settings
 from broker.simulate.snp import SnpKit
 from broker.store import bindings
 from broker.store.admin_tokens import Principal
+from hsm.jwe import Exposure
 
 DEMO_KEY = "disk-key"
+DEMO_KBS_PATH = "default/key/disk-key"
 DEMO_ROOT_FILE = "demo-snp.pem"  # the broker names this root insecure-test-demo-snp
 
 
@@ -51,10 +54,14 @@ async def seed(settings: Settings) -> None:
     try:
         admin = AdminService(runtime)
         who = Principal(actor="demo-seed", role=None)
-        existing = {key["name"] for key in await admin.list_keys(who)}
+        existing = {key["name"]: key for key in await admin.list_keys(who)}
         if DEMO_KEY not in existing:
             secret = f"keybroker demo disk key {secrets.token_hex(8)}\n".encode()
-            await admin.create_key(who, DEMO_KEY, secret, None)
+            existing[DEMO_KEY] = await admin.create_key(who, DEMO_KEY, secret, None)
+        if existing[DEMO_KEY]["exposure"] != Exposure.BROKER_MEMORY:
+            await admin.set_exposure(who, DEMO_KEY, Exposure.BROKER_MEMORY)
+        if existing[DEMO_KEY]["kbs_path"] != DEMO_KBS_PATH:
+            await admin.set_kbs_path(who, DEMO_KEY, DEMO_KBS_PATH)
         text = resources.files("broker.cli").joinpath("demo_policy.yaml").read_text()
         policy = load_policy_text(text, source="insecure-demo-simulated-snp.yaml")
         await admin.publish_policy(who, policy)
@@ -73,6 +80,8 @@ def instructions(settings: Settings) -> str:
         "  In another terminal, fetch the demo key as a simulated SEV-SNP guest:\n\n"
         f"    .venv/bin/keybroker guest fetch --url {url} --key {DEMO_KEY} --tee snp "
         f"--simulate --state-dir {state}\n\n"
-        "  then read the audit record of that release:\n\n"
+        "  A Confidential Containers guest fetches it as kbs:///default/key/disk-key with\n"
+        f"  kbs_url {url} (docs/kbs.md).\n\n"
+        "  Then read the audit record of that release:\n\n"
         f"    .venv/bin/keybroker audit tail --state-dir {state}\n"
     )

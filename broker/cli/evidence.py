@@ -17,6 +17,7 @@ from typing import Any
 from broker.cli import UsageError
 from broker.cli.common import read_input
 from broker.errors import EvidenceError, UnsupportedEvidence
+from broker.evidence import trustee
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import CollateralOption, TeeVerifier, parse_tee, verifier_for
 from broker.evidence.trust import insecure_root, load_certificates
@@ -87,9 +88,18 @@ def verify_evidence(
     args: argparse.Namespace, verifier: TeeVerifier, evidence: Path, now: datetime
 ) -> Claims:
     """Verify ``evidence`` at ``now`` with the collateral and roots named by the flags of
-    :func:`add_verification_arguments`; raises ``EvidenceError`` when it does not verify."""
+    :func:`add_verification_arguments`; raises ``EvidenceError`` when it does not verify.
+
+    ``evidence`` holds raw evidence or Trustee's evidence JSON for the TEE (what a
+    Confidential Containers guest sends a KBS), recognised by its first character; the
+    collateral the JSON carries (an SNP ``cert_chain``, a TDX event log) is read first, and
+    collateral named by flags takes precedence over it."""
     data = read_input(evidence)
     collateral: dict[str, bytes] = {}
+    native = trustee.read_file(verifier.tee, data)
+    if native is not None:
+        data = native.evidence
+        collateral.update(native.collateral)
     if getattr(args, "collateral", None) is not None:
         collateral.update(_collateral_directory(args.collateral, verifier))
     for option in args.collateral_options:
@@ -132,7 +142,11 @@ def register(subparsers: Any) -> None:
         description="Verify evidence at an instant; prints one JSON object; exit 0/1/2.",
     )
     verify.add_argument("--tee", required=True, help="snp, tdx, sgx or nitro")
-    verify.add_argument("evidence", type=Path, help="evidence file (raw bytes)")
+    verify.add_argument(
+        "evidence",
+        type=Path,
+        help="evidence file: raw bytes, or Trustee's evidence JSON (what a CoCo guest sends)",
+    )
     add_verification_arguments(verify)
     verify.set_defaults(func=run_verify)
 

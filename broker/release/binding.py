@@ -8,16 +8,26 @@ the JWK is hashed as the guest sent it, canonicalised (RFC 8785).
 
 For Nitro the document carries the two separately: its ``nonce`` field must equal the 32
 nonce bytes and its ``public_key`` field the DER SubjectPublicKeyInfo of the tee key.
+
+Trustee's KBS protocol (RCAR 0.4.0, :class:`RcarBinding`) binds one member more, as the
+reference client computes it: REPORT_DATA starts with ``H(JCS({"additional-evidence": <the
+string>, "nonce": <nonce>, "tee-pubkey": <JWK>}))``, zero-padded to 64 bytes, with H the hash
+the challenge selected (sha256, sha384 or sha512), and, when the attestation carries
+``init-data``, the TEE's launch-configuration field starts with the init-data digest, padded
+or cut to its size as Trustee does: SNP HOST_DATA (32 bytes), TDX MRCONFIGID (48), SGX
+CONFIGID (64).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from broker.errors import BindingMismatch
+from broker.errors import BadRequest, BindingMismatch
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.nitro.binding import check_binding as check_nitro_binding
 from broker.jcs import canonicalize
@@ -63,3 +73,98 @@ def check_binding(
         check_nitro_binding(claims, nonce, tee_key.spki_der())
         return "nitro-fields"
     return check_report_data(claims.report_data, nonce_text, jwk)
+
+
+# --- Trustee's KBS protocol ----------------------------------------------------------------
+
+#: The binding hashes a KBS challenge may select (kbs-types ``HashAlgorithm``; sm3 is not
+#: offered by keybroker), in the order keybroker prefers them: sha384 is the reference
+#: client's default and what Trustee's own attestation service uses.
+RCAR_HASHES = {"sha384": hashlib.sha384, "sha512": hashlib.sha512, "sha256": hashlib.sha256}
+#: Where each TEE carries the init-data digest, and the field's size (Trustee pads or cuts
+#: the digest to it).
+INIT_DATA_FIELDS = {
+    Tee.SNP: ("host_data", 32),
+    Tee.TDX: ("mr_config_id", 48),
+    Tee.SGX: ("config_id", 64),
+}
+#: Digests an init-data document may name (its ``algorithm``).
+INIT_DATA_HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+
+
+@dataclass(frozen=True, slots=True)
+class InitData:
+    """The digest of a KBS attestation's ``init-data`` (a TOML document whose ``algorithm``
+    names the hash of the document's own text, as Trustee computes it)."""
+
+    algorithm: str
+    digest: bytes
+
+    @classmethod
+    def of(cls, format_: str, body: str) -> InitData:
+        """``BadRequest`` unless ``format_`` is ``toml`` and ``body`` a TOML document whose
+        ``algorithm`` is sha256, sha384 or sha512."""
+        if format_ != "toml":
+            raise BadRequest(f"init-data format {format_[:32]!r} is not toml")
+        try:
+            document = tomllib.loads(body)
+        except tomllib.TOMLDecodeError as exc:
+            raise BadRequest(f"init-data body is not TOML: {exc}") from None
+        algorithm = document.get("algorithm")
+        hasher = INIT_DATA_HASHES.get(algorithm) if isinstance(algorithm, str) else None
+        if hasher is None:
+            raise BadRequest("init-data algorithm must be sha256, sha384 or sha512")
+        return cls(str(algorithm), hasher(body.encode("utf-8")).digest())
+
+
+@dataclass(frozen=True, slots=True)
+class RcarBinding:
+    """What a KBS attestation binds besides the nonce and the tee key."""
+
+    hash_name: str
+    """The hash the session's challenge selected: a key of :data:`RCAR_HASHES`."""
+    additional_evidence: str
+    """``tee-evidence.additional_evidence`` as sent (bound, not verified: docs/kbs.md)."""
+    init_data: InitData | None = None
+
+    def check(self, claims: Claims, nonce_text: str, jwk: Mapping[str, Any]) -> dict[str, Any]:
+        """Raise ``BindingMismatch`` unless ``claims`` bind this attestation; what the audit
+        record says of the binding."""
+        document = canonicalize(
+            {
+                "additional-evidence": self.additional_evidence,
+                "nonce": nonce_text,
+                "tee-pubkey": dict(jwk),
+            }
+        )
+        digest = RCAR_HASHES[self.hash_name](document).digest()
+        expected = digest + bytes(REPORT_DATA_BYTES - len(digest))
+        if claims.report_data is None or not hmac.compare_digest(claims.report_data, expected):
+            found = "none" if claims.report_data is None else f"{claims.report_data[:8].hex()}..."
+            raise BindingMismatch(
+                f"REPORT_DATA is not {self.hash_name} of JCS({{additional-evidence, nonce, "
+                f"tee-pubkey}}) for this session, zero-padded (found {found})"
+            )
+        summary: dict[str, Any] = {"rule": "kbs-rcar", "hash": self.hash_name}
+        if self.additional_evidence:
+            summary["additional_evidence_sha256"] = hashlib.sha256(
+                self.additional_evidence.encode("utf-8")
+            ).hexdigest()
+        if self.init_data is not None:
+            summary["init_data"] = self._check_init_data(claims, self.init_data)
+        return summary
+
+    @staticmethod
+    def _check_init_data(claims: Claims, init_data: InitData) -> dict[str, str]:
+        field = INIT_DATA_FIELDS.get(claims.tee)
+        if field is None:
+            raise BindingMismatch(f"tee {claims.tee.value} carries no init-data digest")
+        name, size = field
+        wanted = (init_data.digest + bytes(size))[:size]
+        found = bytes.fromhex(str(claims.lookup(name)))
+        if not hmac.compare_digest(found, wanted):
+            raise BindingMismatch(
+                f"{name.upper()} {found[:8].hex()}... is not the init-data {init_data.algorithm} "
+                f"digest {wanted[:8].hex()}... (padded or cut to {size} bytes)"
+            )
+        return {"algorithm": init_data.algorithm, "digest": init_data.digest.hex(), "field": name}

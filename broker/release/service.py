@@ -19,6 +19,16 @@ Ordering rules that make it fail closed:
   and the envelope are discarded and the release starts over on a fresh read. A token whose
   signature does not verify is refused and audited in aggregate, as an unrecognised nonce is.
 
+Trustee's KBS protocol (``broker/api/kbs/``, docs/kbs.md) runs the same two steps: an
+attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_resource``,
+which finds the key by its KBS path and seals a JWE in broker memory instead of the HSM
+envelope, only for keys whose exposure is ``broker-memory``.
+
+Trustee's KBS protocol (``broker/api/kbs/``, docs/kbs.md) runs the same two steps: an
+attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_resource``,
+which finds the key by its KBS path and seals a JWE in broker memory instead of the HSM
+envelope, only for keys whose exposure is ``broker-memory``.
+
 Each audit append is a single statement outside any explicit transaction, so the chain
 head's row lock (``audit_append``) is held only while PostgreSQL commits; held across a
 round trip to a busy broker it would make every other release wait in line.
@@ -29,7 +39,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -37,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from broker import jose
 from broker.errors import (
     DatabaseUnavailable,
+    ExposureRefused,
     InternalError,
     KeybrokerError,
     KeyDisabled,
@@ -44,6 +55,7 @@ from broker.errors import (
     NonceReplayed,
     Outcome,
     PolicyDenied,
+    PublicKeyInvalid,
     StoredPolicyInvalid,
     TokenInvalid,
     Unavailable,
@@ -51,10 +63,11 @@ from broker.errors import (
 )
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import TeeVerifier, verifier_for
-from broker.hsmcalls import hsm_errors
+from broker.hsmcalls import hsm_errors, kbs_recipient
 from broker.logs import get_logger
 from broker.lru import Lru
 from broker.metrics import Children, Metrics
+from broker.names import KbsPath
 from broker.policy.model import Policy
 from broker.release import binding, nonces, tokens
 from broker.release.collateral import CollateralResolver
@@ -67,12 +80,20 @@ from broker.store.audit import AuditRecord
 from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.release import ReleaseStore
 from broker.timeutil import utcnow
+from hsm import jwe
 from hsm.custody import WrappedSecret
 from hsm.envelope import SealedSecret
 from hsm.pubkey import RsaPublicKey, b64url
 
 if TYPE_CHECKING:
     from pkcs11 import Session
+
+#: Makes a release's answer once its key and policy allowed it: the envelope (with its
+#: ``envelope_sha256``), filling the audit body with what it exposed.
+Sealer = Callable[
+    [ReleaseContext, tokens.AttestationResult, datetime, dict[str, Any]],
+    Awaitable[dict[str, Any]],
+]
 
 log = get_logger("keybroker.release")
 
@@ -87,6 +108,8 @@ CONSUMED_NONCES_REMEMBERED = 16384
 #: The endpoints as the metrics and the aggregate audit records name them (their routes).
 ATTEST_ENDPOINT = "/v1/attest"
 RELEASE_ENDPOINT = "/v1/keys/{name}/release"
+KBS_ATTEST_ENDPOINT = "/kbs/v0/attest"
+KBS_RESOURCE_ENDPOINT = "/kbs/v0/resource/{path}"
 
 # ``verifier_for`` remembered per tee once found (it imports and checks a module); a tee
 # without a verifier raises every time, as exceptions are not cached.
@@ -120,10 +143,18 @@ class AttestRequest:
     tee: Tee
     evidence: bytes
     tee_jwk: Mapping[str, Any]
-    tee_key: RsaPublicKey
+    tee_key: tokens.TeeKey
     nonce_text: str
     collateral: Mapping[str, bytes]
     origin: Origin
+    rcar: binding.RcarBinding | None = None
+    """Set for a KBS attestation: its binding rule (``binding.RcarBinding``) replaces the
+    native one."""
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint it came to, as aggregate audit records name it."""
+        return ATTEST_ENDPOINT if self.rcar is None else KBS_ATTEST_ENDPOINT
 
 
 class ReleaseService:
@@ -187,6 +218,8 @@ class ReleaseService:
             "tee_pubkey_thumbprint": request.tee_key.thumbprint(),
             "plaintext_in_broker": False,
         }
+        if request.rcar is not None:
+            body["protocol"] = "kbs"
         live: tuple[bytes, datetime] | None = None  # the nonce and its expiry, once checked
         document: dict[str, Any] | None = None
         token: str | None = None
@@ -201,9 +234,7 @@ class ReleaseService:
             claims = await self._verify(request, now)
             body["signer"] = claims.signer.to_json()
             body["claims"] = document = claims.document()
-            body["binding"] = binding.check_binding(
-                claims, nonce, request.nonce_text, request.tee_jwk, request.tee_key
-            )
+            body["binding"] = self._check_binding(request, claims, nonce)
             payload = tokens.payload(
                 claims, dict(request.tee_jwk), evidence_sha256, now, self.settings.token_ttl_seconds
             )
@@ -218,7 +249,7 @@ class ReleaseService:
         except KeybrokerError as exc:
             failure = exc
         if isinstance(failure, Unrecognised):  # no nonce of ours: audited in aggregate
-            self.unauthenticated.refused(request.origin, ATTEST_ENDPOINT, failure)
+            self.unauthenticated.refused(request.origin, request.endpoint, failure)
             raise failure
 
         # One statement consumes the nonce and appends the record, committed before the
@@ -255,6 +286,17 @@ class ReleaseService:
             "claims": document,
         }
 
+    @staticmethod
+    def _check_binding(request: AttestRequest, claims: Claims, nonce: bytes) -> Any:
+        """The request's binding rule applied to ``claims``; what the record says of it."""
+        if request.rcar is not None:
+            return request.rcar.check(claims, request.nonce_text, request.tee_jwk)
+        if not isinstance(request.tee_key, RsaPublicKey):  # the native API parses RSA only
+            raise PublicKeyInvalid("the native binding takes an RSA tee key")
+        return binding.check_binding(
+            claims, nonce, request.nonce_text, request.tee_jwk, request.tee_key
+        )
+
     async def _verify(self, request: AttestRequest, now: datetime) -> Claims:
         verifier = _verifier(request.tee)
         collateral = await self.collateral.resolve(
@@ -273,7 +315,68 @@ class ReleaseService:
         presented_jwk: Mapping[str, Any] | None,
         origin: Origin,
     ) -> dict[str, Any]:
-        """Every outcome, a refused token included, is audited before the answer.
+        """The native release: the key's envelope, made inside the HSM, and signed. Every
+        outcome, a refused token included, is audited before the answer; a token whose
+        signature does not verify is audited in aggregate instead
+        (``broker/release/unauthenticated.py``)."""
+        now = utcnow()
+        token_fields: dict[str, Any] = {"plaintext_in_broker": False}
+        try:
+            result = self._check_token(bearer, presented_jwk, now, token_fields)
+        except Unrecognised as exc:  # no token of ours: audited in aggregate
+            self.unauthenticated.refused(origin, RELEASE_ENDPOINT, exc)
+            raise
+        except KeybrokerError as exc:  # no key was looked at: nothing to check at the append
+            record = _record(now, "release", exc, origin, key_name, body=token_fields)
+            return await self._conclude(record, exc)
+        return await self._release(result, key_name, now, token_fields, origin, seal=self._seal)
+
+    async def release_resource(self, bearer: str, path: KbsPath, origin: Origin) -> dict[str, Any]:
+        """A KBS resource: the key at ``path``, as a JWE to the token's tee key
+        (``hsm/jwe.py``; only for keys whose exposure is ``broker-memory``). Audited as any
+        release, with the path, the envelope and where the secret was."""
+        now = utcnow()
+        token_fields: dict[str, Any] = {
+            "plaintext_in_broker": False,
+            "protocol": "kbs",
+            "kbs_path": str(path),
+        }
+        try:
+            result = self._check_token(bearer, None, now, token_fields)
+            recipient = _kbs_recipient(result)
+            key_name = await self.store.key_at_path(path)
+            if key_name is None:
+                raise KeyNotFound(f"no key answers at KBS path {path}")
+        except DatabaseUnavailable:
+            raise  # nothing can be recorded, so nothing is decided: 503
+        except Unrecognised as exc:  # no token of ours: audited in aggregate
+            self.unauthenticated.refused(origin, KBS_RESOURCE_ENDPOINT, exc)
+            raise
+        except KeybrokerError as exc:
+            record = _record(now, "release", exc, origin, None, body=token_fields)
+            return await self._conclude(record, exc)
+
+        async def seal(
+            context: ReleaseContext,
+            result: tokens.AttestationResult,
+            now: datetime,
+            body: dict[str, Any],
+        ) -> dict[str, Any]:
+            return await self._seal_jwe(context, recipient, body)
+
+        return await self._release(result, key_name, now, token_fields, origin, seal=seal)
+
+    async def _release(
+        self,
+        result: tokens.AttestationResult,
+        key_name: str,
+        now: datetime,
+        token_fields: dict[str, Any],
+        origin: Origin,
+        *,
+        seal: Sealer,
+    ) -> dict[str, Any]:
+        """Decide, seal and audit a release of ``key_name`` to the holder of ``result``.
 
         With the context cache on, the decision (and the envelope) is made on the key's
         remembered context when there is one, and its record is appended only if that
@@ -281,23 +384,12 @@ class ReleaseService:
         was written, the envelope is dropped, and the release reads the context afresh and
         starts over, at most :data:`STALE_ATTEMPTS` times in all (then 503, audited). A
         steady-state release thus runs one statement. With the cache off (size 0), the
-        context is read and the record appended unconditionally, in two statements. A token
-        whose signature does not verify is audited in aggregate instead
-        (``broker/release/unauthenticated.py``).
+        context is read and the record appended unconditionally, in two statements.
         """
-        now = utcnow()
-        token_fields: dict[str, Any] = {"plaintext_in_broker": False}
 
         def record(failure: KeybrokerError | None, body: dict[str, Any]) -> AuditRecord:
             return _record(now, "release", failure, origin, key_name, body=body)
 
-        try:
-            result = self._check_token(bearer, presented_jwk, now, token_fields)
-        except Unrecognised as exc:  # no token of ours: audited in aggregate
-            self.unauthenticated.refused(origin, RELEASE_ENDPOINT, exc)
-            raise
-        except KeybrokerError as exc:  # no key was looked at: nothing to check at the append
-            return await self._conclude(record(exc, token_fields), exc)
         conditional = self.contexts.capacity > 0
         context = self.contexts.get(key_name)
         for attempt in range(1, STALE_ATTEMPTS + 1):
@@ -306,7 +398,7 @@ class ReleaseService:
                 if context is not None:
                     self.contexts.put(context)
             body = dict(token_fields)  # each attempt's record describes its own decision
-            response, failure = await self._decide(result, key_name, context, now, body)
+            response, failure = await self._decide(result, key_name, context, now, body, seal=seal)
             if context is None or not conditional:
                 return await self._conclude(record(failure, body), failure, response)
             # One statement, committed before we answer.
@@ -377,6 +469,8 @@ class ReleaseService:
         context: ReleaseContext | None,
         now: datetime,
         body: dict[str, Any],
+        *,
+        seal: Sealer,
     ) -> tuple[dict[str, Any] | None, KeybrokerError | None]:
         """Check the key and its policy on ``context``, then seal: the envelope, or the
         refusal; fills ``body`` as it learns."""
@@ -393,7 +487,7 @@ class ReleaseService:
             body.update(audit_summary(decision))
             if not decision.allow:
                 raise decision.to_error()
-            response = await self._seal(context, result, now)
+            response = await seal(context, result, now, body)
         except DatabaseUnavailable:
             raise  # nothing can be recorded, so nothing is released: 503
         except KeybrokerError as exc:
@@ -417,13 +511,20 @@ class ReleaseService:
         context: ReleaseContext,
         result: tokens.AttestationResult,
         now: datetime,
+        body: dict[str, Any],
     ) -> dict[str, Any]:
+        tee_key = result.tee_key
+        if not isinstance(tee_key, RsaPublicKey):
+            raise TokenInvalid(
+                "the token binds an EC tee key, which only a KBS resource answer is encrypted "
+                "to; the native release wraps to RSA-3072/4096 keys inside the HSM"
+            )
         wrapped = WrappedSecret(context.wrapped_blob, context.secret_length, context.kek_label)
-        thumbprint = result.tee_key.thumbprint()
+        thumbprint = tee_key.thumbprint()
 
         def seal_and_sign(session: Session) -> tuple[SealedSecret, dict[str, Any], str]:
             # One trip to the token's thread for both: the envelope, then its signature.
-            sealed = self.custody.release_to_sync(wrapped, result.tee_key, session)
+            sealed = self.custody.release_to_sync(wrapped, tee_key, session)
             envelope = {
                 "key": context.name,
                 "version": context.version,
@@ -450,3 +551,37 @@ class ReleaseService:
             **envelope,
             "envelope_sha256": hashlib.sha256(sealed.ciphertext).hexdigest(),
         }
+
+    async def _seal_jwe(
+        self, context: ReleaseContext, to: jwe.Recipient, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The KBS answer: a JWE made in broker memory, so only for a ``broker-memory`` key."""
+        if context.exposure != jwe.Exposure.BROKER_MEMORY:
+            raise ExposureRefused(
+                f"key {context.name} has exposure {context.exposure}: its secret never leaves "
+                "the HSM unwrapped, and a KBS answer (an A256GCM JWE) cannot be made inside "
+                "it; a key custodian may set its exposure to broker-memory"
+            )
+        wrapped = WrappedSecret(context.wrapped_blob, context.secret_length, context.kek_label)
+        with hsm_errors():
+            envelope = await self.custody.pool.run(
+                lambda session: self.custody.release_jwe_sync(wrapped, to, session)
+            )
+        body.update(envelope.exposure())
+        return {
+            "jwe": envelope.to_json(),
+            "envelope_sha256": hashlib.sha256(envelope.ciphertext).hexdigest(),
+        }
+
+
+def _kbs_recipient(result: tokens.AttestationResult) -> jwe.Recipient:
+    """The key a KBS answer is encrypted to: the token's tee key, as a KBS tee-pubkey."""
+    if isinstance(result.tee_key, jwe.Recipient):
+        return result.tee_key
+    try:
+        return kbs_recipient(result.tee_jwk)
+    except PublicKeyInvalid as exc:
+        raise TokenInvalid(
+            f"the token's tee key is not a KBS tee-pubkey ({exc.detail}): a KBS resource is "
+            "answered to tokens of a KBS attestation"
+        ) from None

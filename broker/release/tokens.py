@@ -4,6 +4,11 @@ Payload (JWT, RFC 7519): ``iss``, ``iat``, ``exp``, ``jti``; ``tee``; ``claims``
 :meth:`Claims.to_json`); ``cnf.jwk`` (RFC 7800) the tee public key every release is wrapped
 to; ``evidence_sha256``. A token is short-lived (``token_ttl_seconds``) and may serve several
 releases until it expires, on any broker replica that shares the signing key.
+
+The tee key is an RSA key (the native release's HSM envelope) or, for tokens a KBS
+attestation issued, an EC P-256/P-521 key (or RSA for ``RSA-OAEP-256``) that the KBS resource
+answer is encrypted to (``hsm/jwe.py``): :data:`TeeKey`. Everything a release needs is in the
+token, so a KBS guest presenting it as a Bearer token is served by any worker or replica.
 """
 
 from __future__ import annotations
@@ -16,11 +21,15 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from broker import jose
-from broker.errors import TokenInvalid
+from broker.errors import PublicKeyInvalid, TokenInvalid
 from broker.evidence.claims import Claims
-from broker.hsmcalls import tee_key_from_jwk
+from broker.hsmcalls import kbs_recipient, tee_key_from_jwk
 from broker.lru import Lru
+from hsm.jwe import Recipient
 from hsm.pubkey import RsaPublicKey
+
+#: A token's tee key: native (RSA, wrapped to inside the HSM) or a KBS JWE recipient.
+TeeKey = RsaPublicKey | Recipient
 
 ISSUER = "keybroker"
 CLOCK_SKEW = timedelta(seconds=30)
@@ -33,7 +42,7 @@ class AttestationResult:
     token_id: str
     claims: Claims
     tee_jwk: dict[str, Any]
-    tee_key: RsaPublicKey
+    tee_key: TeeKey
     issued_at: datetime
     expires_at: datetime
     evidence_sha256: str
@@ -69,11 +78,17 @@ def read(token: str, public_key: ec.EllipticCurvePublicKey, now: datetime) -> At
     if not isinstance(body.get("claims"), dict):
         raise TokenInvalid("token payload is incomplete")
     try:
-        return result_of(
-            body, Claims.from_json(body["claims"]), tee_key_from_jwk(body["cnf"]["jwk"]), now
-        )
-    except (KeyError, TypeError, ValueError):
+        return result_of(body, Claims.from_json(body["claims"]), tee_key(body["cnf"]["jwk"]), now)
+    except (KeyError, TypeError, ValueError, PublicKeyInvalid):
         raise TokenInvalid("token payload is incomplete") from None
+
+
+def tee_key(jwk: Any) -> TeeKey:
+    """The tee key of a token's ``cnf.jwk``: RSA as the native API takes it, EC as a KBS
+    ``tee-pubkey`` (``PublicKeyInvalid`` otherwise)."""
+    if isinstance(jwk, dict) and jwk.get("kty") == "EC":
+        return kbs_recipient(jwk)
+    return tee_key_from_jwk(jwk)
 
 
 def _check_time(issued: float, expires: float, now: datetime) -> None:
@@ -85,14 +100,14 @@ def _check_time(issued: float, expires: float, now: datetime) -> None:
 
 
 def result_of(
-    payload_: dict[str, Any], claims: Claims, tee_key: RsaPublicKey, now: datetime
+    payload_: dict[str, Any], claims: Claims, key: TeeKey, now: datetime
 ) -> AttestationResult:
     """What a token with ``payload_`` attests, as :func:`read` would return it."""
     return AttestationResult(
         token_id=str(payload_["jti"]),
         claims=claims,
         tee_jwk=dict(payload_["cnf"]["jwk"]),
-        tee_key=tee_key,
+        tee_key=key,
         issued_at=datetime.fromtimestamp(payload_["iat"], now.tzinfo),
         expires_at=datetime.fromtimestamp(payload_["exp"], now.tzinfo),
         evidence_sha256=str(payload_["evidence_sha256"]),

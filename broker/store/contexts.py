@@ -45,6 +45,9 @@ class ReleaseContext:
     secret_length: int
     policy: BoundPolicy | None
     """None when no policy is bound (such a key is never released)."""
+    exposure: str = "hsm-only"
+    """Where the secret may be while released: ``hsm-only`` or ``broker-memory``
+    (``hsm/jwe.py``); only the KBS path reads it."""
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> ReleaseContext:
@@ -58,10 +61,11 @@ class ReleaseContext:
             bytes(row["wrapped_blob"]),
             row["secret_length"],
             None if name is None else BoundPolicy(name, row["policy_version"], row["digest"]),
+            row["exposure"],
         )
 
     def arguments(self) -> tuple[Any, ...]:
-        """``$1..$9`` of ``audit_release_if_current``: every field, in order."""
+        """``$1..$10`` of ``audit_release_if_current``: every field, in order."""
         policy = self.policy
         return (
             self.name,
@@ -73,6 +77,7 @@ class ReleaseContext:
             None if policy is None else policy.name,
             None if policy is None else policy.version,
             None if policy is None else policy.digest,
+            self.exposure,
         )
 
 
@@ -95,7 +100,7 @@ async def append_if_current(
     """
     if record.key_name != context.name:  # the record's key_name column is context.name
         raise InternalError(f"audit record for key {record.key_name} checked against another")
-    # $10..$14; the record's key_name column is the context's name, from the statement.
+    # $11..$15; the record's key_name column is the context's name, from the statement.
     seq: int | None = await conn.fetchval(
         _APPEND_IF_CURRENT,
         *context.arguments(),

@@ -9,6 +9,7 @@ from typing import Any, Final
 import asyncpg
 
 from broker.errors import Conflict, KeyNotFound
+from broker.names import KbsPath
 from broker.store.database import Database
 from broker.store.sqlfiles import query
 from hsm.custody import WrappedSecret
@@ -18,6 +19,10 @@ _INSERT: Final = query("insert_key")
 _LATEST: Final = query("latest_key")
 _LIST: Final = query("list_keys")
 _SET_STATE: Final = query("set_key_state")
+_SET_EXPOSURE: Final = query("set_key_exposure")
+_PATH_KEY: Final = query("kbs_path_key")
+_DELETE_PATH: Final = query("delete_kbs_path")
+_INSERT_PATH: Final = query("insert_kbs_path")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,8 @@ class KeyInfo:
     kek_label: str
     secret_length: int
     state: str
+    exposure: str
+    kbs_path: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -37,6 +44,8 @@ class KeyInfo:
             "kek_label": self.kek_label,
             "secret_length": self.secret_length,
             "state": self.state,
+            "exposure": self.exposure,
+            "kbs_path": self.kbs_path,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
@@ -49,6 +58,8 @@ def _key_info(row: asyncpg.Record) -> KeyInfo:
         row["kek_label"],
         row["secret_length"],
         row["state"],
+        row["exposure"],
+        row["kbs_path"],
         row["created_at"],
         row["updated_at"],
     )
@@ -100,3 +111,36 @@ def not_found(name: str) -> KeyNotFound:
 async def set_state(db: Database, name: str, state: str) -> None:
     if not await db.fetch(_SET_STATE, name, state):
         raise not_found(name)
+
+
+async def set_exposure(db: Database, name: str, exposure: str) -> None:
+    """Set where the secret of every version of ``name`` may be while it is released."""
+    if not await db.fetch(_SET_EXPOSURE, name, exposure):
+        raise not_found(name)
+
+
+async def key_at_path(db: Database, path: KbsPath) -> str | None:
+    """The name of the key that answers at ``path``; None when no key does."""
+    row = await db.fetchrow(_PATH_KEY, path.repository, path.type, path.tag)
+    return None if row is None else str(row["key_name"])
+
+
+async def set_kbs_path(db: Database, name: str, path: KbsPath | None, actor: str) -> bool:
+    """Make ``name`` answer at ``path`` (in place of any path it had), or at none. Whether
+    the key had a path before. :class:`Conflict` when another key answers at ``path``."""
+    async with db.transaction() as conn:
+        if not await exists(conn, name):
+            raise not_found(name)
+        if path is not None:
+            holder = await conn.fetchrow(_PATH_KEY, path.repository, path.type, path.tag)
+            if holder is not None and holder["key_name"] != name:
+                raise Conflict(
+                    f"KBS path {path} is key {holder['key_name']}'s; clear it there first"
+                )
+        had = await conn.fetchrow(_DELETE_PATH, name) is not None
+        if path is not None:
+            try:
+                await conn.execute(_INSERT_PATH, path.repository, path.type, path.tag, name, actor)
+            except asyncpg.UniqueViolationError:  # another key took it meanwhile
+                raise Conflict(f"KBS path {path} was given to another key concurrently") from None
+    return had

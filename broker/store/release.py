@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from broker.store import audit, challenges, contexts, policies
+from broker.names import KbsPath
+from broker.store import audit, challenges, contexts, keys, policies
 from broker.store.audit import AuditRecord
 from broker.store.contexts import ReleaseContext
 from broker.store.database import Database
@@ -42,6 +43,11 @@ class ReleaseStore(Protocol):
         """Append ``record`` if ``context`` is still its key's current release context. The
         record's sequence number; None when the context changed (or the key is gone): then
         nothing was written."""
+        ...
+
+    async def key_at_path(self, path: KbsPath) -> str | None:
+        """The name of the key that answers at the KBS resource ``path``; None when none
+        does."""
         ...
 
     async def policy_document(self, name: str, version: int) -> str | None:
@@ -76,6 +82,9 @@ class PostgresReleaseStore:
     async def append_if_current(self, context: ReleaseContext, record: AuditRecord) -> int | None:
         async with self.db.connection() as conn:
             return await contexts.append_if_current(conn, context, record)
+
+    async def key_at_path(self, path: KbsPath) -> str | None:
+        return await keys.key_at_path(self.db, path)
 
     async def policy_document(self, name: str, version: int) -> str | None:
         stored = await policies.version(self.db, name, version)

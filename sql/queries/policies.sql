@@ -40,7 +40,7 @@ SET policy_name = EXCLUDED.policy_name, policy_version = EXCLUDED.policy_version
 -- audit_release_if_current below derives the context with the same FROM clause (a test
 -- compares the two): keep them identical.
 -- name: release_context
-SELECT k.name, k.version, k.kek_label, k.wrapped_blob, k.secret_length, k.state,
+SELECT k.name, k.version, k.kek_label, k.wrapped_blob, k.secret_length, k.state, k.exposure,
        p.name AS policy_name, p.version AS policy_version, p.digest
 FROM (SELECT * FROM keys WHERE name = $1 ORDER BY version DESC LIMIT 1) k
 LEFT JOIN key_bindings b ON b.key_name = k.name
@@ -51,14 +51,15 @@ LEFT JOIN LATERAL (
 ) p ON true;
 
 -- Append a release's audit record only if the key's release context, derived now exactly as
--- release_context derives it, is still the one the decision and the envelope used ($1..$9:
--- name, version, state, kek_label, wrapped_blob, secret_length, and the bound policy's name,
--- version and digest, null when none is bound). One statement, so one implicit transaction:
--- the audit head's row lock is held only while PostgreSQL commits. `current` has a row only
--- when every field matches; the lateral reference to current.name (the record's key_name
--- column) makes audit_append run once per such row, so a context that changed since the
--- broker read it (disabled, rotated, rebound, a newer policy version) appends nothing and
--- no row comes back: the caller reads the context afresh and decides again. $10..$14: the
+-- release_context derives it, is still the one the decision and the envelope used ($1..$10:
+-- name, version, state, kek_label, wrapped_blob, secret_length, the bound policy's name,
+-- version and digest, null when none is bound, and the key's exposure). One statement, so
+-- one implicit transaction: the audit head's row lock is held only while PostgreSQL commits.
+-- `current` has a row only when every field matches; the lateral reference to current.name
+-- (the record's key_name column) makes audit_append run once per such row, so a context that
+-- changed since the broker read it (disabled, rotated, rebound, a newer policy version, its
+-- exposure set to hsm-only) appends nothing and
+-- no row comes back: the caller reads the context afresh and decides again. $11..$15: the
 -- record's at, kind, decision, request_id and canonical text. MATERIALIZED makes the
 -- comparison complete before any row reaches audit_append: inlined, the CTE lets the planner
 -- join the function to the key row alone and filter on the bound policy above it, which would
@@ -78,6 +79,7 @@ WITH current AS MATERIALIZED (
       AND p.name IS NOT DISTINCT FROM $7
       AND p.version IS NOT DISTINCT FROM $8
       AND p.digest IS NOT DISTINCT FROM $9
+      AND k.exposure = $10
 )
 SELECT appended.seq
-FROM current, LATERAL audit_append($10, $11, $12, $13, current.name, $14) AS appended;
+FROM current, LATERAL audit_append($11, $12, $13, $14, current.name, $15) AS appended;

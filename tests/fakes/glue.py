@@ -217,6 +217,7 @@ def build_case(material: Material | None = None) -> GlueCase:
         "wrapped_blob": secrets.token_bytes(40),
         "secret_length": 32,
         "state": "active",
+        "exposure": "hsm-only",
         "policy_name": POLICY_NAME,
         "policy_version": 1,
         "digest": digest,

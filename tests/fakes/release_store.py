@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from broker.errors import InternalError
+from broker.names import KbsPath
 from broker.store.audit import AuditRecord
 from broker.store.contexts import ReleaseContext
 
@@ -23,11 +24,14 @@ class MemoryReleaseStore:
         self,
         contexts: Iterable[ReleaseContext] = (),
         documents: Mapping[tuple[str, int], str] | None = None,
+        kbs_paths: Mapping[str, str] | None = None,
     ) -> None:
         self.contexts = {context.name: context for context in contexts}
         """Each key's current release context, by key name."""
         self.documents = dict(documents or {})
         """Stored policy documents, by (name, version)."""
+        self.kbs_paths = dict(kbs_paths or {})
+        """The key that answers at each KBS path (``repository/type/tag``)."""
         self.consumed: dict[bytes, str] = {}
         """Consumed nonces and the tee each was issued for."""
         self.log: list[AuditRecord] = []
@@ -63,6 +67,10 @@ class MemoryReleaseStore:
         if self.contexts.get(context.name) != context:
             return None
         return self._append(record)
+
+    async def key_at_path(self, path: KbsPath) -> str | None:
+        self.calls["key_at_path"] += 1
+        return self.kbs_paths.get(str(path))
 
     async def policy_document(self, name: str, version: int) -> str | None:
         self.calls["policy_document"] += 1

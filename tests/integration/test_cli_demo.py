@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from broker.cli import demo, main
+from broker.guest.sources import DEMO_MEASUREMENT
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
@@ -22,6 +23,7 @@ from broker.store.sqlfiles import migrations
 from broker.timeutil import utcnow
 from tests.integration.conftest import create_database
 from tests.integration.server import running_broker
+from tests.kbs_client.client import KbsClient, SnpGuest
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +105,49 @@ def test_demo_releases_its_key_to_the_simulated_guest_and_audits_it(
 
         assert main(["audit", "verify"]) == 0
         assert b"audit chain intact" in capsysbinary.readouterr().out
+
+
+def test_a_kbs_client_fetches_the_demo_key(
+    environment: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `make run` offers a Confidential Containers guest: auth, attest with a simulated
+    SNP report bound as RCAR binds it, then resource default/key/disk-key, opened with the
+    kbs-types AAD rule."""
+    settings = demo.prepare(environment)
+    asyncio.run(demo.seed(settings))
+    guest = SnpGuest(demo.kit_dir(settings.state_dir), measurement=DEMO_MEASUREMENT)
+    with running_broker(settings) as base, KbsClient(base) as client:
+        secret = client.fetch(guest, demo.DEMO_KBS_PATH)
+    assert secret.startswith(b"keybroker demo disk key ")
+    capsys.readouterr()
+    assert main(["audit", "tail", "-n", "1"]) == 0
+    line = capsys.readouterr().out
+    assert "release allow disk-key" in line
+    assert "kbs=default/key/disk-key plaintext_in_broker" in line
+
+
+def test_kbs_key_settings_commands(
+    environment: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"k" * 32)
+    assert main(["keys", "create", "cli-kbs", "--secret-file", str(secret)]) == 0
+    assert json.loads(capsys.readouterr().out)["exposure"] == "hsm-only"
+    assert main(["keys", "set-exposure", "cli-kbs", "broker-memory"]) == 0
+    assert json.loads(capsys.readouterr().out)["exposure"] == "broker-memory"
+    assert main(["keys", "set-kbs-path", "cli-kbs", "cli/key/one"]) == 0
+    assert json.loads(capsys.readouterr().out)["kbs_path"] == "cli/key/one"
+    assert main(["keys", "set-kbs-path", "cli-kbs", "--clear"]) == 0
+    assert json.loads(capsys.readouterr().out)["kbs_path"] is None
+    assert main(["keys", "set-kbs-path", "cli-kbs"]) == 2  # neither PATH nor --clear
+    assert "give exactly one of PATH and --clear" in capsys.readouterr().err
+    assert main(["keys", "set-kbs-path", "cli-kbs", "a/b"]) == 1
+    assert "is not repository/type/tag" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["keys", "set-exposure", "cli-kbs", "anywhere"])
+    assert main(["audit", "tail", "--json", "-n", "3"]) == 0
+    actions = [json.loads(r["record"])["action"] for r in json.loads(capsys.readouterr().out)]
+    assert actions == ["key.set_exposure", "key.set_kbs_path", "key.set_kbs_path"]
 
 
 def test_key_policy_and_token_commands(

@@ -15,6 +15,7 @@ from broker.admin.service import AdminService
 from broker.errors import ConfigurationError, InternalError
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.schema_dump import dump_schema
+from broker.names import KbsPath
 from broker.runtime import Runtime
 from broker.store import audit, challenges, contexts
 from broker.store.admin_tokens import Principal, Role
@@ -313,9 +314,13 @@ async def test_the_release_stores_keep_the_same_promises(cluster: LocalPostgres,
                     "INSERT INTO key_bindings (key_name, policy_name, updated_by)"
                     " VALUES ('k', 'p', 'test')"
                 )
+                await conn.execute(
+                    "INSERT INTO kbs_paths (repository, type, tag, key_name, updated_by)"
+                    " VALUES ('default', 'key', 'k', 'k', 'test')"
+                )
             store = PostgresReleaseStore(database)
         else:
-            store = MemoryReleaseStore([current], {("p", 1): "{}"})
+            store = MemoryReleaseStore([current], {("p", 1): "{}"}, {"default/key/k": "k"})
         at = datetime(2026, 1, 1, 12, tzinfo=UTC)
         nonce, expires_at = bytes(32), at + timedelta(minutes=5)
 
@@ -324,6 +329,8 @@ async def test_the_release_stores_keep_the_same_promises(cluster: LocalPostgres,
 
         assert await store.context("k") == current
         assert await store.context("absent") is None
+        assert await store.key_at_path(KbsPath("default", "key", "k")) == "k"
+        assert await store.key_at_path(KbsPath("default", "key", "K")) is None
         assert await store.policy_document("p", 1) == "{}"
         assert await store.policy_document("p", 2) is None
         assert await store.consume_nonce_and_append(nonce, "snp", expires_at, record("a")) == 1
@@ -336,6 +343,7 @@ async def test_the_release_stores_keep_the_same_promises(cluster: LocalPostgres,
             replace(current, wrapped_blob=b"\x01"),
             replace(current, policy=None),
             replace(current, policy=BoundPolicy("p", 1, "2" * 64)),
+            replace(current, exposure="broker-memory"),
         ):
             assert await store.append_if_current(stale, record("release", "k")) is None
         with pytest.raises(InternalError, match="checked against another"):

@@ -81,9 +81,10 @@ def test_context_arguments_name_every_field_and_null_policy_fields() -> None:
         "p",
         1,
         "ab" * 32,
+        "hsm-only",
     )
     unbound = ReleaseContext("a", 1, "active", "keybroker-kek-v1", b"\x01" * 40, 32, None)
-    assert unbound.arguments()[6:] == (None, None, None)
+    assert unbound.arguments()[6:] == (None, None, None, "hsm-only")
 
 
 def _derivation(sql: str) -> str:
@@ -104,3 +105,4 @@ def test_the_conditional_append_derives_the_context_as_release_context_does() ->
         assert f"k.{column} = ${number}" in conditional
     for number, column in enumerate(("name", "version", "digest"), start=7):
         assert f"p.{column} IS NOT DISTINCT FROM ${number}" in conditional
+    assert "k.exposure = $10" in conditional

@@ -23,13 +23,15 @@ from starlette.routing import Route
 from broker.admin.service import TOKEN_NAME
 from broker.api import guest
 from broker.api.body import decode_base64
+from broker.api.kbs import PREFIX as KBS_PREFIX
 from broker.api.openapi import specification
 from broker.app import create_app
 from broker.errors import BadRequest
-from broker.names import MAX_VERSION, checked_name
+from broker.names import MAX_VERSION, checked_name, parse_kbs_path
 from broker.settings import Settings
 from hsm.custody import MAX_SECRET_BYTES, MIN_SECRET_BYTES
 from hsm.errors import PublicKeyInvalid
+from hsm.jwe import Exposure
 from hsm.pubkey import b64url, from_jwk
 
 SCHEMAS: dict[str, Any] = specification()["components"]["schemas"]
@@ -58,11 +60,13 @@ def _resolve(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_route_is_documented_and_nothing_else() -> None:
+    """Except Trustee's KBS protocol under ``/kbs/v0``, whose contract is Trustee's own
+    OpenAPI document (docs/kbs.md; ``tests/integration/test_kbs.py`` holds the answers to it)."""
     app = create_app(Settings())
     routes = {
         (route.path, method.lower())
         for route in app.routes
-        if isinstance(route, Route)
+        if isinstance(route, Route) and not route.path.startswith(KBS_PREFIX)
         for method in (route.methods or set()) - {"HEAD"}
     } | {(route.path, route.method.lower()) for route in guest.ROUTES}
     documented = {(path, method) for path, method, _ in _operations()}
@@ -310,3 +314,32 @@ def test_the_request_id_header_is_the_id_the_broker_makes() -> None:
         answered = dict(sent[0]["headers"])[b"x-request-id"].decode()
         assert ecma_matches(pattern, answered)
         assert answered != client_id.decode()
+
+
+# --- KBS settings of a key ---------------------------------------------------------------------
+
+KBS_PATH = SCHEMAS["KbsPath"]
+
+
+def _kbs_path_allowed(text: str) -> bool:
+    try:
+        parse_kbs_path(text)
+    except BadRequest:
+        return False
+    return True
+
+
+@given(st.text(alphabet=string.ascii_letters + string.digits + "._-/ é\x00\n", max_size=400))
+@example("a/b/c")
+@example("a/b/c\n")
+@example(".a/b/c")
+@example("a/b/c/d")
+@example("/".join(["a" * 128] * 3))
+@example("/".join(["a" * 129, "b", "c"]))
+def test_the_kbs_path_pattern_is_the_broker_kbs_path_rule(text: str) -> None:
+    admitted = len(text) <= KBS_PATH["maxLength"] and ecma_matches(KBS_PATH["pattern"], text)
+    assert admitted == _kbs_path_allowed(text)
+
+
+def test_the_exposures_are_the_hsms() -> None:
+    assert SCHEMAS["Exposure"]["enum"] == [exposure.value for exposure in Exposure]

@@ -50,6 +50,7 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.KeyNotFound: DENY,
     errors.Conflict: DENY,
     errors.KeyDisabled: DENY,
+    errors.ExposureRefused: DENY,  # judged: the key's custodian keeps it in the HSM
     errors.HsmError: ERROR,
     errors.BlobInvalid: ERROR,
     errors.KekNotFound: ERROR,

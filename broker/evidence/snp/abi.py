@@ -403,7 +403,7 @@ class AttestationReport:
             raise ValueError("mitigation vectors exist in version 5+ reports only")
         for field in fields(self):
             value = getattr(self, field.name)
-            size = _BYTE_FIELDS.get(field.name)
+            size = BYTE_FIELD_SIZES.get(field.name)
             if size is not None and len(value) != size:
                 raise ValueError(f"{field.name} is {len(value)} bytes, not {size}")
             if isinstance(value, TcbVersion) and len(value.raw) != 8:
@@ -413,7 +413,8 @@ class AttestationReport:
                 raise ValueError("signature component does not fit in 72 bytes")
 
 
-_BYTE_FIELDS = {
+#: The fixed-size byte fields of the report and their sizes.
+BYTE_FIELD_SIZES = {
     "family_id": 16,
     "image_id": 16,
     "report_data": 64,
