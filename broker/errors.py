@@ -11,8 +11,10 @@ and the second is not.
 
 Each class also declares the ``outcome`` an attestation or a release that ends in it is
 audited and counted under: ``deny`` when the request was judged and refused, ``error`` when
-it could not be judged or served (infrastructure, collateral, HSM, the broker's own stored
-policies or code). A subclass inherits its parent's.
+it could not be judged or served (infrastructure, collateral, HSM, the broker's own
+configuration, stored policies or code). A subclass inherits its parent's. The two follow
+the HTTP status (``broker/api/problem.py``): the caller's fault (4xx) is ``deny``, the
+broker's (5xx) is ``error``, which ``tests/unit/test_outcomes.py`` holds for every class.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from typing import Any, ClassVar, Literal
 
 #: The decision an audit record and the decision metrics carry.
 Outcome = Literal["allow", "deny", "error"]
+#: The outcome of a request that ends in an error.
+FailureOutcome = Literal["deny", "error"]
 
 
 class KeybrokerError(Exception):
     """Base of every error keybroker raises on purpose."""
 
     type: ClassVar[str] = "error"
-    outcome: ClassVar[Literal["deny", "error"]] = "deny"
+    #: ``error`` unless a class says the caller is at fault: a class the problem table does
+    #: not name answers 500, the broker's fault.
+    outcome: ClassVar[FailureOutcome] = "error"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -46,16 +52,19 @@ class BadRequest(KeybrokerError):
     """The request is malformed: wrong JSON, missing member, wrong encoding."""
 
     type = "malformed-request"
+    outcome = "deny"
 
 
 class RateLimited(KeybrokerError):
     type = "rate-limited"
+    outcome = "deny"
 
 
 class MethodNotAllowed(KeybrokerError):
     """The path exists, the method does not (the answer names the one allowed)."""
 
     type = "method-not-allowed"
+    outcome = "deny"
 
 
 # --- Evidence verification (ARCHITECTURE §8.3) ---------------------------------------------
@@ -65,6 +74,7 @@ class EvidenceError(KeybrokerError):
     """Evidence was checked and is not acceptable, or could not be checked."""
 
     type = "evidence_error"
+    outcome: ClassVar[FailureOutcome] = "deny"  # CollateralUnavailable is error
 
 
 class MalformedEvidence(EvidenceError):
@@ -156,6 +166,7 @@ class BindingMismatch(EvidenceError):
 
 class NonceError(KeybrokerError):
     type = "nonce"
+    outcome = "deny"
 
 
 class NonceUnknown(NonceError):
@@ -174,6 +185,7 @@ class TokenInvalid(KeybrokerError):
     """A bearer token is missing, badly signed, expired or not meant for this use."""
 
     type = "token-invalid"
+    outcome = "deny"
 
 
 class TokenMissing(TokenInvalid):
@@ -216,12 +228,14 @@ class Forbidden(KeybrokerError):
     """An authenticated caller lacks the role an operation needs."""
 
     type = "forbidden"
+    outcome = "deny"
 
 
 class PolicyDenied(KeybrokerError):
     """The release policy evaluated to deny; ``reasons`` lists every failed clause."""
 
     type = "policy-denied"
+    outcome = "deny"
 
     def __init__(self, detail: str, reasons: list[dict[str, Any]]) -> None:
         super().__init__(detail)
@@ -240,6 +254,7 @@ class PolicyError(KeybrokerError):
     """
 
     type = "policy-invalid"
+    outcome = "deny"
 
     def __init__(self, detail: str, problems: Sequence[Mapping[str, Any]] = ()) -> None:
         super().__init__(detail)
@@ -251,6 +266,7 @@ class PolicyError(KeybrokerError):
 
 class NotFound(KeybrokerError):
     type = "not-found"
+    outcome = "deny"
 
 
 class KeyNotFound(NotFound):
@@ -259,10 +275,12 @@ class KeyNotFound(NotFound):
 
 class Conflict(KeybrokerError):
     type = "conflict"
+    outcome = "deny"
 
 
 class KeyDisabled(KeybrokerError):
     type = "key-disabled"
+    outcome = "deny"
 
 
 class ExposureRefused(KeybrokerError):
@@ -270,16 +288,18 @@ class ExposureRefused(KeybrokerError):
     (JWE) answer for a key that is ``hsm-only`` (``hsm/jwe.py``)."""
 
     type = "exposure-refused"
+    outcome = "deny"
 
 
 # --- HSM custody ----------------------------------------------------------------------------
 
 
 class HsmError(KeybrokerError):
-    """A PKCS#11 operation failed for a reason that is the caller's (bad blob, bad key)."""
+    """A PKCS#11 operation failed: the token refused a stored object (a blob that does not
+    unwrap, a KEK that is gone) or the operation itself. The subclasses that reject what a
+    caller sent (a tee key, a secret length) are ``deny`` like any other bad request."""
 
     type = "hsm-error"
-    outcome = "error"
 
 
 class BlobInvalid(HsmError):
@@ -296,10 +316,14 @@ class PublicKeyInvalid(HsmError):
     """The tee public key is malformed or not an accepted algorithm and size."""
 
     type = "public-key-invalid"
+    outcome = "deny"  # what the caller sent (400)
 
 
 class SecretLengthInvalid(HsmError):
+    """A secret to import or generate is shorter or longer than a key may be."""
+
     type = "secret-length-invalid"
+    outcome = "deny"  # what the caller asked for (400)
 
 
 # --- Infrastructure (fail closed: 503) ------------------------------------------------------
@@ -307,7 +331,6 @@ class SecretLengthInvalid(HsmError):
 
 class Unavailable(KeybrokerError):
     type = "unavailable"
-    outcome = "error"
 
 
 class DatabaseUnavailable(Unavailable):
@@ -319,6 +342,9 @@ class HsmUnavailable(Unavailable):
 
 
 class ConfigurationError(KeybrokerError):
+    """The broker's own settings, files or token are not usable: its fault (500), never the
+    caller's."""
+
     type = "configuration"
 
 
@@ -327,11 +353,9 @@ class StoredPolicyInvalid(KeybrokerError):
     not load: server-side corruption or tampering, never the caller's fault."""
 
     type = "stored-policy-invalid"
-    outcome = "error"
 
 
 class InternalError(KeybrokerError):
     """An unexpected failure; the detail points at the log, never at internals."""
 
     type = "internal"
-    outcome = "error"
