@@ -27,6 +27,7 @@ from broker.collateral.keys import ItemKey
 from broker.collateral.store import CollateralItem, CollateralRepository
 from broker.errors import CollateralInvalid, CollateralUnavailable
 from broker.logs import get_logger
+from broker.timeutil import iso
 
 log = get_logger("keybroker.collateral")
 
@@ -90,7 +91,7 @@ class Fetcher:
             "collateral_fetched",
             item=str(key),
             source=items[0].source,
-            next_update=items[0].next_update.isoformat() if items[0].next_update else None,
+            next_update=iso(items[0].next_update),
             refreshed=stored is not None,
         )
         return items
@@ -105,7 +106,7 @@ async def _fetched(
         if stored is None or stored.next_update is None:
             raise
         raise CollateralUnavailable(
-            f"{key} expired at its nextUpdate {stored.next_update.isoformat()} and could not "
+            f"{key} expired at its nextUpdate {iso(stored.next_update)} and could not "
             f"be refreshed: {exc.detail}"
         ) from None
     except CollateralInvalid as exc:

@@ -79,7 +79,7 @@ from broker.runtime import Runtime
 from broker.store.audit import AuditRecord
 from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.release import ReleaseStore
-from broker.timeutil import utcnow
+from broker.timeutil import iso, utcnow
 from hsm import jwe
 from hsm.custody import WrappedSecret
 from hsm.envelope import SealedSecret
@@ -204,7 +204,7 @@ class ReleaseService:
         nonce, expires_at = self.nonces.issue(tee.value, utcnow())
         return {
             "nonce": base64.b64encode(nonce).decode("ascii"),
-            "expires_at": expires_at.isoformat(),
+            "expires_at": iso(expires_at),
         }
 
     # --- attest ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from broker.errors import TokenInvalid
 from broker.redact import Secret
 from broker.store.database import Database
 from broker.store.sqlfiles import query
+from broker.timeutil import iso
 
 _INSERT: Final = query("insert_admin_token")
 _GET: Final = query("admin_token")
@@ -94,9 +95,9 @@ async def list_tokens(db: Database) -> list[dict[str, str | None]]:
             "id": r["id"],
             "name": r["name"],
             "role": r["role"],
-            "created_at": r["created_at"].isoformat(),
+            "created_at": iso(r["created_at"]),
             "created_by": r["created_by"],
-            "revoked_at": None if r["revoked_at"] is None else r["revoked_at"].isoformat(),
+            "revoked_at": iso(r["revoked_at"]),
         }
         for r in rows
     ]

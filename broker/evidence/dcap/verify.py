@@ -86,6 +86,7 @@ from broker.evidence.trust import (
     parse_collateral,
     verify_chain,
 )
+from broker.timeutil import iso
 
 #: Collateral without which the TCB cannot be appraised.
 REQUIRED_COLLATERAL = ("tcb_info", "qe_identity", "pck_crl", "root_crl")
@@ -481,7 +482,7 @@ def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Si
         ]
         if not valid:
             raise CertificateExpired(
-                f"no pinned Intel SGX TCB Signing certificate is valid at {now.isoformat()}"
+                f"no pinned Intel SGX TCB Signing certificate is valid at {iso(now)}"
             )
         newest = max(valid, key=lambda index: pinned[index].not_valid_before_utc)
         source = cache.digest(b"pinned", _fingerprint(pinned[newest]))
