@@ -37,7 +37,6 @@ round trip to a busy broker it would make every other release wait in line.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -62,7 +61,7 @@ from broker.errors import (
     Unrecognised,
 )
 from broker.evidence.claims import Claims, Tee
-from broker.evidence.registry import TeeVerifier, verifier_for
+from broker.evidence.registry import TeeVerifier, supported_tees, verifier_for
 from broker.hsmcalls import hsm_errors, kbs_recipient
 from broker.logs import get_logger
 from broker.lru import Lru
@@ -111,9 +110,15 @@ RELEASE_ENDPOINT = "/v1/keys/{name}/release"
 KBS_ATTEST_ENDPOINT = "/kbs/v0/attest"
 KBS_RESOURCE_ENDPOINT = "/kbs/v0/resource/{path}"
 
-# ``verifier_for`` remembered per tee once found (it imports and checks a module); a tee
-# without a verifier raises every time, as exceptions are not cached.
-_verifier: Callable[[Tee], TeeVerifier] = functools.cache(verifier_for)
+#: The verifier of every tee the broker verifies, found at import (each is a constant of
+#: its package).
+_VERIFIERS: dict[Tee, TeeVerifier] = {tee: verifier_for(tee) for tee in supported_tees()}
+
+
+def _verifier(tee: Tee) -> TeeVerifier:
+    """The verifier of ``tee``; ``UnsupportedEvidence`` (from the registry) when none."""
+    verifier = _VERIFIERS.get(tee)
+    return verifier_for(tee) if verifier is None else verifier
 
 
 def outcome(failure: KeybrokerError | None) -> Outcome:

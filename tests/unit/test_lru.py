@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
-from broker.lru import Lru
+from broker.lru import Lru, memoized
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_least_recently_used_goes_first() -> None:
@@ -65,3 +70,79 @@ def test_discard_forgets_only_the_value_it_names() -> None:
     assert memory.get("k") is fresh
     memory.discard("k", fresh)
     assert memory.get("k") is None
+
+
+def test_a_memoized_function_computes_each_argument_once() -> None:
+    calls: list[str] = []
+
+    @memoized(2)
+    def shout(text: str) -> str:
+        calls.append(text)
+        return text.upper()
+
+    assert [shout("a"), shout("a"), shout("b"), shout("c"), shout("a")] == list("AABCA")
+    assert calls == ["a", "b", "c", "a"]  # "a" went first when "c" came
+    assert len(shout) == 2
+    shout.clear()
+    assert (len(shout), shout("b"), calls[-1]) == (0, "B", "b")
+
+
+def test_a_memoized_function_remembers_no_failure() -> None:
+    calls: list[int] = []
+
+    @memoized(4)
+    def half(number: int) -> int:
+        calls.append(number)
+        if number % 2:
+            raise ValueError(f"{number} is odd")
+        return number // 2
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match="3 is odd"):
+            half(3)
+    assert (half(4), half(4), calls) == (2, 2, [3, 3, 4])
+
+
+# --- one primitive: no functools cache in the product (docs/architecture.md §9) --------------
+
+_FUNCTOOLS_CACHES = frozenset({"cache", "lru_cache", "cached_property"})
+
+
+def functools_caches(source: str) -> list[str]:
+    """Each use of a functools cache in ``source``: imported by name or named through the
+    module (``functools.cache``, ``from functools import lru_cache``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "functools":
+            found += [f"functools.{a.name}" for a in node.names if a.name in _FUNCTOOLS_CACHES]
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "functools"
+            and node.attr in _FUNCTOOLS_CACHES
+        ):
+            found.append(f"functools.{node.attr}")
+    return found
+
+
+def test_the_product_keeps_no_functools_cache() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}: {use}"
+        for pattern in ("broker/**/*.py", "hsm/**/*.py")
+        for path in sorted(ROOT.glob(pattern))
+        for use in functools_caches(path.read_text(encoding="utf-8"))
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("from functools import cache\n@cache\ndef f(): ...", ["functools.cache"]),
+        ("import functools\nparse = functools.lru_cache(maxsize=8)(load)", ["functools.lru_cache"]),
+        ("from functools import cached_property, partial", ["functools.cached_property"]),
+        ("import functools\nf = functools.partial(g, 1)", []),
+    ],
+)
+def test_the_scan_finds_each_functools_cache(source: str, found: list[str]) -> None:
+    assert functools_caches(source) == found

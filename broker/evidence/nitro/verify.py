@@ -29,7 +29,6 @@ The intermediate certificates name CRL distribution points; revocation is not ch
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +59,7 @@ from broker.evidence.trust import (
     load_pinned_root,
     verify_chain,
 )
+from broker.lru import Memoized
 
 #: The only digest AWS defines for PCRs (CDDL ``digest = "SHA384"``), and its output size.
 SUPPORTED_DIGEST = "SHA384"
@@ -69,15 +69,14 @@ SHA384_PCR_SIZE = 48
 _MAX_TIMESTAMP_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()) * 1000
 
 
-@functools.cache
-def pinned_root() -> TrustedRoot:
-    """The AWS Nitro Enclaves Root G1, checked against its published fingerprint."""
-    return load_pinned_root(
-        roots.PACKAGE,
-        roots.AWS_NITRO_ROOT_G1_FILE,
-        roots.AWS_NITRO_ROOT_G1_NAME,
-        roots.AWS_NITRO_ROOT_G1_SHA256,
-    )
+#: The AWS Nitro Enclaves Root G1, loaded at import and checked against its published
+#: fingerprint.
+PINNED_ROOT: TrustedRoot = load_pinned_root(
+    roots.PACKAGE,
+    roots.AWS_NITRO_ROOT_G1_FILE,
+    roots.AWS_NITRO_ROOT_G1_NAME,
+    roots.AWS_NITRO_ROOT_G1_SHA256,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,7 @@ def verify_document(
 
     chain = [("leaf", leaf)]
     chain += [(f"cabundle[{i}]", bundle[i]) for i in reversed(range(len(bundle)))]
-    root = verify_chain(chain, (pinned_root(), *extra_roots), now, links)
+    root = verify_chain(chain, (PINNED_ROOT, *extra_roots), now, links)
     for i, cert in enumerate(bundle):
         _check_authority(cert, f"cabundle[{i}]", cas_below=len(bundle) - 1 - i)
     _check_end_entity(leaf)
@@ -134,7 +133,7 @@ def verify_document(
 
 # Parsed certificates are immutable; documents from one enclave repeat all but the leaf. The
 # loader parses every field the chain code reads (a failure is not cached).
-_parse_der = functools.lru_cache(maxsize=1024)(load_der_certificate)
+_parse_der = Memoized(load_der_certificate, 1024)
 
 
 def _load_der(data: bytes, role: str) -> x509.Certificate:
