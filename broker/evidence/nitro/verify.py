@@ -47,7 +47,7 @@ from broker.errors import (
 from broker.evidence import der
 from broker.evidence.claims import Claims
 from broker.evidence.nitro import roots
-from broker.evidence.nitro.abi import AttestationDocument, SignedDocument
+from broker.evidence.nitro.abi import AttestationDocument, SignedDocument, parse_signed_document
 from broker.evidence.nitro.claims import DEBUG_PCRS, to_claims
 from broker.evidence.registry import Collateral
 from broker.evidence.trust import (
@@ -114,7 +114,7 @@ def verify_document(
     """Verify a Nitro document (steps in the module docstring); raise an ``EvidenceError``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    signed = SignedDocument.from_bytes(evidence)
+    signed = parse_signed_document(evidence)
     document = signed.document
     leaf = _load_der(document.certificate, "certificate")
     bundle = [_load_der(data, f"cabundle[{i}]") for i, data in enumerate(document.cabundle)]

@@ -6,7 +6,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from broker.evidence.nitro import roots
-from broker.evidence.nitro.abi import SignedDocument
+from broker.evidence.nitro.abi import parse_signed_document
 from broker.evidence.nitro.verify import PINNED_ROOT
 from broker.evidence.trust import sha256_hex
 from tests.unit.nitro.vectors import EVERVAULT, REAL_DOCUMENTS
@@ -49,4 +49,4 @@ def test_pinned_file_is_the_vector_copy_byte_for_byte() -> None:
 def test_every_real_bundle_starts_with_the_pinned_root() -> None:
     pinned = _der(PINNED_ROOT.certificate)
     for real in REAL_DOCUMENTS:
-        assert SignedDocument.from_bytes(real.data).document.cabundle[0] == pinned
+        assert parse_signed_document(real.data).document.cabundle[0] == pinned
