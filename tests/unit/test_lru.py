@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from broker.lru import Lru, memoized
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_least_recently_used_goes_first() -> None:
@@ -101,48 +96,3 @@ def test_a_memoized_function_remembers_no_failure() -> None:
         with pytest.raises(ValueError, match="3 is odd"):
             half(3)
     assert (half(4), half(4), calls) == (2, 2, [3, 3, 4])
-
-
-# --- one primitive: no functools cache in the product (docs/architecture.md §9) --------------
-
-_FUNCTOOLS_CACHES = frozenset({"cache", "lru_cache", "cached_property"})
-
-
-def functools_caches(source: str) -> list[str]:
-    """Each use of a functools cache in ``source``: imported by name or named through the
-    module (``functools.cache``, ``from functools import lru_cache``)."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module == "functools":
-            found += [f"functools.{a.name}" for a in node.names if a.name in _FUNCTOOLS_CACHES]
-        elif (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "functools"
-            and node.attr in _FUNCTOOLS_CACHES
-        ):
-            found.append(f"functools.{node.attr}")
-    return found
-
-
-def test_the_product_keeps_no_functools_cache() -> None:
-    found = [
-        f"{path.relative_to(ROOT)}: {use}"
-        for pattern in ("broker/**/*.py", "hsm/**/*.py")
-        for path in sorted(ROOT.glob(pattern))
-        for use in functools_caches(path.read_text(encoding="utf-8"))
-    ]
-    assert found == []
-
-
-@pytest.mark.parametrize(
-    ("source", "found"),
-    [
-        ("from functools import cache\n@cache\ndef f(): ...", ["functools.cache"]),
-        ("import functools\nparse = functools.lru_cache(maxsize=8)(load)", ["functools.lru_cache"]),
-        ("from functools import cached_property, partial", ["functools.cached_property"]),
-        ("import functools\nf = functools.partial(g, 1)", []),
-    ],
-)
-def test_the_scan_finds_each_functools_cache(source: str, found: list[str]) -> None:
-    assert functools_caches(source) == found

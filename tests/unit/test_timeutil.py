@@ -4,15 +4,12 @@ every chain written before)."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from broker.timeutil import iso, parse_instant
 
-ROOT = Path(__file__).resolve().parents[2]
 AT = datetime(2025, 6, 1, 12, 30, 5, tzinfo=UTC)
 
 
@@ -45,28 +42,3 @@ def test_none_is_none() -> None:
 def test_what_is_written_reads_back(zulu: bool) -> None:
     at = AT.replace(microsecond=123456)
     assert parse_instant(iso(at, zulu=zulu)) == at
-
-
-# A formatting call other than through timeutil: ``x.isoformat(`` or ``x.strftime(``.
-_FORMATTING = re.compile(r"\.(isoformat|strftime)\(")
-
-
-def formatting_calls(source: str) -> list[str]:
-    return [match.group(0) for match in _FORMATTING.finditer(source)]
-
-
-def test_the_broker_formats_instants_only_through_timeutil() -> None:
-    found = [
-        f"{path.relative_to(ROOT)}: {call}"
-        for path in sorted(ROOT.glob("broker/**/*.py"))
-        if path != ROOT / "broker/timeutil.py"
-        for call in formatting_calls(path.read_text(encoding="utf-8"))
-    ]
-    assert found == []
-
-
-def test_the_scan_sees_a_private_formatter() -> None:
-    source = 'def _iso(v):\n    return v.isoformat().replace("+00:00", "Z")\n'
-    assert formatting_calls(source) == [".isoformat("]
-    assert formatting_calls('x.strftime("%Y")') == [".strftime("]
-    assert formatting_calls("datetime.fromisoformat(text)") == []
