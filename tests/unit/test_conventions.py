@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,3 +111,30 @@ def test_each_finder_sees_its_breach(
     find: Callable[[str], list[str]], source: str, found: list[str]
 ) -> None:
     assert find(source) == found
+
+
+# --- asserts only in tests (ruff S101, pyproject.toml) -------------------------------------
+
+
+def ruff_findings(path: str, source: str) -> list[str]:
+    """The rule codes ruff reports for ``source`` as if it were the file ``path``, with the
+    repository's configuration."""
+    command = [sys.executable, "-m", "ruff", "check", "--output-format=concise", "--no-cache"]
+    done = subprocess.run(
+        [*command, "--stdin-filename", path, "-"],
+        input=source,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    return re.findall(r": ([A-Z]+[0-9]+) ", done.stdout)
+
+
+@pytest.mark.parametrize("path", ["broker/x.py", "hsm/x.py", "benchmarks/x.py", "fuzz/x.py"])
+def test_an_assert_outside_tests_is_refused(path: str) -> None:
+    assert ruff_findings(path, "def f(x: int) -> None:\n    assert x\n") == ["S101"]
+
+
+def test_an_assert_in_tests_is_allowed() -> None:
+    assert ruff_findings("tests/unit/x.py", "def f(x: int) -> None:\n    assert x\n") == []
