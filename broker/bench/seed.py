@@ -32,8 +32,8 @@ import asyncpg
 import httpx
 
 from broker.privatefiles import read_secret, write_private
+from broker.roles import Role
 from broker.store import admin_tokens
-from broker.store.admin_tokens import Role
 from broker.store.audit import chain_hash
 from broker.store.database import Database
 from broker.store.keys import find_latest

@@ -62,7 +62,7 @@ from broker.errors import (
 )
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import TeeVerifier, supported_tees, verifier_for
-from broker.hsmcalls import hsm_errors, kbs_recipient
+from broker.hsmcalls import hsm_errors, kbs_recipient, tee_key_from_jwk
 from broker.logs import get_logger
 from broker.lru import Lru
 from broker.metrics import Children, Metrics
@@ -162,6 +162,22 @@ class AttestRequest:
         return ATTEST_ENDPOINT if self.rcar is None else KBS_ATTEST_ENDPOINT
 
 
+def attest_request(
+    *,
+    tee: Tee,
+    evidence: bytes,
+    tee_jwk: Mapping[str, Any],
+    nonce_text: str,
+    collateral: Mapping[str, bytes],
+    origin: Origin,
+) -> AttestRequest:
+    """An attestation request whose tee key is the RSA JWK it carries: ``PublicKeyInvalid``
+    (400) for any other, before anything is judged or audited."""
+    return AttestRequest(
+        tee, evidence, tee_jwk, tee_key_from_jwk(tee_jwk), nonce_text, collateral, origin
+    )
+
+
 class ReleaseService:
     def __init__(
         self,
@@ -200,6 +216,14 @@ class ReleaseService:
     async def _append_aggregate(self, record: AuditRecord) -> int:
         """An aggregate record, through the store the service holds at the time."""
         return await self.store.append(record)
+
+    def jwks(self) -> dict[str, Any]:
+        """The broker's signing key as a JWK Set (RFC 7517), to verify tokens and release
+        envelopes."""
+        with hsm_errors():
+            public = self.custody.signing_public_key
+        key = {**jose.ec_jwk(public), "kid": jose.key_id(public), "alg": "ES256", "use": "sig"}
+        return {"keys": [key]}
 
     # --- challenge -------------------------------------------------------------------------
 

@@ -32,10 +32,10 @@ from broker.guest.sources import BindingInput, EvidenceSource
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
+from broker.roles import Role
 from broker.settings import Settings
 from broker.simulate.snp import SnpKit
 from broker.store import admin_tokens, audit
-from broker.store.admin_tokens import Role
 from broker.store.database import Database
 from broker.store.sqlfiles import QUERIES
 from tests.integration.server import serving

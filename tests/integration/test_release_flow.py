@@ -29,8 +29,8 @@ from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.binding import expected_report_data
 from broker.release.nonces import MAX_CLOCK_SKEW, Nonces
+from broker.roles import Role
 from broker.settings import Settings
-from broker.store.admin_tokens import Role
 from hsm.custody import Custody
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,

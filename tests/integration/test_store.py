@@ -16,9 +16,9 @@ from broker.errors import ConfigurationError, InternalError
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.schema_dump import dump_schema
 from broker.names import KbsPath
+from broker.roles import Principal, Role
 from broker.runtime import Runtime
 from broker.store import audit, challenges, contexts
-from broker.store.admin_tokens import Principal, Role
 from broker.store.audit import AuditRecord, verify_chain
 from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.database import Database
