@@ -1,9 +1,11 @@
 """The one error tree of keybroker.
 
 Every failure the broker can report is a subclass of :class:`KeybrokerError` with a stable
-``type`` string. ``broker/api/problem.py`` maps each class to an HTTP status and an RFC 7807
-problem type in one table; the offline CLI prints ``type`` verbatim. Messages name the spec
-field and give the found and wanted values, and never carry secret material.
+``type`` string in kebab-case (lowercase words joined by ``-``, as the problem type URIs of
+RFC 7807 and most web APIs are spelt). ``broker/api/problem.py`` maps each class to an HTTP
+status and an RFC 7807 problem type in one table; the offline CLI prints ``type`` verbatim.
+Messages name the spec field and give the found and wanted values, and never carry secret
+material.
 
 "Could not check" (:class:`CollateralUnavailable`, :class:`Unavailable`) is kept apart from
 "checked and bad" (every other :class:`EvidenceError`), because the first is worth retrying
@@ -45,6 +47,32 @@ class KeybrokerError(Exception):
         return {}
 
 
+#: The package release from which the former spellings below are no longer written.
+FORMER_TYPES_REMOVED_IN = "0.3.0"
+
+#: The types whose spelling changed from snake_case to kebab-case, each with its former
+#: spelling. Until :data:`FORMER_TYPES_REMOVED_IN`, a problem document or a CLI error of
+#: one of these types carries its former spelling too, as ``deprecated_type``, for clients
+#: that matched on it (docs/api.md, "Former problem types"). Audit records keep the spelling
+#: they were written with: records from before the change hold the former one.
+FORMER_TYPES: Mapping[str, str] = {
+    "evidence-error": "evidence_error",
+    "signature-invalid": "signature_invalid",
+    "chain-invalid": "chain_invalid",
+    "certificate-expired": "certificate_expired",
+    "certificate-revoked": "certificate_revoked",
+    "tcb-mismatch": "tcb_mismatch",
+    "collateral-unavailable": "collateral_unavailable",
+    "collateral-expired": "collateral_expired",
+    "collateral-invalid": "collateral_invalid",
+    "tcb-level-not-found": "tcb_level_not_found",
+    "qe-identity-mismatch": "qe_identity_mismatch",
+    "tcb-revoked": "tcb_revoked",
+    "event-log-mismatch": "event_log_mismatch",
+    "binding-mismatch": "binding_mismatch",
+}
+
+
 # --- Request problems -----------------------------------------------------------------------
 
 
@@ -73,7 +101,7 @@ class MethodNotAllowed(KeybrokerError):
 class EvidenceError(KeybrokerError):
     """Evidence was checked and is not acceptable, or could not be checked."""
 
-    type = "evidence_error"
+    type = "evidence-error"
     outcome: ClassVar[FailureOutcome] = "deny"  # CollateralUnavailable is error
 
 
@@ -90,35 +118,35 @@ class UnsupportedEvidence(EvidenceError):
 
 
 class SignatureInvalid(EvidenceError):
-    type = "signature_invalid"
+    type = "signature-invalid"
 
 
 class ChainInvalid(EvidenceError):
     """A certificate chain does not lead to a pinned root, or a link's signature is bad."""
 
-    type = "chain_invalid"
+    type = "chain-invalid"
 
 
 class CertificateExpired(EvidenceError):
     """A certificate is outside its validity window at the verification instant."""
 
-    type = "certificate_expired"
+    type = "certificate-expired"
 
 
 class CertificateRevoked(EvidenceError):
-    type = "certificate_revoked"
+    type = "certificate-revoked"
 
 
 class TcbMismatch(EvidenceError):
     """The TCB the evidence reports does not match its endorsement (VCEK extensions, PCK)."""
 
-    type = "tcb_mismatch"
+    type = "tcb-mismatch"
 
 
 class CollateralUnavailable(EvidenceError):
     """The endorsement or collateral needed to check the evidence could not be obtained."""
 
-    type = "collateral_unavailable"
+    type = "collateral-unavailable"
     outcome = "error"
 
 
@@ -126,39 +154,39 @@ class CollateralExpired(EvidenceError):
     """Collateral (TCB Info, QE Identity, CRL) is outside its issueDate/thisUpdate..nextUpdate
     window at the instant: past its nextUpdate, or issued after it."""
 
-    type = "collateral_expired"
+    type = "collateral-expired"
 
 
 class CollateralInvalid(EvidenceError):
     """Collateral is badly signed or malformed."""
 
-    type = "collateral_invalid"
+    type = "collateral-invalid"
 
 
 class TcbLevelNotFound(EvidenceError):
-    type = "tcb_level_not_found"
+    type = "tcb-level-not-found"
 
 
 class QeIdentityMismatch(EvidenceError):
-    type = "qe_identity_mismatch"
+    type = "qe-identity-mismatch"
 
 
 class TcbRevoked(EvidenceError):
     """The TCB appraisal (Intel TCB Info / QE Identity) ended in status Revoked."""
 
-    type = "tcb_revoked"
+    type = "tcb-revoked"
 
 
 class EventLogMismatch(EvidenceError):
     """A measurement event log does not replay to the registers the evidence signs."""
 
-    type = "event_log_mismatch"
+    type = "event-log-mismatch"
 
 
 class BindingMismatch(EvidenceError):
     """The evidence does not bind the challenge nonce and the tee public key."""
 
-    type = "binding_mismatch"
+    type = "binding-mismatch"
 
 
 # --- Challenge, token and policy ------------------------------------------------------------

@@ -206,7 +206,7 @@ def claims_from_json(doc: Any, source: str = "claims") -> Claims:
             if not doc["verified"]:
                 error = doc.get("error") or {}
                 raise NotVerified(
-                    str(error.get("type", "evidence_error")),
+                    str(error.get("type", "evidence-error")),
                     str(error.get("detail", "the evidence did not verify")),
                 )
             fields = dict(doc["claims"])

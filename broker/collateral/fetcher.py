@@ -8,7 +8,7 @@ The rules every lookup follows (docs/operations.md, "Collateral"):
   worth retrying), and so is a vendor document that does not parse: it is the vendor's
   failure, not the evidence's, and it is never stored;
 * with fetching off, a stale item is still handed to the verifier, which then reports the
-  precise ``collateral_expired`` (import a fresher one); a missing required item is
+  precise ``collateral-expired`` (import a fresher one); a missing required item is
   ``CollateralUnavailable``, a missing optional one is simply absent.
 
 Concurrent requests for the same missing item wait on one lock per item, so the vendor sees
@@ -73,7 +73,7 @@ class Fetcher:
             return [stored]
         if fetch is None or not self.enabled:
             if stored is not None:
-                return [stored]  # stale: the verifier names it in collateral_expired
+                return [stored]  # stale: the verifier names it in collateral-expired
             if not required:
                 return []
             reason = "collateral_fetch is off" if not self.enabled else "no vendor serves it"

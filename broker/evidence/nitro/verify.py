@@ -9,18 +9,18 @@ that every error names the first thing that is really wrong:
 3. verify the chain ``certificate <- cabundle[-1] <- ... <- cabundle[0]`` to the pinned AWS
    root: ``cabundle[0]`` must be byte-identical to a trusted root or issued by one, every link's
    signature must hold, every certificate must be valid at ``now`` (``trust.verify_chain``;
-   ``chain_invalid``, ``certificate_expired``);
+   ``chain-invalid``, ``certificate-expired``);
 4. check the X.509 profile that makes the chain a chain of authorities: every bundle entry is
    a CA (``basicConstraints`` cA, ``keyCertSign``, path length), the leaf is not
-   (``chain_invalid``);
+   (``chain-invalid``);
 5. verify the ES384 signature over the COSE Sig_structure with the leaf's P-384 key
-   (``signature_invalid``; another key type is ``unsupported``);
+   (``signature-invalid``; another key type is ``unsupported``);
 6. only then judge the now-authentic content: ``digest`` must be ``SHA384`` (``unsupported``),
    every PCR must then be 48 bytes and PCR0-2 must be present (``malformed``).
 
 Judging the content after the signature means a flipped byte anywhere in the signed payload
-is reported as ``signature_invalid`` (or ``malformed`` when it no longer parses, or
-``chain_invalid`` when it lands in a certificate), never as a content verdict on forged bytes.
+is reported as ``signature-invalid`` (or ``malformed`` when it no longer parses, or
+``chain-invalid`` when it lands in a certificate), never as a content verdict on forged bytes.
 
 Nitro documents carry no collateral: everything needed is in the document and the pinned root.
 The intermediate certificates name CRL distribution points; revocation is not checked

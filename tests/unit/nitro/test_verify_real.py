@@ -108,7 +108,7 @@ def test_tagged_real_document_verifies() -> None:
 def test_expired_one_hour_after_the_leaf(real: RealDocument) -> None:
     with pytest.raises(CertificateExpired, match=r"leaf certificate .* expired at") as info:
         verify(real.data, {}, now=real.leaf_not_after + timedelta(hours=1))
-    assert info.value.type == "certificate_expired"
+    assert info.value.type == "certificate-expired"
 
 
 def test_valid_until_the_leaf_expires(real: RealDocument) -> None:
