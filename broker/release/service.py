@@ -60,6 +60,7 @@ from broker.errors import (
     Unavailable,
     Unrecognised,
 )
+from broker.evidence import trustee
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import TeeVerifier, supported_tees, verifier_for
 from broker.hsmcalls import hsm_errors, kbs_recipient, tee_key_from_jwk
@@ -175,6 +176,26 @@ def attest_request(
     (400) for any other, before anything is judged or audited."""
     return AttestRequest(
         tee, evidence, tee_jwk, tee_key_from_jwk(tee_jwk), nonce_text, collateral, origin
+    )
+
+
+def kbs_attest_request(
+    *,
+    tee: Tee,
+    tee_pubkey: Any,
+    primary_evidence: Any,
+    nonce_text: str,
+    origin: Origin,
+    rcar: binding.RcarBinding,
+) -> AttestRequest:
+    """A KBS attestation request: its tee key is the ``tee-pubkey`` JWK it carries (EC
+    P-256/P-384/P-521 or RSA, ``hsm.jwe``; ``PublicKeyInvalid``, 400, for any other), its
+    evidence and collateral Trustee's evidence JSON read to native form (``MalformedEvidence``),
+    in that order, before anything is judged or audited."""
+    to = kbs_recipient(tee_pubkey)
+    native = trustee.to_native(tee, primary_evidence)
+    return AttestRequest(
+        tee, native.evidence, dict(to.jwk), to, nonce_text, native.collateral, origin, rcar=rcar
     )
 
 
