@@ -22,6 +22,7 @@ from broker.api.ratelimit import RateLimiter
 from broker.errors import InternalError, KeybrokerError
 from broker.logs import get_logger
 from broker.metrics import Metrics
+from broker.readiness import Readiness
 from broker.release.collateral import CollateralResolver, default_lookups
 from broker.release.policies import PolicyCache
 from broker.release.service import ReleaseService
@@ -62,6 +63,7 @@ def create_app(
             PostgresReleaseStore(app.state.runtime.db),
         )
         app.state.admin = AdminService(app.state.runtime)
+        app.state.readiness = Readiness(app.state.runtime)
         purger = asyncio.create_task(_purge_expired_challenges(app.state.runtime))
         unauthenticated = app.state.release.unauthenticated
         flusher = asyncio.create_task(unauthenticated.run())

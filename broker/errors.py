@@ -1,9 +1,11 @@
 """The one error tree of keybroker.
 
 Every failure the broker can report is a subclass of :class:`KeybrokerError` with a stable
-``type`` string. ``broker/api/problem.py`` maps each class to an HTTP status and an RFC 7807
-problem type in one table; the offline CLI prints ``type`` verbatim. Messages name the spec
-field and give the found and wanted values, and never carry secret material.
+``type`` string in kebab-case (lowercase words joined by ``-``, as the problem type URIs of
+RFC 7807 and most web APIs are spelt). ``broker/api/problem.py`` maps each class to an HTTP
+status and an RFC 7807 problem type in one table; the offline CLI prints ``type`` verbatim.
+Messages name the spec field and give the found and wanted values, and never carry secret
+material.
 
 "Could not check" (:class:`CollateralUnavailable`, :class:`Unavailable`) is kept apart from
 "checked and bad" (every other :class:`EvidenceError`), because the first is worth retrying
@@ -11,8 +13,10 @@ and the second is not.
 
 Each class also declares the ``outcome`` an attestation or a release that ends in it is
 audited and counted under: ``deny`` when the request was judged and refused, ``error`` when
-it could not be judged or served (infrastructure, collateral, HSM, the broker's own stored
-policies or code). A subclass inherits its parent's.
+it could not be judged or served (infrastructure, collateral, HSM, the broker's own
+configuration, stored policies or code). A subclass inherits its parent's. The two follow
+the HTTP status (``broker/api/problem.py``): the caller's fault (4xx) is ``deny``, the
+broker's (5xx) is ``error``, which ``tests/unit/test_outcomes.py`` holds for every class.
 """
 
 from __future__ import annotations
@@ -22,13 +26,17 @@ from typing import Any, ClassVar, Literal
 
 #: The decision an audit record and the decision metrics carry.
 Outcome = Literal["allow", "deny", "error"]
+#: The outcome of a request that ends in an error.
+FailureOutcome = Literal["deny", "error"]
 
 
 class KeybrokerError(Exception):
     """Base of every error keybroker raises on purpose."""
 
     type: ClassVar[str] = "error"
-    outcome: ClassVar[Literal["deny", "error"]] = "deny"
+    #: ``error`` unless a class says the caller is at fault: a class the problem table does
+    #: not name answers 500, the broker's fault.
+    outcome: ClassVar[FailureOutcome] = "error"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -39,6 +47,32 @@ class KeybrokerError(Exception):
         return {}
 
 
+#: The package release from which the former spellings below are no longer written.
+FORMER_TYPES_REMOVED_IN = "0.3.0"
+
+#: The types whose spelling changed from snake_case to kebab-case, each with its former
+#: spelling. Until :data:`FORMER_TYPES_REMOVED_IN`, a problem document or a CLI error of
+#: one of these types carries its former spelling too, as ``deprecated_type``, for clients
+#: that matched on it (docs/api.md, "Former problem types"). Audit records keep the spelling
+#: they were written with: records from before the change hold the former one.
+FORMER_TYPES: Mapping[str, str] = {
+    "evidence-error": "evidence_error",
+    "signature-invalid": "signature_invalid",
+    "chain-invalid": "chain_invalid",
+    "certificate-expired": "certificate_expired",
+    "certificate-revoked": "certificate_revoked",
+    "tcb-mismatch": "tcb_mismatch",
+    "collateral-unavailable": "collateral_unavailable",
+    "collateral-expired": "collateral_expired",
+    "collateral-invalid": "collateral_invalid",
+    "tcb-level-not-found": "tcb_level_not_found",
+    "qe-identity-mismatch": "qe_identity_mismatch",
+    "tcb-revoked": "tcb_revoked",
+    "event-log-mismatch": "event_log_mismatch",
+    "binding-mismatch": "binding_mismatch",
+}
+
+
 # --- Request problems -----------------------------------------------------------------------
 
 
@@ -46,16 +80,19 @@ class BadRequest(KeybrokerError):
     """The request is malformed: wrong JSON, missing member, wrong encoding."""
 
     type = "malformed-request"
+    outcome = "deny"
 
 
 class RateLimited(KeybrokerError):
     type = "rate-limited"
+    outcome = "deny"
 
 
 class MethodNotAllowed(KeybrokerError):
     """The path exists, the method does not (the answer names the one allowed)."""
 
     type = "method-not-allowed"
+    outcome = "deny"
 
 
 # --- Evidence verification (ARCHITECTURE §8.3) ---------------------------------------------
@@ -64,7 +101,8 @@ class MethodNotAllowed(KeybrokerError):
 class EvidenceError(KeybrokerError):
     """Evidence was checked and is not acceptable, or could not be checked."""
 
-    type = "evidence_error"
+    type = "evidence-error"
+    outcome: ClassVar[FailureOutcome] = "deny"  # CollateralUnavailable is error
 
 
 class MalformedEvidence(EvidenceError):
@@ -80,35 +118,35 @@ class UnsupportedEvidence(EvidenceError):
 
 
 class SignatureInvalid(EvidenceError):
-    type = "signature_invalid"
+    type = "signature-invalid"
 
 
 class ChainInvalid(EvidenceError):
     """A certificate chain does not lead to a pinned root, or a link's signature is bad."""
 
-    type = "chain_invalid"
+    type = "chain-invalid"
 
 
 class CertificateExpired(EvidenceError):
     """A certificate is outside its validity window at the verification instant."""
 
-    type = "certificate_expired"
+    type = "certificate-expired"
 
 
 class CertificateRevoked(EvidenceError):
-    type = "certificate_revoked"
+    type = "certificate-revoked"
 
 
 class TcbMismatch(EvidenceError):
     """The TCB the evidence reports does not match its endorsement (VCEK extensions, PCK)."""
 
-    type = "tcb_mismatch"
+    type = "tcb-mismatch"
 
 
 class CollateralUnavailable(EvidenceError):
     """The endorsement or collateral needed to check the evidence could not be obtained."""
 
-    type = "collateral_unavailable"
+    type = "collateral-unavailable"
     outcome = "error"
 
 
@@ -116,39 +154,39 @@ class CollateralExpired(EvidenceError):
     """Collateral (TCB Info, QE Identity, CRL) is outside its issueDate/thisUpdate..nextUpdate
     window at the instant: past its nextUpdate, or issued after it."""
 
-    type = "collateral_expired"
+    type = "collateral-expired"
 
 
 class CollateralInvalid(EvidenceError):
     """Collateral is badly signed or malformed."""
 
-    type = "collateral_invalid"
+    type = "collateral-invalid"
 
 
 class TcbLevelNotFound(EvidenceError):
-    type = "tcb_level_not_found"
+    type = "tcb-level-not-found"
 
 
 class QeIdentityMismatch(EvidenceError):
-    type = "qe_identity_mismatch"
+    type = "qe-identity-mismatch"
 
 
 class TcbRevoked(EvidenceError):
     """The TCB appraisal (Intel TCB Info / QE Identity) ended in status Revoked."""
 
-    type = "tcb_revoked"
+    type = "tcb-revoked"
 
 
 class EventLogMismatch(EvidenceError):
     """A measurement event log does not replay to the registers the evidence signs."""
 
-    type = "event_log_mismatch"
+    type = "event-log-mismatch"
 
 
 class BindingMismatch(EvidenceError):
     """The evidence does not bind the challenge nonce and the tee public key."""
 
-    type = "binding_mismatch"
+    type = "binding-mismatch"
 
 
 # --- Challenge, token and policy ------------------------------------------------------------
@@ -156,6 +194,7 @@ class BindingMismatch(EvidenceError):
 
 class NonceError(KeybrokerError):
     type = "nonce"
+    outcome = "deny"
 
 
 class NonceUnknown(NonceError):
@@ -174,6 +213,7 @@ class TokenInvalid(KeybrokerError):
     """A bearer token is missing, badly signed, expired or not meant for this use."""
 
     type = "token-invalid"
+    outcome = "deny"
 
 
 class TokenMissing(TokenInvalid):
@@ -216,12 +256,14 @@ class Forbidden(KeybrokerError):
     """An authenticated caller lacks the role an operation needs."""
 
     type = "forbidden"
+    outcome = "deny"
 
 
 class PolicyDenied(KeybrokerError):
     """The release policy evaluated to deny; ``reasons`` lists every failed clause."""
 
     type = "policy-denied"
+    outcome = "deny"
 
     def __init__(self, detail: str, reasons: list[dict[str, Any]]) -> None:
         super().__init__(detail)
@@ -240,6 +282,7 @@ class PolicyError(KeybrokerError):
     """
 
     type = "policy-invalid"
+    outcome = "deny"
 
     def __init__(self, detail: str, problems: Sequence[Mapping[str, Any]] = ()) -> None:
         super().__init__(detail)
@@ -251,6 +294,7 @@ class PolicyError(KeybrokerError):
 
 class NotFound(KeybrokerError):
     type = "not-found"
+    outcome = "deny"
 
 
 class KeyNotFound(NotFound):
@@ -259,10 +303,12 @@ class KeyNotFound(NotFound):
 
 class Conflict(KeybrokerError):
     type = "conflict"
+    outcome = "deny"
 
 
 class KeyDisabled(KeybrokerError):
     type = "key-disabled"
+    outcome = "deny"
 
 
 class ExposureRefused(KeybrokerError):
@@ -270,16 +316,18 @@ class ExposureRefused(KeybrokerError):
     (JWE) answer for a key that is ``hsm-only`` (``hsm/jwe.py``)."""
 
     type = "exposure-refused"
+    outcome = "deny"
 
 
 # --- HSM custody ----------------------------------------------------------------------------
 
 
 class HsmError(KeybrokerError):
-    """A PKCS#11 operation failed for a reason that is the caller's (bad blob, bad key)."""
+    """A PKCS#11 operation failed: the token refused a stored object (a blob that does not
+    unwrap, a KEK that is gone) or the operation itself. The subclasses that reject what a
+    caller sent (a tee key, a secret length) are ``deny`` like any other bad request."""
 
     type = "hsm-error"
-    outcome = "error"
 
 
 class BlobInvalid(HsmError):
@@ -296,10 +344,14 @@ class PublicKeyInvalid(HsmError):
     """The tee public key is malformed or not an accepted algorithm and size."""
 
     type = "public-key-invalid"
+    outcome = "deny"  # what the caller sent (400)
 
 
 class SecretLengthInvalid(HsmError):
+    """A secret to import or generate is shorter or longer than a key may be."""
+
     type = "secret-length-invalid"
+    outcome = "deny"  # what the caller asked for (400)
 
 
 # --- Infrastructure (fail closed: 503) ------------------------------------------------------
@@ -307,7 +359,6 @@ class SecretLengthInvalid(HsmError):
 
 class Unavailable(KeybrokerError):
     type = "unavailable"
-    outcome = "error"
 
 
 class DatabaseUnavailable(Unavailable):
@@ -319,6 +370,9 @@ class HsmUnavailable(Unavailable):
 
 
 class ConfigurationError(KeybrokerError):
+    """The broker's own settings, files or token are not usable: its fault (500), never the
+    caller's."""
+
     type = "configuration"
 
 
@@ -327,11 +381,9 @@ class StoredPolicyInvalid(KeybrokerError):
     not load: server-side corruption or tampering, never the caller's fault."""
 
     type = "stored-policy-invalid"
-    outcome = "error"
 
 
 class InternalError(KeybrokerError):
     """An unexpected failure; the detail points at the log, never at internals."""
 
     type = "internal"
-    outcome = "error"

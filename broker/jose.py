@@ -10,7 +10,6 @@ A signature is written and accepted in one form only, ``r || s`` with ``s`` at m
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 
 from broker import fastjson
 from broker.errors import TokenInvalid, TokenUnverified
+from broker.lru import memoized
 from hsm.errors import PublicKeyInvalid
 from hsm.pubkey import b64url, b64url_bytes, b64url_decode, jwk_thumbprint
 
@@ -71,15 +71,16 @@ def _cached_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return kid
 
 
-@functools.lru_cache(maxsize=8)
-def _header_segment(typ: str, kid: str) -> bytes:
+@memoized(8)
+def _header_segment(typ_and_kid: tuple[str, str]) -> bytes:
     """``BASE64URL(header)``: one per kind of object and broker key, so made once."""
+    typ, kid = typ_and_kid
     return b64url_bytes(_json({"alg": "ES256", "kid": kid, "typ": typ}))
 
 
 def signing_input(payload: Mapping[str, Any], typ: str, kid: str) -> bytes:
     """``BASE64URL(header) || '.' || BASE64URL(payload)``, what the signature covers."""
-    return b".".join((_header_segment(typ, kid), b64url_bytes(_json(payload))))
+    return b".".join((_header_segment((typ, kid)), b64url_bytes(_json(payload))))
 
 
 def compact(data: bytes, signature: bytes) -> str:

@@ -15,11 +15,12 @@ import json
 import logging
 import sys
 from collections.abc import MutableMapping
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
+
+from broker.timeutil import iso, utcnow
 
 _SECRET_KEYS = frozenset(
     {"pin", "password", "secret", "authorization", "token", "bearer", "dsn", "database_url"}
@@ -134,7 +135,7 @@ def access(
             "ms": ms,
             "event": "request",
             "level": "info",
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": iso(utcnow(), zulu=True),
         }
     )
     stream = sys.stderr

@@ -1,8 +1,10 @@
-"""Instants: always timezone-aware UTC, parsed from ISO 8601 or unix seconds."""
+"""Instants: always timezone-aware UTC, parsed from ISO 8601 or unix seconds, and written by
+:func:`iso`, the one formatter of the broker (records, answers, claims, messages, logs)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 
 def utcnow() -> datetime:
@@ -29,3 +31,23 @@ def parse_instant(text: str) -> datetime:
 
 def from_unix_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@overload
+def iso(value: datetime, *, zulu: bool = False, timespec: str = "auto") -> str: ...
+@overload
+def iso(value: None, *, zulu: bool = False, timespec: str = "auto") -> None: ...
+def iso(value: datetime | None, *, zulu: bool = False, timespec: str = "auto") -> str | None:
+    """``value`` as ISO 8601 text (an RFC 3339 timestamp for the aware instants the broker
+    holds), microseconds when it has them; None for None.
+
+    The offset is written as Python writes it, ``+00:00`` for UTC: the form of audit
+    records (whose chained hashes cover the text), answers and stored documents. ``zulu``
+    writes ``Z`` for it instead (RFC 3339 §5.6 allows both): the form of claims, verifier
+    messages and log timestamps, as Intel's and AWS's documents write their times.
+    ``timespec`` is :meth:`datetime.isoformat`'s (``"seconds"`` drops the fraction).
+    """
+    if value is None:
+        return None
+    text = value.isoformat(timespec=timespec)
+    return text.replace("+00:00", "Z") if zulu else text

@@ -23,9 +23,9 @@ from broker.names import checked_name, checked_version, parse_kbs_path
 from broker.policy.loader import load_policy_text
 from broker.policy.model import Policy
 from broker.release.policies import stored_form
+from broker.roles import Principal, Role
 from broker.runtime import Runtime
 from broker.store import admin_tokens, audit, bindings, kek, keys, policies
-from broker.store.admin_tokens import Principal, Role
 from broker.store.audit import AuditRecord, ChainReport, verify_chain
 from broker.timeutil import utcnow
 from hsm.custody import WrappedSecret
@@ -53,6 +53,10 @@ class AdminService:
         self.runtime = runtime
         self.db = runtime.db
         self.custody = runtime.custody
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal an admin bearer token stands for; ``TokenInvalid`` otherwise."""
+        return await admin_tokens.authenticate(self.db, token)
 
     async def _audit(
         self, principal: Principal, action: str, key_name: str | None, details: dict[str, Any]

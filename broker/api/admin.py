@@ -16,21 +16,16 @@ from broker.api.headers import bearer_token
 from broker.api.numbers import is_ascii_digits
 from broker.errors import BadRequest
 from broker.policy.source import nesting_error
-from broker.store import admin_tokens
-from broker.store.admin_tokens import Principal, Role
+from broker.roles import Principal, Role
 
 Handler = Callable[[Request, AdminService, Principal], Awaitable[Any]]
 
 
-async def _principal(request: Request) -> Principal:
-    token = bearer_token(request, "admin token")
-    return await admin_tokens.authenticate(request.app.state.runtime.db, token)
-
-
 def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
-        principal = await _principal(request)
-        result = await handler(request, request.app.state.admin, principal)
+        admin: AdminService = request.app.state.admin
+        principal = await admin.authenticate(bearer_token(request, "admin token"))
+        result = await handler(request, admin, principal)
         return JSONResponse(result, status_code=status)
 
     return run

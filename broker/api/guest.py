@@ -12,15 +12,13 @@ from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker import jose
 from broker.api.body import DecodedTexts, base64_member, json_object, member
 from broker.api.headers import bearer_token, origin
 from broker.api.lean import Answer, LeanRequest, LeanRoute
 from broker.errors import BadRequest
 from broker.evidence.registry import parse_tee
-from broker.hsmcalls import hsm_errors, tee_key_from_jwk
 from broker.names import checked_name
-from broker.release.service import AttestRequest, ReleaseService
+from broker.release.service import ReleaseService, attest_request
 
 MAX_COLLATERAL_ITEMS = 16
 CHALLENGE_MAX_BYTES = 4096
@@ -55,16 +53,15 @@ async def attest(request: LeanRequest, state: State) -> Answer:
     jwk = member(body, "tee_pubkey", dict)
     nonce = member(body, "nonce", str)
     collateral = _collateral(member(body, "collateral", dict, required=False) or {})
-    attest_request = AttestRequest(
+    request_to_attest = attest_request(
         tee=tee,
         evidence=evidence or b"",
         tee_jwk=jwk,
-        tee_key=tee_key_from_jwk(jwk),
         nonce_text=nonce,
         collateral=collateral,
         origin=origin(request),
     )
-    return 200, await service.attest(attest_request)
+    return 200, await service.attest(request_to_attest)
 
 
 def _collateral(document: dict[str, Any]) -> dict[str, bytes]:
@@ -100,7 +97,5 @@ ROUTES = (
 
 async def jwks(request: Request) -> Response:
     """The broker's signing key, to verify tokens and release envelopes (RFC 7517)."""
-    with hsm_errors():
-        public = request.app.state.runtime.custody.signing_public_key
-    key = {**jose.ec_jwk(public), "kid": jose.key_id(public), "alg": "ES256", "use": "sig"}
-    return JSONResponse({"keys": [key]})
+    service: ReleaseService = request.app.state.release
+    return JSONResponse(service.jwks())

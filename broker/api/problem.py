@@ -1,7 +1,9 @@
 """RFC 7807 problem documents: the one table from error class to HTTP status.
 
 The ``type`` URI of each problem is stable (``https://keybroker.dev/problems/<type>``) so that
-clients can branch on it; ``detail`` is for humans and never carries secret material.
+clients can branch on it; a type whose spelling changed also carries its former URI as
+``deprecated_type`` until ``errors.FORMER_TYPES_REMOVED_IN``; ``detail`` is for humans and
+never carries secret material.
 Classes are matched most-specific first through the MRO, so a subclass inherits its parent's
 status unless the table names it.
 """
@@ -87,6 +89,9 @@ def problem_document(exc: errors.KeybrokerError, request_id: str | None) -> dict
         "status": status,
         "detail": exc.detail,
     }
+    former = errors.FORMER_TYPES.get(exc.type)
+    if former is not None:
+        document["deprecated_type"] = PROBLEM_BASE + former
     if isinstance(exc, errors.EvidenceError):
         document["evidence_error"] = exc.type
     if request_id:

@@ -32,11 +32,12 @@ import asyncpg
 import httpx
 
 from broker.privatefiles import read_secret, write_private
+from broker.roles import Role
 from broker.store import admin_tokens
-from broker.store.admin_tokens import Role
 from broker.store.audit import chain_hash
 from broker.store.database import Database
 from broker.store.keys import find_latest
+from broker.timeutil import iso
 from hsm.custody import WrappedSecret
 
 SECRET_LENGTH = 32
@@ -229,10 +230,8 @@ class _Rows:
         for index in range(self.count):
             template = self.templates[index % len(self.templates)]
             at = start + step * index
-            old_at = template["at"].astimezone(UTC).isoformat()
-            record: str = template["record"].replace(
-                f'"at":"{old_at}"', f'"at":"{at.isoformat()}"', 1
-            )
+            old_at = iso(template["at"].astimezone(UTC))
+            record: str = template["record"].replace(f'"at":"{old_at}"', f'"at":"{iso(at)}"', 1)
             name = template["key_name"]
             if name is not None:
                 name = key_name(index % self.key_count)

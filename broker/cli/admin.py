@@ -27,8 +27,8 @@ from broker.cli.common import (
 )
 from broker.cli.policy import EXIT_ERROR, load_or_report
 from broker.errors import KeybrokerError
+from broker.roles import Principal, Role
 from broker.runtime import Runtime
-from broker.store.admin_tokens import Principal, Role
 from hsm.jwe import Exposure
 
 Action = Callable[[AdminService, Principal, argparse.Namespace], Awaitable[int]]

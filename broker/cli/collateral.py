@@ -34,7 +34,7 @@ from broker.store import audit, collateral
 from broker.store.audit import AuditRecord
 from broker.store.collateral import CollateralStore
 from broker.store.database import Database
-from broker.timeutil import utcnow
+from broker.timeutil import iso, utcnow
 
 KINDS = (
     keys.VCEK,
@@ -128,7 +128,7 @@ def _audited(item: CollateralItem) -> dict[str, Any]:
         "kind": item.key.kind,
         "lookup_key": item.key.lookup_key,
         "sha256": hashlib.sha256(item.body).hexdigest(),
-        "next_update": item.next_update.isoformat() if item.next_update else None,
+        "next_update": iso(item.next_update),
         "source": item.source,
     }
 
@@ -144,7 +144,7 @@ def _report_import(plan: ImportPlan, as_json: bool) -> None:
         )
         return
     for item in plan.items:
-        expiry = f", next update {item.next_update.isoformat()}" if item.next_update else ""
+        expiry = f", next update {iso(item.next_update)}" if item.next_update else ""
         stale = " (STALE: past its next update)" if item.is_stale(now) else ""
         print(f"imported {item.key}{expiry}{stale} ({item.source})")
     for name, reason in plan.skipped:

@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from broker.admin.service import AdminService
 from broker.cli import locate
 from broker.policy.loader import load_policy_text
+from broker.roles import Principal
 from broker.runtime import Runtime
 from broker.settings import Settings
 from broker.simulate.snp import SnpKit
 from broker.store import bindings
-from broker.store.admin_tokens import Principal
 from hsm.jwe import Exposure
 
 DEMO_KEY = "disk-key"

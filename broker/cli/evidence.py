@@ -16,7 +16,7 @@ from typing import Any
 
 from broker.cli import UsageError
 from broker.cli.common import read_input
-from broker.errors import EvidenceError, UnsupportedEvidence
+from broker.errors import FORMER_TYPES, EvidenceError, UnsupportedEvidence
 from broker.evidence import trustee
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import CollateralOption, TeeVerifier, parse_tee, verifier_for
@@ -175,6 +175,9 @@ def run_verify(args: argparse.Namespace) -> int:
         claims = verify_evidence(args, verifier, args.evidence, now)
     except EvidenceError as exc:
         result["error"] = {"type": exc.type, "detail": exc.detail}
+        former = FORMER_TYPES.get(exc.type)
+        if former is not None:  # until FORMER_TYPES_REMOVED_IN (docs/cli.md)
+            result["error"]["deprecated_type"] = former
         _emit(result)
         return 1
     document = claims.document()

@@ -32,6 +32,7 @@ from broker.policy.evaluate import ABSENT, ClauseResult, Decision, describe, eva
 from broker.policy.lint import LintWarning, lint
 from broker.policy.loader import Document, load_policy, read_document
 from broker.policy.model import Policy
+from broker.timeutil import iso
 
 EXIT_OK, EXIT_WARN_OR_DENY, EXIT_ERROR = 0, 1, 2
 
@@ -205,7 +206,7 @@ def claims_from_json(doc: Any, source: str = "claims") -> Claims:
             if not doc["verified"]:
                 error = doc.get("error") or {}
                 raise NotVerified(
-                    str(error.get("type", "evidence_error")),
+                    str(error.get("type", "evidence-error")),
                     str(error.get("detail", "the evidence did not verify")),
                 )
             fields = dict(doc["claims"])
@@ -232,7 +233,7 @@ def _print_unverified(
             "policy": {"name": policy.name, "version": policy.version, "sha256": policy.digest()},
             "tee": args.tee[0] if args.tee else None,
             "section": None,
-            "at": now.isoformat(),
+            "at": iso(now),
             "explanation": [],
             "failures": [],
             "error": {"type": kind, "detail": detail},
@@ -241,7 +242,7 @@ def _print_unverified(
         sys.stdout.write("\n")
         return
     print(f"policy    {policy.name} v{policy.version} (sha256:{policy.digest()})")
-    print(f"at        {now.isoformat()}")
+    print(f"at        {iso(now)}")
     print(f"decision  DENY: the evidence did not verify ({kind}): {detail}")
 
 
@@ -264,7 +265,7 @@ def _print_decision(path: Path, decision: Decision, claims: Claims) -> None:
         f"evidence  {decision.tee}, signed by {signer.vendor} ({signer.origin.value}, "
         f"root {signer.root}, key {signer.key})"
     )
-    print(f"at        {decision.at.isoformat()}")
+    print(f"at        {iso(decision.at)}")
     print(f"decision  {verdict}")
     print()
     rows = [("RESULT", "KIND", "CLAIM", "OP", "EXPECTED", "FOUND")]

@@ -8,7 +8,7 @@ The rules every lookup follows (docs/operations.md, "Collateral"):
   worth retrying), and so is a vendor document that does not parse: it is the vendor's
   failure, not the evidence's, and it is never stored;
 * with fetching off, a stale item is still handed to the verifier, which then reports the
-  precise ``collateral_expired`` (import a fresher one); a missing required item is
+  precise ``collateral-expired`` (import a fresher one); a missing required item is
   ``CollateralUnavailable``, a missing optional one is simply absent.
 
 Concurrent requests for the same missing item wait on one lock per item, so the vendor sees
@@ -27,6 +27,7 @@ from broker.collateral.keys import ItemKey
 from broker.collateral.store import CollateralItem, CollateralRepository
 from broker.errors import CollateralInvalid, CollateralUnavailable
 from broker.logs import get_logger
+from broker.timeutil import iso
 
 log = get_logger("keybroker.collateral")
 
@@ -72,7 +73,7 @@ class Fetcher:
             return [stored]
         if fetch is None or not self.enabled:
             if stored is not None:
-                return [stored]  # stale: the verifier names it in collateral_expired
+                return [stored]  # stale: the verifier names it in collateral-expired
             if not required:
                 return []
             reason = "collateral_fetch is off" if not self.enabled else "no vendor serves it"
@@ -90,7 +91,7 @@ class Fetcher:
             "collateral_fetched",
             item=str(key),
             source=items[0].source,
-            next_update=items[0].next_update.isoformat() if items[0].next_update else None,
+            next_update=iso(items[0].next_update),
             refreshed=stored is not None,
         )
         return items
@@ -105,7 +106,7 @@ async def _fetched(
         if stored is None or stored.next_update is None:
             raise
         raise CollateralUnavailable(
-            f"{key} expired at its nextUpdate {stored.next_update.isoformat()} and could not "
+            f"{key} expired at its nextUpdate {iso(stored.next_update)} and could not "
             f"be refreshed: {exc.detail}"
         ) from None
     except CollateralInvalid as exc:

@@ -10,7 +10,7 @@ from the store or from AMD KDS (:mod:`.fetcher`):
 * the ASK/ASVK + ARK ``cert_chain``: fetched once per product and kept; without fetching and
   none imported, the verifier uses the pinned chain;
 * the ARK's ``crl``: fetched and kept until its nextUpdate, then refreshed. With fetching
-  off, an imported CRL is used (a stale one is reported as ``collateral_expired``) and none
+  off, an imported CRL is used (a stale one is reported as ``collateral-expired``) and none
   means no revocation check, as in the offline CLI.
 
 A v2 report without CPUID and without ``product`` collateral may come from any product: the

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from broker.collateral.keys import ItemKey
+from broker.timeutil import iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,8 @@ class Listed:
             "kind": self.key.kind,
             "lookup_key": self.key.lookup_key,
             "size": self.size,
-            "next_update": _iso(self.next_update),
-            "fetched_at": _iso(self.fetched_at),
+            "next_update": iso(self.next_update),
+            "fetched_at": iso(self.fetched_at),
             "source": self.source,
             "stale": is_past(self.next_update, now),
         }
@@ -69,10 +70,6 @@ class Listed:
 def is_past(next_update: datetime | None, now: datetime) -> bool:
     """Stale: past its nextUpdate (the verifier refuses it from the first instant after)."""
     return next_update is not None and now > next_update
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 class CollateralRepository(Protocol):

@@ -22,6 +22,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from broker.timeutil import iso
+
 #: A claim value: JSON scalars, tuples and read-only mappings of them.
 ClaimValue = Any
 
@@ -348,8 +350,8 @@ class Claims:
             "debug": self.debug,
             "fields": self.plain_fields(),
             "report_data": None if self.report_data is None else self.report_data.hex(),
-            "evidence_time": _iso(self.evidence_time),
-            "collateral_time": _iso(self.collateral_time),
+            "evidence_time": iso(self.evidence_time),
+            "collateral_time": iso(self.collateral_time),
             "warnings": list(self.warnings),
         }
 
@@ -366,10 +368,6 @@ class Claims:
             collateral_time=_parse_iso(doc.get("collateral_time")),
             warnings=tuple(doc.get("warnings", ())),
         )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def _parse_iso(value: Any) -> datetime | None:

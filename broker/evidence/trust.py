@@ -47,6 +47,7 @@ from broker.errors import (
 )
 from broker.evidence import der
 from broker.lru import Lru
+from broker.timeutil import iso
 
 INSECURE_ROOT_PREFIX = "insecure-test-"
 _T = TypeVar("_T")
@@ -256,12 +257,12 @@ def check_validity(cert: x509.Certificate, now: datetime, role: str) -> None:
     if now < cert.not_valid_before_utc:
         raise CertificateExpired(
             f"{role} certificate '{common_name(cert.subject)}' is not valid before "
-            f"{cert.not_valid_before_utc.isoformat()} (now {now.isoformat()})"
+            f"{iso(cert.not_valid_before_utc)} (now {iso(now)})"
         )
     if now > cert.not_valid_after_utc:
         raise CertificateExpired(
             f"{role} certificate '{common_name(cert.subject)}' expired at "
-            f"{cert.not_valid_after_utc.isoformat()} (now {now.isoformat()})"
+            f"{iso(cert.not_valid_after_utc)} (now {iso(now)})"
         )
 
 
@@ -407,7 +408,7 @@ def check_not_revoked(
     if revoked is not None:
         raise CertificateRevoked(
             f"{role} certificate '{common_name(cert.subject)}' serial "
-            f"{cert.serial_number:#x} revoked at {revoked.revocation_date_utc.isoformat()}"
+            f"{cert.serial_number:#x} revoked at {iso(revoked.revocation_date_utc)}"
         )
 
 
@@ -432,13 +433,13 @@ def check_window(
     if next_update is None:
         raise CollateralInvalid(f"{name} has no nextUpdate")
     if now > next_update:
-        raise CollateralExpired(f"{name} nextUpdate {_iso(next_update)} is before now {_iso(now)}")
+        raise CollateralExpired(
+            f"{name} nextUpdate {iso(next_update, zulu=True)} is before now {iso(now, zulu=True)}"
+        )
     if now < issued:
-        raise CollateralExpired(f"{name} {start} {_iso(issued)} is after now {_iso(now)}")
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+        raise CollateralExpired(
+            f"{name} {start} {iso(issued, zulu=True)} is after now {iso(now, zulu=True)}"
+        )
 
 
 def sha256_hex(data: bytes) -> str:

@@ -32,6 +32,7 @@ from broker.policy.model import (
     jsonpath,
     minimum_claim,
 )
+from broker.timeutil import iso
 
 ABSENT = "claim absent"
 #: Evidence dated up to this many seconds after ``now`` still counts as fresh (clock skew
@@ -502,7 +503,7 @@ def age_check(what: str, limit: Duration, where: tuple[str, ...]) -> Check:
                 "freshness", rule, attribute, op, limit.text, None, False, True, note
             )
         age = (now - instant).total_seconds()
-        found = instant.isoformat()
+        found = iso(instant)
         if age < -CLOCK_SKEW_SECONDS:
             note = f"dated {_age_text(-age)} after the evaluation instant"
             return ClauseResult(

@@ -41,6 +41,7 @@ from broker.policy.clauses import (
     tcb_checks,
 )
 from broker.policy.model import Policy, Section, jsonpath
+from broker.timeutil import iso
 
 __all__ = ["ABSENT", "ClauseResult", "Decision", "compile_policy", "describe", "evaluate"]
 
@@ -79,7 +80,7 @@ class Decision:
             },
             "tee": self.tee,
             "section": self.section,
-            "at": self.at.isoformat(),
+            "at": iso(self.at),
             "explanation": [clause.to_json() for clause in self.explanation],
             "failures": [clause.to_json() for clause in self.failures],
         }

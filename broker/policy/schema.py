@@ -12,25 +12,12 @@ import difflib
 import json
 import re
 from collections.abc import Iterator
-from functools import cache
 from importlib import resources
 from typing import Any, cast
 
 import jsonschema
 
 from broker.policy.source import PathParts, Problem, SourceMap, policy_error
-
-
-@cache
-def schema() -> dict[str, Any]:
-    text = resources.files("broker.policy").joinpath("schema.json").read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
-
-
-@cache
-def _validator() -> Any:
-    return jsonschema.Draft202012Validator(_python_patterns(schema()))
 
 
 def _python_patterns(node: Any) -> Any:
@@ -79,10 +66,17 @@ def python_pattern(pattern: str) -> str:
     return "".join(out)
 
 
+#: The published schema, read at import.
+SCHEMA: dict[str, Any] = json.loads(
+    resources.files("broker.policy").joinpath("schema.json").read_text("utf-8")
+)
+_VALIDATOR = jsonschema.Draft202012Validator(_python_patterns(SCHEMA))
+
+
 def validate(doc: Any, where: SourceMap) -> dict[str, Any]:
     """Return ``doc`` if it is schema-valid; else raise :class:`PolicyError` listing every
     violation."""
-    problems = [p for error in _validator().iter_errors(doc) for p in _explain(error, where)]
+    problems = [p for error in _VALIDATOR.iter_errors(doc) for p in _explain(error, where)]
     if problems:
         raise policy_error(problems)
     return cast(dict[str, Any], doc)  # the schema's top level is type: object

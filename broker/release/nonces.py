@@ -54,6 +54,7 @@ from datetime import UTC, datetime, timedelta
 
 from broker.errors import InternalError, NonceExpired, NonceUnknown, NonceUnrecognised
 from broker.redact import SecretBytes
+from broker.timeutil import iso
 
 NONCE_BYTES = 32
 VERSION = 1
@@ -126,11 +127,11 @@ class Nonces:
             )
         expires_at = datetime.fromtimestamp(int.from_bytes(nonce[_EXPIRY], "big"), UTC)
         if expires_at <= now:
-            raise NonceExpired(f"nonce expired at {expires_at.isoformat()}")
+            raise NonceExpired(f"nonce expired at {iso(expires_at)}")
         latest = now + self.ttl + MAX_CLOCK_SKEW
         if expires_at > latest:
             raise NonceUnknown(
-                f"nonce expiry {expires_at.isoformat()} is after {latest.isoformat()} "
+                f"nonce expiry {iso(expires_at)} is after {iso(latest)} "
                 f"(now + challenge_ttl_seconds {self.ttl.total_seconds():g} + clock skew "
                 f"{MAX_CLOCK_SKEW.total_seconds():g} s): not a nonce this broker issues"
             )

@@ -37,7 +37,6 @@ round trip to a busy broker it would make every other release wait in line.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -61,9 +60,10 @@ from broker.errors import (
     Unavailable,
     Unrecognised,
 )
+from broker.evidence import trustee
 from broker.evidence.claims import Claims, Tee
-from broker.evidence.registry import TeeVerifier, verifier_for
-from broker.hsmcalls import hsm_errors, kbs_recipient
+from broker.evidence.registry import TeeVerifier, supported_tees, verifier_for
+from broker.hsmcalls import hsm_errors, kbs_recipient, tee_key_from_jwk
 from broker.logs import get_logger
 from broker.lru import Lru
 from broker.metrics import Children, Metrics
@@ -79,7 +79,7 @@ from broker.runtime import Runtime
 from broker.store.audit import AuditRecord
 from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.release import ReleaseStore
-from broker.timeutil import utcnow
+from broker.timeutil import iso, utcnow
 from hsm import jwe
 from hsm.custody import WrappedSecret
 from hsm.envelope import SealedSecret
@@ -111,9 +111,15 @@ RELEASE_ENDPOINT = "/v1/keys/{name}/release"
 KBS_ATTEST_ENDPOINT = "/kbs/v0/attest"
 KBS_RESOURCE_ENDPOINT = "/kbs/v0/resource/{path}"
 
-# ``verifier_for`` remembered per tee once found (it imports and checks a module); a tee
-# without a verifier raises every time, as exceptions are not cached.
-_verifier: Callable[[Tee], TeeVerifier] = functools.cache(verifier_for)
+#: The verifier of every tee the broker verifies, found at import (each is a constant of
+#: its package).
+_VERIFIERS: dict[Tee, TeeVerifier] = {tee: verifier_for(tee) for tee in supported_tees()}
+
+
+def _verifier(tee: Tee) -> TeeVerifier:
+    """The verifier of ``tee``; ``UnsupportedEvidence`` (from the registry) when none."""
+    verifier = _VERIFIERS.get(tee)
+    return verifier_for(tee) if verifier is None else verifier
 
 
 def outcome(failure: KeybrokerError | None) -> Outcome:
@@ -157,6 +163,42 @@ class AttestRequest:
         return ATTEST_ENDPOINT if self.rcar is None else KBS_ATTEST_ENDPOINT
 
 
+def attest_request(
+    *,
+    tee: Tee,
+    evidence: bytes,
+    tee_jwk: Mapping[str, Any],
+    nonce_text: str,
+    collateral: Mapping[str, bytes],
+    origin: Origin,
+) -> AttestRequest:
+    """An attestation request whose tee key is the RSA JWK it carries: ``PublicKeyInvalid``
+    (400) for any other, before anything is judged or audited."""
+    return AttestRequest(
+        tee, evidence, tee_jwk, tee_key_from_jwk(tee_jwk), nonce_text, collateral, origin
+    )
+
+
+def kbs_attest_request(
+    *,
+    tee: Tee,
+    tee_pubkey: Any,
+    primary_evidence: Any,
+    nonce_text: str,
+    origin: Origin,
+    rcar: binding.RcarBinding,
+) -> AttestRequest:
+    """A KBS attestation request: its tee key is the ``tee-pubkey`` JWK it carries (EC
+    P-256/P-384/P-521 or RSA, ``hsm.jwe``; ``PublicKeyInvalid``, 400, for any other), its
+    evidence and collateral Trustee's evidence JSON read to native form (``MalformedEvidence``),
+    in that order, before anything is judged or audited."""
+    to = kbs_recipient(tee_pubkey)
+    native = trustee.to_native(tee, primary_evidence)
+    return AttestRequest(
+        tee, native.evidence, dict(to.jwk), to, nonce_text, native.collateral, origin, rcar=rcar
+    )
+
+
 class ReleaseService:
     def __init__(
         self,
@@ -196,6 +238,14 @@ class ReleaseService:
         """An aggregate record, through the store the service holds at the time."""
         return await self.store.append(record)
 
+    def jwks(self) -> dict[str, Any]:
+        """The broker's signing key as a JWK Set (RFC 7517), to verify tokens and release
+        envelopes."""
+        with hsm_errors():
+            public = self.custody.signing_public_key
+        key = {**jose.ec_jwk(public), "kid": jose.key_id(public), "alg": "ES256", "use": "sig"}
+        return {"keys": [key]}
+
     # --- challenge -------------------------------------------------------------------------
 
     async def challenge(self, tee: Tee) -> dict[str, str]:
@@ -204,7 +254,7 @@ class ReleaseService:
         nonce, expires_at = self.nonces.issue(tee.value, utcnow())
         return {
             "nonce": base64.b64encode(nonce).decode("ascii"),
-            "expires_at": expires_at.isoformat(),
+            "expires_at": iso(expires_at),
         }
 
     # --- attest ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from datetime import datetime
 
 from broker.evidence.claims import Tee
 from broker.lru import Lru
+from broker.timeutil import iso
 
 
 @dataclass(slots=True)
@@ -39,7 +40,7 @@ class KbsSession:
     def __repr__(self) -> str:
         return (
             f"KbsSession(tee={self.tee.value}, hash={self.hash_name}, "
-            f"expires_at={self.expires_at.isoformat()}, attested={self.token is not None})"
+            f"expires_at={iso(self.expires_at)}, attested={self.token is not None})"
         )
 
 

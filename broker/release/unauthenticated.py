@@ -41,7 +41,7 @@ from broker.logs import get_logger
 from broker.metrics import Children, Metrics
 from broker.release.origin import Origin
 from broker.store.audit import AuditRecord
-from broker.timeutil import utcnow
+from broker.timeutil import iso, utcnow
 
 log = get_logger("keybroker.unauthenticated")
 
@@ -83,7 +83,7 @@ class Window:
 
 
 def _instant(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
+    return iso(moment.astimezone(UTC))
 
 
 class Tally:

@@ -10,14 +10,14 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 
 from broker.errors import TokenInvalid
 from broker.redact import Secret
+from broker.roles import Principal, Role
 from broker.store.database import Database
 from broker.store.sqlfiles import query
+from broker.timeutil import iso
 
 _INSERT: Final = query("insert_admin_token")
 _GET: Final = query("admin_token")
@@ -25,22 +25,6 @@ _LIST: Final = query("list_admin_tokens")
 _REVOKE: Final = query("revoke_admin_token")
 
 PREFIX = "kbadm"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    KEY_CUSTODIAN = "key-custodian"
-    POLICY_AUTHOR = "policy-author"
-    AUDITOR = "auditor"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling an admin operation; ``actor`` is what the audit trail records."""
-
-    actor: str
-    role: Role | None
-    """None for the local CLI, which holds the database and HSM credentials anyway."""
 
 
 # fullmatch, never match with "$": that would also accept a trailing newline.
@@ -94,9 +78,9 @@ async def list_tokens(db: Database) -> list[dict[str, str | None]]:
             "id": r["id"],
             "name": r["name"],
             "role": r["role"],
-            "created_at": r["created_at"].isoformat(),
+            "created_at": iso(r["created_at"]),
             "created_by": r["created_by"],
-            "revoked_at": None if r["revoked_at"] is None else r["revoked_at"].isoformat(),
+            "revoked_at": iso(r["revoked_at"]),
         }
         for r in rows
     ]

@@ -21,6 +21,7 @@ import asyncpg
 from broker.jcs import canonical_text
 from broker.store.database import Database
 from broker.store.sqlfiles import query
+from broker.timeutil import iso
 
 _APPEND: Final = query("audit_append")
 _HEAD: Final = query("audit_head")
@@ -49,7 +50,7 @@ class AuditRecord:
         return canonical_text(
             {
                 **self.body,
-                "at": self.at.astimezone(UTC).isoformat(),
+                "at": iso(self.at.astimezone(UTC)),
                 "kind": self.kind,
                 "decision": self.decision,
                 "request_id": self.request_id,
@@ -87,7 +88,7 @@ async def tail(db: Database, limit: int) -> list[dict[str, Any]]:
     return [
         {
             "seq": r["seq"],
-            "at": r["at"].isoformat(),
+            "at": iso(r["at"]),
             "kind": r["kind"],
             "decision": r["decision"],
             "request_id": r["request_id"],
@@ -148,6 +149,6 @@ def _check_row(row: Mapping[str, Any], expected_seq: int, prev_hash: bytes) -> s
     for column in ("kind", "decision", "request_id", "key_name"):
         if content.get(column) != row[column]:
             return f"column {column} disagrees with the hashed record"
-    if content.get("at") != row["at"].astimezone(UTC).isoformat():
+    if content.get("at") != iso(row["at"].astimezone(UTC)):
         return "column at disagrees with the hashed record"
     return None

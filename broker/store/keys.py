@@ -12,6 +12,7 @@ from broker.errors import Conflict, KeyNotFound
 from broker.names import KbsPath
 from broker.store.database import Database
 from broker.store.sqlfiles import query
+from broker.timeutil import iso
 from hsm.custody import WrappedSecret
 
 _NEXT_VERSION: Final = query("next_key_version")
@@ -46,8 +47,8 @@ class KeyInfo:
             "state": self.state,
             "exposure": self.exposure,
             "kbs_path": self.kbs_path,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
         }
 
 

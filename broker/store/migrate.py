@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncpg
 
 from broker.errors import ConfigurationError
-from broker.store.sqlfiles import Migration, migrations
+from broker.store.sqlfiles import MIGRATIONS, Migration
 
 _LOCK_ID = 0x6B657962726F6B  # "keybrok": any constant shared by all broker processes
 
@@ -35,7 +35,7 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
             row["version"]: row["checksum"]
             for row in await conn.fetch("SELECT version, checksum FROM schema_migrations")
         }
-        for migration in migrations():
+        for migration in MIGRATIONS:
             recorded = done.get(migration.version)
             if recorded is not None:
                 if recorded != migration.checksum:

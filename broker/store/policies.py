@@ -11,6 +11,7 @@ import asyncpg
 from broker.errors import Conflict, NotFound
 from broker.store.database import Database
 from broker.store.sqlfiles import query
+from broker.timeutil import iso
 
 _LOCK_NAME: Final = query("lock_policy_name")
 _INSERT: Final = query("insert_policy")
@@ -33,7 +34,7 @@ class PolicyRecord:
             "name": self.name,
             "version": self.version,
             "digest": self.digest,
-            "created_at": self.created_at.isoformat(),
+            "created_at": iso(self.created_at),
             "created_by": self.created_by,
         }
 
@@ -115,7 +116,7 @@ async def list_latest(db: Database) -> list[dict[str, Any]]:
             "name": r["name"],
             "version": r["version"],
             "digest": r["digest"],
-            "created_at": r["created_at"].isoformat(),
+            "created_at": iso(r["created_at"]),
             "created_by": r["created_by"],
         }
         for r in rows

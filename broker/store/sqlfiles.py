@@ -3,15 +3,15 @@
 Only ``broker/store/`` runs queries. Each of its modules binds the texts it runs at import
 (:func:`query`), so a misspelt name fails the import rather than a request, and passes
 them to asyncpg as ``LiteralString`` (PEP 675): SQL is never assembled from values, which
-travel as ``$n`` parameters only.
+travel as ``$n`` parameters only. The files are read once, when this module is imported.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from importlib.abc import Traversable
 from typing import LiteralString
@@ -35,8 +35,7 @@ def _sql_dir() -> Traversable:
     return resources.files("broker.store").joinpath("sql")
 
 
-@cache
-def migrations() -> tuple[Migration, ...]:
+def _read_migrations() -> tuple[Migration, ...]:
     found = []
     for entry in _sql_dir().joinpath("migrations").iterdir():
         match = _MIGRATION_NAME.fullmatch(entry.name)
@@ -49,8 +48,7 @@ def migrations() -> tuple[Migration, ...]:
     return tuple(found)
 
 
-@cache
-def queries() -> dict[str, LiteralString]:
+def _read_queries() -> dict[str, LiteralString]:
     """Every named query of ``sql/queries/*.sql``; a duplicate name is an error.
 
     The texts are files of the package, never built from input: literal in the sense of
@@ -73,30 +71,32 @@ def queries() -> dict[str, LiteralString]:
     return named
 
 
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+
+
+#: Every migration of ``sql/migrations``, in order.
+MIGRATIONS = _read_migrations()
+#: Every named query of ``sql/queries``, by name.
+QUERIES: Mapping[str, LiteralString] = _read_queries()
+_NAMES = {text: name for name, text in QUERIES.items()}
+
+
 def query(name: str) -> LiteralString:
     """The text of the named query ``name``."""
     try:
-        return queries()[name]
+        return QUERIES[name]
     except KeyError:
         raise LookupError(f"no query named {name} in sql/queries") from None
-
-
-@cache
-def _names() -> dict[str, str]:
-    return {text: name for name, text in queries().items()}
 
 
 def name_of(text: str) -> str:
     """The name of a named query's text: for stand-ins and statistics that observe which
     statement ran. Raises ``LookupError`` for any other text."""
     try:
-        return _names()[text]
+        return _NAMES[text]
     except KeyError:
         raise LookupError("not the text of a named query") from None
-
-
-def _strip_comments(sql: str) -> str:
-    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
 
 
 def schema_sql() -> str:

@@ -99,7 +99,8 @@ def seeds() -> Iterator[tuple[str, bytes]]:
         yield f"{tee.value}-qe-identity", bytes([selector | 1]) + identity
         oid = x509.ObjectIdentifier(SGX_EXTENSION_OID)
         value = intel.certificates["pck"].extensions.get_extension_for_oid(oid).value
-        assert isinstance(value, x509.UnrecognizedExtension)
+        if not isinstance(value, x509.UnrecognizedExtension):
+            raise TypeError(f"the PCK's SGX extension decoded as {type(value).__name__}")
         extension = value.value
         yield f"{tee.value}-pck-extension", bytes([selector | 2]) + extension
         yield (

@@ -32,12 +32,12 @@ from broker.guest.sources import BindingInput, EvidenceSource
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
+from broker.roles import Role
 from broker.settings import Settings
 from broker.simulate.snp import SnpKit
 from broker.store import admin_tokens, audit
-from broker.store.admin_tokens import Role
 from broker.store.database import Database
-from broker.store.sqlfiles import queries
+from broker.store.sqlfiles import QUERIES
 from tests.integration.server import serving
 
 T = TypeVar("T")
@@ -229,7 +229,7 @@ async def statements(deployment: Deployment) -> Counter[str]:
     database (pg_stat_statements: counted by the server as each statement ends), by name
     where it is a named query of ``sql/queries``, else by its text. Reading these counters
     is itself left out."""
-    names = {_shape(text): name for name, text in queries().items()}
+    names = {_shape(text): name for name, text in QUERIES.items()}
     async with deployment.db.connection() as conn:
         rows = await conn.fetch(
             "SELECT query, sum(calls)::bigint AS calls FROM pg_stat_statements"

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from broker.localstate.softhsm import LocalSoftHsm
-from broker.store.admin_tokens import Role
+from broker.roles import Role
 from tests.integration.release_support import Deployment, running_deployment
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
 from broker.settings import Settings
-from broker.store.sqlfiles import migrations
+from broker.store.sqlfiles import MIGRATIONS
 from broker.timeutil import utcnow
 from tests.integration.conftest import create_database
 from tests.integration.server import running_broker
@@ -237,7 +237,7 @@ def fresh_database(
 def test_db_migrate_applies_then_says_up_to_date(
     fresh_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    names = ", ".join(f"{m.version:04d}_{m.name}" for m in migrations())
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in MIGRATIONS)
     assert names.startswith("0001_foundation, 0002_release")
     assert main(["db", "migrate"]) == 0
     assert capsys.readouterr() == (f"applied: {names}\n", "")

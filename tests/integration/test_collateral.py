@@ -313,14 +313,23 @@ async def test_kds_down_is_503_collateral_unavailable_and_nothing_is_released(
         deployment.vendor.down = False
     assert answer.status_code == 503
     problem = answer.json()
-    assert problem["evidence_error"] == "collateral_unavailable"
+    assert problem["evidence_error"] == "collateral-unavailable"
     assert "HTTP 503" in problem["detail"]
-    assert problem["type"].endswith("/collateral_unavailable")
-    assert set(problem) == {"type", "title", "status", "detail", "evidence_error", "request_id"}
+    assert problem["type"].endswith("/collateral-unavailable")
+    assert problem["deprecated_type"].endswith("/collateral_unavailable")  # until 0.3.0
+    assert set(problem) == {
+        "type",
+        "deprecated_type",
+        "title",
+        "status",
+        "detail",
+        "evidence_error",
+        "request_id",
+    }
     record = await _last_audit(deployment, "attest")
     # Could not be judged: audited as an error (not a policy denial), with the reason.
     assert record["decision"] == "error"
-    assert record["error"]["type"] == "collateral_unavailable"
+    assert record["error"]["type"] == "collateral-unavailable"
 
 
 # --- TDX and SGX -----------------------------------------------------------------------------

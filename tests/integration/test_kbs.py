@@ -339,7 +339,7 @@ async def test_init_data_is_checked_against_host_data(deployment: Deployment) ->
             client.attest(body)
     detail = _refusal(caught.value, 401, "AttestationError")
     assert detail.startswith("RCAR handshake Attest failed: HOST_DATA ")
-    assert (await last_audit(deployment, "attest"))["error"]["type"] == "binding_mismatch"
+    assert (await last_audit(deployment, "attest"))["error"]["type"] == "binding-mismatch"
 
 
 async def test_a_kbs_token_is_not_a_native_release_token(deployment: Deployment) -> None:
@@ -365,8 +365,8 @@ async def test_replayed_nonce(deployment: Deployment) -> None:
         wrong = client.attestation(challenge, _snp(deployment), key, hash_name="sha512")
         with pytest.raises(KbsError) as caught:
             client.attest(wrong)
-        assert "binding_mismatch" not in _refusal(caught.value, 401, "AttestationError")
-        assert (await last_audit(deployment, "attest"))["error"]["type"] == "binding_mismatch"
+        assert "binding-mismatch" not in _refusal(caught.value, 401, "AttestationError")
+        assert (await last_audit(deployment, "attest"))["error"]["type"] == "binding-mismatch"
         with pytest.raises(KbsError) as caught:
             client.attest(client.attestation(challenge, _snp(deployment), key))
     detail = _refusal(caught.value, 401, "AttestationError")

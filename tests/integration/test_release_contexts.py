@@ -28,7 +28,7 @@ from broker.guest.sources import SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.service import STALE_ATTEMPTS, ReleaseService
-from broker.store.admin_tokens import Role
+from broker.roles import Role
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,
     Deployment,

@@ -29,8 +29,8 @@ from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.binding import expected_report_data
 from broker.release.nonces import MAX_CLOCK_SKEW, Nonces
+from broker.roles import Role
 from broker.settings import Settings
-from broker.store.admin_tokens import Role
 from hsm.custody import Custody
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,
@@ -191,10 +191,10 @@ async def test_other_trusted_root_is_denied_by_signer_rule(deployment: Deploymen
 async def test_untrusted_root_is_unverifiable(deployment: Deployment) -> None:
     error = await denied(deployment, "r-key", _source(deployment, kit="kit-c"))
     assert error.status == 422
-    assert error.problem["evidence_error"] == "chain_invalid"
+    assert error.problem["evidence_error"] == "chain-invalid"
     record = await last_audit(deployment, "attest")
     assert record["decision"] == "deny"
-    assert record["error"]["type"] == "chain_invalid"
+    assert record["error"]["type"] == "chain-invalid"
 
 
 async def test_report_data_not_binding_nonce_and_key_is_refused(deployment: Deployment) -> None:
@@ -210,10 +210,10 @@ async def test_report_data_not_binding_nonce_and_key_is_refused(deployment: Depl
             json=_attest_body(deployment, jwk, nonce, bound_to=other_nonce),
         )
     assert answer.status_code == 422
-    assert answer.json()["evidence_error"] == "binding_mismatch"
+    assert answer.json()["evidence_error"] == "binding-mismatch"
     record = await last_audit(deployment, "attest")
     assert record["decision"] == "deny"
-    assert record["error"]["type"] == "binding_mismatch"
+    assert record["error"]["type"] == "binding-mismatch"
     # The failed attestation spent its nonce: evidence that binds it now comes too late.
     problem = await _refused_attest(deployment, nonce)
     assert problem["type"].endswith("/nonce-replayed")

@@ -254,9 +254,9 @@ async def test_intel_quote_that_does_not_bind_the_nonce_is_refused(
             "/v1/attest", json=attest_body(guest(deployment, tee), jwk, nonce, binding)
         )
     assert answer.status_code == 422
-    assert answer.json()["evidence_error"] == "binding_mismatch"
+    assert answer.json()["evidence_error"] == "binding-mismatch"
     record = await last_audit(deployment, "attest")
-    assert (record["decision"], record["error"]["type"]) == ("deny", "binding_mismatch")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "binding-mismatch")
     assert record["signer"]["root"] == INTEL_KIT_ROOT  # verified, then refused for the binding
 
 
@@ -292,11 +292,11 @@ async def test_nitro_document_that_does_not_bind_is_refused(
         answer = await http.post("/v1/attest", json=body)
     assert answer.status_code == 422
     problem = answer.json()
-    assert problem["evidence_error"] == "binding_mismatch"
+    assert problem["evidence_error"] == "binding-mismatch"
     assert f"document {wrong}" in problem["detail"]
     record = await last_audit(deployment, "attest")
     assert record["decision"] == "deny"
-    assert record["error"] == {"type": "binding_mismatch", "detail": problem["detail"]}
+    assert record["error"] == {"type": "binding-mismatch", "detail": problem["detail"]}
 
 
 async def test_debug_nitro_document_is_refused_by_the_example(deployment: Deployment) -> None:

@@ -16,15 +16,15 @@ from broker.errors import ConfigurationError, InternalError
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.schema_dump import dump_schema
 from broker.names import KbsPath
+from broker.roles import Principal, Role
 from broker.runtime import Runtime
 from broker.store import audit, challenges, contexts
-from broker.store.admin_tokens import Principal, Role
 from broker.store.audit import AuditRecord, verify_chain
 from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.database import Database
 from broker.store.migrate import migrate
 from broker.store.release import PostgresReleaseStore, ReleaseStore
-from broker.store.sqlfiles import migrations, queries, schema_sql
+from broker.store.sqlfiles import MIGRATIONS, QUERIES, schema_sql
 from tests.fakes.release_store import MemoryReleaseStore
 from tests.integration.conftest import create_database
 
@@ -42,7 +42,7 @@ async def test_migrations_produce_the_reviewed_schema(cluster: LocalPostgres) ->
     try:
         async with database.connection() as conn:
             applied = await migrate(conn)
-            assert [m.version for m in applied] == [m.version for m in migrations()]
+            assert [m.version for m in applied] == [m.version for m in MIGRATIONS]
             assert await migrate(conn) == []  # idempotent
         name = dsn.split("/")[-1].split("?")[0]
         assert dump_schema(cluster, name) == schema_sql()
@@ -64,7 +64,7 @@ async def test_edited_migration_is_refused(cluster: LocalPostgres) -> None:
 
 async def test_every_named_query_prepares(db: Database) -> None:
     async with db.connection() as conn:
-        for name, sql in queries().items():
+        for name, sql in QUERIES.items():
             try:
                 await conn.prepare(sql)
             except asyncpg.PostgresError as exc:  # pragma: no cover - the message names it
@@ -265,7 +265,7 @@ async def test_a_stale_release_context_appends_nothing_whatever_the_plan(
             plan = "\n".join(
                 row[0]
                 for row in await conn.fetch(
-                    "EXPLAIN (COSTS OFF) " + queries()["audit_release_if_current"],
+                    "EXPLAIN (COSTS OFF) " + QUERIES["audit_release_if_current"],
                     *stale.arguments(),
                     record.at,
                     record.kind,

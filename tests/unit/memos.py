@@ -36,10 +36,10 @@ def clear_evidence_memos() -> None:
     """Forget every fact the evidence verifiers and collateral lookups remember."""
     clear_caches()
     DEFAULT_LINKS.clear()
-    _parse_cert_chain.cache_clear()
-    _parse_crls.cache_clear()
-    load_endorsement.cache_clear()
-    _parse_der.cache_clear()
+    _parse_cert_chain.clear()
+    _parse_crls.clear()
+    load_endorsement.clear()
+    _parse_der.clear()
     intel_pcs._pck_platforms.clear()
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from broker.release.contextcache import ContextCache
 from broker.store.contexts import BoundPolicy, ReleaseContext
-from broker.store.sqlfiles import queries
+from broker.store.sqlfiles import QUERIES
 
 
 def _context(name: str, version: int = 1, state: str = "active") -> ReleaseContext:
@@ -95,7 +95,7 @@ def _derivation(sql: str) -> str:
 
 
 def test_the_conditional_append_derives_the_context_as_release_context_does() -> None:
-    named = queries()
+    named = QUERIES
     assert _derivation(named["audit_release_if_current"]) == _derivation(named["release_context"])
     # Every field of the context is compared, and the policy's with IS NOT DISTINCT FROM.
     conditional = " ".join(named["audit_release_if_current"].split())

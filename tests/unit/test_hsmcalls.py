@@ -55,10 +55,21 @@ def test_an_hsm_error_answers_as_before(
 
 
 @pytest.mark.parametrize(
-    "raised", [hsm.HsmUnavailable, hsm.BlobInvalid, hsm.KekNotFound, hsm.PublicKeyInvalid]
+    ("raised", "audited"),
+    [
+        (hsm.HsmUnavailable, "error"),
+        (hsm.ConfigurationError, "error"),
+        (hsm.BlobInvalid, "error"),
+        (hsm.KekNotFound, "error"),
+        # What the caller sent (400): judged and refused (docs/architecture.md §9).
+        (hsm.PublicKeyInvalid, "deny"),
+        (hsm.SecretLengthInvalid, "deny"),
+    ],
 )
-def test_an_hsm_failure_in_a_release_is_audited_as_an_error(raised: type[hsm.HsmError]) -> None:
-    assert outcome(broker_error(raised("x"))) == "error"
+def test_an_hsm_failure_in_a_release_is_audited_by_whose_fault_it_is(
+    raised: type[hsm.HsmError], audited: str
+) -> None:
+    assert outcome(broker_error(raised("x"))) == audited
 
 
 def test_other_exceptions_pass_unchanged() -> None:

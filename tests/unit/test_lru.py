@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.lru import Lru
+from broker.lru import Lru, memoized
 
 
 def test_the_least_recently_used_goes_first() -> None:
@@ -65,3 +65,34 @@ def test_discard_forgets_only_the_value_it_names() -> None:
     assert memory.get("k") is fresh
     memory.discard("k", fresh)
     assert memory.get("k") is None
+
+
+def test_a_memoized_function_computes_each_argument_once() -> None:
+    calls: list[str] = []
+
+    @memoized(2)
+    def shout(text: str) -> str:
+        calls.append(text)
+        return text.upper()
+
+    assert [shout("a"), shout("a"), shout("b"), shout("c"), shout("a")] == list("AABCA")
+    assert calls == ["a", "b", "c", "a"]  # "a" went first when "c" came
+    assert len(shout) == 2
+    shout.clear()
+    assert (len(shout), shout("b"), calls[-1]) == (0, "B", "b")
+
+
+def test_a_memoized_function_remembers_no_failure() -> None:
+    calls: list[int] = []
+
+    @memoized(4)
+    def half(number: int) -> int:
+        calls.append(number)
+        if number % 2:
+            raise ValueError(f"{number} is odd")
+        return number // 2
+
+    for _ in range(2):
+        with pytest.raises(ValueError, match="3 is odd"):
+            half(3)
+    assert (half(4), half(4), calls) == (2, 2, [3, 3, 4])

@@ -164,7 +164,7 @@ def test_key_ids_and_headers_follow_the_key_and_kind_asked() -> None:
 
     def clear() -> None:
         jose._last_key_id = None
-        jose._header_segment.cache_clear()
+        jose._header_segment.clear()
 
     def name(case: tuple[ec.EllipticCurvePublicKey, str]) -> str:
         return f"{keys.index(case[0])} {case[1]}"
@@ -200,7 +200,7 @@ def test_a_full_redaction_memory_still_redacts(
 # --- the list in docs/architecture.md §9 names every memo ------------------------------------
 
 _REPOSITORY = Path(__file__).resolve().parents[2]
-_MEMO = re.compile(r"\bLru\(|lru_cache|functools\.cache\b|^@cache\b|\bMemo\(", re.MULTILINE)
+_MEMO = re.compile(r"\bLru\(|\bMemoized\(|\bmemoized\(|\bMemo\(")
 _NOT_MEMOS = ("broker/lru.py", "broker/evidence/dcap/cache.py", "broker/bench/")
 
 

@@ -24,7 +24,7 @@ from broker.admin.service import TOKEN_NAME
 from broker.api import guest
 from broker.api.body import decode_base64
 from broker.api.kbs import PREFIX as KBS_PREFIX
-from broker.api.openapi import specification
+from broker.api.openapi import SPECIFICATION
 from broker.app import create_app
 from broker.errors import BadRequest
 from broker.names import MAX_VERSION, checked_name, parse_kbs_path
@@ -34,7 +34,7 @@ from hsm.errors import PublicKeyInvalid
 from hsm.jwe import Exposure
 from hsm.pubkey import b64url, from_jwk
 
-SCHEMAS: dict[str, Any] = specification()["components"]["schemas"]
+SCHEMAS: dict[str, Any] = SPECIFICATION["components"]["schemas"]
 
 
 def ecma_matches(pattern: str, text: str) -> bool:
@@ -47,7 +47,7 @@ def ecma_matches(pattern: str, text: str) -> bool:
 def _operations() -> list[tuple[str, str, dict[str, Any]]]:
     return [
         (path, method, operation)
-        for path, item in specification()["paths"].items()
+        for path, item in SPECIFICATION["paths"].items()
         for method, operation in item.items()
     ]
 
@@ -55,7 +55,7 @@ def _operations() -> list[tuple[str, str, dict[str, Any]]]:
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in node:
         _, _, kind, name = node["$ref"].split("/")
-        node = specification()["components"][kind][name]
+        node = SPECIFICATION["components"][kind][name]
     return node
 
 
@@ -74,7 +74,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
 
 
 def test_every_reference_resolves() -> None:
-    document = specification()
+    document = SPECIFICATION
     components = document["components"]
 
     def walk(node: object) -> None:
@@ -111,7 +111,7 @@ def test_every_answer_documents_its_headers(
 def test_a_challenge_header_is_what_the_broker_sends() -> None:
     from broker.api.problem import BEARER_CHALLENGE, INVALID_TOKEN_CHALLENGE
 
-    header = specification()["components"]["headers"]["WwwAuthenticate"]
+    header = SPECIFICATION["components"]["headers"]["WwwAuthenticate"]
     assert header["schema"]["enum"] == [BEARER_CHALLENGE.decode(), INVALID_TOKEN_CHALLENGE.decode()]
 
 
@@ -152,7 +152,7 @@ def test_the_name_pattern_is_the_broker_name_rule(text: str) -> None:
 
 
 def test_every_name_in_a_path_or_a_body_is_the_name_schema() -> None:
-    parameters = specification()["components"]["parameters"]
+    parameters = SPECIFICATION["components"]["parameters"]
     assert parameters["KeyName"]["schema"] == {"$ref": "#/components/schemas/Name"}
     assert parameters["PolicyName"]["schema"] == {"$ref": "#/components/schemas/Name"}
     for schema in ("KeyCreateRequest", "BindRequest"):
@@ -278,7 +278,7 @@ def test_policy_versions_have_the_bounds_the_database_has() -> None:
     assert (bound["minimum"], bound["maximum"]) == (1, MAX_VERSION)
     (version,) = [
         p
-        for p in specification()["paths"]["/v1/admin/policies/{name}"]["get"]["parameters"]
+        for p in SPECIFICATION["paths"]["/v1/admin/policies/{name}"]["get"]["parameters"]
         if p.get("name") == "version"
     ]
     assert (version["schema"]["minimum"], version["schema"]["maximum"]) == (1, MAX_VERSION)
@@ -291,7 +291,7 @@ def test_collateral_is_bounded_as_the_guest_endpoint_bounds_it() -> None:
 
 def test_the_request_id_header_is_the_id_the_broker_makes() -> None:
     """The broker's own id, whatever the client sent (broker/api/middleware.py)."""
-    pattern = specification()["components"]["headers"]["RequestId"]["schema"]["pattern"]
+    pattern = SPECIFICATION["components"]["headers"]["RequestId"]["schema"]["pattern"]
     app = create_app(Settings())
     sent: list[dict[str, Any]] = []
 

@@ -7,6 +7,7 @@ import inspect
 import pytest
 
 from broker import errors
+from broker.api.problem import status_for
 from broker.release.service import outcome
 
 DENY, ERROR = "deny", "error"
@@ -14,7 +15,7 @@ DENY, ERROR = "deny", "error"
 # Written out class by class, so that a new class, or a changed parent, is a decision that
 # shows up here rather than an inherited accident.
 OUTCOMES: dict[type[errors.KeybrokerError], str] = {
-    errors.KeybrokerError: DENY,
+    errors.KeybrokerError: ERROR,  # never raised itself; an unclassified class answers 500
     errors.BadRequest: DENY,
     errors.RateLimited: DENY,
     errors.MethodNotAllowed: DENY,
@@ -40,7 +41,8 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.NonceReplayed: DENY,
     errors.TokenInvalid: DENY,
     errors.TokenMissing: DENY,  # no token at all: refused like a bad one
-    errors.Unrecognised: DENY,  # counted and audited in aggregate, as denials
+    # Never raised itself: its subclasses keep their other parent's status and outcome.
+    errors.Unrecognised: ERROR,
     errors.NonceUnrecognised: DENY,
     errors.TokenUnverified: DENY,
     errors.Forbidden: DENY,
@@ -54,12 +56,12 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.HsmError: ERROR,
     errors.BlobInvalid: ERROR,
     errors.KekNotFound: ERROR,
-    errors.PublicKeyInvalid: ERROR,
-    errors.SecretLengthInvalid: ERROR,
+    errors.PublicKeyInvalid: DENY,  # the tee key the caller sent (400)
+    errors.SecretLengthInvalid: DENY,  # the length the caller asked for (400)
     errors.Unavailable: ERROR,
     errors.DatabaseUnavailable: ERROR,
     errors.HsmUnavailable: ERROR,
-    errors.ConfigurationError: DENY,
+    errors.ConfigurationError: ERROR,  # the broker's own settings or token (500)
     errors.StoredPolicyInvalid: ERROR,
     errors.InternalError: ERROR,
 }
@@ -85,3 +87,12 @@ def test_each_class_declares_its_outcome(cls: type[errors.KeybrokerError], expec
 
 def test_no_failure_is_allow() -> None:
     assert outcome(None) == "allow"
+
+
+@pytest.mark.parametrize("cls", OUTCOMES, ids=lambda cls: cls.__name__)
+def test_the_outcome_follows_whose_fault_the_status_says(
+    cls: type[errors.KeybrokerError],
+) -> None:
+    """A 4xx is the caller's fault, judged and refused (deny); a 5xx the broker's (error)."""
+    status = status_for(cls.__new__(cls))
+    assert cls.outcome == ("error" if status >= 500 else "deny"), status

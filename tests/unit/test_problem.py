@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import inspect
 import json
+import re
+from pathlib import Path
 
 import pytest
 
+import broker
 from broker import errors
 from broker.api.problem import PROBLEM_BASE, problem_response, status_for
 
@@ -51,7 +55,7 @@ def test_problem_document_shape() -> None:
 
 def test_evidence_errors_name_the_verifier_type_and_unavailable_says_retry() -> None:
     body = json.loads(bytes(problem_response(errors.TcbMismatch("t"), None).body))
-    assert body["evidence_error"] == "tcb_mismatch"
+    assert body["evidence_error"] == "tcb-mismatch"
     assert problem_response(errors.DatabaseUnavailable("d"), None).headers["retry-after"] == "5"
 
 
@@ -102,3 +106,71 @@ def test_unrecognised_refusals_keep_their_parents_problem_types() -> None:
     assert isinstance(errors.TokenUnverified("x", "token-key"), errors.TokenInvalid)
     response = problem_response(errors.TokenUnverified("x", "token-signature"), "r")
     assert response.headers["www-authenticate"] == 'Bearer realm="keybroker", error="invalid_token"'
+
+
+# --- one spelling: kebab-case, the former snake_case ones aliased until 0.3.0 ----------------
+
+KEBAB = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def _error_classes() -> list[type[errors.KeybrokerError]]:
+    return [
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.KeybrokerError)
+    ]
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda cls: cls.__name__)
+def test_every_problem_type_is_kebab_case(cls: type[errors.KeybrokerError]) -> None:
+    assert KEBAB.fullmatch(cls.type), cls.type
+
+
+def test_the_spelling_rule_refuses_snake_case() -> None:
+    assert KEBAB.fullmatch("signature-invalid")
+    assert not KEBAB.fullmatch("signature_invalid")
+    assert not KEBAB.fullmatch("Signature-Invalid")
+
+
+def test_each_former_type_is_the_snake_case_of_a_type_and_no_type_itself() -> None:
+    types = {cls.type for cls in _error_classes()}
+    assert set(errors.FORMER_TYPES) <= types
+    for new, former in errors.FORMER_TYPES.items():
+        assert former == new.replace("-", "_") != new
+    assert not set(errors.FORMER_TYPES.values()) & types
+
+
+def test_a_renamed_type_carries_its_former_uri() -> None:
+    body = json.loads(bytes(problem_response(errors.SignatureInvalid("s"), "r").body))
+    assert body["type"] == PROBLEM_BASE + "signature-invalid"
+    assert body["deprecated_type"] == PROBLEM_BASE + "signature_invalid"
+    assert body["evidence_error"] == "signature-invalid"
+    unavailable = json.loads(bytes(problem_response(errors.CollateralUnavailable("c"), None).body))
+    assert unavailable["deprecated_type"] == PROBLEM_BASE + "collateral_unavailable"
+    assert "evidence_error" in unavailable
+
+
+@pytest.mark.parametrize(
+    "error", [errors.MalformedEvidence("m"), errors.NonceReplayed("n"), errors.BadRequest("b")]
+)
+def test_a_type_that_kept_its_spelling_has_no_alias(error: errors.KeybrokerError) -> None:
+    assert "deprecated_type" not in json.loads(bytes(problem_response(error, None).body))
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:3])
+
+
+def test_the_aliases_are_gone_by_the_release_that_drops_them() -> None:
+    """Fails the build of FORMER_TYPES_REMOVED_IN (or later) while aliases remain."""
+    released = _version(broker.__version__) >= _version(errors.FORMER_TYPES_REMOVED_IN)
+    assert not (released and errors.FORMER_TYPES), "remove FORMER_TYPES and deprecated_type"
+
+
+def test_the_api_doc_tabulates_every_former_type() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs/api.md").read_text()
+    table = text.split("| type | former type (alias until ")[1]
+    assert table.startswith(errors.FORMER_TYPES_REMOVED_IN + ") |")
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| `([a-z0-9_]+)` \|$", table, re.MULTILINE)
+    assert dict(rows) == errors.FORMER_TYPES
+    assert f"until {errors.FORMER_TYPES_REMOVED_IN}" in text

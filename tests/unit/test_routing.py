@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from broker.api.openapi import specification
+from broker.api.openapi import SPECIFICATION
 from broker.app import create_app
 from broker.settings import Settings
 
@@ -24,7 +24,7 @@ def _documented() -> dict[str, set[str]]:
     """Each documented path, with its parameters filled in, and its methods."""
     return {
         path.format(**EXAMPLE_PARAMETERS): {method.upper() for method in item}
-        for path, item in specification()["paths"].items()
+        for path, item in SPECIFICATION["paths"].items()
     }
 
 

@@ -23,7 +23,7 @@ from broker.api.routing import allow_value
 from broker.errors import InternalError, KeybrokerError
 from broker.logs import get_logger
 from broker.names import parse_kbs_path
-from broker.release.service import AttestRequest, ReleaseService
+from broker.release.service import ReleaseService, kbs_attest_request
 from broker.release.sessions import KbsSession, KbsSessions
 from broker.timeutil import utcnow
 
@@ -104,13 +104,11 @@ async def attest(request: Request) -> Response:
         )
         parsed = wire.parse_attestation(body, session.tee, session.nonce, session.hash_name)
         answer = await service.attest(
-            AttestRequest(
+            kbs_attest_request(
                 tee=session.tee,
-                evidence=parsed.native.evidence,
-                tee_jwk=dict(parsed.to.jwk),
-                tee_key=parsed.to,
+                tee_pubkey=parsed.tee_pubkey,
+                primary_evidence=parsed.primary_evidence,
                 nonce_text=session.nonce,
-                collateral=parsed.native.collateral,
                 origin=origin(request),
                 rcar=parsed.rcar,
             )

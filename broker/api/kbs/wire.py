@@ -26,10 +26,7 @@ from typing import Any
 
 from broker.errors import BadRequest, UnsupportedEvidence
 from broker.evidence.claims import Tee
-from broker.evidence.trustee import NativeEvidence, to_native
-from broker.hsmcalls import kbs_recipient
 from broker.release.binding import RCAR_HASHES, InitData, RcarBinding
-from hsm.jwe import Recipient
 
 PROTOCOL_VERSION = (0, 4, 0)
 #: kbs-types 0.18 ``Tee`` names, and the keybroker verifier behind each that has one.
@@ -141,8 +138,11 @@ def challenge(nonce: str, hash_name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Attestation:
-    to: Recipient
-    native: NativeEvidence
+    tee_pubkey: Any
+    """The ``tee-pubkey`` JWK as sent."""
+    primary_evidence: Any
+    """The tee's evidence in Trustee's JSON; the release service reads both
+    (``kbs_attest_request``)."""
     rcar: RcarBinding
 
 
@@ -171,10 +171,9 @@ def parse_attestation(
         init_data = InitData.of(
             _string(init, "format", "init-data"), _string(init, "body", "init-data")
         )
-    to = kbs_recipient(runtime["tee-pubkey"])
     return Attestation(
-        to=to,
-        native=to_native(tee, evidence["primary_evidence"]),
+        tee_pubkey=runtime["tee-pubkey"],
+        primary_evidence=evidence["primary_evidence"],
         rcar=RcarBinding(
             hash_name=hash_name,
             additional_evidence=_string(evidence, "additional_evidence", "tee-evidence"),

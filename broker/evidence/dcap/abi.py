@@ -21,7 +21,7 @@ here; other key types are :class:`UnsupportedEvidence`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 from broker.errors import MalformedEvidence, UnsupportedEvidence
 from broker.evidence.dcap.reader import ByteReader
@@ -72,24 +72,28 @@ class _FixedStruct:
             elif not isinstance(value, bytes) or len(value) != size:
                 raise ValueError(f"{type(self).__name__}.{name} must be {size} bytes")
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
-        if len(data) != cls.SIZE:
-            raise MalformedEvidence(f"{cls.__name__} is {len(data)} bytes, expected {cls.SIZE}")
-        values: dict[str, Any] = {}
-        offset = 0
-        for name, size, is_int in cls._LAYOUT:
-            chunk = data[offset : offset + size]
-            values[name] = int.from_bytes(chunk, "little") if is_int else bytes(chunk)
-            offset += size
-        return cls(**values)
-
     def to_bytes(self) -> bytes:
         parts = []
         for name, size, is_int in self._LAYOUT:
             value = getattr(self, name)
             parts.append(value.to_bytes(size, "little") if is_int else value)
         return b"".join(parts)
+
+
+_Record = TypeVar("_Record", bound=_FixedStruct)
+
+
+def parse_record(cls: type[_Record], data: bytes) -> _Record:
+    """The fixed-size record ``cls`` (header or report body) from exactly its bytes."""
+    if len(data) != cls.SIZE:
+        raise MalformedEvidence(f"{cls.__name__} is {len(data)} bytes, expected {cls.SIZE}")
+    values: dict[str, Any] = {}
+    offset = 0
+    for name, size, is_int in cls._LAYOUT:
+        chunk = data[offset : offset + size]
+        values[name] = int.from_bytes(chunk, "little") if is_int else bytes(chunk)
+        offset += size
+    return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +280,7 @@ class QeReportCertificationData:
 
     @classmethod
     def read(cls, reader: ByteReader) -> QeReportCertificationData:
-        qe_report = EnclaveReportBody.from_bytes(reader.take(ENCLAVE_REPORT_SIZE, "qe_report"))
+        qe_report = parse_record(EnclaveReportBody, reader.take(ENCLAVE_REPORT_SIZE, "qe_report"))
         signature = reader.take(SIGNATURE_SIZE, "qe_report_signature")
         auth_size = reader.u16("qe_auth_data.size")
         auth = reader.take(auth_size, "qe_auth_data")
@@ -302,25 +306,27 @@ class EcdsaSignatureData:
             return head + CertificationData(CERT_QE_REPORT, self.qe.to_bytes()).to_bytes()
         return head + self.qe.to_bytes()
 
-    @classmethod
-    def from_bytes(cls, data: bytes, *, nested: bool) -> EcdsaSignatureData:
-        reader = ByteReader(data, "quote signature data")
-        signature = reader.take(SIGNATURE_SIZE, "signature")
-        key = reader.take(PUBLIC_KEY_SIZE, "attestation_key")
-        if nested:
-            outer = CertificationData.read(reader, "qe_certification_data")
-            if outer.type != CERT_QE_REPORT:
-                raise UnsupportedEvidence(
-                    f"quote signature data: certification data type {outer.type} != "
-                    f"{CERT_QE_REPORT} (QE report certification data)"
-                )
-            inner = ByteReader(outer.data, "QE report certification data")
-            qe = QeReportCertificationData.read(inner)
-            inner.expect_end("certification_data")
-        else:
-            qe = QeReportCertificationData.read(reader)
-        reader.expect_end("certification data")
-        return cls(signature, key, qe, nested)
+
+def parse_signature_data(data: bytes, *, nested: bool) -> EcdsaSignatureData:
+    """Quote signature data; ``nested`` for the v4/v5 layout (QE report certification data
+    inside certification data of type 6)."""
+    reader = ByteReader(data, "quote signature data")
+    signature = reader.take(SIGNATURE_SIZE, "signature")
+    key = reader.take(PUBLIC_KEY_SIZE, "attestation_key")
+    if nested:
+        outer = CertificationData.read(reader, "qe_certification_data")
+        if outer.type != CERT_QE_REPORT:
+            raise UnsupportedEvidence(
+                f"quote signature data: certification data type {outer.type} != "
+                f"{CERT_QE_REPORT} (QE report certification data)"
+            )
+        inner = ByteReader(outer.data, "QE report certification data")
+        qe = QeReportCertificationData.read(inner)
+        inner.expect_end("certification_data")
+    else:
+        qe = QeReportCertificationData.read(reader)
+    reader.expect_end("certification data")
+    return EcdsaSignatureData(signature, key, qe, nested)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +373,7 @@ class Quote:
 def parse_quote(data: bytes) -> Quote:
     """Parse a DCAP quote; ``MalformedEvidence`` or ``UnsupportedEvidence`` otherwise."""
     reader = ByteReader(bytes(data), "quote")
-    header = QuoteHeader.from_bytes(reader.take(HEADER_SIZE, "header"))
+    header = parse_record(QuoteHeader, reader.take(HEADER_SIZE, "header"))
     if header.attestation_key_type != ATTESTATION_KEY_ECDSA_P256:
         raise UnsupportedEvidence(
             f"quote header.attestation_key_type {header.attestation_key_type} != "
@@ -391,9 +397,9 @@ def parse_quote(data: bytes) -> Quote:
             )
     else:
         raise UnsupportedEvidence(f"quote header.version {header.version} is not 3, 4 or 5")
-    body = body_class.from_bytes(reader.take(body_class.SIZE, "body"))
+    body = parse_record(body_class, reader.take(body_class.SIZE, "body"))
     signature_size = reader.u32("signature data length")
-    signature_data = EcdsaSignatureData.from_bytes(
+    signature_data = parse_signature_data(
         reader.take(signature_size, "signature data"), nested=header.version >= 4
     )
     trailing = reader.rest()

@@ -27,11 +27,7 @@ class Memo(Generic[_V]):
 
         An exception from ``compute`` is not remembered: a failure is re-checked next time.
         """
-        value = self._items.get(key)
-        if value is None:
-            value = compute()
-            self._items.put(key, value)
-        return value
+        return self._items.get_or_compute(key, lambda _: compute())
 
     def clear(self) -> None:
         self._items.clear()

@@ -21,6 +21,7 @@ from broker.evidence.claims import (
 )
 from broker.evidence.dcap.collateral import TcbStatus
 from broker.evidence.dcap.verify import VerifiedQuote
+from broker.timeutil import iso
 
 #: The claims :func:`intel_claims` adds to a TEE's own: ``quote_version`` and
 #: :func:`platform_fields`.
@@ -72,7 +73,7 @@ def platform_fields(result: VerifiedQuote) -> dict[str, Any]:
         "cpu_svn": result.pck.tcb.cpu_svn.hex(),
         "tcb_status": appraisal.status.value,
         "advisory_ids": list(appraisal.advisory_ids),
-        "tcb_date": appraisal.tcb_date.isoformat().replace("+00:00", "Z"),
+        "tcb_date": iso(appraisal.tcb_date, zulu=True),
         "tcb_evaluation_data_number": appraisal.tcb_evaluation_data_number,
     }
 

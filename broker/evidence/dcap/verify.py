@@ -31,7 +31,6 @@ give: the memo saves work and never changes a decision (docs/architecture.md §9
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ from broker.evidence.dcap.collateral import (
     verify_collateral_signature,
 )
 from broker.evidence.dcap.pck import PckExtensions, pck_extensions
-from broker.evidence.dcap.roots import intel_root, known_tcb_signing_certs
+from broker.evidence.dcap.roots import INTEL_ROOT, KNOWN_TCB_SIGNING_CERTS
 from broker.evidence.trust import (
     TrustedRoot,
     check_not_revoked,
@@ -86,6 +85,8 @@ from broker.evidence.trust import (
     parse_collateral,
     verify_chain,
 )
+from broker.lru import memoized
+from broker.timeutil import iso
 
 #: Collateral without which the TCB cannot be appraised.
 REQUIRED_COLLATERAL = ("tcb_info", "qe_identity", "pck_crl", "root_crl")
@@ -189,7 +190,7 @@ def authenticate_quote(
     """Steps 1-3: parse, PCK chain, QE report, attestation key binding, quote signature."""
     quote = parse_quote(evidence)
     _check_kind(quote, tee)
-    chain = _verified_pck_chain(quote, collateral, (intel_root(), *extra_roots), now)
+    chain = _verified_pck_chain(quote, collateral, (INTEL_ROOT, *extra_roots), now)
     _verify_qe_report(quote, chain)
     _verify_attestation_key_binding(quote)
     _verify_quote_signature(quote, evidence)
@@ -312,7 +313,7 @@ def _fingerprint(cert: x509.Certificate) -> bytes:
     return cert.fingerprint(hashes.SHA256())
 
 
-@functools.lru_cache(maxsize=64)
+@memoized(64)
 def _root_id(root: TrustedRoot) -> bytes:
     """What a memo needs of a trusted root: its certificate, and the name and insecure flag
     that the claims of a chain ending in it carry."""
@@ -473,7 +474,7 @@ def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Si
                 f"evidence rooted in {root.name} needs a tcb_signing_chain: the pinned Intel "
                 "TCB Signing certificates chain only to the Intel root"
             )
-        pinned = known_tcb_signing_certs()
+        pinned = KNOWN_TCB_SIGNING_CERTS
         valid = [
             index
             for index, cert in enumerate(pinned)
@@ -481,7 +482,7 @@ def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Si
         ]
         if not valid:
             raise CertificateExpired(
-                f"no pinned Intel SGX TCB Signing certificate is valid at {now.isoformat()}"
+                f"no pinned Intel SGX TCB Signing certificate is valid at {iso(now)}"
             )
         newest = max(valid, key=lambda index: pinned[index].not_valid_before_utc)
         source = cache.digest(b"pinned", _fingerprint(pinned[newest]))

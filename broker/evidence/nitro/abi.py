@@ -171,57 +171,6 @@ class CoseSign1:
     tagged: bool = False
     """Whether the message carried the COSE_Sign1 tag 18."""
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> CoseSign1:
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise MalformedEvidence(f"document must be bytes, not {type(data).__name__}")
-        data = bytes(data)
-        if not data:
-            raise MalformedEvidence("document is empty")
-        if len(data) > MAX_DOCUMENT_SIZE:
-            raise MalformedEvidence(
-                f"document is {len(data)} bytes; at most {MAX_DOCUMENT_SIZE} are accepted"
-            )
-        tagged = data.startswith(_COSE_SIGN1_TAG_HEAD)
-        body = data[1:] if tagged else data
-        # Major type 6 is 0xc0..0xdb: any tag head other than the one-byte 18 (RFC 8949 §3.4).
-        if body[:1] and 0xC0 <= body[0] <= 0xDB:
-            raise MalformedEvidence(
-                f"COSE_Sign1: CBOR tag head 0x{body[0]:02x} where only tag {COSE_SIGN1_TAG} "
-                "(0xd2) or no tag is allowed"
-            )
-        items = decode_strict(body, "COSE_Sign1")
-        if not isinstance(items, list) or len(items) != 4:
-            found = f"{len(items)}-element array" if isinstance(items, list) else _kind(items)
-            raise MalformedEvidence(f"COSE_Sign1 must be a 4-element array, found {found}")
-        protected, unprotected, payload, signature = items
-        _require_bytes(protected, "COSE_Sign1 protected header")
-        if not isinstance(unprotected, dict):
-            raise MalformedEvidence(
-                f"COSE_Sign1 unprotected header must be a map, found {_kind(unprotected)}"
-            )
-        if unprotected:
-            # Nothing in it would be signed; AWS leaves it empty, so we refuse rather than ignore.
-            labels = ", ".join(repr(k) for k in unprotected)
-            raise MalformedEvidence(
-                f"COSE_Sign1 unprotected header must be empty, found labels {labels}"
-            )
-        _require_bytes(payload, "COSE_Sign1 payload (detached payloads are not used by Nitro)")
-        _require_bytes(signature, "COSE_Sign1 signature")
-        if len(signature) != ES384_SIGNATURE_SIZE:
-            raise MalformedEvidence(
-                f"COSE_Sign1 signature is {len(signature)} bytes != {ES384_SIGNATURE_SIZE} "
-                "(ES384 r || s)"
-            )
-        _check_protected_header(protected)
-        message = cls(protected=protected, payload=payload, signature=signature, tagged=tagged)
-        if message.to_bytes() != data:
-            raise MalformedEvidence(
-                "COSE_Sign1 is not in preferred serialization (RFC 8949 §4.1: shortest "
-                "argument encodings)"
-            )
-        return message
-
     def to_bytes(self) -> bytes:
         encoded: bytes = cbor2.dumps([self.protected, {}, self.payload, self.signature])
         return _COSE_SIGN1_TAG_HEAD + encoded if self.tagged else encoded
@@ -230,6 +179,59 @@ class CoseSign1:
         """The bytes ES384 signs (RFC 9052 §4.4), with empty external AAD."""
         encoded: bytes = cbor2.dumps([SIG_STRUCTURE_CONTEXT, self.protected, b"", self.payload])
         return encoded
+
+
+def parse_cose_sign1(data: bytes) -> CoseSign1:
+    """A COSE_Sign1 message from its bytes; ``MalformedEvidence`` unless it is exactly one
+    Nitro uses (ES384, empty unprotected header, preferred serialization)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedEvidence(f"document must be bytes, not {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise MalformedEvidence("document is empty")
+    if len(data) > MAX_DOCUMENT_SIZE:
+        raise MalformedEvidence(
+            f"document is {len(data)} bytes; at most {MAX_DOCUMENT_SIZE} are accepted"
+        )
+    tagged = data.startswith(_COSE_SIGN1_TAG_HEAD)
+    body = data[1:] if tagged else data
+    # Major type 6 is 0xc0..0xdb: any tag head other than the one-byte 18 (RFC 8949 §3.4).
+    if body[:1] and 0xC0 <= body[0] <= 0xDB:
+        raise MalformedEvidence(
+            f"COSE_Sign1: CBOR tag head 0x{body[0]:02x} where only tag {COSE_SIGN1_TAG} "
+            "(0xd2) or no tag is allowed"
+        )
+    items = decode_strict(body, "COSE_Sign1")
+    if not isinstance(items, list) or len(items) != 4:
+        found = f"{len(items)}-element array" if isinstance(items, list) else _kind(items)
+        raise MalformedEvidence(f"COSE_Sign1 must be a 4-element array, found {found}")
+    protected, unprotected, payload, signature = items
+    _require_bytes(protected, "COSE_Sign1 protected header")
+    if not isinstance(unprotected, dict):
+        raise MalformedEvidence(
+            f"COSE_Sign1 unprotected header must be a map, found {_kind(unprotected)}"
+        )
+    if unprotected:
+        # Nothing in it would be signed; AWS leaves it empty, so we refuse rather than ignore.
+        labels = ", ".join(repr(k) for k in unprotected)
+        raise MalformedEvidence(
+            f"COSE_Sign1 unprotected header must be empty, found labels {labels}"
+        )
+    _require_bytes(payload, "COSE_Sign1 payload (detached payloads are not used by Nitro)")
+    _require_bytes(signature, "COSE_Sign1 signature")
+    if len(signature) != ES384_SIGNATURE_SIZE:
+        raise MalformedEvidence(
+            f"COSE_Sign1 signature is {len(signature)} bytes != {ES384_SIGNATURE_SIZE} "
+            "(ES384 r || s)"
+        )
+    _check_protected_header(protected)
+    message = CoseSign1(protected=protected, payload=payload, signature=signature, tagged=tagged)
+    if message.to_bytes() != data:
+        raise MalformedEvidence(
+            "COSE_Sign1 is not in preferred serialization (RFC 8949 §4.1: shortest "
+            "argument encodings)"
+        )
+    return message
 
 
 def _check_protected_header(protected: bytes) -> None:
@@ -283,30 +285,6 @@ class AttestationDocument:
             object.__setattr__(self, "pcrs", MappingProxyType(ordered))
         object.__setattr__(self, "cabundle", tuple(self.cabundle))
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> AttestationDocument:
-        payload = decode_strict(bytes(data), "attestation document")
-        if not isinstance(payload, dict):
-            raise MalformedEvidence(f"attestation document must be a map, found {_kind(payload)}")
-        unknown = [key for key in payload if key not in PAYLOAD_KEYS]
-        if unknown:
-            names = ", ".join(repr(key) for key in unknown)
-            raise MalformedEvidence(f"attestation document has keys outside the CDDL: {names}")
-        missing = [key for key in PAYLOAD_KEYS if key in _REQUIRED_KEYS and key not in payload]
-        if missing:
-            raise MalformedEvidence(f"attestation document lacks {', '.join(missing)}")
-        return cls(
-            module_id=_module_id(payload["module_id"]),
-            digest=_digest(payload["digest"]),
-            timestamp=_timestamp(payload["timestamp"]),
-            pcrs=_pcrs(payload["pcrs"]),
-            certificate=_cert(payload["certificate"], "certificate"),
-            cabundle=_cabundle(payload["cabundle"]),
-            public_key=_user_data(payload.get("public_key"), "public_key"),
-            user_data=_user_data(payload.get("user_data"), "user_data"),
-            nonce=_user_data(payload.get("nonce"), "nonce"),
-        )
-
     def to_bytes(self) -> bytes:
         """The NSM's encoding of this document (see the module docstring)."""
         payload = {
@@ -324,6 +302,31 @@ class AttestationDocument:
         return encoded
 
 
+def parse_attestation_document(data: bytes) -> AttestationDocument:
+    """The attestation document a COSE_Sign1 payload encodes, checked against AWS's CDDL."""
+    payload = decode_strict(bytes(data), "attestation document")
+    if not isinstance(payload, dict):
+        raise MalformedEvidence(f"attestation document must be a map, found {_kind(payload)}")
+    unknown = [key for key in payload if key not in PAYLOAD_KEYS]
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        raise MalformedEvidence(f"attestation document has keys outside the CDDL: {names}")
+    missing = [key for key in PAYLOAD_KEYS if key in _REQUIRED_KEYS and key not in payload]
+    if missing:
+        raise MalformedEvidence(f"attestation document lacks {', '.join(missing)}")
+    return AttestationDocument(
+        module_id=_module_id(payload["module_id"]),
+        digest=_digest(payload["digest"]),
+        timestamp=_timestamp(payload["timestamp"]),
+        pcrs=_pcrs(payload["pcrs"]),
+        certificate=_cert(payload["certificate"], "certificate"),
+        cabundle=_cabundle(payload["cabundle"]),
+        public_key=_user_data(payload.get("public_key"), "public_key"),
+        user_data=_user_data(payload.get("user_data"), "user_data"),
+        nonce=_user_data(payload.get("nonce"), "nonce"),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SignedDocument:
     """A parsed Nitro attestation document: the COSE envelope and its decoded payload."""
@@ -331,13 +334,14 @@ class SignedDocument:
     envelope: CoseSign1
     document: AttestationDocument
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> SignedDocument:
-        envelope = CoseSign1.from_bytes(data)
-        return cls(envelope=envelope, document=AttestationDocument.from_bytes(envelope.payload))
-
     def to_bytes(self) -> bytes:
         return self.envelope.to_bytes()
+
+
+def parse_signed_document(data: bytes) -> SignedDocument:
+    """A Nitro attestation document: its COSE_Sign1 envelope and the payload it signs."""
+    envelope = parse_cose_sign1(data)
+    return SignedDocument(envelope, parse_attestation_document(envelope.payload))
 
 
 # --- Field checks (AWS CDDL and "Semantic validity") ----------------------------------------

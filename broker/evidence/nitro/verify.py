@@ -9,18 +9,18 @@ that every error names the first thing that is really wrong:
 3. verify the chain ``certificate <- cabundle[-1] <- ... <- cabundle[0]`` to the pinned AWS
    root: ``cabundle[0]`` must be byte-identical to a trusted root or issued by one, every link's
    signature must hold, every certificate must be valid at ``now`` (``trust.verify_chain``;
-   ``chain_invalid``, ``certificate_expired``);
+   ``chain-invalid``, ``certificate-expired``);
 4. check the X.509 profile that makes the chain a chain of authorities: every bundle entry is
    a CA (``basicConstraints`` cA, ``keyCertSign``, path length), the leaf is not
-   (``chain_invalid``);
+   (``chain-invalid``);
 5. verify the ES384 signature over the COSE Sig_structure with the leaf's P-384 key
-   (``signature_invalid``; another key type is ``unsupported``);
+   (``signature-invalid``; another key type is ``unsupported``);
 6. only then judge the now-authentic content: ``digest`` must be ``SHA384`` (``unsupported``),
    every PCR must then be 48 bytes and PCR0-2 must be present (``malformed``).
 
 Judging the content after the signature means a flipped byte anywhere in the signed payload
-is reported as ``signature_invalid`` (or ``malformed`` when it no longer parses, or
-``chain_invalid`` when it lands in a certificate), never as a content verdict on forged bytes.
+is reported as ``signature-invalid`` (or ``malformed`` when it no longer parses, or
+``chain-invalid`` when it lands in a certificate), never as a content verdict on forged bytes.
 
 Nitro documents carry no collateral: everything needed is in the document and the pinned root.
 The intermediate certificates name CRL distribution points; revocation is not checked
@@ -29,7 +29,6 @@ The intermediate certificates name CRL distribution points; revocation is not ch
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,7 +47,7 @@ from broker.errors import (
 from broker.evidence import der
 from broker.evidence.claims import Claims
 from broker.evidence.nitro import roots
-from broker.evidence.nitro.abi import AttestationDocument, SignedDocument
+from broker.evidence.nitro.abi import AttestationDocument, SignedDocument, parse_signed_document
 from broker.evidence.nitro.claims import DEBUG_PCRS, to_claims
 from broker.evidence.registry import Collateral
 from broker.evidence.trust import (
@@ -60,6 +59,7 @@ from broker.evidence.trust import (
     load_pinned_root,
     verify_chain,
 )
+from broker.lru import Memoized
 
 #: The only digest AWS defines for PCRs (CDDL ``digest = "SHA384"``), and its output size.
 SUPPORTED_DIGEST = "SHA384"
@@ -69,15 +69,14 @@ SHA384_PCR_SIZE = 48
 _MAX_TIMESTAMP_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()) * 1000
 
 
-@functools.cache
-def pinned_root() -> TrustedRoot:
-    """The AWS Nitro Enclaves Root G1, checked against its published fingerprint."""
-    return load_pinned_root(
-        roots.PACKAGE,
-        roots.AWS_NITRO_ROOT_G1_FILE,
-        roots.AWS_NITRO_ROOT_G1_NAME,
-        roots.AWS_NITRO_ROOT_G1_SHA256,
-    )
+#: The AWS Nitro Enclaves Root G1, loaded at import and checked against its published
+#: fingerprint.
+PINNED_ROOT: TrustedRoot = load_pinned_root(
+    roots.PACKAGE,
+    roots.AWS_NITRO_ROOT_G1_FILE,
+    roots.AWS_NITRO_ROOT_G1_NAME,
+    roots.AWS_NITRO_ROOT_G1_SHA256,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +114,14 @@ def verify_document(
     """Verify a Nitro document (steps in the module docstring); raise an ``EvidenceError``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    signed = SignedDocument.from_bytes(evidence)
+    signed = parse_signed_document(evidence)
     document = signed.document
     leaf = _load_der(document.certificate, "certificate")
     bundle = [_load_der(data, f"cabundle[{i}]") for i, data in enumerate(document.cabundle)]
 
     chain = [("leaf", leaf)]
     chain += [(f"cabundle[{i}]", bundle[i]) for i in reversed(range(len(bundle)))]
-    root = verify_chain(chain, (pinned_root(), *extra_roots), now, links)
+    root = verify_chain(chain, (PINNED_ROOT, *extra_roots), now, links)
     for i, cert in enumerate(bundle):
         _check_authority(cert, f"cabundle[{i}]", cas_below=len(bundle) - 1 - i)
     _check_end_entity(leaf)
@@ -134,7 +133,7 @@ def verify_document(
 
 # Parsed certificates are immutable; documents from one enclave repeat all but the leaf. The
 # loader parses every field the chain code reads (a failure is not cached).
-_parse_der = functools.lru_cache(maxsize=1024)(load_der_certificate)
+_parse_der = Memoized(load_der_certificate, 1024)
 
 
 def _load_der(data: bytes, role: str) -> x509.Certificate:

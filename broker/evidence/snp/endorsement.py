@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from types import MappingProxyType
 
 from cryptography import x509
@@ -25,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from broker.errors import MalformedEvidence
 from broker.evidence.snp.abi import TCB_LAYOUT, TURIN_TCB_LAYOUT
 from broker.evidence.trust import load_certificates, zero_serial_tolerated
+from broker.lru import memoized
 
 AMD_OID = "1.3.6.1.4.1.3704.1"
 OID_STRUCT_VERSION = x509.ObjectIdentifier(f"{AMD_OID}.1")
@@ -87,7 +87,7 @@ class Endorsement:
     csp_id: str | None
 
 
-@lru_cache(maxsize=1024)
+@memoized(1024)
 def load_endorsement(data: bytes) -> Endorsement:
     """Parse a VCEK/VLEK certificate (DER or PEM, exactly one) and its AMD extensions.
 

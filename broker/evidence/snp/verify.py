@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -64,6 +63,7 @@ from broker.evidence.trust import (
     verify_chain,
     zero_serial_tolerated,
 )
+from broker.lru import memoized
 
 _ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
 _INTERMEDIATE_ROLE = {"vcek": "ASK", "vlek": "ASVK"}
@@ -193,7 +193,7 @@ def _supplied_product(supplied: bytes) -> Product:
     return product
 
 
-@lru_cache(maxsize=64)
+@memoized(64)
 def _parse_cert_chain(data: bytes) -> tuple[x509.Certificate, ...]:
     return tuple(parse_collateral("cert_chain", load_certificates, data))
 
@@ -232,7 +232,7 @@ def _issuer(
     )
 
 
-@lru_cache(maxsize=64)
+@memoized(64)
 def _parse_crls(data: bytes) -> tuple[x509.CertificateRevocationList, ...]:
     return tuple(parse_collateral("crl", load_crls, data))
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from broker.evidence.claims import Tee
 from broker.simulate.intel.pki import DAY, PEM, IntelPki, qe_prod_id, raw_signature
+from broker.timeutil import iso
 
 # --- collateral shapes ----------------------------------------------------------------------
 
@@ -82,8 +83,9 @@ def _module_json(mrsigner: bytes, attributes: bytes, mask: bytes) -> dict[str, s
     }
 
 
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _pcs_time(value: dt.datetime) -> str:
+    """A time as Intel's PCS writes one in collateral: UTC, to the second, with Z."""
+    return iso(value.astimezone(dt.UTC), zulu=True, timespec="seconds")
 
 
 class IntelCollateral(IntelPki):
@@ -138,8 +140,8 @@ class IntelCollateral(IntelPki):
         body.update(
             {
                 "version": version,
-                "issueDate": _iso(issue_date or now - DAY),
-                "nextUpdate": _iso(next_update or now + 30 * DAY),
+                "issueDate": _pcs_time(issue_date or now - DAY),
+                "nextUpdate": _pcs_time(next_update or now + 30 * DAY),
                 "fmspc": (fmspc or platform.fmspc).hex(),
                 "pceId": platform.pce_id.hex(),
                 "tcbType": 0,
@@ -195,8 +197,8 @@ class IntelCollateral(IntelPki):
         body = {
             "id": identity_id or ("TD_QE" if tee is Tee.TDX else "QE"),
             "version": 2,
-            "issueDate": _iso(issue_date or now - DAY),
-            "nextUpdate": _iso(next_update or now + 30 * DAY),
+            "issueDate": _pcs_time(issue_date or now - DAY),
+            "nextUpdate": _pcs_time(next_update or now + 30 * DAY),
             "tcbEvaluationDataNumber": evaluation_data_number,
             "miscselect": miscselect.hex().upper(),
             "miscselectMask": "FFFFFFFF",

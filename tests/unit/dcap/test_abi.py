@@ -22,6 +22,7 @@ from broker.evidence.dcap.abi import (
     TdReportBody10,
     TdReportBody15,
     parse_quote,
+    parse_record,
 )
 
 from .vectors import (
@@ -192,7 +193,7 @@ def test_struct_lengths_are_enforced_at_construction() -> None:
         dataclasses.replace(header, user_data=b"x")
     with pytest.raises(ValueError, match="version must fit in 2 bytes"):
         dataclasses.replace(header, version=1 << 16)
-    assert QuoteHeader.from_bytes(header.to_bytes()) == header
+    assert parse_record(QuoteHeader, header.to_bytes()) == header
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)

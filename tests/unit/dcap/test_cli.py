@@ -97,7 +97,7 @@ def test_tcb_level_not_found(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert set(result) == CONTRACT
     assert result["verified"] is False
     assert result["claims"] is None
-    assert result["error"]["type"] == "tcb_level_not_found"
+    assert result["error"]["type"] == "tcb-level-not-found"
 
 
 def test_collateral_expired(capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,13 +112,13 @@ def test_collateral_expired(capsys: pytest.CaptureFixture[str]) -> None:
         "2023-08-01T00:00:00Z",
     )
     assert status == 1
-    assert result["error"]["type"] == "collateral_expired"
+    assert result["error"]["type"] == "collateral-expired"
 
 
 def test_collateral_unavailable(capsys: pytest.CaptureFixture[str]) -> None:
     status, result = run(capsys, "--tee", "tdx", str(GCP_QUOTE), "--collateral", str(GCP_DIR))
     assert status == 1
-    assert result["error"]["type"] == "collateral_unavailable"
+    assert result["error"]["type"] == "collateral-unavailable"
     assert "event log replay to RTMR0-3" in result["error"]["detail"]
 
 
@@ -145,11 +145,11 @@ def test_simulated_qe_identity_mismatch(
     assert result["signer"]["root"] == "insecure-test-cli-0"
     status, result = run(capsys, *common, *roots, "--qe-identity", str(identity))
     assert status == 1
-    assert result["error"]["type"] == "qe_identity_mismatch"
+    assert result["error"]["type"] == "qe-identity-mismatch"
     # Without the test root the same quote does not chain to Intel.
     status, result = run(capsys, *common)
     assert status == 1
-    assert result["error"]["type"] == "chain_invalid"
+    assert result["error"]["type"] == "chain-invalid"
 
 
 def test_padding_is_reported_as_a_warning(

@@ -18,12 +18,12 @@ from broker.evidence.dcap.collateral import (
     top_level_members,
     verify_collateral_signature,
 )
-from broker.evidence.dcap.roots import known_tcb_signing_certs
+from broker.evidence.dcap.roots import KNOWN_TCB_SIGNING_CERTS
 from broker.evidence.trust import check_window, load_certificates, load_crls, parse_collateral
 
 from .vectors import SIGNAL_2022_DIR, SIGNAL_2023_DIR, SPR_DIR
 
-SIGNER = known_tcb_signing_certs()[0]
+SIGNER = KNOWN_TCB_SIGNING_CERTS[0]
 
 
 def _tdx_tcb_info() -> bytes:

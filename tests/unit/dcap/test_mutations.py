@@ -108,7 +108,7 @@ def test_every_crl_byte_flip_is_collateral_invalid(name: str) -> None:
 
 
 def test_every_tcb_signing_certificate_byte_flip_is_refused() -> None:
-    # collateral_invalid when it no longer parses, chain_invalid when its link to the root
+    # collateral-invalid when it no longer parses, chain-invalid when its link to the root
     # (or its name) no longer holds.
     _sweep(
         _TCB_SIGNING,

@@ -12,7 +12,7 @@ from .vectors import INTEL_ROOTS
 
 
 def test_root_fingerprint_is_pinned() -> None:
-    root = roots.intel_root()
+    root = roots.INTEL_ROOT
     assert root.name == "intel-sgx-root-ca"
     assert root.fingerprint == "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
     assert root.fingerprint == roots.ROOT_SHA256
@@ -25,9 +25,9 @@ def test_root_fingerprint_is_pinned() -> None:
 
 
 def test_tcb_signing_certificates_are_pinned_and_issued_by_the_root() -> None:
-    certs = roots.known_tcb_signing_certs()
+    certs = roots.KNOWN_TCB_SIGNING_CERTS
     assert [fingerprint(c) for c in certs] == list(roots.TCB_SIGNING_CERTS.values())
-    root = roots.intel_root().certificate
+    root = roots.INTEL_ROOT.certificate
     for cert in certs:
         cert.verify_directly_issued_by(root)
         assert "TCB Signing" in cert.subject.rfc4514_string()

@@ -47,7 +47,7 @@ def test_a_released_key_is_written_and_exits_0(
 @pytest.mark.parametrize(
     "refusal",
     [
-        ("/v1/attest", 403, "evidence refused: chain_invalid"),
+        ("/v1/attest", 403, "evidence refused: chain-invalid"),
         ("/v1/keys/disk-key/release", 403, "policy denied: pcrs.0 hex == 00…, found 4a…"),
         ("/v1/keys/disk-key/release", 404, "no key named disk-key"),
     ],

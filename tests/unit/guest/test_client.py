@@ -77,7 +77,7 @@ async def test_a_signed_envelope_that_does_not_open_is_a_guest_error() -> None:
     ("path", "status", "detail"),
     [
         ("/v1/challenge", 429, "too many challenges"),
-        ("/v1/attest", 403, "evidence refused: signature_invalid"),
+        ("/v1/attest", 403, "evidence refused: signature-invalid"),
         ("/v1/keys/disk-key/release", 403, "policy denied: debug == false, found true"),
     ],
 )

@@ -53,7 +53,7 @@ def test_flags_take_precedence_over_what_the_json_carries(
         "2026-01-01T00:00:00Z",
     )
     assert status == 1
-    assert result["error"]["type"] == "chain_invalid"
+    assert result["error"]["type"] == "chain-invalid"
 
 
 def test_json_outside_the_vcek_window_fails_as_raw_evidence_would(
@@ -61,7 +61,7 @@ def test_json_outside_the_vcek_window_fails_as_raw_evidence_would(
 ) -> None:
     status, result = _verify(capsys, "--tee", "snp", str(GENOA), "--at", "2033-01-01T00:00:00Z")
     assert status == 1
-    assert result["error"]["type"] == "certificate_expired"
+    assert result["error"]["type"] == "certificate-expired"
 
 
 def test_broken_json_is_malformed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

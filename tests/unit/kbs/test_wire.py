@@ -13,6 +13,8 @@ import pytest
 from broker.api.kbs import wire
 from broker.errors import BadRequest, MalformedEvidence, PublicKeyInvalid, UnsupportedEvidence
 from broker.evidence.claims import Tee
+from broker.release.origin import Origin
+from broker.release.service import kbs_attest_request
 from tests.kbs_client.client import TeeKeyPair
 
 FIXTURES = Path(__file__).parents[2] / "vectors" / "kbs" / "fixtures"
@@ -125,7 +127,7 @@ def test_the_fixture_attestations_parse_up_to_their_fake_keys() -> None:
         ("parse_attestation_akp.json", "kty 'AKP' is not EC or RSA"),
     ):
         with pytest.raises(PublicKeyInvalid, match=message):
-            wire.parse_attestation(_load(name), Tee.SNP, "test_nonce", "sha384")
+            _attest_request(_load(name), Tee.SNP, "test_nonce", "sha384")
 
 
 @pytest.mark.parametrize(
@@ -134,7 +136,21 @@ def test_the_fixture_attestations_parse_up_to_their_fake_keys() -> None:
 )
 def test_pre_0_4_attestations_are_refused(name: str) -> None:
     with pytest.raises(BadRequest, match="runtime-data lacks nonce"):
-        wire.parse_attestation(_load(name), Tee.SNP, "test_nonce", "sha384")
+        _attest_request(_load(name), Tee.SNP, "test_nonce", "sha384")
+
+
+def _attest_request(document: dict[str, Any], tee: Tee, nonce: str, hash_name: str) -> Any:
+    """The attestation as the KBS endpoint reads it: the wire, then the release service's
+    request (the tee key first, then the evidence)."""
+    parsed = wire.parse_attestation(document, tee, nonce, hash_name)
+    return kbs_attest_request(
+        tee=tee,
+        tee_pubkey=parsed.tee_pubkey,
+        primary_evidence=parsed.primary_evidence,
+        nonce_text=nonce,
+        origin=Origin(request_id=None),
+        rcar=parsed.rcar,
+    )
 
 
 def _attestation(**changes: Any) -> dict[str, Any]:
@@ -148,20 +164,20 @@ def _attestation(**changes: Any) -> dict[str, Any]:
 
 
 def test_an_attestation_as_the_reference_client_sends_it() -> None:
-    parsed = wire.parse_attestation(_attestation(), Tee.SGX, "n", "sha512")
-    assert parsed.native.evidence == b"q"
+    parsed = _attest_request(_attestation(), Tee.SGX, "n", "sha512")
+    assert parsed.evidence == b"q"
     assert parsed.rcar.hash_name == "sha512"
     assert parsed.rcar.additional_evidence == ""
     assert parsed.rcar.init_data is None
-    assert parsed.to.alg == "ECDH-ES+A256KW"
+    assert parsed.tee_key.alg == "ECDH-ES+A256KW"
     without_init = _attestation()
     del without_init["init-data"]
-    assert wire.parse_attestation(without_init, Tee.SGX, "n", "sha384").rcar.init_data is None
+    assert _attest_request(without_init, Tee.SGX, "n", "sha384").rcar.init_data is None
 
 
 def test_init_data_digest() -> None:
     body = 'algorithm = "sha256"\nversion = "0.1.0"\n'
-    parsed = wire.parse_attestation(
+    parsed = _attest_request(
         _attestation(**{"init-data": {"format": "toml", "body": body}}), Tee.SGX, "n", "sha384"
     )
     assert parsed.rcar.init_data is not None
@@ -208,4 +224,4 @@ def test_attestation_refusals(
     changes: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
-        wire.parse_attestation(_attestation(**changes), Tee.SGX, "n", "sha384")
+        _attest_request(_attestation(**changes), Tee.SGX, "n", "sha384")

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from broker.errors import MalformedEvidence
 from broker.evidence.nitro.abi import (
     PAYLOAD_KEYS,
-    AttestationDocument,
-    CoseSign1,
-    SignedDocument,
+    parse_attestation_document,
+    parse_cose_sign1,
+    parse_signed_document,
 )
 from tests.unit.nitro.vectors import PRODUCTION, REAL_DOCUMENTS, RealDocument
 
@@ -26,9 +26,7 @@ SIGNATURE = bytes(range(96))
 
 def _payload(**changes: Any) -> dict[str, Any]:
     """The production document's payload as a dict, with ``changes`` applied (None deletes)."""
-    payload: dict[str, Any] = cbor2.loads(
-        SignedDocument.from_bytes(PRODUCTION.data).envelope.payload
-    )
+    payload: dict[str, Any] = cbor2.loads(parse_signed_document(PRODUCTION.data).envelope.payload)
     for key, value in changes.items():
         if value is None:
             payload.pop(key, None)
@@ -44,14 +42,14 @@ def _envelope(payload: bytes, protected: bytes = PROTECTED_ES384, **kw: Any) -> 
 
 def _malformed(data: bytes, match: str) -> None:
     with pytest.raises(MalformedEvidence, match=match):
-        SignedDocument.from_bytes(data)
+        parse_signed_document(data)
 
 
 # --- Real documents ------------------------------------------------------------------------
 
 
 def test_real_documents_parse(real: RealDocument) -> None:
-    signed = SignedDocument.from_bytes(real.data)
+    signed = parse_signed_document(real.data)
     document = signed.document
     assert not signed.envelope.tagged
     assert document.module_id == real.module_id
@@ -64,47 +62,47 @@ def test_real_documents_parse(real: RealDocument) -> None:
 
 
 def test_envelope_round_trip_is_byte_exact(real: RealDocument) -> None:
-    signed = SignedDocument.from_bytes(real.data)
+    signed = parse_signed_document(real.data)
     assert signed.to_bytes() == real.data
-    assert CoseSign1.from_bytes(real.data).to_bytes() == real.data
+    assert parse_cose_sign1(real.data).to_bytes() == real.data
 
 
 def test_payload_round_trip_is_byte_exact_in_the_nsm_encoding(real: RealDocument) -> None:
     """The NSM's key order and nulls are reproduced, so the signed bytes come back exactly."""
-    envelope = CoseSign1.from_bytes(real.data)
-    document = AttestationDocument.from_bytes(envelope.payload)
+    envelope = parse_cose_sign1(real.data)
+    document = parse_attestation_document(envelope.payload)
     assert document.to_bytes() == envelope.payload
-    assert AttestationDocument.from_bytes(document.to_bytes()) == document
+    assert parse_attestation_document(document.to_bytes()) == document
 
 
 def test_payload_is_not_rfc8949_deterministic(real: RealDocument) -> None:
     """Why to_bytes does not sort keys: the NSM's order is not RFC 8949 §4.2 order."""
-    payload = CoseSign1.from_bytes(real.data).payload
+    payload = parse_cose_sign1(real.data).payload
     assert cbor2.dumps(cbor2.loads(payload), canonical=True) != payload
 
 
 def test_tagged_envelope_parses_and_round_trips() -> None:
     tagged = b"\xd2" + PRODUCTION.data
-    signed = SignedDocument.from_bytes(tagged)
+    signed = parse_signed_document(tagged)
     assert signed.envelope.tagged
     assert signed.to_bytes() == tagged
-    assert signed.document == SignedDocument.from_bytes(PRODUCTION.data).document
+    assert signed.document == parse_signed_document(PRODUCTION.data).document
 
 
 def test_semantic_round_trip_of_other_key_orders_and_absent_optionals() -> None:
     """Keys in another order and absent optionals parse; to_bytes gives the NSM form."""
     reordered = dict(reversed(list(_payload(public_key=None, user_data=None).items())))
-    document = AttestationDocument.from_bytes(cbor2.dumps(reordered))
+    document = parse_attestation_document(cbor2.dumps(reordered))
     assert document.public_key is None
     assert document.user_data is None
     nsm_form = document.to_bytes()
     assert nsm_form != cbor2.dumps(reordered)
     assert list(cbor2.loads(nsm_form)) == list(PAYLOAD_KEYS)
-    assert AttestationDocument.from_bytes(nsm_form) == document
+    assert parse_attestation_document(nsm_form) == document
 
 
 def test_document_is_frozen_and_pcrs_read_only() -> None:
-    document = SignedDocument.from_bytes(PRODUCTION.data).document
+    document = parse_signed_document(PRODUCTION.data).document
     with pytest.raises(dataclasses.FrozenInstanceError):
         document.digest = "SHA256"  # type: ignore[misc]
     with pytest.raises(TypeError):
@@ -242,7 +240,7 @@ def test_payload_sizes_at_the_limits_parse() -> None:
         "nonce": b"n" * 1024,
         "timestamp": 2**64 - 1,
     }
-    document = AttestationDocument.from_bytes(cbor2.dumps(_payload(**changes)))
+    document = parse_attestation_document(cbor2.dumps(_payload(**changes)))
     assert len(document.pcrs) == 32
     assert document.public_key == b""
     assert document.timestamp == 2**64 - 1
@@ -275,7 +273,7 @@ _FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthC
 
 def _parse_or_malformed(data: bytes) -> None:
     with contextlib.suppress(MalformedEvidence):
-        SignedDocument.from_bytes(data)
+        parse_signed_document(data)
 
 
 @_FUZZ
@@ -301,7 +299,7 @@ def test_mutated_real_documents_never_escape(
     if cut is not None:
         data = data[: cut % len(data)]
     _parse_or_malformed(bytes(data))
-    payload = CoseSign1.from_bytes(document.data).payload
+    payload = parse_cose_sign1(document.data).payload
     mutated = bytearray(payload)
     for position, value in edits:
         mutated[position % len(mutated)] = value
@@ -328,4 +326,4 @@ _cbor_values = st.recursive(
 def test_wrongly_typed_payloads_are_malformed(fields: dict[str, Any]) -> None:
     payload = _payload() | fields
     with contextlib.suppress(MalformedEvidence):
-        AttestationDocument.from_bytes(cbor2.dumps(payload))
+        parse_attestation_document(cbor2.dumps(payload))

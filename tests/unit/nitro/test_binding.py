@@ -75,7 +75,7 @@ def test_rsa_tee_key() -> None:
 def _mismatch(claims: Claims, match: str, nonce: bytes = CHALLENGE, key: bytes = TEE_SPKI) -> None:
     with pytest.raises(BindingMismatch, match=match) as info:
         check_binding(claims, nonce, key)
-    assert info.value.type == "binding_mismatch"
+    assert info.value.type == "binding-mismatch"
 
 
 def test_other_nonce() -> None:

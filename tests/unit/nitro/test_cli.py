@@ -75,7 +75,7 @@ def test_expired_document(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["verified"] is False
     assert result["signer"] is None
     assert result["claims"] is None
-    assert result["error"]["type"] == "certificate_expired"
+    assert result["error"]["type"] == "certificate-expired"
     assert "expired at 2022-10-13T11:58:02+00:00" in result["error"]["detail"]
 
 
@@ -98,7 +98,7 @@ def test_synthetic_document_needs_the_insecure_test_root(
 
     status, result = _run(capsys, str(document), "--at", at)
     assert status == 1
-    assert result["error"]["type"] == "chain_invalid"
+    assert result["error"]["type"] == "chain-invalid"
 
     status, result = _run(capsys, str(document), "--at", at, "--insecure-test-root", str(root))
     assert status == 0

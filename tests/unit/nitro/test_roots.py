@@ -6,8 +6,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from broker.evidence.nitro import roots
-from broker.evidence.nitro.abi import SignedDocument
-from broker.evidence.nitro.verify import pinned_root
+from broker.evidence.nitro.abi import parse_signed_document
+from broker.evidence.nitro.verify import PINNED_ROOT
 from broker.evidence.trust import sha256_hex
 from tests.unit.nitro.vectors import EVERVAULT, REAL_DOCUMENTS
 
@@ -25,7 +25,7 @@ def _der(cert: x509.Certificate) -> bytes:
 def test_pinned_fingerprint_is_the_published_one() -> None:
     published = PUBLISHED_FINGERPRINT.replace(":", "").lower()
     assert published == roots.AWS_NITRO_ROOT_G1_SHA256
-    root = pinned_root()
+    root = PINNED_ROOT
     assert root.fingerprint == published
     assert sha256_hex(_der(root.certificate)) == published
     assert root.name == "aws-nitro-enclaves-root-g1"
@@ -33,7 +33,7 @@ def test_pinned_fingerprint_is_the_published_one() -> None:
 
 
 def test_pinned_root_identity() -> None:
-    cert = pinned_root().certificate
+    cert = PINNED_ROOT.certificate
     assert cert.subject == cert.issuer
     assert cert.subject.rfc4514_string() == "CN=aws.nitro-enclaves,OU=AWS,O=Amazon,C=US"
     assert cert.not_valid_after_utc.year == 2049
@@ -47,6 +47,6 @@ def test_pinned_file_is_the_vector_copy_byte_for_byte() -> None:
 
 
 def test_every_real_bundle_starts_with_the_pinned_root() -> None:
-    pinned = _der(pinned_root().certificate)
+    pinned = _der(PINNED_ROOT.certificate)
     for real in REAL_DOCUMENTS:
-        assert SignedDocument.from_bytes(real.data).document.cabundle[0] == pinned
+        assert parse_signed_document(real.data).document.cabundle[0] == pinned

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from broker.errors import ConfigurationError
-from broker.evidence.nitro.abi import SignedDocument
+from broker.evidence.nitro.abi import parse_signed_document
 from broker.evidence.nitro.verify import verify
 from broker.simulate.nitro import LEAF_LIFETIME, FakeNitroAuthority
 from tests.unit.nitro.vectors import PRODUCTION_PCRS, SYNTHETIC_AT
@@ -17,7 +17,7 @@ from tests.unit.nitro.vectors import PRODUCTION_PCRS, SYNTHETIC_AT
 
 def test_profile_matches_aws(authority: FakeNitroAuthority) -> None:
     data = authority.sign_document(pcrs=PRODUCTION_PCRS, timestamp=SYNTHETIC_AT, tagged=True)
-    signed = SignedDocument.from_bytes(data)
+    signed = parse_signed_document(data)
     assert signed.envelope.tagged
     assert signed.document.digest == "SHA384"
     assert signed.document.cabundle == authority.cabundle

@@ -18,7 +18,7 @@ from broker.errors import (
 )
 from broker.evidence.claims import SignerOrigin, Tee
 from broker.evidence.nitro import VERIFIER
-from broker.evidence.nitro.abi import SignedDocument
+from broker.evidence.nitro.abi import parse_signed_document
 from broker.evidence.nitro.verify import verify, verify_document
 from broker.evidence.registry import verifier_for
 from tests.unit.mutation import flips
@@ -108,7 +108,7 @@ def test_tagged_real_document_verifies() -> None:
 def test_expired_one_hour_after_the_leaf(real: RealDocument) -> None:
     with pytest.raises(CertificateExpired, match=r"leaf certificate .* expired at") as info:
         verify(real.data, {}, now=real.leaf_not_after + timedelta(hours=1))
-    assert info.value.type == "certificate_expired"
+    assert info.value.type == "certificate-expired"
 
 
 def test_valid_until_the_leaf_expires(real: RealDocument) -> None:
@@ -148,7 +148,7 @@ def _error(real: RealDocument, position: int) -> EvidenceError:
 
 def _certificates(real: RealDocument) -> list[tuple[str, int, int]]:
     """(role, start, end) of every certificate inside the document bytes."""
-    document = SignedDocument.from_bytes(real.data).document
+    document = parse_signed_document(real.data).document
     spans = []
     for i, der in enumerate((document.certificate, *document.cabundle)):
         start = real.data.index(der)
@@ -157,7 +157,7 @@ def _certificates(real: RealDocument) -> list[tuple[str, int, int]]:
 
 
 def _payload_span(real: RealDocument) -> tuple[int, int]:
-    payload = SignedDocument.from_bytes(real.data).envelope.payload
+    payload = parse_signed_document(real.data).envelope.payload
     start = real.data.index(payload)
     return start, start + len(payload)
 
@@ -168,7 +168,7 @@ def test_every_signature_byte_flip_is_signature_invalid(real: RealDocument) -> N
 
 
 def test_payload_value_flips_are_signature_invalid(real: RealDocument) -> None:
-    signed = SignedDocument.from_bytes(real.data)
+    signed = parse_signed_document(real.data)
     module_id = real.data.index(signed.document.module_id.encode())
     pcr2 = real.data.index(signed.document.pcrs[2])
     timestamp = real.data.index(signed.document.timestamp.to_bytes(8, "big"))

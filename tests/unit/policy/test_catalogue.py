@@ -434,7 +434,7 @@ def test_the_measurement_and_minimum_tcb_claims_are_comparable_claims() -> None:
 
 
 def test_every_reference_value_is_a_hex_claim_of_its_size() -> None:
-    defs = schema.schema()["$defs"]
+    defs = schema.SCHEMA["$defs"]
     for tee in Tee:
         reference = defs[f"{tee}Reference"]
         schemas = {name: s for name, s in reference["properties"].items() if name != "label"}

@@ -160,7 +160,7 @@ def test_eval_evidence_that_did_not_verify_is_a_denial(capsys: pytest.CaptureFix
         capsys, "policy", "eval", PRODUCTION, "--claims", str(DATA / "unverified.json")
     )
     assert status == 1
-    assert "DENY: the evidence did not verify (signature_invalid)" in out
+    assert "DENY: the evidence did not verify (signature-invalid)" in out
 
 
 @pytest.mark.parametrize(
@@ -316,7 +316,7 @@ def test_eval_tee_evidence_error_is_a_denial(
     doc = json.loads(out)
     assert (doc["allow"], doc["tee"], doc["explanation"]) == (False, "snp", [])
     assert doc["error"] == {
-        "type": "signature_invalid",
+        "type": "signature-invalid",
         "detail": "report signature does not verify with the VCEK",
     }
 

@@ -13,7 +13,7 @@ from broker.errors import PolicyError
 from broker.policy import load_policy, load_policy_text, read_document
 from broker.policy.lint import CODES, UNACKNOWLEDGEABLE
 from broker.policy.model import canonical_json
-from broker.policy.schema import schema
+from broker.policy.schema import SCHEMA
 from broker.policy.source import MAX_DOCUMENT_BYTES
 
 from .support import DATA, POLICIES, REPO
@@ -422,11 +422,11 @@ def test_comments_and_layout_do_not_change_the_digest() -> None:
 def test_published_schema_is_the_package_schema() -> None:
     package = REPO / "broker" / "policy" / "schema.json"
     assert (POLICIES / "schema.json").read_bytes() == package.read_bytes()
-    assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
 def test_acknowledgeable_codes_match_the_linter() -> None:
-    names = schema()["$defs"]["acknowledged"]["propertyNames"]["enum"]
+    names = SCHEMA["$defs"]["acknowledged"]["propertyNames"]["enum"]
     assert set(names) == set(CODES) - UNACKNOWLEDGEABLE
 
 

@@ -7,8 +7,6 @@ issuer-chain file, and are chained to the Root CA on every use.
 
 from __future__ import annotations
 
-from functools import cache
-
 from cryptography import x509
 
 from broker.evidence.trust import TrustedRoot, load_pinned_root
@@ -32,16 +30,11 @@ TCB_SIGNING_CERTS: dict[str, str] = {
 }
 
 
-@cache
-def intel_root() -> TrustedRoot:
-    """The pinned Intel SGX Root CA."""
-    return load_pinned_root(__name__, ROOT_FILE, ROOT_NAME, ROOT_SHA256)
+#: The pinned Intel SGX Root CA (loaded at import, its fingerprint checked).
+INTEL_ROOT: TrustedRoot = load_pinned_root(__name__, ROOT_FILE, ROOT_NAME, ROOT_SHA256)
 
-
-@cache
-def known_tcb_signing_certs() -> tuple[x509.Certificate, ...]:
-    """Both Intel SGX TCB Signing certificates (2018-2025 and the renewed 2025-2032)."""
-    return tuple(
-        load_pinned_root(__name__, filename, filename, sha256).certificate
-        for filename, sha256 in TCB_SIGNING_CERTS.items()
-    )
+#: Both Intel SGX TCB Signing certificates (2018-2025 and the renewed 2025-2032).
+KNOWN_TCB_SIGNING_CERTS: tuple[x509.Certificate, ...] = tuple(
+    load_pinned_root(__name__, filename, filename, sha256).certificate
+    for filename, sha256 in TCB_SIGNING_CERTS.items()
+)

@@ -16,7 +16,6 @@ to the same pinned ARK.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Literal
 
 from cryptography import x509
@@ -72,15 +71,22 @@ INTERMEDIATES: dict[tuple[Product, KeyKind], PinnedCertificate] = {
 }
 
 
-@cache
+# Loaded at import, each checked against its fingerprint.
+_ARK_ROOTS: dict[Product, TrustedRoot] = {
+    product: load_pinned_root(__name__, pin.filename, pin.name, pin.sha256)
+    for product, pin in ARKS.items()
+}
+_INTERMEDIATE_CERTIFICATES: dict[tuple[Product, KeyKind], x509.Certificate] = {
+    product_and_key: load_pinned_certificate(__name__, pin.filename, pin.name, pin.sha256)
+    for product_and_key, pin in INTERMEDIATES.items()
+}
+
+
 def ark(product: Product) -> TrustedRoot:
-    """The pinned ARK of ``product`` (loaded once; its fingerprint checked on load)."""
-    pin = ARKS[product]
-    return load_pinned_root(__name__, pin.filename, pin.name, pin.sha256)
+    """The pinned ARK of ``product``."""
+    return _ARK_ROOTS[product]
 
 
-@cache
 def intermediate(product: Product, key: KeyKind) -> x509.Certificate:
     """The pinned ASK (``key="vcek"``) or ASVK (``key="vlek"``) of ``product``."""
-    pin = INTERMEDIATES[(product, key)]
-    return load_pinned_certificate(__name__, pin.filename, pin.name, pin.sha256)
+    return _INTERMEDIATE_CERTIFICATES[(product, key)]
