@@ -218,18 +218,23 @@ def broker(state: BenchState, config: BrokerConfig) -> Iterator[RunningBroker]:
         )
     running = RunningBroker("127.0.0.1", port, process.pid)
     try:
-        _wait_ready(running, process, config.workers, config.log_file)
+        wait_ready(running, process, config.workers, config.log_file)
         yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
-def _wait_ready(
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it has not exited within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_ready(
     running: RunningBroker, process: subprocess.Popen[bytes], workers: int, log: Path
 ) -> None:
     """Until /readyz answers 200 on as many distinct connections as there are workers."""

@@ -38,7 +38,7 @@ from broker.simulate.snp import SnpKit
 from broker.store import admin_tokens, audit
 from broker.store.database import Database
 from broker.store.sqlfiles import QUERIES
-from tests.integration.server import serving
+from tests.integration.server import broker_options, serving
 
 T = TypeVar("T")
 
@@ -121,7 +121,7 @@ async def running_deployment(
     try:
         app = create_app(settings)
         with ExitStack() as broker:
-            base = broker.enter_context(serving(app))
+            base = broker.enter_context(serving(app, **broker_options(settings)))
             db = await Database.connect(dsn, 1, 4)
             tokens = {}
             for role in Role:
