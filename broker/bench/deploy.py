@@ -187,7 +187,9 @@ def broker(state: BenchState, config: BrokerConfig) -> Iterator[RunningBroker]:
         "KEYBROKER_TOKEN_LABEL": state.softhsm.token_label,
         "KEYBROKER_USER_PIN_FILE": str(state.softhsm.user_pin_file),
         "KEYBROKER_INSECURE_TEST_ROOTS": os.pathsep.join(map(str, config.trusted_roots)),
+        # The load generator is a whole fleet of guests on one address.
         "KEYBROKER_RATE_LIMIT_PER_SECOND": "0",
+        "KEYBROKER_MAX_OPEN_REQUESTS_PER_CLIENT": "0",
         "KEYBROKER_LOG_FORMAT": "json",
         "KEYBROKER_LOG_LEVEL": config.log_level,
         "KEYBROKER_HSM_THREADS": str(config.hsm_threads),

@@ -19,12 +19,12 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from broker import logs
-from broker.api.coalesce import HttpProtocol
+from broker.api.guard import GuardedProtocol
 from broker.api.middleware import Edge
 from broker.app import create_app
 from broker.cli import demo, locate
 from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
-from broker.cli.listener import listen
+from broker.cli.listener import allow_open_files, listen
 from broker.errors import KeybrokerError
 from broker.localstate.lock import StateLock
 from broker.localstate.postgres import LocalPostgres
@@ -130,6 +130,7 @@ def serve(
     reported before the broker starts anything or announces itself)."""
     if listener is None:
         listener = listen(settings)
+    allow_open_files(settings)
     if settings.workers > 1:
         prepare_token(settings)
         # Workers are separate processes: they rebuild the settings from the environment.
@@ -157,8 +158,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # The peer address is the client (rate limiting, logs): X-Forwarded-For is not
         # believed, not even from loopback, where any local process could send it.
         "proxy_headers": False,
-        # One write per response (broker/api/coalesce.py).
-        "http": HttpProtocol,
+        # The connection limits, and one write per response (broker/api/guard.py).
+        "http": GuardedProtocol,
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
+        # No WebSocket endpoint: an upgrade would leave the connection limits behind.
+        "ws": "none",
         "lifespan": "on",
     }
 

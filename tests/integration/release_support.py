@@ -111,7 +111,9 @@ async def running_deployment(
         token_label=softhsm.token_label,
         user_pin_file=softhsm.user_pin_file,
         insecure_test_roots=tuple(test_roots),
+        # The tests race many requests from one address, as a fleet behind one NAT would.
         rate_limit_per_second=0,
+        max_open_requests_per_client=0,
         db_pool_min=1,
         db_pool_max=20,
         log_format="json",

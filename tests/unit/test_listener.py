@@ -1,11 +1,13 @@
 """The listening socket is bound first, and a busy port is one line naming it
-(broker/cli/listener.py)."""
+(broker/cli/listener.py); the open-file limit follows ``max_connections``."""
 
 from __future__ import annotations
 
+import resource
 import socket
 
 import pytest
+from structlog.testing import capture_logs
 
 from broker.cli import listener
 from broker.errors import ConfigurationError
@@ -37,6 +39,25 @@ def test_an_address_of_another_machine_is_refused_with_the_reason() -> None:
     assert (
         refused.value.detail == "cannot listen on 192.0.2.1:8080: Cannot assign requested address"
     )
+
+
+def test_the_open_file_limit_is_raised_for_the_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limits = {"soft": 1024, "hard": 4096}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
+
+    def setrlimit(_: int, values: tuple[int, int]) -> None:
+        limits["soft"], limits["hard"] = values
+
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    assert listener.allow_open_files(Settings(max_connections=2048)) == 2048 + 256
+    assert limits == {"soft": 2304, "hard": 4096}
+    # Where the hard limit is lower, as far as it goes, and a warning says what to do.
+    with capture_logs() as logged:
+        assert listener.allow_open_files(Settings(max_connections=8192)) == 4096
+    assert [line["event"] for line in logged] == ["open_file_limit_low"]
+    assert "LimitNOFILE" in logged[0]["detail"]
 
 
 def _free_port() -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from broker.api.coalesce import HttpProtocol
+from broker.api.guard import GuardedProtocol
 from broker.cli import main
 from broker.cli import serve as serve_module
 from broker.cli.serve import worker_environment
@@ -90,6 +90,7 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return LISTENER
 
     monkeypatch.setattr(serve_module, "listen", fake_listen)
+    monkeypatch.setattr(serve_module, "allow_open_files", lambda _s: 1024)
     monkeypatch.setattr(serve_module, "prepare_token", lambda _s: happened.append("prepare"))
     return happened
 
@@ -121,7 +122,8 @@ def test_serve_with_workers_hands_its_settings_to_the_workers(
     assert (seen["app"], seen["factory"]) == ("broker.cli.serve:app_from_environment", True)
     assert (seen["host"], seen["port"], seen["workers"]) == ("192.0.2.10", 9000, 4)
     assert seen["proxy_headers"] is False  # X-Forwarded-For is not believed
-    assert seen["http"] is HttpProtocol  # one write per response
+    assert seen["http"] is GuardedProtocol  # the connection limits, one write per response
+    assert (seen["ws"], seen["timeout_keep_alive"]) == ("none", 5)
     worker: Settings = seen["worker"]
     assert (worker.host, worker.port, worker.workers, worker.log_level) == (
         "192.0.2.10",
@@ -139,7 +141,7 @@ def test_one_worker_does_not_believe_forwarded_headers(
     recording_uvicorn(monkeypatch, events, seen)
     assert main(["serve", "--config", str(config_file)]) == 0
     assert seen["proxy_headers"] is False
-    assert seen["http"] is HttpProtocol
+    assert seen["http"] is GuardedProtocol
     # One process: its own start makes the token ready.
     assert events == ["listen 127.0.0.1:9000", "run"]
 
