@@ -284,13 +284,15 @@ class GuardedProtocol(HttpProtocol):
         if self.transport.is_closing():
             return
         if self.cycle is None or self.cycle.response_complete:
-            status, body, media_type, headers = problem_parts(error, None)
+            request_id = secrets.token_hex(8)
+            status, body, media_type, headers = problem_parts(error, request_id)
             lines = [STATUS_LINE[status]]
             for name, value in (
                 *self.server_state.default_headers,
                 (b"content-type", media_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                (b"x-request-id", request_id.encode()),
                 *headers,
             ):
                 lines.extend((name, b": ", value, b"\r\n"))

@@ -135,9 +135,10 @@ def test_a_slow_body_gets_408_and_its_connection_is_closed(deadlines: str) -> No
 def test_a_slow_head_gets_408_and_a_silent_connection_is_closed(deadlines: str) -> None:
     with connect(deadlines, "127.0.2.2") as slow, connect(deadlines, "127.0.2.3") as silent:
         slow.sendall(b"POST /v1/attest HTTP/1.1\r\nHost: bro")
-        status, _, problem = read_answer(slow)
+        status, headers, problem = read_answer(slow)
         assert (status, problem_type(problem)) == (408, "request-timeout")
         assert problem["detail"] == "request head not received within 2 s"
+        assert headers["x-request-id"] == problem["request_id"]
         assert closed_by_broker(slow)
         assert closed_by_broker(silent)  # sent nothing: closed, with nothing to answer
 
