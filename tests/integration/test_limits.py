@@ -132,6 +132,19 @@ def test_a_slow_body_gets_408_and_its_connection_is_closed(deadlines: str) -> No
         assert closed_by_broker(sock)
 
 
+def test_the_kbs_endpoints_have_the_same_deadline(deadlines: str) -> None:
+    with connect(deadlines, "127.0.2.4") as sock:
+        sock.sendall(post_head(1000, "/kbs/v0/auth") + b'{"version": "0.4.0", ')
+        status, headers, problem = read_answer(sock)  # Trustee's error shape, as KBS answers
+        assert status == 408
+        assert problem == {
+            "type": "https://github.com/confidential-containers/kbs/errors/RequestTimeout",
+            "detail": "request body not received within 2 s",
+        }
+        assert headers["connection"] == "close"
+        assert closed_by_broker(sock)
+
+
 def test_a_slow_head_gets_408_and_a_silent_connection_is_closed(deadlines: str) -> None:
     with connect(deadlines, "127.0.2.2") as slow, connect(deadlines, "127.0.2.3") as silent:
         slow.sendall(b"POST /v1/attest HTTP/1.1\r\nHost: bro")
