@@ -167,7 +167,8 @@ class GuardedProtocol(HttpProtocol):
             self.arm(settings.request_body_timeout_seconds, self.body_deadline)
 
     def bytes_exhausted(self) -> None:
-        assert self.admission is not None
+        if self.admission is None:
+            raise RuntimeError("admission missing")
         error = Overloaded(
             "this worker holds its limit of request bytes for unanswered requests; retry later"
         )
@@ -181,7 +182,8 @@ class GuardedProtocol(HttpProtocol):
     # --- parser callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        assert self.admission is not None
+        if self.admission is None:
+            raise RuntimeError("admission missing")
         request = Request(self)
         self.admission.request_opened(self.client_host)
         self.reading = request
@@ -189,8 +191,10 @@ class GuardedProtocol(HttpProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        assert self.admission is not None
-        assert self.reading is not None
+        if self.admission is None:
+            raise RuntimeError("admission missing")
+        if self.reading is None:
+            raise RuntimeError("reading missing")
         request = self.reading
         request.head_done = True
         self.head_bytes = 0
@@ -243,7 +247,8 @@ class GuardedProtocol(HttpProtocol):
 
     def head_deadline(self) -> None:
         self.timer = None
-        assert self.admission is not None
+        if self.admission is None:
+            raise RuntimeError("admission missing")
         if self.reading is None:  # not a byte of a request: nothing to answer
             if not self.transport.is_closing():
                 self.transport.close()
@@ -254,7 +259,8 @@ class GuardedProtocol(HttpProtocol):
 
     def body_deadline(self) -> None:
         self.timer = None
-        assert self.admission is not None
+        if self.admission is None:
+            raise RuntimeError("admission missing")
         request = self.reading
         if request is None or request.closed:
             return
@@ -338,7 +344,8 @@ class Request:
     async def receive(self) -> Message:
         """The application's ``receive()``: uvicorn's, unless a deadline or a limit was
         reached, whose error it raises."""
-        assert self.receive_next is not None
+        if self.receive_next is None:
+            raise RuntimeError("receive_next missing")
         message = await self.receive_next()
         if self.failure is not None:
             raise self.failure
