@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 STATE  ?= .keybroker
+# `make run PORT=9000` when 8080 is taken (the broker's --port).
+PORT   ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
@@ -54,7 +56,7 @@ fuzz: $(FUZZ_STAMP)
 	nice -n 10 $(BIN)/python -m fuzz.run --execs $(FUZZ_EXECS) --seconds $(FUZZ_SECONDS) $(FUZZ)
 
 run: system-deps venv
-	$(BIN)/keybroker dev run --demo --state-dir $(STATE)
+	$(BIN)/keybroker dev run --demo --state-dir $(STATE) $(if $(PORT),--port $(PORT))
 
 bench: system-deps venv
 	$(BIN)/keybroker bench --state-dir $(STATE)/bench

@@ -16,9 +16,9 @@ from broker.admin.service import AdminService
 from broker.api import admin, guest, health, kbs, openapi, routing
 from broker.api.headers import request_id
 from broker.api.lean import GuestRoutes
+from broker.api.limits import STATE_KEY, Admission
 from broker.api.middleware import Edge
 from broker.api.problem import problem_response
-from broker.api.ratelimit import RateLimiter
 from broker.errors import InternalError, KeybrokerError
 from broker.logs import get_logger
 from broker.metrics import Metrics
@@ -42,9 +42,10 @@ def create_app(
     """Build the application. With ``runtime`` given, the caller owns its life cycle;
     without, the lifespan starts one on the database and token ``locate`` finds."""
     metrics = Metrics.create()
+    admission = Admission(settings, metrics.refused)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Admission]]:
         owned = runtime is None
         app.state.runtime = (
             runtime if runtime is not None else await Runtime.start(settings, locate)
@@ -69,7 +70,9 @@ def create_app(
         flusher = asyncio.create_task(unauthenticated.run())
         log.info("broker_started", host=settings.host, port=settings.port)
         try:
-            yield
+            # The connection limits (broker/api/guard.py) read their counts from the state
+            # the server keeps for this lifespan.
+            yield {STATE_KEY: admission}
         finally:
             purger.cancel()
             with suppress(asyncio.CancelledError):
@@ -108,8 +111,6 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.metrics = metrics
     app.state.settings = settings
-    rate = settings.rate_limit_per_second
-    app.state.rate_limiter = RateLimiter(rate, max(1, 2 * rate))
     app.state.kbs_sessions = KbsSessions(settings.kbs_sessions)
     return Edge(app, GuestRoutes(guest.ROUTES, app.state), metrics)
 

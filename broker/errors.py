@@ -88,6 +88,20 @@ class RateLimited(KeybrokerError):
     outcome = "deny"
 
 
+class RequestTimeout(KeybrokerError):
+    """A request's head or body did not arrive within its deadline (the connection closes)."""
+
+    type = "request-timeout"
+    outcome = "deny"
+
+
+class RequestHeadTooLarge(KeybrokerError):
+    """A request line and headers longer than ``max_request_head_bytes``."""
+
+    type = "request-head-too-large"
+    outcome = "deny"
+
+
 class MethodNotAllowed(KeybrokerError):
     """The path exists, the method does not (the answer names the one allowed)."""
 
@@ -367,6 +381,13 @@ class DatabaseUnavailable(Unavailable):
 
 class HsmUnavailable(Unavailable):
     type = "hsm-unavailable"
+
+
+class Overloaded(Unavailable):
+    """A worker holds as many connections, or as many request body bytes, as its settings
+    allow: the request is refused before it costs more (worth retrying)."""
+
+    type = "overloaded"
 
 
 class ConfigurationError(KeybrokerError):

@@ -17,6 +17,7 @@ class Metrics:
     releases: Counter
     unauthenticated: Counter
     unauthenticated_audit_failures: Counter
+    refused: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -59,6 +60,12 @@ class Metrics:
                 "keybroker_unauthenticated_audit_failures",
                 "Windows of unrecognised requests whose aggregate audit records could not all"
                 " be written",
+                registry=registry,
+            ),
+            refused=Counter(
+                "keybroker_http_refused",
+                "Requests and connections refused by the connection limits, by reason",
+                ["reason"],
                 registry=registry,
             ),
         )

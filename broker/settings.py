@@ -32,6 +32,8 @@ MAX_RELEASE_CONTEXT_CACHE_SIZE = 1_048_576
 MAX_UNAUTHENTICATED_AUDIT_SOURCES = 65536
 # KBS sessions per worker: an attested one holds its token (a few KB of claims).
 MAX_KBS_SESSIONS = 262_144
+# Connections per worker: each is a file descriptor (see ``keybroker serve``'s open-file limit).
+MAX_CONNECTIONS = 1_048_576
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,28 @@ class Settings:
     token_ttl_seconds: int = 300
     max_request_bytes: int = 1_048_576
     rate_limit_per_second: int = 50
-    """Guest requests per second per client address (0 disables); burst is twice that."""
+    """Requests per second per client address, on every path but the health, readiness and
+    metrics probes (0 disables); burst is twice that."""
+
+    # Connection limits, per worker process (broker/api/guard.py, docs/operations.md).
+    max_connections: int = 2048
+    """Open connections; a request on one beyond it is answered 503."""
+    max_open_requests_per_client: int = 8
+    """Unanswered requests one client address may have, each counted from its first byte
+    (0: no limit); beyond it, 429."""
+    max_request_bytes_in_flight: int = 33_554_432
+    """Request bytes (heads and bodies) held for unanswered requests; the request whose
+    bytes pass it is answered 503."""
+    max_request_head_bytes: int = 262_144
+    """Longest request line and headers; beyond it, 431."""
+    request_head_timeout_seconds: int = 10
+    """Time for a request's line and headers, from the connection's opening (its first
+    request) or the request's first byte; then 408 and the connection closes."""
+    request_body_timeout_seconds: int = 30
+    """Time for a request's whole body, from its head; then 408 and the connection closes."""
+    keep_alive_timeout_seconds: int = 5
+    """How long an idle connection is kept between requests."""
+
     unauthenticated_audit_sources: int = 256
     """Source addresses each worker audits apart per minute among requests refused before
     anything the broker issued was recognised in them (bad nonce MAC, token signature); any
@@ -193,6 +216,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError("token_ttl_seconds must be within 30..3600")
     if settings.rate_limit_per_second < 0:
         raise ConfigurationError("rate_limit_per_second must be >= 0")
+    _validate_connection_limits(settings)
     if settings.hsm_threads < 0 or settings.workers < 1:
         raise ConfigurationError("hsm_threads must be at least 0 and workers at least 1")
     if not 0 <= settings.hsm_secret_cache_size <= MAX_HSM_SECRET_CACHE_SIZE:
@@ -218,6 +242,25 @@ def _validate(settings: Settings) -> None:
 def _check_within(settings: Settings, name: str, low: int, high: int) -> None:
     if not low <= getattr(settings, name) <= high:
         raise ConfigurationError(f"{name} must be within {low}..{high}")
+
+
+def _validate_connection_limits(settings: Settings) -> None:
+    _check_within(settings, "max_connections", 1, MAX_CONNECTIONS)
+    if settings.max_open_requests_per_client < 0:
+        raise ConfigurationError("max_open_requests_per_client must be >= 0")
+    if settings.max_request_bytes_in_flight < settings.max_request_bytes:
+        # Else a request of the largest accepted size could never be held.
+        raise ConfigurationError("max_request_bytes_in_flight must be >= max_request_bytes")
+    if not 1024 <= settings.max_request_head_bytes <= settings.max_request_bytes_in_flight:
+        raise ConfigurationError(
+            "max_request_head_bytes must be within 1024..max_request_bytes_in_flight"
+        )
+    for name in (
+        "request_head_timeout_seconds",
+        "request_body_timeout_seconds",
+        "keep_alive_timeout_seconds",
+    ):
+        _check_within(settings, name, 1, 3600)
 
 
 def _check_url(name: str, url: str) -> None:

@@ -107,4 +107,7 @@ class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through a :class:`CoalescingTransport`."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))
+        super().connection_made(self.wrap(transport))
+
+    def wrap(self, transport: asyncio.Transport) -> CoalescingTransport:
+        return CoalescingTransport(transport, self.loop)

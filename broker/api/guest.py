@@ -28,21 +28,20 @@ RELEASE_MAX_BYTES = 65536
 _COLLATERAL_TEXTS = DecodedTexts()
 
 
-def _service(request: LeanRequest, state: State) -> ReleaseService:
-    state.rate_limiter.check(request.client_host)
+def _service(state: State) -> ReleaseService:
     service: ReleaseService = state.release
     return service
 
 
 async def challenge(request: LeanRequest, state: State) -> Answer:
-    service = _service(request, state)
+    service = _service(state)
     body = await json_object(request, {"tee"}, CHALLENGE_MAX_BYTES)
     tee = parse_tee(member(body, "tee", str))
     return 201, await service.challenge(tee)
 
 
 async def attest(request: LeanRequest, state: State) -> Answer:
-    service = _service(request, state)
+    service = _service(state)
     body = await json_object(
         request,
         {"tee", "evidence", "tee_pubkey", "nonce", "collateral"},
@@ -76,7 +75,7 @@ def _collateral(document: dict[str, Any]) -> dict[str, bytes]:
 
 
 async def release(request: LeanRequest, state: State) -> Answer:
-    service = _service(request, state)
+    service = _service(state)
     token = bearer_token(request, "attestation token")
     # A malformed name is a malformed request (400), refused before it is judged or audited.
     key_name = checked_name(request.path_params["name"], "key")

@@ -187,7 +187,9 @@ def broker(state: BenchState, config: BrokerConfig) -> Iterator[RunningBroker]:
         "KEYBROKER_TOKEN_LABEL": state.softhsm.token_label,
         "KEYBROKER_USER_PIN_FILE": str(state.softhsm.user_pin_file),
         "KEYBROKER_INSECURE_TEST_ROOTS": os.pathsep.join(map(str, config.trusted_roots)),
+        # The load generator is a whole fleet of guests on one address.
         "KEYBROKER_RATE_LIMIT_PER_SECOND": "0",
+        "KEYBROKER_MAX_OPEN_REQUESTS_PER_CLIENT": "0",
         "KEYBROKER_LOG_FORMAT": "json",
         "KEYBROKER_LOG_LEVEL": config.log_level,
         "KEYBROKER_HSM_THREADS": str(config.hsm_threads),
@@ -218,18 +220,23 @@ def broker(state: BenchState, config: BrokerConfig) -> Iterator[RunningBroker]:
         )
     running = RunningBroker("127.0.0.1", port, process.pid)
     try:
-        _wait_ready(running, process, config.workers, config.log_file)
+        wait_ready(running, process, config.workers, config.log_file)
         yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
-def _wait_ready(
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it has not exited within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_ready(
     running: RunningBroker, process: subprocess.Popen[bytes], workers: int, log: Path
 ) -> None:
     """Until /readyz answers 200 on as many distinct connections as there are workers."""

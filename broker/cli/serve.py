@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from broker import logs
-from broker.api.coalesce import HttpProtocol
+from broker.api.guard import GuardedProtocol
 from broker.api.middleware import Edge
 from broker.app import create_app
 from broker.cli import demo, locate
 from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
+from broker.cli.listener import allow_open_files, listen
 from broker.errors import KeybrokerError
+from broker.localstate.lock import StateLock
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.logs import get_logger
@@ -114,37 +122,63 @@ def prepare_token(settings: Settings) -> None:
     log.info("token_prepared")
 
 
-def serve(settings: Settings, config_file: Path | None = None) -> None:
-    """Run uvicorn in this process (one worker) or as a supervisor of several."""
+def serve(
+    settings: Settings, config_file: Path | None = None, listener: socket.socket | None = None
+) -> None:
+    """Run uvicorn in this process (one worker) or as a supervisor of several, on
+    ``listener`` (bound here when not given: before anything else, so that a busy port is
+    reported before the broker starts anything or announces itself)."""
+    if listener is None:
+        listener = listen(settings)
+    allow_open_files(settings)
     if settings.workers > 1:
         prepare_token(settings)
         # Workers are separate processes: they rebuild the settings from the environment.
         os.environ.update(worker_environment(settings, config_file, os.environ))
-        uvicorn.run(
+        config = uvicorn.Config(
             "broker.cli.serve:app_from_environment",
             factory=True,
-            host=settings.host,
-            port=settings.port,
             workers=settings.workers,
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-            http=HttpProtocol,
+            **uvicorn_options(settings),
         )
-        return
-    uvicorn.run(
-        create_app(settings, locate=locate.location),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
+    else:
+        config = uvicorn.Config(
+            create_app(settings, locate=locate.location), **uvicorn_options(settings)
+        )
+    run_uvicorn(config, listener)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How the broker runs uvicorn (``keybroker serve``, and the tests' brokers)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
         # The peer address is the client (rate limiting, logs): X-Forwarded-For is not
         # believed, not even from loopback, where any local process could send it.
-        proxy_headers=False,
-        # One write per response (broker/api/coalesce.py).
-        http=HttpProtocol,
-        lifespan="on",
-    )
+        "proxy_headers": False,
+        # The connection limits, and one write per response (broker/api/guard.py).
+        "http": GuardedProtocol,
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
+        # No WebSocket endpoint: an upgrade would leave the connection limits behind.
+        "ws": "none",
+        "lifespan": "on",
+    }
+
+
+def run_uvicorn(config: uvicorn.Config, listener: socket.socket) -> None:
+    """What ``uvicorn.run`` does, on a socket already bound."""
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[listener]).run()
+        else:
+            server.run(sockets=[listener])
+    except KeyboardInterrupt:  # SIGINT, re-raised by uvicorn once it has stopped serving
+        pass
+    if config.workers == 1 and not server.started:
+        sys.exit(STARTUP_FAILURE)  # uvicorn has logged why (the lifespan failed)
 
 
 def app_from_environment() -> Edge:
@@ -178,8 +212,10 @@ def local_up(settings: Settings) -> LocalPostgres | None:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
     try:
-        local_up(settings_from(args))
+        with StateLock(settings.state_dir):
+            local_up(settings)
     except KeybrokerError as exc:
         return fail(exc)
     return 0
@@ -187,27 +223,60 @@ def run_up(args: argparse.Namespace) -> int:
 
 def run_down(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    if settings.database_url is None:
-        LocalPostgres(settings.state_dir).stop()
+    try:
+        with StateLock(settings.state_dir):  # a running `dev run` owns the cluster
+            if settings.database_url is None:
+                LocalPostgres(settings.state_dir).stop()
+    except KeybrokerError as exc:
+        return fail(exc)
     return 0
 
 
 def run_dev(args: argparse.Namespace) -> int:
+    """``dev up``, serve until SIGINT or SIGTERM, then stop the cluster: whichever signal
+    ends it, and wherever it arrives (starting the cluster, seeding the demo, serving)."""
     settings = _with_listen(settings_from(args, service=True), args)
     try:
-        cluster = local_up(settings)
+        with stopped_by_sigterm(), StateLock(settings.state_dir):
+            listener = listen(settings)  # first: a busy port leaves nothing to undo
+            cluster = LocalPostgres(settings.state_dir) if settings.database_url is None else None
+            try:
+                local_up(settings)
+                if args.demo:
+                    settings = demo.prepare(settings)
+                    run_async(lambda: demo.seed(settings))
+                    print(demo.instructions(settings), file=sys.stderr, flush=True)
+                serve(settings, args.config, listener)
+            finally:
+                listener.close()
+                if cluster is not None:
+                    cluster.stop()
+                    log.info("postgres_stopped")
     except KeybrokerError as exc:
         return fail(exc)
-    try:
-        if args.demo:
-            settings = demo.prepare(settings)
-            run_async(lambda: demo.seed(settings))
-            print(demo.instructions(settings), file=sys.stderr, flush=True)
-        serve(settings, args.config)
-    except KeybrokerError as exc:
-        return fail(exc)
-    finally:
-        if cluster is not None:
-            cluster.stop()
-            log.info("postgres_stopped")
     return 0
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, as KeyboardInterrupt is for SIGINT: it unwinds
+    through every ``finally`` and no ``except Exception`` takes it for an error."""
+
+
+@contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds the block as SIGINT does, then ends the process by SIGTERM, as a
+    supervisor expects. uvicorn handles both signals while it serves, and re-raises the one
+    it received once it has stopped: Python's default for SIGTERM would end the process on
+    the spot, before the block's ``finally`` stops the cluster; this handler raises instead."""
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.datastructures import State
 
 from broker.api.lean import LeanRequest
-from broker.api.ratelimit import RateLimiter
 from broker.bench.scenarios import MEASUREMENT, SNP
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import verifier_for
@@ -244,7 +243,6 @@ def build_case(material: Material | None = None) -> GlueCase:
     state = State()
     state.release = service
     state.settings = settings
-    state.rate_limiter = RateLimiter(0, 1)
     # What the load generator sends (broker/bench/loadgen.py, broker/bench/http.py).
     attest_body = json.dumps(
         {

@@ -38,7 +38,7 @@ from broker.simulate.snp import SnpKit
 from broker.store import admin_tokens, audit
 from broker.store.database import Database
 from broker.store.sqlfiles import QUERIES
-from tests.integration.server import serving
+from tests.integration.server import broker_options, serving
 
 T = TypeVar("T")
 
@@ -111,7 +111,9 @@ async def running_deployment(
         token_label=softhsm.token_label,
         user_pin_file=softhsm.user_pin_file,
         insecure_test_roots=tuple(test_roots),
+        # The tests race many requests from one address, as a fleet behind one NAT would.
         rate_limit_per_second=0,
+        max_open_requests_per_client=0,
         db_pool_min=1,
         db_pool_max=20,
         log_format="json",
@@ -121,7 +123,7 @@ async def running_deployment(
     try:
         app = create_app(settings)
         with ExitStack() as broker:
-            base = broker.enter_context(serving(app))
+            base = broker.enter_context(serving(app, **broker_options(settings)))
             db = await Database.connect(dsn, 1, 4)
             tokens = {}
             for role in Role:

@@ -45,7 +45,7 @@ from tests.integration.release_support import (
     seed,
     snp_policy,
 )
-from tests.integration.server import serving
+from tests.integration.server import broker_options, serving
 from tests.kbs_client import openapi
 from tests.kbs_client.client import (
     KbsClient,
@@ -286,7 +286,8 @@ async def test_a_bearer_token_works_on_another_broker_process(deployment: Deploy
         attested = client.handshake(_snp(deployment))
         session_cookie = client.http.cookies["kbs-session-id"]
     settings = deployment.app.state.settings
-    with serving(create_app(settings)) as other_base, KbsClient(other_base) as other:
+    other_broker = serving(create_app(settings), **broker_options(settings))
+    with other_broker as other_base, KbsClient(other_base) as other:
         answer = other.resource_answer(path, attested.token)
         assert answer.status_code == 200, answer.text
         assert open_jwe(answer.content, attested.key.private) == secret

@@ -18,6 +18,8 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.KeybrokerError: ERROR,  # never raised itself; an unclassified class answers 500
     errors.BadRequest: DENY,
     errors.RateLimited: DENY,
+    errors.RequestTimeout: DENY,
+    errors.RequestHeadTooLarge: DENY,
     errors.MethodNotAllowed: DENY,
     errors.EvidenceError: DENY,
     errors.MalformedEvidence: DENY,
@@ -61,6 +63,7 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.Unavailable: ERROR,
     errors.DatabaseUnavailable: ERROR,
     errors.HsmUnavailable: ERROR,
+    errors.Overloaded: ERROR,
     errors.ConfigurationError: ERROR,  # the broker's own settings or token (500)
     errors.StoredPolicyInvalid: ERROR,
     errors.InternalError: ERROR,

@@ -1,17 +1,20 @@
 """``keybroker serve --workers N``: each worker process rebuilds the very settings the command
 line gave (``--config``, ``--host``, ``--port``, ``--state-dir``, the demo's test root) from
-the environment it inherits, and the supervisor prepares the token before any worker starts.
-uvicorn and the token preparation are replaced by recorders; nothing listens."""
+the environment it inherits, the port is bound before anything else, and the supervisor
+prepares the token before any worker starts. uvicorn, the listening socket and the token
+preparation are replaced by recorders; nothing listens."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
-from broker.api.coalesce import HttpProtocol
+from broker.api.guard import GuardedProtocol
 from broker.cli import main
 from broker.cli import serve as serve_module
 from broker.cli.serve import worker_environment
@@ -73,13 +76,36 @@ def test_a_command_line_config_wins_over_an_inherited_one(config_file: Path) -> 
     assert load_settings(None, env) == settings
 
 
+LISTENER = object()
+
+
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What happened, in order: ``prepare`` (the supervisor made the token ready) and ``run``
-    (uvicorn started)."""
+    """What happened, in order: ``listen HOST:PORT`` (the port was bound), ``prepare`` (the
+    supervisor made the token ready) and ``run`` (uvicorn started, on that socket)."""
     happened: list[str] = []
+
+    def fake_listen(settings: Settings) -> object:
+        happened.append(f"listen {settings.host}:{settings.port}")
+        return LISTENER
+
+    monkeypatch.setattr(serve_module, "listen", fake_listen)
+    monkeypatch.setattr(serve_module, "allow_open_files", lambda _s: 1024)
     monkeypatch.setattr(serve_module, "prepare_token", lambda _s: happened.append("prepare"))
     return happened
+
+
+def recording_uvicorn(
+    monkeypatch: pytest.MonkeyPatch, events: list[str], seen: dict[str, Any]
+) -> None:
+    """``run_uvicorn`` records its configuration (and what a worker would load) in ``seen``."""
+
+    def fake_run(config: uvicorn.Config, listener: object) -> None:
+        assert listener is LISTENER
+        events.append("run")
+        seen.update(vars(config), worker=load_settings())
+
+    monkeypatch.setattr(serve_module, "run_uvicorn", fake_run)
 
 
 def test_serve_with_workers_hands_its_settings_to_the_workers(
@@ -87,20 +113,17 @@ def test_serve_with_workers_hands_its_settings_to_the_workers(
 ) -> None:
     monkeypatch.setattr(os, "environ", {"PATH": "/usr/bin"})
     seen: dict[str, Any] = {}
-
-    def fake_run(app: object, **options: Any) -> None:
-        events.append("run")
-        seen.update(options, app=app, worker=load_settings())  # what a worker would load
-
-    monkeypatch.setattr(serve_module.uvicorn, "run", fake_run)
+    recording_uvicorn(monkeypatch, events, seen)
     argv = ["serve", "--config", str(config_file), "--workers", "4", "--host", "192.0.2.10"]
     assert main(argv) == 0
-    # The token's objects exist before any worker races to create them.
-    assert events == ["prepare", "run"]
+    # The port is taken first; the token's objects exist before any worker races to create
+    # them.
+    assert events == ["listen 192.0.2.10:9000", "prepare", "run"]
     assert (seen["app"], seen["factory"]) == ("broker.cli.serve:app_from_environment", True)
     assert (seen["host"], seen["port"], seen["workers"]) == ("192.0.2.10", 9000, 4)
     assert seen["proxy_headers"] is False  # X-Forwarded-For is not believed
-    assert seen["http"] is HttpProtocol  # one write per response
+    assert seen["http"] is GuardedProtocol  # the connection limits, one write per response
+    assert (seen["ws"], seen["timeout_keep_alive"]) == ("none", 5)
     worker: Settings = seen["worker"]
     assert (worker.host, worker.port, worker.workers, worker.log_level) == (
         "192.0.2.10",
@@ -115,16 +138,12 @@ def test_one_worker_does_not_believe_forwarded_headers(
     config_file: Path, monkeypatch: pytest.MonkeyPatch, events: list[str]
 ) -> None:
     seen: dict[str, Any] = {}
-
-    def fake_run(app: object, **options: Any) -> None:
-        events.append("run")
-        seen.update(options)
-
-    monkeypatch.setattr(serve_module.uvicorn, "run", fake_run)
+    recording_uvicorn(monkeypatch, events, seen)
     assert main(["serve", "--config", str(config_file)]) == 0
     assert seen["proxy_headers"] is False
-    assert seen["http"] is HttpProtocol
-    assert events == ["run"]  # one process: its own start makes the token ready
+    assert seen["http"] is GuardedProtocol
+    # One process: its own start makes the token ready.
+    assert events == ["listen 127.0.0.1:9000", "run"]
 
 
 def test_a_token_that_cannot_be_prepared_starts_no_worker(
@@ -134,6 +153,24 @@ def test_a_token_that_cannot_be_prepared_starts_no_worker(
         raise ConfigurationError("the token holds several objects under one label")
 
     monkeypatch.setattr(serve_module, "prepare_token", refuse)
-    monkeypatch.setattr(serve_module.uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn ran"))
+    monkeypatch.setattr(serve_module, "listen", lambda _s: LISTENER)
+    monkeypatch.setattr(serve_module, "run_uvicorn", lambda *a: pytest.fail("uvicorn ran"))
     assert main(["serve", "--config", str(config_file), "--workers", "2"]) == 1
     assert "several objects under one label" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("variables", "port"), [(["PORT=9123"], "--port 9123"), ([], None)])
+def test_make_run_passes_port_to_the_broker(variables: list[str], port: str | None) -> None:
+    """``make run PORT=N`` is what the busy-port message tells an operator to type."""
+    root = Path(__file__).resolve().parents[2]
+    dry_run = subprocess.run(
+        ["make", "--dry-run", "--always-make", "run", *variables],  # prints, runs nothing
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    command = next(line for line in dry_run.stdout.splitlines() if "dev run --demo" in line)
+    assert (command.split("--port")[1].strip() if "--port" in command else None) == (
+        port and port.split()[1]
+    )

@@ -86,6 +86,20 @@ def test_insecure_options_are_listed(tmp_path: Path) -> None:
             "hsm_secret_cache_seconds = 86401\n",
             r"hsm_secret_cache_seconds must be within 1\.\.86400",
         ),
+        ("max_connections = 0\n", r"max_connections must be within 1\.\.1048576"),
+        ("max_open_requests_per_client = -1\n", "max_open_requests_per_client must be >= 0"),
+        (
+            "max_request_bytes_in_flight = 1048575\n",
+            "max_request_bytes_in_flight must be >= max_request_bytes",
+        ),
+        ("max_request_head_bytes = 1023\n", "max_request_head_bytes must be within 1024"),
+        (
+            "max_request_head_bytes = 33554433\n",
+            r"max_request_head_bytes must be within 1024\.\.max_request_bytes_in_flight",
+        ),
+        ("request_head_timeout_seconds = 0\n", r"request_head_timeout_seconds must be within"),
+        ("request_body_timeout_seconds = 3601\n", r"request_body_timeout_seconds must be within"),
+        ("keep_alive_timeout_seconds = 0\n", r"keep_alive_timeout_seconds must be within 1"),
     ],
 )
 def test_invalid_settings_are_refused(tmp_path: Path, content: str, message: str) -> None:
@@ -93,6 +107,21 @@ def test_invalid_settings_are_refused(tmp_path: Path, content: str, message: str
     config.write_text(content)
     with pytest.raises(ConfigurationError, match=message):
         load_settings(config, environ={})
+
+
+def test_connection_limits_default_to_what_docs_operations_md_explains() -> None:
+    settings = Settings()
+    assert (settings.request_head_timeout_seconds, settings.request_body_timeout_seconds) == (
+        10,
+        30,
+    )
+    assert (settings.max_connections, settings.max_open_requests_per_client) == (2048, 8)
+    assert settings.max_request_bytes_in_flight == 32 * 1024 * 1024
+    assert settings.max_request_head_bytes == 256 * 1024
+    assert settings.keep_alive_timeout_seconds == 5
+    # One address cannot hold more than a quarter of the bytes a worker holds.
+    one_client = settings.max_open_requests_per_client * settings.max_request_bytes
+    assert 4 * one_client <= settings.max_request_bytes_in_flight
 
 
 def test_secret_compares_in_constant_time_and_hides_itself() -> None:

@@ -56,6 +56,14 @@ _RESOURCE: dict[type[errors.KeybrokerError], str] = {
 }
 
 
+_PASSED_THROUGH = {
+    408: "RequestTimeout",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
 def _variant(exc: errors.KeybrokerError) -> str:
     for cls in type(exc).__mro__:
         if cls in _RESOURCE:
@@ -69,11 +77,11 @@ def error_response(
     """The answer to a request of ``stage`` that ended in ``exc``."""
     native = status_for(exc)
     extra = dict(headers or {})
-    if native in (429, 500, 503):
-        status = native
-        name = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}[native]
-        detail = exc.detail
-        if native != 500:
+    if native in _PASSED_THROUGH:
+        # Not the guest's evidence or token: the connection limits' body deadline (408),
+        # limits, infrastructure and the broker's own faults keep their status.
+        status, name, detail = native, _PASSED_THROUGH[native], exc.detail
+        if native in (429, 503):
             extra["Retry-After"] = RETRY_AFTER_SECONDS
     elif stage is Stage.RESOURCE:
         status, name, detail = 401, _variant(exc), exc.detail

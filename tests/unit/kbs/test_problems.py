@@ -49,6 +49,8 @@ _DENY = errors.PolicyDenied("policy p denies", [])
         (errors.KeyNotFound("none"), Stage.RESOURCE, 401, "PluginInternalError", "none"),
         (errors.BadRequest("path"), Stage.RESOURCE, 401, "PluginInternalError", "path"),
         (errors.RateLimited("slow"), Stage.AUTH, 429, "TooManyRequests", "slow"),
+        (errors.RequestTimeout("late"), Stage.ATTEST, 408, "RequestTimeout", "late"),
+        (errors.Overloaded("full"), Stage.AUTH, 503, "ServiceUnavailable", "full"),
         (errors.DatabaseUnavailable("db"), Stage.RESOURCE, 503, "ServiceUnavailable", "db"),
         (errors.CollateralUnavailable("kds"), Stage.ATTEST, 503, "ServiceUnavailable", "kds"),
         (errors.InternalError("oops"), Stage.RESOURCE, 500, "InternalError", "oops"),
