@@ -66,6 +66,8 @@ def shared_references(
     """
     problems: list[Problem] = []
     rules = _rules(doc, where, problems)
+    if problems:  # a file's signature is only worth checking against every signer named
+        raise policy_error(problems)
     files: list[tuple[tuple[str | int, ...], str, SourceOfSets]] = []
     for index, name in enumerate(doc.get("references", [])):
         entry: tuple[str | int, ...] = ("references", index)
