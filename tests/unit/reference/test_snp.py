@@ -30,10 +30,11 @@ KNOWN = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("ovmf", "vcpus", "kernel", "append", "features", "digest"), KNOWN)
+@pytest.mark.parametrize("known", KNOWN)
 def test_launch_digest_is_sev_snp_measures(
-    ovmf: Path, vcpus: int, kernel: Path | None, append: str | None, features: int, digest: str
+    known: tuple[Path, int, Path | None, str | None, int, str],
 ) -> None:
+    ovmf, vcpus, kernel, append, features, digest = known
     launch = SnpLaunch(ovmf, vcpus, "EPYC-v4", kernel, kernel, append, features)
     computed = compute_snp(launch, source="https://example.test/build/42")
     assert computed.values == {"measurement": digest}
@@ -78,7 +79,8 @@ def test_a_firmware_without_sev_metadata_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactInvalid) as refused:
         compute_snp(SnpLaunch(blank, 1, "EPYC-v4"))
     assert refused.value.detail == (
-        f"{blank}: sev-snp-measure refused it: Can't find SEV_ES_RESET_BLOCK_GUID entry in OVMF table"
+        f"{blank}: sev-snp-measure refused it: "
+        "Can't find SEV_ES_RESET_BLOCK_GUID entry in OVMF table"
     )
 
 
