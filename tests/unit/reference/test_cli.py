@@ -15,7 +15,9 @@ from broker.policy.loader import load_policy
 from broker.release.policies import audit_summary
 
 FIXTURES = Path(__file__).resolve().parents[2] / "vectors" / "artifacts" / "sev-snp-measure-ovmf"
-DIGEST = "e1e1ca029dd7973ab9513295be68198472dcd4fc834bd9af9b63f6e8a1674dbf281a9278a4a2ebe0eed9f22adbcd0e2b"
+DIGEST = "e1e1ca029dd7973ab9513295be68198472dcd4fc834bd9af" + (
+    "9b63f6e8a1674dbf281a9278a4a2ebe0eed9f22adbcd0e2b"
+)
 COMPUTE = [
     "reference", "compute", "snp", "--ovmf", str(FIXTURES / "ovmf_AmdSev_suffix.bin"),
     "--vcpus", "1", "--vcpu-type", "EPYC-v4", "--guest-features", "0x21", "--label", "build 7",
