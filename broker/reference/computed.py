@@ -10,6 +10,7 @@ from pathlib import Path
 from broker import __version__
 from broker.errors import KeybrokerError
 from broker.policy.provenance import Artifact, ParameterValue, Provenance, Tool
+from broker.timeutil import iso, utcnow
 
 #: How keybroker names itself as the program that ran a measuring library.
 KEYBROKER = f"keybroker {__version__}"
@@ -49,11 +50,11 @@ def provenance(
     now: datetime | None = None,
 ) -> Provenance:
     """Provenance naming each artifact by its file name and digests, computed ``now``."""
-    at = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    at = (now or utcnow()).astimezone(UTC)
     return Provenance(
         artifacts=tuple(Artifact.of(path.name, data) for path, data in artifacts),
         tool=tool,
         parameters=tuple(parameters),
-        computed_at=at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        computed_at=iso(at, zulu=True, timespec="seconds"),
         source=source,
     )
