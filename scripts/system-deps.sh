@@ -3,11 +3,13 @@
 #   softhsm2     the PKCS#11 token used by `make run` and the tests
 #   opensc       pkcs11-tool, to inspect a token by hand
 #   postgresql   only when no initdb binary exists anywhere we look
+#   ovmf         a real TDVF-carrying firmware build, whose metadata a test reads
 set -euo pipefail
 
 missing=()
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+[ -e /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

@@ -13,6 +13,7 @@ _GROUPS = (
     "broker.cli.db",
     "broker.cli.evidence",
     "broker.cli.policy",
+    "broker.cli.reference",
     "broker.cli.admin",
     "broker.cli.collateral",
     "broker.cli.guest",

@@ -40,7 +40,8 @@ _CHECK_EPILOG = """exit status: 0 every file is valid and has no warnings (ackno
 do not count); 1 valid, but some file has warnings; 2 some file is invalid or unreadable.
 Warning codes: no-measurement, debug-allowed, infrastructure-signer, no-minimum-tcb,
 any-tee, unknown-claim, test-root-accepted (docs/policies.md); debug-allowed and
-test-root-accepted cannot be acknowledged."""
+test-root-accepted cannot be acknowledged. no-provenance (docs/reference-values.md): a
+reference entry records no provenance; every entry's provenance is listed."""
 
 _EVAL_EPILOG = """exit status: 0 the policy allows; 1 it denies (or the evidence does not
 verify); 2 usage error, unreadable input or invalid policy. --claims takes the JSON that
@@ -116,17 +117,46 @@ def _problem_line(problem: Mapping[str, Any]) -> str:
 
 def _report_document(path: Path, document: Document) -> int:
     policy = document.policy
+    origins = _reference_lines(path, document)
+    unproven = sum(1 for line in origins if "warning[no-provenance]" in line)
     if policy is None:
         names = ", ".join(document.reference_sets)
-        print(f"{path}: ok (reference file: {names})")
-        return EXIT_OK
+        summary = _count(unproven, "warning") if unproven else "ok"
+        print(f"{path}: {summary} (reference file: {names})")
+        for line in origins:
+            print(f"  {line}")
+        return EXIT_WARN_OR_DENY if unproven else EXIT_OK
     warnings = lint(policy)
-    open_warnings = [w for w in warnings if w.acknowledged is None]
-    summary = _count(len(open_warnings), "warning") if open_warnings else "ok"
+    open_warnings = len([w for w in warnings if w.acknowledged is None]) + unproven
+    summary = _count(open_warnings, "warning") if open_warnings else "ok"
     print(f"{path}: {summary} (policy {policy.name} v{policy.version}, sha256:{policy.digest()})")
     for warning in warnings:
         print(f"  {_warning_line(path, document, warning)}")
+    for signed in policy.signed_references:
+        print(f"  signed: {signed.file} by {signed.signer}")
+    for line in origins:
+        print(f"  {line}")
     return EXIT_WARN_OR_DENY if open_warnings else EXIT_OK
+
+
+def _reference_lines(path: Path, document: Document) -> list[str]:
+    """Where each trusted value came from, one line per reference entry; an entry without
+    provenance is a ``no-provenance`` warning (docs/reference-values.md)."""
+    lines: list[str] = []
+    for ref in document.reference_sets.values():
+        for number, entry in enumerate(ref.entries, start=1):
+            name = f"{ref.name}[{number}]" + (f" ({entry.label})" if entry.label else "")
+            if entry.provenance is not None:
+                lines.append(f"provenance {name}: {entry.provenance.summary()}")
+                continue
+            location = ("reference_values", ref.name, "values", number - 1)
+            line = document.where.line_of(location) if ref.source == str(path) else None
+            where = f"{ref.source}:{line}" if line is not None else str(ref.source or path)
+            lines.append(
+                f"{where}: warning[no-provenance] {name}: nothing records where these values "
+                "came from; add provenance (keybroker reference compute writes it)"
+            )
+    return lines
 
 
 def _warning_line(path: Path, document: Document, warning: LintWarning) -> str:

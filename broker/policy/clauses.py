@@ -61,6 +61,8 @@ class ClauseResult(NamedTuple):
     reason: str | None = None
     """The author's ``reason`` for the rule, when the policy gives one."""
     children: tuple[ClauseResult, ...] = ()
+    entry: ReferenceMatch | None = None
+    """The reference entry that matched (``reference_values`` clauses that passed)."""
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -80,7 +82,21 @@ class ClauseResult(NamedTuple):
             doc["reason"] = self.reason
         if self.children:
             doc["children"] = [child.to_json() for child in self.children]
+        if self.entry is not None:
+            doc["entry"] = self.entry.to_json()
         return doc
+
+
+class ReferenceMatch(NamedTuple):
+    """Which entry of which set matched: named in explanations and audit records."""
+
+    set: str
+    number: int
+    """1-based position of the entry in its set."""
+    label: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"set": self.set, "number": self.number, "label": self.label}
 
 
 Check = Callable[[Claims, datetime], ClauseResult]
@@ -372,14 +388,14 @@ def reference_check(policy: Policy, section: Section, where: tuple[str, ...]) ->
     rule = jsonpath(where)
     expected = list(section.reference_values)
     # Entries grouped by the claim paths they pin, so one dict lookup tests a whole group.
-    groups: dict[tuple[str, ...], dict[tuple[str | None, ...], str]] = {}
+    groups: dict[tuple[str, ...], dict[tuple[str | None, ...], ReferenceMatch]] = {}
     entries: list[tuple[str, tuple[tuple[str, str], ...]]] = []
     for name in expected:
         for number, entry in enumerate(policy.reference_set(name).entries, start=1):
-            label = f"{name}: {entry.label or f'entry {number}'}"
+            match = ReferenceMatch(name, number, entry.label)
             paths = tuple(path for path, _ in entry.values)
-            groups.setdefault(paths, {}).setdefault(tuple(v for _, v in entry.values), label)
-            entries.append((label, entry.values))
+            groups.setdefault(paths, {}).setdefault(tuple(v for _, v in entry.values), match)
+            entries.append((_entry_name(match), entry.values))
     getters = {path: compile_getter(path) for paths in groups for path in paths}
     all_paths = tuple(getters)
 
@@ -387,11 +403,20 @@ def reference_check(policy: Policy, section: Section, where: tuple[str, ...]) ->
         found = {path: get(claims) for path, get in getters.items()}
         lowered = {p: v.lower() if type(v) is str else None for p, v in found.items()}
         for paths, table in groups.items():
-            label = table.get(tuple(lowered[p] for p in paths))
-            if label is not None:
+            match = table.get(tuple(lowered[p] for p in paths))
+            if match is not None:
                 claim, shown = _shown(paths, found)
+                note = _entry_name(match)
                 return ClauseResult(
-                    "reference_values", rule, claim, "matches", expected, shown, True, note=label
+                    "reference_values",
+                    rule,
+                    claim,
+                    "matches",
+                    expected,
+                    shown,
+                    True,
+                    note=note,
+                    entry=match,
                 )
         claim, shown = _shown(all_paths, found)
         absent = any(v is _MISSING for v in found.values())
@@ -401,6 +426,10 @@ def reference_check(policy: Policy, section: Section, where: tuple[str, ...]) ->
         )
 
     return check
+
+
+def _entry_name(match: ReferenceMatch) -> str:
+    return f"{match.set}: {match.label or f'entry {match.number}'}"
 
 
 def _shown(paths: tuple[str, ...], found: Mapping[str, Any]) -> tuple[str, Any]:

@@ -15,7 +15,7 @@ from broker.errors import PolicyError
 from broker.policy.evaluate import compile_policy
 from broker.policy.model import POLICY_FORMAT, REFERENCES_FORMAT, Policy, ReferenceSet
 from broker.policy.model import reference_sets_from_json as _sets_from_json
-from broker.policy.references import resolve_references
+from broker.policy.references import shared_references
 from broker.policy.schema import validate
 from broker.policy.source import Problem, SourceMap, parse_document, policy_error, read_source
 
@@ -65,7 +65,7 @@ def _build(raw: object, where: SourceMap, base_dir: Path | None) -> Document:
     if doc["format"] == REFERENCES_FORMAT:
         sets = _sets_from_json(doc["reference_values"], where.source)
         return Document(where.source, None, sets, where)
-    shared = resolve_references(doc.get("references", []), base_dir, where)
+    shared = shared_references(doc, base_dir, where)
     try:
         policy = Policy.from_document(doc, shared=shared, source=where.source)
     except PolicyError as exc:

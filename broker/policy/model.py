@@ -25,6 +25,8 @@ from typing import Any
 from broker.errors import PolicyError
 from broker.evidence.claims import Signer, SignerOrigin
 from broker.jcs import canonicalize
+from broker.policy.provenance import Provenance
+from broker.policy.signatures import ReferenceSetRules, SignedReference
 
 POLICY_FORMAT = "keybroker-policy/1"
 REFERENCES_FORMAT = "keybroker-references/1"
@@ -297,16 +299,29 @@ class ReferenceEntry:
 
     values: tuple[tuple[str, str], ...]
     label: str | None = None
+    provenance: Provenance | None = None
+    """Where the values came from (:mod:`broker.policy.provenance`); never matched on."""
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {} if self.label is None else {"label": self.label}
         doc.update(self.values)
+        if self.provenance is not None:
+            doc["provenance"] = self.provenance.to_json()
         return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ReferenceEntry:
-        values = tuple((k, str(v).lower()) for k, v in doc.items() if k != "label")
-        return cls(values=values, label=doc.get("label"))
+        values = tuple((k, str(v).lower()) for k, v in doc.items() if k not in _ENTRY_METADATA)
+        provenance = doc.get("provenance")
+        return cls(
+            values=values,
+            label=doc.get("label"),
+            provenance=None if provenance is None else Provenance.from_json(provenance),
+        )
+
+
+#: Keys of a reference entry that describe it rather than name a claim.
+_ENTRY_METADATA = frozenset({"label", "provenance"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +332,8 @@ class ReferenceSet:
     description: str | None = None
     source: str | None = field(default=None, compare=False)
     """The file the set was read from (for messages; not part of the policy's meaning)."""
+    signed_by: str | None = None
+    """The signer whose detached signature over the set's file verified, if any."""
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"tee": self.tee}
@@ -326,18 +343,38 @@ class ReferenceSet:
         return doc
 
     @classmethod
-    def from_json(cls, name: str, doc: Mapping[str, Any], source: str | None) -> ReferenceSet:
+    def from_json(
+        cls,
+        name: str,
+        doc: Mapping[str, Any],
+        source: str | None,
+        signed_by: str | None = None,
+    ) -> ReferenceSet:
         return cls(
             name=name,
             tee=doc["tee"],
             entries=tuple(ReferenceEntry.from_json(e) for e in doc["values"]),
             description=doc.get("description"),
             source=source,
+            signed_by=signed_by,
         )
 
 
-def reference_sets_from_json(doc: Mapping[str, Any], source: str | None) -> dict[str, ReferenceSet]:
-    return {name: ReferenceSet.from_json(name, body, source) for name, body in doc.items()}
+def reference_sets_from_json(
+    doc: Mapping[str, Any], source: str | None, signed_by: str | None = None
+) -> dict[str, ReferenceSet]:
+    return {
+        name: ReferenceSet.from_json(name, body, source, signed_by) for name, body in doc.items()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SharedReferences:
+    """What a policy's reference files (or its canonical ``signed_references``) provide."""
+
+    sets: Mapping[str, ReferenceSet]
+    signed: tuple[SignedReference, ...] = ()
+    rules: ReferenceSetRules | None = None
 
 
 # --- Sections and the policy ----------------------------------------------------------------
@@ -397,6 +434,10 @@ class Policy:
     reference_sets: tuple[ReferenceSet, ...] = ()
     """The sets the sections use, inline or from shared files, sorted by name."""
     description: str | None = None
+    reference_rules: ReferenceSetRules | None = None
+    """``reference_sets``: who may sign reference files, and whether sets must be signed."""
+    signed_references: tuple[SignedReference, ...] = ()
+    """The signed files the used sets came from, carried verbatim in the canonical form."""
     source: str | None = field(default=None, compare=False)
     _digest: str = field(default="", init=False, repr=False, compare=False)
     program: Any = field(default=None, init=False, repr=False, compare=False)
@@ -426,8 +467,13 @@ class Policy:
         doc: dict[str, Any] = {"format": POLICY_FORMAT, "name": self.name, "version": self.version}
         if self.description is not None:
             doc["description"] = self.description
-        if self.reference_sets:
-            doc["reference_values"] = {ref.name: ref.to_json() for ref in self.reference_sets}
+        inline = {r.name: r.to_json() for r in self.reference_sets if r.signed_by is None}
+        if inline:
+            doc["reference_values"] = inline
+        if self.reference_rules is not None:
+            doc["reference_sets"] = self.reference_rules.to_json()
+        if self.signed_references:
+            doc["signed_references"] = [s.to_json() for s in self.signed_references]
         doc["admit"] = {section.tee: section.to_json() for section in self.sections}
         return doc
 
@@ -436,11 +482,13 @@ class Policy:
         cls,
         doc: Mapping[str, Any],
         *,
-        shared: Mapping[str, ReferenceSet] | None = None,
+        shared: SharedReferences | None = None,
         source: str | None = None,
     ) -> Policy:
-        """Build from a schema-valid document; ``shared`` holds sets from reference files."""
-        available = dict(shared or {})
+        """Build from a schema-valid document; ``shared`` holds the sets of its reference
+        files (verified, when signed) and the document's signing rules."""
+        shared = shared or SharedReferences({})
+        available = dict(shared.sets)
         problems: list[dict[str, Any]] = []
         for name, body in doc.get("reference_values", {}).items():
             if name in available:
@@ -472,6 +520,19 @@ class Policy:
                             f"the {section.tee} section cannot use it",
                         )
                     )
+                elif (
+                    shared.rules is not None
+                    and shared.rules.require_signed
+                    and ref.signed_by is None
+                ):
+                    problems.append(
+                        _problem(
+                            where,
+                            f"reference set '{name}' ({ref.source or 'inline'}) is not signed; "
+                            "reference_sets.require_signed accepts only sets from a reference "
+                            f"file signed by one of: {shared.rules.names}",
+                        )
+                    )
                 else:
                     used[name] = ref
         if problems:
@@ -482,6 +543,13 @@ class Policy:
             description=doc.get("description"),
             sections=sections,
             reference_sets=tuple(used[name] for name in sorted(used)),
+            reference_rules=shared.rules,
+            signed_references=tuple(
+                sorted(
+                    (s for s in shared.signed if any(r.source == s.file for r in used.values())),
+                    key=lambda s: s.file,
+                )
+            ),
             source=source,
         )
 

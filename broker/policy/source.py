@@ -389,6 +389,15 @@ def _parse_json(text: str, source: str) -> tuple[Any, SourceMap]:
 
 def read_source(path: Path) -> tuple[Any, SourceMap]:
     """Read and parse the file at ``path`` (JSON when it ends in ``.json``)."""
+    return parse_document(read_text(path), str(path), is_json=is_json_name(str(path)))
+
+
+def is_json_name(name: str) -> bool:
+    return name.lower().endswith(".json")
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of the file at ``path``, at most 1 MiB; :class:`PolicyError` if not."""
     source = str(path)
     try:
         data = path.read_bytes()
@@ -407,4 +416,4 @@ def read_source(path: Path) -> tuple[Any, SourceMap]:
     except UnicodeDecodeError as exc:
         problem = Problem(source, None, None, "$", f"not UTF-8 (byte {exc.start})")
         raise policy_error([problem]) from None
-    return parse_document(text, source, is_json=path.suffix.lower() == ".json")
+    return text

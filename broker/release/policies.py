@@ -72,4 +72,7 @@ def audit_summary(decision: Decision) -> dict[str, Any]:
         "section": decision.section,
         "clauses_evaluated": len(decision.explanation),
         "reasons": [clause.to_json() for clause in decision.failures],
+        "matched_references": [
+            clause.entry.to_json() for clause in decision.explanation if clause.entry is not None
+        ],
     }

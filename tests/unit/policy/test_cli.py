@@ -65,18 +65,24 @@ def test_check_output(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     assert lines[0].startswith(f"{INSECURE}: 1 warning (policy insecure-debug-example v1, sha256:")
     assert lines[1] == (
-        f"  {INSECURE}:32: warning[debug-allowed] $.admit.snp.insecure_allow_debug: debug guests "
+        f"  {INSECURE}:34: warning[debug-allowed] $.admit.snp.insecure_allow_debug: debug guests "
         "are admitted: their host can read their memory, so a released key is as exposed as the "
         "host"
     )
-    assert lines[2].startswith(f"{POLICIES / 'nitro-enclave.yaml'}: ok (policy nitro-enclave v1")
-    assert "acknowledged[infrastructure-signer] $.admit.nitro.signer" in lines[3]
-    assert lines[4] == f"{bad}: invalid, 2 errors"
-    assert lines[5] == (
+    assert lines[2] == (
+        "  provenance go-sev-guest-test-vm[1] (go-sev-guest Milan test VM (launched with DEBUG)): "
+        "source read from the report in tests/vectors/snp/go-sev-guest-milan-v2 "
+        "(https://github.com/google/go-sev-guest at af1c107a648f47253da23a9de7a7c82ec073cfdb)"
+    )
+    assert lines[3].startswith(f"{POLICIES / 'nitro-enclave.yaml'}: ok (policy nitro-enclave v1")
+    assert "acknowledged[infrastructure-signer] $.admit.nitro.signer" in lines[4]
+    assert lines[5].startswith("  provenance nitro-example-enclaves[1] (Evervault production")
+    assert lines[6] == f"{bad}: invalid, 2 errors"
+    assert lines[7] == (
         f"  {bad}:7:7: error: $.admit.snp.minimum_tcb.bootlader: unknown key 'bootlader' "
         "(did you mean 'bootloader'?); allowed here: bootloader, fmc, microcode, snp, tee"
     )
-    assert lines[6].startswith(f"  {bad}:8:27: error: $.admit.snp.insecure_allow_debug: ")
+    assert lines[8].startswith(f"  {bad}:8:27: error: $.admit.snp.insecure_allow_debug: ")
 
 
 def test_help_documents_exit_status(capsys: pytest.CaptureFixture[str]) -> None:

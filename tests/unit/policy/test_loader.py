@@ -365,17 +365,17 @@ def test_only_the_sets_used_are_part_of_the_policy() -> None:
 PINNED_DIGESTS = {
     "default.yaml": "aa6b39ff81970dd30058a49baefa0fbf575404b6ef349a7f3ea71bf29b1b4c38",
     "insecure-debug-example.yaml": (
-        "0fedf4eaf43a50e301620043142496c26fcd39e031ecb52a7cce9ab4cb3aeff5"
+        "20a99824801bdea6c2a45dcd380c02aa574a3669ac0933ae50f4f3352f59e515"
     ),
     "insecure-demo-simulated-snp.yaml": (
-        "47dfd8a613374cbf78aebb233120030291a517b70f6959cde6e615c64cd3cf06"
+        "6b4abbedea79d0468743b0167d4656feac1387448e637d8af8f574b0a5e5b99f"
     ),
-    "nitro-enclave.yaml": "71fc39a39e6edd94a86a2269ac52327b0bb605400374aa09318e22c4a73eae5e",
-    "sgx-enclave-data-key.yaml": "81123c4eac7db82dc7154ad7b12a14e3f18c04442ab51c72ba48b97fb7182b48",
+    "nitro-enclave.yaml": "cf19978491844cb76f2bd965fcac89c58ee8d9df16b1bcf0993c962816c2f449",
+    "sgx-enclave-data-key.yaml": "50c6cfe451e3b2f9e63dcc4c816184c0c48371a095c7fedad5b8c265d5950f8f",
     "snp-production-disk-key.yaml": (
-        "94c2fa45317a9c90c8c79e049a271bde4e30b4fa9b1338f98625a147948ae15c"
+        "1b75958bca92d446fd7d15d8862e4edab9eec3543f1871e72ed66f29e844246a"
     ),
-    "tdx-production.yaml": "046360e5063948eb2aad95bc041721334baa59a6453136b8b84bba4fdeea4cc2",
+    "tdx-production.yaml": "62f1788705b1cc3743355346034d60125c7095b6f64412c1878e7f53ff4a257f",
 }
 
 
