@@ -128,9 +128,12 @@ async def test_junk_appends_no_record_each_and_one_per_source_when_its_window_cl
     deployment: Deployment,
 ) -> None:
     rows = await audit_rows(deployment)
+    junk_started = datetime.now(UTC)
     refused = await _send_junk(deployment)
     assert refused == dict.fromkeys(refused, JUNK_EACH)  # each answered as before
-    assert await audit_rows(deployment) == rows  # and none appended a record
+    # None appended a record of its own: all that may appear while junk arrives is the
+    # aggregate of a window that closed meanwhile (a loaded machine can take over a minute).
+    assert await audit_rows(deployment) == rows + len(await _unauthenticated_records(deployment))
 
     async with httpx.AsyncClient(base_url=deployment.base) as http:
         metrics = (await http.get("/metrics")).text
@@ -145,20 +148,32 @@ async def test_junk_appends_no_record_each_and_one_per_source_when_its_window_cl
         )
         assert f"{sample} {float(JUNK_EACH)}" in metrics
 
-    started = datetime.now(UTC)
     deployment.stop_broker()  # shutdown writes the window it holds
-    assert await audit_rows(deployment) == rows + 1
-    (record,) = await _unauthenticated_records(deployment)
-    assert (record["decision"], record["request_id"], record["key_name"]) == ("deny", None, None)
-    assert record["source"] == "127.0.0.1"
-    assert record["requests"] == {
+    records = await _unauthenticated_records(deployment)
+    assert await audit_rows(deployment) == rows + len(records)
+    minutes_touched = int((datetime.now(UTC) - junk_started).total_seconds() // 60) + 2
+    assert 1 <= len(records) <= minutes_touched  # one per source and window, not per request
+    totals: dict[str, dict[str, int]] = {}
+    for record in records:
+        assert (record["decision"], record["request_id"], record["key_name"]) == (
+            "deny",
+            None,
+            None,
+        )
+        assert record["source"] == "127.0.0.1"
+        assert record["total"] == sum(sum(r.values()) for r in record["requests"].values())
+        start = datetime.fromisoformat(record["window"]["start"])
+        assert start < datetime.fromisoformat(record["window"]["end"])
+        for endpoint, reasons in record["requests"].items():
+            for reason, count in reasons.items():
+                totals.setdefault(endpoint, {}).setdefault(reason, 0)
+                totals[endpoint][reason] += count
+    assert totals == {
         ATTEST: {"nonce-mac": JUNK_EACH, "nonce-malformed": JUNK_EACH},
         RELEASE: {"token-malformed": JUNK_EACH, "token-signature": JUNK_EACH},
     }
-    assert record["total"] == 4 * JUNK_EACH
-    window_end = datetime.fromisoformat(record["window"]["end"])
-    assert datetime.fromisoformat(record["window"]["start"]) < window_end
-    assert started - timedelta(seconds=1) <= window_end <= datetime.now(UTC)
+    last_end = datetime.fromisoformat(records[-1]["window"]["end"])
+    assert junk_started < last_end <= datetime.now(UTC)
     report = await verify_chain(deployment.db)
     assert report.ok, report
 
