@@ -48,7 +48,7 @@ SCHEMA_ERRORS = [
         HEAD + "admit:\n  sev:\n    {}\n",
         5,
         "$.admit.sev",
-        "unknown key 'sev'; allowed here: any, nitro, sgx, snp, tdx",
+        "unknown key 'sev'; allowed here: any, nitro, sgx, snp, snp-vtpm, tdx, tdx-vtpm, tpm",
     ),
     (
         "format: keybroker-policy/1\nname: p\nadmit: {}\n",
@@ -88,8 +88,10 @@ SCHEMA_ERRORS = [
         HEAD + "admit:\n  snp:\n    require:\n      - {claim: Reported_TCB, exists: true}\n",
         7,
         "$.admit.snp.require[0].claim",
-        '"Reported_TCB" is not a dotted claim path such as reported_tcb.snp, rtmr.0 or '
-        "signer.origin (lowercase snake_case names and list indexes)",
+        '"Reported_TCB" is not a dotted claim path such as reported_tcb.snp, rtmr.0, '
+        "signer.origin or vtpm.runtime_data.vm-configuration.secure-boot (a lowercase "
+        "snake_case name, then names, which may hold '-' and capitals as the evidence's JSON "
+        "does, and list indexes)",
     ),
     (
         HEAD + "admit:\n  snp:\n    require:\n      - {claim: host_data, hex_equals: 0102}\n",
