@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -56,6 +57,7 @@ from broker.evidence.tpm.boot import (
 from broker.evidence.tpm.eventlog import Event, EventLog, SpecId
 from broker.evidence.tpm.quote import Quote
 from broker.evidence.trust import TrustedRoot, insecure_root
+from broker.privatefiles import write_private_bytes
 from hsm.pubkey import b64url
 
 AkKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -279,6 +281,44 @@ class AkAuthority:
 
     def chain_pem(self) -> bytes:
         return self.issuer.public_bytes(serialization.Encoding.PEM)
+
+    def save(self, directory: Path | str) -> None:
+        """Write the certificates as PEM and the keys as PKCS#8 (mode 0600)."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, certificate, key in (
+            ("root", self.root_certificate, self.root_key),
+            ("issuer", self.issuer, self.issuer_key),
+        ):
+            (folder / f"{name}.pem").write_bytes(
+                certificate.public_bytes(serialization.Encoding.PEM)
+            )
+            write_private_bytes(
+                folder / f"{name}.key",
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                ),
+            )
+
+    @classmethod
+    def load(cls, directory: Path | str) -> AkAuthority:
+        folder = Path(directory)
+        keys = [
+            serialization.load_pem_private_key((folder / f"{name}.key").read_bytes(), None)
+            for name in ("root", "issuer")
+        ]
+        root_key, issuer_key = keys
+        if not isinstance(root_key, rsa.RSAPrivateKey) or not isinstance(
+            issuer_key, rsa.RSAPrivateKey
+        ):
+            raise ValueError(f"{folder}: the vTPM CA keys are not RSA")
+        root, issuer = (
+            x509.load_pem_x509_certificate((folder / f"{name}.pem").read_bytes())
+            for name in ("root", "issuer")
+        )
+        return cls(root_key, root, issuer_key, issuer)
 
 
 # --- event logs -------------------------------------------------------------------------------

@@ -297,7 +297,14 @@ def test_signer_claims_are_the_signer_attributes() -> None:
         ("sgx-enclave-data-key.yaml", []),
         ("nitro-enclave.yaml", [("infrastructure-signer", True)]),
         ("insecure-debug-example.yaml", [("debug-allowed", False)]),
-        ("insecure-demo-simulated-snp.yaml", [("test-root-accepted", False)]),
+        (
+            "insecure-demo-simulated-snp.yaml",
+            [
+                ("test-root-accepted", False),
+                ("infrastructure-signer", True),
+                ("test-root-accepted", False),
+            ],
+        ),
     ],
 )
 def test_shipped_policies_warn_only_where_intended(

@@ -370,7 +370,7 @@ PINNED_DIGESTS = {
         "20a99824801bdea6c2a45dcd380c02aa574a3669ac0933ae50f4f3352f59e515"
     ),
     "insecure-demo-simulated-snp.yaml": (
-        "6b4abbedea79d0468743b0167d4656feac1387448e637d8af8f574b0a5e5b99f"
+        "839c94ff8e714a704eabe7506beb314e4b05a8c4f1faf58da939ef59e36548eb"
     ),
     "nitro-enclave.yaml": "cf19978491844cb76f2bd965fcac89c58ee8d9df16b1bcf0993c962816c2f449",
     "sgx-enclave-data-key.yaml": "50c6cfe451e3b2f9e63dcc4c816184c0c48371a095c7fedad5b8c265d5950f8f",
