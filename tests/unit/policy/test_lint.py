@@ -296,6 +296,8 @@ def test_signer_claims_are_the_signer_attributes() -> None:
         ("tdx-production.yaml", []),
         ("sgx-enclave-data-key.yaml", []),
         ("nitro-enclave.yaml", [("infrastructure-signer", True)]),
+        ("azure-cvm-disk-key.yaml", [("infrastructure-signer", True)]),
+        ("gce-shielded-vm.yaml", [("infrastructure-signer", True)]),
         ("insecure-debug-example.yaml", [("debug-allowed", False)]),
         (
             "insecure-demo-simulated-snp.yaml",

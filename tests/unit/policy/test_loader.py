@@ -365,6 +365,8 @@ def test_only_the_sets_used_are_part_of_the_policy() -> None:
 #: Digests of the shipped policies, pinned: the canonical form (and so every audit record's
 #: policy identity) must not change with the serialiser behind it.
 PINNED_DIGESTS = {
+    "azure-cvm-disk-key.yaml": "0c33ba9cb26c82deac0caac865b89321ec47bc098af9ddaa6aaaf4eff30aed84",
+    "gce-shielded-vm.yaml": "6096c56f80f33d8c0e12cda722276d95d1f2416c929100984fc67f5e809be78a",
     "default.yaml": "aa6b39ff81970dd30058a49baefa0fbf575404b6ef349a7f3ea71bf29b1b4c38",
     "insecure-debug-example.yaml": (
         "20a99824801bdea6c2a45dcd380c02aa574a3669ac0933ae50f4f3352f59e515"
@@ -437,7 +439,9 @@ SHIPPED = sorted(p.name for p in POLICIES.glob("*.yaml"))
 
 def test_the_expected_policies_ship() -> None:
     assert SHIPPED == [
+        "azure-cvm-disk-key.yaml",
         "default.yaml",
+        "gce-shielded-vm.yaml",
         "insecure-debug-example.yaml",
         "insecure-demo-simulated-snp.yaml",
         "nitro-enclave.yaml",
