@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -76,10 +76,13 @@ class Quote:
     """The TPMS_ATTEST exactly as the TPM returned it (``tpm2_quote -m``)."""
     signature: Signature
     pcrs: PcrValues
+    parsed: Attest | None = field(default=None, repr=False, compare=False)
+    """``Attest.from_bytes(message)`` where the reader of the form already made it (the
+    form needed its PCR selection), so that a quote is parsed once."""
 
     @property
     def attest(self) -> Attest:
-        return Attest.from_bytes(self.message)
+        return self.parsed if self.parsed is not None else Attest.from_bytes(self.message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,8 @@ def trustee_quote(document: Mapping[str, Any], where: str) -> Quote:
         raise MalformedEvidence(f"{where}.pcrs is not a list")
     pcrs = [_bytes(value, f"{where}.pcrs[{index}]") for index, value in enumerate(values)]
     # The values are those of the PCRs the quote selects, in its order: read the selection.
-    info = Attest.from_bytes(message).attested
+    attest = Attest.from_bytes(message)
+    info = attest.attested
     if not isinstance(info, QuoteInfo):
         raise UnsupportedEvidence(f"{where}.message is not a TPM2_Quote's TPMS_ATTEST")
     if [s.hash_alg for s in info.pcr_select] != [Alg.SHA256]:
@@ -121,6 +122,7 @@ def trustee_quote(document: Mapping[str, Any], where: str) -> Quote:
         message,
         Signature(Alg.RSASSA, Alg.SHA256, rsa=signature),
         {Alg.SHA256: dict(zip(selected, pcrs, strict=True))},
+        parsed=attest,
     )
 
 

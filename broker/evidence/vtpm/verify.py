@@ -37,10 +37,11 @@ import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from broker.errors import MalformedEvidence, RuntimeDataMismatch, UnsupportedEvidence
-from broker.evidence.claims import Claims, SignerOrigin, Tee
+from broker.evidence.claims import Claims, SignerOrigin, Tee, freeze
 from broker.evidence.dcap.abi import TdReportBody10
 from broker.evidence.dcap.verify import appraise_quote, authenticate_quote
 from broker.evidence.snp.claims import report_claims
@@ -226,16 +227,18 @@ def verify_tdx_vtpm(
 
 
 def _compose(tee: Tee, hardware: Claims, tpm: VerifiedTpm, runtime: RuntimeData) -> Claims:
+    # The hardware's fields are frozen already: only the new ones are (Claims keeps a
+    # read-only mapping as given, so nothing is copied twice on this hot path).
     fields: dict[str, Any] = {
-        name: value for name, value in hardware.plain_fields().items() if name != "event_log"
+        name: value for name, value in hardware.fields.items() if name != "event_log"
     }
-    fields["tpm"] = tpm_fields(tpm)
-    fields["vtpm"] = vtpm_fields(tpm, runtime)
+    fields["tpm"] = freeze(tpm_fields(tpm))
+    fields["vtpm"] = freeze(vtpm_fields(tpm, runtime))
     return Claims(
         tee=tee,
         signer=dataclasses.replace(hardware.signer, origin=SignerOrigin.INFRASTRUCTURE_PROVIDER),
         debug=hardware.debug,
-        fields=fields,
+        fields=MappingProxyType(fields),
         collateral_time=hardware.collateral_time,
         warnings=hardware.warnings,
     )
