@@ -200,7 +200,7 @@ class EventLogMismatch(EvidenceError):
 class PcrMismatch(EvidenceError):
     """The PCR values given do not hash to the pcrDigest a TPM quote signs."""
 
-    type = "pcr_mismatch"
+    type = "pcr-mismatch"
 
 
 class RuntimeDataMismatch(EvidenceError):
@@ -208,7 +208,7 @@ class RuntimeDataMismatch(EvidenceError):
     is not its hash, the report was not made at VMPL 0, or the HCL report and the TD quote
     answer different requests."""
 
-    type = "runtime_data_mismatch"
+    type = "runtime-data-mismatch"
 
 
 class BindingMismatch(EvidenceError):

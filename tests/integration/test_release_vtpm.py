@@ -264,15 +264,15 @@ def other_ak_chain(document: dict[str, Any], collateral: dict[str, bytes], _: An
 @pytest.mark.parametrize(
     ("tee", "change", "error", "detail"),
     [
-        ("snp-vtpm", flip_quote, "signature_invalid", "TPM quote: TPMT_SIGNATURE RSASSA/sha256"),
-        ("tpm", flip_quote, "signature_invalid", "does not verify with the AK"),
-        ("snp-vtpm", flip_pcr, "pcr_mismatch", "TPMS_QUOTE_INFO.pcrDigest"),
-        ("tdx-vtpm", flip_pcr, "pcr_mismatch", "TPMS_QUOTE_INFO.pcrDigest"),
-        ("snp-vtpm", flip_runtime_data, "runtime_data_mismatch", "REPORT_DATA[0:32]"),
-        ("tdx-vtpm", flip_runtime_data, "runtime_data_mismatch", "REPORTDATA[0:32]"),
-        ("snp-vtpm", wrong_ak, "signature_invalid", "does not verify with the AK"),
-        ("tpm", wrong_ak, "signature_invalid", "does not verify with the AK"),
-        ("tpm", other_ak_chain, "chain_invalid", "AK certificate"),
+        ("snp-vtpm", flip_quote, "signature-invalid", "TPM quote: TPMT_SIGNATURE RSASSA/sha256"),
+        ("tpm", flip_quote, "signature-invalid", "does not verify with the AK"),
+        ("snp-vtpm", flip_pcr, "pcr-mismatch", "TPMS_QUOTE_INFO.pcrDigest"),
+        ("tdx-vtpm", flip_pcr, "pcr-mismatch", "TPMS_QUOTE_INFO.pcrDigest"),
+        ("snp-vtpm", flip_runtime_data, "runtime-data-mismatch", "REPORT_DATA[0:32]"),
+        ("tdx-vtpm", flip_runtime_data, "runtime-data-mismatch", "REPORTDATA[0:32]"),
+        ("snp-vtpm", wrong_ak, "signature-invalid", "does not verify with the AK"),
+        ("tpm", wrong_ak, "signature-invalid", "does not verify with the AK"),
+        ("tpm", other_ak_chain, "chain-invalid", "AK certificate"),
     ],
     ids=lambda value: getattr(value, "__name__", value),
 )
@@ -289,7 +289,7 @@ async def test_a_quote_for_another_challenge_is_a_binding_mismatch(
     source = guest(deployment, tee)
     other = BindingInput(bytes(64), b"", b"", os.urandom(48))
     record = await refused(
-        deployment, Given(tee, *source.produce(other)), "binding_mismatch", "TPM quote extraData"
+        deployment, Given(tee, *source.produce(other)), "binding-mismatch", "TPM quote extraData"
     )
     assert record["signer"]["root"] == ROOTS[tee]  # verified, then refused for the binding
 
@@ -304,7 +304,7 @@ async def test_every_azure_snp_vector_verifies_then_binds_nothing_of_ours(
     record = await refused(
         deployment,
         Given("az-snp-vtpm", vector.evidence, vector.collateral),
-        "binding_mismatch",
+        "binding-mismatch",
         "TPM quote extraData is neither SHA-384 nor SHA-512",
     )
     assert record["signer"]["root"] == f"amd-ark-{vector.product.lower()}"
@@ -330,5 +330,5 @@ async def test_the_gce_vectors_verify_then_bind_nothing_of_ours(
     deployment: Deployment, path: Path
 ) -> None:
     evidence = path.read_bytes()  # noqa: ASYNC240 - a small vector file
-    record = await refused(deployment, Given("tpm", evidence), "binding_mismatch", "extraData")
+    record = await refused(deployment, Given("tpm", evidence), "binding-mismatch", "extraData")
     assert record["signer"]["root"] == "google-tpm-ek-root-2018"

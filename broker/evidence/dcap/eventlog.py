@@ -90,7 +90,7 @@ def parse_event_log(data: bytes) -> EventLog:
     """Parse a CCEL area (:mod:`broker.evidence.tpm.eventlog`); ``MalformedEvidence`` for
     anything but a log followed by fill, a log without a SHA-384 bank, or an event that
     targets no RTMR."""
-    log = tcg.EventLog.from_bytes(
+    log = tcg.parse_tcg_event_log(
         data, max_events=MAX_EVENTS, bound="a CCEL log holds a few hundred at most"
     )
     if (SHA384_ALG_ID, SHA384_SIZE) not in log.spec.algorithms:

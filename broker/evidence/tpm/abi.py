@@ -13,8 +13,9 @@ many bytes. Parsed here:
 * ``TPMT_PUBLIC`` for RSA and ECC keys, whose Name (``nameAlg || H(TPMT_PUBLIC)``) is what a
   quote's qualifiedSigner names.
 
-Every structure has ``from_bytes`` (the whole input, nothing after it) and ``to_bytes``, its
-exact inverse; deciding whether a value is acceptable is :mod:`.verify`'s job.
+Every structure has a ``parse_`` function (the whole input, nothing after it) and
+``to_bytes``, its exact inverse; deciding whether a value is acceptable is :mod:`.verify`'s
+job.
 """
 
 from __future__ import annotations
@@ -196,29 +197,6 @@ class Attest:
     attested: QuoteInfo | bytes
     """TPMS_QUOTE_INFO for a quote; the TPMU_ATTEST bytes verbatim for any other type."""
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Attest:
-        reader = _reader(data, "TPMS_ATTEST")
-        magic = reader.u32("magic")
-        kind = reader.u16("type")
-        signer = _sized(reader, "qualifiedSigner")
-        extra = _sized(reader, "extraData")
-        clock = ClockInfo(
-            clock=reader.uint(8, "clockInfo.clock"),
-            reset_count=reader.u32("clockInfo.resetCount"),
-            restart_count=reader.u32("clockInfo.restartCount"),
-            safe=_yes_no(reader, "clockInfo.safe"),
-        )
-        firmware = reader.uint(8, "firmwareVersion")
-        attested: QuoteInfo | bytes
-        if kind == TPM_ST_ATTEST_QUOTE:
-            selections = _read_selection_list(reader, "attested.quote.pcrSelect")
-            attested = QuoteInfo(selections, _sized(reader, "attested.quote.pcrDigest"))
-            reader.expect_end("attested.quote")
-        else:
-            attested = reader.rest()
-        return cls(magic, kind, signer, extra, clock, firmware, attested)
-
     def to_bytes(self) -> bytes:
         attested = (
             self.attested.to_bytes() if isinstance(self.attested, QuoteInfo) else self.attested
@@ -236,6 +214,29 @@ class Attest:
             + self.firmware_version.to_bytes(8, "big")
             + attested
         )
+
+
+def parse_attest(data: bytes) -> Attest:
+    reader = _reader(data, "TPMS_ATTEST")
+    magic = reader.u32("magic")
+    kind = reader.u16("type")
+    signer = _sized(reader, "qualifiedSigner")
+    extra = _sized(reader, "extraData")
+    clock = ClockInfo(
+        clock=reader.uint(8, "clockInfo.clock"),
+        reset_count=reader.u32("clockInfo.resetCount"),
+        restart_count=reader.u32("clockInfo.restartCount"),
+        safe=_yes_no(reader, "clockInfo.safe"),
+    )
+    firmware = reader.uint(8, "firmwareVersion")
+    attested: QuoteInfo | bytes
+    if kind == TPM_ST_ATTEST_QUOTE:
+        selections = _read_selection_list(reader, "attested.quote.pcrSelect")
+        attested = QuoteInfo(selections, _sized(reader, "attested.quote.pcrDigest"))
+        reader.expect_end("attested.quote")
+    else:
+        attested = reader.rest()
+    return Attest(magic, kind, signer, extra, clock, firmware, attested)
 
 
 def _yes_no(reader: ByteReader, what: str) -> bool:
@@ -261,29 +262,29 @@ class Signature:
     s: bytes = b""
     """TPMS_SIGNATURE_ECC.signatureS (ECDSA)."""
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Signature:
-        reader = _reader(data, "TPMT_SIGNATURE")
-        sig_alg = reader.u16("sigAlg")
-        if sig_alg in (Alg.RSASSA, Alg.RSAPSS):
-            hash_alg = reader.u16("signature.hash")
-            signature = cls(sig_alg, hash_alg, rsa=_sized(reader, "signature.sig"))
-        elif sig_alg == Alg.ECDSA:
-            hash_alg = reader.u16("signature.hash")
-            r = _sized(reader, "signature.signatureR")
-            signature = cls(sig_alg, hash_alg, r=r, s=_sized(reader, "signature.signatureS"))
-        else:
-            raise MalformedEvidence(
-                f"TPMT_SIGNATURE: sigAlg {alg_name(sig_alg)} is not RSASSA, RSAPSS or ECDSA"
-            )
-        reader.expect_end("the signature")
-        return signature
-
     def to_bytes(self) -> bytes:
         head = self.sig_alg.to_bytes(2, "big") + self.hash_alg.to_bytes(2, "big")
         if self.sig_alg == Alg.ECDSA:
             return head + _b(self.r) + _b(self.s)
         return head + _b(self.rsa)
+
+
+def parse_signature(data: bytes) -> Signature:
+    reader = _reader(data, "TPMT_SIGNATURE")
+    sig_alg = reader.u16("sigAlg")
+    if sig_alg in (Alg.RSASSA, Alg.RSAPSS):
+        hash_alg = reader.u16("signature.hash")
+        signature = Signature(sig_alg, hash_alg, rsa=_sized(reader, "signature.sig"))
+    elif sig_alg == Alg.ECDSA:
+        hash_alg = reader.u16("signature.hash")
+        r = _sized(reader, "signature.signatureR")
+        signature = Signature(sig_alg, hash_alg, r=r, s=_sized(reader, "signature.signatureS"))
+    else:
+        raise MalformedEvidence(
+            f"TPMT_SIGNATURE: sigAlg {alg_name(sig_alg)} is not RSASSA, RSAPSS or ECDSA"
+        )
+    reader.expect_end("the signature")
+    return signature
 
 
 # --- TPMT_PUBLIC ------------------------------------------------------------------------------
@@ -319,40 +320,6 @@ class Public:
     """ECC: TPMT_KDF_SCHEME, verbatim."""
     x: bytes = b""
     y: bytes = b""
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Public:
-        reader = _reader(data, "TPMT_PUBLIC")
-        kind = reader.u16("type")
-        name_alg = reader.u16("nameAlg")
-        attributes = reader.u32("objectAttributes")
-        policy = _sized(reader, "authPolicy")
-        symmetric = _symmetric(reader)
-        scheme = reader.u16("parameters.scheme.scheme")
-        scheme_hash = None if scheme == Alg.NULL else reader.u16("parameters.scheme.details")
-        if kind == Alg.RSA:
-            bits = reader.u16("parameters.keyBits")
-            exponent = reader.u32("parameters.exponent")
-            modulus = _sized(reader, "unique.rsa")
-            public = cls(
-                kind, name_alg, attributes, policy, symmetric, scheme, scheme_hash,
-                key_bits=bits, exponent=exponent, modulus=modulus,
-            )  # fmt: skip
-        elif kind == Alg.ECC:
-            curve = reader.u16("parameters.curveID")
-            kdf_scheme = reader.take(2, "parameters.kdf.scheme")
-            kdf = kdf_scheme
-            if int.from_bytes(kdf_scheme, "big") != Alg.NULL:
-                kdf += reader.take(2, "parameters.kdf.details")
-            x = _sized(reader, "unique.ecc.x")
-            public = cls(
-                kind, name_alg, attributes, policy, symmetric, scheme, scheme_hash,
-                curve=curve, kdf=kdf, x=x, y=_sized(reader, "unique.ecc.y"),
-            )  # fmt: skip
-        else:
-            raise MalformedEvidence(f"TPMT_PUBLIC: type {alg_name(kind)} is not RSA or ECC")
-        reader.expect_end("the public area")
-        return public
 
     def to_bytes(self) -> bytes:
         out = (
@@ -394,6 +361,40 @@ class Public:
             return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
         except ValueError as exc:
             raise MalformedEvidence(f"TPMT_PUBLIC: unique is not a usable key: {exc}") from None
+
+
+def parse_public(data: bytes) -> Public:
+    reader = _reader(data, "TPMT_PUBLIC")
+    kind = reader.u16("type")
+    name_alg = reader.u16("nameAlg")
+    attributes = reader.u32("objectAttributes")
+    policy = _sized(reader, "authPolicy")
+    symmetric = _symmetric(reader)
+    scheme = reader.u16("parameters.scheme.scheme")
+    scheme_hash = None if scheme == Alg.NULL else reader.u16("parameters.scheme.details")
+    if kind == Alg.RSA:
+        bits = reader.u16("parameters.keyBits")
+        exponent = reader.u32("parameters.exponent")
+        modulus = _sized(reader, "unique.rsa")
+        public = Public(
+            kind, name_alg, attributes, policy, symmetric, scheme, scheme_hash,
+            key_bits=bits, exponent=exponent, modulus=modulus,
+        )  # fmt: skip
+    elif kind == Alg.ECC:
+        curve = reader.u16("parameters.curveID")
+        kdf_scheme = reader.take(2, "parameters.kdf.scheme")
+        kdf = kdf_scheme
+        if int.from_bytes(kdf_scheme, "big") != Alg.NULL:
+            kdf += reader.take(2, "parameters.kdf.details")
+        x = _sized(reader, "unique.ecc.x")
+        public = Public(
+            kind, name_alg, attributes, policy, symmetric, scheme, scheme_hash,
+            curve=curve, kdf=kdf, x=x, y=_sized(reader, "unique.ecc.y"),
+        )  # fmt: skip
+    else:
+        raise MalformedEvidence(f"TPMT_PUBLIC: type {alg_name(kind)} is not RSA or ECC")
+    reader.expect_end("the public area")
+    return public
 
 
 def _symmetric(reader: ByteReader) -> bytes:

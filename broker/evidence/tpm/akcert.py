@@ -9,11 +9,11 @@ raising:
 1. the chain: the AK certificate, then issuers found by subject among the ``ak_chain`` given
    and the intermediates that ship pinned (:mod:`.roots`), up to a pinned root or a test root
    admitted through an ``insecure_`` setting; every link's signature, and every
-   certificate's validity at ``now`` (``trust.verify_chain``: ``chain_invalid``,
-   ``certificate_expired``);
-2. the AK certificate is not a CA (``chain_invalid``);
+   certificate's validity at ``now`` (``trust.verify_chain``: ``chain-invalid``,
+   ``certificate-expired``);
+2. the AK certificate is not a CA (``chain-invalid``);
 3. its public key is the AK that signed the quote, compared as DER SubjectPublicKeyInfo
-   (``chain_invalid``): a genuine certificate of another key vouches for nothing here.
+   (``chain-invalid``): a genuine certificate of another key vouches for nothing here.
 
 Revocation is not checked: neither cloud publishes CRLs that its guests or go-tpm-tools
 consult for AK certificates, and the AK lives as long as the VM.

@@ -101,28 +101,6 @@ class SpecId:
     """(TPM_ALG_ID, digest size) of every bank the log records, in log order."""
     vendor_info: bytes = b""
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> SpecId:
-        reader = ByteReader(data, "event log: Spec ID event")
-        if reader.take(16, "signature") != SPEC_ID_SIGNATURE:
-            raise MalformedEvidence("event log: Spec ID event signature is not 'Spec ID Event03'")
-        platform_class = reader.u32("platformClass")
-        version = (
-            reader.uint(1, "specVersionMinor"),
-            reader.uint(1, "specVersionMajor"),
-            reader.uint(1, "specErrata"),
-        )
-        uintn_size = reader.uint(1, "uintnSize")
-        count = reader.u32("numberOfAlgorithms")
-        algorithms = tuple(
-            (reader.u16("algorithmId"), reader.u16("digestSize")) for _ in range(count)
-        )
-        if len({alg for alg, _ in algorithms}) != len(algorithms):
-            raise MalformedEvidence("event log: Spec ID event lists an algorithm twice")
-        vendor_info = reader.take(reader.uint(1, "vendorInfoSize"), "vendorInfo")
-        reader.expect_end("vendorInfo")
-        return cls(platform_class, version, uintn_size, algorithms, vendor_info)
-
     def to_bytes(self) -> bytes:
         out = SPEC_ID_SIGNATURE + self.platform_class.to_bytes(4, "little")
         out += bytes([*self.version, self.uintn_size])
@@ -133,6 +111,26 @@ class SpecId:
 
     def sizes(self) -> dict[int, int]:
         return dict(self.algorithms)
+
+
+def parse_spec_id(data: bytes) -> SpecId:
+    reader = ByteReader(data, "event log: Spec ID event")
+    if reader.take(16, "signature") != SPEC_ID_SIGNATURE:
+        raise MalformedEvidence("event log: Spec ID event signature is not 'Spec ID Event03'")
+    platform_class = reader.u32("platformClass")
+    version = (
+        reader.uint(1, "specVersionMinor"),
+        reader.uint(1, "specVersionMajor"),
+        reader.uint(1, "specErrata"),
+    )
+    uintn_size = reader.uint(1, "uintnSize")
+    count = reader.u32("numberOfAlgorithms")
+    algorithms = tuple((reader.u16("algorithmId"), reader.u16("digestSize")) for _ in range(count))
+    if len({alg for alg, _ in algorithms}) != len(algorithms):
+        raise MalformedEvidence("event log: Spec ID event lists an algorithm twice")
+    vendor_info = reader.take(reader.uint(1, "vendorInfoSize"), "vendorInfo")
+    reader.expect_end("vendorInfo")
+    return SpecId(platform_class, version, uintn_size, algorithms, vendor_info)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,31 +173,6 @@ class EventLog:
     header_digest: bytes = bytes(_HEADER_DIGEST_SIZE)
     fill: bytes = b""
     """0x00 or 0xFF bytes after the last entry (a CCEL area's unused part)."""
-
-    @classmethod
-    def from_bytes(cls, data: bytes, *, max_events: int = MAX_EVENTS, bound: str = "") -> EventLog:
-        """Parse a log; ``MalformedEvidence`` for anything but a log, then fill.
-
-        More than ``max_events`` entries after the Spec ID event is malformed; ``bound`` says
-        why in the message (what such a log holds at most)."""
-        cursor = ByteReader(bytes(data), "event log")
-        header_index = cursor.u32("header index")
-        if cursor.u32("header type") != EV_NO_ACTION:
-            raise MalformedEvidence("event log: first entry is not EV_NO_ACTION (Spec ID event)")
-        header_digest = cursor.take(_HEADER_DIGEST_SIZE, "header SHA-1 digest")
-        spec = SpecId.from_bytes(cursor.take(cursor.u32("header data size"), "Spec ID event"))
-        sizes = spec.sizes()
-        entries: list[Event] = []
-        while not cursor.at_fill():
-            if len(entries) == max_events:
-                note = f"; {bound}" if bound else ""
-                raise MalformedEvidence(
-                    f"event log: more than {max_events} events after the Spec ID event (at "
-                    f"offset {cursor.pos}){note}"
-                )
-            entries.append(_read_event(cursor, f"event {len(entries) + 1}", sizes))
-        fill = cursor.rest()
-        return cls(spec, tuple(entries), header_index, header_digest, fill)
 
     def to_bytes(self) -> bytes:
         spec = self.spec.to_bytes()
@@ -245,6 +218,31 @@ class EventLog:
         return registers
 
 
+def parse_tcg_event_log(data: bytes, *, max_events: int = MAX_EVENTS, bound: str = "") -> EventLog:
+    """Parse a log; ``MalformedEvidence`` for anything but a log, then fill.
+
+    More than ``max_events`` entries after the Spec ID event is malformed; ``bound`` says
+    why in the message (what such a log holds at most)."""
+    cursor = ByteReader(bytes(data), "event log")
+    header_index = cursor.u32("header index")
+    if cursor.u32("header type") != EV_NO_ACTION:
+        raise MalformedEvidence("event log: first entry is not EV_NO_ACTION (Spec ID event)")
+    header_digest = cursor.take(_HEADER_DIGEST_SIZE, "header SHA-1 digest")
+    spec = parse_spec_id(cursor.take(cursor.u32("header data size"), "Spec ID event"))
+    sizes = spec.sizes()
+    entries: list[Event] = []
+    while not cursor.at_fill():
+        if len(entries) == max_events:
+            note = f"; {bound}" if bound else ""
+            raise MalformedEvidence(
+                f"event log: more than {max_events} events after the Spec ID event (at "
+                f"offset {cursor.pos}){note}"
+            )
+        entries.append(_read_event(cursor, f"event {len(entries) + 1}", sizes))
+    fill = cursor.rest()
+    return EventLog(spec, tuple(entries), header_index, header_digest, fill)
+
+
 def initial_value(pcr: int, size: int, locality: int | None = None) -> bytes:
     """A PCR's value before any extend: zero, except PCR0 after a startup locality event
     (its last byte is the locality; PC Client spec, "Startup Locality Event")."""
@@ -262,7 +260,7 @@ def _read_event(cursor: ByteReader, where: str, sizes: Mapping[int, int]) -> Eve
             f"event log: {where} has {count} digests, the Spec ID event lists "
             f"{len(sizes)} algorithms"
         )
-    digests = []
+    digests: list[tuple[int, bytes]] = []
     for _ in range(count):
         alg = cursor.uint(2, f"{where} digest algorithm")
         if alg not in sizes:

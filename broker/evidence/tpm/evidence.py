@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from broker import fastjson
 from broker.errors import MalformedEvidence, UnsupportedEvidence
 from broker.evidence.tpm import protobuf
-from broker.evidence.tpm.abi import HASH_IDS, Public, Signature
+from broker.evidence.tpm.abi import HASH_IDS, Public, parse_public, parse_signature
 from broker.evidence.tpm.quote import Quote
 
 T = TypeVar("T")
@@ -154,7 +154,7 @@ def quote_from_json(document: Any, where: str = "tpm_quote") -> Quote:
             )
             for index, value in values.items()
         }
-    return Quote(message, Signature.from_bytes(raw_signature), pcrs)
+    return Quote(message, parse_signature(raw_signature), pcrs)
 
 
 def pcr_index(text: str, where: str) -> int:
@@ -200,7 +200,7 @@ def _attestation(data: bytes) -> TpmEvidence:
         ak_cert=protobuf.last_bytes(fields, 6, f"{where}.ak_cert"),
         ak_chain=tuple(protobuf.all_bytes(fields, 7, f"{where}.intermediate_certs")),
         event_log=protobuf.last_bytes(fields, 3, f"{where}.event_log"),
-        ak_public=None if ak_pub is None else Public.from_bytes(ak_pub),
+        ak_public=None if ak_pub is None else parse_public(ak_pub),
     )
 
 
@@ -223,7 +223,7 @@ def _pb_quote(data: bytes, where: str) -> Quote:
         if index > MAX_PCR_INDEX or index in values:
             raise MalformedEvidence(f"{where}.pcrs.pcrs: PCR {index} out of range or twice")
         values[index] = value
-    return Quote(message, Signature.from_bytes(signature), {bank: values})
+    return Quote(message, parse_signature(signature), {bank: values})
 
 
 def one_source(

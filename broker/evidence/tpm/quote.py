@@ -7,14 +7,14 @@ each quote, in this order (each step raises):
 1. the signature over the TPMS_ATTEST bytes as received: RSASSA-PKCS1-v1_5 or RSASSA-PSS with
    an RSA AK, ECDSA with a P-256 or P-384 AK, hash SHA-256, SHA-384 or SHA-512 (TPM 2.0
    Library Part 1, "Signature Operations"); SHA-1 is refused (``unsupported``), a bad
-   signature is ``signature_invalid``;
+   signature is ``signature-invalid``;
 2. then its content: ``magic`` must be TPM_GENERATED_VALUE, which a restricted AK signs only
    over structures the TPM itself made (``malformed`` otherwise), and ``type``
    TPM_ST_ATTEST_QUOTE (``unsupported`` otherwise);
 3. the PCR values given must be exactly those the quote selects (TPML_PCR_SELECTION), of the
    bank's size (``malformed``), and ``pcrDigest`` must be the hash, with the signature's
    hash algorithm (TPM 2.0 Library Part 3, TPM2_Quote), of the selected values concatenated
-   in selection order (``pcr_mismatch``).
+   in selection order (``pcr-mismatch``).
 
 Checking the signature before the content means a flipped byte anywhere in a quote that
 still parses is reported as a bad signature, never as a verdict on forged bytes.
@@ -51,6 +51,7 @@ from broker.evidence.tpm.abi import (
     QuoteInfo,
     Signature,
     alg_name,
+    parse_attest,
 )
 
 AkPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -77,12 +78,12 @@ class Quote:
     signature: Signature
     pcrs: PcrValues
     parsed: Attest | None = field(default=None, repr=False, compare=False)
-    """``Attest.from_bytes(message)`` where the reader of the form already made it (the
+    """``parse_attest(message)`` where the reader of the form already made it (the
     form needed its PCR selection), so that a quote is parsed once."""
 
     @property
     def attest(self) -> Attest:
-        return self.parsed if self.parsed is not None else Attest.from_bytes(self.message)
+        return self.parsed if self.parsed is not None else parse_attest(self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,7 @@ def _check_signature(message: bytes, signature: Signature, ak: AkPublicKey, wher
                 int.from_bytes(signature.r, "big"), int.from_bytes(signature.s, "big")
             )
             ak.verify(der, message, ec.ECDSA(algorithm))
-        else:  # pragma: no cover - Signature.from_bytes admits no other scheme
+        else:  # pragma: no cover - parse_signature admits no other scheme
             raise UnsupportedEvidence(f"{where}: TPMT_SIGNATURE.sigAlg {scheme}")
     except (InvalidSignature, UnsupportedAlgorithm, ValueError):
         raise SignatureInvalid(

@@ -14,7 +14,7 @@ report's runtime data for the others. With the AK in hand, in order (each step r
    then being at its initial value, and a PCR the log extends must be selected. PCR10 and
    above are extended by the OS after boot (IMA, systemd) without entries in this log, so
    they are not compared and their events are neither claims nor facts. A log that does
-   not replay is an error (``event_log_mismatch``), never a warning. The boot facts
+   not replay is an error (``event-log-mismatch``), never a warning. The boot facts
    (:mod:`.boot`) are then read from the SHA-256 bank.
 """
 
@@ -30,7 +30,13 @@ from broker.errors import EventLogMismatch, MalformedEvidence, UnsupportedEviden
 from broker.evidence.tpm.abi import HASH_SIZES, Alg, alg_name
 from broker.evidence.tpm.akcert import load_ak_certificate, load_ak_chain, verify_ak_certificate
 from broker.evidence.tpm.boot import BootFacts, boot_facts
-from broker.evidence.tpm.eventlog import Event, EventLog, describe, initial_value
+from broker.evidence.tpm.eventlog import (
+    Event,
+    EventLog,
+    describe,
+    initial_value,
+    parse_tcg_event_log,
+)
 from broker.evidence.tpm.quote import AkPublicKey, Quote, VerifiedQuotes, verify_quotes
 from broker.evidence.trust import DEFAULT_LINKS, LinkCache, TrustedRoot
 
@@ -79,7 +85,7 @@ def verify_tpm(
         raise MalformedEvidence("ak_chain is given without the ak_cert it would chain")
     if event_log is None:
         return VerifiedTpm(verified, root, None, None)
-    log = EventLog.from_bytes(event_log)
+    log = parse_tcg_event_log(event_log)
     check_replay(log, verified.pcrs)
     events = tuple(event for _, event in log.measured() if event.index in BOOT_PCRS)
     return VerifiedTpm(verified, root, events, boot_facts(log, Alg.SHA256))

@@ -28,7 +28,7 @@ from broker.evidence.tpm.evidence import (
 )
 from broker.evidence.tpm.quote import Quote
 from broker.evidence.vtpm.evidence import VtpmEvidence
-from broker.evidence.vtpm.hcl import SIGNATURE, HclReport
+from broker.evidence.vtpm.hcl import SIGNATURE, parse_hcl_report
 from broker.evidence.vtpm.trustee import is_trustee_quote, trustee_quote
 
 BUNDLE_MEMBERS = frozenset(
@@ -53,7 +53,7 @@ def is_hcl_report(data: bytes) -> bool:
 
 def from_hcl_report(tee: Tee, data: bytes, collateral: Mapping[str, bytes]) -> VtpmEvidence:
     """The raw HCL report, its TPM quote (and TD quote) as collateral."""
-    hcl = HclReport.from_bytes(data)
+    hcl = parse_hcl_report(data)
     quote_json = collateral.get("tpm_quote")
     if quote_json is None:
         raise MalformedEvidence(
@@ -99,7 +99,7 @@ def from_bundle(tee: Tee, document: Mapping[str, Any]) -> VtpmEvidence:
         raise MalformedEvidence(
             f"{where} has both hcl_report and runtime_data; the HCL report holds its runtime data"
         )
-    hcl = None if hcl_data is None else HclReport.from_bytes(hcl_data)
+    hcl = None if hcl_data is None else parse_hcl_report(hcl_data)
     if hcl is not None:
         runtime = hcl.variable_data
     if runtime is None:

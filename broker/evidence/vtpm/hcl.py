@@ -73,28 +73,6 @@ class HclReport:
     trailing: bytes = b""
     """What the NV index holds after ``report_size`` (zeros in every real report)."""
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> HclReport:
-        reader = ByteReader(bytes(data), "HCL report")
-        if reader.take(4, "signature") != SIGNATURE:
-            raise MalformedEvidence(f"HCL report: signature is not {SIGNATURE.decode()!r}")
-        version = reader.u32("version")
-        report_size = reader.u32("report_size")
-        request_type = reader.u32("request_type")
-        status = reader.u32("status")
-        reserved = reader.take(12, "reserved")
-        hw_report = reader.take(HW_REPORT_SIZE, "hardware report")
-        data_size = reader.u32("IGVM_REQUEST_DATA.data_size")
-        request_version = reader.u32("IGVM_REQUEST_DATA.version")
-        report_type = reader.u32("IGVM_REQUEST_DATA.report_type")
-        hash_type = reader.u32("IGVM_REQUEST_DATA.report_data_hash_type")
-        size = reader.u32("IGVM_REQUEST_DATA.variable_data_size")
-        variable = reader.take(size, "variable data")
-        return cls(
-            version, report_size, request_type, status, reserved, hw_report, data_size,
-            request_version, report_type, hash_type, variable, reader.rest(),
-        )  # fmt: skip
-
     def to_bytes(self) -> bytes:
         def u32(value: int) -> bytes:
             return value.to_bytes(4, "little")
@@ -126,3 +104,25 @@ class HclReport:
 
     def td_report_data(self) -> bytes:
         return self.hw_report[TD_REPORT_DATA_OFFSET : TD_REPORT_DATA_OFFSET + 64]
+
+
+def parse_hcl_report(data: bytes) -> HclReport:
+    reader = ByteReader(bytes(data), "HCL report")
+    if reader.take(4, "signature") != SIGNATURE:
+        raise MalformedEvidence(f"HCL report: signature is not {SIGNATURE.decode()!r}")
+    version = reader.u32("version")
+    report_size = reader.u32("report_size")
+    request_type = reader.u32("request_type")
+    status = reader.u32("status")
+    reserved = reader.take(12, "reserved")
+    hw_report = reader.take(HW_REPORT_SIZE, "hardware report")
+    data_size = reader.u32("IGVM_REQUEST_DATA.data_size")
+    request_version = reader.u32("IGVM_REQUEST_DATA.version")
+    report_type = reader.u32("IGVM_REQUEST_DATA.report_type")
+    hash_type = reader.u32("IGVM_REQUEST_DATA.report_data_hash_type")
+    size = reader.u32("IGVM_REQUEST_DATA.variable_data_size")
+    variable = reader.take(size, "variable data")
+    return HclReport(
+        version, report_size, request_type, status, reserved, hw_report, data_size,
+        request_version, report_type, hash_type, variable, reader.rest(),
+    )  # fmt: skip

@@ -37,10 +37,6 @@ class RuntimeData:
     """The bytes as the hardware report hashes them."""
     document: Mapping[str, Any]
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> RuntimeData:
-        return cls(bytes(data), load_json(data, "runtime data"))
-
     def ak(self) -> AkPublicKey:
         """The public key of ``keys[kid=HCLAkPub]``: the vTPM's attestation key."""
         keys = self.document.get("keys")
@@ -69,6 +65,10 @@ class RuntimeData:
                 f"runtime data: '{USER_DATA}' is {len(value)} bytes, not {USER_DATA_SIZE}"
             )
         return value
+
+
+def parse_runtime_data(data: bytes) -> RuntimeData:
+    return RuntimeData(bytes(data), load_json(data, "runtime data"))
 
 
 def jwk_public_key(jwk: Mapping[str, Any], where: str) -> AkPublicKey:

@@ -28,11 +28,11 @@ from typing import Any
 
 from broker.errors import MalformedEvidence, UnsupportedEvidence
 from broker.evidence.claims import Tee
-from broker.evidence.tpm.abi import Alg, Attest, QuoteInfo, Signature
+from broker.evidence.tpm.abi import Alg, QuoteInfo, Signature, parse_attest
 from broker.evidence.tpm.evidence import TpmEvidence, optional, required
 from broker.evidence.tpm.quote import Quote
 from broker.evidence.vtpm.evidence import VtpmEvidence
-from broker.evidence.vtpm.hcl import HclReport
+from broker.evidence.vtpm.hcl import parse_hcl_report
 
 #: Trustee's tee names for these evidence kinds.
 TRUSTEE_TEES = {"az-snp-vtpm": Tee.SNP_VTPM, "az-tdx-vtpm": Tee.TDX_VTPM}
@@ -83,7 +83,7 @@ def parse_trustee(document: Mapping[str, Any], tee: Tee) -> VtpmEvidence:
             hardware = None
         else:
             hardware = _b64url(required(document, "td_quote", str, where), f"{where}.td_quote")
-    hcl = HclReport.from_bytes(hcl_data)
+    hcl = parse_hcl_report(hcl_data)
     return VtpmEvidence(
         tee=tee,
         hardware=hcl.snp_report() if hardware is None else hardware,
@@ -105,7 +105,7 @@ def trustee_quote(document: Mapping[str, Any], where: str) -> Quote:
         raise MalformedEvidence(f"{where}.pcrs is not a list")
     pcrs = [_bytes(value, f"{where}.pcrs[{index}]") for index, value in enumerate(values)]
     # The values are those of the PCRs the quote selects, in its order: read the selection.
-    attest = Attest.from_bytes(message)
+    attest = parse_attest(message)
     info = attest.attested
     if not isinstance(info, QuoteInfo):
         raise UnsupportedEvidence(f"{where}.message is not a TPM2_Quote's TPMS_ATTEST")

@@ -12,7 +12,7 @@ step raises):
    sizes, hash type, report type, only zeros after it: ``malformed`` or ``unsupported``);
 2. the hardware report with the existing verifier: SEV-SNP (signature, VCEK chain, TCB) or
    TDX (PCK chain, QE report, quote signature; its TCB appraisal comes last, step 6);
-3. the hardware vouches for the runtime data (``runtime_data_mismatch``): SNP VMPL 0, since
+3. the hardware vouches for the runtime data (``runtime-data-mismatch``): SNP VMPL 0, since
    only the paravisor runs there and a report asked for at another VMPL would let the guest
    choose the runtime data, and so the AK; REPORT_DATA begins with H(runtime data) over the
    bytes exactly as given, H the HCL report's hash type (SHA-256 without one); for TDX the
@@ -20,7 +20,7 @@ step raises):
 4. the AK is the runtime data's ``keys[kid=HCLAkPub]``; with it the quotes, the AK
    certificate when given, and the event log when given (:mod:`broker.evidence.tpm.verify`);
 5. Trustee's v2 form promises that the runtime data's user-data is the quote's extraData
-   zero-padded to 64 bytes: it must be (``runtime_data_mismatch``);
+   zero-padded to 64 bytes: it must be (``runtime-data-mismatch``);
 6. TDX only: the quote's TCB appraisal (collateral), after everything the evidence itself
    proves.
 
@@ -63,7 +63,7 @@ from broker.evidence.vtpm.hcl import (
     VARIABLE_DATA_OFFSET,
     HclReport,
 )
-from broker.evidence.vtpm.runtime import RuntimeData
+from broker.evidence.vtpm.runtime import RuntimeData, parse_runtime_data
 
 #: The VMPL of Azure's paravisor, the only one whose reports vouch for the runtime data.
 PARAVISOR_VMPL = 0
@@ -185,7 +185,7 @@ def verify_snp_vtpm(
             "paravisor's report (VMPL 0) vouches for the runtime data"
         )
     check_runtime_data(parsed, report.report.report_data, "REPORT_DATA")
-    runtime = RuntimeData.from_bytes(parsed.runtime_data)
+    runtime = parse_runtime_data(parsed.runtime_data)
     tpm = verify_tpm_part(parsed, runtime, now=now, extra_roots=extra_roots)
     return _compose(Tee.SNP_VTPM, report_claims(report), tpm, runtime)
 
@@ -215,7 +215,7 @@ def verify_tdx_vtpm(
             "different requests"
         )
     check_runtime_data(parsed, body.report_data, "REPORTDATA")
-    runtime = RuntimeData.from_bytes(parsed.runtime_data)
+    runtime = parse_runtime_data(parsed.runtime_data)
     tpm = verify_tpm_part(parsed, runtime, now=now, extra_roots=extra_roots)
     result = appraise_quote(
         authenticated,

@@ -10,7 +10,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.errors import MalformedEvidence, PcrMismatch, SignatureInvalid, UnsupportedEvidence
-from broker.evidence.tpm.abi import TPM_ST_ATTEST_QUOTE, Alg, Attest, QuoteInfo, Signature
+from broker.evidence.tpm.abi import (
+    TPM_ST_ATTEST_QUOTE,
+    Alg,
+    QuoteInfo,
+    parse_attest,
+    parse_signature,
+)
 from broker.evidence.tpm.quote import Quote, spki_fingerprint, verify_quote, verify_quotes
 from broker.simulate.tpm import SoftwareAk, zero_pcrs
 
@@ -67,7 +73,7 @@ def test_a_flipped_pcr_byte_is_a_pcr_mismatch() -> None:
     good = quote("sha256")
     values = dict(good.pcrs[Alg.SHA256])
     values[4] = _flip(values[4], 31)
-    info = Attest.from_bytes(good.message).attested
+    info = parse_attest(good.message).attested
     assert isinstance(info, QuoteInfo)
     with pytest.raises(PcrMismatch) as refused:
         verify_quote(dataclasses.replace(good, pcrs={Alg.SHA256: values}), _gce_ak())
@@ -211,6 +217,6 @@ def test_no_quote_is_malformed(rsa_ak: SoftwareAk) -> None:
 def test_a_pcr_digest_uses_the_signature_hash(rsa_ak: SoftwareAk) -> None:
     """The GCE SHA-1 bank quote is signed with SHA-256, and so is its PCR digest."""
     good = quote("sha1")
-    assert Signature.from_bytes(good.signature.to_bytes()).hash_alg == Alg.SHA256
+    assert parse_signature(good.signature.to_bytes()).hash_alg == Alg.SHA256
     verify_quote(good, _gce_ak())
     assert isinstance(good, Quote)

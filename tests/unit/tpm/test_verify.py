@@ -25,7 +25,7 @@ from broker.evidence.claims import Claims, SignerOrigin, Tee
 from broker.evidence.registry import verifier_for
 from broker.evidence.tpm import protobuf
 from broker.evidence.tpm.abi import Alg
-from broker.evidence.tpm.eventlog import EventLog
+from broker.evidence.tpm.eventlog import parse_tcg_event_log
 from broker.evidence.tpm.evidence import parse_tpm_evidence
 from broker.evidence.tpm.verify import check_replay
 from broker.simulate.tpm import (
@@ -157,14 +157,14 @@ def test_an_event_log_without_the_events_of_a_boot_pcr_fails() -> None:
 
 
 def check_replay_of(log: bytes) -> None:
-    check_replay(EventLog.from_bytes(log), {Alg.SHA256: quote("sha256").pcrs[Alg.SHA256]})
+    check_replay(parse_tcg_event_log(log), {Alg.SHA256: quote("sha256").pcrs[Alg.SHA256]})
 
 
 def test_a_log_extending_an_unquoted_pcr_fails() -> None:
     log, values = event_log(DEMO_BOOT)
     quoted = {Alg.SHA256: {pcr: values[Alg.SHA256][pcr] for pcr in range(8)}}
     with pytest.raises(EventLogMismatch) as refused:
-        check_replay(EventLog.from_bytes(log), quoted)
+        check_replay(parse_tcg_event_log(log), quoted)
     assert refused.value.detail == (
         "event log extends PCR8, which the quote does not select in the sha256 bank: its "
         "events cannot be checked"
@@ -174,13 +174,13 @@ def test_a_log_extending_an_unquoted_pcr_fails() -> None:
 def test_pcrs_above_9_are_not_compared() -> None:
     log, values = event_log([*DEMO_BOOT, (14, 0x0D, b"MokList", None)])
     quoted = {Alg.SHA256: dict(values[Alg.SHA256]) | {14: b"\x99" * 32}}  # the OS extended it
-    check_replay(EventLog.from_bytes(log), quoted)
+    check_replay(parse_tcg_event_log(log), quoted)
 
 
 def test_a_log_without_a_sha256_bank_is_unsupported() -> None:
     log, _ = event_log(DEMO_BOOT, banks=(Alg.SHA1,))
     with pytest.raises(UnsupportedEvidence, match="Spec ID event lists no sha256 bank"):
-        check_replay(EventLog.from_bytes(log), {Alg.SHA256: zero_pcrs()})
+        check_replay(parse_tcg_event_log(log), {Alg.SHA256: zero_pcrs()})
 
 
 def test_an_ak_certificate_of_another_key_fails() -> None:

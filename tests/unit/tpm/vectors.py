@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from broker.evidence.tpm.abi import HASH_SIZES, Alg, Signature
+from broker.evidence.tpm.abi import HASH_SIZES, Alg, parse_signature
 from broker.evidence.tpm.quote import Quote
 
 GCE = Path(__file__).parents[2] / "vectors" / "tpm" / "go-tpm-tools-gce-cos85"
@@ -44,7 +44,7 @@ def quote(bank: str) -> Quote:
     """The nonce9009 quote over ``bank``, from its derived files."""
     return Quote(
         (GCE / f"nonce9009.quote_{bank}.attest").read_bytes(),
-        Signature.from_bytes((GCE / f"nonce9009.quote_{bank}.sig").read_bytes()),
+        parse_signature((GCE / f"nonce9009.quote_{bank}.sig").read_bytes()),
         {BANKS[bank]: pcrs(bank)},
     )
 

@@ -86,7 +86,7 @@ def test_a_flipped_runtime_data_byte_exits_1(
     document["report"][0x4D4 + 100] ^= 1  # inside the runtime data's JSON
     (tmp_path / "flipped.json").write_text(json.dumps(document))
     status, result = _run(capsys, "az-snp-vtpm", tmp_path / "flipped.json")
-    assert (status, result["error"]["type"]) == (1, "runtime_data_mismatch")
+    assert (status, result["error"]["type"]) == (1, "runtime-data-mismatch")
     assert result["error"]["detail"].startswith("REPORT_DATA[0:32] ")
 
 
@@ -95,7 +95,7 @@ def test_the_tdx_vectors_need_intels_collateral(
     capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
     status, result = _run(capsys, "az-tdx-vtpm", TDX_DIR / name)
-    assert (status, result["error"]["type"]) == (1, "collateral_unavailable")
+    assert (status, result["error"]["type"]) == (1, "collateral-unavailable")
     assert result["error"]["detail"].startswith(
         "quote signature, QE report and PCK chain to intel-sgx-root-ca, runtime data and vTPM "
         "quote (docs/vtpm.md) verified, but the TCB cannot be appraised without"

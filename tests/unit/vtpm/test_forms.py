@@ -19,9 +19,9 @@ from broker.evidence.vtpm.hcl import (
     REPORT_TYPE_SNP,
     REPORT_TYPE_TDX,
     VARIABLE_DATA_OFFSET,
-    HclReport,
+    parse_hcl_report,
 )
-from broker.evidence.vtpm.runtime import RuntimeData, jwk_public_key
+from broker.evidence.vtpm.runtime import jwk_public_key, parse_runtime_data
 from broker.evidence.vtpm.verify import read_evidence
 
 from .vectors import SNP_DIR, TDX_DIR, json_document, snp_vectors
@@ -41,7 +41,7 @@ def _hcl_reports() -> list[tuple[str, bytes]]:
 
 @pytest.mark.parametrize(("name", "data"), _hcl_reports(), ids=lambda x: str(x)[:20])
 def test_every_real_hcl_report_round_trips(name: str, data: bytes) -> None:
-    report = HclReport.from_bytes(data)
+    report = parse_hcl_report(data)
     assert report.to_bytes() == data
     assert len(data) == 2600
     assert report.report_size == VARIABLE_DATA_OFFSET + len(report.variable_data)
@@ -53,7 +53,7 @@ def test_every_real_hcl_report_round_trips(name: str, data: bytes) -> None:
 
 def test_the_snp_report_is_at_0x20() -> None:
     data = (SNP_DIR / "hcl-report.bin").read_bytes()
-    report = HclReport.from_bytes(data)
+    report = parse_hcl_report(data)
     assert report.snp_report() == (SNP_DIR / "hcl-report.snp_report.bin").read_bytes()
     assert report.snp_report() == data[0x20 : 0x20 + HW_REPORT_SIZE]
 
@@ -74,7 +74,7 @@ def test_the_snp_report_is_at_0x20() -> None:
 )
 def test_a_damaged_hcl_report_is_malformed(data: bytes, detail: str) -> None:
     with pytest.raises(MalformedEvidence) as refused:
-        HclReport.from_bytes(data)
+        parse_hcl_report(data)
     assert refused.value.detail == detail
 
 
@@ -82,7 +82,7 @@ def test_a_damaged_hcl_report_is_malformed(data: bytes, detail: str) -> None:
 
 
 def test_the_ak_and_user_data_of_real_runtime_data() -> None:
-    runtime = RuntimeData.from_bytes((SNP_DIR / "evidence-v2.runtime_data.json").read_bytes())
+    runtime = parse_runtime_data((SNP_DIR / "evidence-v2.runtime_data.json").read_bytes())
     assert runtime.ak().key_size == 2048  # type: ignore[union-attr]
     user_data = runtime.user_data()
     assert user_data is not None
@@ -108,7 +108,7 @@ def test_runtime_data_without_one_usable_ak_is_malformed(
     document: dict[str, Any], detail: str
 ) -> None:
     with pytest.raises(MalformedEvidence) as refused:
-        RuntimeData.from_bytes(json.dumps(document).encode()).ak()
+        parse_runtime_data(json.dumps(document).encode()).ak()
     assert refused.value.detail == detail
 
 
@@ -127,13 +127,13 @@ def test_an_ak_of_another_key_type_is_unsupported() -> None:
 )
 def test_user_data_is_64_bytes_of_hex(user_data: Any, detail: str) -> None:
     with pytest.raises(MalformedEvidence) as refused:
-        RuntimeData.from_bytes(json.dumps({"user-data": user_data}).encode()).user_data()
+        parse_runtime_data(json.dumps({"user-data": user_data}).encode()).user_data()
     assert refused.value.detail == detail
 
 
 def test_runtime_data_naming_a_member_twice_is_malformed() -> None:
     with pytest.raises(MalformedEvidence, match="runtime data is not JSON: duplicate member"):
-        RuntimeData.from_bytes(b'{"keys":[],"keys":[]}')
+        parse_runtime_data(b'{"keys":[],"keys":[]}')
 
 
 # --- Trustee's forms ----------------------------------------------------------------------------

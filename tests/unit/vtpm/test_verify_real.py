@@ -21,7 +21,7 @@ from broker.errors import (
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.dcap.verify import clear_caches
 from broker.evidence.registry import verifier_for
-from broker.evidence.vtpm.hcl import VARIABLE_DATA_OFFSET, HclReport
+from broker.evidence.vtpm.hcl import VARIABLE_DATA_OFFSET, parse_hcl_report
 from broker.evidence.vtpm.verify import read_evidence
 
 from .vectors import (
@@ -202,7 +202,7 @@ def test_a_raw_hcl_report_without_its_quote_is_malformed() -> None:
 
 def test_bytes_after_the_runtime_data_must_be_zero() -> None:
     vector = _hcl_vector()
-    report = HclReport.from_bytes(vector.evidence)
+    report = parse_hcl_report(vector.evidence)
     at = VARIABLE_DATA_OFFSET + len(report.variable_data) + 10
     with pytest.raises(MalformedEvidence) as refused:
         _snp(_flip(vector.evidence, at), vector.collateral)
