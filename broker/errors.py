@@ -197,6 +197,20 @@ class EventLogMismatch(EvidenceError):
     type = "event-log-mismatch"
 
 
+class PcrMismatch(EvidenceError):
+    """The PCR values given do not hash to the pcrDigest a TPM quote signs."""
+
+    type = "pcr-mismatch"
+
+
+class RuntimeDataMismatch(EvidenceError):
+    """A paravisor's runtime data is not what the hardware report vouches for: REPORT_DATA
+    is not its hash, the report was not made at VMPL 0, or the HCL report and the TD quote
+    answer different requests."""
+
+    type = "runtime-data-mismatch"
+
+
 class BindingMismatch(EvidenceError):
     """The evidence does not bind the challenge nonce and the tee public key."""
 

@@ -1,4 +1,5 @@
-"""The `make run` demo: a simulated SNP guest, a key it may fetch, and the policy that says so.
+"""The `make run` demo: a simulated SNP guest (and its vTPM twin, ``--tee snp-vtpm``), a key
+it may fetch, and the policy that says so.
 
 ``prepare`` creates a synthetic AMD chain under ``<state>/demo/snp`` (once) and returns
 settings that trust its root through ``insecure_test_roots`` (the broker announces that in
@@ -79,6 +80,9 @@ def instructions(settings: Settings) -> str:
         "  keybroker is starting with a DEMO setup (a synthetic AMD root is trusted).\n"
         "  In another terminal, fetch the demo key as a simulated SEV-SNP guest:\n\n"
         f"    .venv/bin/keybroker guest fetch --url {url} --key {DEMO_KEY} --tee snp "
+        f"--simulate --state-dir {state}\n\n"
+        "  or as a simulated Azure-style CVM behind a paravisor, with swtpm as its vTPM:\n\n"
+        f"    .venv/bin/keybroker guest fetch --url {url} --key {DEMO_KEY} --tee snp-vtpm "
         f"--simulate --state-dir {state}\n\n"
         "  A Confidential Containers guest fetches it as kbs:///default/key/disk-key with\n"
         f"  kbs_url {url} (docs/kbs.md).\n\n"

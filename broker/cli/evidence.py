@@ -141,7 +141,11 @@ def register(subparsers: Any) -> None:
         help="verify one piece of evidence and print its claims as JSON",
         description="Verify evidence at an instant; prints one JSON object; exit 0/1/2.",
     )
-    verify.add_argument("--tee", required=True, help="snp, tdx, sgx or nitro")
+    verify.add_argument(
+        "--tee",
+        required=True,
+        help="snp, tdx, sgx, nitro, snp-vtpm, tdx-vtpm or tpm (az-snp-vtpm, az-tdx-vtpm: aliases)",
+    )
     verify.add_argument(
         "evidence",
         type=Path,

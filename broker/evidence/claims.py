@@ -33,6 +33,16 @@ class Tee(StrEnum):
     TDX = "tdx"
     SGX = "sgx"
     NITRO = "nitro"
+    SNP_VTPM = "snp-vtpm"
+    """An SEV-SNP guest behind a paravisor's vTPM (Azure confidential VMs)."""
+    TDX_VTPM = "tdx-vtpm"
+    """A TDX guest behind a paravisor's vTPM (Azure confidential VMs)."""
+    TPM = "tpm"
+    """A (v)TPM whose AK certificate chains to a cloud's root (GCE shielded VMs)."""
+
+
+#: Other names the API and the CLI accept for a tee (Trustee's clients say ``az-snp-vtpm``).
+TEE_ALIASES: dict[str, Tee] = {"az-snp-vtpm": Tee.SNP_VTPM, "az-tdx-vtpm": Tee.TDX_VTPM}
 
 
 class ClaimKind(StrEnum):
@@ -146,13 +156,14 @@ class SignerOrigin(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Signer:
     vendor: str
-    """``amd``, ``intel``, ``aws``."""
+    """``amd``, ``intel``, ``aws``; for a plain vTPM, its AK root's: ``google``, ``microsoft``."""
     origin: SignerOrigin
     root: str
     """Name of the pinned root the chain ended in (``amd-ark-milan``, ``intel-sgx-root-ca``);
     roots admitted through an ``insecure_`` setting are named ``insecure-test-...``."""
     key: str
-    """The endorsement key kind that signed: ``vcek``, ``vlek``, ``pck``, ``nitro``."""
+    """The endorsement key kind that signed: ``vcek``, ``vlek``, ``pck``, ``nitro``; ``ak``
+    for a plain vTPM's attestation key."""
     product: str | None = None
     """Silicon product where the vendor distinguishes it (``Milan``, ``Genoa``, ``Turin``)."""
 
@@ -179,7 +190,10 @@ class Signer:
 #: The claims every verifier produces: the typed attributes of :class:`Claims` that policies
 #: read (``Claims.document()`` puts them next to the TEE's fields).
 COMMON_CLAIMS: tuple[ClaimDefinition, ...] = (
-    string_claim("tee", "the TEE that produced the evidence: snp, tdx, sgx or nitro"),
+    string_claim(
+        "tee",
+        "the TEE that produced the evidence: snp, tdx, sgx, nitro, snp-vtpm, tdx-vtpm or tpm",
+    ),
     boolean_claim(
         "debug",
         "the host can inspect the guest or enclave (SNP policy.debug, TDX "
@@ -191,18 +205,26 @@ COMMON_CLAIMS: tuple[ClaimDefinition, ...] = (
             "who vouches for the evidence; conditions read its members one by one",
             read_by_member=True,
         ),
-        string_claim("vendor", "amd, intel or aws"),
+        string_claim(
+            "vendor", "amd, intel or aws; google or microsoft for a plain vTPM (test: test)"
+        ),
         string_claim(
             "origin",
             "silicon-vendor (rooted in the CPU maker) or infrastructure-provider (rooted in "
-            "the cloud operator, who then stays trusted)",
+            "the cloud operator, who then stays trusted; every vTPM tee, whose PCRs and "
+            "nonce the provider's paravisor or vTPM vouches for)",
         ),
         string_claim(
             "root",
             "the pinned root the chain ended in (amd-ark-milan, intel-sgx-root-ca, "
-            "aws-nitro-enclaves-root-g1; insecure-test-... for test roots)",
+            "aws-nitro-enclaves-root-g1, google-tpm-ek-root-2018; insecure-test-... for test "
+            "roots); for snp-vtpm and tdx-vtpm the hardware report's",
         ),
-        string_claim("key", "the endorsement key that signed: vcek, vlek, pck or nitro"),
+        string_claim(
+            "key",
+            "the endorsement key that signed: vcek, vlek, pck, nitro, or ak (a plain vTPM's "
+            "attestation key)",
+        ),
         string_claim(
             "product",
             "the silicon product, where the vendor tells them apart (Milan, Genoa, Turin)",

@@ -1,7 +1,8 @@
 """Which TEEs keybroker verifies, and the one interface each verifier offers.
 
-Each TEE package (``broker.evidence.snp``, ``.tdx``, ``.sgx``, ``.nitro``) exposes a module
-attribute ``VERIFIER`` of type :class:`TeeVerifier`. Packages are imported on first use, so a
+Each TEE package (``broker.evidence.snp``, ``.tdx``, ``.sgx``, ``.nitro``, ``.tpm``; the
+paravisor vTPMs' ``.vtpm.snp`` and ``.vtpm.tdx``) exposes a module attribute ``VERIFIER`` of
+type :class:`TeeVerifier`. Packages are imported on first use, so a
 TEE whose package is absent is simply ``unsupported``.
 
 Collateral travels as a mapping of documented names to bytes (``vcek``, ``crl``,
@@ -18,7 +19,7 @@ from datetime import datetime
 from typing import Protocol
 
 from broker.errors import UnsupportedEvidence
-from broker.evidence.claims import Claims, Tee
+from broker.evidence.claims import TEE_ALIASES, Claims, Tee
 from broker.evidence.trust import TrustedRoot
 
 Collateral = Mapping[str, bytes]
@@ -70,14 +71,21 @@ _PACKAGES: dict[Tee, str] = {
     Tee.TDX: "broker.evidence.tdx",
     Tee.SGX: "broker.evidence.sgx",
     Tee.NITRO: "broker.evidence.nitro",
+    Tee.SNP_VTPM: "broker.evidence.vtpm.snp",
+    Tee.TDX_VTPM: "broker.evidence.vtpm.tdx",
+    Tee.TPM: "broker.evidence.tpm",
 }
 
 
 def parse_tee(name: str) -> Tee:
+    """The tee ``name`` stands for: its own name, or an alias (``az-snp-vtpm``)."""
+    alias = TEE_ALIASES.get(name)
+    if alias is not None:
+        return alias
     try:
         return Tee(name)
     except ValueError:
-        known = ", ".join(t.value for t in Tee)
+        known = ", ".join([*(t.value for t in Tee), *TEE_ALIASES])
         raise UnsupportedEvidence(f"tee '{name}' is not one of {known}") from None
 
 

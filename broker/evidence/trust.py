@@ -161,6 +161,21 @@ def zero_serial_tolerated() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def long_names_tolerated() -> Iterator[None]:
+    """Silence exactly the warning pyca/cryptography gives for a name attribute whose length
+    is outside RFC 5280's bounds (ub-common-name 64, a country name of 2): Google's vTPM EK/AK
+    CAs have common names of 79 and 84 characters, and a damaged certificate may have any
+    length, which under ``-W error`` escaped as a UserWarning instead of failing its chain.
+    cryptography loads the name all the same; the names are read once, at load
+    (:func:`_read_fully`), and kept, so the warning cannot come back later."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Attribute's length must be >= ", category=UserWarning
+        )
+        yield
+
+
 def load_certificate(data: bytes) -> x509.Certificate:
     """One certificate from DER or PEM; ``MalformedEvidence`` when it is neither, or when a
     field the verifiers read (names, validity, key, extensions) does not parse."""
@@ -177,7 +192,7 @@ def load_der_certificate(data: bytes) -> x509.Certificate:
 
 def _certificate(load: Callable[[bytes], x509.Certificate], data: bytes) -> x509.Certificate:
     try:
-        with zero_serial_tolerated():
+        with zero_serial_tolerated(), long_names_tolerated():
             return _read_fully(load(data))
     except UNREADABLE as exc:
         raise MalformedEvidence(f"certificate does not parse: {exc}") from None
@@ -191,7 +206,7 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         return []
     if stripped.startswith(b"-----BEGIN"):
         try:
-            with zero_serial_tolerated():
+            with zero_serial_tolerated(), long_names_tolerated():
                 return [_read_fully(cert) for cert in x509.load_pem_x509_certificates(stripped)]
         except UNREADABLE as exc:
             raise MalformedEvidence(f"certificate bundle does not parse: {exc}") from None

@@ -54,10 +54,15 @@ def looks_like_json(data: bytes) -> bool:
     return data.lstrip(b" \t\r\n")[:1] == b"{"
 
 
+#: The TEEs whose native verifier reads raw bytes only; the vTPM tees read their JSON forms,
+#: Trustee's included, themselves (docs/vtpm.md).
+TRANSLATED_TEES = frozenset({Tee.SNP, Tee.TDX, Tee.SGX})
+
+
 def read_file(tee: Tee, data: bytes) -> NativeEvidence | None:
     """The native form of a file holding Trustee's evidence JSON for ``tee``; None when the
-    file holds raw evidence."""
-    if not looks_like_json(data):
+    file holds raw evidence, or evidence the tee's verifier reads as it is."""
+    if tee not in TRANSLATED_TEES or not looks_like_json(data):
         return None
     try:
         document = fastjson.loads(data)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from broker import jose
 from broker.guest.sources import BindingInput, EvidenceSource
-from broker.release.binding import expected_report_data
+from broker.release.binding import binding_digest, expected_report_data
 from hsm.envelope import EnvelopeError, OaepHash, open_envelope
 from hsm.pubkey import RsaPublicKey, from_spki_der
 
@@ -96,6 +96,7 @@ class GuestClient:
                 report_data=expected_report_data(nonce, jwk, binding_hash),
                 nonce=base64.b64decode(nonce),
                 public_key_der=public.spki_der(),
+                digest=binding_digest(nonce, jwk, binding_hash),
             )
         )
         answer = await self._post(

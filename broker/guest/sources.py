@@ -36,6 +36,9 @@ class BindingInput:
     report_data: bytes
     nonce: bytes
     public_key_der: bytes
+    digest: bytes = b""
+    """The binding digest unpadded, which a vTPM quote carries as extraData (TPM2B_DATA
+    holds at most one digest of the TPM's largest hash); empty: REPORT_DATA is used."""
 
 
 class EvidenceSource(Protocol):

@@ -19,6 +19,8 @@ from broker.evidence.nitro import claims as nitro
 from broker.evidence.sgx import claims as sgx
 from broker.evidence.snp import claims as snp
 from broker.evidence.tdx import claims as tdx
+from broker.evidence.tpm import claims as tpm
+from broker.evidence.vtpm import claims as vtpm
 
 #: Kinds whose entries are addressed by index (``rtmr.0``, ``pcrs.8``).
 _INDEXED = frozenset({ClaimKind.LIST, ClaimKind.MAP})
@@ -37,17 +39,42 @@ class ClaimSource:
 #: Every module that defines claims, in the order docs/claims.md lists them.
 SOURCES: tuple[ClaimSource, ...] = (
     ClaimSource("Every TEE", "broker/evidence/claims.py", tuple(Tee), COMMON_CLAIMS),
-    ClaimSource("AMD SEV-SNP", "broker/evidence/snp/claims.py", (Tee.SNP,), snp.CLAIMS),
-    ClaimSource("Intel TDX", "broker/evidence/tdx/claims.py", (Tee.TDX,), tdx.CLAIMS),
+    ClaimSource(
+        "AMD SEV-SNP", "broker/evidence/snp/claims.py", (Tee.SNP, Tee.SNP_VTPM), snp.CLAIMS
+    ),
+    ClaimSource(
+        "Intel TDX: the TD report body",
+        "broker/evidence/tdx/claims.py",
+        (Tee.TDX, Tee.TDX_VTPM),
+        tdx.BODY_CLAIMS,
+    ),
+    ClaimSource(
+        "Intel TDX: the CCEL event log",
+        "broker/evidence/tdx/claims.py",
+        (Tee.TDX,),
+        tdx.EVENT_LOG_CLAIMS,
+    ),
     ClaimSource("Intel SGX", "broker/evidence/sgx/claims.py", (Tee.SGX,), sgx.CLAIMS),
     ClaimSource(
         "Intel TDX and SGX: the quote and the platform",
         "broker/evidence/dcap/claims.py",
-        (Tee.TDX, Tee.SGX),
+        (Tee.TDX, Tee.SGX, Tee.TDX_VTPM),
         dcap.CLAIMS,
     ),
     ClaimSource(
         "AWS Nitro Enclaves", "broker/evidence/nitro/claims.py", (Tee.NITRO,), nitro.CLAIMS
+    ),
+    ClaimSource(
+        "TPM: the quote, its PCRs and the measured-boot log",
+        "broker/evidence/tpm/claims.py",
+        (Tee.TPM, Tee.SNP_VTPM, Tee.TDX_VTPM),
+        tpm.CLAIMS,
+    ),
+    ClaimSource(
+        "Paravisor vTPM: the AK certificate and the runtime data",
+        "broker/evidence/vtpm/claims.py",
+        (Tee.SNP_VTPM, Tee.TDX_VTPM),
+        vtpm.CLAIMS,
     ),
 )
 

@@ -115,7 +115,7 @@ def _section_warnings(section: Section) -> Iterator[tuple[str, Location, str]]:
     if not section.reference_values and not any(
         _pins(condition, measurement_claims) for condition in section.require
     ):
-        wanted = ", ".join(sorted(measurement_claims))
+        wanted = ", ".join(_collapsed(measurement_claims))
         yield (
             "no-measurement",
             base,
@@ -162,6 +162,22 @@ def _section_warnings(section: Section) -> Iterator[tuple[str, Location, str]]:
             yield "unknown-claim", (*location, "claim"), problem
 
 
+def _collapsed(names: frozenset[str]) -> list[str]:
+    """Sorted names; more than two indexes of one list or map are written once, as
+    ``tpm.pcrs.sha256.N`` (the 24 PCRs a vTPM section may pin)."""
+    indexed: dict[str, list[str]] = {}
+    for name in names:
+        parent, _, last = name.rpartition(".")
+        if parent and last.isdigit():
+            indexed.setdefault(parent, []).append(name)
+    out = set(names)
+    for parent, entries in indexed.items():
+        if len(entries) > 2:
+            out.difference_update(entries)
+            out.add(f"{parent}.N")
+    return sorted(out)
+
+
 _PINNING = frozenset({Operator.EQUALS, Operator.IN, Operator.HEX_EQUALS, Operator.HEX_IN})
 
 
@@ -183,9 +199,9 @@ def _pins(condition: Condition, claims: frozenset[str]) -> bool:
 
 def _lacks_minimum_tcb(section: Section) -> bool:
     tcb = section.minimum_tcb
-    if section.tee == "nitro":  # AWS publishes no security versions for Nitro
+    if section.tee in ("nitro", "tpm"):  # AWS, Google and Microsoft publish no vTPM versions
         return False
-    if section.tee in ("tdx", "sgx"):
+    if section.tee in ("tdx", "sgx", "tdx-vtpm"):
         return tcb is None or tcb.tcb_status is None
     return tcb is None
 

@@ -32,7 +32,9 @@ POLICY_FORMAT = "keybroker-policy/1"
 REFERENCES_FORMAT = "keybroker-references/1"
 
 #: Section keys under ``admit``: one per TEE, and ``any`` for TEEs without their own.
-TEE_SECTIONS = ("snp", "tdx", "sgx", "nitro")
+TEE_SECTIONS = ("snp", "tdx", "sgx", "nitro", "snp-vtpm", "tdx-vtpm", "tpm")
+#: Sections whose minimum TCB is SNP's REPORTED_TCB (snp-vtpm: the paravisor's report).
+SNP_TCB_SECTIONS = frozenset({"snp", "snp-vtpm"})
 ANY_SECTION = "any"
 
 #: SNP minimum-TCB components, in the order of the TCB_VERSION structure (SNP ABI spec,
@@ -45,11 +47,17 @@ INTEL_MINIMUMS = ("tcb_evaluation_data_number", "isv_svn")
 
 #: Claims that identify the code itself, per TEE: a section constrains "the measurement"
 #: when it names reference values or requires one of these (lint ``no-measurement``).
+#: Behind a vTPM the guest's code is measured into the PCRs (the hardware report's
+#: measurement is the paravisor's, the same for every guest).
+SHA256_PCR_CLAIMS = frozenset(f"tpm.pcrs.sha256.{index}" for index in range(24))
 MEASUREMENT_CLAIMS: Mapping[str, frozenset[str]] = {
     "snp": frozenset({"measurement"}),
     "tdx": frozenset({"mr_td"}),
     "sgx": frozenset({"mr_enclave", "mr_signer"}),
     "nitro": frozenset({"pcrs.0", "pcrs.8"}),
+    "snp-vtpm": SHA256_PCR_CLAIMS,
+    "tdx-vtpm": SHA256_PCR_CLAIMS,
+    "tpm": SHA256_PCR_CLAIMS,
 }
 
 #: The attributes of :class:`broker.evidence.claims.Signer` that ``signer.NAME`` reads.
@@ -265,7 +273,7 @@ class MinimumTcb:
 
 def minimum_claim(tee: str, key: str) -> str:
     """The claim path a ``minimum_tcb`` key constrains in a section of ``tee``."""
-    return f"{SNP_TCB_CLAIM}.{key}" if tee == "snp" else key
+    return f"{SNP_TCB_CLAIM}.{key}" if tee in SNP_TCB_SECTIONS else key
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,11 @@ the challenge selected (sha256, sha384 or sha512), and, when the attestation car
 ``init-data``, the TEE's launch-configuration field starts with the init-data digest, padded
 or cut to its size as Trustee does: SNP HOST_DATA (32 bytes), TDX MRCONFIGID (48), SGX
 CONFIGID (64).
+
+Behind a vTPM (``snp-vtpm``, ``tdx-vtpm``, ``tpm``) the hardware report's REPORT_DATA is the
+paravisor's, so the guest binds through the TPM quote instead: its extraData (the qualifying
+data of TPM2_Quote) is the same digest, unpadded (48 bytes of SHA-384 or 64 of SHA-512, as
+Trustee's clients send it), or the 64-byte REPORT_DATA form.
 """
 
 from __future__ import annotations
@@ -34,22 +39,33 @@ from broker.jcs import canonicalize
 from hsm.pubkey import RsaPublicKey
 
 REPORT_DATA_BYTES = 64
+#: The tees whose binding is the TPM quote's extraData.
+EXTRA_DATA_TEES = frozenset({Tee.SNP_VTPM, Tee.TDX_VTPM, Tee.TPM})
+_DIGESTS = {"sha384": hashlib.sha384, "sha512": hashlib.sha512}
 
 
 def runtime_data(nonce_text: str, jwk: Mapping[str, Any]) -> bytes:
     return canonicalize({"nonce": nonce_text, "tee-pubkey": dict(jwk)})
 
 
+def binding_digest(nonce_text: str, jwk: Mapping[str, Any], algorithm: str) -> bytes:
+    """H(JCS({nonce, tee-pubkey})): 48 bytes (sha384) or 64 (sha512), unpadded."""
+    return _digest(runtime_data(nonce_text, jwk), algorithm)
+
+
 def expected_report_data(nonce_text: str, jwk: Mapping[str, Any], algorithm: str) -> bytes:
     return _report_data(runtime_data(nonce_text, jwk), algorithm)
 
 
+def _digest(document: bytes, algorithm: str) -> bytes:
+    digest = _DIGESTS.get(algorithm)
+    if digest is None:
+        raise ValueError(f"binding hash {algorithm} not sha384/sha512")
+    return digest(document).digest()
+
+
 def _report_data(document: bytes, algorithm: str) -> bytes:
-    if algorithm == "sha384":
-        return hashlib.sha384(document).digest() + bytes(16)
-    if algorithm == "sha512":
-        return hashlib.sha512(document).digest()
-    raise ValueError(f"binding hash {algorithm} not sha384/sha512")
+    return _digest(document, algorithm).ljust(REPORT_DATA_BYTES, b"\0")
 
 
 def check_report_data(report_data: bytes | None, nonce_text: str, jwk: Mapping[str, Any]) -> str:
@@ -66,9 +82,32 @@ def check_report_data(report_data: bytes | None, nonce_text: str, jwk: Mapping[s
     )
 
 
+def check_extra_data(claims: Claims, nonce_text: str, jwk: Mapping[str, Any]) -> str:
+    """The TPM quote's extraData is the binding digest (see the module docstring); return
+    ``extra-data-sha384`` or ``extra-data-sha512``, else ``BindingMismatch``."""
+    tpm = claims.fields.get("tpm")
+    text = tpm.get("extra_data") if isinstance(tpm, Mapping) else None
+    if not isinstance(text, str):
+        raise BindingMismatch("evidence carries no TPM quote extraData")
+    extra = bytes.fromhex(text)
+    document = runtime_data(nonce_text, jwk)
+    for algorithm in _DIGESTS:
+        digest = _digest(document, algorithm)
+        if hmac.compare_digest(extra, digest) or hmac.compare_digest(
+            extra, digest.ljust(REPORT_DATA_BYTES, b"\0")
+        ):
+            return f"extra-data-{algorithm}"
+    raise BindingMismatch(
+        "TPM quote extraData is neither SHA-384 nor SHA-512 of JCS({nonce, tee-pubkey}) for "
+        f"this challenge and key (found {len(extra)} bytes {extra[:8].hex()}...)"
+    )
+
+
 def check_binding(
     claims: Claims, nonce: bytes, nonce_text: str, jwk: Mapping[str, Any], tee_key: RsaPublicKey
 ) -> str:
+    if claims.tee in EXTRA_DATA_TEES:
+        return check_extra_data(claims, nonce_text, jwk)
     if claims.tee is Tee.NITRO:
         check_nitro_binding(claims, nonce, tee_key.spki_der())
         return "nitro-fields"

@@ -4,7 +4,8 @@ The request may carry collateral (``collateral`` member: name -> base64); anythi
 not supply comes from the collateral store in PostgreSQL, which ``keybroker collateral
 import`` fills and the vendor fetchers (AMD KDS, Intel PCS) cache into. Each TEE that has
 such collateral has a ``Lookup`` (``broker/collateral/snp.py``, ``broker/collateral/dcap.py``);
-what the request supplies always wins over what is looked up.
+what the request supplies always wins over what is looked up. The paravisor vTPMs look up
+their hardware report's (``broker/collateral/vtpm.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from broker.collateral.dcap import DcapLookup
 from broker.collateral.fetcher import Fetcher
 from broker.collateral.intel_pcs import IntelPcsClient
 from broker.collateral.snp import SnpLookup
+from broker.collateral.vtpm import HardwareLookup
 from broker.evidence.claims import Tee
 from broker.settings import Settings
 from broker.store.database import Database
@@ -51,4 +53,11 @@ def default_lookups(settings: Settings, http: httpx.AsyncClient) -> dict[Tee, Lo
         kds = AmdKdsClient(http, settings.amd_kds_url, timeout=settings.collateral_timeout_seconds)
         pcs = IntelPcsClient(http, settings.intel_pcs_url, root_crl_url=settings.intel_root_crl_url)
     dcap = DcapLookup(pcs, fetcher)
-    return {Tee.SNP: SnpLookup(kds, fetcher), Tee.TDX: dcap, Tee.SGX: dcap}
+    snp = SnpLookup(kds, fetcher)
+    return {
+        Tee.SNP: snp,
+        Tee.TDX: dcap,
+        Tee.SGX: dcap,
+        Tee.SNP_VTPM: HardwareLookup(Tee.SNP_VTPM, snp),
+        Tee.TDX_VTPM: HardwareLookup(Tee.TDX_VTPM, dcap),
+    }

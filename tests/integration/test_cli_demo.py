@@ -76,32 +76,34 @@ def test_demo_releases_its_key_to_the_simulated_guest_and_audits_it(
     asyncio.run(demo.seed(settings))  # a second `make run` reuses the state
     assert settings.insecure_test_roots[-1].name == "demo-snp.pem"
     with running_broker(settings) as base:
-        status = main(
-            [
-                "guest",
-                "fetch",
-                "--url",
-                base,
-                "--key",
-                demo.DEMO_KEY,
-                "--tee",
-                "snp",
-                "--simulate",
-                "--state-dir",
-                str(settings.state_dir),
-                "--out",
-                str(out),
-            ]
-        )
-        assert status == 0, capsysbinary.readouterr().err
-        assert out.read_bytes().startswith(b"keybroker demo disk key ")
-        assert out.stat().st_mode & 0o777 == 0o600
+        # snp: the kit's report; snp-vtpm: swtpm behind a paravisor signed by the same kit
+        for tee in ("snp", "snp-vtpm"):
+            status = main(
+                [
+                    "guest",
+                    "fetch",
+                    "--url",
+                    base,
+                    "--key",
+                    demo.DEMO_KEY,
+                    "--tee",
+                    tee,
+                    "--simulate",
+                    "--state-dir",
+                    str(settings.state_dir),
+                    "--out",
+                    str(out),
+                ]
+            )
+            assert status == 0, capsysbinary.readouterr().err
+            assert out.read_bytes().startswith(b"keybroker demo disk key ")
+            assert out.stat().st_mode & 0o777 == 0o600
 
-        assert main(["audit", "tail", "-n", "2"]) == 0
-        tail = capsysbinary.readouterr().out.decode()
-        assert "attest  allow snp" in tail
-        assert "release allow disk-key" in tail
-        assert "policy=insecure-demo-simulated-snp@v1" in tail
+            assert main(["audit", "tail", "-n", "2"]) == 0
+            tail = capsysbinary.readouterr().out.decode()
+            assert f"attest  allow {tee} " in tail
+            assert "release allow disk-key" in tail
+            assert "policy=insecure-demo-simulated-snp@v1" in tail
 
         assert main(["audit", "verify"]) == 0
         assert b"audit chain intact" in capsysbinary.readouterr().out

@@ -36,6 +36,8 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.QeIdentityMismatch: DENY,
     errors.TcbRevoked: DENY,
     errors.EventLogMismatch: DENY,
+    errors.PcrMismatch: DENY,
+    errors.RuntimeDataMismatch: DENY,
     errors.BindingMismatch: DENY,
     errors.NonceError: DENY,
     errors.NonceUnknown: DENY,

@@ -1,10 +1,9 @@
-"""TDX CCEL event log: parse the TCG crypto-agile log and replay it into RTMR0-3.
+"""TDX CCEL event log: the TCG crypto-agile log, replayed into RTMR0-3.
 
-Format: TCG PC Client Platform Firmware Profile, §10.2 (crypto-agile log). The first entry is
-a TCG_PCClientPCREvent (SHA-1 layout) of type EV_NO_ACTION whose data is the
-TCG_EfiSpecIdEvent ("Spec ID Event03"), listing every digest algorithm and its size; each
-following TCG_PCR_EVENT2 carries one digest per listed algorithm. The CCEL area (ACPI CCEL
-table, UEFI 2.10 §38.4) is larger than the log; the rest is 0x00 or 0xFF fill.
+Format: TCG PC Client Platform Firmware Profile, §10.2 (crypto-agile log), read by
+:mod:`broker.evidence.tpm.eventlog`, which a TPM's log shares. The CCEL area (ACPI CCEL
+table, UEFI 2.10 §38.4) is larger than the log; the rest is 0x00 or 0xFF fill. A CCEL log
+must record a SHA-384 bank, the only one the RTMRs use.
 
 Mapping (UEFI 2.10 §38.4.1, EFI_CC_MEASUREMENT_PROTOCOL for TDX): the event's index field is
 the CC measurement register index, 0 = MRTD, 1..4 = RTMR0..3, so RTMR index = MR index - 1.
@@ -25,13 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import EventLogMismatch, MalformedEvidence
-from broker.evidence.dcap.reader import ByteReader
+from broker.evidence.tpm import eventlog as tcg
+from broker.evidence.tpm.eventlog import EV_NO_ACTION, EVENT_TYPES
 
 SHA384_ALG_ID = 0x000C  # TPM_ALG_SHA384 (TCG Algorithm Registry)
 SHA384_SIZE = 48
-EV_NO_ACTION = 0x00000003
-_SPEC_ID_SIGNATURE = b"Spec ID Event03\x00"
-_MAX_EVENT_DATA = 16 << 20
 
 MAX_EVENTS = 1024
 """Most entries a log may hold after its Spec ID event (EV_NO_ACTION entries count too).
@@ -42,45 +39,16 @@ costs its parse, a hash and a claim in the token, so a log padded with more is r
 malformed rather than read: without the bound, the 1 MiB a request may carry holds some
 16,000 minimal SHA-384 entries (66 bytes each)."""
 
-EVENT_TYPES: dict[int, str] = {
-    0x00000000: "EV_PREBOOT_CERT",
-    0x00000001: "EV_POST_CODE",
-    0x00000003: "EV_NO_ACTION",
-    0x00000004: "EV_SEPARATOR",
-    0x00000005: "EV_ACTION",
-    0x00000006: "EV_EVENT_TAG",
-    0x00000007: "EV_S_CRTM_CONTENTS",
-    0x00000008: "EV_S_CRTM_VERSION",
-    0x00000009: "EV_CPU_MICROCODE",
-    0x0000000A: "EV_PLATFORM_CONFIG_FLAGS",
-    0x0000000B: "EV_TABLE_OF_DEVICES",
-    0x0000000C: "EV_COMPACT_HASH",
-    0x0000000D: "EV_IPL",
-    0x0000000E: "EV_IPL_PARTITION_DATA",
-    0x0000000F: "EV_NONHOST_CODE",
-    0x00000010: "EV_NONHOST_CONFIG",
-    0x00000011: "EV_NONHOST_INFO",
-    0x00000012: "EV_OMIT_BOOT_DEVICE_EVENTS",
-    0x00000013: "EV_POST_CODE2",
-    0x80000001: "EV_EFI_VARIABLE_DRIVER_CONFIG",
-    0x80000002: "EV_EFI_VARIABLE_BOOT",
-    0x80000003: "EV_EFI_BOOT_SERVICES_APPLICATION",
-    0x80000004: "EV_EFI_BOOT_SERVICES_DRIVER",
-    0x80000005: "EV_EFI_RUNTIME_SERVICES_DRIVER",
-    0x80000006: "EV_EFI_GPT_EVENT",
-    0x80000007: "EV_EFI_ACTION",
-    0x80000008: "EV_EFI_PLATFORM_FIRMWARE_BLOB",
-    0x80000009: "EV_EFI_HANDOFF_TABLES",
-    0x8000000A: "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
-    0x8000000B: "EV_EFI_HANDOFF_TABLES2",
-    0x8000000C: "EV_EFI_VARIABLE_BOOT2",
-    0x80000010: "EV_EFI_HCRTM_EVENT",
-    0x800000E0: "EV_EFI_VARIABLE_AUTHORITY",
-    0x800000E1: "EV_EFI_SPDM_FIRMWARE_BLOB",
-    0x800000E2: "EV_EFI_SPDM_FIRMWARE_CONFIG",
-}
-_LENGTH_PREFIXED = {0x8000000A, 0x8000000B}  # UEFI_PLATFORM_FIRMWARE_BLOB2, HANDOFF_TABLES2
-_VARIABLES = {0x80000001, 0x80000002, 0x8000000C, 0x800000E0}  # UEFI_VARIABLE_DATA
+__all__ = [
+    "EVENT_TYPES",
+    "EV_NO_ACTION",
+    "MAX_EVENTS",
+    "Event",
+    "EventLog",
+    "check_replay",
+    "parse_event_log",
+    "replay",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +66,14 @@ class Event:
 
     @property
     def type_name(self) -> str:
-        return EVENT_TYPES.get(self.event_type, f"{self.event_type:#010x}")
+        return tcg.type_name(self.event_type)
 
     def claim(self) -> dict[str, Any]:
         return {
             "rtmr": self.rtmr,
             "type": self.type_name,
             "digest": self.digest.hex(),
-            "description": describe(self),
+            "description": tcg.describe(self.event_type, self.data),
             "data_matches_digest": hashlib.sha384(self.data).digest() == self.digest,
         }
 
@@ -119,71 +87,23 @@ class EventLog:
 
 
 def parse_event_log(data: bytes) -> EventLog:
-    """Parse a CCEL area; ``MalformedEvidence`` for anything but a log followed by fill."""
-    cursor = ByteReader(bytes(data), "event log")
-    algorithms = _spec_id(cursor)
-    sizes = dict(algorithms)
-    events: list[Event] = []
-    entries = 0
-    while not cursor.at_fill():
-        if entries == MAX_EVENTS:
-            raise MalformedEvidence(
-                f"event log: more than {MAX_EVENTS} events after the Spec ID event (at offset "
-                f"{cursor.pos}); a CCEL log holds a few hundred at most"
-            )
-        entries += 1
-        where = f"event {len(events) + 1}"
-        mr_index = cursor.uint(4, f"{where} index")
-        event_type = cursor.uint(4, f"{where} type")
-        count = cursor.uint(4, f"{where} digest count")
-        if count != len(algorithms):
-            raise MalformedEvidence(
-                f"event log: {where} has {count} digests, the Spec ID event lists "
-                f"{len(algorithms)} algorithms"
-            )
-        digests = {}
-        for _ in range(count):
-            alg = cursor.uint(2, f"{where} digest algorithm")
-            if alg not in sizes:
-                raise MalformedEvidence(f"event log: {where} digest algorithm {alg:#06x} unknown")
-            if alg in digests:  # then another bank, SHA-384 perhaps, has no digest
-                raise MalformedEvidence(f"event log: {where} repeats digest algorithm {alg:#06x}")
-            digests[alg] = cursor.take(sizes[alg], f"{where} digest")
-        size = cursor.uint(4, f"{where} data size")
-        if size > _MAX_EVENT_DATA:
-            raise MalformedEvidence(f"event log: {where} data size {size} is implausible")
-        payload = cursor.take(size, f"{where} data")
-        if event_type == EV_NO_ACTION:
-            continue
-        if not 1 <= mr_index <= 4:
-            raise MalformedEvidence(
-                f"event log: {where} ({EVENT_TYPES.get(event_type, hex(event_type))}) targets "
-                f"MR index {mr_index}, which is not RTMR0-3 (MR index 1-4)"
-            )
-        events.append(Event(mr_index, event_type, digests[SHA384_ALG_ID], payload))
-    return EventLog(tuple(algorithms), tuple(events))
-
-
-def _spec_id(cursor: ByteReader) -> list[tuple[int, int]]:
-    """The first (SHA-1 format) entry must be the Spec ID event; return its algorithms."""
-    cursor.uint(4, "header index")
-    if cursor.uint(4, "header type") != EV_NO_ACTION:
-        raise MalformedEvidence("event log: first entry is not EV_NO_ACTION (Spec ID event)")
-    cursor.take(20, "header SHA-1 digest")
-    spec = ByteReader(
-        cursor.take(cursor.uint(4, "header data size"), "Spec ID event"), "Spec ID event"
+    """Parse a CCEL area (:mod:`broker.evidence.tpm.eventlog`); ``MalformedEvidence`` for
+    anything but a log followed by fill, a log without a SHA-384 bank, or an event that
+    targets no RTMR."""
+    log = tcg.parse_tcg_event_log(
+        data, max_events=MAX_EVENTS, bound="a CCEL log holds a few hundred at most"
     )
-    if spec.take(16, "signature") != _SPEC_ID_SIGNATURE:
-        raise MalformedEvidence("event log: Spec ID event signature is not 'Spec ID Event03'")
-    spec.take(8, "platform class, version, errata and uintn size")
-    count = spec.uint(4, "number of algorithms")
-    algorithms = [(spec.uint(2, "algorithm id"), spec.uint(2, "digest size")) for _ in range(count)]
-    if (SHA384_ALG_ID, SHA384_SIZE) not in algorithms:
+    if (SHA384_ALG_ID, SHA384_SIZE) not in log.spec.algorithms:
         raise MalformedEvidence("event log: the Spec ID event lists no SHA-384 bank")
-    if len({alg for alg, _ in algorithms}) != len(algorithms):
-        # Two sizes for one algorithm: which one an event's digest has would be ambiguous.
-        raise MalformedEvidence("event log: the Spec ID event lists an algorithm twice")
-    return algorithms
+    events = []
+    for number, entry in log.measured():
+        if not 1 <= entry.index <= 4:
+            raise MalformedEvidence(
+                f"event log: event {number} ({entry.type_name}) targets MR index "
+                f"{entry.index}, which is not RTMR0-3 (MR index 1-4)"
+            )
+        events.append(Event(entry.index, entry.event_type, entry.digest(SHA384_ALG_ID), entry.data))
+    return EventLog(log.spec.algorithms, tuple(events))
 
 
 def replay(log: EventLog) -> tuple[bytes, bytes, bytes, bytes]:
@@ -208,28 +128,3 @@ def check_replay(log: EventLog, rtmrs: Sequence[bytes]) -> None:
                 f"event log replays RTMR{index} ({count} events) to {found.hex()} != quote "
                 f"RTMR{index} {wanted.hex()}"
             )
-
-
-def describe(event: Event) -> str | None:
-    """A short human description from the event data (unauthenticated, see module doc)."""
-    data = event.data
-    if event.event_type in _LENGTH_PREFIXED and data:
-        return _printable(data[1 : 1 + data[0]])
-    if event.event_type in _VARIABLES and len(data) >= 32:
-        name_chars = int.from_bytes(data[16:24], "little")
-        name = data[32 : 32 + 2 * name_chars]
-        try:
-            return _printable(name.decode("utf-16-le").encode(), minimum=1)
-        except UnicodeDecodeError:
-            return None
-    return _printable(data)
-
-
-def _printable(data: bytes, minimum: int = 3) -> str | None:
-    """The leading printable ASCII run (up to a NUL), if it is long enough to mean something."""
-    text = data.split(b"\x00", 1)[0][:256]
-    if len(text) < minimum or any(
-        (byte < 0x20 and byte not in b"\t\n") or byte > 0x7E for byte in text
-    ):
-        return None
-    return text.decode("ascii")

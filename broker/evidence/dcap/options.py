@@ -1,4 +1,4 @@
-"""The collateral names (and CLI flags) the TDX and SGX verifiers read.
+"""The collateral names (and CLI flags) the TDX and SGX verifiers read (and the tdx-vtpm one).
 
 File names are those Intel's PCS/PCCS tooling and the vectors in ``tests/vectors`` use, so
 ``keybroker evidence verify --collateral DIR`` reads a vector folder or a simulator kit as is.
@@ -57,9 +57,11 @@ DCAP_COLLATERAL_OPTIONS: tuple[CollateralOption, ...] = (
     ),
 )
 
+#: Shared with the vTPM tees, whose event log is the TPM's (the same TCG format).
 EVENT_LOG_OPTION = CollateralOption(
     "event_log",
     "--event-log",
-    "TDX CCEL event log area to replay against RTMR0-3",
-    filenames=("event_log.bin", "ccel_data.dat", "CCEL_data"),
+    "event log: for tdx the CCEL area, replayed against RTMR0-3; for the vTPM tees the TPM's "
+    "TCG log (binary_bios_measurements), replayed against the quoted PCRs",
+    filenames=("event_log.bin", "ccel_data.dat", "CCEL_data", "binary_bios_measurements"),
 )

@@ -1,20 +1,28 @@
-"""A bounds-checked little-endian cursor over bytes, shared by the quote and event-log parsers.
+"""A bounds-checked cursor over bytes, shared by the quote, event-log and TPM parsers.
 
-Every shortfall is a ``MalformedEvidence`` that names the structure and the field being read.
+Integers are little-endian (Intel quotes, TCG event logs) unless the reader is made
+``byteorder="big"`` (TPM 2.0 structures, which the TPM marshals big-endian: TPM 2.0 Library
+Part 1, "Marshaling"). Every shortfall is a ``MalformedEvidence`` that names the structure
+and the field being read.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from broker.errors import MalformedEvidence
 
 
 class ByteReader:
-    __slots__ = ("_fill_from", "data", "pos", "where")
+    __slots__ = ("_fill_from", "byteorder", "data", "pos", "where")
 
-    def __init__(self, data: bytes, where: str) -> None:
+    def __init__(
+        self, data: bytes, where: str, byteorder: Literal["little", "big"] = "little"
+    ) -> None:
         self.data = data
         self.pos = 0
         self.where = where
+        self.byteorder: Literal["little", "big"] = byteorder
         self._fill_from: int | None = None
 
     @property
@@ -32,7 +40,7 @@ class ByteReader:
         return chunk
 
     def uint(self, size: int, what: str) -> int:
-        return int.from_bytes(self.take(size, what), "little")
+        return int.from_bytes(self.take(size, what), self.byteorder)
 
     def u16(self, what: str) -> int:
         return self.uint(2, what)

@@ -45,8 +45,8 @@ _TD_ATTRIBUTE_FLAGS: FlagTable = (
 )
 TD_ATTRIBUTE_BITS = bit_positions(_TD_ATTRIBUTE_FLAGS)
 
-#: Every claim :func:`tdx_claims` produces besides the dcap ones, in quote body order.
-CLAIMS: tuple[ClaimDefinition, ...] = (
+#: The claims of the TD report body, in quote body order (tdx and tdx-vtpm).
+BODY_CLAIMS: tuple[ClaimDefinition, ...] = (
     hex_claim(
         "tee_tcb_svn",
         16,
@@ -81,6 +81,10 @@ CLAIMS: tuple[ClaimDefinition, ...] = (
         "MRSERVICETD: the service TDs bound to the TD (TD 1.5 body of a v5 quote); null before",
         nullable=True,
     ),
+)
+
+#: The claims of a CCEL event log (tdx only: behind a paravisor, the vTPM's log is read).
+EVENT_LOG_CLAIMS: tuple[ClaimDefinition, ...] = (
     *within(
         list_claim(
             "event_log",
@@ -101,6 +105,9 @@ CLAIMS: tuple[ClaimDefinition, ...] = (
         boolean_claim(f"{INDEX}.data_matches_digest", "SHA-384 of the event data is the digest"),
     ),
 )
+
+#: Every claim :func:`tdx_claims` produces besides the dcap ones.
+CLAIMS: tuple[ClaimDefinition, ...] = (*BODY_CLAIMS, *EVENT_LOG_CLAIMS)
 
 
 def td_attributes(raw: bytes) -> dict[str, Any]:

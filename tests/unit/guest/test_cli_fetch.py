@@ -93,8 +93,21 @@ def test_no_configfs_tsm_exits_1(tee: str, capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--tee", "sgx"], "--tee sgx needs --simulate (configfs-tsm serves snp, tdx)"),
-        (["--tee", "nitro"], "--tee nitro needs --simulate (configfs-tsm serves snp, tdx)"),
+        (
+            ["--tee", "sgx"],
+            "--tee sgx needs --simulate (configfs-tsm serves snp, tdx; the vTPM serves "
+            "snp-vtpm, tpm)",
+        ),
+        (
+            ["--tee", "nitro"],
+            "--tee nitro needs --simulate (configfs-tsm serves snp, tdx; the vTPM serves "
+            "snp-vtpm, tpm)",
+        ),
+        (
+            ["--tee", "tdx-vtpm"],
+            "--tee tdx-vtpm needs --simulate (configfs-tsm serves snp, tdx; the vTPM serves "
+            "snp-vtpm, tpm)",
+        ),
         (
             ["--tee", "snp", "--simulate", "--kit", "/nonexistent/kit"],
             "simulation kit /nonexistent/kit does not exist (make run creates the snp kit; "

@@ -28,6 +28,7 @@ from broker.guest.sources import (
     SimulatedSnp,
     SimulatedTdx,
 )
+from broker.guest.vtpm import SimulatedVtpm, VtpmGuest
 from broker.simulate.intel import IntelKit
 from broker.simulate.nitro import FakeNitroAuthority
 
@@ -168,6 +169,9 @@ def test_simulated_nitro_debug_enclave_reports_zero_pcrs(
         ("tdx", SimulatedTdx),
         ("sgx", SimulatedSgx),
         ("nitro", SimulatedNitro),
+        ("snp-vtpm", SimulatedVtpm),
+        ("tdx-vtpm", SimulatedVtpm),
+        ("tpm", SimulatedVtpm),
     ],
 )
 def test_guest_fetch_simulate_picks_the_source_of_each_tee(
@@ -177,4 +181,23 @@ def test_guest_fetch_simulate_picks_the_source_of_each_tee(
     source = source_for(args)
     assert isinstance(source, kind)
     assert source.tee == tee
-    assert set(SIMULATED) == {"snp", "tdx", "sgx", "nitro"}
+    assert set(SIMULATED) == {"snp", "tdx", "sgx", "nitro", "snp-vtpm", "tdx-vtpm", "tpm"}
+
+
+@pytest.mark.parametrize(("tee", "kit"), [("snp-vtpm", "snp"), ("tdx-vtpm", "tdx"), ("tpm", "tpm")])
+def test_a_simulated_vtpm_is_provisioned_from_its_hardware_kit(
+    tmp_path: Path, tee: str, kit: str
+) -> None:
+    """The paravisor's report is signed by the SNP or Intel kit of ``<state>/demo``."""
+    (tmp_path / "demo" / kit).mkdir(parents=True)
+    args = argparse.Namespace(simulate=True, tee=tee, kit=None, state_dir=tmp_path)
+    source = source_for(args)
+    assert isinstance(source, SimulatedVtpm)
+    assert (source.tee, source.kit_dir) == (tee, tmp_path / "demo" / kit)
+
+
+@pytest.mark.parametrize("tee", ["snp-vtpm", "tpm"])
+def test_a_real_vtpm_guest_reads_its_vtpm(tee: str) -> None:
+    source = source_for(argparse.Namespace(simulate=False, tee=tee))
+    assert isinstance(source, VtpmGuest)
+    assert (source.tee, source.tools.tcti) == (tee, None)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from broker.errors import CollateralUnavailable, EvidenceError, TcbLevelNotFound
 from broker.evidence.claims import (
@@ -41,6 +42,9 @@ from broker.policy.claims_doc import main, markdown
 from broker.policy.model import MEASUREMENT_CLAIMS, SNP_TCB_CLAIM, SNP_TCB_COMPONENTS
 from broker.simulate.intel import IntelKit, Level, event_log
 from broker.simulate.snp import SnpKit
+from broker.simulate.tpm import DEMO_BOOT, AkAuthority, SoftwareAk
+from broker.simulate.tpm import event_log as tpm_event_log
+from broker.simulate.vtpm import bundle, runtime_data, snp_hcl_report, tdx_evidence
 from tests.unit.dcap.vectors import (
     COLLATERAL_LESS_NOW,
     DEBUG_TD_QUOTE,
@@ -59,6 +63,10 @@ from tests.unit.dcap.vectors import (
 )
 from tests.unit.nitro.vectors import REAL_DOCUMENTS
 from tests.unit.snp.conftest import VECTORS as SNP_VECTORS
+from tests.unit.tpm.vectors import AT as GCE_AT
+from tests.unit.tpm.vectors import NO_NONCE, NONCE9009
+from tests.unit.vtpm.vectors import TDX_DIR as AZURE_TDX
+from tests.unit.vtpm.vectors import snp_vectors as azure_snp_vectors
 
 from .support import REPO
 
@@ -144,6 +152,20 @@ def _real() -> Iterator[Evidence]:
             "nitro/evervault-docs",
             lambda d=document: _verify(Tee.NITRO, d.data, {}, d.at),
         )
+    for vector in azure_snp_vectors():
+        yield Evidence(
+            f"azure-vtpm-{vector.name}",
+            Tee.SNP_VTPM,
+            "azure-vtpm/trustee-az-snp-vtpm",
+            lambda v=vector: _verify(Tee.SNP_VTPM, v.evidence, v.collateral, AZURE_AT),
+        )
+    for attestation in (NONCE9009, NO_NONCE):
+        yield Evidence(
+            attestation.name,
+            Tee.TPM,
+            "tpm/go-tpm-tools-gce-cos85",
+            lambda a=attestation: _verify(Tee.TPM, a.read_bytes(), {}, GCE_AT),
+        )
 
 
 REAL = tuple(_real())
@@ -174,6 +196,14 @@ REFUSED = (
         CollateralUnavailable,
     ),
     Refused(
+        "azure-vtpm/trustee-az-tdx-vtpm",
+        Tee.TDX_VTPM,
+        (AZURE_TDX / "evidence-v1.json").read_bytes,
+        dict,
+        AZURE_AT,
+        CollateralUnavailable,
+    ),
+    Refused(
         "sgx/trustee-occlum-v3",
         Tee.SGX,
         OCCLUM_QUOTE.read_bytes,
@@ -183,8 +213,8 @@ REFUSED = (
     ),
 )
 #: Vector folders that hold certificates only, no evidence.
-WITHOUT_EVIDENCE = ("snp/amd-kds-cert-chains", "snp/virtee-sev-turin-vcek")
-TEE_FOLDERS = ("snp", "tdx", "sgx", "nitro", "azure-vtpm")
+WITHOUT_EVIDENCE = ("snp/amd-kds-cert-chains", "snp/virtee-sev-turin-vcek", "azure-vtpm/roots")
+TEE_FOLDERS = ("snp", "tdx", "sgx", "nitro", "azure-vtpm", "tpm")
 
 
 # --- walking a claims document ---------------------------------------------------------------
@@ -287,18 +317,15 @@ def _shared_vectors() -> Path | None:
 
 def test_tests_vectors_holds_every_real_evidence_of_the_shared_vectors() -> None:
     """So the tests above read every real vector of ../shared/vectors that a verifier reads:
-    each folder of a TEE keybroker verifies, and the SNP reports inside the Azure ones."""
+    each folder of a TEE keybroker verifies."""
     shared = _shared_vectors()
     if shared is None:
         pytest.skip("../shared/vectors is not next to this checkout")
     wanted = [
         path.relative_to(shared)
-        for tee in ("snp", "tdx", "sgx", "nitro")
+        for tee in TEE_FOLDERS
         for path in (shared / tee).rglob("*")
         if path.is_file()
-    ]
-    wanted += [
-        path.relative_to(shared) for path in (shared / "azure-vtpm").rglob("*.snp_report.bin")
     ]
     different = [
         str(p)
@@ -315,7 +342,9 @@ SYNTHETIC_AT = datetime(2025, 6, 1, tzinfo=UTC)
 
 def _synthetic() -> Iterator[Claims]:
     """What no real vector carries: a Turin v5 report (fmc, mitigation vectors), a TD 1.5
-    quote with an event log, on a platform whose TCB level names an advisory."""
+    quote with an event log, on a platform whose TCB level names an advisory; a TD behind a
+    paravisor (its Intel collateral is not published with the real one), and a vTPM AK
+    certificate and boot log behind a paravisor."""
     turin = SnpKit.generate(Product.TURIN)
     yield verifier_for(Tee.SNP).verify(
         turin.sign(turin.report(version=5)),
@@ -336,6 +365,37 @@ def _synthetic() -> Iterator[Claims]:
     clear_caches()
     yield verifier_for(Tee.TDX).verify(
         quote, collateral, now=SYNTHETIC_AT, extra_roots=intel.extra_roots()
+    )
+    yield from _synthetic_vtpm(
+        turin, intel, intel.tcb_info(Tee.TDX, now=SYNTHETIC_AT, levels=levels)
+    )
+
+
+def _synthetic_vtpm(amd: SnpKit, intel: IntelKit, tcb_info: bytes) -> Iterator[Claims]:
+    ak = SoftwareAk.generate()
+    authority = AkAuthority.generate()
+    runtime = runtime_data(ak.jwk())
+    log, pcrs = tpm_event_log(DEMO_BOOT)
+    tpm_parts = {
+        "tpm_quote": ak.quote(pcrs, b"nonce"),  # every bank: sha1, sha256 and sha384
+        "ak_cert": authority.certify(ak.public_key()).public_bytes(Encoding.DER),
+        "ak_chain": [authority.chain_der()],
+        "event_log": log,
+    }
+    yield verifier_for(Tee.SNP_VTPM).verify(
+        bundle({"hcl_report": snp_hcl_report(amd, runtime), **tpm_parts}),
+        amd.collateral(),
+        now=SYNTHETIC_AT,
+        extra_roots=[amd.root(), authority.root()],
+    )
+    hcl, td_quote = tdx_evidence(intel, runtime)
+    evidence = bundle({"hcl_report": hcl, "td_quote": td_quote, **tpm_parts})
+    clear_caches()
+    yield verifier_for(Tee.TDX_VTPM).verify(
+        evidence,
+        intel.collateral(Tee.TDX, now=SYNTHETIC_AT, tcb_info=tcb_info),
+        now=SYNTHETIC_AT,
+        extra_roots=[*intel.extra_roots(), authority.root()],
     )
 
 
@@ -443,8 +503,9 @@ def test_every_reference_value_is_a_hex_claim_of_its_size() -> None:
             if name not in ("label", "provenance")
         }
         for pattern, value in reference.get("patternProperties", {}).items():
-            paths = [f"pcrs.{i}" for i in range(100) if re.fullmatch(pattern, f"pcrs.{i}")]
-            assert len(paths) == PCR_INDEX_MAX + 1
+            prefix = "tpm.pcrs.sha256." if pattern.startswith("^tpm") else "pcrs."
+            paths = [f"{prefix}{i}" for i in range(100) if re.fullmatch(pattern, f"{prefix}{i}")]
+            assert len(paths) == (24 if prefix.startswith("tpm") else PCR_INDEX_MAX + 1)
             schemas |= dict.fromkeys(paths, value)
         for name, value in schemas.items():
             found = CATALOGUE[tee].find(name)

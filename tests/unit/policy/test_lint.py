@@ -296,8 +296,17 @@ def test_signer_claims_are_the_signer_attributes() -> None:
         ("tdx-production.yaml", []),
         ("sgx-enclave-data-key.yaml", []),
         ("nitro-enclave.yaml", [("infrastructure-signer", True)]),
+        ("azure-cvm-disk-key.yaml", [("infrastructure-signer", True)]),
+        ("gce-shielded-vm.yaml", [("infrastructure-signer", True)]),
         ("insecure-debug-example.yaml", [("debug-allowed", False)]),
-        ("insecure-demo-simulated-snp.yaml", [("test-root-accepted", False)]),
+        (
+            "insecure-demo-simulated-snp.yaml",
+            [
+                ("test-root-accepted", False),
+                ("infrastructure-signer", True),
+                ("test-root-accepted", False),
+            ],
+        ),
     ],
 )
 def test_shipped_policies_warn_only_where_intended(

@@ -48,7 +48,7 @@ SCHEMA_ERRORS = [
         HEAD + "admit:\n  sev:\n    {}\n",
         5,
         "$.admit.sev",
-        "unknown key 'sev'; allowed here: any, nitro, sgx, snp, tdx",
+        "unknown key 'sev'; allowed here: any, nitro, sgx, snp, snp-vtpm, tdx, tdx-vtpm, tpm",
     ),
     (
         "format: keybroker-policy/1\nname: p\nadmit: {}\n",
@@ -88,8 +88,10 @@ SCHEMA_ERRORS = [
         HEAD + "admit:\n  snp:\n    require:\n      - {claim: Reported_TCB, exists: true}\n",
         7,
         "$.admit.snp.require[0].claim",
-        '"Reported_TCB" is not a dotted claim path such as reported_tcb.snp, rtmr.0 or '
-        "signer.origin (lowercase snake_case names and list indexes)",
+        '"Reported_TCB" is not a dotted claim path such as reported_tcb.snp, rtmr.0, '
+        "signer.origin or vtpm.runtime_data.vm-configuration.secure-boot (a lowercase "
+        "snake_case name, then names, which may hold '-' and capitals as the evidence's JSON "
+        "does, and list indexes)",
     ),
     (
         HEAD + "admit:\n  snp:\n    require:\n      - {claim: host_data, hex_equals: 0102}\n",
@@ -363,12 +365,14 @@ def test_only_the_sets_used_are_part_of_the_policy() -> None:
 #: Digests of the shipped policies, pinned: the canonical form (and so every audit record's
 #: policy identity) must not change with the serialiser behind it.
 PINNED_DIGESTS = {
+    "azure-cvm-disk-key.yaml": "0c33ba9cb26c82deac0caac865b89321ec47bc098af9ddaa6aaaf4eff30aed84",
+    "gce-shielded-vm.yaml": "6096c56f80f33d8c0e12cda722276d95d1f2416c929100984fc67f5e809be78a",
     "default.yaml": "aa6b39ff81970dd30058a49baefa0fbf575404b6ef349a7f3ea71bf29b1b4c38",
     "insecure-debug-example.yaml": (
         "20a99824801bdea6c2a45dcd380c02aa574a3669ac0933ae50f4f3352f59e515"
     ),
     "insecure-demo-simulated-snp.yaml": (
-        "6b4abbedea79d0468743b0167d4656feac1387448e637d8af8f574b0a5e5b99f"
+        "839c94ff8e714a704eabe7506beb314e4b05a8c4f1faf58da939ef59e36548eb"
     ),
     "nitro-enclave.yaml": "cf19978491844cb76f2bd965fcac89c58ee8d9df16b1bcf0993c962816c2f449",
     "sgx-enclave-data-key.yaml": "50c6cfe451e3b2f9e63dcc4c816184c0c48371a095c7fedad5b8c265d5950f8f",
@@ -435,7 +439,9 @@ SHIPPED = sorted(p.name for p in POLICIES.glob("*.yaml"))
 
 def test_the_expected_policies_ship() -> None:
     assert SHIPPED == [
+        "azure-cvm-disk-key.yaml",
         "default.yaml",
+        "gce-shielded-vm.yaml",
         "insecure-debug-example.yaml",
         "insecure-demo-simulated-snp.yaml",
         "nitro-enclave.yaml",
