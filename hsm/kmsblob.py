@@ -8,7 +8,7 @@ that made it, so ``Decrypt`` needs no ``KeyId`` and a rotated key still opens ol
 offset size    field
 ====== ======= =====================================================================
 0      4       magic ``KBK`` and format version ``0x01``
-4      1       n: length of the key name (1..64)
+4      1       n: length of the key name (1..128)
 5      n       key name (the broker's name syntax: ASCII)
 5+n    4       key version, unsigned big-endian
 9+n    12      IV (random)
@@ -42,7 +42,7 @@ MAGIC = b"KBK\x01"
 IV_BYTES = 12
 TAG_BYTES = 16
 KEY_BYTES = 32
-MAX_NAME_BYTES = 64
+MAX_NAME_BYTES = 128
 #: AWS KMS limits on the plaintext of Encrypt and on data keys (KMS API reference).
 MAX_PLAINTEXT_BYTES = 4096
 MAX_DATA_KEY_BYTES = 1024
@@ -70,7 +70,7 @@ class BlobHeader:
     def to_bytes(self) -> bytes:
         name = self.key_name.encode("ascii")
         if not 1 <= len(name) <= MAX_NAME_BYTES:
-            raise ValueError("key names are 1..64 bytes")
+            raise ValueError("key names are 1..128 bytes")
         return MAGIC + bytes([len(name)]) + name + self.key_version.to_bytes(4, "big")
 
 

@@ -485,6 +485,22 @@ class ReleaseService:
         )
         return await self._conclude(record(exhausted, token_fields), exhausted)
 
+    async def conclude(
+        self,
+        now: datetime,
+        kind: str,
+        failure: KeybrokerError | None,
+        origin: Origin,
+        *,
+        key_name: str | None,
+        body: dict[str, Any],
+        response: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Audit a decision made on no key context (a refusal before a key was looked at, or
+        an answer that uses no key), committed, then raise ``failure`` or answer."""
+        record = _record(now, kind, failure, origin, key_name, body=body)
+        return await self._conclude(record, failure, response)
+
     async def _conclude(
         self,
         record: AuditRecord,
@@ -551,7 +567,7 @@ class ReleaseService:
                 raise KeyDisabled(f"key {key_name} is disabled")
             if context.policy is None:
                 raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
-            judge(await self._policy(context.policy), now, body)
+            judge(await self.bound_policy(context.policy), now, body)
             response = await seal(context, now, body)
         except DatabaseUnavailable:
             raise  # nothing can be recorded, so nothing is released: 503
@@ -560,7 +576,7 @@ class ReleaseService:
         body["envelope_sha256"] = response["envelope_sha256"]
         return response, None
 
-    async def _policy(self, bound: BoundPolicy) -> Policy:
+    async def bound_policy(self, bound: BoundPolicy) -> Policy:
         """The bound policy, compiled: from the cache by digest, else read and checked."""
         policy = self.policies.cached(bound.digest)
         if policy is not None:
