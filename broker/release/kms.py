@@ -444,6 +444,7 @@ class KmsService:
             return {
                 "KeyId": self.key_arn(caller, name),
                 "EncryptionAlgorithm": SYMMETRIC_DEFAULT,
+                "envelope_sha256": hashlib.sha256(blob).hexdigest(),
                 **answer,
             }
 
@@ -504,6 +505,7 @@ class KmsService:
             return {
                 "CiphertextBlob": blob,
                 "KeyId": self.key_arn(caller, context_.name),
+                "envelope_sha256": hashlib.sha256(blob).hexdigest(),
                 **answer,
             }
 
