@@ -279,6 +279,7 @@ class SignatureRefused(Unrecognised):
     whose signature does not verify."""
 
     type = "signature-refused"
+    outcome = "deny"
 
     def __init__(self, detail: str, reason: UnrecognisedReason = "sigv4-signature") -> None:
         super().__init__(detail, reason)
@@ -375,6 +376,7 @@ class KmsUseRefused(KeybrokerError):
     (docs/kms.md)."""
 
     type = "kms-use-refused"
+    outcome = "deny"
 
 
 class CiphertextInvalid(KeybrokerError):
@@ -382,12 +384,14 @@ class CiphertextInvalid(KeybrokerError):
     authenticate under its key with the given encryption context."""
 
     type = "ciphertext-invalid"
+    outcome = "deny"
 
 
 class IncorrectKey(KeybrokerError):
     """A KMS ``Decrypt`` named a key other than the one its ciphertext was made with."""
 
     type = "incorrect-key"
+    outcome = "deny"
 
 
 # --- KMS request authentication (AWS Signature Version 4) -----------------------------------
@@ -398,6 +402,7 @@ class AccessKeyRevoked(KeybrokerError):
     signature proves who signed it)."""
 
     type = "access-key-revoked"
+    outcome = "deny"
 
 
 class SignatureReplayed(KeybrokerError):
@@ -405,6 +410,7 @@ class SignatureReplayed(KeybrokerError):
     clock-skew window (audited alone)."""
 
     type = "signature-replayed"
+    outcome = "deny"
 
 
 # --- HSM custody ----------------------------------------------------------------------------

@@ -60,7 +60,7 @@ from broker.release.service import ReleaseService
 from broker.store import access_keys, keys
 from broker.store.contexts import ReleaseContext
 from broker.store.database import Database
-from broker.timeutil import utcnow
+from broker.timeutil import iso, utcnow
 from hsm import cms, kmsblob
 from hsm.custody import WrappedSecret
 from hsm.jwe import Exposure
@@ -235,7 +235,7 @@ class KmsService:
         evidence_time = claims.evidence_time
         if evidence_time is not None and abs(now - evidence_time) > self.skew:
             raise BindingMismatch(
-                f"the attestation document was made at {evidence_time.isoformat()}, more than "
+                f"the attestation document was made at {iso(evidence_time, zulu=True)}, more than "
                 f"{int(self.skew.total_seconds())} s from now: a Recipient document is fresh"
             )
         value = claims.fields.get("public_key")

@@ -36,6 +36,7 @@ round trip to a busy broker it would make every other release wait in line.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass

@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote
 
 from broker.errors import SignatureIncomplete, SignatureRefused
+from broker.timeutil import iso_basic
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "kms"
@@ -50,7 +51,7 @@ _AUTHORIZATION = re.compile(
 _ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
 _DATE = re.compile(r"[0-9]{8}")
 _REGION = re.compile(r"[a-z0-9-]{1,64}")
-_AMZ_DATE = "%Y%m%dT%H%M%SZ"
+_AMZ_DATE = "%Y%m%dT%H%M%SZ"  # parsing only; written by timeutil.iso_basic
 _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 # RFC 3986 unreserved characters: never percent-encoded in canonical forms.
 _UNRESERVED = "-_.~"
@@ -135,8 +136,8 @@ def parse(headers: Iterable[tuple[str, str]], now: datetime, skew: timedelta) ->
     at = _request_time(received, date)
     if abs(now - at) > skew:
         raise SignatureRefused(
-            f"Signature expired: the request time {at:%Y%m%dT%H%M%SZ} is more than "
-            f"{int(skew.total_seconds())} s from the broker's clock {now:%Y%m%dT%H%M%SZ}",
+            f"Signature expired: the request time {iso_basic(at)} is more than "
+            f"{int(skew.total_seconds())} s from the broker's clock {iso_basic(now)}",
             "sigv4-malformed",
         )
     return SignedRequest(access_key_id, date, region, signed, bytes.fromhex(signature), at)
@@ -150,7 +151,7 @@ def _request_time(headers: list[tuple[str, str]], date: str) -> datetime:
         at = datetime.strptime(values[0].strip(), _AMZ_DATE).replace(tzinfo=UTC)
     except ValueError:
         raise SignatureIncomplete("X-Amz-Date must be yyyymmddThhmmssZ") from None
-    if at.strftime("%Y%m%d") != date:
+    if iso_basic(at)[:8] != date:
         raise SignatureRefused(
             "X-Amz-Date is not on the Credential scope's date", "sigv4-malformed"
         )
@@ -172,7 +173,7 @@ def signature(signed: SignedRequest, request: ReceivedRequest, secret: bytes) ->
     string_to_sign = "\n".join(
         (
             ALGORITHM,
-            signed.at.strftime(_AMZ_DATE),
+            iso_basic(signed.at),
             signed.scope,
             hashlib.sha256(canonical_request(signed, request).encode("utf-8")).hexdigest(),
         )

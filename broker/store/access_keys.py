@@ -18,6 +18,7 @@ from typing import Any, Final
 from broker.store.challenges import PURGE_GRACE
 from broker.store.database import Database
 from broker.store.sqlfiles import query
+from broker.timeutil import iso
 from hsm.custody import WrappedSecret
 
 _INSERT: Final = query("insert_kms_access_key")
@@ -87,9 +88,9 @@ async def list_keys(db: Database) -> list[dict[str, Any]]:
         {
             "access_key_id": row["id"],
             "name": row["name"],
-            "created_at": row["created_at"].isoformat(),
+            "created_at": iso(row["created_at"]),
             "created_by": row["created_by"],
-            "revoked_at": None if row["revoked_at"] is None else row["revoked_at"].isoformat(),
+            "revoked_at": iso(row["revoked_at"]),
             "revoked_by": row["revoked_by"],
         }
         for row in await db.fetch(_LIST)

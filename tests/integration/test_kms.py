@@ -371,7 +371,7 @@ async def test_debug_and_stale_documents_are_refused(
     with _access_denied():
         kms.decrypt(CiphertextBlob=blob, Recipient=enclave.recipient(age=timedelta(minutes=6)))
     record = await last_audit(deployment, "kms")
-    assert record["error"]["type"] == "binding_mismatch"
+    assert record["error"]["type"] == "binding-mismatch"
 
     document = bytearray(enclave.document())
     document[-5] ^= 1  # inside the COSE signature
@@ -384,7 +384,7 @@ async def test_debug_and_stale_documents_are_refused(
             },
         )
     record = await last_audit(deployment, "kms")
-    assert record["error"]["type"] == "signature_invalid"
+    assert record["error"]["type"] == "signature-invalid"
 
 
 async def test_real_nitro_documents_at_their_instant(deployment: Deployment) -> None:
