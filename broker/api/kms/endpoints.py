@@ -23,9 +23,7 @@ log = get_logger("keybroker.kms")
 
 async def serve(request: Request) -> Response:
     try:
-        state = request.app.state
-        client = request.client
-        state.rate_limiter.check(client.host if client is not None else "unknown")
+        state = request.app.state  # rate and connection limits: broker/api/guard.py
         service: KmsService = state.kms
         body = await _body(request, int(state.settings.max_request_bytes))
         scope = request.scope
