@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 
 import httpx
 from starlette.applications import Starlette
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from broker.admin.service import AdminService
-from broker.api import admin, guest, health, kbs, openapi, routing
+from broker.api import admin, guest, health, kbs, kms, openapi, routing
 from broker.api.headers import request_id
 from broker.api.lean import GuestRoutes
 from broker.api.limits import STATE_KEY, Admission
@@ -24,12 +25,13 @@ from broker.logs import get_logger
 from broker.metrics import Metrics
 from broker.readiness import Readiness
 from broker.release.collateral import CollateralResolver, default_lookups
+from broker.release.kms import KmsService
 from broker.release.policies import PolicyCache
 from broker.release.service import ReleaseService
 from broker.release.sessions import KbsSessions
 from broker.runtime import Locate, Runtime, configured_location
 from broker.settings import Settings
-from broker.store import challenges
+from broker.store import access_keys, challenges
 from broker.store.release import PostgresReleaseStore
 from broker.timeutil import utcnow
 
@@ -65,6 +67,12 @@ def create_app(
         )
         app.state.admin = AdminService(app.state.runtime)
         app.state.readiness = Readiness(app.state.runtime)
+        app.state.kms = KmsService(
+            app.state.release,
+            app.state.runtime.db,
+            skew=timedelta(seconds=settings.kms_clock_skew_seconds),
+            account=settings.kms_account_id,
+        )
         purger = asyncio.create_task(_purge_expired_challenges(app.state.runtime))
         unauthenticated = app.state.release.unauthenticated
         flusher = asyncio.create_task(unauthenticated.run())
@@ -95,6 +103,7 @@ def create_app(
         Route("/v1/openapi.json", openapi.document, methods=["GET"]),
         *admin.ROUTES,
         *kbs.ROUTES,
+        *kms.routes(settings.kms_path),
     ]
     app = Starlette(
         routes=routes,
@@ -121,12 +130,16 @@ SHUTDOWN_FLUSH_SECONDS = 15.0
 
 
 async def _purge_expired_challenges(runtime: Runtime) -> None:
-    """Keep the challenges table to the nonces that can still matter (every 5 minutes)."""
+    """Keep the challenges table to the nonces that can still matter, and the KMS signatures
+    table to the signatures whose window is open (every 5 minutes)."""
     while True:
         try:
             removed = await challenges.purge(runtime.db, utcnow())
             if removed:
                 log.info("challenges_purged", removed=removed)
+            removed = await access_keys.purge_signatures(runtime.db, utcnow())
+            if removed:
+                log.info("kms_signatures_purged", removed=removed)
         except KeybrokerError as exc:  # the database being down is reported by /readyz
             log.warning("challenges_purge_failed", error=exc.type)
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)

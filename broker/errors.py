@@ -254,7 +254,14 @@ class TokenMissing(TokenInvalid):
 #: Why such a request was refused: a metric label and a count in the aggregate audit record
 #: (docs/operations.md, "Unauthenticated requests"). A fixed few, so neither can grow.
 UnrecognisedReason = Literal[
-    "nonce-malformed", "nonce-mac", "token-malformed", "token-key", "token-signature"
+    "nonce-malformed",
+    "nonce-mac",
+    "token-malformed",
+    "token-key",
+    "token-signature",
+    "sigv4-malformed",
+    "sigv4-key",
+    "sigv4-signature",
 ]
 
 
@@ -278,6 +285,36 @@ class NonceUnrecognised(NonceUnknown, Unrecognised):
 class TokenUnverified(TokenInvalid, Unrecognised):
     """A token whose signature was never verified: not a compact JWS with this broker's
     header, signed by another key, or a signature that does not verify (``broker/jose.py``)."""
+
+
+class SignatureRefused(Unrecognised):
+    """A KMS request whose SigV4 signature was not verified: wrong, stale, badly formed, or
+    by an access key the broker never issued. Counted and audited in aggregate, as a token
+    whose signature does not verify."""
+
+    type = "signature-refused"
+    outcome = "deny"
+
+    def __init__(self, detail: str, reason: UnrecognisedReason = "sigv4-signature") -> None:
+        super().__init__(detail, reason)
+
+
+class SignatureIncomplete(SignatureRefused):
+    """The request carries no SigV4 ``Authorization`` or lacks a part the signature needs."""
+
+    type = "signature-incomplete"
+
+    def __init__(self, detail: str, reason: UnrecognisedReason = "sigv4-malformed") -> None:
+        super().__init__(detail, reason)
+
+
+class AccessKeyUnknown(SignatureRefused):
+    """The access key id of a signed request is not one this broker issued."""
+
+    type = "access-key-unknown"
+
+    def __init__(self, detail: str, reason: UnrecognisedReason = "sigv4-key") -> None:
+        super().__init__(detail, reason)
 
 
 class Forbidden(KeybrokerError):
@@ -344,6 +381,49 @@ class ExposureRefused(KeybrokerError):
     (JWE) answer for a key that is ``hsm-only`` (``hsm/jwe.py``)."""
 
     type = "exposure-refused"
+    outcome = "deny"
+
+
+class KmsUseRefused(KeybrokerError):
+    """The key's bound policy does not let this KMS request use it: no ``kms`` member, an
+    access key it does not name, or plaintext to a caller it did not attest
+    (docs/kms.md)."""
+
+    type = "kms-use-refused"
+    outcome = "deny"
+
+
+class CiphertextInvalid(KeybrokerError):
+    """A KMS ciphertext blob is not one of this broker's, names another key, or does not
+    authenticate under its key with the given encryption context."""
+
+    type = "ciphertext-invalid"
+    outcome = "deny"
+
+
+class IncorrectKey(KeybrokerError):
+    """A KMS ``Decrypt`` named a key other than the one its ciphertext was made with."""
+
+    type = "incorrect-key"
+    outcome = "deny"
+
+
+# --- KMS request authentication (AWS Signature Version 4) -----------------------------------
+
+
+class AccessKeyRevoked(KeybrokerError):
+    """A correctly signed KMS request whose access key was revoked (audited alone: the
+    signature proves who signed it)."""
+
+    type = "access-key-revoked"
+    outcome = "deny"
+
+
+class SignatureReplayed(KeybrokerError):
+    """A correctly signed KMS request whose signature was accepted before, within the
+    clock-skew window (audited alone)."""
+
+    type = "signature-replayed"
     outcome = "deny"
 
 

@@ -27,6 +27,7 @@ BROKER_ERROR: Mapping[type[hsm.HsmError], type[errors.KeybrokerError]] = {
     hsm.KekNotFound: errors.KekNotFound,
     hsm.PublicKeyInvalid: errors.PublicKeyInvalid,
     hsm.SecretLengthInvalid: errors.SecretLengthInvalid,
+    hsm.CiphertextInvalid: errors.CiphertextInvalid,
 }
 
 

@@ -9,6 +9,7 @@ database URL, which may embed a password, and the PIN) are :class:`~broker.redac
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import types
 import typing
@@ -71,6 +72,15 @@ class Settings:
     """Trustee KBS cookie sessions each worker keeps (least recently used out; each lives
     as long as its nonce, then its token). A guest whose session this process does not hold
     gets 401 and redoes the handshake; its Bearer token works on any worker (docs/kbs.md)."""
+
+    kms_path: str = "/"
+    """Where the KMS-compatible endpoint answers (docs/kms.md): the SDKs post to the path of
+    their endpoint URL, ``/`` for ``http://host:port``."""
+    kms_clock_skew_seconds: int = 300
+    """Largest difference between a SigV4 request's time and the broker's clock; a signature
+    is accepted once within it. Also the largest age of a Recipient's attestation document."""
+    kms_account_id: str = "000000000000"
+    """The account the key ARNs of KMS answers name (SDKs read ARNs, never check them)."""
 
     challenge_ttl_seconds: int = 300
     token_ttl_seconds: int = 300
@@ -231,12 +241,28 @@ def _validate(settings: Settings) -> None:
         )
     _check_within(settings, "unauthenticated_audit_sources", 0, MAX_UNAUTHENTICATED_AUDIT_SOURCES)
     _check_within(settings, "kbs_sessions", 1, MAX_KBS_SESSIONS)
+    _check_kms(settings)
     if settings.db_pool_min < 1 or settings.db_pool_max < settings.db_pool_min:
         raise ConfigurationError("db_pool_min must be >= 1 and <= db_pool_max")
     if not 1 <= settings.collateral_timeout_seconds <= 300:
         raise ConfigurationError("collateral_timeout_seconds must be within 1..300")
     for name in ("amd_kds_url", "intel_pcs_url", "intel_root_crl_url"):
         _check_url(name, getattr(settings, name))
+
+
+def _check_kms(settings: Settings) -> None:
+    _check_within(settings, "kms_clock_skew_seconds", 30, 900)
+    if not _KMS_PATH.fullmatch(settings.kms_path) or settings.kms_path.startswith(_RESERVED):
+        raise ConfigurationError(
+            "kms_path must be / or /segment[/segment...] of a-z 0-9 . _ - outside the broker's "
+            "own paths (/v1, /kbs, /healthz, /readyz, /metrics)"
+        )
+    if not re.fullmatch(r"[0-9]{12}", settings.kms_account_id):
+        raise ConfigurationError("kms_account_id must be 12 digits")
+
+
+_KMS_PATH = re.compile(r"/|(/[a-z0-9._-]+)+")
+_RESERVED = ("/v1", "/kbs", "/healthz", "/readyz", "/metrics")
 
 
 def _check_within(settings: Settings, name: str, low: int, high: int) -> None:

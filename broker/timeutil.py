@@ -51,3 +51,9 @@ def iso(value: datetime | None, *, zulu: bool = False, timespec: str = "auto") -
         return None
     text = value.isoformat(timespec=timespec)
     return text.replace("+00:00", "Z") if zulu else text
+
+
+def iso_basic(value: datetime) -> str:
+    """``value`` (UTC) in ISO 8601 basic format to the second, ``20240101T120000Z``: the
+    request time of AWS Signature Version 4 (``X-Amz-Date``)."""
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")

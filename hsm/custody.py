@@ -37,7 +37,7 @@ import pkcs11
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 
-from hsm import jwe
+from hsm import jwe, kmsblob
 from hsm.envelope import OaepHash, SealedSecret
 from hsm.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from hsm.keycopies import KeyCopyLimits, SessionKeys
@@ -254,6 +254,7 @@ class Custody:
         session: pkcs11.Session,
         wrapped: WrappedSecret,
         template: dict[Attribute, Any] = _TRANSIENT_SECRET,
+        key_type: KeyType = KeyType.GENERIC_SECRET,
     ) -> Any:
         """The secret as a session object (SENSITIVE unless ``template`` says otherwise: the
         KBS path's); the caller owns (destroys) it."""
@@ -261,7 +262,7 @@ class Custody:
         try:
             return kek.unwrap_key(
                 ObjectClass.SECRET_KEY,
-                KeyType.GENERIC_SECRET,
+                key_type,
                 wrapped.blob,
                 mechanism=Mechanism.AES_KEY_WRAP_PAD,
                 template=template,
@@ -323,6 +324,79 @@ class Custody:
         (``hsm/jwe.py`` says why, and what would keep it inside). Call on a pool thread."""
         readable = self._unwrap(session, wrapped, jwe.READABLE_SECRET)
         return jwe.seal_unwrapped(readable, wrapped.secret_length, to)
+
+    def open_sealed_sync(self, wrapped: WrappedSecret, session: pkcs11.Session) -> bytearray:
+        """A sealed value read back into broker memory: for the KMS access keys' secrets,
+        which the broker needs in memory to check a SigV4 signature (HMAC-SHA256 keyed by the
+        secret), never for a customer key. The caller overwrites the buffer when done."""
+        readable = self._unwrap(session, wrapped, jwe.READABLE_SECRET)
+        try:
+            value = bytearray(readable[Attribute.VALUE])
+        finally:
+            readable.destroy()
+        del value[wrapped.secret_length :]  # SoftHSM's KWP zero padding (§4 of the docs)
+        return value
+
+    def kms_encrypt_sync(
+        self,
+        wrapped: WrappedSecret,
+        header: kmsblob.BlobHeader,
+        plaintext: bytes | bytearray,
+        context: bytes,
+        session: pkcs11.Session,
+    ) -> bytes:
+        """A KMS ciphertext blob of ``plaintext`` under the key ``wrapped`` holds, made by
+        ``C_Encrypt`` inside the token (``hsm/kmsblob.py``)."""
+        key = self._kms_key(session, wrapped)
+        try:
+            return kmsblob.encrypt(key, header, plaintext, context)
+        finally:
+            key.destroy()
+
+    def kms_decrypt_sync(
+        self,
+        wrapped: WrappedSecret,
+        blob: kmsblob.ParsedBlob,
+        context: bytes,
+        session: pkcs11.Session,
+    ) -> bytearray:
+        """The plaintext of ``blob``, by ``C_Decrypt`` inside the token; it is in broker
+        memory from here (the caller overwrites it once answered)."""
+        key = self._kms_key(session, wrapped)
+        try:
+            return kmsblob.decrypt(key, blob, context)
+        finally:
+            key.destroy()
+
+    def kms_data_key_sync(
+        self,
+        wrapped: WrappedSecret,
+        header: kmsblob.BlobHeader,
+        length: int,
+        context: bytes,
+        session: pkcs11.Session,
+    ) -> tuple[bytearray, bytes]:
+        """A data key of ``length`` bytes drawn from the token's generator, and its blob under
+        the key ``wrapped`` holds. Encrypting it takes its bytes as ``C_Encrypt`` input, so it
+        is in broker memory from here (the caller overwrites it)."""
+        data_key = bytearray(session.generate_random(length * 8))
+        key = self._kms_key(session, wrapped)
+        try:
+            return data_key, kmsblob.encrypt(key, header, data_key, context)
+        finally:
+            key.destroy()
+
+    def random_sync(self, length: int, session: pkcs11.Session) -> bytearray:
+        """``length`` bytes from the token's random generator (``C_GenerateRandom``)."""
+        return bytearray(session.generate_random(length * 8))
+
+    def _kms_key(self, session: pkcs11.Session, wrapped: WrappedSecret) -> Any:
+        if wrapped.secret_length != kmsblob.KEY_BYTES:
+            raise SecretLengthInvalid(
+                f"a KMS key is a {kmsblob.KEY_BYTES}-byte secret (AES-256); this key holds "
+                f"{wrapped.secret_length} bytes"
+            )
+        return self._unwrap(session, wrapped, kmsblob.AES_OPERATION, KeyType.AES)
 
     def release_to(self, wrapped: WrappedSecret, tee_key: RsaPublicKey) -> SealedSecret:
         return self.pool.run_sync(lambda s: self.release_to_sync(wrapped, tee_key, s))

@@ -41,3 +41,8 @@ class PublicKeyInvalid(HsmError):
 
 class SecretLengthInvalid(HsmError):
     """A secret to import or generate is shorter or longer than custody accepts."""
+
+
+class CiphertextInvalid(HsmError):
+    """A KMS ciphertext blob is not of this broker's format or does not authenticate under
+    its key with the given encryption context (``hsm/kmsblob.py``)."""

@@ -340,6 +340,16 @@ class InTokenSupport:
             lacking.append("an ECDH key derivation computing JOSE's Concat KDF (none in PKCS#11)")
         return lacking
 
+    def missing_for_cms(self) -> list[str]:
+        """What keeps a KMS answer (a GCM blob of a data key; a CMS envelope with OAEP-SHA-256
+        and AES-256-CBC, ``hsm/cms.py``) from being made inside the token."""
+        lacking = [] if self.gcm_wrap else ["C_WrapKey/C_UnwrapKey with CKM_AES_GCM"]
+        if not self.oaep_sha256_wrap:
+            lacking.append("C_WrapKey with CKM_RSA_PKCS_OAEP and SHA-256")
+        # Not probed: keybroker builds no in-token CMS path, which this would also need.
+        lacking.append("an in-token CMS path in keybroker (C_WrapKey with CKM_AES_CBC_PAD)")
+        return lacking
+
 
 def probe(session: pkcs11.Session, oaep_sha256_wrap: bool) -> InTokenSupport:
     """Try ``C_WrapKey`` with ``CKM_AES_GCM`` on throwaway session keys (the OAEP hash is

@@ -116,6 +116,24 @@ CREATE TABLE public.keys (
     CONSTRAINT keys_state_check CHECK ((state = ANY (ARRAY['active'::text, 'disabled'::text]))),
     CONSTRAINT keys_version_check CHECK ((version >= 1))
 );
+CREATE TABLE public.kms_access_keys (
+    id text NOT NULL,
+    name text NOT NULL,
+    kek_label text NOT NULL,
+    wrapped_secret bytea NOT NULL,
+    secret_length integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_by text NOT NULL,
+    revoked_at timestamp with time zone,
+    revoked_by text,
+    CONSTRAINT kms_access_keys_id_check CHECK ((id ~ '^KB[A-Z2-7]{18}$'::text)),
+    CONSTRAINT kms_access_keys_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9._-]{0,63}$'::text)),
+    CONSTRAINT kms_access_keys_secret_length_check CHECK (((secret_length >= 1) AND (secret_length <= 128)))
+);
+CREATE TABLE public.kms_signatures (
+    signature bytea NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
 CREATE TABLE public.policies (
     name text NOT NULL,
     version integer NOT NULL,
@@ -151,6 +169,12 @@ ALTER TABLE ONLY public.key_bindings
     ADD CONSTRAINT key_bindings_pkey PRIMARY KEY (key_name);
 ALTER TABLE ONLY public.keys
     ADD CONSTRAINT keys_pkey PRIMARY KEY (name, version);
+ALTER TABLE ONLY public.kms_access_keys
+    ADD CONSTRAINT kms_access_keys_name_key UNIQUE (name);
+ALTER TABLE ONLY public.kms_access_keys
+    ADD CONSTRAINT kms_access_keys_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY public.kms_signatures
+    ADD CONSTRAINT kms_signatures_pkey PRIMARY KEY (signature);
 ALTER TABLE ONLY public.policies
     ADD CONSTRAINT policies_pkey PRIMARY KEY (name, version);
 ALTER TABLE ONLY public.schema_migrations
@@ -158,6 +182,7 @@ ALTER TABLE ONLY public.schema_migrations
 CREATE INDEX audit_log_at ON public.audit_log USING btree (at);
 CREATE INDEX audit_log_key_name ON public.audit_log USING btree (key_name, seq);
 CREATE INDEX challenges_expires_at ON public.challenges USING btree (expires_at);
+CREATE INDEX kms_signatures_expiry ON public.kms_signatures USING btree (expires_at);
 CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON public.audit_log FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_change();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON public.audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.audit_refuse_change();
 CREATE TRIGGER policies_immutable BEFORE DELETE OR UPDATE ON public.policies FOR EACH ROW EXECUTE FUNCTION public.policies_refuse_change();

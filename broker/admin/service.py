@@ -17,6 +17,8 @@ import asyncio
 import re
 from typing import Any
 
+import asyncpg
+
 from broker.errors import BadRequest, Conflict, Forbidden
 from broker.hsmcalls import hsm_errors
 from broker.names import checked_name, checked_version, parse_kbs_path
@@ -25,7 +27,7 @@ from broker.policy.model import Policy
 from broker.release.policies import stored_form
 from broker.roles import Principal, Role
 from broker.runtime import Runtime
-from broker.store import admin_tokens, audit, bindings, kek, keys, policies
+from broker.store import access_keys, admin_tokens, audit, bindings, kek, keys, policies
 from broker.store.audit import AuditRecord, ChainReport, verify_chain
 from broker.timeutil import utcnow
 from hsm.custody import WrappedSecret
@@ -34,6 +36,9 @@ from hsm.jwe import Exposure
 # Printable ASCII: the name is part of the actor in every audit record of the token
 # (``token:<id>:<name>``), where letters of another script could pass for another's name.
 TOKEN_NAME = re.compile(r"[ -~]{1,128}")
+
+ACCESS_KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+ACCESS_KEY_ID = re.compile(r"KB[A-Z2-7]{18}")
 
 READ_KEYS = (Role.KEY_CUSTODIAN, Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN)
 READ_POLICIES = (Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN, Role.KEY_CUSTODIAN)
@@ -272,3 +277,42 @@ class AdminService:
             raise Conflict(f"token {token_id} does not exist or is already revoked")
         await self._audit(principal, "token.revoke", None, {"token_id": token_id})
         return {"id": token_id, "revoked": "true"}
+
+    # --- KMS access keys (docs/kms.md) -----------------------------------------------------
+
+    async def create_access_key(self, principal: Principal, name: str) -> dict[str, str]:
+        """A new KMS access key: its secret is sealed under the KEK inside the HSM and shown
+        once, in this answer."""
+        require(principal, Role.ADMIN)
+        if not ACCESS_KEY_NAME.fullmatch(name):
+            raise BadRequest(
+                "access key name must be 1-64 of a-z 0-9 . _ - starting with a letter or digit"
+            )
+        access_key_id = access_keys.new_id()
+        secret = access_keys.new_secret()
+        with hsm_errors():
+            sealed = await asyncio.to_thread(self.custody.import_secret, secret.encode("ascii"))
+        try:
+            await access_keys.insert(self.db, access_key_id, name, sealed, principal.actor)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"an access key named {name} exists (names are never reused)") from None
+        await self._audit(
+            principal,
+            "access-key.create",
+            None,
+            {"access_key_id": access_key_id, "name": name, "kek_label": sealed.kek_label},
+        )
+        return {"access_key_id": access_key_id, "name": name, "secret_access_key": secret}
+
+    async def list_access_keys(self, principal: Principal) -> list[dict[str, Any]]:
+        require(principal, Role.ADMIN)
+        return await access_keys.list_keys(self.db)
+
+    async def revoke_access_key(self, principal: Principal, access_key_id: str) -> dict[str, str]:
+        require(principal, Role.ADMIN)
+        if not ACCESS_KEY_ID.fullmatch(access_key_id):
+            raise BadRequest("access key id must be KB and 18 of A-Z 2-7")
+        if not await access_keys.revoke(self.db, access_key_id, principal.actor):
+            raise Conflict(f"access key {access_key_id} does not exist or is already revoked")
+        await self._audit(principal, "access-key.revoke", None, {"access_key_id": access_key_id})
+        return {"access_key_id": access_key_id, "revoked": "true"}

@@ -152,6 +152,19 @@ async def revoke_token(request: Request, admin: AdminService, who: Principal) ->
     return await admin.revoke_token(who, request.path_params["token_id"])
 
 
+async def create_access_key(request: Request, admin: AdminService, who: Principal) -> Any:
+    body = await json_object(request, {"name"}, 4096)
+    return await admin.create_access_key(who, member(body, "name", str))
+
+
+async def list_access_keys(request: Request, admin: AdminService, who: Principal) -> Any:
+    return {"access_keys": await admin.list_access_keys(who)}
+
+
+async def revoke_access_key(request: Request, admin: AdminService, who: Principal) -> Any:
+    return await admin.revoke_access_key(who, request.path_params["access_key_id"])
+
+
 ROUTES = [
     Route("/v1/admin/keys", endpoint(list_keys), methods=["GET"]),
     Route("/v1/admin/keys", endpoint(create_key, 201), methods=["POST"]),
@@ -171,4 +184,7 @@ ROUTES = [
     Route("/v1/admin/tokens", endpoint(create_token, 201), methods=["POST"]),
     Route("/v1/admin/tokens", endpoint(list_tokens), methods=["GET"]),
     Route("/v1/admin/tokens/{token_id}", endpoint(revoke_token), methods=["DELETE"]),
+    Route("/v1/admin/access-keys", endpoint(create_access_key, 201), methods=["POST"]),
+    Route("/v1/admin/access-keys", endpoint(list_access_keys), methods=["GET"]),
+    Route("/v1/admin/access-keys/{access_key_id}", endpoint(revoke_access_key), methods=["DELETE"]),
 ]

@@ -261,6 +261,25 @@ async def _token_revoke(admin: AdminService, who: Principal, args: argparse.Name
     return 0
 
 
+async def _access_key_create(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    created = await admin.create_access_key(who, args.name)
+    key_id, name = created["access_key_id"], created["name"]
+    print(f"created KMS access key {key_id} for {name}", file=sys.stderr)
+    print("store the secret now; it is not shown again:", file=sys.stderr)
+    print(json.dumps({"access_key_id": key_id, "secret_access_key": created["secret_access_key"]}))
+    return 0
+
+
+async def _access_key_list(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    print_json(await admin.list_access_keys(who))
+    return 0
+
+
+async def _access_key_revoke(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    print_json(await admin.revoke_access_key(who, args.access_key_id))
+    return 0
+
+
 def register(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="customer keys (key custodians)")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -328,7 +347,7 @@ def register(subparsers: Any) -> None:
     tail.add_argument("-n", "--limit", type=int, default=20)
     tail.add_argument("--json", action="store_true")
 
-    admin = subparsers.add_parser("admin", help="admin API tokens")
+    admin = subparsers.add_parser("admin", help="admin API tokens and KMS access keys")
     admin_actions = admin.add_subparsers(dest="area", required=True, metavar="AREA")
     token = admin_actions.add_parser("token", help="bearer tokens of the admin API")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -337,3 +356,20 @@ def register(subparsers: Any) -> None:
     create.add_argument("--name", required=True, help="who or what will use it")
     _parser(token_actions, "list", "list tokens (never their secrets)", _token_list)
     _parser(token_actions, "revoke", "revoke a token", _token_revoke).add_argument("token_id")
+    _register_access_keys(admin_actions)
+
+
+def _register_access_keys(admin_actions: Any) -> None:
+    access_key = admin_actions.add_parser(
+        "access-key", help="access keys that sign KMS requests (AWS SigV4, docs/kms.md)"
+    )
+    actions = access_key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _parser(
+        actions,
+        "create",
+        "create an access key; prints {access_key_id, secret_access_key} once",
+        _access_key_create,
+    ).add_argument("--name", required=True, help="who or what will sign with it")
+    _parser(actions, "list", "list access keys (never their secrets)", _access_key_list)
+    revoke = _parser(actions, "revoke", "revoke an access key", _access_key_revoke)
+    revoke.add_argument("access_key_id")

@@ -435,6 +435,32 @@ class Section:
 
 
 @dataclass(frozen=True, slots=True)
+class KmsUse:
+    """How the key may be used through the KMS-compatible endpoint (docs/kms.md)."""
+
+    access_keys: tuple[str, ...] | None = None
+    """Names of the access keys whose signed requests may use the key; None: any live one."""
+    insecure_allow_unattested: bool = False
+    """Whether Decrypt and GenerateDataKey answer plaintext to a caller without a Recipient,
+    whom no evidence vouches for (deny by default)."""
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.access_keys is not None:
+            doc["access_keys"] = list(self.access_keys)
+        if self.insecure_allow_unattested:
+            doc["insecure_allow_unattested"] = True
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> KmsUse:
+        return cls(
+            access_keys=_tuple_or_none(doc.get("access_keys")),
+            insecure_allow_unattested=bool(doc.get("insecure_allow_unattested", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     name: str
     version: int
@@ -446,6 +472,8 @@ class Policy:
     """``reference_sets``: who may sign reference files, and whether sets must be signed."""
     signed_references: tuple[SignedReference, ...] = ()
     """The signed files the used sets came from, carried verbatim in the canonical form."""
+    kms: KmsUse | None = None
+    """Use through the KMS-compatible endpoint; None: the key is not served there."""
     source: str | None = field(default=None, compare=False)
     _digest: str = field(default="", init=False, repr=False, compare=False)
     program: Any = field(default=None, init=False, repr=False, compare=False)
@@ -482,6 +510,8 @@ class Policy:
             doc["reference_sets"] = self.reference_rules.to_json()
         if self.signed_references:
             doc["signed_references"] = [s.to_json() for s in self.signed_references]
+        if self.kms is not None:
+            doc["kms"] = self.kms.to_json()
         doc["admit"] = {section.tee: section.to_json() for section in self.sections}
         return doc
 
@@ -549,6 +579,7 @@ class Policy:
             name=doc["name"],
             version=doc["version"],
             description=doc.get("description"),
+            kms=None if "kms" not in doc else KmsUse.from_json(doc["kms"]),
             sections=sections,
             reference_sets=tuple(used[name] for name in sorted(used)),
             reference_rules=shared.rules,

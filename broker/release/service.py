@@ -24,10 +24,9 @@ attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_r
 which finds the key by its KBS path and seals a JWE in broker memory instead of the HSM
 envelope, only for keys whose exposure is ``broker-memory``.
 
-Trustee's KBS protocol (``broker/api/kbs/``, docs/kbs.md) runs the same two steps: an
-attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_resource``,
-which finds the key by its KBS path and seals a JWE in broker memory instead of the HSM
-envelope, only for keys whose exposure is ``broker-memory``.
+The KMS-compatible endpoint (``broker/release/kms.py``, docs/kms.md) settles each operation
+on a key through :meth:`ReleaseService.settle` with its own judgement (the policy's ``kms``
+member, and the Nitro claims of a ``Recipient``) and its own sealer.
 
 Each audit append is a single statement outside any explicit transaction, so the chain
 head's row lock (``audit_append``) is held only while PostgreSQL commits; held across a
@@ -37,6 +36,7 @@ round trip to a busy broker it would make every other release wait in line.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -90,10 +90,10 @@ if TYPE_CHECKING:
 
 #: Makes a release's answer once its key and policy allowed it: the envelope (with its
 #: ``envelope_sha256``), filling the audit body with what it exposed.
-Sealer = Callable[
-    [ReleaseContext, tokens.AttestationResult, datetime, dict[str, Any]],
-    Awaitable[dict[str, Any]],
-]
+Sealer = Callable[[ReleaseContext, datetime, dict[str, Any]], Awaitable[dict[str, Any]]]
+#: Judges a request on the key's bound policy at ``now``: raises the refusal, fills the audit
+#: body with the decision.
+Judge = Callable[[Policy, datetime, dict[str, Any]], None]
 
 log = get_logger("keybroker.release")
 
@@ -379,7 +379,14 @@ class ReleaseService:
         except KeybrokerError as exc:  # no key was looked at: nothing to check at the append
             record = _record(now, "release", exc, origin, key_name, body=token_fields)
             return await self._conclude(record, exc)
-        return await self._release(result, key_name, now, token_fields, origin, seal=self._seal)
+        return await self.settle(
+            key_name,
+            now,
+            token_fields,
+            origin,
+            judge=self.claims_judge(result.claims),
+            seal=functools.partial(self._seal, result=result),
+        )
 
     async def release_resource(self, bearer: str, path: KbsPath, origin: Origin) -> dict[str, Any]:
         """A KBS resource: the key at ``path``, as a JWE to the token's tee key
@@ -407,26 +414,37 @@ class ReleaseService:
             return await self._conclude(record, exc)
 
         async def seal(
-            context: ReleaseContext,
-            result: tokens.AttestationResult,
-            now: datetime,
-            body: dict[str, Any],
+            context: ReleaseContext, now: datetime, body: dict[str, Any]
         ) -> dict[str, Any]:
             return await self._seal_jwe(context, recipient, body)
 
-        return await self._release(result, key_name, now, token_fields, origin, seal=seal)
+        return await self.settle(
+            key_name, now, token_fields, origin, judge=self.claims_judge(result.claims), seal=seal
+        )
 
-    async def _release(
+    def claims_judge(self, claims: Claims) -> Judge:
+        """The judgement of an attested request: the policy evaluated on ``claims``."""
+
+        def judge(policy: Policy, now: datetime, body: dict[str, Any]) -> None:
+            decision = self.policies.evaluate(policy, claims, now)
+            body.update(audit_summary(decision))
+            if not decision.allow:
+                raise decision.to_error()
+
+        return judge
+
+    async def settle(
         self,
-        result: tokens.AttestationResult,
         key_name: str,
         now: datetime,
         token_fields: dict[str, Any],
         origin: Origin,
         *,
+        judge: Judge,
         seal: Sealer,
+        kind: str = "release",
     ) -> dict[str, Any]:
-        """Decide, seal and audit a release of ``key_name`` to the holder of ``result``.
+        """Decide (``judge``), seal and audit (as ``kind``) a use of ``key_name``.
 
         With the context cache on, the decision (and the envelope) is made on the key's
         remembered context when there is one, and its record is appended only if that
@@ -438,7 +456,7 @@ class ReleaseService:
         """
 
         def record(failure: KeybrokerError | None, body: dict[str, Any]) -> AuditRecord:
-            return _record(now, "release", failure, origin, key_name, body=body)
+            return _record(now, kind, failure, origin, key_name, body=body)
 
         conditional = self.contexts.capacity > 0
         context = self.contexts.get(key_name)
@@ -448,7 +466,9 @@ class ReleaseService:
                 if context is not None:
                     self.contexts.put(context)
             body = dict(token_fields)  # each attempt's record describes its own decision
-            response, failure = await self._decide(result, key_name, context, now, body, seal=seal)
+            response, failure = await self._decide(
+                key_name, context, now, body, judge=judge, seal=seal
+            )
             if context is None or not conditional:
                 return await self._conclude(record(failure, body), failure, response)
             # One statement, committed before we answer.
@@ -465,6 +485,22 @@ class ReleaseService:
             "try again"
         )
         return await self._conclude(record(exhausted, token_fields), exhausted)
+
+    async def conclude(
+        self,
+        now: datetime,
+        kind: str,
+        failure: KeybrokerError | None,
+        origin: Origin,
+        *,
+        key_name: str | None,
+        body: dict[str, Any],
+        response: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Audit a decision made on no key context (a refusal before a key was looked at, or
+        an answer that uses no key), committed, then raise ``failure`` or answer."""
+        record = _record(now, kind, failure, origin, key_name, body=body)
+        return await self._conclude(record, failure, response)
 
     async def _conclude(
         self,
@@ -514,12 +550,12 @@ class ReleaseService:
 
     async def _decide(
         self,
-        result: tokens.AttestationResult,
         key_name: str,
         context: ReleaseContext | None,
         now: datetime,
         body: dict[str, Any],
         *,
+        judge: Judge,
         seal: Sealer,
     ) -> tuple[dict[str, Any] | None, KeybrokerError | None]:
         """Check the key and its policy on ``context``, then seal: the envelope, or the
@@ -532,12 +568,8 @@ class ReleaseService:
                 raise KeyDisabled(f"key {key_name} is disabled")
             if context.policy is None:
                 raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
-            policy = await self._policy(context.policy)
-            decision = self.policies.evaluate(policy, result.claims, now)
-            body.update(audit_summary(decision))
-            if not decision.allow:
-                raise decision.to_error()
-            response = await seal(context, result, now, body)
+            judge(await self.bound_policy(context.policy), now, body)
+            response = await seal(context, now, body)
         except DatabaseUnavailable:
             raise  # nothing can be recorded, so nothing is released: 503
         except KeybrokerError as exc:
@@ -545,7 +577,7 @@ class ReleaseService:
         body["envelope_sha256"] = response["envelope_sha256"]
         return response, None
 
-    async def _policy(self, bound: BoundPolicy) -> Policy:
+    async def bound_policy(self, bound: BoundPolicy) -> Policy:
         """The bound policy, compiled: from the cache by digest, else read and checked."""
         policy = self.policies.cached(bound.digest)
         if policy is not None:
@@ -559,9 +591,10 @@ class ReleaseService:
     async def _seal(
         self,
         context: ReleaseContext,
-        result: tokens.AttestationResult,
         now: datetime,
         body: dict[str, Any],
+        *,
+        result: tokens.AttestationResult,
     ) -> dict[str, Any]:
         tee_key = result.tee_key
         if not isinstance(tee_key, RsaPublicKey):

@@ -16,6 +16,7 @@ from broker.timeutil import iso
 from hsm.custody import WrappedSecret
 
 _NEXT_VERSION: Final = query("next_key_version")
+_VERSION: Final = query("key_version")
 _INSERT: Final = query("insert_key")
 _LATEST: Final = query("latest_key")
 _LIST: Final = query("list_keys")
@@ -89,6 +90,14 @@ async def exists(conn: asyncpg.Connection, name: str) -> bool:
 
 async def list_keys(db: Database) -> list[KeyInfo]:
     return [_key_info(row) for row in await db.fetch(_LIST)]
+
+
+async def wrapped_version(db: Database, name: str, version: int) -> WrappedSecret | None:
+    """The sealed secret of version ``version`` of ``name``; None when there is none."""
+    row = await db.fetchrow(_VERSION, name, version)
+    if row is None:
+        return None
+    return WrappedSecret(bytes(row["wrapped_blob"]), row["secret_length"], row["kek_label"])
 
 
 async def find_latest(db: Database, name: str) -> KeyInfo | None:

@@ -57,6 +57,14 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.Conflict: DENY,
     errors.KeyDisabled: DENY,
     errors.ExposureRefused: DENY,  # judged: the key's custodian keeps it in the HSM
+    errors.KmsUseRefused: DENY,
+    errors.CiphertextInvalid: DENY,  # judged: the blob does not authenticate
+    errors.IncorrectKey: DENY,
+    errors.SignatureRefused: DENY,  # audited in aggregate, as an unverified token
+    errors.SignatureIncomplete: DENY,
+    errors.AccessKeyUnknown: DENY,
+    errors.AccessKeyRevoked: DENY,
+    errors.SignatureReplayed: DENY,
     errors.HsmError: ERROR,
     errors.BlobInvalid: ERROR,
     errors.KekNotFound: ERROR,

@@ -16,7 +16,11 @@ from broker.api.openapi import SPECIFICATION
 from broker.app import create_app
 from broker.settings import Settings
 
-EXAMPLE_PARAMETERS = {"name": "disk-key", "token_id": "0123456789abcdef"}
+EXAMPLE_PARAMETERS = {
+    "name": "disk-key",
+    "token_id": "0123456789abcdef",
+    "access_key_id": "KBABCDEFGHIJKLMNOPQR",
+}
 UNEXPECTED = ("GET", "PUT", "POST", "DELETE", "PATCH", "TRACE")
 
 
@@ -53,8 +57,8 @@ def _assert_problem(answer: httpx.Response, status: int, kind: str) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        "/",
         "/nope",
+        "/nope/",
         "/v1",
         "/v1/keys//release",  # a guest path with an empty name
         "/v1/keys/a/b/release",
