@@ -20,8 +20,9 @@ here; other key types are :class:`UnsupportedEvidence`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+import struct
+from dataclasses import dataclass, fields
+from typing import ClassVar, TypeVar
 
 from broker.errors import MalformedEvidence, UnsupportedEvidence
 from broker.evidence.dcap.reader import ByteReader
@@ -73,27 +74,42 @@ class _FixedStruct:
                 raise ValueError(f"{type(self).__name__}.{name} must be {size} bytes")
 
     def to_bytes(self) -> bytes:
-        parts = []
-        for name, size, is_int in self._LAYOUT:
-            value = getattr(self, name)
-            parts.append(value.to_bytes(size, "little") if is_int else value)
-        return b"".join(parts)
+        return _struct(type(self)).pack(*(getattr(self, name) for name, _, _ in self._LAYOUT))
 
 
 _Record = TypeVar("_Record", bound=_FixedStruct)
+_STRUCTS: dict[type[_FixedStruct], struct.Struct] = {}
+_INT_FORMATS = {2: "H", 4: "I"}
+
+
+def _struct(cls: type[_FixedStruct]) -> struct.Struct:
+    """``cls``'s layout as a ``struct`` format: little-endian integers, byte strings."""
+    found = _STRUCTS.get(cls)
+    if found is None:
+        layout = "".join(
+            _INT_FORMATS[size] if is_int else f"{size}s" for _, size, is_int in cls._LAYOUT
+        )
+        found = _STRUCTS[cls] = struct.Struct("<" + layout)
+        if found.size != cls.SIZE or [f.name for f in fields(cls)] != [  # type: ignore[arg-type]
+            name for name, _, _ in cls._LAYOUT
+        ]:
+            raise TypeError(f"{cls.__name__}: _LAYOUT does not describe the record")
+    return found
 
 
 def parse_record(cls: type[_Record], data: bytes) -> _Record:
-    """The fixed-size record ``cls`` (header or report body) from exactly its bytes."""
+    """The fixed-size record ``cls`` (header or report body) from exactly its bytes.
+
+    Each field is unpacked at its size, which is all that ``__post_init__`` would check, so
+    the record is made without it: three records a quote, each check costing more than the
+    unpacking (``to_bytes`` is still the exact inverse).
+    """
     if len(data) != cls.SIZE:
         raise MalformedEvidence(f"{cls.__name__} is {len(data)} bytes, expected {cls.SIZE}")
-    values: dict[str, Any] = {}
-    offset = 0
-    for name, size, is_int in cls._LAYOUT:
-        chunk = data[offset : offset + size]
-        values[name] = int.from_bytes(chunk, "little") if is_int else bytes(chunk)
-        offset += size
-    return cls(**values)
+    record = object.__new__(cls)
+    for (name, _, _), value in zip(cls._LAYOUT, _struct(cls).unpack(data), strict=True):
+        object.__setattr__(record, name, value)
+    return record
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ give: the memo saves work and never changes a decision (docs/architecture.md §9
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -106,7 +106,9 @@ _qe_reports: cache.Memo[bool] = cache.Memo()
 _crls: cache.Memo[x509.CertificateRevocationList] = cache.Memo(256)
 _tcb_infos: cache.Memo[SignedCollateral[TcbInfo]] = cache.Memo(256)
 _qe_identities: cache.Memo[SignedCollateral[EnclaveIdentity]] = cache.Memo(64)
+_appraisable: cache.Memo[_CollateralSet] = cache.Memo(256)
 _MEMOS: tuple[cache.Memo[Any], ...] = (
+    _appraisable,
     _certificates,
     _chains,
     _signers,
@@ -219,23 +221,12 @@ def appraise_quote(
         raise CollateralUnavailable(
             f"{verified} verified, but the TCB cannot be appraised without {', '.join(missing)}"
         )
-    root_crl = _crl(collateral["root_crl"], "root_crl")
-    check_not_revoked(chain.ca, root_crl, root.certificate, "PCK CA", now=now, name="root_crl")
-    pck_crl = _crl(collateral["pck_crl"], "pck_crl")
-    check_not_revoked(chain.leaf, pck_crl, chain.ca, "PCK", now=now, name="pck_crl")
-    signer = _tcb_signer(collateral.get("tcb_signing_chain"), chain, now)
-    check_not_revoked(
-        signer.certificate, root_crl, root.certificate, "TCB Signing", now=now, name="root_crl"
+    collateral_set = _appraisable.get_or_compute(
+        _appraisable_key(chain, collateral, now),
+        lambda: _verified_collateral_set(chain, collateral, now),
     )
-
-    tcb_info = _verified_collateral(
-        _tcb_infos, collateral["tcb_info"], signer, parse_tcb_info, "TCB Info"
-    )
-    check_window("TCB Info", tcb_info.issue_date, tcb_info.next_update, now)
-    qe_identity = _verified_collateral(
-        _qe_identities, collateral["qe_identity"], signer, parse_qe_identity, "QE Identity"
-    )
-    check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
+    collateral_set.check_at(now)
+    tcb_info, qe_identity = collateral_set.tcb_info, collateral_set.qe_identity
 
     appraisal = appraise(
         tcb_info, qe_identity, chain.pck, quote.body, quote.signature_data.qe.qe_report
@@ -262,6 +253,75 @@ def appraise_quote(
         collateral_time=min(tcb_info.issue_date, qe_identity.issue_date),
         warnings=tuple(warnings),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _CollateralSet:
+    """The collateral of one PCK chain, verified (steps 5 and 6) but for the checks at
+    ``now``: the CRLs' signatures and listings, the TCB Signing certificate's link to the
+    root and its listing, the TCB Info and QE Identity signatures."""
+
+    root_crl: x509.CertificateRevocationList
+    pck_crl: x509.CertificateRevocationList
+    signer: x509.Certificate
+    tcb_info: TcbInfo
+    qe_identity: EnclaveIdentity
+
+    def check_at(self, now: datetime) -> None:
+        """What steps 5 and 6 check at ``now``, in their order: the CRL windows, the TCB
+        Signing certificate's validity, the TCB Info and QE Identity windows."""
+        for name, crl in (("root_crl", self.root_crl), ("pck_crl", self.pck_crl)):
+            check_window(name, crl.last_update_utc, crl.next_update_utc, now, start="thisUpdate")
+        check_validity(self.signer, now, "TCB Signing")
+        info, identity = self.tcb_info, self.qe_identity
+        check_window("TCB Info", info.issue_date, info.next_update, now)
+        check_window("QE Identity", identity.issue_date, identity.next_update, now)
+
+
+def _appraisable_key(chain: PckChain, collateral: Mapping[str, bytes], now: datetime) -> Hashable:
+    """Everything a :class:`_CollateralSet` depends on: the chain (its bytes and roots), the
+    bytes of each document, and which TCB Signing certificate signs (the one given, or the
+    pinned one chosen at ``now``; none chosen is a key that never verifies)."""
+    signing_chain = collateral.get("tcb_signing_chain")
+    signer = (
+        ("pinned", _pinned_signer_index(now))
+        if signing_chain is None
+        else ("tcb_signing_chain", signing_chain)
+    )
+    return (
+        chain.key,
+        collateral["root_crl"],
+        collateral["pck_crl"],
+        signer,
+        collateral["tcb_info"],
+        collateral["qe_identity"],
+    )
+
+
+def _verified_collateral_set(
+    chain: PckChain, collateral: Mapping[str, bytes], now: datetime
+) -> _CollateralSet:
+    """Steps 5 and 6 in full, each check in its order (the memo of this set remembers only
+    a success, after which :meth:`_CollateralSet.check_at` repeats the checks at ``now``)."""
+    root = chain.root
+    root_crl = _crl(collateral["root_crl"], "root_crl")
+    check_not_revoked(chain.ca, root_crl, root.certificate, "PCK CA", now=now, name="root_crl")
+    pck_crl = _crl(collateral["pck_crl"], "pck_crl")
+    check_not_revoked(chain.leaf, pck_crl, chain.ca, "PCK", now=now, name="pck_crl")
+    signer = _tcb_signer(collateral.get("tcb_signing_chain"), chain, now)
+    check_not_revoked(
+        signer.certificate, root_crl, root.certificate, "TCB Signing", now=now, name="root_crl"
+    )
+
+    tcb_info = _verified_collateral(
+        _tcb_infos, collateral["tcb_info"], signer, parse_tcb_info, "TCB Info"
+    )
+    check_window("TCB Info", tcb_info.issue_date, tcb_info.next_update, now)
+    qe_identity = _verified_collateral(
+        _qe_identities, collateral["qe_identity"], signer, parse_qe_identity, "QE Identity"
+    )
+    check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
+    return _CollateralSet(root_crl, pck_crl, signer.certificate, tcb_info, qe_identity)
 
 
 def _check_kind(quote: Quote, tee: Tee) -> None:
@@ -459,6 +519,17 @@ def _crl(data: bytes, name: str) -> x509.CertificateRevocationList:
     return _crls.get_or_compute(cache.digest(data), load)
 
 
+def _pinned_signer_index(now: datetime) -> int | None:
+    """The newest pinned TCB Signing certificate valid at ``now``, if any."""
+    pinned = KNOWN_TCB_SIGNING_CERTS
+    valid = [
+        index
+        for index, cert in enumerate(pinned)
+        if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+    ]
+    return max(valid, key=lambda index: pinned[index].not_valid_before_utc) if valid else None
+
+
 @dataclass(frozen=True, slots=True)
 class _Signer:
     certificate: x509.Certificate
@@ -474,26 +545,26 @@ def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Si
                 f"evidence rooted in {root.name} needs a tcb_signing_chain: the pinned Intel "
                 "TCB Signing certificates chain only to the Intel root"
             )
-        pinned = KNOWN_TCB_SIGNING_CERTS
-        valid = [
-            index
-            for index, cert in enumerate(pinned)
-            if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
-        ]
-        if not valid:
+        index = _pinned_signer_index(now)
+        if index is None:
             raise CertificateExpired(
                 f"no pinned Intel SGX TCB Signing certificate is valid at {iso(now)}"
             )
-        newest = max(valid, key=lambda index: pinned[index].not_valid_before_utc)
-        source = cache.digest(b"pinned", _fingerprint(pinned[newest]))
+        pinned = KNOWN_TCB_SIGNING_CERTS[index]
+        source = cache.digest(b"pinned", _fingerprint(pinned))
+
+        def certificate() -> x509.Certificate:
+            return pinned
+
     else:
-        source = cache.digest(b"tcb_signing_chain", chain_data)
+        given = chain_data
+        source = cache.digest(b"tcb_signing_chain", given)
+
+        def certificate() -> x509.Certificate:
+            return _collateral_certificates(given, "tcb_signing_chain")[0]
 
     def build() -> _Signer:
-        if chain_data is None:
-            signer = pinned[newest]
-        else:
-            signer = _collateral_certificates(chain_data, "tcb_signing_chain")[0]
+        signer = certificate()
         if _TCB_SIGNING_PHRASE not in common_name(signer.subject):
             raise ChainInvalid(
                 f"TCB Signing certificate CN '{common_name(signer.subject)}' does not contain "
