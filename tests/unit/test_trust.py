@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -274,3 +275,14 @@ def test_a_remembered_certificate_link_does_not_answer_a_crl_check(
     with pytest.raises(CollateralInvalid) as cached:
         crl_check()
     assert cached.value.detail == uncached.value.detail
+
+
+def test_a_der_crl_is_remembered_under_its_fingerprint() -> None:
+    """The loader hashes the DER it parsed instead of having the CRL encoded again: the same
+    digest ``fingerprint`` gives, for every real CRL of the vectors."""
+    vectors = Path(__file__).resolve().parents[1] / "vectors"
+    paths = sorted(vectors.glob("*/*/*crl*.der"))
+    assert len(paths) >= 4
+    for path in paths:
+        [crl] = load_crls(path.read_bytes() + b"\x00")
+        assert trust._DIGESTS.digest(crl) == crl.fingerprint(hashes.SHA256()), path.name
