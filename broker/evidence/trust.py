@@ -110,6 +110,11 @@ def fingerprint(cert: x509.Certificate) -> str:
     return _DIGESTS.digest(cert).hex()
 
 
+def certificate_digest(cert: x509.Certificate) -> bytes:
+    """SHA-256 of the DER encoding (remembered for the objects seen most recently)."""
+    return _DIGESTS.digest(cert)
+
+
 #: Every pinned certificate (roots and the vendor intermediates shipped with them), as read
 #: in full when its module was imported. A chain or collateral carrying one of them, as most
 #: do (Intel's quotes and issuer chains end in the root; AMD's cert_chain is ASK and ARK), is
@@ -307,11 +312,23 @@ class LinkCache:
     def __init__(self, capacity: int = 4096) -> None:
         self._links: Lru[tuple[bytes, bytes], bool] = Lru(capacity)
         self._crl_signatures: Lru[tuple[bytes, bytes], bool] = Lru(capacity)
+        self._pinned: set[tuple[bytes, bytes]] = set()
+
+    def pin(self, child: x509.Certificate, issuer: x509.Certificate, role: str) -> None:
+        """Verify now, at import, that pinned ``issuer`` signed pinned ``child`` (a vendor's
+        intermediate shipped with its root), and remember it for the life of the process:
+        :meth:`clear` forgets what evidence brought, not the broker's own certificates.
+        ``ConfigurationError`` if the link does not verify."""
+        try:
+            self.verify_link(child, issuer, role)
+        except ChainInvalid as exc:
+            raise ConfigurationError(f"pinned {exc.detail}") from None
+        self._pinned.add((_DIGESTS.digest(child), _DIGESTS.digest(issuer)))
 
     def verify_link(self, child: x509.Certificate, issuer: x509.Certificate, role: str) -> None:
         """Raise ``ChainInvalid`` unless ``issuer`` signed ``child`` (names and signature)."""
         key = (_DIGESTS.digest(child), _DIGESTS.digest(issuer))
-        if self._links.get(key):
+        if key in self._pinned or self._links.get(key):
             return
         try:
             child.verify_directly_issued_by(issuer)
@@ -348,6 +365,7 @@ class LinkCache:
         self._crl_signatures.put(key, True)
 
     def clear(self) -> None:
+        """Forget every link and CRL signature remembered, but the pinned links."""
         self._links.clear()
         self._crl_signatures.clear()
 

@@ -32,6 +32,7 @@ give: the memo saves work and never changes a decision (docs/architecture.md §9
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +77,7 @@ from broker.evidence.dcap.pck import PckExtensions, pck_extensions
 from broker.evidence.dcap.roots import INTEL_ROOT, KNOWN_TCB_SIGNING_CERTS
 from broker.evidence.trust import (
     TrustedRoot,
+    certificate_digest,
     check_not_revoked,
     check_validity,
     check_window,
@@ -85,7 +87,6 @@ from broker.evidence.trust import (
     parse_collateral,
     verify_chain,
 )
-from broker.lru import memoized
 from broker.timeutil import iso
 
 #: Collateral without which the TCB cannot be appraised.
@@ -370,14 +371,40 @@ def _collateral_certificates(data: bytes, name: str) -> tuple[x509.Certificate, 
 
 
 def _fingerprint(cert: x509.Certificate) -> bytes:
-    return cert.fingerprint(hashes.SHA256())
+    return certificate_digest(cert)
 
 
-@memoized(64)
 def _root_id(root: TrustedRoot) -> bytes:
     """What a memo needs of a trusted root: its certificate, and the name and insecure flag
-    that the claims of a chain ending in it carry."""
-    return cache.digest(_fingerprint(root.certificate), root.name.encode(), bytes([root.insecure]))
+    that the claims of a chain ending in it carry (remembered per root object: hashing a
+    ``TrustedRoot`` hashes its whole certificate, each quote)."""
+    return _ROOT_IDS.get(root)
+
+
+class _RootIds:
+    """:func:`_root_id` of the roots seen, by object identity; each entry holds its root, so
+    an id is never reused while it is remembered (as ``trust._DigestMemo``)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: dict[int, tuple[TrustedRoot, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, root: TrustedRoot) -> bytes:
+        entry = self._entries.get(id(root))
+        if entry is not None and entry[0] is root:
+            return entry[1]
+        value = cache.digest(
+            _fingerprint(root.certificate), root.name.encode(), bytes([root.insecure])
+        )
+        with self._lock:
+            if len(self._entries) >= self._capacity:
+                del self._entries[next(iter(self._entries))]  # oldest first
+            self._entries[id(root)] = (root, value)
+        return value
+
+
+_ROOT_IDS = _RootIds(64)
 
 
 def _optional(data: bytes | None) -> bytes:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -61,3 +62,19 @@ def test_loaded_chains_carry_the_pinned_objects() -> None:
     changed = bytearray(der)
     changed[-1] ^= 1
     assert load_certificate(bytes(changed)) is not roots.INTEL_ROOT.certificate
+
+
+def test_pinned_signers_are_linked_to_the_root_once() -> None:
+    from broker.errors import ConfigurationError
+    from broker.evidence.trust import LinkCache, certificate_digest
+
+    root, signer = roots.INTEL_ROOT.certificate, roots.KNOWN_TCB_SIGNING_CERTS[0]
+    links = LinkCache()
+    links.pin(signer, root, "TCB Signing")
+    links.clear()
+    assert len(links) == 0
+    assert (certificate_digest(signer), certificate_digest(root)) in links._pinned
+    links.verify_link(signer, root, "TCB Signing")
+    assert len(links) == 0  # answered by the pinned link, nothing verified again
+    with pytest.raises(ConfigurationError, match=r"^pinned root certificate .* is not signed by"):
+        links.pin(root, signer, "root")
