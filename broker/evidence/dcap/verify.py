@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ from broker.evidence.dcap.abi import (
     CERT_PCK_LEAF,
     INTEL_QE_VENDOR_ID,
     Quote,
+    TdReportBody10,
     parse_quote,
 )
 from broker.evidence.dcap.appraisal import Appraisal, appraise
@@ -87,6 +88,7 @@ from broker.evidence.trust import (
     parse_collateral,
     verify_chain,
 )
+from broker.lru import Lru
 from broker.timeutil import iso
 
 #: Collateral without which the TCB cannot be appraised.
@@ -229,9 +231,7 @@ def appraise_quote(
     collateral_set.check_at(now)
     tcb_info, qe_identity = collateral_set.tcb_info, collateral_set.qe_identity
 
-    appraisal = appraise(
-        tcb_info, qe_identity, chain.pck, quote.body, quote.signature_data.qe.qe_report
-    )
+    appraisal = collateral_set.appraise(quote)
     if appraisal.status is TcbStatus.REVOKED:
         raise TcbRevoked(
             f"TCB status Revoked (platform level {appraisal.platform_level.status.value}, QE "
@@ -267,6 +267,25 @@ class _CollateralSet:
     signer: x509.Certificate
     tcb_info: TcbInfo
     qe_identity: EnclaveIdentity
+    pck: PckExtensions
+    appraisals: Lru[Hashable, Appraisal] = field(
+        default_factory=lambda: Lru(64), compare=False, repr=False
+    )
+    """The TCB appraisals of this chain's quotes (step 7, a pure function of the collateral,
+    the PCK extensions, the QE report and the TD report's TEE_TCB_SVN, MRSIGNERSEAM and
+    SEAMATTRIBUTES): by the QE report's bytes and those three fields, none for SGX."""
+
+    def appraise(self, quote: Quote) -> Appraisal:
+        body, qe_report = quote.body, quote.signature_data.qe.qe_report
+        module = (
+            (body.tee_tcb_svn, body.mr_signer_seam, body.seam_attributes)
+            if isinstance(body, TdReportBody10)
+            else None
+        )
+        return self.appraisals.get_or_compute(
+            (qe_report.to_bytes(), module),
+            lambda _: appraise(self.tcb_info, self.qe_identity, self.pck, body, qe_report),
+        )
 
     def check_at(self, now: datetime) -> None:
         """What steps 5 and 6 check at ``now``, in their order: the CRL windows, the TCB
@@ -322,7 +341,7 @@ def _verified_collateral_set(
         _qe_identities, collateral["qe_identity"], signer, parse_qe_identity, "QE Identity"
     )
     check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
-    return _CollateralSet(root_crl, pck_crl, signer.certificate, tcb_info, qe_identity)
+    return _CollateralSet(root_crl, pck_crl, signer.certificate, tcb_info, qe_identity, chain.pck)
 
 
 def _check_kind(quote: Quote, tee: Tee) -> None:
@@ -417,19 +436,24 @@ def _verified_pck_chain(
 ) -> PckChain:
     """The PCK chain verified to one of ``roots``; links memoised, validity checked at ``now``."""
     cert_data = quote.signature_data.qe.certification_data
-    key = cache.digest(
-        cert_data.type.to_bytes(2, "little"),
-        cert_data.data,
-        _optional(collateral.get("pck_chain")),
-        *(_root_id(root) for root in roots),
-    )
+    pck_chain = collateral.get("pck_chain")
+    # The memo's key is a tuple of the parts, hashed as Python hashes bytes (the SHA-256 of
+    # the chain's 4 KB cost more than the rest of the lookup); the chain's own ``key``, which
+    # other memos' keys hold, is their digest, made once when the chain is built.
+    parts = (cert_data.type, cert_data.data, pck_chain, *(_root_id(root) for root in roots))
 
     def build() -> PckChain:
         leaf, ca = _pck_chain(quote, collateral)
         root = verify_chain([("PCK", leaf), ("PCK CA", ca)], roots, now)
+        key = cache.digest(
+            cert_data.type.to_bytes(2, "little"),
+            cert_data.data,
+            _optional(pck_chain),
+            *(_root_id(root) for root in roots),
+        )
         return PckChain(leaf, ca, root, pck_extensions(leaf), key, _root_id(root))
 
-    chain = _chains.get_or_compute(key, build)
+    chain = _chains.get_or_compute(parts, build)
     check_validity(chain.leaf, now, "PCK")
     check_validity(chain.ca, now, "PCK CA")
     check_validity(chain.root.certificate, now, "root")
@@ -482,7 +506,7 @@ def _pck_chain(
 def _verify_qe_report(quote: Quote, chain: PckChain) -> None:
     qe = quote.signature_data.qe
     report = qe.qe_report.to_bytes()
-    key = cache.digest(report, qe.qe_report_signature, chain.key)
+    key = (report, qe.qe_report_signature, chain.key)
 
     def check() -> bool:
         public_key = chain.leaf.public_key()

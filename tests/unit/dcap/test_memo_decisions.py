@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -250,3 +251,41 @@ def test_a_known_collateral_set_is_not_verified_again(monkeypatch: pytest.Monkey
     assert verify_quote(quote, collateral, now=later, tee=Tee.TDX).appraisal.status is (
         TcbStatus.UP_TO_DATE
     )
+
+
+def test_appraisals_of_one_chain_follow_the_quote(kit: IntelKit) -> None:
+    """``_CollateralSet.appraisals`` remembers the appraisal of a chain's quotes by the QE
+    report and the TD report's TEE_TCB_SVN, MRSIGNERSEAM and SEAMATTRIBUTES: quotes of one
+    chain that differ in any of them decide as they do alone."""
+    collateral = kit.collateral(Tee.TDX, now=NOW)
+    roots = kit.extra_roots()
+    svn = bytearray(kit.platform.tee_tcb_svn)
+    svn[2] = 0  # below every TDX component of the levels: no level matches
+    parsed = parse_quote(kit.tdx_quote())
+    qe = dataclasses.replace(kit.qe_report(Tee.TDX), isv_svn=0)
+    old_qe = kit.sign_quote(parsed.header, parsed.body, tee=Tee.TDX, qe_report=qe)
+    inputs = [
+        Input("as issued", kit.tdx_quote(), collateral, roots, tee=Tee.TDX),
+        Input("other REPORTDATA", kit.tdx_quote(b"\x01" * 64), collateral, roots, tee=Tee.TDX),
+        Input("TEE_TCB_SVN", kit.tdx_quote(tee_tcb_svn=bytes(svn)), collateral, roots, tee=Tee.TDX),
+        Input(
+            "MRSIGNERSEAM",
+            kit.tdx_quote(mr_signer_seam=b"\x01" * 48),
+            collateral,
+            roots,
+            tee=Tee.TDX,
+        ),
+        Input(
+            "SEAMATTRIBUTES",
+            kit.tdx_quote(seam_attributes=b"\x01" * 8),
+            collateral,
+            roots,
+            tee=Tee.TDX,
+        ),
+        Input("QE ISVSVN 0", old_qe, collateral, roots, tee=Tee.TDX),
+    ]
+    decisions = assert_memos_change_nothing(inputs)
+    assert decisions["as issued"] == decisions["other REPORTDATA"]
+    assert decisions["as issued"][0] == "decided"
+    for name in ("TEE_TCB_SVN", "MRSIGNERSEAM", "SEAMATTRIBUTES", "QE ISVSVN 0"):
+        assert decisions[name][0] == "refused", name
