@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compare",
         choices=["dcap-qvl"],
-        help="also measure PyPI dcap-qvl on the same quotes (pip install dcap-qvl)",
+        help="also measure PyPI dcap-qvl on the same quotes (pip install -e .[compare])",
     )
     parser.add_argument(
         "--vectors", type=Path, default=Path("tests/vectors"), help="the vectors folder"
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.vectors.is_dir():
         parser.error(f"{args.vectors} is not a folder: run from the repository root")
     if args.compare and importlib.util.find_spec("dcap_qvl") is None:
-        parser.error("--compare dcap-qvl needs the dcap-qvl package: pip install dcap-qvl")
+        parser.error("--compare dcap-qvl needs the dcap-qvl package: pip install -e .[compare]")
     for vector in VECTORS:
         loaded = load(vector, args.vectors)
         result = measure(loaded, seconds=args.seconds, compare=args.compare is not None)
