@@ -10,12 +10,14 @@ Each vector is a real quote with the real Intel collateral of its folder in
   broker pays for each further quote of a platform it has seen: the parse, one P-256
   verification (the quote signature), the checks at ``now`` and the TCB appraisal;
 * ``cold``: every memo and remembered signature link cleared before each quote, what the
-  first quote of a new platform costs a broker that has nothing cached: every certificate,
-  CRL and collateral document parsed, nine P-256 verifications;
+  first quote of a new platform costs a broker that has nothing cached but its pinned
+  certificates: every certificate, CRL and collateral document parsed, eight P-256
+  verifications (two chain links, two CRL signatures, TCB Info, QE Identity, QE report,
+  quote; the pinned TCB Signing certificate's link to the root is verified at import);
 * ``p256``: one bare ECDSA P-256 verification of the quote's own signature, the floor that
   ``cached`` is rated against (target: at least 0.5 of it);
 * ``dcap_qvl`` (with ``--compare dcap-qvl``, when PyPI's ``dcap-qvl`` is installed: ``pip
-  install dcap-qvl``): the same quote, collateral and instant through dcap-qvl's ``verify``,
+  install -e .[compare]``): the same quote, collateral and instant through dcap-qvl's ``verify``,
   which keeps nothing between calls, so every call is cold (target: ``cold`` at least as
   fast). dcap-qvl refuses the TDX vector's debug TD with "Debug mode is enabled", the last
   check of its verification, after every signature and the TCB matching: that answer is
