@@ -35,7 +35,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -98,6 +98,7 @@ _PCK_LEAF_PHRASE = "SGX PCK Certificate"
 _PCK_CA_PHRASES = ("SGX PCK Platform CA", "SGX PCK Processor CA")
 _TCB_SIGNING_PHRASE = "SGX TCB Signing"
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ONE_SECOND = timedelta(seconds=1)
 
 _T = TypeVar("_T")
 
@@ -151,6 +152,30 @@ class PckChain:
     key: bytes
     """Digest of the certificate bytes it was built from and of the trusted roots."""
     root_id: bytes
+
+    validity: tuple[datetime, datetime]
+    """The instants the PCK, its CA and the root are all valid between."""
+
+    def check_at(self, now: datetime) -> None:
+        """The PCK, its CA and the root valid at ``now``: one comparison of the instants all
+        three share, and the three checks (for the error) only when ``now`` is outside."""
+        valid_from, valid_until = self.validity
+        if not valid_from <= now <= valid_until:
+            check_validity(self.leaf, now, "PCK")
+            check_validity(self.ca, now, "PCK CA")
+            check_validity(self.root.certificate, now, "root")
+
+
+def _common_window(
+    windows: Sequence[tuple[datetime, datetime | None]],
+) -> tuple[datetime, datetime]:
+    """The instants inside every one of ``windows``; none if one has no end (a CRL without
+    nextUpdate, refused by its own check, which then always runs)."""
+    start = max(begin for begin, _ in windows)
+    ends = [until for _, until in windows if until is not None]
+    if len(ends) < len(windows):
+        return start, start - _ONE_SECOND
+    return start, min(ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +293,8 @@ class _CollateralSet:
     tcb_info: TcbInfo
     qe_identity: EnclaveIdentity
     pck: PckExtensions
+    current: tuple[datetime, datetime]
+    """The instants inside every window :meth:`check_at` checks."""
     appraisals: Lru[Hashable, Appraisal] = field(
         default_factory=lambda: Lru(64), compare=False, repr=False
     )
@@ -289,7 +316,11 @@ class _CollateralSet:
 
     def check_at(self, now: datetime) -> None:
         """What steps 5 and 6 check at ``now``, in their order: the CRL windows, the TCB
-        Signing certificate's validity, the TCB Info and QE Identity windows."""
+        Signing certificate's validity, the TCB Info and QE Identity windows (one comparison
+        of the instants they all share, and the checks, for the error, only outside)."""
+        current_from, current_until = self.current
+        if current_from <= now <= current_until:
+            return
         for name, crl in (("root_crl", self.root_crl), ("pck_crl", self.pck_crl)):
             check_window(name, crl.last_update_utc, crl.next_update_utc, now, start="thisUpdate")
         check_validity(self.signer, now, "TCB Signing")
@@ -341,7 +372,18 @@ def _verified_collateral_set(
         _qe_identities, collateral["qe_identity"], signer, parse_qe_identity, "QE Identity"
     )
     check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
-    return _CollateralSet(root_crl, pck_crl, signer.certificate, tcb_info, qe_identity, chain.pck)
+    current = _common_window(
+        [
+            (root_crl.last_update_utc, root_crl.next_update_utc),
+            (pck_crl.last_update_utc, pck_crl.next_update_utc),
+            (signer.certificate.not_valid_before_utc, signer.certificate.not_valid_after_utc),
+            (tcb_info.issue_date, tcb_info.next_update),
+            (qe_identity.issue_date, qe_identity.next_update),
+        ]
+    )
+    return _CollateralSet(
+        root_crl, pck_crl, signer.certificate, tcb_info, qe_identity, chain.pck, current
+    )
 
 
 def _check_kind(quote: Quote, tee: Tee) -> None:
@@ -451,12 +493,16 @@ def _verified_pck_chain(
             _optional(pck_chain),
             *(_root_id(root) for root in roots),
         )
-        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _root_id(root))
+        validity = _common_window(
+            [
+                (cert.not_valid_before_utc, cert.not_valid_after_utc)
+                for cert in (leaf, ca, root.certificate)
+            ]
+        )
+        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _root_id(root), validity)
 
     chain = _chains.get_or_compute(parts, build)
-    check_validity(chain.leaf, now, "PCK")
-    check_validity(chain.ca, now, "PCK CA")
-    check_validity(chain.root.certificate, now, "root")
+    chain.check_at(now)
     return chain
 
 
