@@ -22,8 +22,10 @@ Order of checks (each raises; nothing returns False):
 7. TCB appraisal (``appraisal``); a Revoked result is ``TcbRevoked``.
 
 Verified facts that do not depend on ``now`` (parsed certificates and CRLs, PCK extensions,
-collateral signatures, QE reports under a PCK key) are memoised by digest in :mod:`cache`;
-certificate and CRL signatures by ``trust.DEFAULT_LINKS``. A memo's key holds everything its
+collateral signatures, QE reports under a PCK key) are memoised in :mod:`cache` memos;
+certificate and CRL signatures by ``trust.DEFAULT_LINKS``. A PCK chain's collateral whose
+every check of steps 5 and 6 passed is remembered as one set (with the appraisals of the
+chain's quotes), after which only the checks at ``now`` run. A memo's key holds everything its
 value depends on, the role of the bytes included (certificates read from a quote may be
 none; from collateral, never), so that a remembered value is the one its computation would
 give: the memo saves work and never changes a decision (docs/architecture.md §9).
@@ -152,7 +154,6 @@ class PckChain:
     key: bytes
     """Digest of the certificate bytes it was built from and of the trusted roots."""
     root_id: bytes
-
     validity: tuple[datetime, datetime]
     """The instants the PCK, its CA and the root are all valid between."""
 
