@@ -137,12 +137,14 @@ def rates(operations: Mapping[str, Callable[[], object]], seconds: float) -> dic
         operation()  # warm caches and lazy imports
     best = dict.fromkeys(operations, float("inf"))
     deadline = time.perf_counter() + seconds * len(operations)
-    while time.perf_counter() < deadline:
+    while True:  # one round at least, however short ``seconds``
         for name, operation in operations.items():
             start = time.thread_time()
             for _ in range(_BATCH):
                 operation()
             best[name] = min(best[name], time.thread_time() - start)
+        if time.perf_counter() >= deadline:
+            break
     return {name: _BATCH / elapsed for name, elapsed in best.items()}
 
 
