@@ -9,7 +9,7 @@ being read.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
@@ -23,8 +23,9 @@ TAG_ENUMERATED = 0x0A
 TAG_SEQUENCE = 0x30
 
 
-@dataclass(frozen=True, slots=True)
-class Tlv:
+class Tlv(NamedTuple):
+    """One TLV (a tuple: readers make thousands of them for one certificate extension)."""
+
     tag: int
     value: bytes
 
@@ -89,6 +90,25 @@ def children(value: bytes, what: str) -> Iterator[Tlv]:
         yield tlv
 
 
+def oid_pairs(value: bytes, what: str) -> Iterator[tuple[bytes, Tlv]]:
+    """The (OBJECT IDENTIFIER contents, value) of each ``SEQUENCE { OBJECT IDENTIFIER, value
+    }`` concatenated in ``value``, as X.509 extensions and Intel's SGX extension nest them.
+
+    The same checks and messages as reading each member with :func:`children` and
+    :func:`expect`, in one loop: a PCK certificate's SGX extension has some thirty members.
+    """
+    pos = 0
+    while pos < len(value):
+        item, pos = _read_tlv(value, pos, what)
+        pair = expect(item, TAG_SEQUENCE, what)
+        oid, middle = _read_tlv(pair, 0, what) if pair else (None, 0)
+        member, end = _read_tlv(pair, middle, what) if middle < len(pair) else (None, middle)
+        if oid is None or member is None or end != len(pair):
+            count = len(list(children(pair, what)))
+            raise MalformedEvidence(f"{what}: member has {count} elements, expected 2")
+        yield expect(oid, TAG_OID, what), member
+
+
 def expect(tlv: Tlv, tag: int, what: str) -> bytes:
     if tlv.tag != tag:
         raise MalformedEvidence(f"{what}: DER tag {tlv.tag:#04x} != {tag:#04x}")
@@ -122,6 +142,21 @@ def decode_oid(value: bytes, what: str) -> str:
             current = 0
     first = min(arcs[0] // 40, 2)
     return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
+def encode_oid(dotted: str) -> bytes:
+    """The contents of an OBJECT IDENTIFIER (X.690 §8.19), the inverse of :func:`decode_oid`:
+    parsers compare the OIDs they know as bytes and decode only the others."""
+    first, second, *rest = (int(arc) for arc in dotted.split("."))
+    encoded = bytearray()
+    for arc in (40 * first + second, *rest):
+        groups = [arc & 0x7F]
+        higher = arc >> 7
+        while higher:
+            groups.append(0x80 | (higher & 0x7F))
+            higher >>= 7
+        encoded += bytes(reversed(groups))
+    return bytes(encoded)
 
 
 def decode_unsigned(value: bytes, what: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -274,3 +275,51 @@ def test_a_remembered_certificate_link_does_not_answer_a_crl_check(
     with pytest.raises(CollateralInvalid) as cached:
         crl_check()
     assert cached.value.detail == uncached.value.detail
+
+
+def test_a_der_crl_is_remembered_under_its_fingerprint() -> None:
+    """The loader hashes the DER it parsed instead of having the CRL encoded again: the same
+    digest ``fingerprint`` gives, for every real CRL of the vectors."""
+    vectors = Path(__file__).resolve().parents[1] / "vectors"
+    paths = sorted(vectors.glob("*/*/*crl*.der"))
+    assert len(paths) >= 4
+    for path in paths:
+        [crl] = load_crls(path.read_bytes() + b"\x00")
+        assert trust._DIGESTS.digest(crl) == crl.fingerprint(hashes.SHA256()), path.name
+
+
+def _with_revocation_date(crl: bytes, time: der.Tlv, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """``crl`` (DER) with every entry's revocationDate replaced by ``time``, signed again."""
+    tbs, algorithm, _ = der.children(der.parse_one(crl, der.TAG_SEQUENCE, "CRL"), "CRL")
+    fields = []
+    for field in der.children(tbs.value, "tbsCertList"):
+        if field.tag == der.TAG_SEQUENCE and field.value[:1] == b"\x30":  # revokedCertificates
+            entries = []
+            for entry in der.children(field.value, "entries"):
+                serial, _, *rest = der.children(entry.value, "entry")
+                parts = (serial, time, *rest)
+                entries.append(
+                    der.encode_tlv(0x30, b"".join(der.encode_tlv(p.tag, p.value) for p in parts))
+                )
+            field = der.Tlv(der.TAG_SEQUENCE, b"".join(entries))  # noqa: PLW2901
+        fields.append(field)
+    unsigned = der.encode_tlv(0x30, b"".join(der.encode_tlv(f.tag, f.value) for f in fields))
+    signature = der.encode_tlv(0x03, b"\x00" + key.sign(unsigned, _ECDSA))
+    return der.encode_tlv(
+        0x30, unsigned + der.encode_tlv(algorithm.tag, algorithm.value) + signature
+    )
+
+
+def test_an_entry_dated_where_python_has_no_year_still_revokes() -> None:
+    """Entries are looked up, not read one by one, when a CRL is loaded: an entry whose date
+    Python cannot hold (GeneralizedTime year 0, which pyca/cryptography parses) leaves the
+    list usable, and a certificate it lists is revoked all the same, without the date."""
+    root_key, leaf_key = _key(), _key()
+    root = _cert("Root", "Root", root_key, root_key)
+    year_zero = der.Tlv(0x18, b"00000101000000Z")
+    [crl] = load_crls(_with_revocation_date(_crl_der(root_key, [42]), year_zero, root_key))
+    listed = _cert("Leaf", "Root", leaf_key, root_key, serial=42)
+    with pytest.raises(CertificateRevoked, match=r"^leaf certificate 'Leaf' serial 0x2a revoked$"):
+        check_not_revoked(listed, crl, root, "leaf", LinkCache(), now=NOW)
+    unlisted = _cert("Leaf", "Root", leaf_key, root_key, serial=43)
+    check_not_revoked(unlisted, crl, root, "leaf", LinkCache(), now=NOW)

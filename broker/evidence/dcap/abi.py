@@ -20,8 +20,10 @@ here; other key types are :class:`UnsupportedEvidence`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import ClassVar, TypeVar
 
 from broker.errors import MalformedEvidence, UnsupportedEvidence
 from broker.evidence.dcap.reader import ByteReader
@@ -73,27 +75,48 @@ class _FixedStruct:
                 raise ValueError(f"{type(self).__name__}.{name} must be {size} bytes")
 
     def to_bytes(self) -> bytes:
-        parts = []
-        for name, size, is_int in self._LAYOUT:
-            value = getattr(self, name)
-            parts.append(value.to_bytes(size, "little") if is_int else value)
-        return b"".join(parts)
+        packer, _ = _layout(type(self))
+        return packer.pack(*(getattr(self, name) for name, _, _ in self._LAYOUT))
 
 
 _Record = TypeVar("_Record", bound=_FixedStruct)
+_Setter = Callable[[object, object], None]
+_LAYOUTS: dict[type[_FixedStruct], tuple[struct.Struct, tuple[_Setter, ...]]] = {}
+_INT_FORMATS = {2: "H", 4: "I"}
+
+
+def _layout(cls: type[_FixedStruct]) -> tuple[struct.Struct, tuple[_Setter, ...]]:
+    """``cls``'s layout as a ``struct`` format (little-endian integers, byte strings), and the
+    setters of its slots in that order."""
+    found = _LAYOUTS.get(cls)
+    if found is None:
+        names = [name for name, _, _ in cls._LAYOUT]
+        packer = struct.Struct(
+            "<"
+            + "".join(
+                _INT_FORMATS[size] if is_int else f"{size}s" for _, size, is_int in cls._LAYOUT
+            )
+        )
+        if packer.size != cls.SIZE or [f.name for f in fields(cls)] != names:  # type: ignore[arg-type]
+            raise TypeError(f"{cls.__name__}: _LAYOUT does not describe the record")
+        found = _LAYOUTS[cls] = (packer, tuple(getattr(cls, name).__set__ for name in names))
+    return found
 
 
 def parse_record(cls: type[_Record], data: bytes) -> _Record:
-    """The fixed-size record ``cls`` (header or report body) from exactly its bytes."""
+    """The fixed-size record ``cls`` (header or report body) from exactly its bytes.
+
+    Each field is unpacked at its size, which is all that ``__post_init__`` would check, so
+    the record's slots are filled directly, without it: three records a quote, each check
+    costing more than the unpacking (``to_bytes`` is still the exact inverse).
+    """
     if len(data) != cls.SIZE:
         raise MalformedEvidence(f"{cls.__name__} is {len(data)} bytes, expected {cls.SIZE}")
-    values: dict[str, Any] = {}
-    offset = 0
-    for name, size, is_int in cls._LAYOUT:
-        chunk = data[offset : offset + size]
-        values[name] = int.from_bytes(chunk, "little") if is_int else bytes(chunk)
-        offset += size
-    return cls(**values)
+    packer, setters = _layout(cls)
+    record = object.__new__(cls)
+    for setter, value in zip(setters, packer.unpack(data), strict=True):
+        setter(record, value)
+    return record
 
 
 @dataclass(frozen=True, slots=True)

@@ -384,10 +384,15 @@ def _components(tcb: Mapping[str, Any], key: str, path: str) -> tuple[int, ...]:
     items = _list(tcb, key, path)
     if len(items) != COMPONENT_COUNT:
         raise CollateralInvalid(f"{path}.{key} has {len(items)} entries, expected 16")
-    return tuple(
-        _int(_object(item, f"{path}.{key}[{i}]"), "svn", f"{path}.{key}[{i}]", 255)
-        for i, item in enumerate(items)
-    )
+    svns = []
+    for i, item in enumerate(items):
+        # Sixteen components a level, a dozen levels a document: the path for a message is
+        # made only when there is something wrong to say.
+        svn = item.get("svn") if isinstance(item, dict) else None
+        if type(svn) is not int or not 0 <= svn <= 255:  # exactly int: a bool is not an SVN
+            svn = _int(_object(item, f"{path}.{key}[{i}]"), "svn", f"{path}.{key}[{i}]", 255)
+        svns.append(svn)
+    return tuple(svns)
 
 
 def _tdx_module(obj: Mapping[str, Any], path: str) -> TdxModule:

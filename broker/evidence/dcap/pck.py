@@ -45,6 +45,26 @@ _CONFIGURATION_FLAGS = {
     _CONFIGURATION + ".3": "smt_enabled",
 }
 COMPONENT_COUNT = 16
+_COMPONENTS = tuple(f"{_TCB}.{index}" for index in range(1, COMPONENT_COUNT + 1))
+#: Every member OID this parser reads, by its DER contents: a known member is recognised by
+#: a dictionary lookup, and only an unknown one is decoded (and checked) as text. DER allows
+#: one encoding per OID, so equal bytes are equal OIDs and vice versa.
+_KNOWN_OIDS = {
+    der.encode_oid(oid): oid
+    for oid in (
+        _PPID,
+        _TCB,
+        *_COMPONENTS,
+        _PCESVN,
+        _CPUSVN,
+        _PCE_ID,
+        _FMSPC,
+        _SGX_TYPE,
+        _PLATFORM_INSTANCE_ID,
+        _CONFIGURATION,
+        *_CONFIGURATION_FLAGS,
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +116,8 @@ def parse_sgx_extensions(data: bytes) -> PckExtensions:
         der.expect(_required(members, _TCB), der.TAG_SEQUENCE, "SGX TCB"), "SGX TCB"
     )
     components = tuple(
-        _unsigned(_required(tcb_members, f"{_TCB}.{index}"), f"SGX TCB comp{index:02d}svn", 255)
-        for index in range(1, COMPONENT_COUNT + 1)
+        _unsigned(_required(tcb_members, oid), f"SGX TCB comp{index:02d}svn", 255)
+        for index, oid in enumerate(_COMPONENTS, start=1)
     )
     tcb = PckTcb(
         components=components,
@@ -122,14 +142,11 @@ def parse_sgx_extensions(data: bytes) -> PckExtensions:
 def _members(value: bytes, what: str) -> dict[str, der.Tlv]:
     """(OID, value) pairs of a SEQUENCE of SEQUENCE, keyed by dotted OID."""
     found: dict[str, der.Tlv] = {}
-    for item in der.children(value, what):
-        pair = list(der.children(der.expect(item, der.TAG_SEQUENCE, what), what))
-        if len(pair) != 2:
-            raise MalformedEvidence(f"{what}: member has {len(pair)} elements, expected 2")
-        oid = der.decode_oid(der.expect(pair[0], der.TAG_OID, what), what)
+    for raw, member in der.oid_pairs(value, what):
+        oid = _KNOWN_OIDS.get(raw) or der.decode_oid(raw, what)
         if oid in found:
             raise MalformedEvidence(f"{what}: duplicate member {oid}")
-        found[oid] = pair[1]
+        found[oid] = member
     return found
 
 

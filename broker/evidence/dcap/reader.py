@@ -30,14 +30,15 @@ class ByteReader:
         return len(self.data) - self.pos
 
     def take(self, size: int, what: str) -> bytes:
-        if size > self.remaining:
+        start = self.pos
+        end = start + size
+        if end > len(self.data):
             raise MalformedEvidence(
-                f"{self.where}: {what} needs {size} bytes at offset {self.pos}, "
+                f"{self.where}: {what} needs {size} bytes at offset {start}, "
                 f"only {self.remaining} left"
             )
-        chunk = self.data[self.pos : self.pos + size]
-        self.pos += size
-        return chunk
+        self.pos = end
+        return self.data[start:end]
 
     def uint(self, size: int, what: str) -> int:
         return int.from_bytes(self.take(size, what), self.byteorder)

@@ -22,8 +22,10 @@ Order of checks (each raises; nothing returns False):
 7. TCB appraisal (``appraisal``); a Revoked result is ``TcbRevoked``.
 
 Verified facts that do not depend on ``now`` (parsed certificates and CRLs, PCK extensions,
-collateral signatures, QE reports under a PCK key) are memoised by digest in :mod:`cache`;
-certificate and CRL signatures by ``trust.DEFAULT_LINKS``. A memo's key holds everything its
+collateral signatures, QE reports under a PCK key) are memoised in :mod:`cache` memos;
+certificate and CRL signatures by ``trust.DEFAULT_LINKS``. A PCK chain's collateral whose
+every check of steps 5 and 6 passed is remembered as one set (with the appraisals of the
+chain's quotes), after which only the checks at ``now`` run. A memo's key holds everything its
 value depends on, the role of the bytes included (certificates read from a quote may be
 none; from collateral, never), so that a remembered value is the one its computation would
 give: the memo saves work and never changes a decision (docs/architecture.md §9).
@@ -32,9 +34,10 @@ give: the memo saves work and never changes a decision (docs/architecture.md §9
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -60,6 +63,7 @@ from broker.evidence.dcap.abi import (
     CERT_PCK_LEAF,
     INTEL_QE_VENDOR_ID,
     Quote,
+    TdReportBody10,
     parse_quote,
 )
 from broker.evidence.dcap.appraisal import Appraisal, appraise
@@ -76,6 +80,7 @@ from broker.evidence.dcap.pck import PckExtensions, pck_extensions
 from broker.evidence.dcap.roots import INTEL_ROOT, KNOWN_TCB_SIGNING_CERTS
 from broker.evidence.trust import (
     TrustedRoot,
+    certificate_digest,
     check_not_revoked,
     check_validity,
     check_window,
@@ -85,7 +90,7 @@ from broker.evidence.trust import (
     parse_collateral,
     verify_chain,
 )
-from broker.lru import memoized
+from broker.lru import Lru
 from broker.timeutil import iso
 
 #: Collateral without which the TCB cannot be appraised.
@@ -95,6 +100,7 @@ _PCK_LEAF_PHRASE = "SGX PCK Certificate"
 _PCK_CA_PHRASES = ("SGX PCK Platform CA", "SGX PCK Processor CA")
 _TCB_SIGNING_PHRASE = "SGX TCB Signing"
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ONE_SECOND = timedelta(seconds=1)
 
 _T = TypeVar("_T")
 
@@ -106,7 +112,9 @@ _qe_reports: cache.Memo[bool] = cache.Memo()
 _crls: cache.Memo[x509.CertificateRevocationList] = cache.Memo(256)
 _tcb_infos: cache.Memo[SignedCollateral[TcbInfo]] = cache.Memo(256)
 _qe_identities: cache.Memo[SignedCollateral[EnclaveIdentity]] = cache.Memo(64)
+_appraisable: cache.Memo[_CollateralSet] = cache.Memo(256)
 _MEMOS: tuple[cache.Memo[Any], ...] = (
+    _appraisable,
     _certificates,
     _chains,
     _signers,
@@ -146,6 +154,29 @@ class PckChain:
     key: bytes
     """Digest of the certificate bytes it was built from and of the trusted roots."""
     root_id: bytes
+    validity: tuple[datetime, datetime]
+    """The instants the PCK, its CA and the root are all valid between."""
+
+    def check_at(self, now: datetime) -> None:
+        """The PCK, its CA and the root valid at ``now``: one comparison of the instants all
+        three share, and the three checks (for the error) only when ``now`` is outside."""
+        valid_from, valid_until = self.validity
+        if not valid_from <= now <= valid_until:
+            check_validity(self.leaf, now, "PCK")
+            check_validity(self.ca, now, "PCK CA")
+            check_validity(self.root.certificate, now, "root")
+
+
+def _common_window(
+    windows: Sequence[tuple[datetime, datetime | None]],
+) -> tuple[datetime, datetime]:
+    """The instants inside every one of ``windows``; none if one has no end (a CRL without
+    nextUpdate, refused by its own check, which then always runs)."""
+    start = max(begin for begin, _ in windows)
+    ends = [until for _, until in windows if until is not None]
+    if len(ends) < len(windows):
+        return start, start - _ONE_SECOND
+    return start, min(ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,27 +250,14 @@ def appraise_quote(
         raise CollateralUnavailable(
             f"{verified} verified, but the TCB cannot be appraised without {', '.join(missing)}"
         )
-    root_crl = _crl(collateral["root_crl"], "root_crl")
-    check_not_revoked(chain.ca, root_crl, root.certificate, "PCK CA", now=now, name="root_crl")
-    pck_crl = _crl(collateral["pck_crl"], "pck_crl")
-    check_not_revoked(chain.leaf, pck_crl, chain.ca, "PCK", now=now, name="pck_crl")
-    signer = _tcb_signer(collateral.get("tcb_signing_chain"), chain, now)
-    check_not_revoked(
-        signer.certificate, root_crl, root.certificate, "TCB Signing", now=now, name="root_crl"
+    collateral_set = _appraisable.get_or_compute(
+        _appraisable_key(chain, collateral, now),
+        lambda: _verified_collateral_set(chain, collateral, now),
     )
+    collateral_set.check_at(now)
+    tcb_info, qe_identity = collateral_set.tcb_info, collateral_set.qe_identity
 
-    tcb_info = _verified_collateral(
-        _tcb_infos, collateral["tcb_info"], signer, parse_tcb_info, "TCB Info"
-    )
-    check_window("TCB Info", tcb_info.issue_date, tcb_info.next_update, now)
-    qe_identity = _verified_collateral(
-        _qe_identities, collateral["qe_identity"], signer, parse_qe_identity, "QE Identity"
-    )
-    check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
-
-    appraisal = appraise(
-        tcb_info, qe_identity, chain.pck, quote.body, quote.signature_data.qe.qe_report
-    )
+    appraisal = collateral_set.appraise(quote)
     if appraisal.status is TcbStatus.REVOKED:
         raise TcbRevoked(
             f"TCB status Revoked (platform level {appraisal.platform_level.status.value}, QE "
@@ -261,6 +279,111 @@ def appraise_quote(
         appraisal=appraisal,
         collateral_time=min(tcb_info.issue_date, qe_identity.issue_date),
         warnings=tuple(warnings),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _CollateralSet:
+    """The collateral of one PCK chain, verified (steps 5 and 6) but for the checks at
+    ``now``: the CRLs' signatures and listings, the TCB Signing certificate's link to the
+    root and its listing, the TCB Info and QE Identity signatures."""
+
+    root_crl: x509.CertificateRevocationList
+    pck_crl: x509.CertificateRevocationList
+    signer: x509.Certificate
+    tcb_info: TcbInfo
+    qe_identity: EnclaveIdentity
+    pck: PckExtensions
+    current: tuple[datetime, datetime]
+    """The instants inside every window :meth:`check_at` checks."""
+    appraisals: Lru[Hashable, Appraisal] = field(
+        default_factory=lambda: Lru(64), compare=False, repr=False
+    )
+    """The TCB appraisals of this chain's quotes (step 7, a pure function of the collateral,
+    the PCK extensions, the QE report and the TD report's TEE_TCB_SVN, MRSIGNERSEAM and
+    SEAMATTRIBUTES): by the QE report's bytes and those three fields, none for SGX."""
+
+    def appraise(self, quote: Quote) -> Appraisal:
+        body, qe_report = quote.body, quote.signature_data.qe.qe_report
+        module = (
+            (body.tee_tcb_svn, body.mr_signer_seam, body.seam_attributes)
+            if isinstance(body, TdReportBody10)
+            else None
+        )
+        return self.appraisals.get_or_compute(
+            (qe_report.to_bytes(), module),
+            lambda _: appraise(self.tcb_info, self.qe_identity, self.pck, body, qe_report),
+        )
+
+    def check_at(self, now: datetime) -> None:
+        """What steps 5 and 6 check at ``now``, in their order: the CRL windows, the TCB
+        Signing certificate's validity, the TCB Info and QE Identity windows (one comparison
+        of the instants they all share, and the checks, for the error, only outside)."""
+        current_from, current_until = self.current
+        if current_from <= now <= current_until:
+            return
+        for name, crl in (("root_crl", self.root_crl), ("pck_crl", self.pck_crl)):
+            check_window(name, crl.last_update_utc, crl.next_update_utc, now, start="thisUpdate")
+        check_validity(self.signer, now, "TCB Signing")
+        info, identity = self.tcb_info, self.qe_identity
+        check_window("TCB Info", info.issue_date, info.next_update, now)
+        check_window("QE Identity", identity.issue_date, identity.next_update, now)
+
+
+def _appraisable_key(chain: PckChain, collateral: Mapping[str, bytes], now: datetime) -> Hashable:
+    """Everything a :class:`_CollateralSet` depends on: the chain (its bytes and roots), the
+    bytes of each document, and which TCB Signing certificate signs (the one given, or the
+    pinned one chosen at ``now``; none chosen is a key that never verifies)."""
+    signing_chain = collateral.get("tcb_signing_chain")
+    signer = (
+        ("pinned", _pinned_signer_index(now))
+        if signing_chain is None
+        else ("tcb_signing_chain", signing_chain)
+    )
+    return (
+        chain.key,
+        collateral["root_crl"],
+        collateral["pck_crl"],
+        signer,
+        collateral["tcb_info"],
+        collateral["qe_identity"],
+    )
+
+
+def _verified_collateral_set(
+    chain: PckChain, collateral: Mapping[str, bytes], now: datetime
+) -> _CollateralSet:
+    """Steps 5 and 6 in full, each check in its order (the memo of this set remembers only
+    a success, after which :meth:`_CollateralSet.check_at` repeats the checks at ``now``)."""
+    root = chain.root
+    root_crl = _crl(collateral["root_crl"], "root_crl")
+    check_not_revoked(chain.ca, root_crl, root.certificate, "PCK CA", now=now, name="root_crl")
+    pck_crl = _crl(collateral["pck_crl"], "pck_crl")
+    check_not_revoked(chain.leaf, pck_crl, chain.ca, "PCK", now=now, name="pck_crl")
+    signer = _tcb_signer(collateral.get("tcb_signing_chain"), chain, now)
+    check_not_revoked(
+        signer.certificate, root_crl, root.certificate, "TCB Signing", now=now, name="root_crl"
+    )
+
+    tcb_info = _verified_collateral(
+        _tcb_infos, collateral["tcb_info"], signer, parse_tcb_info, "TCB Info"
+    )
+    check_window("TCB Info", tcb_info.issue_date, tcb_info.next_update, now)
+    qe_identity = _verified_collateral(
+        _qe_identities, collateral["qe_identity"], signer, parse_qe_identity, "QE Identity"
+    )
+    check_window("QE Identity", qe_identity.issue_date, qe_identity.next_update, now)
+    current = _common_window(
+        [
+            (root_crl.last_update_utc, root_crl.next_update_utc),
+            (pck_crl.last_update_utc, pck_crl.next_update_utc),
+            (signer.certificate.not_valid_before_utc, signer.certificate.not_valid_after_utc),
+            (tcb_info.issue_date, tcb_info.next_update),
+            (qe_identity.issue_date, qe_identity.next_update),
+        ]
+    )
+    return _CollateralSet(
+        root_crl, pck_crl, signer.certificate, tcb_info, qe_identity, chain.pck, current
     )
 
 
@@ -310,14 +433,40 @@ def _collateral_certificates(data: bytes, name: str) -> tuple[x509.Certificate, 
 
 
 def _fingerprint(cert: x509.Certificate) -> bytes:
-    return cert.fingerprint(hashes.SHA256())
+    return certificate_digest(cert)
 
 
-@memoized(64)
 def _root_id(root: TrustedRoot) -> bytes:
     """What a memo needs of a trusted root: its certificate, and the name and insecure flag
-    that the claims of a chain ending in it carry."""
-    return cache.digest(_fingerprint(root.certificate), root.name.encode(), bytes([root.insecure]))
+    that the claims of a chain ending in it carry (remembered per root object: hashing a
+    ``TrustedRoot`` hashes its whole certificate, each quote)."""
+    return _ROOT_IDS.get(root)
+
+
+class _RootIds:
+    """:func:`_root_id` of the roots seen, by object identity; each entry holds its root, so
+    an id is never reused while it is remembered (as ``trust._DigestMemo``)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: dict[int, tuple[TrustedRoot, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, root: TrustedRoot) -> bytes:
+        entry = self._entries.get(id(root))
+        if entry is not None and entry[0] is root:
+            return entry[1]
+        value = cache.digest(
+            _fingerprint(root.certificate), root.name.encode(), bytes([root.insecure])
+        )
+        with self._lock:
+            if len(self._entries) >= self._capacity:
+                del self._entries[next(iter(self._entries))]  # oldest first
+            self._entries[id(root)] = (root, value)
+        return value
+
+
+_ROOT_IDS = _RootIds(64)
 
 
 def _optional(data: bytes | None) -> bytes:
@@ -330,22 +479,31 @@ def _verified_pck_chain(
 ) -> PckChain:
     """The PCK chain verified to one of ``roots``; links memoised, validity checked at ``now``."""
     cert_data = quote.signature_data.qe.certification_data
-    key = cache.digest(
-        cert_data.type.to_bytes(2, "little"),
-        cert_data.data,
-        _optional(collateral.get("pck_chain")),
-        *(_root_id(root) for root in roots),
-    )
+    pck_chain = collateral.get("pck_chain")
+    # The memo's key is a tuple of the parts, hashed as Python hashes bytes (the SHA-256 of
+    # the chain's 4 KB cost more than the rest of the lookup); the chain's own ``key``, which
+    # other memos' keys hold, is their digest, made once when the chain is built.
+    parts = (cert_data.type, cert_data.data, pck_chain, *(_root_id(root) for root in roots))
 
     def build() -> PckChain:
         leaf, ca = _pck_chain(quote, collateral)
         root = verify_chain([("PCK", leaf), ("PCK CA", ca)], roots, now)
-        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _root_id(root))
+        key = cache.digest(
+            cert_data.type.to_bytes(2, "little"),
+            cert_data.data,
+            _optional(pck_chain),
+            *(_root_id(root) for root in roots),
+        )
+        validity = _common_window(
+            [
+                (cert.not_valid_before_utc, cert.not_valid_after_utc)
+                for cert in (leaf, ca, root.certificate)
+            ]
+        )
+        return PckChain(leaf, ca, root, pck_extensions(leaf), key, _root_id(root), validity)
 
-    chain = _chains.get_or_compute(key, build)
-    check_validity(chain.leaf, now, "PCK")
-    check_validity(chain.ca, now, "PCK CA")
-    check_validity(chain.root.certificate, now, "root")
+    chain = _chains.get_or_compute(parts, build)
+    chain.check_at(now)
     return chain
 
 
@@ -395,7 +553,7 @@ def _pck_chain(
 def _verify_qe_report(quote: Quote, chain: PckChain) -> None:
     qe = quote.signature_data.qe
     report = qe.qe_report.to_bytes()
-    key = cache.digest(report, qe.qe_report_signature, chain.key)
+    key = (report, qe.qe_report_signature, chain.key)
 
     def check() -> bool:
         public_key = chain.leaf.public_key()
@@ -459,6 +617,17 @@ def _crl(data: bytes, name: str) -> x509.CertificateRevocationList:
     return _crls.get_or_compute(cache.digest(data), load)
 
 
+def _pinned_signer_index(now: datetime) -> int | None:
+    """The newest pinned TCB Signing certificate valid at ``now``, if any."""
+    pinned = KNOWN_TCB_SIGNING_CERTS
+    valid = [
+        index
+        for index, cert in enumerate(pinned)
+        if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+    ]
+    return max(valid, key=lambda index: pinned[index].not_valid_before_utc) if valid else None
+
+
 @dataclass(frozen=True, slots=True)
 class _Signer:
     certificate: x509.Certificate
@@ -474,26 +643,26 @@ def _tcb_signer(chain_data: bytes | None, chain: PckChain, now: datetime) -> _Si
                 f"evidence rooted in {root.name} needs a tcb_signing_chain: the pinned Intel "
                 "TCB Signing certificates chain only to the Intel root"
             )
-        pinned = KNOWN_TCB_SIGNING_CERTS
-        valid = [
-            index
-            for index, cert in enumerate(pinned)
-            if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
-        ]
-        if not valid:
+        index = _pinned_signer_index(now)
+        if index is None:
             raise CertificateExpired(
                 f"no pinned Intel SGX TCB Signing certificate is valid at {iso(now)}"
             )
-        newest = max(valid, key=lambda index: pinned[index].not_valid_before_utc)
-        source = cache.digest(b"pinned", _fingerprint(pinned[newest]))
+        pinned = KNOWN_TCB_SIGNING_CERTS[index]
+        source = cache.digest(b"pinned", _fingerprint(pinned))
+
+        def certificate() -> x509.Certificate:
+            return pinned
+
     else:
-        source = cache.digest(b"tcb_signing_chain", chain_data)
+        given = chain_data
+        source = cache.digest(b"tcb_signing_chain", given)
+
+        def certificate() -> x509.Certificate:
+            return _collateral_certificates(given, "tcb_signing_chain")[0]
 
     def build() -> _Signer:
-        if chain_data is None:
-            signer = pinned[newest]
-        else:
-            signer = _collateral_certificates(chain_data, "tcb_signing_chain")[0]
+        signer = certificate()
         if _TCB_SIGNING_PHRASE not in common_name(signer.subject):
             raise ChainInvalid(
                 f"TCB Signing certificate CN '{common_name(signer.subject)}' does not contain "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -190,3 +191,101 @@ def test_collateral_swapped_between_roles_decides_alike(kit: IntelKit) -> None:
         )
     )
     assert_memos_change_nothing(inputs)
+
+
+def test_a_verified_collateral_set_is_checked_at_every_instant() -> None:
+    """``verify._appraisable`` remembers a PCK chain's collateral verified at one instant;
+    the same bytes at another instant (a document past its nextUpdate or not yet issued, the
+    pinned TCB Signing certificate chosen anew) decide as they do alone."""
+    quote = DEBUG_TD_QUOTE.read_bytes()
+    given = spr_collateral()
+    pinned = dict(given)
+    del pinned["tcb_signing_chain"]
+    later = JUNE_2023 + dt.timedelta(days=40)  # TCB Info and QE Identity are past nextUpdate
+    earlier = dt.datetime(2023, 6, 10, tzinfo=dt.UTC)  # before the TCB Info's issueDate
+    after_signer = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)  # 2018-2025 signer expired
+    inputs = [
+        Input(name, quote, collateral, now=now, tee=Tee.TDX)
+        for name, collateral, now in [
+            ("pinned, June 2023", pinned, JUNE_2023),
+            ("issuer chain, June 2023", given, JUNE_2023),
+            ("pinned, 40 days later", pinned, later),
+            ("issuer chain, 40 days later", given, later),
+            ("pinned, before the TCB Info", pinned, earlier),
+            ("pinned, 2025", pinned, after_signer),
+            ("issuer chain, 2025", given, after_signer),
+        ]
+    ]
+    decisions = assert_memos_change_nothing(inputs)
+    assert decisions["pinned, June 2023"] == (
+        "decided",
+        ("intel-sgx-root-ca", False, TcbStatus.UP_TO_DATE),
+    )
+    assert decisions["issuer chain, 40 days later"][:2] == ("refused", "CollateralExpired")
+    assert decisions["pinned, before the TCB Info"][:2] == ("refused", "CollateralExpired")
+
+
+def test_a_revoked_pck_is_not_remembered_as_verified(kit: IntelKit) -> None:
+    collateral = kit.collateral(Tee.SGX, now=NOW)
+    revoked = kit.pck_crl(now=NOW, revoked=[kit.certificates["pck"].serial_number])
+    inputs = [
+        Input("clean", kit.sgx_quote(), collateral, kit.extra_roots()),
+        Input("revoked", kit.sgx_quote(), {**collateral, "pck_crl": revoked}, kit.extra_roots()),
+    ]
+    decisions = assert_memos_change_nothing(inputs)
+    assert decisions["revoked"][:2] == ("refused", "CertificateRevoked")
+
+
+def test_a_known_collateral_set_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from broker.evidence.dcap import verify
+
+    memos.clear_evidence_memos()
+    quote, collateral = DEBUG_TD_QUOTE.read_bytes(), spr_collateral()
+    verify_quote(quote, collateral, now=JUNE_2023, tee=Tee.TDX)
+
+    def again(*args: object) -> None:
+        raise AssertionError("the collateral was verified again instead of taken from memory")
+
+    monkeypatch.setattr(verify, "_verified_collateral_set", again)
+    later = JUNE_2023 + dt.timedelta(days=5)
+    assert verify_quote(quote, collateral, now=later, tee=Tee.TDX).appraisal.status is (
+        TcbStatus.UP_TO_DATE
+    )
+
+
+def test_appraisals_of_one_chain_follow_the_quote(kit: IntelKit) -> None:
+    """``_CollateralSet.appraisals`` remembers the appraisal of a chain's quotes by the QE
+    report and the TD report's TEE_TCB_SVN, MRSIGNERSEAM and SEAMATTRIBUTES: quotes of one
+    chain that differ in any of them decide as they do alone."""
+    collateral = kit.collateral(Tee.TDX, now=NOW)
+    roots = kit.extra_roots()
+    svn = bytearray(kit.platform.tee_tcb_svn)
+    svn[2] = 0  # below every TDX component of the levels: no level matches
+    parsed = parse_quote(kit.tdx_quote())
+    qe = dataclasses.replace(kit.qe_report(Tee.TDX), isv_svn=0)
+    old_qe = kit.sign_quote(parsed.header, parsed.body, tee=Tee.TDX, qe_report=qe)
+    inputs = [
+        Input("as issued", kit.tdx_quote(), collateral, roots, tee=Tee.TDX),
+        Input("other REPORTDATA", kit.tdx_quote(b"\x01" * 64), collateral, roots, tee=Tee.TDX),
+        Input("TEE_TCB_SVN", kit.tdx_quote(tee_tcb_svn=bytes(svn)), collateral, roots, tee=Tee.TDX),
+        Input(
+            "MRSIGNERSEAM",
+            kit.tdx_quote(mr_signer_seam=b"\x01" * 48),
+            collateral,
+            roots,
+            tee=Tee.TDX,
+        ),
+        Input(
+            "SEAMATTRIBUTES",
+            kit.tdx_quote(seam_attributes=b"\x01" * 8),
+            collateral,
+            roots,
+            tee=Tee.TDX,
+        ),
+        Input("QE ISVSVN 0", old_qe, collateral, roots, tee=Tee.TDX),
+    ]
+    decisions = assert_memos_change_nothing(inputs)
+    assert decisions["as issued"] == decisions["other REPORTDATA"]
+    assert decisions["as issued"][0] == "decided"
+    for name in ("TEE_TCB_SVN", "MRSIGNERSEAM", "SEAMATTRIBUTES", "QE ISVSVN 0"):
+        assert decisions[name][0] == "refused", name

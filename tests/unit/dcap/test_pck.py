@@ -203,3 +203,60 @@ def test_oid_arcs_are_bounded_at_128_bits() -> None:
     member = der.encode_tlv(0x30, der.encode_tlv(0x06, huge) + der.encode_tlv(0x04, bytes(16)))
     with pytest.raises(MalformedEvidence, match="SGX extension: OBJECT IDENTIFIER arc wider"):
         parse_sgx_extensions(der.encode_tlv(0x30, member))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.integers(0, 2),
+    second=st.integers(0, 39),
+    rest=st.lists(st.integers(0, (1 << 128) - 1), max_size=6),
+)
+def test_encode_oid_is_the_inverse_of_decode_oid(first: int, second: int, rest: list[int]) -> None:
+    dotted = ".".join(str(arc) for arc in (first, second, *rest))
+    assert der.decode_oid(der.encode_oid(dotted), "x") == dotted
+
+
+def test_sgx_extension_member_oids_are_recognised_as_bytes() -> None:
+    assert der.encode_oid(SGX_EXTENSION_OID) == bytes.fromhex("2a864886f84d010d01")
+    # An unknown member (.99) is decoded as text and skipped, as before.
+    unknown = der.encode_tlv(
+        0x30,
+        der.encode_tlv(0x06, der.encode_oid(SGX_EXTENSION_OID + ".99"))
+        + der.encode_tlv(0x04, b"\x01"),
+    )
+    body = der.parse_one(_extension(), der.TAG_SEQUENCE, "x")
+    assert parse_sgx_extensions(der.encode_tlv(0x30, body + unknown)) == parse_sgx_extensions(
+        _extension()
+    )
+
+
+@pytest.mark.parametrize(
+    ("member", "match"),
+    [
+        (b"", "member has 0 elements, expected 2"),
+        (der.encode_tlv(0x06, der.encode_oid(SGX_EXTENSION_OID + ".4")), "has 1 elements"),
+        (
+            der.encode_tlv(0x06, der.encode_oid(SGX_EXTENSION_OID + ".4"))
+            + der.encode_tlv(0x04, bytes(6)) * 2,
+            "has 3 elements",
+        ),
+        (der.encode_tlv(0x04, bytes(6)) * 2, r"DER tag 0x04 != 0x06"),
+        (der.encode_tlv(0x06, b"\x86") + der.encode_tlv(0x04, bytes(6)), "truncated OBJECT"),
+        (der.encode_tlv(0x06, b"\x2a") + b"\x04\x07" + bytes(6), "overruns"),
+    ],
+)
+def test_malformed_members(member: bytes, match: str) -> None:
+    body = der.parse_one(_extension(), der.TAG_SEQUENCE, "x")
+    with pytest.raises(MalformedEvidence, match=f"^SGX extension: .*{match}"):
+        parse_sgx_extensions(der.encode_tlv(0x30, der.encode_tlv(0x30, member) + body))
+
+
+def test_duplicate_member_is_named() -> None:
+    body = der.parse_one(_extension(), der.TAG_SEQUENCE, "x")
+    fmspc = der.encode_tlv(
+        0x30,
+        der.encode_tlv(0x06, der.encode_oid(SGX_EXTENSION_OID + ".4"))
+        + der.encode_tlv(0x04, bytes(6)),
+    )
+    with pytest.raises(MalformedEvidence, match=r"duplicate member [.\d]+\.113741\.1\.13\.1\.4$"):
+        parse_sgx_extensions(der.encode_tlv(0x30, body + fmspc))

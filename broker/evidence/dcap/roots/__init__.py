@@ -2,14 +2,16 @@
 
 The Root CA is the only trust anchor. The TCB Signing certificates are the default signers of
 TCB Info and QE Identity; they are pinned here so that verification works offline without an
-issuer-chain file, and are chained to the Root CA on every use.
+issuer-chain file, and are chained to the Root CA on every use: their signature by the root
+is verified once, here, and remembered for the life of the process (``LinkCache.pin``), as
+is theirs when an issuer chain carries the same bytes.
 """
 
 from __future__ import annotations
 
 from cryptography import x509
 
-from broker.evidence.trust import TrustedRoot, load_pinned_root
+from broker.evidence.trust import DEFAULT_LINKS, TrustedRoot, load_pinned_root
 
 ROOT_NAME = "intel-sgx-root-ca"
 ROOT_FILE = "Intel_SGX_Provisioning_Certification_RootCA.pem"
@@ -38,3 +40,5 @@ KNOWN_TCB_SIGNING_CERTS: tuple[x509.Certificate, ...] = tuple(
     load_pinned_root(__name__, filename, filename, sha256).certificate
     for filename, sha256 in TCB_SIGNING_CERTS.items()
 )
+for _signer in KNOWN_TCB_SIGNING_CERTS:
+    DEFAULT_LINKS.pin(_signer, INTEL_ROOT.certificate, "TCB Signing")
