@@ -4,12 +4,19 @@
 #   opensc       pkcs11-tool, to inspect a token by hand
 #   postgresql   only when no initdb binary exists anywhere we look
 #   ovmf         a real TDVF-carrying firmware build, whose metadata a test reads
+#   swtpm, tpm2-tools, libtss2-tcti-swtpm0
+#                the software TPM and the tools the simulated vTPM guests run against it
+#   openssl      `openssl cms -decrypt` opens the KMS endpoint's CiphertextForRecipient in tests
 set -euo pipefail
 
 missing=()
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
 [ -e /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
+command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
+command -v tpm2_quote >/dev/null 2>&1 || missing+=(tpm2-tools)
+ls /usr/lib/*/libtss2-tcti-swtpm.so.0 >/dev/null 2>&1 || missing+=(libtss2-tcti-swtpm0)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
