@@ -394,3 +394,33 @@ class Claims:
 
 def _parse_iso(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(str(value))
+
+
+def event_log_claims(
+    *, log: str, event: str, register: str, extended: str, digest_size: int, digest_name: str
+) -> tuple[ClaimDefinition, ...]:
+    """The ``event_log`` list of a replayed measured-boot log (TCG PC Client events), shared
+    by the CCEL replay into RTMRs and the TPM log replay into PCRs: ``log`` and ``event``
+    describe the list and an item, ``register`` names the member saying what each event
+    extended (``rtmr``, ``pcr``) and ``extended`` describes it; the log's digests are
+    ``digest_size`` bytes of the hash its tee's documents call ``digest_name``."""
+    return within(
+        list_claim("event_log", None, log, nullable=True),
+        object_claim(INDEX, event),
+        integer_claim(f"{INDEX}.{register}", extended),
+        string_claim(f"{INDEX}.type", "its event type (EV_EFI_...; unknown types in hex)"),
+        hex_claim(
+            f"{INDEX}.digest",
+            digest_size,
+            f"the {digest_name} digest extended into the {register.upper()}",
+        ),
+        string_claim(
+            f"{INDEX}.description",
+            "what the event data names, where it is printable (unauthenticated)",
+            nullable=True,
+        ),
+        boolean_claim(
+            f"{INDEX}.data_matches_digest",
+            f"SHA-{digest_size * 8} of the event data is the digest",
+        ),
+    )

@@ -11,12 +11,10 @@ from broker.evidence.claims import (
     ClaimDefinition,
     Claims,
     Tee,
-    boolean_claim,
+    event_log_claims,
     hex_claim,
-    integer_claim,
     list_claim,
     object_claim,
-    string_claim,
     within,
 )
 from broker.evidence.dcap.abi import TdReportBody10, TdReportBody15
@@ -85,24 +83,16 @@ BODY_CLAIMS: tuple[ClaimDefinition, ...] = (
 
 #: The claims of a CCEL event log (tdx only: behind a paravisor, the vTPM's log is read).
 EVENT_LOG_CLAIMS: tuple[ClaimDefinition, ...] = (
-    *within(
-        list_claim(
-            "event_log",
-            None,
+    *event_log_claims(
+        log=(
             "the measured events of the CCEL event log, replayed into RTMR0-3; null without "
-            "event_log collateral",
-            nullable=True,
+            "event_log collateral"
         ),
-        object_claim(INDEX, "one measured event, in log order"),
-        integer_claim(f"{INDEX}.rtmr", "the RTMR it extended, 0-3"),
-        string_claim(f"{INDEX}.type", "its event type (EV_EFI_...; unknown types in hex)"),
-        hex_claim(f"{INDEX}.digest", 48, "the SHA-384 digest extended into the RTMR"),
-        string_claim(
-            f"{INDEX}.description",
-            "what the event data names, where it is printable (unauthenticated)",
-            nullable=True,
-        ),
-        boolean_claim(f"{INDEX}.data_matches_digest", "SHA-384 of the event data is the digest"),
+        event="one measured event, in log order",
+        register="rtmr",
+        extended="the RTMR it extended, 0-3",
+        digest_size=48,
+        digest_name="SHA-384",
     ),
 )
 

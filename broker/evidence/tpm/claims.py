@@ -10,6 +10,7 @@ from broker.evidence.claims import (
     ClaimDefinition,
     ClaimKind,
     boolean_claim,
+    event_log_claims,
     hex_claim,
     integer_claim,
     list_claim,
@@ -60,24 +61,16 @@ CLAIMS: tuple[ClaimDefinition, ...] = within(
     ),
     boolean_claim("safe", "TPMS_CLOCK_INFO.safe: the clock never went back"),
     hex_claim("ak_fingerprint", 32, "SHA-256 of the AK public key (DER SubjectPublicKeyInfo)"),
-    *within(
-        list_claim(
-            "event_log",
-            None,
+    *event_log_claims(
+        log=(
             "the events of PCR0-9 in the measured-boot log, replayed to the quoted PCRs; null "
-            "without a log",
-            nullable=True,
+            "without a log"
         ),
-        object_claim(INDEX, "one event, in log order"),
-        integer_claim(f"{INDEX}.pcr", "the PCR it extended, 0-9"),
-        string_claim(f"{INDEX}.type", "its event type (EV_EFI_...; unknown types in hex)"),
-        hex_claim(f"{INDEX}.digest", 32, "the sha256 digest extended into the PCR"),
-        string_claim(
-            f"{INDEX}.description",
-            "what the event data names, where it is printable (unauthenticated)",
-            nullable=True,
-        ),
-        boolean_claim(f"{INDEX}.data_matches_digest", "SHA-256 of the event data is the digest"),
+        event="one event, in log order",
+        register="pcr",
+        extended="the PCR it extended, 0-9",
+        digest_size=32,
+        digest_name="sha256",
     ),
     *within(
         object_claim("boot", "facts read from the replayed log; null without a log", nullable=True),
