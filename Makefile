@@ -14,10 +14,12 @@ all: test
 system-deps:
 	@PYTHON=$(PYTHON) scripts/system-deps.sh
 
-$(STAMP): pyproject.toml
+# The lean guest client (guest/, docs/boot.md) is a package of its own that the broker's
+# package depends on; it is installed from this tree, editable, alongside it.
+$(STAMP): pyproject.toml guest/pyproject.toml
 	@test -x $(BIN)/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./guest -e '.[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -49,7 +51,7 @@ FUZZ_SECONDS ?= 3600
 FUZZ_STAMP   := $(VENV)/.fuzz-stamp
 
 $(FUZZ_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fuzz]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./guest -e '.[test,fuzz]'
 	@touch $(FUZZ_STAMP)
 
 fuzz: $(FUZZ_STAMP)

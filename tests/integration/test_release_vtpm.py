@@ -1,8 +1,8 @@
 """The release flow end to end for vTPM guests: Azure-style CVMs behind a paravisor
 (``snp-vtpm``, ``tdx-vtpm``) and a GCE-style shielded VM (``tpm``), each a real TPM 2.0
-(swtpm) provisioned by :mod:`broker.simulate.swtpm` and read through tpm2-tools
-(:mod:`broker.guest.vtpm`); and the real vectors of tests/vectors/azure-vtpm and
-tests/vectors/tpm through the API, which verify and are then refused for their binding (their
+(swtpm) provisioned by :mod:`broker.simulate.swtpm` and read through tpm2-tools by the
+guest's own code (:mod:`keybroker_guest.vtpm`); and the real vectors of
+tests/vectors/azure-vtpm and tests/vectors/tpm through the API, which verify and are then refused for their binding (their
 quotes answer their own challenges, not this broker's).
 
 The broker trusts the synthetic AMD kit, Intel kit and vTPM CA through
@@ -23,14 +23,14 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from keybroker_guest.evidence import BindingInput
 
 from broker.evidence.tpm.abi import Alg
 from broker.guest.client import GuestClient, tee_jwk
-from broker.guest.sources import BindingInput
-from broker.guest.vtpm import SimulatedVtpm
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.binding import binding_digest, expected_report_data
+from broker.simulate.guests import SimulatedVtpm
 from broker.simulate.intel import IntelKit
 from broker.simulate.snp import SnpKit
 from broker.simulate.swtpm import DEMO_PCRS
