@@ -57,8 +57,10 @@ $(FUZZ_STAMP): $(STAMP)
 fuzz: $(FUZZ_STAMP)
 	nice -n 10 $(BIN)/python -m fuzz.run --execs $(FUZZ_EXECS) --seconds $(FUZZ_SECONDS) $(FUZZ)
 
+# `make run TLS=1` serves HTTPS with a demo CA made under $(STATE)/demo/tls (docs/boot.md);
+# PORT=N listens elsewhere than 8080.
 run: system-deps venv
-	$(BIN)/keybroker dev run --demo --state-dir $(STATE) $(if $(PORT),--port $(PORT))
+	$(BIN)/keybroker dev run --demo --state-dir $(STATE) $(if $(TLS),--demo-tls) $(if $(PORT),--port $(PORT))
 
 bench: system-deps venv
 	$(BIN)/keybroker bench --state-dir $(STATE)/bench

@@ -28,7 +28,7 @@ from hsm.pubkey import b64url, from_jwk
 Spoil = Callable[[str], str]
 
 
-def _sign_digest(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
+def sign_digest(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
     r, s = decode_dss_signature(key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
@@ -121,7 +121,7 @@ class FakeBroker:
         }
         kid = jose.key_id(self.signing_key.public_key())
         signed = jose.sign_sync(
-            payload, jose.TYP_RELEASE, kid, lambda d: _sign_digest(self.signing_key, d)
+            payload, jose.TYP_RELEASE, kid, lambda d: sign_digest(self.signing_key, d)
         )
         return signed if self.spoil is None else self.spoil(signed)
 
