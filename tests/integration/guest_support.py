@@ -17,6 +17,7 @@ from keybroker_guest.jws import BrokerKey
 
 from broker.admin.service import AdminService
 from broker.cli import demo, locate
+from broker.cli.admin import describe_audit
 from broker.localstate.democa import DemoTls, demo_tls
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.policy.loader import load_policy_text
@@ -103,3 +104,21 @@ def guest_broker(settings: Settings) -> Iterator[GuestBroker]:
         with urllib.request.urlopen(f"{base}/v1/jwks", context=context) as answer:  # noqa: S310
             (jwk,) = json.load(answer)["keys"]
         yield GuestBroker(settings, base, tls, BrokerKey.from_jwk(jwk))
+
+
+async def add_version(settings: Settings, key: str) -> None:
+    runtime = await Runtime.start(settings, locate.location)
+    try:
+        await AdminService(runtime).create_key(WHO, key, None, 32, new_version=True)
+    finally:
+        await runtime.stop()
+
+
+async def audit_lines(settings: Settings, limit: int) -> list[str]:
+    """The last ``limit`` audit records as ``keybroker audit tail`` prints them."""
+    runtime = await Runtime.start(settings, locate.location)
+    try:
+        records = await AdminService(runtime).audit_tail(WHO, limit)
+    finally:
+        await runtime.stop()
+    return [describe_audit(entry) for entry in reversed(records)]
