@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from keybroker_guest import initramfs
 from keybroker_guest.errors import ExitStatus, GuestError, UsageError
 from keybroker_guest.evidence import TEES, EvidenceSource, default_kit, source_for
 from keybroker_guest.flow import BrokerKeyPin, fetch
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch_parser = actions.add_parser("fetch", help="challenge, attest, release, unwrap")
     add_fetch_arguments(fetch_parser)
     fetch_parser.set_defaults(func=run_fetch)
+    initramfs.register(actions)
     return parser
 
 
