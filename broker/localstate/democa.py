@@ -13,7 +13,7 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker.privatefiles import write_private_bytes
-from broker.timeutil import utcnow
 
 #: Where a guest on this machine reaches the demo broker.
 SERVER_NAMES = ("localhost",)
@@ -110,7 +109,7 @@ def issue(
 
 
 def _valid_now(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
-    now = utcnow()
+    now = datetime.now(UTC)  # a leaf: no broker.timeutil
     return (
         builder.serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))

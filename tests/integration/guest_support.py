@@ -22,9 +22,9 @@ from broker.localstate.democa import DemoTls, demo_tls
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.policy.loader import load_policy_text
 from broker.redact import Secret
+from broker.roles import Principal
 from broker.runtime import Runtime
 from broker.settings import Settings
-from broker.store.admin_tokens import Principal
 from tests.integration.server import running_broker
 
 DEMO_POLICY = "insecure-demo-simulated-snp"
