@@ -83,7 +83,7 @@ def test_https_with_the_pin_and_the_broker_key_pinned_releases_the_key(
 ) -> None:
     out = tmp_path / "key"
     pins = ("--pin-sha256", broker.tls.pin_sha256, "--out", str(out))
-    assert fetch(broker, *pins, "--broker-key-sha256", broker.signing_key.thumbprint) == 0
+    assert fetch(broker, *pins, f"--broker-key-sha256={broker.signing_key.thumbprint}") == 0
     assert out.read_bytes().startswith(b"keybroker demo disk key ")
 
 
@@ -182,7 +182,7 @@ def test_a_terminator_substituting_the_envelope_is_refused(
     # bind time is refused before it sends any evidence.
     app = _terminator(broker.base, broker.tls.ca_file, own_jwks=True, kid=None)
     with serving(app, **tls) as base:
-        assert fetch(broker, *ca, "--broker-key-sha256", real, url=base) == 6
+        assert fetch(broker, *ca, f"--broker-key-sha256={real}", url=base) == 6
         err = capsys.readouterr().err
         assert err.startswith("keybroker-guest: the broker signs with ")
         assert err.endswith(f", not the pinned key {real}\n")

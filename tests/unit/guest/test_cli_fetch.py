@@ -101,7 +101,7 @@ def test_a_broker_signing_with_another_key_than_the_pinned_one_gets_no_evidence(
 ) -> None:
     broker = FakeBroker()
     pin = FakeBroker().thumbprint
-    assert run(simulated(nitro_kit, "--broker-key-sha256", pin), broker) == 6
+    assert run(simulated(nitro_kit, f"--broker-key-sha256={pin}"), broker) == 6
     assert capsys.readouterr() == (
         "",
         f"keybroker guest: the broker signs with {broker.thumbprint}, not the pinned key {pin}\n",
@@ -121,7 +121,7 @@ def test_plain_http_to_another_host_needs_the_broker_key_pinned(
         "use https (--ca or --pin-sha256) or pin its signing key (--broker-key-sha256)\n"
     )
     assert broker.paths == []
-    assert run([*argv, "--broker-key-sha256", broker.thumbprint], broker) == 0
+    assert run([*argv, f"--broker-key-sha256={broker.thumbprint}"], broker) == 0
 
 
 def test_an_unreachable_broker_exits_3(nitro_kit: Path, capsys: pytest.CaptureFixture[str]) -> None:
