@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from keybroker_guest.cli import connect
 from keybroker_guest.encoding import b64url, from_b64url
 from keybroker_guest.errors import Denied, ExitStatus, GuestError, Untrusted, UsageError
-from keybroker_guest.evidence import TEES, source_for
+from keybroker_guest.evidence import TEES, default_kit, source_for
 from keybroker_guest.flow import BrokerKeyPin, fetch
 from keybroker_guest.jws import BrokerKey
 from keybroker_guest.protocol import Released
@@ -152,7 +152,7 @@ class PinConfig:
         kit = None
         if self.simulate:  # the layout `make run` and keybroker-guest --simulate use
             state = Path(self.state_dir or ".keybroker")
-            kit = Path(self.kit) if self.kit else state / "demo" / self.tee
+            kit = Path(self.kit) if self.kit else default_kit(self.tee, state)
         source = source_for(self.tee, self.simulate, kit)
         pinned = BrokerKeyPin(known=signer)
         return signer, fetch(transport, source, self.key, pinned, authenticated=True)

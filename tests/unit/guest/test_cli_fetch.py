@@ -5,6 +5,7 @@ unreachable port are tested in tests/integration/test_guest_tls.py."""
 
 from __future__ import annotations
 
+import shutil
 import stat
 from pathlib import Path
 
@@ -146,6 +147,20 @@ def test_no_configfs_tsm_exits_5(tee: str, capsys: pytest.CaptureFixture[str]) -
         "or no configfs-tsm\n",
     )
     assert broker.paths == ["/v1/jwks", "/v1/challenge"]  # nothing attested without a report
+
+
+@pytest.mark.skipif(shutil.which("tpm2_quote") is None, reason="tpm2-tools is not installed")
+@pytest.mark.parametrize("tee", ["snp-vtpm", "tpm"])
+def test_no_vtpm_exits_5(
+    tee: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A vTPM guest whose TPM is absent: the failing tool is named, nothing is attested."""
+    monkeypatch.setenv("TPM2TOOLS_TCTI", "device:/nonexistent/tpmrm0")
+    broker = FakeBroker()
+    assert run(fetch_args("--tee", tee), broker) == ExitStatus.EVIDENCE
+    tool = "tpm2_nvread" if tee == "snp-vtpm" else "tpm2_quote"
+    assert capsys.readouterr().err.startswith(f"keybroker guest: {tool} failed: ")
+    assert broker.paths == ["/v1/jwks", "/v1/challenge"]
 
 
 @pytest.mark.parametrize(
