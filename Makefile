@@ -14,10 +14,12 @@ all: test
 system-deps:
 	@PYTHON=$(PYTHON) scripts/system-deps.sh
 
-$(STAMP): pyproject.toml
+# The lean guest client (guest/, docs/boot.md) is a package of its own that the broker's
+# package depends on; it is installed from this tree, editable, alongside it.
+$(STAMP): pyproject.toml guest/pyproject.toml
 	@test -x $(BIN)/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./guest -e '.[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -49,14 +51,16 @@ FUZZ_SECONDS ?= 3600
 FUZZ_STAMP   := $(VENV)/.fuzz-stamp
 
 $(FUZZ_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fuzz]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./guest -e '.[test,fuzz]'
 	@touch $(FUZZ_STAMP)
 
 fuzz: $(FUZZ_STAMP)
 	nice -n 10 $(BIN)/python -m fuzz.run --execs $(FUZZ_EXECS) --seconds $(FUZZ_SECONDS) $(FUZZ)
 
+# `make run TLS=1` serves HTTPS with a demo CA made under $(STATE)/demo/tls (docs/boot.md);
+# PORT=N listens elsewhere than 8080.
 run: system-deps venv
-	$(BIN)/keybroker dev run --demo --state-dir $(STATE) $(if $(PORT),--port $(PORT))
+	$(BIN)/keybroker dev run --demo --state-dir $(STATE) $(if $(TLS),--demo-tls) $(if $(PORT),--port $(PORT))
 
 bench: system-deps venv
 	$(BIN)/keybroker bench --state-dir $(STATE)/bench

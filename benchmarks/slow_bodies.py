@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from broker.guest.client import GuestClient, GuestError
-from broker.guest.sources import SimulatedSnp
+from broker.simulate.guests import SimulatedSnp
 
 MiB = 1024 * 1024
 

@@ -45,6 +45,13 @@ class Settings:
     port: int = 8080
     workers: int = 1
 
+    tls_cert_file: Path | None = None
+    """PEM certificate (chain) to serve HTTPS with, beside ``tls_key_file``; unset: HTTP."""
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    """PEM CA certificates: with it, every client must present a certificate they issued
+    (mutual TLS); needs ``tls_cert_file``."""
+
     database_url: Secret | None = None
     """An existing PostgreSQL server; unset means the cluster under ``state_dir``."""
     db_pool_min: int = 2
@@ -170,7 +177,7 @@ def load_settings(
     hints = typing.get_type_hints(Settings)
     converted = {name: _convert(name, hints[name], value) for name, value in values.items()}
     settings = Settings(**converted)
-    _validate(settings)
+    validate(settings)
     return settings
 
 
@@ -215,9 +222,11 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-def _validate(settings: Settings) -> None:
+def validate(settings: Settings) -> None:
+    """``ConfigurationError`` for the first setting out of bounds or out of step."""
     if not 1 <= settings.port <= 65535:
         raise ConfigurationError(f"port {settings.port} outside 1..65535")
+    _check_tls(settings)
     if settings.log_format not in {"auto", "json", "console"}:
         raise ConfigurationError(f"log_format {settings.log_format!r} not auto/json/console")
     if not 30 <= settings.challenge_ttl_seconds <= 3600:
@@ -263,6 +272,13 @@ def _check_kms(settings: Settings) -> None:
 
 _KMS_PATH = re.compile(r"/|(/[a-z0-9._-]+)+")
 _RESERVED = ("/v1", "/kbs", "/healthz", "/readyz", "/metrics")
+
+
+def _check_tls(settings: Settings) -> None:
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        raise ConfigurationError("tls_cert_file and tls_key_file go together")
+    if settings.tls_client_ca_file is not None and settings.tls_cert_file is None:
+        raise ConfigurationError("tls_client_ca_file needs tls_cert_file and tls_key_file")
 
 
 def _check_within(settings: Settings, name: str, low: int, high: int) -> None:

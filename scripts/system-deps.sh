@@ -7,6 +7,8 @@
 #   swtpm, tpm2-tools, libtss2-tcti-swtpm0
 #                the software TPM and the tools the simulated vTPM guests run against it
 #   openssl      `openssl cms -decrypt` opens the KMS endpoint's CiphertextForRecipient in tests
+#   clevis, clevis-luks, cryptsetup-bin
+#                the keybroker clevis pin's tests run Debian's clevis (docs/boot.md)
 set -euo pipefail
 
 missing=()
@@ -17,6 +19,9 @@ command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
 command -v tpm2_quote >/dev/null 2>&1 || missing+=(tpm2-tools)
 ls /usr/lib/*/libtss2-tcti-swtpm.so.0 >/dev/null 2>&1 || missing+=(libtss2-tcti-swtpm0)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v clevis >/dev/null 2>&1 || missing+=(clevis)
+command -v clevis-luks-bind >/dev/null 2>&1 || missing+=(clevis-luks)
+command -v cryptsetup >/dev/null 2>&1 || missing+=(cryptsetup-bin)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

@@ -24,6 +24,7 @@ from typing import Any
 
 import uvloop
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from keybroker_guest.evidence import BindingInput
 
 from broker import jose
 from broker.bench.http import Answer, Connection, HttpError
@@ -31,7 +32,6 @@ from broker.bench.keypool import load_pool
 from broker.bench.scenarios import Source, scenario
 from broker.bench.seed import key_index, key_secret
 from broker.guest.client import tee_jwk
-from broker.guest.sources import BindingInput
 from broker.release.binding import expected_report_data
 from hsm.envelope import OaepHash, open_envelope
 

@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keybroker_guest.evidence import BindingInput
+
 from broker.bench import floor, keypool, seed
 from broker.bench.deploy import (
     BenchState,
@@ -45,7 +47,6 @@ from broker.bench.deploy import (
 from broker.bench.loadgen import Generator, Outcome, Plan, generator_main
 from broker.bench.scenarios import Material, Scenario, scenario
 from broker.guest.client import tee_jwk
-from broker.guest.sources import BindingInput
 from broker.release.binding import expected_report_data
 from broker.settings import Settings
 from hsm.custody import Custody

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.serialization import Encoding
+from keybroker_guest.evidence import BindingInput
 
 from broker.evidence.snp.abi import GuestPolicy
 from broker.evidence.trust import TrustedRoot
-from broker.guest.sources import BindingInput
 from broker.runtime import trusted_test_roots
 from broker.simulate.snp import DEFAULT_TCB, SnpKit
 

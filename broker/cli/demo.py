@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from broker.admin.service import AdminService
 from broker.cli import locate
+from broker.localstate.democa import DemoTls
 from broker.policy.loader import load_policy_text
 from broker.roles import Principal
 from broker.runtime import Runtime
@@ -72,19 +73,37 @@ async def seed(settings: Settings) -> None:
         await runtime.stop()
 
 
-def instructions(settings: Settings) -> str:
-    url = f"http://{settings.host}:{settings.port}"
+def instructions(settings: Settings, tls: DemoTls | None = None) -> str:
+    """What to run next, against the demo broker (over HTTPS with ``tls``)."""
     state = settings.state_dir
+    if tls is None:
+        url = f"http://{settings.host}:{settings.port}"
+        trust = ""
+        clevis_trust = ""
+    else:
+        url = f"https://localhost:{settings.port}"
+        trust = f"--ca {tls.ca_file} "
+        clevis_trust = f', "ca": "{tls.ca_file}"'
     return (
         "\n"
         "  keybroker is starting with a DEMO setup (a synthetic AMD root is trusted).\n"
         "  In another terminal, fetch the demo key as a simulated SEV-SNP guest:\n\n"
-        f"    .venv/bin/keybroker guest fetch --url {url} --key {DEMO_KEY} --tee snp "
+        f"    .venv/bin/keybroker guest fetch --url {url} {trust}--key {DEMO_KEY} --tee snp "
         f"--simulate --state-dir {state}\n\n"
         "  or as a simulated Azure-style CVM behind a paravisor, with swtpm as its vTPM:\n\n"
-        f"    .venv/bin/keybroker guest fetch --url {url} --key {DEMO_KEY} --tee snp-vtpm "
+        f"    .venv/bin/keybroker guest fetch --url {url} {trust}--key {DEMO_KEY} --tee snp-vtpm "
         f"--simulate --state-dir {state}\n\n"
-        "  A Confidential Containers guest fetches it as kbs:///default/key/disk-key with\n"
+        "  or seal a secret to it with the clevis pin (docs/boot.md):\n\n"
+        f'    PATH=.venv/bin:$PATH clevis encrypt keybroker \'{{"url": "{url}", '
+        f'"key": "{DEMO_KEY}", "tee": "snp", "simulate": true, "state-dir": "{state}"'
+        f"{clevis_trust}}}' <<< secret > secret.jwe\n"
+        "    PATH=.venv/bin:$PATH clevis decrypt < secret.jwe\n\n"
+        + (
+            ""
+            if tls is None
+            else f"  The broker's TLS key pin (--pin-sha256): {tls.pin_sha256}\n\n"
+        )
+        + "  A Confidential Containers guest fetches it as kbs:///default/key/disk-key with\n"
         f"  kbs_url {url} (docs/kbs.md).\n\n"
         "  Then read the audit record of that release:\n\n"
         f"    .venv/bin/keybroker audit tail --state-dir {state}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
+from ssl import CERT_REQUIRED
 from types import FrameType
 from typing import Any
 
@@ -22,17 +24,18 @@ from broker import logs
 from broker.api.guard import GuardedProtocol
 from broker.api.middleware import Edge
 from broker.app import create_app
-from broker.cli import demo, locate
+from broker.cli import UsageError, demo, locate
 from broker.cli.common import add_settings_arguments, fail, run_async, settings_from
 from broker.cli.listener import allow_open_files, listen
-from broker.errors import KeybrokerError
+from broker.errors import ConfigurationError, KeybrokerError
+from broker.localstate.democa import demo_tls
 from broker.localstate.lock import StateLock
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.logs import get_logger
 from broker.redact import Secret
 from broker.runtime import open_custody
-from broker.settings import ENV_PREFIX, Settings, load_settings
+from broker.settings import ENV_PREFIX, Settings, load_settings, validate
 
 log = get_logger("keybroker.cli")
 
@@ -43,6 +46,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.add_argument("--workers", type=int, help="uvicorn worker processes")
+    add_tls_arguments(serve)
     serve.set_defaults(func=run_serve)
 
     dev = subparsers.add_parser("dev", help="local state: PostgreSQL cluster and SoftHSM token")
@@ -62,16 +66,91 @@ def register(subparsers: Any) -> None:
                 action="store_true",
                 help="seed the demo: a simulated SNP guest's test root, key and policy",
             )
+            add_tls_arguments(parser)
+            parser.add_argument(
+                "--demo-tls",
+                action="store_true",
+                help="serve HTTPS with a demo CA made under <state>/demo/tls (docs/boot.md)",
+            )
         parser.set_defaults(func=func)
 
 
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tls-cert", type=Path, dest="tls_cert_file", help="PEM certificate chain: serve HTTPS"
+    )
+    parser.add_argument("--tls-key", type=Path, dest="tls_key_file", help="its PEM private key")
+    parser.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        dest="tls_client_ca_file",
+        help="PEM CA(s): require a client certificate they issued (mutual TLS)",
+    )
+
+
+LISTEN_OPTIONS = ("host", "port", "workers", "tls_cert_file", "tls_key_file", "tls_client_ca_file")
+
+#: TLS 1.2 suites offered (TLS 1.3's are OpenSSL's own, all AEAD): forward-secret AEAD only.
+#: uvicorn's default cipher string, "TLSv1", would offer TLS 1.2 clients CBC with SHA-1.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
 def _with_listen(settings: Settings, args: argparse.Namespace) -> Settings:
-    changes = {
-        name: getattr(args, name)
-        for name in ("host", "port", "workers")
-        if getattr(args, name, None) is not None
+    given = {name: getattr(args, name, None) for name in LISTEN_OPTIONS}
+    changes = {name: value for name, value in given.items() if value is not None}
+    if getattr(args, "demo_tls", False):
+        if "tls_cert_file" in changes:
+            raise UsageError("--demo-tls makes its own certificate: not with --tls-cert")
+        tls = demo_tls(settings.state_dir)
+        changes.update(tls_cert_file=tls.cert_file, tls_key_file=tls.key_file)
+    updated = settings.with_overrides(**changes)
+    try:
+        validate(updated)
+    except ConfigurationError as exc:
+        raise UsageError(exc.detail) from None
+    return updated
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's SSL options for ``settings``: none for plain HTTP."""
+    if settings.tls_cert_file is None:
+        return {}
+    for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        path = getattr(settings, name)
+        if path is not None and not path.is_file():
+            raise UsageError(f"{name} {path} is not a readable file")
+    options: dict[str, Any] = {
+        "ssl_certfile": str(settings.tls_cert_file),
+        "ssl_keyfile": str(settings.tls_key_file),
+        "ssl_ciphers": TLS12_CIPHERS,
     }
-    return settings.with_overrides(**changes)
+    if settings.tls_client_ca_file is not None:
+        options.update(ssl_ca_certs=str(settings.tls_client_ca_file), ssl_cert_reqs=CERT_REQUIRED)
+    return options
+
+
+def _announce_listener(settings: Settings) -> None:
+    """Plain HTTP beyond this machine leaves guests only the envelope's signature to trust
+    (docs/boot.md, "TLS on the broker"): said at start, as the insecure options are."""
+    tls = settings.tls_cert_file is not None
+    if not tls and not _is_loopback(settings.host):
+        log.warning("plain_http_beyond_loopback", host=settings.host, port=settings.port)
+    log.info(
+        "listening",
+        scheme="https" if tls else "http",
+        host=settings.host,
+        port=settings.port,
+        client_certificates=settings.tls_client_ca_file is not None,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def worker_environment(
@@ -128,9 +207,11 @@ def serve(
     """Run uvicorn in this process (one worker) or as a supervisor of several, on
     ``listener`` (bound here when not given: before anything else, so that a busy port is
     reported before the broker starts anything or announces itself)."""
+    options = uvicorn_options(settings)  # first: unreadable TLS files are a usage error
     if listener is None:
         listener = listen(settings)
     allow_open_files(settings)
+    _announce_listener(settings)
     if settings.workers > 1:
         prepare_token(settings)
         # Workers are separate processes: they rebuild the settings from the environment.
@@ -139,12 +220,10 @@ def serve(
             "broker.cli.serve:app_from_environment",
             factory=True,
             workers=settings.workers,
-            **uvicorn_options(settings),
+            **options,
         )
     else:
-        config = uvicorn.Config(
-            create_app(settings, locate=locate.location), **uvicorn_options(settings)
-        )
+        config = uvicorn.Config(create_app(settings, locate=locate.location), **options)
     run_uvicorn(config, listener)
 
 
@@ -164,6 +243,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # No WebSocket endpoint: an upgrade would leave the connection limits behind.
         "ws": "none",
         "lifespan": "on",
+        **tls_options(settings),
     }
 
 
@@ -245,7 +325,8 @@ def run_dev(args: argparse.Namespace) -> int:
                 if args.demo:
                     settings = demo.prepare(settings)
                     run_async(lambda: demo.seed(settings))
-                    print(demo.instructions(settings), file=sys.stderr, flush=True)
+                    tls = demo_tls(settings.state_dir) if args.demo_tls else None
+                    print(demo.instructions(settings, tls), file=sys.stderr, flush=True)
                 serve(settings, args.config, listener)
             finally:
                 listener.close()

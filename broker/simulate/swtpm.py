@@ -9,7 +9,7 @@ values), creates the AK once and makes it persistent at Azure's handle, and eith
 HCL report binding the AK (the paravisor: SEV-SNP report signed by the synthetic AMD kit, or
 TDREPORT stand-in with a TD quote from the synthetic Intel kit) into NV index 0x01400001, or
 certifies the AK by a synthetic vTPM CA into NV index 0x01C10000 (GCE). The guest then reads
-and quotes through :mod:`broker.guest.tpm2`, exactly as on a cloud VM.
+and quotes through :mod:`keybroker_guest.tpm2`, exactly as on a cloud VM.
 
 swtpm caps an NV index at 2048 bytes, so the simulated HCL report is 2048 bytes, not Azure's
 2600; the verifier reads any size.
@@ -29,14 +29,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-from broker.guest.tpm2 import (
+from keybroker_guest.errors import EvidenceError
+from keybroker_guest.tpm2 import (
     AZURE_AK_HANDLE,
     AZURE_HCL_REPORT_INDEX,
     GCE_AK_CERT_INDEX,
     Tpm2Error,
     Tpm2Tools,
 )
+
 from broker.simulate.intel import IntelKit
 from broker.simulate.snp import SnpKit
 from broker.simulate.tpm import AkAuthority
@@ -60,8 +61,8 @@ def extended(measurement: bytes) -> bytes:
 DEMO_PCRS = {0: extended(DEMO_FIRMWARE), 4: extended(DEMO_BOOT_LOADER)}
 
 
-class SwtpmError(Exception):
-    """swtpm did not start."""
+class SwtpmError(EvidenceError):
+    """swtpm did not start: the simulated guest has no evidence (exit status 5)."""
 
 
 def _free_port_pair() -> int:

@@ -11,7 +11,7 @@ a TPM does, a fake vTPM CA that certifies AKs, and measured-boot event logs.
   PCR values it replays to, bank by bank; :func:`secure_boot_event`, :func:`efi_app_event`
   and :func:`grub_cmdline_event` are the events the boot facts are read from.
 
-The real vTPM behind the simulated guest is swtpm (``broker/guest/tpm2.py``); this kit is
+The real vTPM behind the simulated guest is swtpm (``keybroker_guest.tpm2``); this kit is
 for the verifier's unit tests.
 """
 

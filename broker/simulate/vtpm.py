@@ -4,7 +4,7 @@ synthetic Intel kit (``broker.simulate.intel``), carries its hash at VMPL 0, as 
 paravisor asks for it.
 
 With a :class:`~broker.simulate.tpm.SoftwareAk` (unit tests) or swtpm's AK (the simulated
-guest, ``broker/guest/tpm2.py``) this makes evidence every check of
+guest, ``keybroker_guest.tpm2``) this makes evidence every check of
 ``broker.evidence.vtpm.verify`` can be driven through; its roots are the kits' insecure ones.
 """
 

@@ -24,11 +24,11 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from keybroker_guest.evidence import BindingInput, EvidenceSource
 
 from broker.api.middleware import Edge
 from broker.app import create_app
 from broker.guest.client import GuestClient, GuestError
-from broker.guest.sources import BindingInput, EvidenceSource
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret

@@ -44,7 +44,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 @contextmanager
 def serving(app: ASGIApp, **options: Any) -> Iterator[str]:
     """Yield the base URL of ``app`` served by uvicorn on a loopback port until the block
-    exits: the broker (with :func:`broker_options`), or a fake vendor service it talks to."""
+    exits: the broker (with :func:`broker_options`), or a fake vendor service it talks to;
+    over HTTPS when ``options`` name a certificate (uvicorn's ``ssl_certfile``)."""
     config = uvicorn.Config(
         app,
         **{
@@ -69,7 +70,8 @@ def serving(app: ASGIApp, **options: Any) -> Iterator[str]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -14,11 +15,11 @@ import httpx
 import pytest
 
 from broker.cli import demo, main
-from broker.guest.sources import DEMO_MEASUREMENT
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
 from broker.settings import Settings
+from broker.simulate.guests import DEMO_MEASUREMENT
 from broker.store.sqlfiles import MIGRATIONS
 from broker.timeutil import utcnow
 from tests.integration.conftest import create_database
@@ -302,13 +303,24 @@ def closed_port() -> int:
     return port
 
 
-def test_guest_fetch_from_an_unreachable_broker_exits_1(
+def test_guest_fetch_retries_an_unreachable_broker_then_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     argv = ["guest", "fetch", "--url", url, "--key", "k", "--tee", "snp", "--simulate"]
-    assert main([*argv, "--kit", str(tmp_path)]) == 1
+    assert main([*argv, "--kit", str(tmp_path), "--wait", "0"]) == 3
     assert capsys.readouterr() == (
         "",
-        f"keybroker guest: cannot reach {url}: All connection attempts failed\n",
+        f"keybroker guest: cannot reach {url}: Connection refused (gave up after 1 attempt)\n",
     )
+    # With a wait, each attempt is announced, with its growing delay, until the wait is over.
+    assert main([*argv, "--kit", str(tmp_path), "--wait", "1.5"]) == 3
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 2
+    retried = re.compile(rf"keybroker guest: cannot reach {url}: Connection refused; retrying in")
+    assert all(retried.match(line) for line in lines[:-1]), lines
+    assert re.fullmatch(
+        rf"keybroker guest: cannot reach {url}: Connection refused "
+        rf"\(gave up after {len(lines)} attempts\)",
+        lines[-1],
+    ), lines

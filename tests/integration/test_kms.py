@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.errors import BindingMismatch, CertificateExpired
-from broker.guest.sources import DEBUG_ZERO_PCRS, DEMO_PCRS
 from broker.localstate.softhsm import LocalSoftHsm
+from broker.simulate.guests import DEBUG_ZERO_PCRS, DEMO_PCRS
 from broker.simulate.nitro import FakeNitroAuthority
 from broker.store.admin_tokens import Role
 from broker.timeutil import parse_instant, utcnow

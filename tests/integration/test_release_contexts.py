@@ -24,11 +24,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from broker.guest.client import GuestClient, GuestError, Released
-from broker.guest.sources import SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.service import STALE_ATTEMPTS, ReleaseService
 from broker.roles import Role
+from broker.simulate.guests import SimulatedSnp
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,
     Deployment,

@@ -22,15 +22,16 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from keybroker_guest.evidence import BindingInput
 
 from broker.guest.client import GuestClient, GuestError, tee_jwk
-from broker.guest.sources import BindingInput, SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.binding import expected_report_data
 from broker.release.nonces import MAX_CLOCK_SKEW, Nonces
 from broker.roles import Role
 from broker.settings import Settings
+from broker.simulate.guests import SimulatedSnp
 from hsm.custody import Custody
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,

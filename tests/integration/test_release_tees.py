@@ -23,24 +23,23 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from keybroker_guest.evidence import BindingInput, EvidenceSource
 
 from broker.cli import main
 from broker.guest.client import GuestClient, GuestError, tee_jwk
-from broker.guest.sources import (
-    DEMO_MR_ENCLAVE,
-    DEMO_MR_SIGNER,
-    DEMO_MR_TD,
-    DEMO_PCRS,
-    BindingInput,
-    EvidenceSource,
-    SimulatedNitro,
-    SimulatedSgx,
-    SimulatedTdx,
-)
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.policy import load_policy
 from broker.release.binding import expected_report_data
+from broker.simulate.guests import (
+    DEMO_MR_ENCLAVE,
+    DEMO_MR_SIGNER,
+    DEMO_MR_TD,
+    DEMO_PCRS,
+    SimulatedNitro,
+    SimulatedSgx,
+    SimulatedTdx,
+)
 from broker.simulate.intel import IntelKit
 from broker.simulate.nitro import FakeNitroAuthority
 from broker.timeutil import utcnow

@@ -1,9 +1,9 @@
 """The release flow end to end for vTPM guests: Azure-style CVMs behind a paravisor
 (``snp-vtpm``, ``tdx-vtpm``) and a GCE-style shielded VM (``tpm``), each a real TPM 2.0
-(swtpm) provisioned by :mod:`broker.simulate.swtpm` and read through tpm2-tools
-(:mod:`broker.guest.vtpm`); and the real vectors of tests/vectors/azure-vtpm and
-tests/vectors/tpm through the API, which verify and are then refused for their binding (their
-quotes answer their own challenges, not this broker's).
+(swtpm) provisioned by :mod:`broker.simulate.swtpm` and read through tpm2-tools by the
+guest's own code (:mod:`keybroker_guest.vtpm`); and the real vectors of
+tests/vectors/azure-vtpm and tests/vectors/tpm through the API, which verify and are then
+refused for their binding (their quotes answer their own challenges, not this broker's).
 
 The broker trusts the synthetic AMD kit, Intel kit and vTPM CA through
 ``insecure_test_roots``; the real vectors chain to the pinned AMD, Intel and Google roots.
@@ -23,14 +23,15 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from keybroker_guest.evidence import BindingInput
 
+from broker.cli import main
 from broker.evidence.tpm.abi import Alg
 from broker.guest.client import GuestClient, tee_jwk
-from broker.guest.sources import BindingInput
-from broker.guest.vtpm import SimulatedVtpm
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.binding import binding_digest, expected_report_data
+from broker.simulate.guests import SimulatedVtpm
 from broker.simulate.intel import IntelKit
 from broker.simulate.snp import SnpKit
 from broker.simulate.swtpm import DEMO_PCRS
@@ -127,6 +128,23 @@ async def test_a_vtpm_guest_on_swtpm_receives_its_key(deployment: Deployment, te
     assert attested["signer"]["origin"] == "infrastructure-provider"
     released = await last_audit(deployment, "release")
     assert (released["decision"], released["key"]["name"]) == ("allow", key)
+
+
+@pytest.mark.parametrize("tee", ["snp-vtpm", "tdx-vtpm", "tpm"])
+def test_guest_fetch_cli_on_swtpm(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str], tee: str
+) -> None:
+    """``keybroker guest fetch --tee T --simulate --kit DIR``: the lean client's flow (the
+    binding digest as the quote's extraData) against the vTPM on swtpm."""
+    key = f"{tee}-cli"
+    secret = os.urandom(32)
+    seed(deployment, key, secret, vtpm_policy(tee, f"{key}-policy"))
+    out = tmp_path / "secret"
+    argv = ["guest", "fetch", "--url", deployment.base, "--key", key, "--tee", tee, "--simulate"]
+    status = main([*argv, "--kit", str(deployment.kits[KITS[tee]]), "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    assert out.read_bytes() == secret
+    assert f"released {key} version 1 (32 bytes)" in capsys.readouterr().err
 
 
 async def test_a_guest_that_booted_otherwise_is_denied_by_its_pcrs(

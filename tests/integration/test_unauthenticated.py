@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker import jose
 from broker.guest.client import GuestClient, tee_jwk
-from broker.guest.sources import SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.release.nonces import VERSION, Nonces
 from broker.settings import Settings
+from broker.simulate.guests import SimulatedSnp
 from broker.store.audit import verify_chain
 from hsm.custody import Custody
 from tests.integration.release_support import (

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from broker.guest.configfs import ConfigfsError, TsmFilesystem, read_report
-from broker.guest.sources import BindingInput, HardwareTsm
+from keybroker_guest.configfs import ConfigfsError, TsmFilesystem, read_report
+from keybroker_guest.evidence import BindingInput, HardwareTsm
 
 
 class FakeKernel(TsmFilesystem):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+from keybroker_guest.errors import Unreachable
+from keybroker_guest.transport import Reply
 
 from broker import jose
 from hsm.pubkey import b64url, from_jwk
@@ -26,7 +28,7 @@ from hsm.pubkey import b64url, from_jwk
 Spoil = Callable[[str], str]
 
 
-def _sign_digest(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
+def sign_digest(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
     r, s = decode_dss_signature(key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
@@ -69,26 +71,39 @@ class FakeBroker:
     """The paths requested, in order."""
 
     def transport(self) -> httpx.MockTransport:
+        """The broker for the asynchronous test driver (``broker.guest.client``)."""
         return httpx.MockTransport(self.handle)
 
+    def lean(self) -> LeanTransport:
+        """The broker for the lean client (``keybroker_guest.transport.Transport``)."""
+        return LeanTransport(self)
+
     def handle(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
+        body = json.loads(request.content) if request.content else None
+        status, document = self.answer(request.url.path, body)
+        return httpx.Response(status, json=document)
+
+    def answer(self, path: str, body: Any) -> tuple[int, Any]:
         self.paths.append(path)
         if path in self.refuse:
             status, detail = self.refuse[path]
             problem = {"type": "about:blank", "title": "refused", "status": status}
-            return httpx.Response(status, json={**problem, "detail": detail})
+            return status, {**problem, "detail": detail}
         if path == "/v1/challenge":
-            return httpx.Response(200, json={"nonce": base64.b64encode(bytes(32)).decode()})
+            return 200, {"nonce": base64.b64encode(bytes(32)).decode()}
         if path == "/v1/attest":
-            return httpx.Response(200, json={"token": "a-token"})
+            return 200, {"token": "a-token"}
         if path == f"/v1/keys/{self.key_name}/release":
-            body = json.loads(request.content)
-            return httpx.Response(200, json={"envelope": self._envelope(body["tee_pubkey"])})
+            return 200, {"envelope": self._envelope(body["tee_pubkey"])}
         if path == "/v1/jwks":
             served = self.jwks_key or self.signing_key.public_key()
-            return httpx.Response(200, json={"keys": [jose.ec_jwk(served)]})
-        return httpx.Response(404, json={"detail": f"no route {path}"})
+            return 200, {"keys": [jose.ec_jwk(served)]}
+        return 404, {"detail": f"no route {path}"}
+
+    @property
+    def thumbprint(self) -> str:
+        """The RFC 7638 thumbprint of the key this broker signs with (what a guest pins)."""
+        return jose.key_id(self.signing_key.public_key())
 
     def _envelope(self, jwk: dict[str, Any]) -> str:
         guest_key = from_jwk(jwk).to_cryptography()
@@ -106,6 +121,26 @@ class FakeBroker:
         }
         kid = jose.key_id(self.signing_key.public_key())
         signed = jose.sign_sync(
-            payload, jose.TYP_RELEASE, kid, lambda d: _sign_digest(self.signing_key, d)
+            payload, jose.TYP_RELEASE, kid, lambda d: sign_digest(self.signing_key, d)
         )
         return signed if self.spoil is None else self.spoil(signed)
+
+
+@dataclass
+class LeanTransport:
+    broker: FakeBroker
+    unreachable: int = 0
+    """How many requests fail as if the network were down before the broker answers."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        token: str | None = None,
+    ) -> Reply:
+        if self.unreachable > 0:
+            self.unreachable -= 1
+            raise Unreachable("cannot reach http://broker.test:80: Connection refused")
+        status, document = self.broker.answer(path, body)
+        return Reply(status, json.dumps(document).encode())

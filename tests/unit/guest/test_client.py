@@ -6,9 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from keybroker_guest.evidence import BindingInput
 
+from broker import jose
 from broker.guest.client import GuestClient, GuestError
-from broker.guest.sources import BindingInput
 
 from .fake_broker import FakeBroker, Spoil, alter_payload, flip_signature
 
@@ -44,33 +45,33 @@ async def test_a_genuine_envelope_opens_to_the_secret() -> None:
 @pytest.mark.parametrize(
     ("spoil", "why"),
     [
-        (flip_signature, "token signature does not verify"),
-        (alter_payload, "token signature does not verify"),
+        (flip_signature, "envelope signature does not verify with the pinned broker key"),
+        (alter_payload, "envelope signature does not verify with the pinned broker key"),
     ],
 )
 async def test_an_envelope_that_does_not_verify_is_refused(spoil: Spoil, why: str) -> None:
     broker = FakeBroker(spoil=spoil)
     with pytest.raises(GuestError) as caught:
         await fetch(broker)
-    assert str(caught.value) == f"release envelope signature does not verify: {why}"
+    assert str(caught.value) == why
     assert (caught.value.status, caught.value.problem) == (None, None)
 
 
 async def test_an_envelope_signed_by_another_key_is_refused() -> None:
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    broker = FakeBroker(jwks_key=other)
     with pytest.raises(GuestError) as caught:
-        await fetch(FakeBroker(jwks_key=other))
+        await fetch(broker)
     assert str(caught.value) == (
-        "release envelope signature does not verify: token was signed by another broker key"
+        f"envelope was signed by broker key {broker.thumbprint}, "
+        f"not the pinned {jose.key_id(other)}"
     )
 
 
 async def test_a_signed_envelope_that_does_not_open_is_a_guest_error() -> None:
     with pytest.raises(GuestError) as caught:
         await fetch(FakeBroker(stated_length=40))
-    assert str(caught.value) == (
-        "release envelope does not open: unwrapped secret does not match the stated length"
-    )
+    assert str(caught.value) == ("envelope secret does not match its stated length")
 
 
 @pytest.mark.parametrize(

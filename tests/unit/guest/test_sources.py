@@ -3,7 +3,6 @@ carries the collateral the broker needs; ``keybroker guest fetch --simulate`` pi
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,24 +10,24 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from keybroker_guest.evidence import TEES, BindingInput, EvidenceSource, default_kit, source_for
+from keybroker_guest.vtpm import VtpmGuest
 
-from broker.cli.guest import SIMULATED, source_for
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.nitro.binding import check_binding
 from broker.evidence.registry import verifier_for
 from broker.evidence.trust import TrustedRoot
-from broker.guest.sources import (
+from broker.simulate.guests import (
     DEMO_MR_ENCLAVE,
     DEMO_MR_SIGNER,
     DEMO_MR_TD,
-    BindingInput,
-    EvidenceSource,
+    SIMULATED,
     SimulatedNitro,
     SimulatedSgx,
     SimulatedSnp,
     SimulatedTdx,
+    SimulatedVtpm,
 )
-from broker.guest.vtpm import SimulatedVtpm, VtpmGuest
 from broker.simulate.intel import IntelKit
 from broker.simulate.nitro import FakeNitroAuthority
 
@@ -177,11 +176,10 @@ def test_simulated_nitro_debug_enclave_reports_zero_pcrs(
 def test_guest_fetch_simulate_picks_the_source_of_each_tee(
     tmp_path: Path, tee: str, kind: type
 ) -> None:
-    args = argparse.Namespace(simulate=True, tee=tee, kit=tmp_path, state_dir=tmp_path)
-    source = source_for(args)
+    source = source_for(tee, simulate=True, kit=tmp_path)
     assert isinstance(source, kind)
     assert source.tee == tee
-    assert set(SIMULATED) == {"snp", "tdx", "sgx", "nitro", "snp-vtpm", "tdx-vtpm", "tpm"}
+    assert set(SIMULATED) == set(TEES)
 
 
 @pytest.mark.parametrize(("tee", "kit"), [("snp-vtpm", "snp"), ("tdx-vtpm", "tdx"), ("tpm", "tpm")])
@@ -190,14 +188,13 @@ def test_a_simulated_vtpm_is_provisioned_from_its_hardware_kit(
 ) -> None:
     """The paravisor's report is signed by the SNP or Intel kit of ``<state>/demo``."""
     (tmp_path / "demo" / kit).mkdir(parents=True)
-    args = argparse.Namespace(simulate=True, tee=tee, kit=None, state_dir=tmp_path)
-    source = source_for(args)
+    source = source_for(tee, simulate=True, kit=default_kit(tee, tmp_path))
     assert isinstance(source, SimulatedVtpm)
     assert (source.tee, source.kit_dir) == (tee, tmp_path / "demo" / kit)
 
 
 @pytest.mark.parametrize("tee", ["snp-vtpm", "tpm"])
 def test_a_real_vtpm_guest_reads_its_vtpm(tee: str) -> None:
-    source = source_for(argparse.Namespace(simulate=False, tee=tee))
+    source = source_for(tee)
     assert isinstance(source, VtpmGuest)
     assert (source.tee, source.tools.tcti) == (tee, None)

@@ -1,9 +1,12 @@
-"""Where a guest's evidence comes from: real hardware (configfs-tsm) or a simulation.
+"""Simulated guests: evidence sources (``keybroker_guest.evidence.EvidenceSource``) that sign
+with the synthetic vendors of this package, for demos and tests.
 
-A source turns the 64 bytes of REPORT_DATA the binding requires (or, for Nitro, the nonce and
-public key) into evidence plus any collateral the broker may need. A simulated guest ships
-the collateral of its synthetic vendor (the SNP kit's VCEK; the Intel kit's TCB Info, QE
-Identity, CRLs and TCB Signing chain), since no vendor service knows its fake platform.
+A simulated guest ships the collateral of its synthetic vendor (the SNP kit's VCEK; the Intel
+kit's TCB Info, QE Identity, CRLs and TCB Signing chain; the synthetic vTPM CA's chain), since
+no vendor service knows its fake platform. A simulated vTPM guest is the real guest code
+(``keybroker_guest.vtpm``) against swtpm, provisioned as the cloud would. The lean guest
+client (``keybroker_guest``) imports :func:`simulated_source`, and only it, when asked to
+``--simulate``: its one import of this package.
 """
 
 from __future__ import annotations
@@ -12,39 +15,25 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+
+from keybroker_guest.evidence import BindingInput, EvidenceSource
+from keybroker_guest.vtpm import VTPM_TEES, VtpmGuest
 
 from broker.evidence.claims import Tee
 from broker.evidence.sgx.claims import ATTRIBUTE_BITS
 from broker.evidence.snp.abi import GuestPolicy
 from broker.evidence.tdx.claims import TD_ATTRIBUTE_BITS
-from broker.guest.configfs import TSM_REPORT_ROOT, ConfigfsError, TsmFilesystem, read_report
 from broker.simulate.intel import IntelKit
 from broker.simulate.nitro import FakeNitroAuthority
 from broker.simulate.snp import SnpKit
+from broker.simulate.swtpm import SimulatedPlatform, swtpm
+from broker.simulate.tpm import AkAuthority
 from broker.timeutil import utcnow
 
 #: The measurement the demo's simulated guest reports, and the demo policy admits.
 DEMO_MEASUREMENT = hashlib.sha384(b"keybroker demo guest image v1").digest()
-
-
-@dataclass(frozen=True)
-class BindingInput:
-    """What the evidence must bind: REPORT_DATA for SNP/TDX/SGX; nonce and key for Nitro."""
-
-    report_data: bytes
-    nonce: bytes
-    public_key_der: bytes
-    digest: bytes = b""
-    """The binding digest unpadded, which a vTPM quote carries as extraData (TPM2B_DATA
-    holds at most one digest of the TPM's largest hash); empty: REPORT_DATA is used."""
-
-
-class EvidenceSource(Protocol):
-    tee: str
-
-    def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]: ...
 
 
 @dataclass
@@ -143,23 +132,6 @@ class SimulatedSgx:
         return quote, kit.collateral(Tee.SGX, now=self.clock())
 
 
-@dataclass
-class HardwareTsm:
-    """A real confidential guest: SEV-SNP report or TDX quote through configfs-tsm."""
-
-    tee: str
-    root: Path = TSM_REPORT_ROOT
-    fs: TsmFilesystem | None = None
-    """The file operations on configfs (None: the real ones); tests pass a stand-in."""
-
-    def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
-        outblob, _auxblob, provider = read_report(binding.report_data, self.root, self.fs)
-        expected = {"snp": "sev_guest", "tdx": "tdx_guest"}.get(self.tee)
-        if expected is not None and provider not in (expected, "unknown"):
-            raise ConfigfsError(f"configfs-tsm provider is {provider}, not {expected}")
-        return outblob, {}
-
-
 #: PCR0..2 of the demo's simulated enclave (image, kernel, application).
 DEMO_PCRS = {
     index: hashlib.sha384(f"keybroker demo enclave pcr{index}".encode()).digest()
@@ -201,3 +173,50 @@ class SimulatedNitro:
             public_key=binding.public_key_der,
         )
         return document, {}
+
+
+@dataclass
+class SimulatedVtpm:
+    """A vTPM guest on swtpm (state in ``kit_dir/swtpm-<tee>``), its platform provisioned
+    from the synthetic kit in ``kit_dir``: the AMD kit (``snp-vtpm``), the Intel kit
+    (``tdx-vtpm``) or a saved :class:`~broker.simulate.tpm.AkAuthority` (``tpm``)."""
+
+    kit_dir: Path
+    tee: str
+
+    def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
+        with swtpm(self.kit_dir / f"swtpm-{self.tee}") as tools:
+            platform = SimulatedPlatform(tools)
+            platform.boot()
+            guest = VtpmGuest(self.tee, tools)
+            if self.tee == "snp-vtpm":
+                kit = SnpKit.load(self.kit_dir)
+                platform.azure_snp(kit)
+                guest.collateral = kit.collateral()
+            elif self.tee == "tdx-vtpm":
+                intel = IntelKit.load(self.kit_dir)
+                guest.td_quote = platform.azure_tdx(intel)
+                guest.collateral = intel.collateral(Tee.TDX, now=utcnow())
+            else:
+                authority = AkAuthority.load(self.kit_dir)
+                platform.gce(authority)
+                # A GCE guest reads only its AK certificate; the broker pins Google's
+                # intermediates, but not the synthetic CA's, which travels as collateral.
+                guest.collateral = {"ak_chain": authority.chain_pem()}
+            return guest.produce(binding)
+
+
+#: ``--simulate`` sources: each takes the kit directory (``broker.simulate``'s saved SNP kit,
+#: Intel kit, Nitro authority or vTPM CA) and produces evidence signed by it.
+SIMULATED: dict[str, Callable[[Path], EvidenceSource]] = {
+    "snp": SimulatedSnp,
+    "tdx": SimulatedTdx,
+    "sgx": SimulatedSgx,
+    "nitro": SimulatedNitro,
+    **{tee: partial(SimulatedVtpm, tee=tee) for tee in VTPM_TEES},
+}
+
+
+def simulated_source(tee: str, kit: Path) -> EvidenceSource:
+    """The simulated guest of ``tee`` signing with the kit saved in ``kit``."""
+    return SIMULATED[tee](kit)

@@ -14,11 +14,13 @@ import secrets
 from contextlib import suppress
 from pathlib import Path
 
+from keybroker_guest.errors import EvidenceError
+
 TSM_REPORT_ROOT = Path("/sys/kernel/config/tsm/report")
 
 
-class ConfigfsError(RuntimeError):
-    pass
+class ConfigfsError(EvidenceError):
+    """configfs-tsm gave no report for this request."""
 
 
 class TsmFilesystem:

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from keybroker_guest.errors import EvidenceError
+
 AZURE_HCL_REPORT_INDEX = 0x01400001
 AZURE_AK_HANDLE = 0x81000003
 AZURE_AK_CERT_INDEX = 0x01C101D0
@@ -35,7 +37,7 @@ QUOTED_PCRS = range(24)
 _TIMEOUT_SECONDS = 30
 
 
-class Tpm2Error(Exception):
+class Tpm2Error(EvidenceError):
     """A tpm2-tools command failed; the message names the command and its stderr."""
 
 

@@ -11,7 +11,7 @@ data there), so the binding digest goes into the vTPM's quote as qualifying data
 * ``tpm``: the quote by the AK and its certificate from NV index 0x01C10000 (GCE).
 
 The AK certificate of an Azure vTPM (NV index 0x01C101D0) is sent when the index exists.
-:class:`SimulatedVtpm` runs exactly this against swtpm, provisioned by
+:class:`broker.simulate.guests.SimulatedVtpm` runs exactly this against swtpm, provisioned by
 :mod:`broker.simulate.swtpm` as the cloud would.
 """
 
@@ -20,23 +20,18 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from broker.evidence.claims import Tee
-from broker.guest.sources import BindingInput
-from broker.guest.tpm2 import (
+from keybroker_guest.tpm2 import (
     AZURE_AK_CERT_INDEX,
     AZURE_AK_HANDLE,
     AZURE_HCL_REPORT_INDEX,
     GCE_AK_CERT_INDEX,
     Tpm2Tools,
 )
-from broker.simulate.intel import IntelKit
-from broker.simulate.snp import SnpKit
-from broker.simulate.swtpm import SimulatedPlatform, swtpm
-from broker.simulate.tpm import AkAuthority
-from broker.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from keybroker_guest.evidence import BindingInput
 
 VTPM_TEES = ("snp-vtpm", "tdx-vtpm", "tpm")
 
@@ -76,34 +71,3 @@ class VtpmGuest:
         if self.tee == "tpm" or self.tools.nv_exists(cert_index):
             bundle["ak_cert"] = _b64(self.tools.nv_read(cert_index))
         return json.dumps(bundle).encode(), dict(self.collateral)
-
-
-@dataclass
-class SimulatedVtpm:
-    """A vTPM guest on swtpm (state in ``kit_dir/swtpm-<tee>``), its platform provisioned
-    from the synthetic kit in ``kit_dir``: the AMD kit (``snp-vtpm``), the Intel kit
-    (``tdx-vtpm``) or a saved :class:`~broker.simulate.tpm.AkAuthority` (``tpm``)."""
-
-    kit_dir: Path
-    tee: str
-
-    def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
-        with swtpm(self.kit_dir / f"swtpm-{self.tee}") as tools:
-            platform = SimulatedPlatform(tools)
-            platform.boot()
-            guest = VtpmGuest(self.tee, tools)
-            if self.tee == "snp-vtpm":
-                kit = SnpKit.load(self.kit_dir)
-                platform.azure_snp(kit)
-                guest.collateral = kit.collateral()
-            elif self.tee == "tdx-vtpm":
-                intel = IntelKit.load(self.kit_dir)
-                guest.td_quote = platform.azure_tdx(intel)
-                guest.collateral = intel.collateral(Tee.TDX, now=utcnow())
-            else:
-                authority = AkAuthority.load(self.kit_dir)
-                platform.gce(authority)
-                # A GCE guest reads only its AK certificate; the broker pins Google's
-                # intermediates, but not the synthetic CA's, which travels as collateral.
-                guest.collateral = {"ak_chain": authority.chain_pem()}
-            return guest.produce(binding)
