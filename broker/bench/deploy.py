@@ -176,9 +176,12 @@ class RunningBroker:
 
 
 @contextmanager
-def broker(state: BenchState, config: BrokerConfig) -> Iterator[RunningBroker]:
-    """``keybroker serve --workers N`` pinned to ``config.cpus``, until the block exits."""
-    port = free_port()
+def broker(
+    state: BenchState, config: BrokerConfig, port: int | None = None
+) -> Iterator[RunningBroker]:
+    """``keybroker serve --workers N`` pinned to ``config.cpus``, until the block exits; on
+    ``port``, or on a free one."""
+    port = port or free_port()
     env = {
         **os.environ,
         **state.softhsm.environment(),

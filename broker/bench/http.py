@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,12 +55,18 @@ class Connection:
         self, method: str, path: str, body: Any = None, bearer: str | None = None
     ) -> Answer:
         payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        if body is not None:
-            head.append("Content-Type: application/json")
-        head.append(f"Content-Length: {len(payload)}")
+        headers = [] if body is None else [("Content-Type", "application/json")]
         if bearer is not None:
-            head.append(f"Authorization: Bearer {bearer}")
+            headers.append(("Authorization", f"Bearer {bearer}"))
+        return await self.send(method, path, headers, payload)
+
+    async def send(
+        self, method: str, path: str, headers: Sequence[tuple[str, str]], payload: bytes
+    ) -> Answer:
+        """``payload`` with ``headers`` (besides Host and Content-Length, which this adds)."""
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        head += [f"{name}: {value}" for name, value in headers]
+        head.append(f"Content-Length: {len(payload)}")
         message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
         try:
             return await self._exchange(message)

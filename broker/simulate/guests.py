@@ -160,19 +160,20 @@ class SimulatedNitro:
     tee: str = "nitro"
 
     def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
+        return self.document(binding.public_key_der, binding.nonce), {}
+
+    def document(self, public_key_der: bytes, nonce: bytes | None = None) -> bytes:
+        """A document binding ``public_key_der`` (and ``nonce``, absent: null), as a KMS
+        ``Recipient`` carries it (``keybroker guest evidence``, docs/kms.md)."""
         authority = FakeNitroAuthority.load(self.authority_dir)
         pcrs = dict(self.pcrs if self.pcrs is not None else DEMO_PCRS)
         if self.debug:
             pcrs.update({index: bytes(48) for index in DEBUG_ZERO_PCRS})
         for index in range(3, 16):
             pcrs.setdefault(index, bytes(48))
-        document = authority.sign_document(
-            pcrs=pcrs,
-            timestamp=self.clock(),
-            nonce=binding.nonce,
-            public_key=binding.public_key_der,
+        return authority.sign_document(
+            pcrs=pcrs, timestamp=self.clock(), nonce=nonce, public_key=public_key_der
         )
-        return document, {}
 
 
 @dataclass

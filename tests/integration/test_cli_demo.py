@@ -5,14 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from broker.cli import demo, main
 from broker.localstate.postgres import LocalPostgres
@@ -27,6 +39,8 @@ from tests.integration.server import running_broker
 from tests.kbs_client.client import KbsClient, SnpGuest
 
 pytestmark = pytest.mark.integration
+
+OPENSSL = shutil.which("openssl")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +89,10 @@ def test_demo_releases_its_key_to_the_simulated_guest_and_audits_it(
     out = environment.state_dir / "released.bin"
     asyncio.run(demo.seed(settings))
     asyncio.run(demo.seed(settings))  # a second `make run` reuses the state
-    assert settings.insecure_test_roots[-1].name == "demo-snp.pem"
+    assert [root.name for root in settings.insecure_test_roots[-2:]] == [
+        "demo-snp.pem",
+        "demo-nitro.pem",
+    ]
     with running_broker(settings) as base:
         # snp: the kit's report; snp-vtpm: swtpm behind a paravisor signed by the same kit
         for tee in ("snp", "snp-vtpm"):
@@ -108,6 +125,82 @@ def test_demo_releases_its_key_to_the_simulated_guest_and_audits_it(
 
         assert main(["audit", "verify"]) == 0
         assert b"audit chain intact" in capsysbinary.readouterr().out
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl (Debian package) is not installed")
+def test_an_enclave_application_gets_the_demo_kms_key(
+    environment: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/kms.md on `make run`'s demo: an access key from `admin access-key create`, the
+    simulated enclave's documents from `guest evidence`, then boto3 encrypts to
+    alias/enclave-data-key and decrypts with the production document as Recipient, which
+    `openssl cms -decrypt` opens with the enclave's key; the debug document is refused with
+    AccessDeniedException, and the refusal is in the audit trail."""
+    settings = demo.prepare(environment)
+    asyncio.run(demo.seed(settings))
+    capsys.readouterr()
+    assert main(["admin", "access-key", "create", "--name", "demo-app"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1  # exactly one JSON object on stdout
+    created = json.loads(out)
+    assert sorted(created) == ["access_key_id", "secret_access_key"]
+    assert created["secret_access_key"] not in err
+
+    enclave = rsa.generate_private_key(65537, 2048)  # what the Nitro SDK makes
+    key_file, public_file = tmp_path / "enclave.pem", tmp_path / "enclave.pub.pem"
+    key_file.write_bytes(enclave.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    public_file.write_bytes(
+        enclave.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    documents = {}
+    for mode, extra in (("production", []), ("debug", ["--debug"])):
+        document = tmp_path / f"{mode}.doc"
+        argv = ["guest", "evidence", "--tee", "nitro", "--simulate", "--public-key"]
+        argv += [str(public_file), "--out", str(document), "--state-dir", str(settings.state_dir)]
+        assert main([*argv, *extra]) == 0, capsys.readouterr().err
+        assert f"simulated {mode}-mode Nitro attestation document" in capsys.readouterr().err
+        documents[mode] = {
+            "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+            "AttestationDocument": document.read_bytes(),
+        }
+
+    secret = b"the enclave application's database password"
+    with running_broker(settings) as base:
+        kms = boto3.client(
+            "kms",
+            endpoint_url=base,
+            region_name="eu-west-1",
+            aws_access_key_id=created["access_key_id"],
+            aws_secret_access_key=created["secret_access_key"],
+            config=Config(retries={"max_attempts": 1}),
+        )
+        blob = kms.encrypt(KeyId=f"alias/{demo.KMS_KEY}", Plaintext=secret)["CiphertextBlob"]
+        answer = kms.decrypt(CiphertextBlob=blob, Recipient=documents["production"])
+        assert "Plaintext" not in answer
+        envelope = tmp_path / "envelope.der"
+        envelope.write_bytes(answer["CiphertextForRecipient"])
+        assert OPENSSL is not None
+        decrypt = ["cms", "-decrypt", "-binary", "-inform", "DER", "-in", str(envelope)]
+        opened = subprocess.run(
+            [OPENSSL, *decrypt, "-inkey", str(key_file)],
+            check=True,
+            capture_output=True,
+        )
+        assert opened.stdout == secret
+
+        with pytest.raises(ClientError) as caught:
+            kms.decrypt(CiphertextBlob=blob, Recipient=documents["debug"])
+        assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert "debug" in caught.value.response["Error"]["Message"]
+
+    capsys.readouterr()
+    assert main(["audit", "tail", "-n", "1", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    record = json.loads(entry["record"])
+    assert (entry["kind"], entry["decision"], entry["key_name"]) == ("kms", "deny", demo.KMS_KEY)
+    assert (record["operation"], record["error"]["type"]) == ("Decrypt", "policy-denied")
+    assert record["recipient"]["claims"]["debug"] is True
+    assert record["policy"]["name"] == "insecure-demo-simulated-nitro"
 
 
 def test_a_kbs_client_fetches_the_demo_key(

@@ -11,6 +11,7 @@ error type, and every decision is in the audit log.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -506,3 +507,89 @@ async def test_replay_and_tampered_signed_header(
     record = await last_audit(deployment, "kms")
     assert record["error"]["type"] == "signature-replayed"
     assert os.environ.get("AWS_SECRET_ACCESS_KEY") is None
+
+
+# --- the AWS SDK for JavaScript ------------------------------------------------------------
+
+JS_SOURCE = Path(__file__).resolve().parent / "kms_js"
+#: Where the JavaScript SDK is installed once (git ignores .keybroker*).
+JS_INSTALL = Path(__file__).resolve().parents[2] / ".keybroker-npm"
+NODE, NPM = shutil.which("node"), shutil.which("npm")
+
+
+@pytest.fixture(scope="module")
+def js_round_trip() -> Path:
+    """roundtrip.mjs next to an installed @aws-sdk/client-kms; skips where that cannot be."""
+    if NODE is None or NPM is None:
+        pytest.skip(
+            "node and npm are not installed: the @aws-sdk/client-kms round trip needs them "
+            "(optional; nothing else depends on npm)"
+        )
+    manifest = (JS_SOURCE / "package.json").read_bytes()
+    installed = JS_INSTALL / "package.json"
+    sdk = JS_INSTALL / "node_modules" / "@aws-sdk" / "client-kms"
+    if not sdk.is_dir() or not installed.is_file() or installed.read_bytes() != manifest:
+        JS_INSTALL.mkdir(exist_ok=True)
+        installed.write_bytes(manifest)
+        done = subprocess.run(
+            [NPM, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=JS_INSTALL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            pytest.skip(f"npm could not install @aws-sdk/client-kms (no registry?): {last}")
+    script = JS_INSTALL / "roundtrip.mjs"  # beside node_modules, where node resolves imports
+    script.write_bytes((JS_SOURCE / "roundtrip.mjs").read_bytes())
+    return script
+
+
+def _node(script: Path, request: dict[str, Any]) -> Any:
+    """Run ``script`` with ``request`` as JSON on stdin; its stdout read as JSON."""
+    assert NODE is not None
+    done = subprocess.run(
+        [NODE, str(script)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl (Debian package) is not installed")
+async def test_the_javascript_sdk_round_trip(
+    deployment: Deployment,
+    caller: dict[str, str],
+    enclave: Enclave,
+    js_round_trip: Path,
+    tmp_path: Path,
+) -> None:
+    """@aws-sdk/client-kms signs nine headers (boto3 four): Encrypt to the alias, Decrypt
+    with the enclave's document as Recipient, the debug document refused."""
+    secret = b"a secret sent by the JavaScript SDK"
+    request = {
+        "endpoint": deployment.base,
+        "accessKeyId": caller["access_key_id"],
+        "secretAccessKey": caller["secret_access_key"],
+        "keyId": "alias/enclave-data-key",
+        "plaintext": base64.b64encode(secret).decode(),
+        "context": {"sdk": "javascript"},
+        "document": base64.b64encode(enclave.document()).decode(),
+        "debugDocument": base64.b64encode(enclave.document(debug=True)).decode(),
+    }
+    answer = _node(js_round_trip, request)
+    assert answer["keyId"].endswith(":key/enclave-data-key")
+    assert answer["plaintextReturned"] is False
+    envelope = base64.b64decode(answer["ciphertextForRecipient"])
+    assert enclave.open(envelope, tmp_path) == secret
+    assert answer["refused"]["name"] == "AccessDeniedException"
+    assert "debug" in answer["refused"]["message"]
+    record = await last_audit(deployment, "kms")
+    assert (record["decision"], record["operation"]) == ("deny", "Decrypt")
+    assert record["recipient"]["claims"]["debug"] is True

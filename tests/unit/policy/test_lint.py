@@ -300,6 +300,10 @@ def test_signer_claims_are_the_signer_attributes() -> None:
         ("gce-shielded-vm.yaml", [("infrastructure-signer", True)]),
         ("insecure-debug-example.yaml", [("debug-allowed", False)]),
         (
+            "insecure-demo-simulated-nitro.yaml",
+            [("infrastructure-signer", True), ("test-root-accepted", False)],
+        ),
+        (
             "insecure-demo-simulated-snp.yaml",
             [
                 ("test-root-accepted", False),

@@ -371,6 +371,9 @@ PINNED_DIGESTS = {
     "insecure-debug-example.yaml": (
         "20a99824801bdea6c2a45dcd380c02aa574a3669ac0933ae50f4f3352f59e515"
     ),
+    "insecure-demo-simulated-nitro.yaml": (
+        "7fd47e7b40a449355a453f8d107dd570476a7df9eb412e9c38c3d70becef48d5"
+    ),
     "insecure-demo-simulated-snp.yaml": (
         "839c94ff8e714a704eabe7506beb314e4b05a8c4f1faf58da939ef59e36548eb"
     ),
@@ -443,6 +446,7 @@ def test_the_expected_policies_ship() -> None:
         "default.yaml",
         "gce-shielded-vm.yaml",
         "insecure-debug-example.yaml",
+        "insecure-demo-simulated-nitro.yaml",
         "insecure-demo-simulated-snp.yaml",
         "nitro-enclave.yaml",
         "sgx-enclave-data-key.yaml",
