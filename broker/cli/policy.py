@@ -39,9 +39,10 @@ EXIT_OK, EXIT_WARN_OR_DENY, EXIT_ERROR = 0, 1, 2
 _CHECK_EPILOG = """exit status: 0 every file is valid and has no warnings (acknowledged warnings
 do not count); 1 valid, but some file has warnings; 2 some file is invalid or unreadable.
 Warning codes: no-measurement, debug-allowed, infrastructure-signer, no-minimum-tcb,
-any-tee, unknown-claim, test-root-accepted (docs/policies.md); debug-allowed and
-test-root-accepted cannot be acknowledged. no-provenance (docs/reference-values.md): a
-reference entry records no provenance; every entry's provenance is listed."""
+any-tee, unknown-claim, test-root-accepted, instance-unidentified, limits-redundant
+(docs/policies.md); debug-allowed and test-root-accepted cannot be acknowledged.
+no-provenance (docs/reference-values.md): a reference entry records no provenance; every
+entry's provenance is listed."""
 
 _EVAL_EPILOG = """exit status: 0 the policy allows; 1 it denies (or the evidence does not
 verify); 2 usage error, unreadable input or invalid policy. --claims takes the JSON that
