@@ -18,6 +18,9 @@ Ordering rules that make it fail closed:
   append is conditional on that context still being current; when it is not, the decision
   and the envelope are discarded and the release starts over on a fresh read. A token whose
   signature does not verify is refused and audited in aggregate, as an unrecognised nonce is.
+  A policy with release limits (``broker/policy/limits.py``) has them taken, with the key's
+  counters, by the statement that appends the allow record; a limit that refuses writes
+  nothing, and the denial naming it is appended instead (the envelope is never sent).
 
 Trustee's KBS protocol (``broker/api/kbs/``, docs/kbs.md) runs the same two steps: an
 attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_resource``,
@@ -156,6 +159,18 @@ def _record(
     if origin.client_request_id is not None:
         body["client_request_id"] = origin.client_request_id
     return AuditRecord(now, kind, outcome(failure), origin.request_id, key_name, body)
+
+
+def _record_claims(claims: Claims, body: dict[str, Any]) -> dict[str, Any]:
+    """Put the verified claims in an attest record's ``body``, with the instants freshness
+    clauses read, so a policy replayed over the record later judges them as this
+    attestation was judged (``broker/policy/replay.py``); the claims document."""
+    body["claims"] = document = claims.document()
+    if claims.evidence_time is not None:
+        body["evidence_time"] = iso(claims.evidence_time)
+    if claims.collateral_time is not None:
+        body["collateral_time"] = iso(claims.collateral_time)
+    return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +312,7 @@ class ReleaseService:
             live = nonce, expires_at
             claims = await self._verify(request, now)
             body["signer"] = claims.signer.to_json()
-            body["claims"] = document = claims.document()
+            document = _record_claims(claims, body)
             body["binding"] = self._check_binding(request, claims, nonce)
             payload = tokens.payload(
                 claims, dict(request.tee_jwk), evidence_sha256, now, self.settings.token_ttl_seconds
