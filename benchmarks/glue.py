@@ -135,7 +135,8 @@ def functions(case: GlueCase) -> dict[str, Callable[[], object]]:
     decision = service.policies.evaluate(policy, claims, now)
     run_now(flow(case))
     attest_record = _record_of(case.db.conn.last_args["consume_challenge_and_audit"][3:])
-    release_record = _record_of(case.db.conn.last_args["audit_release_if_current"])
+    # $11..$15 are the record's; $16..$21 the release limits (none here).
+    release_record = _record_of(case.db.conn.last_args["audit_release_if_current"][:15])
     attested = run_now(guest.attest(request(case.attest_body), case.state))[1]
     return {
         "json_object (attest body)": lambda: run_now(

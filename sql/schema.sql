@@ -24,6 +24,74 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$;
+CREATE FUNCTION public.audit_release_append(p_at timestamp with time zone, p_kind text, p_decision text, p_request_id text, p_key_name text, p_record text, p_instance text, p_max_releases bigint, p_once boolean, p_pin boolean, p_rate integer, p_per interval) RETURNS TABLE(seq bigint, refused text, found text, retry_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    counted      bigint;
+    pinned       text;
+    to_instance  bigint;
+    window_times timestamptz[];
+    per_instance boolean := coalesce(p_once, false) OR coalesce(p_pin, false)
+                            OR p_rate IS NOT NULL;
+BEGIN
+    IF p_max_releases IS NOT NULL OR per_instance THEN
+        INSERT INTO release_counts (key_name, started_at, updated_at)
+            VALUES (p_key_name, p_at, p_at)
+            ON CONFLICT (key_name) DO NOTHING;
+        SELECT c.releases, c.pinned_instance INTO counted, pinned
+            FROM release_counts c WHERE c.key_name = p_key_name FOR UPDATE;
+        IF p_max_releases IS NOT NULL AND counted >= p_max_releases THEN
+            RETURN QUERY SELECT NULL::bigint, 'max_releases'::text, counted::text,
+                NULL::timestamptz;
+            RETURN;
+        END IF;
+        IF per_instance THEN
+            IF p_instance IS NULL THEN
+                RAISE EXCEPTION 'per-instance release limits need the instance'
+                    USING ERRCODE = 'null_value_not_allowed';
+            END IF;
+            IF p_pin AND pinned IS NOT NULL AND pinned <> p_instance THEN
+                RETURN QUERY SELECT NULL::bigint, 'pin_to_first_instance'::text, pinned,
+                    NULL::timestamptz;
+                RETURN;
+            END IF;
+            SELECT i.releases, i.recent INTO to_instance, window_times
+                FROM instance_release_counts i
+                WHERE i.key_name = p_key_name AND i.instance = p_instance;
+            IF p_once AND coalesce(to_instance, 0) > 0 THEN
+                RETURN QUERY SELECT NULL::bigint, 'once_per_instance'::text, to_instance::text,
+                    NULL::timestamptz;
+                RETURN;
+            END IF;
+            IF p_rate IS NOT NULL THEN
+                window_times := ARRAY(
+                    SELECT t FROM unnest(coalesce(window_times, '{}')) AS t
+                    WHERE t > p_at - p_per ORDER BY t
+                );
+                IF cardinality(window_times) >= p_rate THEN
+                    RETURN QUERY SELECT NULL::bigint, 'rate_per_instance'::text,
+                        cardinality(window_times)::text, window_times[1] + p_per;
+                    RETURN;
+                END IF;
+                window_times := window_times || p_at;
+            END IF;
+            INSERT INTO instance_release_counts (key_name, instance, releases, recent, last_at)
+                VALUES (p_key_name, p_instance, 1, coalesce(window_times, '{}'), p_at)
+                ON CONFLICT (key_name, instance) DO UPDATE
+                    recent = coalesce(window_times, instance_release_counts.recent),
+                    last_at = p_at;
+        END IF;
+        UPDATE release_counts c
+                pinned_instance = CASE WHEN p_pin AND c.pinned_instance IS NULL
+                                       THEN p_instance ELSE c.pinned_instance END,
+                updated_at = p_at
+            WHERE c.key_name = p_key_name;
+    END IF;
+    RETURN QUERY SELECT a.seq, NULL::text, NULL::text, NULL::timestamptz
+        FROM audit_append(p_at, p_kind, p_decision, p_request_id, p_key_name, p_record) AS a;
+END;
+$$;
 CREATE FUNCTION public.policies_refuse_change() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -79,6 +147,14 @@ CREATE TABLE public.collateral (
     next_update timestamp with time zone,
     fetched_at timestamp with time zone DEFAULT now() NOT NULL,
     source text NOT NULL
+);
+CREATE TABLE public.instance_release_counts (
+    key_name text NOT NULL,
+    instance text NOT NULL,
+    releases bigint NOT NULL,
+    recent timestamp with time zone[] DEFAULT '{}'::timestamp with time zone[] NOT NULL,
+    last_at timestamp with time zone NOT NULL,
+    CONSTRAINT instance_release_counts_releases_check CHECK ((releases >= 0))
 );
 CREATE TABLE public.kbs_paths (
     repository text NOT NULL,
@@ -145,6 +221,14 @@ CREATE TABLE public.policies (
     CONSTRAINT policies_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9._-]{0,127}$'::text)),
     CONSTRAINT policies_version_check CHECK ((version >= 1))
 );
+CREATE TABLE public.release_counts (
+    key_name text NOT NULL,
+    releases bigint DEFAULT 0 NOT NULL,
+    pinned_instance text,
+    started_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    CONSTRAINT release_counts_releases_check CHECK ((releases >= 0))
+);
 CREATE TABLE public.schema_migrations (
     version integer NOT NULL,
     name text NOT NULL,
@@ -161,6 +245,8 @@ ALTER TABLE ONLY public.challenges
     ADD CONSTRAINT challenges_pkey PRIMARY KEY (nonce);
 ALTER TABLE ONLY public.collateral
     ADD CONSTRAINT collateral_pkey PRIMARY KEY (tee, kind, lookup_key);
+ALTER TABLE ONLY public.instance_release_counts
+    ADD CONSTRAINT instance_release_counts_pkey PRIMARY KEY (key_name, instance);
 ALTER TABLE ONLY public.kbs_paths
     ADD CONSTRAINT kbs_paths_key_name_key UNIQUE (key_name);
 ALTER TABLE ONLY public.kbs_paths
@@ -177,6 +263,8 @@ ALTER TABLE ONLY public.kms_signatures
     ADD CONSTRAINT kms_signatures_pkey PRIMARY KEY (signature);
 ALTER TABLE ONLY public.policies
     ADD CONSTRAINT policies_pkey PRIMARY KEY (name, version);
+ALTER TABLE ONLY public.release_counts
+    ADD CONSTRAINT release_counts_pkey PRIMARY KEY (key_name);
 ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 CREATE INDEX audit_log_at ON public.audit_log USING btree (at);
@@ -187,5 +275,7 @@ CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON public.audit_log
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON public.audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.audit_refuse_change();
 CREATE TRIGGER policies_immutable BEFORE DELETE OR UPDATE ON public.policies FOR EACH ROW EXECUTE FUNCTION public.policies_refuse_change();
 CREATE TRIGGER policies_no_truncate BEFORE TRUNCATE ON public.policies FOR EACH STATEMENT EXECUTE FUNCTION public.policies_refuse_change();
+ALTER TABLE ONLY public.instance_release_counts
+    ADD CONSTRAINT instance_release_counts_key_name_fkey FOREIGN KEY (key_name) REFERENCES public.release_counts(key_name);
 ALTER TABLE ONLY public.key_bindings
     ADD CONSTRAINT key_bindings_policy_name_policy_version_fkey FOREIGN KEY (policy_name, policy_version) REFERENCES public.policies(name, version);

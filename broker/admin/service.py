@@ -15,20 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
-from broker.errors import BadRequest, Conflict, Forbidden
+from broker.errors import BadRequest, Conflict, Forbidden, PolicyError
 from broker.hsmcalls import hsm_errors
 from broker.names import checked_name, checked_version, parse_kbs_path
+from broker.policy.diff import diff, summary
 from broker.policy.loader import load_policy_text
-from broker.policy.model import Policy
+from broker.policy.model import Duration, Policy
+from broker.policy.replay import Replay
 from broker.release.policies import stored_form
 from broker.roles import Principal, Role
 from broker.runtime import Runtime
 from broker.store import access_keys, admin_tokens, audit, bindings, kek, keys, policies
 from broker.store.audit import AuditRecord, ChainReport, verify_chain
+from broker.store.database import Database
 from broker.timeutil import utcnow
 from hsm.custody import WrappedSecret
 from hsm.jwe import Exposure
@@ -41,6 +46,14 @@ ACCESS_KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 ACCESS_KEY_ID = re.compile(r"KB[A-Z2-7]{18}")
 
 READ_KEYS = (Role.KEY_CUSTODIAN, Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN)
+#: Who may replay a draft over the claims of past decisions: its authors, and auditors.
+REPLAY_POLICIES = (Role.POLICY_AUTHOR, Role.AUDITOR)
+#: How far back a replay looks by default.
+DEFAULT_REPLAY_WINDOW = "30d"
+#: A replay also reads the attestations this long before its window's token lifetime, for
+#: the clock skew between replicas (docs/architecture.md §9, "Nonces": 10 s).
+REPLAY_CLOCK_MARGIN = timedelta(seconds=60)
+_WINDOW = re.compile(r"[1-9][0-9]{0,8}[smhd]")
 READ_POLICIES = (Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN, Role.KEY_CUSTODIAN)
 #: The roles whose tokens an admin may create over the API; the others need the CLI.
 API_MINTED_ROLES = frozenset({Role.ADMIN, Role.AUDITOR})
@@ -51,6 +64,28 @@ def require(principal: Principal, *roles: Role) -> None:
         return
     wanted = ", ".join(role.value for role in roles)
     raise Forbidden(f"role {principal.role.value} may not do this (needs {wanted})")
+
+
+async def replay_history(db: Database, replay: Replay) -> dict[str, Any]:
+    """Feed ``replay`` the audit trail from its window's start, less a token's lifetime and
+    :data:`REPLAY_CLOCK_MARGIN` (the attestations whose tokens its releases used), and
+    report. Each batch is decided in a worker thread, so an event loop keeps serving."""
+
+    def decide(batch: list[audit.Stored]) -> None:
+        for row in batch:
+            replay.feed(
+                at=row.at,
+                kind=row.kind,
+                decision=row.decision,
+                request_id=row.request_id,
+                key_name=row.key_name,
+                body=orjson.loads(row.record),
+            )
+
+    start = replay.since - replay.lifetime - REPLAY_CLOCK_MARGIN
+    async for batch in audit.history(db, start, replay.key):
+        await asyncio.to_thread(decide, batch)
+    return replay.report()
 
 
 class AdminService:
@@ -233,6 +268,62 @@ class AdminService:
         checked_version(version, "policy")
         record = await policies.get(self.db, name, version)
         return {**record.summary(), "document": record.document}
+
+    async def replay_policy(
+        self, principal: Principal, draft: Policy, key_name: str | None, window: str
+    ) -> dict[str, Any]:
+        """What ``draft`` would have decided for the releases of the last ``window``
+        (``30d``): of ``key_name``, or of every key whose releases a policy of the draft's
+        name decided (``broker/policy/replay.py``). Reads the audit trail in batches; each
+        batch is decided in a worker thread, so the event loop keeps serving."""
+        require(principal, *REPLAY_POLICIES)
+        if key_name is not None:
+            checked_name(key_name, "key")
+        if _WINDOW.fullmatch(window) is None:
+            raise BadRequest(
+                f"since must be a whole number and a unit s, m, h or d (30d), not {window!r}"
+            )
+        lifetime = timedelta(seconds=self.runtime.settings.token_ttl_seconds)
+        since = utcnow() - Duration(window).delta
+        return await replay_history(self.db, Replay(draft, since, lifetime, key_name))
+
+    async def replay_policy_json(
+        self, principal: Principal, name: str, text: str, key_name: str | None, window: str
+    ) -> dict[str, Any]:
+        """:meth:`replay_policy` of a draft given as JSON text, which must be policy
+        ``name``."""
+        require(principal, *REPLAY_POLICIES)
+        checked_name(name, "policy")
+        draft = load_policy_text(text, source="<request>", is_json=True)
+        if draft.name != name:
+            message = f"the draft is policy {draft.name}, not {name}"
+            raise PolicyError(message, [{"path": "$.name", "message": message}])
+        return await self.replay_policy(principal, draft, key_name, window)
+
+    async def diff_policy(
+        self, principal: Principal, name: str, old_version: int, new_version: int
+    ) -> dict[str, Any]:
+        """The semantic difference between two published versions of ``name``
+        (``broker/policy/diff.py``)."""
+        require(principal, *READ_POLICIES)
+        checked_name(name, "policy")
+        checked_version(old_version, "policy")
+        checked_version(new_version, "policy")
+        old, new = (
+            await policies.get(self.db, name, old_version),
+            await policies.get(self.db, name, new_version),
+        )
+        differences = diff(
+            load_policy_text(old.document, source=f"{name} v{old_version}", is_json=True),
+            load_policy_text(new.document, source=f"{name} v{new_version}", is_json=True),
+        )
+        return {
+            "name": name,
+            "from": {"version": old.version, "sha256": old.digest},
+            "to": {"version": new.version, "sha256": new.digest},
+            "summary": summary(differences),
+            "differences": [d.to_json() for d in differences],
+        }
 
     # --- audit -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from broker.admin.service import AdminService
+from broker.admin.service import DEFAULT_REPLAY_WINDOW, AdminService
 from broker.api.body import base64_member, json_object, member
 from broker.api.headers import bearer_token
 from broker.api.numbers import is_ascii_digits
@@ -121,6 +121,27 @@ async def get_policy(request: Request, admin: AdminService, who: Principal) -> A
     return await admin.get_policy(who, request.path_params["name"], version)
 
 
+async def replay_policy(request: Request, admin: AdminService, who: Principal) -> Any:
+    body = await json_object(
+        request, {"document", "key", "since"}, int(request.app.state.settings.max_request_bytes)
+    )
+    document = member(body, "document", dict)
+    too_deep = nesting_error(document, "<request>")
+    if too_deep is not None:
+        raise too_deep
+    key = member(body, "key", str, required=False)
+    since = member(body, "since", str, required=False) or DEFAULT_REPLAY_WINDOW
+    name = request.path_params["name"]
+    return await admin.replay_policy_json(who, name, json.dumps(document), key, since)
+
+
+async def diff_policy(request: Request, admin: AdminService, who: Principal) -> Any:
+    old, new = _int_param(request, "from", None), _int_param(request, "to", None)
+    if old is None or new is None:
+        raise BadRequest("query parameters from and to (policy versions) are required")
+    return await admin.diff_policy(who, request.path_params["name"], old, new)
+
+
 async def audit_tail(request: Request, admin: AdminService, who: Principal) -> Any:
     return {"records": await admin.audit_tail(who, _int_param(request, "limit", 50) or 50)}
 
@@ -179,6 +200,8 @@ ROUTES = [
     Route("/v1/admin/policies", endpoint(publish_policy, 201), methods=["POST"]),
     Route("/v1/admin/policies", endpoint(list_policies), methods=["GET"]),
     Route("/v1/admin/policies/{name}", endpoint(get_policy), methods=["GET"]),
+    Route("/v1/admin/policies/{name}/replay", endpoint(replay_policy), methods=["POST"]),
+    Route("/v1/admin/policies/{name}/diff", endpoint(diff_policy), methods=["GET"]),
     Route("/v1/admin/audit", endpoint(audit_tail), methods=["GET"]),
     Route("/v1/admin/audit/verify", endpoint(audit_verify), methods=["GET"]),
     Route("/v1/admin/tokens", endpoint(create_token, 201), methods=["POST"]),

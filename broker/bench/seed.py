@@ -41,6 +41,18 @@ from broker.timeutil import iso
 from hsm.custody import WrappedSecret
 
 SECRET_LENGTH = 32
+#: The columns of ``audit_log`` a bulk load writes, in the order of its rows.
+AUDIT_COLUMNS = [
+    "seq",
+    "at",
+    "kind",
+    "decision",
+    "request_id",
+    "key_name",
+    "record",
+    "prev_hash",
+    "hash",
+]
 KEY_PREFIX = "bench-"
 POLICY_NAME = "bench-snp-disk-key"
 
@@ -188,17 +200,7 @@ async def preload_audit(dsn: str, count: int, key_count: int) -> int:
             rows = _chained_rows(head["seq"], bytes(head["hash"]), templates, count, key_count)
             await conn.copy_records_to_table(
                 "audit_log",
-                columns=[
-                    "seq",
-                    "at",
-                    "kind",
-                    "decision",
-                    "request_id",
-                    "key_name",
-                    "record",
-                    "prev_hash",
-                    "hash",
-                ],
+                columns=AUDIT_COLUMNS,
                 records=rows,
             )
             last_seq, last_hash = rows.last

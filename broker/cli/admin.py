@@ -10,69 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from broker.admin.service import AdminService
-from broker.cli import UsageError, locate
-from broker.cli.common import (
-    add_settings_arguments,
-    cli_actor,
-    fail,
-    print_json,
-    read_input,
-    run_async,
-    settings_from,
-)
+from broker.cli import UsageError
+from broker.cli.adminrun import admin_command, admin_parser
+from broker.cli.common import print_json, read_input
 from broker.cli.policy import EXIT_ERROR, load_or_report
-from broker.errors import KeybrokerError
 from broker.roles import Principal, Role
-from broker.runtime import Runtime
 from hsm.jwe import Exposure
-
-Action = Callable[[AdminService, Principal, argparse.Namespace], Awaitable[int]]
-
-
-def _run(
-    action: Action, prepare: Callable[[argparse.Namespace], None] | None = None
-) -> Callable[[argparse.Namespace], int]:
-    """``prepare`` checks and reads the command's own inputs before the database and the
-    HSM are opened, so a usage error costs nothing and touches nothing."""
-
-    def handler(args: argparse.Namespace) -> int:
-        if prepare is not None:
-            prepare(args)
-        settings = settings_from(args)
-        principal = Principal(actor=cli_actor(), role=None)
-
-        async def main() -> int:
-            runtime = await Runtime.start(settings, locate.location)
-            try:
-                return await action(AdminService(runtime), principal, args)
-            finally:
-                await runtime.stop()
-
-        try:
-            return run_async(main)
-        except KeybrokerError as exc:
-            return fail(exc)
-
-    return handler
-
-
-def _parser(
-    group: Any,
-    name: str,
-    help_text: str,
-    action: Action,
-    prepare: Callable[[argparse.Namespace], None] | None = None,
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = group.add_parser(name, help=help_text)
-    add_settings_arguments(parser)
-    parser.set_defaults(func=_run(action, prepare))
-    return parser
-
 
 # --- keys --------------------------------------------------------------------------------
 
@@ -154,7 +101,7 @@ def _run_publish(args: argparse.Namespace) -> int:
     args.policy = load_or_report(args.file)  # shared reference files resolve next to it
     if args.policy is None:
         return EXIT_ERROR
-    return _run(_publish)(args)
+    return admin_command(_publish)(args)
 
 
 async def _list_policies(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
@@ -287,7 +234,7 @@ def register(subparsers: Any) -> None:
         ("create", _create, "import a secret (sealed at once) or generate one in the HSM"),
         ("rotate", _rotate, "add a new version of a key"),
     ):
-        parser = _parser(actions, name, text, action, _read_secret)
+        parser = admin_parser(actions, name, text, action, _read_secret)
         parser.add_argument("name")
         parser.add_argument("--secret-file", help="file with the secret bytes ('-' for stdin)")
         parser.add_argument(
@@ -300,9 +247,9 @@ def register(subparsers: Any) -> None:
         ("disable", _disable, "refuse releases"),
         ("enable", _enable, "allow releases again"),
     ):
-        _parser(actions, name, text, action).add_argument("name")
-    _parser(actions, "list", "list keys (newest version of each)", _list_keys)
-    exposure = _parser(
+        admin_parser(actions, name, text, action).add_argument("name")
+    admin_parser(actions, "list", "list keys (newest version of each)", _list_keys)
+    exposure = admin_parser(
         actions,
         "set-exposure",
         "where the secret may be while released: hsm-only, or broker-memory (KBS answers)",
@@ -310,7 +257,7 @@ def register(subparsers: Any) -> None:
     )
     exposure.add_argument("name")
     exposure.add_argument("exposure", choices=[e.value for e in Exposure])
-    kbs_path = _parser(
+    kbs_path = admin_parser(
         actions,
         "set-kbs-path",
         "the KBS resource path repository/type/tag the key answers at (docs/kbs.md)",
@@ -320,7 +267,7 @@ def register(subparsers: Any) -> None:
     kbs_path.add_argument("name")
     kbs_path.add_argument("path", nargs="?", help="repository/type/tag, e.g. default/key/disk-key")
     kbs_path.add_argument("--clear", action="store_true", help="the key answers at no KBS path")
-    bind = _parser(actions, "bind", "bind a key to a release policy (policy authors)", _bind)
+    bind = admin_parser(actions, "bind", "bind a key to a release policy (policy authors)", _bind)
     bind.add_argument("name")
     bind.add_argument("--policy", required=True)
     bind.add_argument("--version", type=int, help="pin a policy version (default: newest)")
@@ -328,22 +275,24 @@ def register(subparsers: Any) -> None:
 
     kek = subparsers.add_parser("kek", help="key-encryption keys in the HSM")
     kek_actions = kek.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _parser(kek_actions, "rotate", "create the next KEK version", _rotate_kek)
+    admin_parser(kek_actions, "rotate", "create the next KEK version", _rotate_kek)
 
     policies = subparsers.add_parser("policies", help="published release policies")
     policy_actions = policies.add_subparsers(dest="action", required=True, metavar="ACTION")
-    publish = _parser(policy_actions, "publish", "publish a policy file as a new version", _publish)
+    publish = admin_parser(
+        policy_actions, "publish", "publish a policy file as a new version", _publish
+    )
     publish.add_argument("file", type=Path)
     publish.set_defaults(func=_run_publish)
-    _parser(policy_actions, "list", "list policies (newest version of each)", _list_policies)
-    show = _parser(policy_actions, "show", "print a published policy", _show_policy)
+    admin_parser(policy_actions, "list", "list policies (newest version of each)", _list_policies)
+    show = admin_parser(policy_actions, "show", "print a published policy", _show_policy)
     show.add_argument("name")
     show.add_argument("--version", type=int)
 
     audit = subparsers.add_parser("audit", help="the audit trail (auditors)")
     audit_actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _parser(audit_actions, "verify", "check the hash chain; exit 1 if broken", _audit_verify)
-    tail = _parser(audit_actions, "tail", "show recent decisions", _audit_tail)
+    admin_parser(audit_actions, "verify", "check the hash chain; exit 1 if broken", _audit_verify)
+    tail = admin_parser(audit_actions, "tail", "show recent decisions", _audit_tail)
     tail.add_argument("-n", "--limit", type=int, default=20)
     tail.add_argument("--json", action="store_true")
 
@@ -351,11 +300,11 @@ def register(subparsers: Any) -> None:
     admin_actions = admin.add_subparsers(dest="area", required=True, metavar="AREA")
     token = admin_actions.add_parser("token", help="bearer tokens of the admin API")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = _parser(token_actions, "create", "create a token; prints it once", _token_create)
+    create = admin_parser(token_actions, "create", "create a token; prints it once", _token_create)
     create.add_argument("--role", required=True, choices=[role.value for role in Role])
     create.add_argument("--name", required=True, help="who or what will use it")
-    _parser(token_actions, "list", "list tokens (never their secrets)", _token_list)
-    _parser(token_actions, "revoke", "revoke a token", _token_revoke).add_argument("token_id")
+    admin_parser(token_actions, "list", "list tokens (never their secrets)", _token_list)
+    admin_parser(token_actions, "revoke", "revoke a token", _token_revoke).add_argument("token_id")
     _register_access_keys(admin_actions)
 
 
@@ -364,12 +313,12 @@ def _register_access_keys(admin_actions: Any) -> None:
         "access-key", help="access keys that sign KMS requests (AWS SigV4, docs/kms.md)"
     )
     actions = access_key.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _parser(
+    admin_parser(
         actions,
         "create",
         "create an access key; prints {access_key_id, secret_access_key} once",
         _access_key_create,
     ).add_argument("--name", required=True, help="who or what will sign with it")
-    _parser(actions, "list", "list access keys (never their secrets)", _access_key_list)
-    revoke = _parser(actions, "revoke", "revoke an access key", _access_key_revoke)
+    admin_parser(actions, "list", "list access keys (never their secrets)", _access_key_list)
+    revoke = admin_parser(actions, "revoke", "revoke an access key", _access_key_revoke)
     revoke.add_argument("access_key_id")

@@ -6,6 +6,11 @@ Exit status: 0 clean, 1 warnings only (acknowledged warnings do not count), 2 er
 ``eval FILE (--claims JSON | --tee TEE EVIDENCE [collateral]) [--at TIME] [--json]`` prints
 the decision and every clause's outcome. Exit status: 0 allow, 1 deny (including evidence
 that does not verify), 2 usage or policy errors.
+
+``replay DRAFT [--key K] [--since 30d] [--json]`` decides the releases of the last 30 days
+again with the draft, from the claims the audit trail keeps, and reports what would change.
+``diff NAME V1 V2 [--json]`` shows what changed in meaning between two published versions.
+Both read the broker's database (its settings, as ``keybroker policies`` does).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from broker.admin.service import DEFAULT_REPLAY_WINDOW, AdminService
 from broker.cli import UsageError
-from broker.cli.common import read_input
+from broker.cli.adminrun import admin_command, admin_parser
+from broker.cli.common import print_json, read_input
 from broker.cli.evidence import (
     add_verification_arguments,
     instant,
@@ -32,6 +39,7 @@ from broker.policy.evaluate import ABSENT, ClauseResult, Decision, describe, eva
 from broker.policy.lint import LintWarning, lint
 from broker.policy.loader import Document, load_policy, read_document
 from broker.policy.model import Policy
+from broker.roles import Principal
 from broker.timeutil import iso
 
 EXIT_OK, EXIT_WARN_OR_DENY, EXIT_ERROR = 0, 1, 2
@@ -39,9 +47,10 @@ EXIT_OK, EXIT_WARN_OR_DENY, EXIT_ERROR = 0, 1, 2
 _CHECK_EPILOG = """exit status: 0 every file is valid and has no warnings (acknowledged warnings
 do not count); 1 valid, but some file has warnings; 2 some file is invalid or unreadable.
 Warning codes: no-measurement, debug-allowed, infrastructure-signer, no-minimum-tcb,
-any-tee, unknown-claim, test-root-accepted (docs/policies.md); debug-allowed and
-test-root-accepted cannot be acknowledged. no-provenance (docs/reference-values.md): a
-reference entry records no provenance; every entry's provenance is listed."""
+any-tee, unknown-claim, test-root-accepted, instance-unidentified, limits-redundant
+(docs/policies.md); debug-allowed and test-root-accepted cannot be acknowledged.
+no-provenance (docs/reference-values.md): a reference entry records no provenance; every
+entry's provenance is listed."""
 
 _EVAL_EPILOG = """exit status: 0 the policy allows; 1 it denies (or the evidence does not
 verify); 2 usage error, unreadable input or invalid policy. --claims takes the JSON that
@@ -84,6 +93,91 @@ def register(subparsers: Any) -> None:
     evaluate_.add_argument("--json", action="store_true", help="print one JSON object")
     add_verification_arguments(evaluate_)
     evaluate_.set_defaults(func=run_eval)
+
+    replay = admin_parser(
+        actions,
+        "replay",
+        "decide past releases again with a draft policy and show what would change",
+        _replay,
+    )
+    replay.add_argument("draft", type=Path, metavar="DRAFT", help="the draft policy file")
+    replay.add_argument(
+        "--key",
+        help="only the releases of this key (default: every key "
+        "whose releases a policy of the draft's name decided)",
+    )
+    replay.add_argument(
+        "--since",
+        default=DEFAULT_REPLAY_WINDOW,
+        help="how far back: a number and s, m, h or d (default: %(default)s)",
+    )
+    replay.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay.set_defaults(func=_run_replay)
+
+    difference = admin_parser(
+        actions, "diff", "what changed in meaning between two published versions", _diff
+    )
+    difference.add_argument("name", help="the policy's name")
+    difference.add_argument("old", type=int, metavar="V1", help="the older version")
+    difference.add_argument("new", type=int, metavar="V2", help="the newer version")
+    difference.add_argument("--json", action="store_true", help="print the difference as JSON")
+
+
+# --- replay and diff --------------------------------------------------------------------------
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    """Load the draft before the database and HSM are opened: an invalid draft exits 2 with
+    every problem, as ``check`` does."""
+    args.policy = load_or_report(args.draft)
+    if args.policy is None:
+        return EXIT_ERROR
+    return admin_command(_replay)(args)
+
+
+async def _replay(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    report = await admin.replay_policy(who, args.policy, args.key, args.since)
+    if args.json:
+        print_json(report)
+    else:
+        print_replay(report)
+    return EXIT_OK
+
+
+def print_replay(report: Mapping[str, Any]) -> None:
+    draft = report["draft"]
+    scope = f"key {report['key']}" if report["key"] else f"keys decided by {draft['name']}"
+    print(
+        f"draft {draft['name']} v{draft['version']} over the releases of {scope} since "
+        f"{report['since']}: {report['releases_replayed']} decided again "
+        f"({report['records_read']} records read)"
+    )
+    unchanged = report["unchanged"]
+    print(f"  unchanged: {unchanged['allow']} allowed, {unchanged['deny']} denied")
+    for title, key in (
+        ("would now be denied", "newly_denied"),
+        ("would now be allowed", "newly_allowed"),
+    ):
+        change = report[key]
+        print(f"  {title}: {change['total']}")
+        for group in change["by_clause"]:
+            samples = ", ".join(group["sample_request_ids"])
+            print(f"    {group['count']:>7}  {group['rule']}  e.g. {samples}")
+    for why, count in report["skipped"].items():
+        print(f"  skipped: {count} {why}")
+
+
+async def _diff(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
+    result = await admin.diff_policy(who, args.name, args.old, args.new)
+    if args.json:
+        print_json(result)
+        return EXIT_OK
+    counts = ", ".join(f"{count} {kind}" for kind, count in result["summary"].items() if count)
+    versions = f"v{result['from']['version']} -> v{result['to']['version']}"
+    print(f"policy {result['name']} {versions}: {counts or 'no difference in meaning'}")
+    for difference in result["differences"]:
+        print(f"  {difference['change']:<9} {difference['rule']}  {difference['detail']}")
+    return EXIT_OK
 
 
 # --- check ----------------------------------------------------------------------------------
@@ -202,6 +296,11 @@ def run_eval(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print_decision(args.policy, decision, claims)
+        if policy.limits is not None:
+            print(
+                "limits: not evaluated here (they count the key's past releases); "
+                "`keybroker policy replay` counts them over the audit trail"
+            )
     return EXIT_OK if decision.allow else EXIT_WARN_OR_DENY
 
 

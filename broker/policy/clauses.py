@@ -44,7 +44,8 @@ class ClauseResult(NamedTuple):
     """The outcome of one clause; composites (all_of, any_of, not) carry their children."""
 
     kind: str
-    """tee, signer, debug, reference_values, minimum_tcb, freshness or require."""
+    """tee, signer, debug, reference_values, minimum_tcb, freshness, require, or limits (a
+    release limit, ``broker/policy/limits.py``)."""
     rule: str
     """Where the clause is in the policy, as a JSONPath (``$.admit.snp.minimum_tcb.snp``)."""
     claim: str

@@ -11,6 +11,15 @@
 |                         | compares an object or list (docs/claims.md; only ``exists`` reads it)|
 | ``test-root-accepted``  | names an ``insecure-test-...`` root in ``signer.roots`` (cannot be   |
 |                         | acknowledged: such evidence proves nothing about real hardware)      |
+| ``instance-unidentified`` | admits evidence that may name no instance (SNP: masked chip id or  |
+|                         | a VLEK; ``any``) while ``limits`` has a per-instance rule, which     |
+|                         | denies such evidence                                                 |
+
+and about the policy's ``limits`` (acknowledged in ``limits.acknowledged_warnings``):
+
+| ``limits-redundant``    | states a rule that another makes moot (``max_releases: 1`` beside a  |
+|                         | per-instance rule; ``rate_per_instance`` beside                      |
+|                         | ``once_per_instance``)                                               |
 
 A measurement condition pins only when every way of passing ``require`` needs it: at the top
 level, inside ``all_of``, or inside ``any_of`` when every branch pins; never under ``not``.
@@ -41,6 +50,7 @@ from broker.policy.model import (
     AnyOf,
     Compare,
     Condition,
+    Limits,
     Not,
     Operator,
     Policy,
@@ -56,7 +66,11 @@ CODES: Mapping[str, str] = {
     "any-tee": "accepts any TEE type",
     "unknown-claim": "claim path unknown for this TEE",
     "test-root-accepted": "test root accepted",
+    "instance-unidentified": "per-instance limits deny evidence without an instance identity",
+    "limits-redundant": "a release limit made moot by another",
 }
+#: Warnings about the policy's ``limits``, acknowledged there rather than in a section.
+LIMITS_CODES = frozenset({"limits-redundant"})
 #: Warnings that stay warnings whatever the policy says.
 UNACKNOWLEDGEABLE = frozenset({"debug-allowed", "test-root-accepted"})
 
@@ -90,15 +104,51 @@ def lint(policy: Policy) -> tuple[LintWarning, ...]:
     warnings: list[LintWarning] = []
     for section in policy.sections:
         acknowledged = dict(section.acknowledged_warnings)
-        for code, location, message in _section_warnings(section):
+        for code, location, message in _section_warnings(section, policy.limits):
             reason = None if code in UNACKNOWLEDGEABLE else acknowledged.get(code)
             warnings.append(LintWarning(code, location, message, reason))
+    if policy.limits is not None:
+        acknowledged = dict(policy.limits.acknowledged_warnings)
+        for code, location, message in _limits_warnings(policy.limits):
+            warnings.append(LintWarning(code, location, message, acknowledged.get(code)))
     return tuple(warnings)
 
 
-def _section_warnings(section: Section) -> Iterator[tuple[str, Location, str]]:
+#: Sections whose evidence may name no instance (``broker/policy/limits.py``): SNP reports
+#: (native or under a vTPM) with MASK_CHIP_ID set or signed by a VLEK carry a zero chip id;
+#: a plain vTPM names none; ``any`` admits those too.
+_UNIDENTIFIABLE = frozenset({"snp", "snp-vtpm", "tpm", ANY_SECTION})
+
+
+def _limits_warnings(limits: Limits) -> Iterator[tuple[str, Location, str]]:
+    if limits.max_releases == 1 and limits.per_instance:
+        yield (
+            "limits-redundant",
+            ("limits", "max_releases"),
+            "max_releases: 1 releases the key once in all, so no per-instance rule can "
+            "refuse anything it allows",
+        )
+    if limits.once_per_instance and limits.rate_per_instance is not None:
+        yield (
+            "limits-redundant",
+            ("limits", "rate_per_instance"),
+            "once_per_instance allows one release per instance ever, so the rate never applies",
+        )
+
+
+def _section_warnings(
+    section: Section, limits: Limits | None
+) -> Iterator[tuple[str, Location, str]]:
     tee = section.tee
     base: Location = ("admit", tee)
+    if limits is not None and limits.per_instance and tee in _UNIDENTIFIABLE:
+        yield (
+            "instance-unidentified",
+            base,
+            "the per-instance release limits deny evidence that names no instance: SNP "
+            "reports with MASK_CHIP_ID set or signed by a VLEK carry a zero chip_id, and a "
+            "plain vTPM's evidence names no hardware at all",
+        )
     compares = list(_compares(section.require, (*base, "require")))
     if tee == ANY_SECTION:
         yield (

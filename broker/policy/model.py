@@ -385,6 +385,74 @@ class SharedReferences:
     rules: ReferenceSetRules | None = None
 
 
+# --- Release limits (stateful rules) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RatePerInstance:
+    """At most ``releases`` releases to one instance in any period of length ``per``."""
+
+    releases: int
+    per: Duration
+
+    def to_json(self) -> dict[str, Any]:
+        return {"releases": self.releases, "per": self.per.text}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Rules over the key's release history rather than one piece of evidence
+    (docs/policies.md, "Release limits"). The broker enforces them with counters in
+    PostgreSQL, in the statement that appends the release's audit record."""
+
+    max_releases: int | None = None
+    once_per_instance: bool = False
+    pin_to_first_instance: bool = False
+    rate_per_instance: RatePerInstance | None = None
+    reason: str | None = None
+    acknowledged_warnings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def per_instance(self) -> bool:
+        """Whether a rule needs the identity of the instance a release goes to."""
+        return (
+            self.once_per_instance
+            or self.pin_to_first_instance
+            or self.rate_per_instance is not None
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        if self.max_releases is not None:
+            doc["max_releases"] = self.max_releases
+        if self.once_per_instance:
+            doc["once_per_instance"] = True
+        if self.pin_to_first_instance:
+            doc["pin_to_first_instance"] = True
+        if self.rate_per_instance is not None:
+            doc["rate_per_instance"] = self.rate_per_instance.to_json()
+        if self.acknowledged_warnings:
+            doc["acknowledged_warnings"] = dict(self.acknowledged_warnings)
+        return _with_reason(doc, self.reason)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Limits | None:
+        """The limits of a schema-valid ``limits`` object; None when it states no rule (so
+        ``limits: {}`` and no ``limits`` mean the same policy)."""
+        rate = doc.get("rate_per_instance")
+        limits = cls(
+            max_releases=doc.get("max_releases"),
+            once_per_instance=bool(doc.get("once_per_instance", False)),
+            pin_to_first_instance=bool(doc.get("pin_to_first_instance", False)),
+            rate_per_instance=(
+                None if rate is None else RatePerInstance(rate["releases"], Duration(rate["per"]))
+            ),
+            reason=doc.get("reason"),
+            acknowledged_warnings=tuple(doc.get("acknowledged_warnings", {}).items()),
+        )
+        return limits if limits.max_releases is not None or limits.per_instance else None
+
+
 # --- Sections and the policy ----------------------------------------------------------------
 
 
@@ -474,6 +542,8 @@ class Policy:
     """The signed files the used sets came from, carried verbatim in the canonical form."""
     kms: KmsUse | None = None
     """Use through the KMS-compatible endpoint; None: the key is not served there."""
+    limits: Limits | None = None
+    """Rules over the key's release history (``max_releases``, per-instance rules)."""
     source: str | None = field(default=None, compare=False)
     _digest: str = field(default="", init=False, repr=False, compare=False)
     program: Any = field(default=None, init=False, repr=False, compare=False)
@@ -513,6 +583,8 @@ class Policy:
         if self.kms is not None:
             doc["kms"] = self.kms.to_json()
         doc["admit"] = {section.tee: section.to_json() for section in self.sections}
+        if self.limits is not None:
+            doc["limits"] = self.limits.to_json()
         return doc
 
     @classmethod
@@ -589,6 +661,7 @@ class Policy:
                     key=lambda s: s.file,
                 )
             ),
+            limits=Limits.from_json(doc.get("limits", {})),
             source=source,
         )
 

@@ -56,7 +56,7 @@ from broker.names import checked_name
 from broker.policy.model import Policy
 from broker.release import sigv4
 from broker.release.origin import Origin
-from broker.release.service import ReleaseService
+from broker.release.service import Judge, Limited, ReleaseService
 from broker.store import access_keys, keys
 from broker.store.contexts import ReleaseContext
 from broker.store.database import Database
@@ -282,11 +282,14 @@ class KmsService:
 
     def judge(
         self, caller: Caller, recipient: Recipient | None, plaintext_to_caller: bool
-    ) -> Callable[[Policy, datetime, dict[str, Any]], None]:
-        """This protocol's judgement of a request on the key's bound policy."""
+    ) -> Judge:
+        """This protocol's judgement of a request on the key's bound policy. An attested
+        request (a ``Recipient``) is judged on its claims as a native release, release limits
+        included; an unattested one on a key whose policy states limits is refused, since
+        the limits count hardware identities and the caller proved none."""
         attested = None if recipient is None else self.release.claims_judge(recipient.claims)
 
-        def judge(policy: Policy, now: datetime, body: dict[str, Any]) -> None:
+        def judge(policy: Policy, now: datetime, body: dict[str, Any]) -> Limited | None:
             body["policy"] = {
                 "name": policy.name,
                 "version": policy.version,
@@ -301,13 +304,20 @@ class KmsService:
                     f"access key {caller.name} is not among {where}'s kms.access_keys"
                 )
             if attested is not None:
-                attested(policy, now, body)
-            elif plaintext_to_caller and not use.insecure_allow_unattested:
+                return attested(policy, now, body)
+            if policy.limits is not None:
+                raise KmsUseRefused(
+                    f"{where} states release limits, which count releases per hardware "
+                    "identity: a request without a Recipient proves none, so every use of the "
+                    "key over KMS needs a Recipient (an attestation document)"
+                )
+            if plaintext_to_caller and not use.insecure_allow_unattested:
                 raise KmsUseRefused(
                     f"without a Recipient the plaintext would go to a caller no evidence "
                     f"vouches for, and {where} does not set kms.insecure_allow_unattested: send "
                     "a Recipient (an attestation document) to receive CiphertextForRecipient"
                 )
+            return None
 
         return judge
 

@@ -18,6 +18,9 @@ Ordering rules that make it fail closed:
   append is conditional on that context still being current; when it is not, the decision
   and the envelope are discarded and the release starts over on a fresh read. A token whose
   signature does not verify is refused and audited in aggregate, as an unrecognised nonce is.
+  A policy with release limits (``broker/policy/limits.py``) has them taken, with the key's
+  counters, by the statement that appends the allow record; a limit that refuses writes
+  nothing, and the denial naming it is appended instead (the envelope is never sent).
 
 Trustee's KBS protocol (``broker/api/kbs/``, docs/kbs.md) runs the same two steps: an
 attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_resource``,
@@ -41,7 +44,7 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from broker import jose
 from broker.errors import (
@@ -68,7 +71,10 @@ from broker.logs import get_logger
 from broker.lru import Lru
 from broker.metrics import Children, Metrics
 from broker.names import KbsPath
-from broker.policy.model import Policy
+from broker.policy.evaluate import ClauseResult, Decision, describe
+from broker.policy.limits import Refusal, refusal_clause, unidentified_clause
+from broker.policy.limits import instance as limits_instance
+from broker.policy.model import Limits, Policy
 from broker.release import binding, nonces, tokens
 from broker.release.collateral import CollateralResolver
 from broker.release.contextcache import ContextCache
@@ -77,7 +83,7 @@ from broker.release.policies import PolicyCache, audit_summary
 from broker.release.unauthenticated import UnauthenticatedAudit
 from broker.runtime import Runtime
 from broker.store.audit import AuditRecord
-from broker.store.contexts import BoundPolicy, ReleaseContext
+from broker.store.contexts import BoundPolicy, LimitRefused, LimitTake, ReleaseContext
 from broker.store.release import ReleaseStore
 from broker.timeutil import iso, utcnow
 from hsm import jwe
@@ -91,9 +97,20 @@ if TYPE_CHECKING:
 #: Makes a release's answer once its key and policy allowed it: the envelope (with its
 #: ``envelope_sha256``), filling the audit body with what it exposed.
 Sealer = Callable[[ReleaseContext, datetime, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Limited(NamedTuple):
+    """A release its policy allowed under release limits: what the statement takes, and the
+    limits themselves (to explain a refusal)."""
+
+    take: LimitTake
+    limits: Limits
+
+
 #: Judges a request on the key's bound policy at ``now``: raises the refusal, fills the audit
-#: body with the decision.
-Judge = Callable[[Policy, datetime, dict[str, Any]], None]
+#: body with the decision; on allow, returns the policy's release limits as the release
+#: statement must take them for this request (None when the policy states none).
+Judge = Callable[[Policy, datetime, dict[str, Any]], Limited | None]
 
 log = get_logger("keybroker.release")
 
@@ -142,6 +159,18 @@ def _record(
     if origin.client_request_id is not None:
         body["client_request_id"] = origin.client_request_id
     return AuditRecord(now, kind, outcome(failure), origin.request_id, key_name, body)
+
+
+def _record_claims(claims: Claims, body: dict[str, Any]) -> dict[str, Any]:
+    """Put the verified claims in an attest record's ``body``, with the instants freshness
+    clauses read, so a policy replayed over the record later judges them as this
+    attestation was judged (``broker/policy/replay.py``); the claims document."""
+    body["claims"] = document = claims.document()
+    if claims.evidence_time is not None:
+        body["evidence_time"] = iso(claims.evidence_time)
+    if claims.collateral_time is not None:
+        body["collateral_time"] = iso(claims.collateral_time)
+    return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +312,7 @@ class ReleaseService:
             live = nonce, expires_at
             claims = await self._verify(request, now)
             body["signer"] = claims.signer.to_json()
-            body["claims"] = document = claims.document()
+            document = _record_claims(claims, body)
             body["binding"] = self._check_binding(request, claims, nonce)
             payload = tokens.payload(
                 claims, dict(request.tee_jwk), evidence_sha256, now, self.settings.token_ttl_seconds
@@ -425,11 +454,14 @@ class ReleaseService:
     def claims_judge(self, claims: Claims) -> Judge:
         """The judgement of an attested request: the policy evaluated on ``claims``."""
 
-        def judge(policy: Policy, now: datetime, body: dict[str, Any]) -> None:
+        def judge(policy: Policy, now: datetime, body: dict[str, Any]) -> Limited | None:
             decision = self.policies.evaluate(policy, claims, now)
             body.update(audit_summary(decision))
             if not decision.allow:
                 raise decision.to_error()
+            if policy.limits is None:
+                return None
+            return Limited(limit_take(policy, decision, claims, body), policy.limits)
 
         return judge
 
@@ -466,14 +498,27 @@ class ReleaseService:
                 if context is not None:
                     self.contexts.put(context)
             body = dict(token_fields)  # each attempt's record describes its own decision
-            response, failure = await self._decide(
+            response, failure, take = await self._decide(
                 key_name, context, now, body, judge=judge, seal=seal
             )
-            if context is None or not conditional:
+            if context is not None and take is not None:
+                # The policy's limits are taken with the key's counters in the statement
+                # that appends the record: counted exactly when the release is recorded.
+                taken = await self.store.append_within_limits(
+                    context, record(None, body), take.take
+                )
+                if isinstance(taken, int):
+                    return self._answer(None, response)
+                if taken is not None:  # refused by a limit: audit the denial instead
+                    failure = _limit_denial(taken, take, body)
+                    response = None
+                    taken = await self.store.append_if_current(context, record(failure, body))
+                    if taken is not None:
+                        return self._answer(failure, None)
+            elif context is None or not conditional:
                 return await self._conclude(record(failure, body), failure, response)
             # One statement, committed before we answer.
-            seq = await self.store.append_if_current(context, record(failure, body))
-            if seq is not None:
+            elif await self.store.append_if_current(context, record(failure, body)) is not None:
                 return self._answer(failure, response)
             # The key, its binding or its policy changed since the context was read: this
             # decision and its envelope (never sent) are void; decide again on a fresh read.
@@ -557,9 +602,10 @@ class ReleaseService:
         *,
         judge: Judge,
         seal: Sealer,
-    ) -> tuple[dict[str, Any] | None, KeybrokerError | None]:
+    ) -> tuple[dict[str, Any] | None, KeybrokerError | None, Limited | None]:
         """Check the key and its policy on ``context``, then seal: the envelope, or the
-        refusal; fills ``body`` as it learns."""
+        refusal; fills ``body`` as it learns. When the policy allows and states release
+        limits, also what the release statement must take of them."""
         try:
             if context is None:
                 raise KeyNotFound(f"no key named {key_name}")
@@ -568,14 +614,14 @@ class ReleaseService:
                 raise KeyDisabled(f"key {key_name} is disabled")
             if context.policy is None:
                 raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
-            judge(await self.bound_policy(context.policy), now, body)
+            take = judge(await self.bound_policy(context.policy), now, body)
             response = await seal(context, now, body)
         except DatabaseUnavailable:
             raise  # nothing can be recorded, so nothing is released: 503
         except KeybrokerError as exc:
-            return None, exc
+            return None, exc, None
         body["envelope_sha256"] = response["envelope_sha256"]
-        return response, None
+        return response, None, take
 
     async def bound_policy(self, bound: BoundPolicy) -> Policy:
         """The bound policy, compiled: from the cache by digest, else read and checked."""
@@ -655,6 +701,47 @@ class ReleaseService:
             "jwe": envelope.to_json(),
             "envelope_sha256": hashlib.sha256(envelope.ciphertext).hexdigest(),
         }
+
+
+def limit_take(
+    policy: Policy, decision: Decision, claims: Claims, body: dict[str, Any]
+) -> LimitTake:
+    """What the release statement takes of ``policy``'s limits for a release its claims
+    satisfy: ``PolicyDenied`` (recorded in ``body``) when a per-instance rule finds no
+    instance in them."""
+    limits = policy.limits
+    if limits is None:  # callers check; a policy without limits takes nothing
+        raise InternalError(f"policy {policy.name} states no release limits")
+    found = limits_instance(claims)
+    if found is None and limits.per_instance:
+        clause = unidentified_clause(claims.tee.value, limits)
+        body["reasons"] = [clause.to_json()]
+        raise PolicyDenied(_denial_detail(decision, clause), [clause.to_json()])
+    rate = limits.rate_per_instance
+    return LimitTake(
+        instance=found,
+        max_releases=limits.max_releases,
+        once_per_instance=limits.once_per_instance,
+        pin_to_first_instance=limits.pin_to_first_instance,
+        rate_releases=None if rate is None else rate.releases,
+        rate_per=None if rate is None else rate.per.delta,
+    )
+
+
+def _limit_denial(refused: LimitRefused, limited: Limited, body: dict[str, Any]) -> PolicyDenied:
+    """The denial of a release a limit refused, recorded in ``body`` in place of the
+    envelope its decision made (never sent)."""
+    refusal = Refusal(refused.rule, refused.found, refused.retry_at)
+    clause = refusal_clause(refusal, limited.limits, limited.take.instance)
+    body.pop("envelope_sha256", None)
+    body["reasons"] = [clause.to_json()]
+    policy = body["policy"]
+    detail = f"policy {policy['name']} v{policy['version']} denied: {describe(clause)}"
+    return PolicyDenied(detail, [clause.to_json()])
+
+
+def _denial_detail(decision: Decision, clause: ClauseResult) -> str:
+    return f"policy {decision.policy_name} v{decision.policy_version} denied: {describe(clause)}"
 
 
 def _kbs_recipient(result: tokens.AttestationResult) -> jwe.Recipient:

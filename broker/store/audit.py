@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -28,6 +28,8 @@ _HEAD: Final = query("audit_head")
 _RANGE: Final = query("audit_range")
 _TAIL: Final = query("audit_tail")
 _COUNTS: Final = query("audit_counts")
+_HISTORY_START: Final = query("audit_history_start")
+_HISTORY: Final = query("audit_history")
 #: Most records one :func:`tail` returns.
 TAIL_LIMIT = 1000
 
@@ -102,6 +104,49 @@ async def tail(db: Database, limit: int) -> list[dict[str, Any]]:
 async def counts(db: Database) -> dict[str, int]:
     """How many records the log holds, by kind (a full scan: for tests and benchmarks)."""
     return {row["kind"]: row["records"] for row in await db.fetch(_COUNTS)}
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A record as a replay reads it: the columns, and the hashed text."""
+
+    seq: int
+    at: datetime
+    kind: str
+    decision: str
+    request_id: str | None
+    key_name: str | None
+    record: str
+
+
+async def history(
+    db: Database, since: datetime, key_name: str | None, batch: int = _BATCH
+) -> AsyncIterator[list[Stored]]:
+    """The attest records and the release records (of ``key_name``, or of every key)
+    written since about ``since``, oldest first, ``batch`` at a time: each batch is one
+    statement on a connection of its own, so a long replay holds no transaction and no
+    connection between batches, and never more than one batch in memory."""
+    start = await db.fetchval(_HISTORY_START, since)
+    if start is None:
+        return
+    after: int = start
+    while True:
+        rows = await db.fetch(_HISTORY, after, key_name, batch)
+        if not rows:
+            return
+        yield [
+            Stored(
+                r["seq"],
+                r["at"],
+                r["kind"],
+                r["decision"],
+                r["request_id"],
+                r["key_name"],
+                r["record"],
+            )
+            for r in rows
+        ]
+        after = rows[-1]["seq"] + 1
 
 
 @dataclass(frozen=True, slots=True)

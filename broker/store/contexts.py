@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -81,6 +82,50 @@ class ReleaseContext:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LimitTake:
+    """A policy's release limits, as the release statement takes them with the key's
+    counters (``audit_release_append``, migration 0006; docs/policies.md "Release
+    limits")."""
+
+    instance: str | None
+    """The instance the release goes to (``broker/policy/limits.py``); None when the evidence
+    names none, which only a policy without per-instance rules accepts."""
+    max_releases: int | None = None
+    once_per_instance: bool = False
+    pin_to_first_instance: bool = False
+    rate_releases: int | None = None
+    rate_per: timedelta | None = None
+
+    def arguments(self) -> tuple[Any, ...]:
+        """``$16..$21`` of ``audit_release_if_current``."""
+        return (
+            self.instance,
+            self.max_releases,
+            self.once_per_instance,
+            self.pin_to_first_instance,
+            self.rate_releases,
+            self.rate_per,
+        )
+
+
+#: ``$16..$21`` when the policy states no limit: the statement is then a plain append.
+NO_LIMITS: Final = LimitTake(None).arguments()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRefused:
+    """The limit that refused a release: nothing was counted or appended."""
+
+    rule: str
+    """``max_releases``, ``once_per_instance``, ``pin_to_first_instance`` or
+    ``rate_per_instance``."""
+    found: int | str
+    """The count that reached the limit; for ``pin_to_first_instance`` the pinned instance."""
+    retry_at: datetime | None = None
+    """For ``rate_per_instance``: when the oldest release in the window leaves it."""
+
+
 async def read(db: Database, key_name: str) -> ReleaseContext | None:
     """The current release context of ``key_name``; None when no such key exists."""
     row = await db.fetchrow(_READ, key_name)
@@ -98,11 +143,43 @@ async def append_if_current(
     returns. Returns the record's sequence number, or None when the context changed since it
     was read (or the key is gone): then nothing was written.
     """
-    if record.key_name != context.name:  # the record's key_name column is context.name
-        raise InternalError(f"audit record for key {record.key_name} checked against another")
     # $11..$15; the record's key_name column is the context's name, from the statement.
     seq: int | None = await conn.fetchval(
-        _APPEND_IF_CURRENT,
+        _APPEND_IF_CURRENT, *_record_arguments(context, record), *NO_LIMITS
+    )
+    return seq
+
+
+async def append_within_limits(
+    conn: asyncpg.Connection,
+    context: ReleaseContext,
+    record: AuditRecord,
+    take: LimitTake,
+) -> int | LimitRefused | None:
+    """Take the key's release limits and append ``record`` if ``context`` is still current,
+    in one statement (so one transaction): the record's sequence number once both are
+    committed; :class:`LimitRefused` when a limit refuses (nothing counted, nothing
+    appended); None when the context changed (nothing counted, nothing appended)."""
+    row = await conn.fetchrow(
+        _APPEND_IF_CURRENT, *_record_arguments(context, record), *take.arguments()
+    )
+    if row is None:
+        return None
+    if row["seq"] is not None:
+        seq: int = row["seq"]
+        return seq
+    rule: str = row["refused"]
+    found: str = row["found"]
+    return LimitRefused(
+        rule, found if rule == "pin_to_first_instance" else int(found), row["retry_at"]
+    )
+
+
+def _record_arguments(context: ReleaseContext, record: AuditRecord) -> tuple[Any, ...]:
+    """``$1..$15`` of ``audit_release_if_current``: the context, then the record."""
+    if record.key_name != context.name:  # the record's key_name column is context.name
+        raise InternalError(f"audit record for key {record.key_name} checked against another")
+    return (
         *context.arguments(),
         record.at,
         record.kind,
@@ -110,4 +187,3 @@ async def append_if_current(
         record.request_id,
         record.text(),
     )
-    return seq

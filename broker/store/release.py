@@ -15,7 +15,7 @@ from typing import Protocol
 from broker.names import KbsPath
 from broker.store import audit, challenges, contexts, keys, policies
 from broker.store.audit import AuditRecord
-from broker.store.contexts import ReleaseContext
+from broker.store.contexts import LimitRefused, LimitTake, ReleaseContext
 from broker.store.database import Database
 
 
@@ -43,6 +43,15 @@ class ReleaseStore(Protocol):
         """Append ``record`` if ``context`` is still its key's current release context. The
         record's sequence number; None when the context changed (or the key is gone): then
         nothing was written."""
+        ...
+
+    async def append_within_limits(
+        self, context: ReleaseContext, record: AuditRecord, take: LimitTake
+    ) -> int | LimitRefused | None:
+        """Take the key's release limits (its counters move) and append ``record``, if
+        ``context`` is still current, atomically. The record's sequence number; the limit
+        that refused (then nothing was counted or written); None when the context changed
+        (nothing was counted or written)."""
         ...
 
     async def key_at_path(self, path: KbsPath) -> str | None:
@@ -82,6 +91,12 @@ class PostgresReleaseStore:
     async def append_if_current(self, context: ReleaseContext, record: AuditRecord) -> int | None:
         async with self.db.connection() as conn:
             return await contexts.append_if_current(conn, context, record)
+
+    async def append_within_limits(
+        self, context: ReleaseContext, record: AuditRecord, take: LimitTake
+    ) -> int | LimitRefused | None:
+        async with self.db.connection() as conn:
+            return await contexts.append_within_limits(conn, context, record, take)
 
     async def key_at_path(self, path: KbsPath) -> str | None:
         return await keys.key_at_path(self.db, path)

@@ -60,7 +60,11 @@ LEFT JOIN LATERAL (
 -- changed since the broker read it (disabled, rotated, rebound, a newer policy version, its
 -- exposure set to hsm-only) appends nothing and
 -- no row comes back: the caller reads the context afresh and decides again. $11..$15: the
--- record's at, kind, decision, request_id and canonical text. MATERIALIZED makes the
+-- record's at, kind, decision, request_id and canonical text. $16..$21: the instance and the
+-- policy's release limits (max_releases, once_per_instance, pin_to_first_instance, the rate's
+-- releases and period), null or false when it states none; a limit that refuses returns a
+-- row naming it with no seq, having written nothing (audit_release_append, migration 0006).
+-- MATERIALIZED makes the
 -- comparison complete before any row reaches audit_append: inlined, the CTE lets the planner
 -- join the function to the key row alone and filter on the bound policy above it, which would
 -- append a record for a stale context and then return no row.
@@ -81,5 +85,7 @@ WITH current AS MATERIALIZED (
       AND p.digest IS NOT DISTINCT FROM $9
       AND k.exposure = $10
 )
-SELECT appended.seq
-FROM current, LATERAL audit_append($11, $12, $13, $14, current.name, $15) AS appended;
+SELECT appended.seq, appended.refused, appended.found, appended.retry_at
+FROM current, LATERAL audit_release_append(
+    $11, $12, $13, $14, current.name, $15, $16, $17, $18, $19, $20, $21
+) AS appended;

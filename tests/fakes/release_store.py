@@ -15,8 +15,10 @@ from datetime import datetime
 
 from broker.errors import InternalError
 from broker.names import KbsPath
+from broker.policy.limits import Counters
+from broker.policy.model import Duration, Limits, RatePerInstance
 from broker.store.audit import AuditRecord
-from broker.store.contexts import ReleaseContext
+from broker.store.contexts import LimitRefused, LimitTake, ReleaseContext
 
 
 class MemoryReleaseStore:
@@ -38,6 +40,9 @@ class MemoryReleaseStore:
         """The audit log; a record's sequence number is its position, from 1."""
         self.calls: Counter[str] = Counter()
         """How many times each operation ran (each would be one statement)."""
+        self.counters: dict[str, Counters] = {}
+        """Each key's release-limit counters (``release_counts`` and
+        ``instance_release_counts``)."""
 
     def _append(self, record: AuditRecord) -> int:
         self.log.append(record)
@@ -66,6 +71,25 @@ class MemoryReleaseStore:
             raise InternalError(f"audit record for key {record.key_name} checked against another")
         if self.contexts.get(context.name) != context:
             return None
+        return self._append(record)
+
+    async def append_within_limits(
+        self, context: ReleaseContext, record: AuditRecord, take: LimitTake
+    ) -> int | LimitRefused | None:
+        self.calls["append_within_limits"] += 1
+        if record.key_name != context.name:
+            raise InternalError(f"audit record for key {record.key_name} checked against another")
+        if self.contexts.get(context.name) != context:
+            return None
+        rate = None
+        if take.rate_releases is not None and take.rate_per is not None:
+            per = Duration(f"{int(take.rate_per.total_seconds())}s")
+            rate = RatePerInstance(take.rate_releases, per)
+        limits = Limits(take.max_releases, take.once_per_instance, take.pin_to_first_instance, rate)
+        counters = self.counters.setdefault(context.name, Counters())
+        refusal = counters.take(limits, take.instance, record.at)
+        if refusal is not None:
+            return LimitRefused(refusal.rule, refusal.found, refusal.retry_at)
         return self._append(record)
 
     async def key_at_path(self, path: KbsPath) -> str | None:

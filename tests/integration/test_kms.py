@@ -99,14 +99,21 @@ KEYS: dict[str, tuple[dict[str, Any] | None, str]] = {
 }
 
 
+#: A key released once in all (``limits``), over KMS only to a Recipient though its policy
+#: opts in to unattested plaintext: limits count hardware identities.
+LIMITED_KEY = "limited-key"
+
+
 def _seed(deployment: Deployment) -> None:
-    for key, (kms, exposure) in KEYS.items():
+    for key, (kms, exposure) in [*KEYS.items(), (LIMITED_KEY, KEYS["unattested-key"])]:
         with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
             answer = custodian.post("/v1/admin/keys", json={"name": key, "generate_length": 32})
             assert answer.status_code == 201, answer.text
             answer = custodian.put(f"/v1/admin/keys/{key}/exposure", json={"exposure": exposure})
             assert answer.status_code == 200, answer.text
         policy = _policy(f"p-{key}", kms)
+        if key == LIMITED_KEY:
+            policy["limits"] = {"max_releases": 1}
         with admin_client(deployment, Role.POLICY_AUTHOR) as author:
             assert author.post("/v1/admin/policies", json={"document": policy}).status_code == 201
             bound = author.put(f"/v1/admin/keys/{key}/policy", json={"policy": policy["name"]})
@@ -311,6 +318,44 @@ async def test_unattested_plaintext_only_where_the_policy_allows_it(
     assert (record["decision"], record["error"]["type"]) == ("deny", "kms-use-refused")
 
 
+@pytest.mark.skipif(OPENSSL is None, reason="openssl (Debian package) is not installed")
+async def test_release_limits_count_recipients_and_refuse_unattested_calls(
+    deployment: Deployment, kms: Any, enclave: Enclave, tmp_path: Path
+) -> None:
+    for call in (
+        lambda: kms.encrypt(KeyId=LIMITED_KEY, Plaintext=b"x"),
+        lambda: kms.generate_data_key(KeyId=LIMITED_KEY, NumberOfBytes=32),
+        lambda: kms.generate_data_key_without_plaintext(KeyId=LIMITED_KEY, NumberOfBytes=32),
+    ):
+        with _access_denied() as caught:
+            call()
+        message = caught.value.response["Error"]["Message"]
+        assert "states release limits" in message
+        assert "needs a Recipient" in message
+        record = await last_audit(deployment, "kms")
+        assert (record["decision"], record["error"]["type"]) == ("deny", "kms-use-refused")
+    async with deployment.db.connection() as conn:
+        counted = "SELECT releases FROM release_counts WHERE key_name = $1"
+        assert await conn.fetchval(counted, LIMITED_KEY) is None  # refusals count nothing
+
+    answer = kms.generate_data_key(
+        KeyId=LIMITED_KEY, NumberOfBytes=32, Recipient=enclave.recipient()
+    )
+    assert len(enclave.open(answer["CiphertextForRecipient"], tmp_path)) == 32
+    record = await last_audit(deployment, "kms")
+    assert (record["decision"], record["plaintext_to"]) == ("allow", "recipient")
+
+    with _access_denied() as caught:
+        kms.decrypt(CiphertextBlob=answer["CiphertextBlob"], Recipient=enclave.recipient())
+    assert "releases < 1, found 1" in caught.value.response["Error"]["Message"]
+    record = await last_audit(deployment, "kms")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "policy-denied")
+    assert [reason["rule"] for reason in record["reasons"]] == ["$.limits.max_releases"]
+    assert "envelope_sha256" not in record  # the envelope the decision made never left
+    async with deployment.db.connection() as conn:
+        assert await conn.fetchval(counted, LIMITED_KEY) == 1
+
+
 async def test_typed_refusals(deployment: Deployment, kms: Any, enclave: Enclave) -> None:
     blob = kms.encrypt(KeyId="unattested-key", Plaintext=b"bound", EncryptionContext={"a": "1"})[
         "CiphertextBlob"
@@ -407,7 +452,7 @@ async def test_metadata_operations(kms: Any) -> None:
     assert described["KeyId"] == "enclave-data-key"
     assert described["Enabled"] is True
     names = {key["KeyId"] for key in kms.list_keys()["Keys"]}
-    assert names == {"enclave-data-key", "unattested-key", "hsm-only-key"}
+    assert names == {"enclave-data-key", "unattested-key", "hsm-only-key", LIMITED_KEY}
     aliases = {alias["AliasName"] for alias in kms.list_aliases()["Aliases"]}
     assert "alias/enclave-data-key" in aliases
     assert "alias/not-for-kms" not in aliases

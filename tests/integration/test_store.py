@@ -272,6 +272,7 @@ async def test_a_stale_release_context_appends_nothing_whatever_the_plan(
                     record.decision,
                     record.request_id,
                     "{}",
+                    *contexts.NO_LIMITS,
                 )
             )
             assert "CTE Scan on current" in plan, plan

@@ -140,6 +140,7 @@ def test_the_fakes_and_the_postgresql_store_have_the_protocols_methods() -> None
         "append",
         "context",
         "append_if_current",
+        "append_within_limits",
         "key_at_path",
         "policy_document",
     }

@@ -28,6 +28,12 @@ from broker.timeutil import iso
 CLAIMS: tuple[ClaimDefinition, ...] = (
     integer_claim("quote_version", "quote format version: 3, 4 or 5"),
     hex_claim("fmspc", 6, "Family-Model-Stepping-Platform-CustomSKU, from the PCK certificate"),
+    hex_claim(
+        "ppid",
+        16,
+        "the platform's Provisioning ID, from the PCK certificate: which machine signed (the "
+        "instance the per-instance release limits count)",
+    ),
     integer_claim("pce_svn", "the PCK certificate's PCESVN: the TCB the platform was certified at"),
     hex_claim(
         "cpu_svn",
@@ -63,12 +69,13 @@ def intel_signer(result: VerifiedQuote) -> Signer:
 
 
 def platform_fields(result: VerifiedQuote) -> dict[str, Any]:
-    """``fmspc``, ``pce_svn``, ``cpu_svn`` (from the PCK certificate the TCB was appraised
+    """``fmspc``, ``ppid``, ``pce_svn``, ``cpu_svn`` (from the PCK certificate the TCB was appraised
     on) and the appraisal: ``tcb_status``, ``advisory_ids``, ``tcb_date``,
     ``tcb_evaluation_data_number``."""
     appraisal = result.appraisal
     return {
         "fmspc": result.pck.fmspc.hex(),
+        "ppid": result.pck.ppid.hex(),
         "pce_svn": result.pck.tcb.pce_svn,
         "cpu_svn": result.pck.tcb.cpu_svn.hex(),
         "tcb_status": appraisal.status.value,

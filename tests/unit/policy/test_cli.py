@@ -136,6 +136,18 @@ def test_eval_allows(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Denied because" not in out
 
 
+def test_eval_says_it_does_not_count_release_limits(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    limited = tmp_path / "limited.yaml"
+    limited.write_text(Path(INSECURE).read_text() + "limits: {max_releases: 1}\n")
+    status, out, _ = run(capsys, "policy", "eval", str(limited), "--claims", VERIFY_OUTPUT)
+    assert status == 0
+    assert "limits: not evaluated here (they count the key's past releases)" in out
+    status, out, _ = run(capsys, "policy", "eval", INSECURE, "--claims", VERIFY_OUTPUT)
+    assert "limits:" not in out
+
+
 def test_eval_json(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = eval_go_sev_guest(capsys, "--json")
     assert status == 1

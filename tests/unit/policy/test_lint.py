@@ -132,8 +132,65 @@ def test_lint(admit: str, expected: list[tuple[str, str]]) -> None:
     assert codes(policy(admit)) == expected
 
 
+TDX_SAFE = """\
+  tdx:
+    signer: {origin: silicon-vendor}
+    minimum_tcb: {tcb_status: [UpToDate]}
+    require: [{claim: mr_td, hex_equals: "%s"}]
+""" % ("ab" * 48)
+
+TPM_SAFE = """\
+  tpm:
+    require: [{claim: tpm.pcrs.sha256.4, hex_equals: "%s"}]
+""" % ("ab" * 32)
+
+# (limits block, admit block, expected (code, rule) warnings)
+LIMITS_TABLE = [
+    ("limits: {max_releases: 1}\n", SAFE_SNP, []),
+    ("limits: {max_releases: 3, once_per_instance: true}\n", TDX_SAFE, []),
+    (  # an SNP report with a masked chip id names no instance
+        "limits: {pin_to_first_instance: true}\n",
+        SAFE_SNP,
+        [("instance-unidentified", "$.admit.snp")],
+    ),
+    (  # nor does a plain vTPM's evidence, ever
+        "limits: {once_per_instance: true}\n",
+        TPM_SAFE,
+        [("instance-unidentified", "$.admit.tpm"), ("infrastructure-signer", "$.admit.tpm")],
+    ),
+    (
+        "limits: {max_releases: 1, once_per_instance: true}\n",
+        TDX_SAFE,
+        [("limits-redundant", "$.limits.max_releases")],
+    ),
+    (
+        "limits: {once_per_instance: true, rate_per_instance: {releases: 2, per: 1h}}\n",
+        TDX_SAFE,
+        [("limits-redundant", "$.limits.rate_per_instance")],
+    ),
+]
+
+
+@pytest.mark.parametrize(("limits", "admit", "expected"), LIMITS_TABLE)
+def test_lint_limits(limits: str, admit: str, expected: list[tuple[str, str]]) -> None:
+    assert codes(policy(admit, extra=limits)) == expected
+
+
+def test_limits_warnings_are_acknowledged_in_limits_and_sections() -> None:
+    rules = policy(
+        SAFE_SNP + "    acknowledged_warnings: {instance-unidentified: chips are never masked}\n",
+        extra="limits:\n  max_releases: 1\n  once_per_instance: true\n"
+        "  acknowledged_warnings: {limits-redundant: kept for the reader}\n",
+    )
+    assert [(w.code, w.acknowledged) for w in lint(rules)] == [
+        ("instance-unidentified", "chips are never masked"),
+        ("limits-redundant", "kept for the reader"),
+    ]
+
+
 def test_every_code_is_exercised() -> None:
     seen = {code for _, expected in LINT_TABLE for code, _ in expected}
+    seen |= {code for _, _, expected in LIMITS_TABLE for code, _ in expected}
     assert seen == set(CODES)
 
 

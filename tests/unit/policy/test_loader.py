@@ -11,7 +11,7 @@ import pytest
 
 from broker.errors import PolicyError
 from broker.policy import load_policy, load_policy_text, read_document
-from broker.policy.lint import CODES, UNACKNOWLEDGEABLE
+from broker.policy.lint import CODES, LIMITS_CODES, UNACKNOWLEDGEABLE
 from broker.policy.model import canonical_json
 from broker.policy.schema import SCHEMA
 from broker.policy.source import MAX_DOCUMENT_BYTES
@@ -126,7 +126,7 @@ SCHEMA_ERRORS = [
         6,
         '$.admit.snp.acknowledged_warnings["debug-allowed"]',
         "'debug-allowed' is not a known name; known: no-measurement, infrastructure-signer, "
-        "no-minimum-tcb, any-tee, unknown-claim",
+        "no-minimum-tcb, any-tee, unknown-claim, instance-unidentified",
     ),
     (
         HEAD + "reference_values:\n  imgs:\n    tee: snp\n    values:\n"
@@ -434,7 +434,9 @@ def test_published_schema_is_the_package_schema() -> None:
 
 def test_acknowledgeable_codes_match_the_linter() -> None:
     names = SCHEMA["$defs"]["acknowledged"]["propertyNames"]["enum"]
-    assert set(names) == set(CODES) - UNACKNOWLEDGEABLE
+    assert set(names) == set(CODES) - UNACKNOWLEDGEABLE - LIMITS_CODES
+    limits = SCHEMA["$defs"]["limits"]["properties"]["acknowledged_warnings"]
+    assert set(limits["propertyNames"]["enum"]) == LIMITS_CODES
 
 
 SHIPPED = sorted(p.name for p in POLICIES.glob("*.yaml"))

@@ -32,6 +32,7 @@ SGX_FIELDS = {
     "attributes",
     "report_data",
     "fmspc",
+    "ppid",
     "pce_svn",
     "cpu_svn",
     "tcb_status",

@@ -35,6 +35,7 @@ TDX_FIELDS = {
     "report_data",
     "mr_service_td",
     "fmspc",
+    "ppid",
     "pce_svn",
     "cpu_svn",
     "tcb_status",
