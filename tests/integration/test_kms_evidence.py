@@ -268,6 +268,19 @@ async def test_a_nonce_is_consumed_once(deployment: Deployment, kms: Any, tmp_pa
     assert "nonce was already used" in message
     assert await _denial(deployment, "snp") == "nonce-replayed"
 
+    # On another worker (or replica) the nonce is not remembered: the database refuses it,
+    # after the evidence verified, and the refusal is audited.
+    deployment.app.state.kms.release.consumed.clear()  # type: ignore[attr-defined]
+    code, message = _refused(
+        lambda: kms.generate_data_key(
+            KeyId="snp-data-key", KeySpec="AES_128", Recipient=_recipient(document)
+        )
+    )
+    assert (code, "nonce was already used" in message) == ("AccessDeniedException", True)
+    record = await last_audit(deployment, "kms")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "nonce-replayed")
+    assert record["recipient"]["claims"]["measurement"] == GOOD_MEASUREMENT.hex()
+
 
 async def test_wrong_nonces_are_refused(deployment: Deployment, kms: Any, tmp_path: Path) -> None:
     guest = _snp(deployment, tmp_path)
