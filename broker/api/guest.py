@@ -51,7 +51,7 @@ async def attest(request: LeanRequest, state: State) -> Answer:
     evidence = base64_member(body, "evidence")
     jwk = member(body, "tee_pubkey", dict)
     nonce = member(body, "nonce", str)
-    collateral = _collateral(member(body, "collateral", dict, required=False) or {})
+    collateral = collateral_items(member(body, "collateral", dict, required=False) or {})
     request_to_attest = attest_request(
         tee=tee,
         evidence=evidence or b"",
@@ -63,7 +63,8 @@ async def attest(request: LeanRequest, state: State) -> Answer:
     return 200, await service.attest(request_to_attest)
 
 
-def _collateral(document: dict[str, Any]) -> dict[str, bytes]:
+def collateral_items(document: dict[str, Any]) -> dict[str, bytes]:
+    """A ``collateral`` member's items by name, each base64 decoded; ``BadRequest``."""
     if len(document) > MAX_COLLATERAL_ITEMS:
         raise BadRequest(f"at most {MAX_COLLATERAL_ITEMS} collateral items")
     items = {}

@@ -12,6 +12,10 @@ SNP or TDX guest reads its report through Linux configfs-tsm, and a real vTPM gu
 
 ``guest evidence --tee nitro --simulate`` writes a simulated Nitro attestation document that
 binds a given public key: what an enclave passes to KMS as a ``Recipient`` (docs/kms.md).
+With ``--nonce`` (from ``POST /v1/challenge``), and for every other tee, it writes an evidence
+bundle instead (``keybroker_guest.kms``): the guest's evidence binding the key and the nonce,
+what any other guest passes as the ``Recipient``'s ``AttestationDocument``. SNP and TDX
+evidence comes from the hardware unless ``--simulate``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from keybroker_guest.cli import add_fetch_arguments
 from keybroker_guest.cli import run_fetch as run_lean_fetch
+from keybroker_guest.errors import UsageError as GuestUsageError
+from keybroker_guest.evidence import TEES, default_kit, source_for
+from keybroker_guest.kms import recipient_evidence
 from keybroker_guest.transport import Transport
 
 from broker.cli import UsageError
@@ -40,21 +47,26 @@ def register(subparsers: Any) -> None:
     fetch.set_defaults(func=run_fetch)
     evidence = actions.add_parser(
         "evidence",
-        help="write a simulated attestation document binding a public key (a KMS Recipient)",
+        help="write evidence binding a public key, as a KMS Recipient carries it",
     )
-    evidence.add_argument("--tee", required=True, choices=["nitro"])
+    evidence.add_argument("--tee", required=True, choices=TEES)
     evidence.add_argument(
         "--simulate", action="store_true", help="synthetic evidence (demo, tests)"
     )
     evidence.add_argument(
         "--public-key", required=True, type=Path, help="PEM public key the document binds"
     )
+    evidence.add_argument(
+        "--nonce",
+        help="the nonce of POST /v1/challenge for this tee: write an evidence bundle binding "
+        "it (required for every tee but nitro)",
+    )
     evidence.add_argument("--out", required=True, type=Path, help="where to write the document")
     evidence.add_argument(
-        "--debug", action="store_true", help="a debug-mode enclave's document (PCR0-2 zero)"
+        "--debug", action="store_true", help="a simulated debug-mode guest (Nitro: PCR0-2 zero)"
     )
     evidence.add_argument(
-        "--kit", type=Path, help="synthetic Nitro authority directory (default <state>/demo/nitro)"
+        "--kit", type=Path, help="synthetic vendor kit directory (default <state>/demo/<tee>)"
     )
     evidence.add_argument("--state-dir", type=Path, default=Path(".keybroker"))
     evidence.set_defaults(func=run_evidence)
@@ -67,6 +79,31 @@ def run_fetch(args: argparse.Namespace, transport: Transport | None = None) -> i
 
 
 def run_evidence(args: argparse.Namespace) -> int:
+    if args.tee == "nitro" and args.nonce is None:
+        return _nitro_document(args)
+    if args.nonce is None:
+        raise UsageError(
+            f"--tee {args.tee} needs --nonce: its evidence binds a nonce the broker issued "
+            f'(POST /v1/challenge {{"tee": "{args.tee}"}})'
+        )
+    public_key = _public_key_der(args.public_key)
+    kit = args.kit or default_kit(args.tee, args.state_dir)
+    try:
+        source = source_for(args.tee, args.simulate, kit)
+    except GuestUsageError as exc:
+        raise UsageError(str(exc)) from None
+    if args.debug:
+        if not args.simulate or not hasattr(source, "debug"):
+            raise UsageError("--debug is for a simulated snp, tdx, sgx or nitro guest")
+        source.debug = True
+    try:
+        bundle = recipient_evidence(source, public_key, args.nonce)
+    except (ValueError, ConfigurationError) as exc:
+        raise UsageError(str(exc)) from None
+    return _write(args.out, bundle, f"a KMS evidence bundle of {args.tee} evidence", public_key)
+
+
+def _nitro_document(args: argparse.Namespace) -> int:
     if not args.simulate:
         raise UsageError(
             "--tee nitro needs --simulate: a real enclave's document comes from its Nitro "
@@ -83,16 +120,19 @@ def run_evidence(args: argparse.Namespace) -> int:
         document = SimulatedNitro(kit, debug=args.debug).document(public_key)
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
+    mode = "debug-mode" if args.debug else "production-mode"
+    return _write(args.out, document, f"a simulated {mode} Nitro attestation document", public_key)
+
+
+def _write(out: Path, data: bytes, what: str, public_key: bytes) -> int:
     try:
-        args.out.write_bytes(document)
+        out.write_bytes(data)
     except OSError as exc:
-        print(f"keybroker guest: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        print(f"keybroker guest: cannot write {out}: {exc.strerror}", file=sys.stderr)
         return 1
     thumbprint = hashlib.sha256(public_key).hexdigest()[:16]
-    mode = "debug-mode" if args.debug else "production-mode"
     print(
-        f"wrote a simulated {mode} Nitro attestation document ({len(document)} bytes) "
-        f"binding the public key sha256:{thumbprint}... to {args.out}",
+        f"wrote {what} ({len(data)} bytes) binding the public key sha256:{thumbprint}... to {out}",
         file=sys.stderr,
     )
     return 0

@@ -13,7 +13,9 @@ service the received request and the operation's parsed members. Here:
   with a judgement of this protocol: the key's bound policy must have a ``kms`` member, the
   access key must be one it names (when it names any), and plaintext leaves only to an
   attested ``Recipient`` admitted by the policy's TEE section, or to the signed caller when the
-  policy sets ``kms.insecure_allow_unattested``. The context cache, the conditional append
+  policy sets ``kms.insecure_allow_unattested``. A Recipient is a Nitro document, fresh by its
+  timestamp, or an evidence bundle of any other TEE, fresh by a challenge nonce it binds and
+  consumes once (:meth:`KmsService.recipient_or_refusal`). The context cache, the conditional append
   and the audit record are the native release's.
 * **exposure**: ``Encrypt`` uses the key inside the token on the caller's own plaintext; every
   other operation on a key has a data key or a decrypted plaintext in broker memory (no
@@ -29,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -39,11 +41,14 @@ from broker.errors import (
     AccessKeyRevoked,
     AccessKeyUnknown,
     BindingMismatch,
+    DatabaseUnavailable,
     ExposureRefused,
     IncorrectKey,
+    InternalError,
     KeybrokerError,
     KeyNotFound,
     KmsUseRefused,
+    NonceReplayed,
     PublicKeyInvalid,
     SignatureReplayed,
     Unrecognised,
@@ -54,7 +59,7 @@ from broker.hsmcalls import hsm_errors
 from broker.lru import Lru
 from broker.names import checked_name
 from broker.policy.model import Policy
-from broker.release import sigv4
+from broker.release import binding, nonces, sigv4
 from broker.release.origin import Origin
 from broker.release.service import Judge, Limited, ReleaseService
 from broker.store import access_keys, keys
@@ -64,6 +69,7 @@ from broker.timeutil import iso, utcnow
 from hsm import cms, kmsblob
 from hsm.custody import WrappedSecret
 from hsm.jwe import Exposure
+from hsm.pubkey import RsaPublicKey
 
 #: The aggregate audit records' name for this endpoint.
 KMS_ENDPOINT = "kms"
@@ -103,24 +109,64 @@ class Caller:
 
 
 @dataclass(frozen=True, slots=True)
+class EvidenceBundle:
+    """A ``Recipient`` of a guest that is not a Nitro enclave: its evidence, which binds
+    ``public_key_der`` and the challenge ``nonce_text`` as the native attestation does
+    (docs/kms.md, "Evidence bundles"; read by ``broker/api/kms/bundle.py``)."""
+
+    tee: Tee
+    evidence: bytes
+    public_key_der: bytes
+    nonce_text: str
+    collateral: Mapping[str, bytes]
+
+
+#: What a Recipient's ``AttestationDocument`` carries: a Nitro document, or a bundle.
+RecipientEvidence = bytes | EvidenceBundle
+
+
+@dataclass(frozen=True, slots=True)
 class Recipient:
-    """A verified attestation document and the RSA key it names as ``public_key``."""
+    """Verified evidence and the RSA key it binds (a Nitro document's ``public_key``, or a
+    bundle's key bound with its nonce)."""
 
     claims: Claims
     key: rsa.RSAPublicKey
     evidence_sha256: str
+    binding: Any = None
+    """What the bundle's binding check says (None for a Nitro document, which binds its
+    ``public_key`` field and is fresh by its timestamp)."""
 
     def audit(self) -> dict[str, Any]:
         spki = self.key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return {
+        audited = {
             "tee": self.claims.tee.value,
             "evidence_sha256": self.evidence_sha256,
             "public_key_sha256": hashlib.sha256(spki).hexdigest(),
             "signer": self.claims.signer.to_json(),
             "claims": self.claims.document(),
         }
+        if self.binding is not None:
+            audited["binding"] = self.binding
+        return audited
+
+
+def recipient_key(spki_der: bytes, where: str) -> rsa.RSAPublicKey:
+    """The RSA key of the DER SubjectPublicKeyInfo ``spki_der`` (``where`` names it in the
+    refusal): ``BindingMismatch`` when it is not one, ``PublicKeyInvalid`` for a key
+    RSAES_OAEP_SHA_256 is not made to here."""
+    try:
+        key = serialization.load_der_public_key(spki_der)
+    except ValueError:
+        raise BindingMismatch(f"{where} is not a DER SubjectPublicKeyInfo") from None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size not in RECIPIENT_RSA_BITS:
+        raise PublicKeyInvalid(
+            f"{where} must be an RSA key of {', '.join(map(str, RECIPIENT_RSA_BITS))} bits "
+            "for RSAES_OAEP_SHA_256"
+        )
+    return key
 
 
 def key_name_of(key_id: str) -> str:
@@ -245,21 +291,15 @@ class KmsService:
                 "document's public_key field (DER SubjectPublicKeyInfo of an RSA key)"
             )
         try:
-            key = serialization.load_der_public_key(bytes.fromhex(str(value)))
+            spki = bytes.fromhex(str(value))
         except ValueError:
-            raise BindingMismatch(
-                "the attestation document's public_key is not a DER SubjectPublicKeyInfo"
-            ) from None
-        if not isinstance(key, rsa.RSAPublicKey) or key.key_size not in RECIPIENT_RSA_BITS:
-            raise PublicKeyInvalid(
-                "the attestation document's public_key must be an RSA key of "
-                f"{', '.join(map(str, RECIPIENT_RSA_BITS))} bits for RSAES_OAEP_SHA_256"
-            )
+            spki = b""
+        key = recipient_key(spki, "the attestation document's public_key")
         return Recipient(claims, key, hashlib.sha256(document).hexdigest())
 
     async def recipient_or_refusal(
         self,
-        document: bytes | None,
+        document: RecipientEvidence | None,
         now: datetime,
         origin: Origin,
         key_name: str | None,
@@ -269,6 +309,8 @@ class KmsService:
         not verify is audited as this operation's refusal."""
         if document is None:
             return None
+        if isinstance(document, EvidenceBundle):
+            return await self._bundle_recipient(document, now, origin, key_name, fields)
         try:
             return self.verify_recipient(document, now)
         except KeybrokerError as exc:
@@ -277,6 +319,95 @@ class KmsService:
                 now, AUDIT_KIND, exc, origin, key_name=key_name, body=fields
             )
             raise
+
+    async def _bundle_recipient(
+        self,
+        bundle: EvidenceBundle,
+        now: datetime,
+        origin: Origin,
+        key_name: str | None,
+        fields: dict[str, Any],
+    ) -> Recipient:
+        """The recipient of an evidence bundle, its nonce consumed (docs/kms.md, "Evidence
+        bundles"). As at the native attest: the nonce is checked (MAC for the bundle's tee,
+        expiry) before the evidence costs a verification; then the evidence is verified and
+        its binding of the bundle's key and nonce checked; then the nonce is consumed in the
+        statement that appends a record: an ``attest`` record (``protocol: kms``) when the
+        evidence stands, after which the key's use is decided and audited as any KMS
+        request's; else this request's refusal. A consumed nonce is refused as a replay."""
+        evidence_sha256 = hashlib.sha256(bundle.evidence).hexdigest()
+        fields["recipient"] = {"tee": bundle.tee.value, "evidence_sha256": evidence_sha256}
+        live: tuple[bytes, datetime] | None = None
+        recipient: Recipient | None = None
+        failure: KeybrokerError | None = None
+        try:
+            nonce = nonces.decode(bundle.nonce_text)
+            expires_at = self.release.nonces.check(nonce, bundle.tee.value, now)
+            if self.release.consumed.get(nonce):
+                raise NonceReplayed("nonce was already used")
+            live = nonce, expires_at
+            key = recipient_key(bundle.public_key_der, "the bundle's public_key")
+            claims = await self.release.verify_evidence(
+                bundle.tee, bundle.evidence, bundle.collateral, now
+            )
+            numbers = key.public_numbers()
+            bound = RsaPublicKey(numbers.n, numbers.e)
+            rule = binding.check_binding(claims, nonce, bundle.nonce_text, bound.jwk(), bound)
+            recipient = Recipient(claims, key, evidence_sha256, {"rule": rule})
+        except DatabaseUnavailable:
+            raise  # nothing can be recorded, so nothing is decided: 503
+        except KeybrokerError as exc:
+            failure = exc
+        if live is None:  # refused before the nonce was known to be this broker's
+            return await self._refused(failure, now, origin, key_name, fields)
+        nonce, expires_at = live
+        if failure is None and recipient is not None:
+            fields["recipient"] = recipient.audit()
+            attested = {key: value for key, value in fields.items() if key != "recipient"}
+            attested.update(recipient.audit())
+            if await self.release.consume_nonce(
+                nonce,
+                bundle.tee.value,
+                expires_at,
+                now=now,
+                kind="attest",
+                failure=None,
+                origin=origin,
+                key_name=None,
+                body=attested,
+            ):
+                return recipient
+        elif await self.release.consume_nonce(  # a refusal consumes it, as a failed attest does
+            nonce,
+            bundle.tee.value,
+            expires_at,
+            now=now,
+            kind=AUDIT_KIND,
+            failure=failure,
+            origin=origin,
+            key_name=key_name,
+            body=fields,
+        ):
+            return await self._refused(failure, now, origin, key_name, None)
+        replayed = NonceReplayed("nonce was already used")
+        return await self._refused(replayed, now, origin, key_name, fields)
+
+    async def _refused(
+        self,
+        failure: KeybrokerError | None,
+        now: datetime,
+        origin: Origin,
+        key_name: str | None,
+        fields: dict[str, Any] | None,
+    ) -> NoReturn:
+        """Audit ``failure`` with ``fields`` (None: audited already), then raise it."""
+        if failure is None:  # unreachable: every path here has a refusal
+            failure = InternalError("an evidence bundle was neither refused nor admitted")
+        if fields is not None:
+            await self.release.conclude(
+                now, AUDIT_KIND, failure, origin, key_name=key_name, body=fields
+            )
+        raise failure
 
     # --- a key's use -----------------------------------------------------------------------
 
@@ -420,7 +551,7 @@ class KmsService:
         blob: bytes,
         key_id: str | None,
         context: Mapping[str, str] | None,
-        document: bytes | None,
+        document: RecipientEvidence | None,
     ) -> dict[str, Any]:
         now = self.clock()
         fields = self.fields(caller, Operation.DECRYPT)
@@ -478,7 +609,7 @@ class KmsService:
         key_id: str,
         length: int,
         context: Mapping[str, str] | None,
-        document: bytes | None,
+        document: RecipientEvidence | None,
         with_plaintext: bool,
     ) -> dict[str, Any]:
         now = self.clock()
@@ -532,7 +663,7 @@ class KmsService:
         )
 
     async def generate_random(
-        self, caller: Caller, origin: Origin, length: int, document: bytes | None
+        self, caller: Caller, origin: Origin, length: int, document: RecipientEvidence | None
     ) -> dict[str, Any]:
         """Random bytes from the token's generator; no key, so no policy: to the caller, or
         to a verified Recipient. Audited either way."""

@@ -29,7 +29,8 @@ envelope, only for keys whose exposure is ``broker-memory``.
 
 The KMS-compatible endpoint (``broker/release/kms.py``, docs/kms.md) settles each operation
 on a key through :meth:`ReleaseService.settle` with its own judgement (the policy's ``kms``
-member, and the Nitro claims of a ``Recipient``) and its own sealer.
+member, and the claims of a ``Recipient``: a Nitro document, or an evidence bundle whose nonce
+it consumes through :meth:`ReleaseService.consume_nonce`) and its own sealer.
 
 Each audit append is a single statement outside any explicit transaction, so the chain
 head's row lock (``audit_append``) is held only while PostgreSQL commits; held across a
@@ -377,13 +378,16 @@ class ReleaseService:
         )
 
     async def _verify(self, request: AttestRequest, now: datetime) -> Claims:
-        verifier = _verifier(request.tee)
-        collateral = await self.collateral.resolve(
-            request.tee, request.evidence, request.collateral, now
-        )
-        return verifier.verify(
-            request.evidence, collateral, now=now, extra_roots=self.runtime.test_roots
-        )
+        return await self.verify_evidence(request.tee, request.evidence, request.collateral, now)
+
+    async def verify_evidence(
+        self, tee: Tee, evidence: bytes, supplied: Mapping[str, bytes], now: datetime
+    ) -> Claims:
+        """``evidence`` verified to its pinned root at ``now``, with the collateral the
+        guest ``supplied`` completed from the store or the vendor; its normalised claims."""
+        verifier = _verifier(tee)
+        collateral = await self.collateral.resolve(tee, evidence, supplied, now)
+        return verifier.verify(evidence, collateral, now=now, extra_roots=self.runtime.test_roots)
 
     # --- release ---------------------------------------------------------------------------
 
@@ -546,6 +550,28 @@ class ReleaseService:
         an answer that uses no key), committed, then raise ``failure`` or answer."""
         record = _record(now, kind, failure, origin, key_name, body=body)
         return await self._conclude(record, failure, response)
+
+    async def consume_nonce(
+        self,
+        nonce: bytes,
+        tee: str,
+        expires_at: datetime,
+        *,
+        now: datetime,
+        kind: str,
+        failure: KeybrokerError | None,
+        origin: Origin,
+        key_name: str | None,
+        body: dict[str, Any],
+    ) -> bool:
+        """Consume ``nonce`` (checked by ``Nonces.check`` for ``tee``) in the statement that
+        appends the record of this decision, as the native attest does. False, writing
+        nothing, when the nonce was consumed before (a replay the caller audits)."""
+        record = _record(now, kind, failure, origin, key_name, body=body)
+        if await self.store.consume_nonce_and_append(nonce, tee, expires_at, record) is None:
+            return False
+        self.consumed.put(nonce, True)
+        return True
 
     async def _conclude(
         self,

@@ -29,10 +29,15 @@ def _unsigned(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
-def public_jwk(private_key: rsa.RSAPrivateKey) -> dict[str, str]:
-    """``{"kty": "RSA", "n", "e"}`` of the public half, big-endian unsigned, base64url."""
-    numbers = private_key.public_key().public_numbers()
+def rsa_jwk(public_key: rsa.RSAPublicKey) -> dict[str, str]:
+    """``{"kty": "RSA", "n", "e"}`` of ``public_key``, big-endian unsigned, base64url."""
+    numbers = public_key.public_numbers()
     return {"kty": "RSA", "n": b64url(_unsigned(numbers.n)), "e": b64url(_unsigned(numbers.e))}
+
+
+def public_jwk(private_key: rsa.RSAPrivateKey) -> dict[str, str]:
+    """:func:`rsa_jwk` of the public half."""
+    return rsa_jwk(private_key.public_key())
 
 
 def jwk_thumbprint(members: dict[str, str]) -> str:

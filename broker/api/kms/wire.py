@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from broker.api.kms import bundle
 from broker.errors import BadRequest
-from broker.release.kms import SYMMETRIC_DEFAULT, Operation
+from broker.release.kms import SYMMETRIC_DEFAULT, Operation, RecipientEvidence
 
 TARGET_PREFIX = "TrentService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -117,8 +118,9 @@ class Request:
             raise BadRequest("EncryptionContext must be an object of strings")
         return value
 
-    def recipient(self) -> bytes | None:
-        """The Recipient's attestation document, or None when none was sent."""
+    def recipient(self) -> RecipientEvidence | None:
+        """The Recipient's evidence (a Nitro document, or an evidence bundle: ``bundle.py``),
+        or None when none was sent."""
         value = self.members.get("Recipient")
         if value is None:
             return None
@@ -140,7 +142,7 @@ class Request:
             raise BadRequest(
                 f"Recipient.AttestationDocument must be 1 to {MAX_ATTESTATION_DOCUMENT} bytes"
             )
-        return decoded
+        return bundle.read(decoded)
 
     def number_of_bytes(self, *, key_spec: bool) -> int:
         """``NumberOfBytes``, or (where the operation has it) the length ``KeySpec`` names:
