@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
+from keybroker_guest.tpm2 import AZURE_AK_HANDLE, AZURE_HCL_REPORT_INDEX, Tpm2Tools
 
-from broker.guest.tpm2 import AZURE_AK_HANDLE, AZURE_HCL_REPORT_INDEX, Tpm2Tools
 from broker.simulate.intel import IntelKit
 from broker.simulate.snp import SnpKit
 from broker.simulate.swtpm import SimulatedPlatform, swtpm
