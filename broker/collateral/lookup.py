@@ -32,8 +32,11 @@ class StoreLookup(ABC, Generic[Client]):
     async def __call__(
         self, db: Database, evidence: bytes, supplied: Mapping[str, bytes], now: datetime
     ) -> dict[str, bytes]:
-        store = MemoizedRepository(CollateralStore(db), self.memo, now)
-        return await self.resolve(store, evidence, supplied, now)
+        return await self.resolve(self.store(db, now), evidence, supplied, now)
+
+    def store(self, db: Database, now: datetime) -> CollateralRepository:
+        """The store of ``db`` as this lookup reads it at ``now``."""
+        return MemoizedRepository(CollateralStore(db), self.memo, now)
 
     @abstractmethod
     async def resolve(

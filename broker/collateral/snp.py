@@ -38,9 +38,11 @@ from broker.collateral.keys import (
 )
 from broker.collateral.lookup import StoreLookup
 from broker.collateral.store import CollateralItem, CollateralRepository
-from broker.errors import CollateralInvalid, CollateralUnavailable
+from broker.errors import CollateralInvalid, CollateralUnavailable, MalformedEvidence
 from broker.evidence.snp.abi import parse_report
+from broker.evidence.snp.endorsement import load_endorsement
 from broker.evidence.trust import UNREADABLE
+from broker.store.database import Database
 
 
 class SnpLookup(StoreLookup[AmdKdsClient]):
@@ -82,6 +84,54 @@ class SnpLookup(StoreLookup[AmdKdsClient]):
             if items:
                 found[name] = items[0].body
         return found
+
+    async def endorsed(
+        self, db: Database, evidence: bytes, supplied: Mapping[str, bytes], now: datetime
+    ) -> dict[str, bytes]:
+        """:meth:`product_documents` from the store of ``db``: a release-flow lookup."""
+        return await self.product_documents(self.store(db, now), evidence, supplied, now)
+
+    async def product_documents(
+        self,
+        store: CollateralRepository,
+        evidence: bytes,
+        supplied: Mapping[str, bytes],
+        now: datetime,
+    ) -> dict[str, bytes]:
+        """The ``cert_chain`` and ``crl`` of the product of a report whose endorsement comes
+        with it (Trustee's vTPM evidence embeds the VCEK), as the store holds them (imported,
+        or fetched for a guest that sent no endorsement); what ``supplied`` holds is not
+        looked up. Nothing is fetched: a guest that brings its endorsement does not come to
+        depend on AMD KDS. The product is the report's CPUID, the ``product`` collateral or
+        the endorsement's productName; when none names it, nothing is looked up, and the
+        verifier uses the pinned chain, as for a guest that supplies everything."""
+        kind = VLEK if VLEK in supplied else VCEK
+        endorsement = supplied.get(kind)
+        wanted = [name for name in (CERT_CHAIN, CRL) if name not in supplied]
+        if endorsement is None or not wanted:
+            return {}
+        report = parse_report(evidence)
+        hint = supplied.get("product")
+        if hint is None:
+            hint = _product_name(endorsement)
+        try:
+            candidates = report_endorsements(report, hint)
+        except CollateralUnavailable:
+            return {}  # an unsigned report or a masked chip id: the verifier says which
+        if len(candidates) != 1 or candidates[0].kind != kind:
+            return {}
+        ref = candidates[0]
+        keys = {CERT_CHAIN: ref.cert_chain_key, CRL: ref.crl_key}
+        stored = await store.get_many([keys[name] for name in wanted])
+        found = await gather_all(
+            *(
+                self.fetcher.obtain(
+                    store, keys[name], stored.get(keys[name]), None, now, required=False
+                )
+                for name in wanted
+            )
+        )
+        return {name: items[0].body for name, items in zip(wanted, found, strict=True) if items}
 
     # --- fetching from AMD KDS --------------------------------------------------------------
 
@@ -125,6 +175,16 @@ def _next_update(crl: bytes) -> datetime | None:
         return x509.load_der_x509_crl(crl).next_update_utc
     except UNREADABLE as exc:
         raise CollateralInvalid(f"KDS crl: {exc}") from None
+
+
+def _product_name(endorsement: bytes) -> bytes | None:
+    """The productName of a VCEK/VLEK, as a ``product`` hint; None when it has none or does
+    not parse (the verifier reports that)."""
+    try:
+        name = load_endorsement(endorsement).product_name
+    except MalformedEvidence:
+        return None
+    return None if name is None else name.encode()
 
 
 def _key_type(ref: EndorsementRef) -> Literal["vcek", "vlek"]:

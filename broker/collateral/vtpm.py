@@ -21,14 +21,21 @@ if TYPE_CHECKING:  # the release flow's type, which imports this module
 
 class HardwareLookup:
     """A :data:`~broker.release.collateral.Lookup` for ``tee`` that delegates to ``inner``,
-    the lookup of the hardware report's own tee."""
+    the lookup of the hardware report's own tee; or, when the evidence's form carries the
+    report's endorsement (Trustee's ``az-snp-vtpm`` embeds the VCEK), to ``endorsed``, which
+    adds what the form lacks from the store: the product's ASK/ARK and CRL
+    (:meth:`~broker.collateral.snp.SnpLookup.product_documents`)."""
 
-    def __init__(self, tee: Tee, inner: Lookup) -> None:
+    def __init__(self, tee: Tee, inner: Lookup, endorsed: Lookup | None = None) -> None:
         self.tee = tee
         self.inner = inner
+        self.endorsed = endorsed
 
     async def __call__(
         self, db: Database, evidence: bytes, supplied: Mapping[str, bytes], now: datetime
     ) -> dict[str, bytes]:
         parsed = read_evidence(self.tee, evidence, supplied)
-        return await self.inner(db, parsed.hardware, {**parsed.collateral, **supplied}, now)
+        given = {**parsed.collateral, **supplied}
+        if parsed.collateral and self.endorsed is not None:
+            return await self.endorsed(db, parsed.hardware, given, now)
+        return await self.inner(db, parsed.hardware, given, now)

@@ -19,6 +19,10 @@ from broker.errors import MalformedEvidence, UnsupportedEvidence
 from broker.evidence.claims import Tee
 from broker.evidence.dcap.trustee import parse_sgx, parse_tdx
 from broker.evidence.snp.trustee import parse as parse_snp
+from broker.evidence.vtpm.trustee import TRUSTEE_TEES, is_trustee
+
+#: The paravisor vTPM tees, by their Trustee names.
+VTPM_TEES = {tee: name for name, tee in TRUSTEE_TEES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,16 @@ def to_native(tee: Tee, primary_evidence: Any) -> NativeEvidence:
         return NativeEvidence(tdx.quote, tdx.collateral())
     if tee is Tee.SGX:
         return NativeEvidence(parse_sgx(primary_evidence).quote, {})
+    if tee in VTPM_TEES:
+        # The vTPM verifiers read Trustee's forms themselves (docs/vtpm.md), from the JSON
+        # text; here only the form is told from keybroker's own bundle, which a KBS guest
+        # does not send.
+        if not isinstance(primary_evidence, dict) or not is_trustee(primary_evidence):
+            raise MalformedEvidence(
+                f"primary_evidence is not Trustee's {VTPM_TEES[tee]} evidence (an object "
+                "with version, tpm_quote and hcl_report)"
+            )
+        return NativeEvidence(fastjson.dumps(primary_evidence), {})
     raise UnsupportedEvidence(f"tee '{tee.value}' has no Trustee evidence form")
 
 

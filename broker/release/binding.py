@@ -21,6 +21,15 @@ Behind a vTPM (``snp-vtpm``, ``tdx-vtpm``, ``tpm``) the hardware report's REPORT
 paravisor's, so the guest binds through the TPM quote instead: its extraData (the qualifying
 data of TPM2_Quote) is the same digest, unpadded (48 bytes of SHA-384 or 64 of SHA-512, as
 Trustee's clients send it), or the 64-byte REPORT_DATA form.
+
+Through the KBS protocol a paravisor vTPM (``az-snp-vtpm``, ``az-tdx-vtpm``) binds as
+Trustee's attesters make it and its verifiers check it (guest-components
+``attester/src/az_{snp,tdx}_vtpm``, trustee ``deps/verifier/src/az_snp_vtpm``): the RCAR
+digest above, unpadded, is the quote's extraData byte for byte; v2 evidence also writes it,
+zero-padded to 64 bytes, into the runtime data's ``user-data``, which the verifier holds to
+the extraData (docs/vtpm.md), so one comparison binds both. Init-data is measured into the
+vTPM, not into a report field: the attester extends sha256 PCR8 once with its SHA-256
+digest, so PCR8 must be ``SHA-256(32 zero bytes || digest)``.
 """
 
 from __future__ import annotations
@@ -177,14 +186,19 @@ class RcarBinding:
             }
         )
         digest = RCAR_HASHES[self.hash_name](document).digest()
-        expected = digest + bytes(REPORT_DATA_BYTES - len(digest))
-        if claims.report_data is None or not hmac.compare_digest(claims.report_data, expected):
-            found = "none" if claims.report_data is None else f"{claims.report_data[:8].hex()}..."
-            raise BindingMismatch(
-                f"REPORT_DATA is not {self.hash_name} of JCS({{additional-evidence, nonce, "
-                f"tee-pubkey}}) for this session, zero-padded (found {found})"
-            )
         summary: dict[str, Any] = {"rule": "kbs-rcar", "hash": self.hash_name}
+        if claims.tee in EXTRA_DATA_TEES:
+            self._check_extra_data(claims, digest)
+            summary["field"] = "tpm.extra_data"
+        else:
+            expected = digest + bytes(REPORT_DATA_BYTES - len(digest))
+            found = claims.report_data
+            if found is None or not hmac.compare_digest(found, expected):
+                shown = "none" if found is None else f"{found[:8].hex()}..."
+                raise BindingMismatch(
+                    f"REPORT_DATA is not {self.hash_name} of JCS({{additional-evidence, nonce, "
+                    f"tee-pubkey}}) for this session, zero-padded (found {shown})"
+                )
         if self.additional_evidence:
             summary["additional_evidence_sha256"] = hashlib.sha256(
                 self.additional_evidence.encode("utf-8")
@@ -193,8 +207,21 @@ class RcarBinding:
             summary["init_data"] = self._check_init_data(claims, self.init_data)
         return summary
 
+    def _check_extra_data(self, claims: Claims, digest: bytes) -> None:
+        """The quote's extraData is ``digest`` exactly, as Trustee's verifier compares it
+        (no padding: the attester quotes the digest as it is)."""
+        found = _hex_claim(claims, "tpm.extra_data")
+        if found is None or not hmac.compare_digest(found, digest):
+            shown = "none" if found is None else f"{len(found)} bytes {found[:8].hex()}..."
+            raise BindingMismatch(
+                f"TPM quote extraData is not {self.hash_name} of JCS({{additional-evidence, "
+                f"nonce, tee-pubkey}}) for this session (found {shown})"
+            )
+
     @staticmethod
     def _check_init_data(claims: Claims, init_data: InitData) -> dict[str, str]:
+        if claims.tee in EXTRA_DATA_TEES:
+            return _check_init_data_pcr(claims, init_data)
         field = INIT_DATA_FIELDS.get(claims.tee)
         if field is None:
             raise BindingMismatch(f"tee {claims.tee.value} carries no init-data digest")
@@ -207,3 +234,41 @@ class RcarBinding:
                 f"digest {wanted[:8].hex()}... (padded or cut to {size} bytes)"
             )
         return {"algorithm": init_data.algorithm, "digest": init_data.digest.hex(), "field": name}
+
+
+#: The PCR a vTPM guest's attester extends with the init-data digest (Trustee's
+#: ``INITDATA_PCR``), and the bank.
+INIT_DATA_PCR = 8
+
+
+def _check_init_data_pcr(claims: Claims, init_data: InitData) -> dict[str, str]:
+    """sha256 PCR8 is the init-data digest extended once into its reset value: SHA-256(32
+    zero bytes || digest). The attester extends the sha256 bank, so the digest must be a
+    SHA-256 one."""
+    if init_data.algorithm != "sha256":
+        raise BindingMismatch(
+            f"init-data algorithm {init_data.algorithm}: a vTPM guest extends PCR"
+            f"{INIT_DATA_PCR} with a sha256 digest, so its init-data must name sha256"
+        )
+    wanted = hashlib.sha256(bytes(32) + init_data.digest).digest()
+    found = _hex_claim(claims, f"tpm.pcrs.sha256.{INIT_DATA_PCR}")
+    if found is None or not hmac.compare_digest(found, wanted):
+        shown = "not quoted" if found is None else f"{found[:8].hex()}..."
+        raise BindingMismatch(
+            f"sha256 PCR{INIT_DATA_PCR} {shown} is not the init-data digest extended once "
+            f"into its reset value ({wanted[:8].hex()}...)"
+        )
+    return {
+        "algorithm": init_data.algorithm,
+        "digest": init_data.digest.hex(),
+        "field": f"tpm.pcrs.sha256.{INIT_DATA_PCR}",
+    }
+
+
+def _hex_claim(claims: Claims, path: str) -> bytes | None:
+    """The bytes of a hex claim (the verifiers write them), None where there is none."""
+    try:
+        text = claims.lookup(path)
+    except KeyError:
+        return None
+    return bytes.fromhex(text) if isinstance(text, str) else None

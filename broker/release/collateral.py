@@ -58,6 +58,6 @@ def default_lookups(settings: Settings, http: httpx.AsyncClient) -> dict[Tee, Lo
         Tee.SNP: snp,
         Tee.TDX: dcap,
         Tee.SGX: dcap,
-        Tee.SNP_VTPM: HardwareLookup(Tee.SNP_VTPM, snp),
+        Tee.SNP_VTPM: HardwareLookup(Tee.SNP_VTPM, snp, snp.endorsed),
         Tee.TDX_VTPM: HardwareLookup(Tee.TDX_VTPM, dcap),
     }

@@ -176,8 +176,9 @@ class SimulatedPlatform:
     def _ak_exists(self) -> bool:
         return AZURE_AK_HANDLE in self.tools.handles("handles-persistent")
 
-    def runtime_data(self) -> bytes:
-        """The paravisor's runtime data naming the AK (``HCLAkPub``)."""
+    def runtime_data(self, user_data: bytes = bytes(64)) -> bytes:
+        """The paravisor's runtime data naming the AK (``HCLAkPub``), with the 64 bytes the
+        guest last wrote to NV index 0x01400002 as its ``user-data``."""
         numbers = self.ak().public_numbers()
         jwk = {
             "kid": "HCLAkPub",
@@ -186,17 +187,18 @@ class SimulatedPlatform:
             "e": _b64url(numbers.e),
             "n": _b64url(numbers.n),
         }
-        return runtime_data(jwk)
+        return runtime_data(jwk, user_data=user_data)
 
-    def azure_snp(self, kit: SnpKit) -> None:
-        """The paravisor of an SEV-SNP CVM: its HCL report into NV index 0x01400001."""
-        report = snp_hcl_report(kit, self.runtime_data())
+    def azure_snp(self, kit: SnpKit, user_data: bytes = bytes(64)) -> None:
+        """The paravisor of an SEV-SNP CVM: its HCL report into NV index 0x01400001 (Azure's
+        paravisor makes a new one when the guest writes ``user_data``)."""
+        report = snp_hcl_report(kit, self.runtime_data(user_data))
         self.tools.nv_write(AZURE_HCL_REPORT_INDEX, report, _NV_ATTRIBUTES)
 
-    def azure_tdx(self, kit: IntelKit) -> bytes:
+    def azure_tdx(self, kit: IntelKit, user_data: bytes = bytes(64)) -> bytes:
         """The paravisor of a TDX CVM: its HCL report into NV index 0x01400001; returns the
         TD quote of its TDREPORT (which Azure's guests get from the host's quoting service)."""
-        hcl, td_quote = tdx_evidence(kit, self.runtime_data())
+        hcl, td_quote = tdx_evidence(kit, self.runtime_data(user_data))
         self.tools.nv_write(AZURE_HCL_REPORT_INDEX, hcl, _NV_ATTRIBUTES)
         return td_quote
 

@@ -16,6 +16,7 @@ from keybroker_guest.errors import ExitStatus, GuestError, UsageError
 from keybroker_guest.evidence import TEES, EvidenceSource, default_kit, source_for
 from keybroker_guest.flow import BrokerKeyPin, fetch
 from keybroker_guest.output import write_secret
+from keybroker_guest.tdquote import IMDS_TD_QUOTE_URL
 from keybroker_guest.teekey import RSA_BITS
 from keybroker_guest.transport import (
     BrokerUrl,
@@ -69,6 +70,11 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, default=Path(".keybroker"))
     parser.add_argument("--rsa-bits", type=int, choices=RSA_BITS, default=3072)
     parser.add_argument("--out", type=Path, help="write the key here (mode 0600), not to stdout")
+    parser.add_argument(
+        "--td-quote-url",
+        default=IMDS_TD_QUOTE_URL,
+        help=f"tdx-vtpm: the host's TD quote service (default {IMDS_TD_QUOTE_URL}, Azure's)",
+    )
 
 
 def tls_trust(ca: Path | None, pins: Sequence[str]) -> TlsTrust:
@@ -96,7 +102,7 @@ def connect(url: BrokerUrl, trust: TlsTrust, wait: float, prog: str) -> Retrying
 
 def fetch_source(args: argparse.Namespace) -> EvidenceSource:
     kit = args.kit or default_kit(args.tee, args.state_dir)
-    return source_for(args.tee, args.simulate, kit)
+    return source_for(args.tee, args.simulate, kit, args.td_quote_url)
 
 
 def run_fetch(

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from keybroker_guest.configfs import TSM_REPORT_ROOT, ConfigfsError, TsmFilesystem, read_report
 from keybroker_guest.errors import UsageError
+from keybroker_guest.tdquote import IMDS_TD_QUOTE_URL
 from keybroker_guest.vtpm import VTPM_TEES, VtpmGuest
 
 #: Every tee the broker verifies.
@@ -26,7 +27,7 @@ TEES = ("snp", "tdx", "sgx", "nitro", *VTPM_TEES)
 HARDWARE_TEES = {"snp": "sev_guest", "tdx": "tdx_guest"}  # tee -> configfs-tsm provider
 #: The vTPMs a guest reads by itself: Azure's SNP paravisor and a GCE shielded VM. Behind
 #: Azure's TDX paravisor the TD quote comes from the host's quoting service, not the vTPM.
-HARDWARE_VTPM_TEES = ("snp-vtpm", "tpm")
+HARDWARE_VTPM_TEES = ("snp-vtpm", "tdx-vtpm", "tpm")
 #: The synthetic kit a simulated vTPM's platform is provisioned from, where it is not the
 #: tee's own: the paravisor's hardware report is signed by the SNP or Intel kit.
 KIT_OF = {"snp-vtpm": "snp", "tdx-vtpm": "tdx"}
@@ -74,18 +75,24 @@ def default_kit(tee: str, state_dir: Path) -> Path:
     return state_dir / "demo" / KIT_OF.get(tee, tee)
 
 
-def source_for(tee: str, simulate: bool = False, kit: Path | None = None) -> EvidenceSource:
-    """The evidence source for ``tee``: configfs-tsm, or with ``simulate`` the synthetic kit
-    saved in ``kit``. ``UsageError`` for what cannot be served here."""
+def source_for(
+    tee: str,
+    simulate: bool = False,
+    kit: Path | None = None,
+    td_quote_url: str = IMDS_TD_QUOTE_URL,
+) -> EvidenceSource:
+    """The evidence source for ``tee``: configfs-tsm or the vTPM (a TD's quote from the
+    service at ``td_quote_url``), or with ``simulate`` the synthetic kit saved in ``kit``.
+    ``UsageError`` for what cannot be served here."""
     if tee not in TEES:
         raise UsageError(f"tee {tee!r} is not one of {', '.join(TEES)}")
     if not simulate:
         if tee in HARDWARE_VTPM_TEES:
-            return VtpmGuest(tee)
+            return VtpmGuest(tee, td_quote_url=td_quote_url)
         if tee not in HARDWARE_TEES:
             raise UsageError(
                 f"--tee {tee} needs --simulate (configfs-tsm serves snp, tdx; the vTPM serves "
-                "snp-vtpm, tpm)"
+                "snp-vtpm, tdx-vtpm, tpm)"
             )
         return HardwareTsm(tee)
     if kit is None or not kit.is_dir():

@@ -6,8 +6,9 @@ data there), so the binding digest goes into the vTPM's quote as qualifying data
 
 * ``snp-vtpm``: the HCL report read from NV index 0x01400001 (the SNP report and the runtime
   data naming the AK), and a quote of the sha256 PCRs by the AK at 0x81000003;
-* ``tdx-vtpm``: the same, with the TD quote of the HCL report's TDREPORT, which the caller
-  supplies (on Azure the host's quoting service makes it);
+* ``tdx-vtpm``: the same, with the TD quote of the HCL report's TDREPORT, which Azure's host
+  makes (:mod:`keybroker_guest.tdquote`: the metadata service's ``/acc/tdquote``), or which
+  the caller supplies (the simulation);
 * ``tpm``: the quote by the AK and its certificate from NV index 0x01C10000 (GCE).
 
 The AK certificate of an Azure vTPM (NV index 0x01C101D0) is sent when the index exists.
@@ -22,6 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from keybroker_guest.tdquote import IMDS_TD_QUOTE_URL, fetch_td_quote, td_report_of
 from keybroker_guest.tpm2 import (
     AZURE_AK_CERT_INDEX,
     AZURE_AK_HANDLE,
@@ -48,19 +50,23 @@ class VtpmGuest:
     tools: Tpm2Tools = field(default_factory=Tpm2Tools)
     ak_handle: int = AZURE_AK_HANDLE
     td_quote: bytes | None = None
-    """``tdx-vtpm``: the TD quote of the HCL report's TDREPORT."""
+    """``tdx-vtpm``: the TD quote of the HCL report's TDREPORT; None asks the host's quote
+    service at ``td_quote_url`` for it."""
     collateral: dict[str, bytes] = field(default_factory=dict)
+    td_quote_url: str = IMDS_TD_QUOTE_URL
 
     def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
         if self.tee not in VTPM_TEES:
             raise ValueError(f"tee {self.tee} is not one of {', '.join(VTPM_TEES)}")
         bundle: dict[str, Any] = {}
         if self.tee != "tpm":
-            bundle["hcl_report"] = _b64(self.tools.nv_read(AZURE_HCL_REPORT_INDEX))
+            hcl = self.tools.nv_read(AZURE_HCL_REPORT_INDEX)
+            bundle["hcl_report"] = _b64(hcl)
         if self.tee == "tdx-vtpm":
-            if self.td_quote is None:
-                raise ValueError("tdx-vtpm needs the TD quote of the HCL report's TDREPORT")
-            bundle["td_quote"] = _b64(self.td_quote)
+            td_quote = self.td_quote
+            if td_quote is None:
+                td_quote = fetch_td_quote(td_report_of(hcl), self.td_quote_url)
+            bundle["td_quote"] = _b64(td_quote)
         quote = self.tools.quote(self.ak_handle, binding.digest or binding.report_data)
         bundle["tpm_quote"] = {
             "message": _b64(quote.message),

@@ -32,6 +32,9 @@ from broker.evidence.claims import Tee
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.simulate.intel import IntelKit
+from broker.simulate.snp import SnpKit
+from broker.simulate.swtpm import DEMO_PCRS
+from broker.simulate.vtpm import PARAVISOR_MEASUREMENT
 from broker.store.admin_tokens import Role
 from broker.store.collateral import CollateralStore
 from broker.timeutil import utcnow
@@ -48,6 +51,7 @@ from tests.integration.release_support import (
 from tests.integration.server import broker_options, serving
 from tests.kbs_client import openapi
 from tests.kbs_client.client import (
+    Guest,
     KbsClient,
     KbsError,
     SnpGuest,
@@ -55,7 +59,9 @@ from tests.kbs_client.client import (
     TeeKeyPair,
     open_jwe,
     protected_of,
+    runtime_digest,
 )
+from tests.kbs_client.vtpm import AzureVtpmGuest, init_data_pcr
 from tests.kbs_client.wire import ERROR_TYPE_PREFIX
 
 pytestmark = pytest.mark.integration
@@ -90,15 +96,17 @@ async def deployment(
     async with running_deployment(
         deployment_dir, softhsm, roots, kits, collateral_fetch=False
     ) as running:
-        await _import_intel_collateral(running)
+        await _import_collateral(running)
         yield running
 
 
-async def _import_intel_collateral(deployment: Deployment) -> None:
-    """The Intel kit's TDX collateral into the store, as ``keybroker collateral import``
-    would put it there (TdxEvidence carries no collateral)."""
+async def _import_collateral(deployment: Deployment) -> None:
+    """The Intel kit's TDX collateral and the AMD kit's ASK and ARK into the store, as
+    ``keybroker collateral import`` would put them there (TdxEvidence carries no
+    collateral; Trustee's vTPM evidence carries the VCEK alone)."""
     kit = IntelKit.load(deployment.kits["intel"])
     files = [(name, body) for name, body in kit.collateral(Tee.TDX, now=utcnow()).items()]
+    files.append(("cert_chain", SnpKit.load(deployment.kits["snp"]).collateral()["cert_chain"]))
     plan = plan_import(files, tee=None, kind=None, actor="test")
     assert not plan.refused, plan.refused
     await CollateralStore(deployment.db).put(plan.items)
@@ -315,17 +323,24 @@ async def test_an_attested_session_answers_its_token_again(deployment: Deploymen
         assert client.attest({"anything": "at all"}) == first
 
 
+async def _fetch_with_init_data(
+    deployment: Deployment, guest: Guest, key: TeeKeyPair, initdata: str, path: str
+) -> bytes:
+    """Attest ``guest`` with ``initdata`` and fetch ``path`` on the session."""
+    with _client(deployment) as client:
+        challenge = client.auth(guest.tee)
+        init = {"format": "toml", "body": initdata}
+        client.attest(client.attestation(challenge, guest, key, init_data=init))
+        return open_jwe(client.resource_answer(path).content, key.private)
+
+
 async def test_init_data_is_checked_against_host_data(deployment: Deployment) -> None:
     initdata = 'version = "0.1.0"\nalgorithm = "sha384"\n[data]\n"aa.toml" = "x"\n'
     digest = hashlib.sha384(initdata.encode()).digest()
     secret, path = _kbs_key(deployment, "kbs-initdata", snp_policy("kbs-initdata", SNP_ROOT))
-    with _client(deployment) as client:
-        challenge = client.auth("snp")
-        key = TeeKeyPair.generate()
-        guest = _snp(deployment, host_data=digest[:32])
-        init = {"format": "toml", "body": initdata}
-        client.attest(client.attestation(challenge, guest, key, init_data=init))
-        assert open_jwe(client.resource_answer(path).content, key.private) == secret
+    guest = _snp(deployment, host_data=digest[:32])
+    key = TeeKeyPair.generate()
+    assert await _fetch_with_init_data(deployment, guest, key, initdata, path) == secret
     record = await last_audit(deployment, "attest")
     assert record["binding"]["init_data"] == {
         "algorithm": "sha384",
@@ -353,6 +368,133 @@ async def test_a_kbs_token_is_not_a_native_release_token(deployment: Deployment)
         )
     assert answer.status_code == 401
     assert "EC tee key" in answer.json()["detail"]
+
+
+# --- Azure vTPM guests (az-snp-vtpm, az-tdx-vtpm) on swtpm -----------------------------------
+
+VTPM_TEES = {"az-snp-vtpm": "snp-vtpm", "az-tdx-vtpm": "tdx-vtpm"}
+VTPM_KITS = {"az-snp-vtpm": ("snp", SNP_ROOT), "az-tdx-vtpm": ("intel", INTEL_ROOT)}
+SHA384 = "sha384 of JCS({additional-evidence, nonce, tee-pubkey}) for this session"
+
+
+def _vtpm(deployment: Deployment, tee: str, **options: Any) -> AzureVtpmGuest:
+    kit = deployment.kits[VTPM_KITS[tee][0]]
+    return AzureVtpmGuest(kit, kit.parent / f"swtpm-{tee}", tee, **options)
+
+
+def _vtpm_policy(tee: str, name: str) -> dict[str, Any]:
+    """Admit the simulated paravisor's guests whose vTPM PCR0 and PCR4 are the demo boot's."""
+    canonical = VTPM_TEES[tee]
+    values = {f"tpm.pcrs.sha256.{pcr}": value.hex() for pcr, value in DEMO_PCRS.items()}
+    section: dict[str, Any] = {
+        "signer": {"roots": [VTPM_KITS[tee][1]]},
+        "reference_values": ["boot"],
+    }
+    if canonical == "snp-vtpm":
+        values["measurement"] = PARAVISOR_MEASUREMENT.hex()
+        section["require"] = [{"claim": "vmpl", "equals": 0}]
+    return {
+        "format": "keybroker-policy/1",
+        "name": name,
+        "version": 1,
+        "reference_values": {"boot": {"tee": canonical, "values": [values]}},
+        "admit": {canonical: section},
+    }
+
+
+def _other_digest() -> bytes:
+    """The binding of a challenge this broker never made."""
+    return hashlib.sha384(b"another challenge").digest()
+
+
+async def _vtpm_refusal(
+    deployment: Deployment, guest: AzureVtpmGuest, error: str, **attestation: Any
+) -> str:
+    """Attest ``guest`` over KBS, expect 401 and an attest record of ``error``; the detail
+    after the KBS prefix."""
+    with _client(deployment) as client:
+        challenge = client.auth(guest.tee)
+        body = client.attestation(challenge, guest, TeeKeyPair.generate(), **attestation)
+        with pytest.raises(KbsError) as caught:
+            client.attest(body)
+    detail = _refusal(caught.value, 401, "AttestationError")
+    record = await last_audit(deployment, "attest")
+    assert (record["error"]["type"], record["tee"]) == (error, VTPM_TEES[guest.tee])
+    prefix = "RCAR handshake Attest failed: "
+    assert detail.startswith(prefix), detail
+    return detail.removeprefix(prefix)
+
+
+@pytest.mark.parametrize("tee", ["az-snp-vtpm", "az-tdx-vtpm"])
+async def test_an_azure_vtpm_guest_fetches_its_key(deployment: Deployment, tee: str) -> None:
+    """The binding is the quote's extraData, and (v2) the runtime data's user-data."""
+    secret, path = _kbs_key(deployment, f"kbs-{tee}", _vtpm_policy(tee, f"kbs-{tee}"))
+    with _client(deployment) as client:
+        assert client.fetch(_vtpm(deployment, tee), path) == secret
+    attested = await last_audit(deployment, "attest")
+    assert (attested["decision"], attested["tee"]) == ("allow", VTPM_TEES[tee])
+    assert attested["protocol"] == "kbs"
+    assert attested["binding"] == {"rule": "kbs-rcar", "hash": "sha384", "field": "tpm.extra_data"}
+    assert attested["signer"]["origin"] == "infrastructure-provider"
+    released = await last_audit(deployment, "release")
+    assert (released["decision"], released["kbs_path"]) == ("allow", path)
+
+
+async def test_a_vtpm_quote_of_another_challenge_is_a_binding_mismatch(
+    deployment: Deployment,
+) -> None:
+    other = _other_digest()
+    guest = _vtpm(deployment, "az-snp-vtpm", bound=other)
+    detail = await _vtpm_refusal(deployment, guest, "binding-mismatch")
+    assert detail == (f"TPM quote extraData is not {SHA384} (found 48 bytes {other[:8].hex()}...)")
+
+
+async def test_the_padded_report_data_form_is_not_trustees_vtpm_binding(
+    deployment: Deployment,
+) -> None:
+    """Trustee's attester quotes the digest unpadded, and its verifier compares it exactly."""
+    with _client(deployment) as client:
+        challenge = client.auth("az-snp-vtpm")
+        key = TeeKeyPair.generate()
+        digest = runtime_digest("sha384", challenge.nonce, key.public, "")
+        guest = _vtpm(deployment, "az-snp-vtpm", bound=digest + bytes(16))
+        with pytest.raises(KbsError) as caught:
+            client.attest(client.attestation(challenge, guest, key))
+    detail = _refusal(caught.value, 401, "AttestationError")
+    assert detail.endswith(f"{SHA384} (found 64 bytes {digest[:8].hex()}...)")
+    assert (await last_audit(deployment, "attest"))["error"]["type"] == "binding-mismatch"
+
+
+async def test_v2_user_data_must_carry_what_the_quote_binds(deployment: Deployment) -> None:
+    """A quote of another challenge beside this challenge's user-data: the runtime data's
+    user-data and the extraData disagree, which v2 evidence may not."""
+    guest = _vtpm(deployment, "az-snp-vtpm", quote_data=_other_digest())
+    detail = await _vtpm_refusal(deployment, guest, "runtime-data-mismatch")
+    assert detail.startswith("runtime data user-data ")
+    assert f"!= the quote's extraData {_other_digest().hex()} zero-padded to 64 bytes" in detail
+
+
+async def test_vtpm_init_data_is_checked_against_pcr8(deployment: Deployment) -> None:
+    initdata = 'version = "0.1.0"\nalgorithm = "sha256"\n[data]\n"aa.toml" = "x"\n'
+    digest = hashlib.sha256(initdata.encode()).digest()
+    tee = "az-snp-vtpm"
+    secret, path = _kbs_key(deployment, "kbs-vtpm-initdata", _vtpm_policy(tee, "kbs-vtpm-init"))
+    guest = _vtpm(deployment, tee, init_data_digest=digest)
+    key = TeeKeyPair.generate()
+    assert await _fetch_with_init_data(deployment, guest, key, initdata, path) == secret
+    record = await last_audit(deployment, "attest")
+    assert record["binding"]["init_data"] == {
+        "algorithm": "sha256",
+        "digest": digest.hex(),
+        "field": "tpm.pcrs.sha256.8",
+    }
+    changed = {"format": "toml", "body": initdata + "# changed\n"}
+    detail = await _vtpm_refusal(deployment, guest, "binding-mismatch", init_data=changed)
+    wanted = init_data_pcr(hashlib.sha256(changed["body"].encode()).digest())
+    assert detail == (
+        f"sha256 PCR8 {init_data_pcr(digest)[:8].hex()}... is not the init-data digest "
+        f"extended once into its reset value ({wanted[:8].hex()}...)"
+    )
 
 
 # --- refusals ---------------------------------------------------------------------------------
@@ -489,7 +631,10 @@ async def test_no_session_and_no_token(deployment: Deployment) -> None:
 @pytest.mark.parametrize(
     ("tee", "message"),
     [
-        ("az-snp-vtpm", "tee az-snp-vtpm is not verified by this KBS (sgx, snp, tdx are)"),
+        (
+            "nvidia",
+            "tee nvidia is not verified by this KBS (az-snp-vtpm, az-tdx-vtpm, sgx, snp, tdx are)",
+        ),
         ("sev", "tee 'sev' is not a KBS TEE name"),
     ],
 )

@@ -24,8 +24,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from keybroker_guest.evidence import BindingInput
+from keybroker_guest.vtpm import VtpmGuest
 
 from broker.cli import main
+from broker.evidence.claims import Tee
 from broker.evidence.tpm.abi import Alg
 from broker.guest.client import GuestClient, tee_jwk
 from broker.localstate.postgres import LocalPostgres
@@ -34,10 +36,11 @@ from broker.release.binding import binding_digest, expected_report_data
 from broker.simulate.guests import SimulatedVtpm
 from broker.simulate.intel import IntelKit
 from broker.simulate.snp import SnpKit
-from broker.simulate.swtpm import DEMO_PCRS
+from broker.simulate.swtpm import DEMO_PCRS, SimulatedPlatform, swtpm
 from broker.simulate.tpm import AkAuthority, SoftwareAk
 from broker.simulate.vtpm import PARAVISOR_MEASUREMENT, tpm_quote_json
 from broker.timeutil import utcnow
+from tests.fakes.td_quote_service import TdQuoteService, serving
 from tests.integration.release_support import (
     Deployment,
     denied,
@@ -177,6 +180,54 @@ async def test_trustees_tee_names_are_aliases(deployment: Deployment) -> None:
     source = Renamed(guest(deployment, "snp-vtpm"), "az-snp-vtpm")
     assert await fetch(deployment, key, source) == secret
     assert (await last_audit(deployment, "attest"))["tee"] == "snp-vtpm"
+
+
+@dataclass
+class AzureTdAskingItsHost:
+    """A TDX CVM on swtpm whose guest side is the real one (``VtpmGuest``, no TD quote given):
+    it asks the quote service at ``url`` (the stand-in for Azure's ``/acc/tdquote``) for the
+    quote of the TDREPORT in its HCL report."""
+
+    kit_dir: Path
+    url: str
+    tee: str = "tdx-vtpm"
+
+    def produce(self, binding: BindingInput) -> tuple[bytes, dict[str, bytes]]:
+        with swtpm(self.kit_dir / "swtpm-quote-service") as tools:
+            platform = SimulatedPlatform(tools)
+            platform.boot()
+            intel = IntelKit.load(self.kit_dir)
+            platform.azure_tdx(intel)  # the HCL report; its quote is the service's to make
+            collateral = intel.collateral(Tee.TDX, now=utcnow())
+            vtpm = VtpmGuest(self.tee, tools, td_quote_url=self.url, collateral=collateral)
+            return vtpm.produce(binding)
+
+
+async def test_a_td_gets_its_quote_from_the_hosts_quote_service(deployment: Deployment) -> None:
+    key = "tdx-vtpm-imds"
+    secret = os.urandom(33)
+    seed(deployment, key, secret, vtpm_policy("tdx-vtpm", f"{key}-policy"))
+    kit = deployment.kits[KITS["tdx-vtpm"]]
+    service = TdQuoteService(IntelKit.load(kit))
+    with serving(service) as url:
+        assert await fetch(deployment, key, AzureTdAskingItsHost(kit, url)) == secret
+    assert len(service.requests) == 1
+    attested = await last_audit(deployment, "attest")
+    assert (attested["decision"], attested["tee"]) == ("allow", "tdx-vtpm")
+
+
+async def test_a_quote_of_another_tdreport_is_refused(deployment: Deployment) -> None:
+    """The service answers a quote over other REPORTDATA: it vouches for nothing here."""
+    kit = deployment.kits[KITS["tdx-vtpm"]]
+    other = IntelKit.load(kit).tdx_quote(bytes(64))
+    answer = json.dumps({"quote": base64.urlsafe_b64encode(other).decode()}).encode()
+    with serving(TdQuoteService(answer=answer)) as url:
+        await refused(
+            deployment,
+            AzureTdAskingItsHost(kit, url),
+            "runtime-data-mismatch",
+            "the HCL report and the quote answer different requests",
+        )
 
 
 # --- what must be refused, with the exact error --------------------------------------------------

@@ -3,8 +3,9 @@
 ``KbsClient`` keeps cookies the way reqwest's cookie store does (httpx's cookie jar: a cookie
 without a Path attribute belongs to the request's directory, ``/kbs/v0``); ``fetch`` follows
 the client's retry rule (a 401 from ``/resource`` redoes the whole handshake, 3 attempts in
-all). Evidence comes from a guest object whose ``primary_evidence(report_data)`` signs
-REPORT_DATA with a simulated vendor.
+all). Evidence comes from a guest object whose ``primary_evidence(runtime_digest)`` signs
+its binding with a simulated vendor: the client hands it the RCAR digest unpadded, as the
+reference client hands its attester.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class KbsError(Exception):
 class Guest(Protocol):
     tee: str
 
-    def primary_evidence(self, report_data: bytes) -> Any: ...
+    def primary_evidence(self, runtime_digest: bytes) -> Any: ...
 
 
 @dataclass
@@ -85,10 +86,18 @@ class TeeKeyPair:
         return cls(private, public)
 
 
-def report_data(hash_name: str, nonce: str, tee_pubkey: dict[str, str], additional: str) -> bytes:
-    """``H(JCS({"additional-evidence", "nonce", "tee-pubkey"}))`` zero-padded to 64 bytes."""
+def runtime_digest(
+    hash_name: str, nonce: str, tee_pubkey: dict[str, str], additional: str
+) -> bytes:
+    """``H(JCS({"additional-evidence", "nonce", "tee-pubkey"}))``, unpadded: what the client
+    hands its attester, which pads it to its report's field (SNP, TDX) or quotes it as it is
+    (a vTPM)."""
     document = {"additional-evidence": additional, "nonce": nonce, "tee-pubkey": tee_pubkey}
-    digest = _HASHES[hash_name](canonical(document)).digest()
+    return _HASHES[hash_name](canonical(document)).digest()
+
+
+def padded(digest: bytes) -> bytes:
+    """A digest as the SNP and TDX attesters put it into the 64-byte REPORT_DATA."""
     return digest + bytes(64 - len(digest))
 
 
@@ -165,7 +174,7 @@ class KbsClient:
         hash_name: str | None = None,
     ) -> dict[str, Any]:
         """The Attestation body, its evidence bound as the client binds it."""
-        bound = report_data(
+        bound = runtime_digest(
             hash_name or challenge.selected_hash(),
             challenge.nonce,
             key.public,
@@ -226,11 +235,13 @@ class SnpGuest:
     host_data: bytes = bytes(32)
     tee: str = "snp"
 
-    def primary_evidence(self, report_data: bytes) -> Any:
+    def primary_evidence(self, runtime_digest: bytes) -> Any:
         kit = SnpKit.load(self.kit_dir)
         raw = kit.sign(
             kit.report(
-                report_data=report_data, measurement=self.measurement, host_data=self.host_data
+                report_data=padded(runtime_digest),
+                measurement=self.measurement,
+                host_data=self.host_data,
             )
         )
         return snp_evidence(raw, _snp_certificates(kit))
@@ -254,9 +265,9 @@ class TdxGuest:
     mr_td: bytes
     tee: str = "tdx"
 
-    def primary_evidence(self, report_data: bytes) -> Any:
+    def primary_evidence(self, runtime_digest: bytes) -> Any:
         kit = IntelKit.load(self.kit_dir)
-        quote = kit.tdx_quote(report_data, mr_td=self.mr_td, td_attributes=TD_PRODUCTION)
+        quote = kit.tdx_quote(padded(runtime_digest), mr_td=self.mr_td, td_attributes=TD_PRODUCTION)
         return {"cc_eventlog": None, "quote": base64.b64encode(quote).decode()}
 
 

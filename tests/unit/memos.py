@@ -17,7 +17,9 @@ from broker.evidence.dcap.verify import clear_caches
 from broker.evidence.nitro.verify import _parse_der
 from broker.evidence.snp.endorsement import load_endorsement
 from broker.evidence.snp.verify import _parse_cert_chain, _parse_crls
+from broker.evidence.tpm.akcert import _certificates as _ak_certificates
 from broker.evidence.trust import DEFAULT_LINKS
+from broker.evidence.vtpm.runtime import AK_KEYS
 
 T = TypeVar("T")
 
@@ -41,6 +43,8 @@ def clear_evidence_memos() -> None:
     load_endorsement.clear()
     _parse_der.clear()
     intel_pcs._pck_platforms.clear()
+    _ak_certificates.clear()
+    AK_KEYS.clear()
 
 
 def assert_memos_change_nothing(

@@ -115,3 +115,52 @@ def test_nitro_carries_no_init_data() -> None:
     claims = _claims(Tee.NITRO, hashlib.sha384(document).digest() + bytes(16))
     with pytest.raises(BindingMismatch, match="tee nitro carries no init-data digest"):
         RcarBinding("sha384", "", init).check(claims, NONCE, KBS_JWK)
+
+
+# --- Trustee's KBS binding behind a vTPM: the quote's extraData and PCR8 ----------------------
+
+
+def _vtpm_claims(extra_data: bytes, pcr8: bytes = bytes(32)) -> Claims:
+    tpm = {"extra_data": extra_data.hex(), "pcrs": {"sha256": {"8": pcr8.hex()}}}
+    return _claims(Tee.SNP_VTPM, bytes(64), tpm=tpm)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hash_name", ["sha256", "sha384", "sha512"])
+def test_rcar_binds_a_vtpm_through_the_quotes_extra_data_unpadded(hash_name: str) -> None:
+    document = canonicalize({"additional-evidence": "", "nonce": NONCE, "tee-pubkey": KBS_JWK})
+    digest = getattr(hashlib, hash_name)(document).digest()
+    assert RcarBinding(hash_name, "").check(_vtpm_claims(digest), NONCE, KBS_JWK) == {
+        "rule": "kbs-rcar",
+        "hash": hash_name,
+        "field": "tpm.extra_data",
+    }
+    wanted = f"TPM quote extraData is not {hash_name} of JCS\\(\\{{additional-evidence, nonce"
+    padded = digest + bytes(64 - len(digest))
+    for found in (padded, hashlib.sha384(b"another challenge").digest()):
+        if found == digest:
+            continue
+        with pytest.raises(BindingMismatch, match=wanted) as caught:
+            RcarBinding(hash_name, "").check(_vtpm_claims(found), NONCE, KBS_JWK)
+        assert caught.value.detail.endswith(f"(found {len(found)} bytes {found[:8].hex()}...)")
+    # the hardware report's REPORT_DATA does not bind a vTPM guest, however it reads
+    report_data_bound = _claims(Tee.SNP_VTPM, padded, tpm={"extra_data": ""})  # type: ignore[arg-type]
+    with pytest.raises(BindingMismatch, match="found 0 bytes"):
+        RcarBinding(hash_name, "").check(report_data_bound, NONCE, KBS_JWK)
+
+
+def test_vtpm_init_data_is_pcr8_extended_once() -> None:
+    init = InitData.of("toml", 'algorithm = "sha256"\n')
+    document = canonicalize({"additional-evidence": "", "nonce": NONCE, "tee-pubkey": KBS_JWK})
+    digest = hashlib.sha384(document).digest()
+    pcr8 = hashlib.sha256(bytes(32) + init.digest).digest()
+    summary = RcarBinding("sha384", "", init).check(_vtpm_claims(digest, pcr8), NONCE, KBS_JWK)
+    assert summary["init_data"] == {
+        "algorithm": "sha256",
+        "digest": init.digest.hex(),
+        "field": "tpm.pcrs.sha256.8",
+    }
+    with pytest.raises(BindingMismatch, match=f"sha256 PCR8 {bytes(8).hex()}... is not the"):
+        RcarBinding("sha384", "", init).check(_vtpm_claims(digest), NONCE, KBS_JWK)
+    sha384 = InitData.of("toml", 'algorithm = "sha384"\n')
+    with pytest.raises(BindingMismatch, match="init-data algorithm sha384: a vTPM guest"):
+        RcarBinding("sha384", "", sha384).check(_vtpm_claims(digest, pcr8), NONCE, KBS_JWK)

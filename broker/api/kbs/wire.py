@@ -31,8 +31,8 @@ from broker.release.binding import RCAR_HASHES, InitData, RcarBinding
 PROTOCOL_VERSION = (0, 4, 0)
 #: kbs-types 0.18 ``Tee`` names, and the keybroker verifier behind each that has one.
 KBS_TEES: dict[str, Tee | None] = {
-    "az-snp-vtpm": None,
-    "az-tdx-vtpm": None,
+    "az-snp-vtpm": Tee.SNP_VTPM,
+    "az-tdx-vtpm": Tee.TDX_VTPM,
     "nvidia": None,
     "sgx": Tee.SGX,
     "snp": Tee.SNP,

@@ -108,6 +108,10 @@ def _b(value: bytes) -> bytes:
 # --- PCR selections ---------------------------------------------------------------------------
 
 
+#: The bits set in each byte value, lowest first: pcrSelect[i / 8] bit (i % 8) selects PCR i.
+_BITS = tuple(tuple(bit for bit in range(8) if value >> bit & 1) for value in range(256))
+
+
 @dataclass(frozen=True, slots=True)
 class PcrSelection:
     """TPMS_PCR_SELECTION: one bank and the PCRs selected in it, lowest first."""
@@ -133,12 +137,7 @@ class PcrSelection:
                 f"{reader.where}: {what}.sizeofSelect {size} > PCR_SELECT_MAX {PCR_SELECT_MAX}"
             )
         bitmap = reader.take(size, f"{what}.pcrSelect")
-        pcrs = tuple(
-            8 * index + bit
-            for index, byte in enumerate(bitmap)
-            for bit in range(8)
-            if byte >> bit & 1
-        )
+        pcrs = tuple(8 * index + bit for index, byte in enumerate(bitmap) for bit in _BITS[byte])
         return cls(hash_alg, pcrs, size)
 
     def to_bytes(self) -> bytes:

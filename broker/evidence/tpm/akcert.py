@@ -38,15 +38,24 @@ from broker.evidence.trust import (
     load_certificates,
     verify_chain,
 )
+from broker.lru import memoized
 
 #: Most certificates between an AK certificate and its root (Azure and GCE use one).
 MAX_INTERMEDIATES = 4
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+@memoized(256)
+def _certificates(data: bytes) -> tuple[x509.Certificate, ...]:
+    """:func:`load_certificates`, remembered by the exact bytes: a VM sends the same AK
+    certificate (and chain) with every quote, and a parsed certificate never changes. What
+    is checked of it (links, validity at ``now``, the key) is checked on every call."""
+    return tuple(load_certificates(data))
+
+
 def load_ak_certificate(data: bytes) -> x509.Certificate:
     """The one certificate of ``data`` (DER, zero padding after it tolerated, or PEM)."""
-    certificates = load_certificates(data)
+    certificates = _certificates(data)
     if len(certificates) != 1:
         raise MalformedEvidence(
             f"ak_cert holds {len(certificates)} certificates; it is the AK certificate alone "
@@ -57,7 +66,7 @@ def load_ak_certificate(data: bytes) -> x509.Certificate:
 
 def load_ak_chain(items: Sequence[bytes]) -> list[x509.Certificate]:
     """Every certificate of ``items``, each a DER certificate or a PEM bundle."""
-    return [cert for item in items for cert in load_certificates(item)]
+    return [cert for item in items for cert in _certificates(item)]
 
 
 def verify_ak_certificate(

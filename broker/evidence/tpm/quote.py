@@ -102,8 +102,11 @@ def spki_fingerprint(key: AkPublicKey) -> str:
     return hashlib.sha256(key.public_bytes(*_SPKI)).hexdigest()
 
 
-def verify_quotes(quotes: Sequence[Quote], ak: AkPublicKey) -> VerifiedQuotes:
-    """Verify every quote with ``ak`` (steps in the module docstring); raise otherwise."""
+def verify_quotes(
+    quotes: Sequence[Quote], ak: AkPublicKey, ak_fingerprint: str | None = None
+) -> VerifiedQuotes:
+    """Verify every quote with ``ak`` (steps in the module docstring); raise otherwise.
+    ``ak_fingerprint`` is :func:`spki_fingerprint` of ``ak`` where the caller has it."""
     if not quotes:
         raise MalformedEvidence("the evidence holds no TPM quote")
     pcrs: dict[int, dict[int, bytes]] = {}
@@ -124,7 +127,8 @@ def verify_quotes(quotes: Sequence[Quote], ak: AkPublicKey) -> VerifiedQuotes:
                 f"{attest.extra_data.hex()}); one attestation answers one challenge"
             )
     main = next((a for a in attests if Alg.SHA256 in _banks(a)), first)
-    return VerifiedQuotes(main, pcrs, spki_fingerprint(ak))
+    fingerprint = spki_fingerprint(ak) if ak_fingerprint is None else ak_fingerprint
+    return VerifiedQuotes(main, pcrs, fingerprint)
 
 
 def verify_quote(

@@ -65,9 +65,10 @@ def verify_tpm(
     now: datetime,
     extra_roots: Sequence[TrustedRoot] = (),
     links: LinkCache = DEFAULT_LINKS,
+    ak_fingerprint: str | None = None,
 ) -> VerifiedTpm:
-    """Steps 1-3 of the module docstring."""
-    verified = verify_quotes(quotes, ak)
+    """Steps 1-3 of the module docstring (``ak_fingerprint``: see ``verify_quotes``)."""
+    verified = verify_quotes(quotes, ak, ak_fingerprint)
     if Alg.SHA256 not in verified.pcrs:
         banks = ", ".join(alg_name(bank) for bank in verified.pcrs) or "none"
         raise UnsupportedEvidence(

@@ -9,12 +9,15 @@ index 0x01400002, in hex (zeros unless it did).
 
 The bytes are hashed exactly as given (REPORT_DATA binds them, not a re-encoding); the JSON
 is then read with duplicate members refused, since two readers must not see two documents.
+
+A VM's AK is the same in every attestation it makes, while its runtime data is not (Trustee's
+v2 clients write the binding into ``user-data``), so the AK's public key is remembered by its
+JWK members' exact text (:data:`AK_KEYS`), with its SPKI fingerprint: decoding the modulus
+and building the key is then paid once per VM, not per quote.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +25,18 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from broker.errors import MalformedEvidence, UnsupportedEvidence
-from broker.evidence.tpm.evidence import load_json
-from broker.evidence.tpm.quote import AkPublicKey
+from broker.evidence.tpm.evidence import load_json, padded_base64
+from broker.evidence.tpm.quote import AkPublicKey, spki_fingerprint
+from broker.lru import Lru
 
 AK_KID = "HCLAkPub"
 USER_DATA = "user-data"
 USER_DATA_SIZE = 64
 _CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
+#: The members of a JWK that make its public key (RFC 7518 §6.2, §6.3).
+_KEY_MEMBERS = ("kty", "crv", "n", "e", "x", "y")
+#: AKs met so far, by the exact text of their JWK's key members: (key, SPKI fingerprint).
+AK_KEYS: Lru[tuple[object, ...], tuple[AkPublicKey, str]] = Lru(1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,11 @@ class RuntimeData:
 
     def ak(self) -> AkPublicKey:
         """The public key of ``keys[kid=HCLAkPub]``: the vTPM's attestation key."""
+        return self.ak_and_fingerprint()[0]
+
+    def ak_and_fingerprint(self) -> tuple[AkPublicKey, str]:
+        """:meth:`ak` and the SHA-256 of its DER SubjectPublicKeyInfo, remembered by the
+        JWK's key members (module docstring)."""
         keys = self.document.get("keys")
         if not isinstance(keys, list):
             raise MalformedEvidence("runtime data: 'keys' is not a list of JWKs")
@@ -47,7 +60,15 @@ class RuntimeData:
             raise MalformedEvidence(
                 f"runtime data: 'keys' holds {len(found)} JWKs with kid {AK_KID}, not one"
             )
-        return jwk_public_key(found[0], f"runtime data keys[kid={AK_KID}]")
+        jwk = found[0]
+        remembered = tuple(jwk.get(name) for name in _KEY_MEMBERS)
+        loaded = AK_KEYS.get(remembered)
+        if loaded is None:
+            key = jwk_public_key(jwk, f"runtime data keys[kid={AK_KID}]")
+            loaded = (key, spki_fingerprint(key))
+            if all(value is None or isinstance(value, str) for value in remembered):
+                AK_KEYS.put(remembered, loaded)
+        return loaded
 
     def user_data(self) -> bytes | None:
         """The ``user-data`` bytes, or None when the runtime data has none."""
@@ -95,9 +116,7 @@ def _b64url_int(value: Any, where: str) -> int:
     if not isinstance(value, str) or not value:
         raise MalformedEvidence(f"{where} is not a base64url string")
     try:
-        if "+" in value or "/" in value:  # standard base64's letters: not base64url
-            raise binascii.Error
-        raw = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
+        raw = padded_base64(value + "=" * (-len(value) % 4), urlsafe=True)
+    except ValueError:
         raise MalformedEvidence(f"{where} is not base64url") from None
     return int.from_bytes(raw, "big")

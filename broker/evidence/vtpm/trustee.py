@@ -21,15 +21,13 @@ quote selects them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from typing import Any
 
 from broker.errors import MalformedEvidence, UnsupportedEvidence
 from broker.evidence.claims import Tee
 from broker.evidence.tpm.abi import Alg, QuoteInfo, Signature, parse_attest
-from broker.evidence.tpm.evidence import TpmEvidence, optional, required
+from broker.evidence.tpm.evidence import TpmEvidence, optional, padded_base64, required
 from broker.evidence.tpm.quote import Quote
 from broker.evidence.vtpm.evidence import VtpmEvidence
 from broker.evidence.vtpm.hcl import parse_hcl_report
@@ -103,7 +101,7 @@ def trustee_quote(document: Mapping[str, Any], where: str) -> Quote:
     values = document.get("pcrs")
     if not isinstance(values, list):
         raise MalformedEvidence(f"{where}.pcrs is not a list")
-    pcrs = [_bytes(value, f"{where}.pcrs[{index}]") for index, value in enumerate(values)]
+    pcrs = _pcr_values(values, where)
     # The values are those of the PCRs the quote selects, in its order: read the selection.
     attest = parse_attest(message)
     info = attest.attested
@@ -124,6 +122,15 @@ def trustee_quote(document: Mapping[str, Any], where: str) -> Quote:
         {Alg.SHA256: dict(zip(selected, pcrs, strict=True))},
         parsed=attest,
     )
+
+
+def _pcr_values(values: list[Any], where: str) -> list[bytes]:
+    """The listed PCR values: hex text (v1, v2), read in one pass when every one is, or
+    arrays of byte values (v0), each with its own error."""
+    try:
+        return [bytes.fromhex(value) for value in values]
+    except (TypeError, ValueError):
+        return [_bytes(value, f"{where}.pcrs[{index}]") for index, value in enumerate(values)]
 
 
 def _trustee_name(tee: Tee) -> str:
@@ -151,8 +158,6 @@ def _byte_array(value: Any, where: str) -> bytes:
 def _b64url(text: str, where: str) -> bytes:
     """URL-safe base64 with padding (serde_with ``Base64<UrlSafe>``)."""
     try:
-        if "+" in text or "/" in text:  # standard base64's letters: not base64url
-            raise binascii.Error
-        return base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
-    except (binascii.Error, UnicodeEncodeError):
+        return padded_base64(text, urlsafe=True)
+    except ValueError:
         raise MalformedEvidence(f"{where} is not padded base64url") from None

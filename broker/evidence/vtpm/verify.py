@@ -82,7 +82,8 @@ def read_evidence(tee: Tee, data: bytes, collateral: Mapping[str, bytes]) -> Vtp
             evidence = trustee.parse_trustee(document, tee)
         else:
             evidence = bundle.from_bundle(tee, document)
-    return dataclasses.replace(evidence, tpm=with_collateral(evidence.tpm, collateral))
+    tpm = with_collateral(evidence.tpm, collateral)
+    return evidence if tpm is evidence.tpm else dataclasses.replace(evidence, tpm=tpm)
 
 
 def check_hcl(hcl: HclReport, tee: Tee) -> None:
@@ -152,14 +153,16 @@ def verify_tpm_part(
 ) -> VerifiedTpm:
     """Steps 4 and 5."""
     tpm = evidence.tpm
+    ak, fingerprint = runtime.ak_and_fingerprint()
     verified = verify_tpm(
         tpm.quotes,
-        runtime.ak(),
+        ak,
         ak_cert=tpm.ak_cert,
         ak_chain=tpm.ak_chain,
         event_log=tpm.event_log,
         now=now,
         extra_roots=extra_roots,
+        ak_fingerprint=fingerprint,
     )
     check_user_data(evidence, runtime, verified)
     return verified

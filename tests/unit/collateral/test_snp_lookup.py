@@ -140,6 +140,28 @@ async def test_kds_crl_that_does_not_parse_is_unavailable_not_stored(
     assert crl_key(Product.MILAN) not in store.items
 
 
+async def test_an_endorsement_that_came_with_the_evidence_gets_its_stored_chain_and_crl(
+    kit: SnpKit, kit_crl: bytes, vendor: FakeVendor, http: httpx.AsyncClient
+) -> None:
+    """Trustee's vTPM evidence embeds the VCEK alone: the product's ASK/ARK and CRL come from
+    the store, never from KDS (with fetching on), and what is supplied is not looked up."""
+    evidence = kit.sign(kit.report())
+    vcek = {"vcek": kit.vcek.public_bytes(Encoding.DER)}
+    lookup = _lookup(http)
+    assert await lookup.product_documents(MemoryStore(), evidence, vcek, NOW) == {}
+    plan = plan_import(
+        [("chain.pem", kit.cert_chain()), ("ark.crl", kit_crl)], tee="snp", kind=None, actor="t"
+    )
+    store = MemoryStore(plan.items)
+    found = await lookup.product_documents(store, evidence, vcek, NOW)
+    assert found == {"cert_chain": kit.cert_chain(), "crl": kit_crl}
+    _verify(kit, evidence, {**vcek, **found})
+    supplied = {**vcek, "cert_chain": b"the guest's own"}
+    assert await lookup.product_documents(store, evidence, supplied, NOW) == {"crl": kit_crl}
+    assert await lookup.product_documents(store, evidence, {}, NOW) == {}  # no endorsement
+    assert not vendor.requests
+
+
 async def test_fetching_off_uses_only_the_store(kit: SnpKit, http: httpx.AsyncClient) -> None:
     evidence = kit.sign(kit.report())
     lookup = _lookup(http, fetch=False)

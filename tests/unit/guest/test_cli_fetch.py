@@ -169,17 +169,12 @@ def test_no_vtpm_exits_5(
         (
             ["--tee", "sgx"],
             "--tee sgx needs --simulate (configfs-tsm serves snp, tdx; the vTPM serves "
-            "snp-vtpm, tpm)",
+            "snp-vtpm, tdx-vtpm, tpm)",
         ),
         (
             ["--tee", "nitro"],
             "--tee nitro needs --simulate (configfs-tsm serves snp, tdx; the vTPM serves "
-            "snp-vtpm, tpm)",
-        ),
-        (
-            ["--tee", "tdx-vtpm"],
-            "--tee tdx-vtpm needs --simulate (configfs-tsm serves snp, tdx; the vTPM serves "
-            "snp-vtpm, tpm)",
+            "snp-vtpm, tdx-vtpm, tpm)",
         ),
         (
             ["--tee", "snp", "--simulate", "--kit", "/nonexistent/kit"],

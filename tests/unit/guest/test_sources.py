@@ -193,8 +193,12 @@ def test_a_simulated_vtpm_is_provisioned_from_its_hardware_kit(
     assert (source.tee, source.kit_dir) == (tee, tmp_path / "demo" / kit)
 
 
-@pytest.mark.parametrize("tee", ["snp-vtpm", "tpm"])
+@pytest.mark.parametrize("tee", ["snp-vtpm", "tdx-vtpm", "tpm"])
 def test_a_real_vtpm_guest_reads_its_vtpm(tee: str) -> None:
     source = source_for(tee)
     assert isinstance(source, VtpmGuest)
     assert (source.tee, source.tools.tcti) == (tee, None)
+    assert source.td_quote_url == "http://169.254.169.254/acc/tdquote"
+    elsewhere = source_for(tee, td_quote_url="http://quotes.test/acc/tdquote")
+    assert isinstance(elsewhere, VtpmGuest)
+    assert elsewhere.td_quote_url == "http://quotes.test/acc/tdquote"

@@ -117,3 +117,18 @@ def test_dispatch_per_tee() -> None:
         to_native(Tee.NITRO, {})
     with pytest.raises(MalformedEvidence, match="SnpEvidence must be a JSON object"):
         to_native(Tee.SNP, "report")
+
+
+def test_vtpm_evidence_goes_to_its_verifier_as_trustees_json() -> None:
+    """The vTPM verifiers read Trustee's forms themselves; the KBS adapter hands them the
+    JSON, and only Trustee's (not keybroker's own bundle, which a KBS guest does not send)."""
+    v2 = VECTORS / "azure-vtpm" / "trustee-az-snp-vtpm" / "evidence-v2.json"
+    document = json.loads(v2.read_bytes())
+    native = to_native(Tee.SNP_VTPM, document)
+    assert (json.loads(native.evidence), native.collateral) == (document, {})
+    bundle = {"hcl_report": document["hcl_report"], "tpm_quote": document["tpm_quote"]}
+    message = r"primary_evidence is not Trustee's az-tdx-vtpm evidence \(an object with version"
+    with pytest.raises(MalformedEvidence, match=message):
+        to_native(Tee.TDX_VTPM, bundle)
+    with pytest.raises(MalformedEvidence, match="not Trustee's az-snp-vtpm evidence"):
+        to_native(Tee.SNP_VTPM, [document])
