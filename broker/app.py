@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker.admin.service import AdminService
+from broker.admin.service import AdminService, destroy_due_keys, destroy_expired_wrapping_keys
 from broker.api import admin, guest, health, kbs, kms, openapi, routing
 from broker.api.headers import request_id
 from broker.api.lean import GuestRoutes
@@ -74,6 +74,7 @@ def create_app(
             account=settings.kms_account_id,
         )
         purger = asyncio.create_task(_purge_expired_challenges(app.state.runtime))
+        shredder = asyncio.create_task(_destroy_due_keys(app.state.runtime))
         unauthenticated = app.state.release.unauthenticated
         flusher = asyncio.create_task(unauthenticated.run())
         log.info("broker_started", host=settings.host, port=settings.port)
@@ -82,9 +83,10 @@ def create_app(
             # the server keeps for this lifespan.
             yield {STATE_KEY: admission}
         finally:
-            purger.cancel()
-            with suppress(asyncio.CancelledError):
-                await purger
+            for task in (purger, shredder):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             # The last window's aggregate records, before the database goes.
             unauthenticated.stop()
             try:
@@ -125,6 +127,9 @@ def create_app(
 
 
 PURGE_INTERVAL_SECONDS = 300.0
+#: How often a broker looks for keys whose deletion came due: a key outlives its
+#: destroy_after by at most this (plus the time the database is unavailable).
+DELETION_SWEEP_SECONDS = 60.0
 #: How long shutdown waits for the last aggregate records of unrecognised requests.
 SHUTDOWN_FLUSH_SECONDS = 15.0
 
@@ -143,6 +148,23 @@ async def _purge_expired_challenges(runtime: Runtime) -> None:
         except KeybrokerError as exc:  # the database being down is reported by /readyz
             log.warning("challenges_purge_failed", error=exc.type)
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+async def _destroy_due_keys(runtime: Runtime) -> None:
+    """Destroy the keys whose scheduled deletion came due and the import wrapping keys that
+    expired (every minute; every broker process runs this, and each is destroyed once)."""
+    while True:
+        try:
+            now = utcnow()
+            destroyed = await destroy_due_keys(runtime.db, now)
+            if destroyed:
+                log.info("keys_destroyed", keys=destroyed)
+            expired = await destroy_expired_wrapping_keys(runtime.db, runtime.custody, now)
+            if expired:
+                log.info("import_wrapping_keys_destroyed", wrapping_keys=expired)
+        except KeybrokerError as exc:
+            log.warning("key_destruction_failed", error=exc.type)
+        await asyncio.sleep(DELETION_SWEEP_SECONDS)
 
 
 async def _keybroker_error(request: Request, exc: Exception) -> Response:

@@ -462,6 +462,13 @@ class SecretLengthInvalid(HsmError):
     outcome = "deny"  # what the caller asked for (400)
 
 
+class WrappedKeyInvalid(HsmError):
+    """Key material to import (BYOK) does not open under the wrapping key it names."""
+
+    type = "wrapped-key-invalid"
+    outcome = "deny"  # what the caller sent (400)
+
+
 # --- Infrastructure (fail closed: 503) ------------------------------------------------------
 
 

@@ -610,8 +610,8 @@ class ReleaseService:
             if context is None:
                 raise KeyNotFound(f"no key named {key_name}")
             body["key"] = {"name": context.name, "version": context.version}
-            if context.state != "active":
-                raise KeyDisabled(f"key {key_name} is disabled")
+            if context.state != "active":  # disabled, pending deletion or destroyed
+                raise KeyDisabled(f"key {key_name} is {context.state.replace('-', ' ')}")
             if context.policy is None:
                 raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
             take = judge(await self.bound_policy(context.policy), now, body)

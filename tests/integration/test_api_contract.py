@@ -32,6 +32,10 @@ pytestmark = pytest.mark.integration
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 ADMIN_PATHS = "^/v1/admin/"
+# Retiring destroys a KEK on the token once this broker's database holds nothing sealed
+# under it; the token is the session's, and other modules' databases may (docs/operations.md:
+# one database per token). tests/integration/test_kek_lifecycle.py retires only its own KEKs.
+NOT_ON_A_SHARED_TOKEN = "/retire$"
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +103,8 @@ def runs(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> di
             workdir / role.value,
             "--include-path-regex",
             ADMIN_PATHS,
+            "--exclude-path-regex",
+            NOT_ON_A_SHARED_TOKEN,
             "--header",
             f"Authorization: Bearer {token[role]}",
         )
@@ -134,7 +140,8 @@ def test_schemathesis_finds_nothing_on_the_admin_endpoints_for_each_role(
     runs: dict[str, Run], role: Role
 ) -> None:
     report = _clean(runs[role.value])
-    assert re.search(r"Tested: 23\b", report), report  # every admin operation
+    # Every admin operation but the KEK retirement (NOT_ON_A_SHARED_TOKEN).
+    assert re.search(r"Tested: 31\b", report), report
     # A run whose token stopped working would pass on 401s alone.
     assert "401 Unauthorized (" not in report, report
     stateful = re.search(r"Scenarios:\s+(\d+)", report)  # the stateful phase ran

@@ -693,6 +693,9 @@ ADMIN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
         Role.POLICY_AUTHOR,
     ),
     ("PUT", "/v1/admin/keys/authz-key/policy", {"policy": "authz-policy"}, Role.POLICY_AUTHOR),
+    ("GET", "/v1/admin/keys/authz-key", None, Role.AUDITOR),
+    ("PUT", "/v1/admin/keys/authz-key/deletion", {"pending_days": 7}, Role.KEY_CUSTODIAN),
+    ("DELETE", "/v1/admin/keys/authz-key/deletion", None, Role.KEY_CUSTODIAN),
     ("GET", "/v1/admin/policies", None, Role.POLICY_AUTHOR),
     ("GET", "/v1/admin/policies/authz-policy", None, Role.AUDITOR),
     ("POST", "/v1/admin/kek/rotate", None, Role.KEY_CUSTODIAN),
@@ -706,6 +709,7 @@ ADMIN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
 # Roles that may also read, so they are not "wrong" for these endpoints.
 READERS = {
     "/v1/admin/keys": set(Role),
+    "/v1/admin/keys/authz-key": set(Role),
     "/v1/admin/policies": {Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN, Role.KEY_CUSTODIAN},
     "/v1/admin/policies/authz-policy": {
         Role.POLICY_AUTHOR,

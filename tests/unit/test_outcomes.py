@@ -70,6 +70,7 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.KekNotFound: ERROR,
     errors.PublicKeyInvalid: DENY,  # the tee key the caller sent (400)
     errors.SecretLengthInvalid: DENY,  # the length the caller asked for (400)
+    errors.WrappedKeyInvalid: DENY,  # the key material the caller sent (400)
     errors.Unavailable: ERROR,
     errors.DatabaseUnavailable: ERROR,
     errors.HsmUnavailable: ERROR,

@@ -20,6 +20,7 @@ EXAMPLE_PARAMETERS = {
     "name": "disk-key",
     "token_id": "0123456789abcdef",
     "access_key_id": "KBABCDEFGHIJKLMNOPQR",
+    "version": "1",
 }
 UNEXPECTED = ("GET", "PUT", "POST", "DELETE", "PATCH", "TRACE")
 
