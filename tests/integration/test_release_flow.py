@@ -699,6 +699,10 @@ ADMIN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("GET", "/v1/admin/policies", None, Role.POLICY_AUTHOR),
     ("GET", "/v1/admin/policies/authz-policy", None, Role.AUDITOR),
     ("POST", "/v1/admin/kek/rotate", None, Role.KEY_CUSTODIAN),
+    ("GET", "/v1/admin/kek", None, Role.AUDITOR),
+    ("POST", "/v1/admin/kek/rewrap", None, Role.KEY_CUSTODIAN),
+    ("POST", "/v1/admin/import-wrapping-keys", {}, Role.KEY_CUSTODIAN),
+    ("GET", "/v1/admin/whoami", None, Role.AUDITOR),
     ("GET", "/v1/admin/audit", None, Role.AUDITOR),
     ("GET", "/v1/admin/audit/verify", None, Role.AUDITOR),
     ("POST", "/v1/admin/tokens", {"name": "ops", "role": "auditor"}, Role.ADMIN),
@@ -710,6 +714,8 @@ ADMIN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
 READERS = {
     "/v1/admin/keys": set(Role),
     "/v1/admin/keys/authz-key": set(Role),
+    "/v1/admin/kek": set(Role),
+    "/v1/admin/whoami": set(Role),
     "/v1/admin/policies": {Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN, Role.KEY_CUSTODIAN},
     "/v1/admin/policies/authz-policy": {
         Role.POLICY_AUTHOR,
