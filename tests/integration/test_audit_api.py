@@ -107,14 +107,15 @@ def test_pages_follow_the_sequence_to_the_end(deployment: Deployment) -> None:
 @pytest.mark.parametrize(
     ("params", "detail"),
     [
-        ({"outcome": "maybe"}, "outcome must be one of allow, deny, error, ok"),
-        (
-            {"since": "yesterday"},
-            "query parameter since must be ISO 8601 with a zone, or unix seconds",
-        ),
-        ({"until": "2026-01-01T00:00:00"}, "query parameter until must be ISO 8601 with a zone"),
+        ({"outcome": "maybe"}, "query parameter outcome is not one of allow, deny, error, ok"),
+        ({"since": "yesterday"}, "query parameter since must be an RFC 3339 date-time, or unix"),
+        ({"until": "2026-01-01T00:00:00"}, "query parameter until must be an RFC 3339 date-time"),
+        ({"since": "1.5"}, "query parameter since must be an RFC 3339 date-time"),
+        ({"actor": "a\x00b"}, "query parameter actor is not 1 to 256 printable ASCII characters"),
+        ({"request_id": "XYZ"}, "query parameter request_id is not 16 lowercase hex digits"),
+        ({"kind": "Release"}, "query parameter kind is not a record kind"),
         ({"after": str(2**63)}, f"query parameter after must be at most {2**63 - 1}"),
-        ({"key": "k" * 257}, "query parameter key must be 1 to 256 characters"),
+        ({"key": "K"}, "key name 'K' is not allowed"),
         ({"after": "-1"}, "query parameter after must be a non-negative integer"),
     ],
 )

@@ -160,8 +160,11 @@ async def test_material_that_does_not_open_is_refused(
 
 
 async def test_an_expired_wrapping_key_is_destroyed_and_refused(
-    deployment: Deployment, custody: Custody, tmp_path: Path
+    deployment: Deployment, tmp_path: Path
 ) -> None:
+    # The broker's own custody: another one in this process would share the token's login
+    # with it, which the broker's shutdown ends (PKCS#11 login state is per application).
+    custody: Custody = deployment.app.state.runtime.custody
     key = _wrapping_key(deployment, valid_hours=1)
     material = wrap_with_openssl(tmp_path / "work", key["public_key"], os.urandom(32))
     assert key["id"] not in await destroy_expired_wrapping_keys(deployment.db, custody, utcnow())
