@@ -376,6 +376,17 @@ class KeyDisabled(KeybrokerError):
     outcome = "deny"
 
 
+class KeyPendingDeletion(KeyDisabled):
+    """The key is scheduled for destruction (docs/operations.md, "Deleting a key"): refused
+    as a disabled key is, under the same problem type; the KMS endpoint names the state as
+    AWS KMS does (``KMSInvalidStateException``)."""
+
+
+class KeyDestroyed(KeyDisabled):
+    """The key's sealed blobs were destroyed: nothing can ever unwrap it again. Refused as a
+    disabled key is; over KMS it no longer exists (``NotFoundException``), as for AWS KMS."""
+
+
 class ExposureRefused(KeybrokerError):
     """The release would put the key's secret where its exposure setting forbids: a KBS
     (JWE) answer for a key that is ``hsm-only`` (``hsm/jwe.py``)."""

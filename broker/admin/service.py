@@ -14,6 +14,7 @@ credentials, who could act with every role anyway (docs/architecture.md §9).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 from collections import Counter
@@ -215,6 +216,17 @@ class AdminService:
         async with self.db.transaction() as conn:
             await _audit_in(conn, principal.actor, action, key_name, details)
 
+    async def _check_kek_kept(self, conn: asyncpg.Connection, sealed: WrappedSecret) -> None:
+        """Before storing ``sealed`` in ``conn``'s transaction: its KEK is still on the
+        token. A retirement takes the rotation lock exclusively, so under this shared hold
+        the KEK is either still there (and the retirement will see the new row and refuse)
+        or gone."""
+        await kek.lock_rotation_shared(conn)
+        with hsm_errors():
+            present = await asyncio.to_thread(self.custody.has_kek, sealed.kek_label)
+        if not present:
+            raise Conflict(f"{sealed.kek_label} was retired meanwhile; try again")
+
     # --- keys ------------------------------------------------------------------------------
 
     async def create_key(
@@ -262,13 +274,7 @@ class AdminService:
                 length = generate_length or 0
                 wrapped = await asyncio.to_thread(self.custody.generate_secret, length)
         async with self.db.transaction() as conn:
-            # A retirement takes this lock exclusively: under it, the KEK is either still on
-            # the token (and the retirement will see this version and refuse) or gone.
-            await kek.lock_rotation_shared(conn)
-            with hsm_errors():
-                present = await asyncio.to_thread(self.custody.has_kek, wrapped.kek_label)
-            if not present:
-                raise Conflict(f"{wrapped.kek_label} was retired meanwhile; try again")
+            await self._check_kek_kept(conn, wrapped)
             info = await keys.insert_key_version(conn, name, wrapped, principal.actor)
         await self._audit(
             principal,
@@ -365,9 +371,18 @@ class AdminService:
         info = await keys.latest_key(self.db, name)
         return {
             **info.to_json(),
+            "kms_alias": await self._kms_alias(info),
             "versions": [v.to_json() for v in await keys.versions(self.db, name)],
             "deletion": await keys.deletion(self.db, name),
         }
+
+    async def _kms_alias(self, info: keys.KeyInfo) -> str | None:
+        """``alias/<name>`` when the policy bound to the key serves it over the KMS endpoint
+        (its ``kms`` member, docs/kms.md); None otherwise, and once the key is destroyed."""
+        if info.policy is None or info.state == "destroyed":
+            return None
+        bound = await policies.get(self.db, info.policy, info.policy_version)
+        return f"alias/{info.name}" if "kms" in json.loads(bound.document) else None
 
     async def schedule_deletion(self, principal: Principal, name: str, days: int) -> dict[str, Any]:
         """Make the key unusable now and destroy its sealed blobs after ``days`` (7..30),
@@ -407,18 +422,25 @@ class AdminService:
         return {"kek_label": label}
 
     async def kek_status(self, principal: Principal) -> dict[str, Any]:
-        """Each KEK on the token (newest last) and how many key versions it seals."""
+        """Each KEK on the token (newest last) and how many key versions and KMS access
+        keys it seals."""
         require(principal, *READ_KEYS)
         with hsm_errors():
             versions = await asyncio.to_thread(self.custody.kek_versions)
         async with self.db.connection() as conn:
             used = await kek.usage(conn)
+            sealed_access_keys = await kek.access_key_usage(conn)
         labels = [kek_label(version) for version in versions]
         current = labels[-1] if labels else None
         return {
             "current": current,
             "keks": [
-                {"label": label, "version": version, "key_versions": used.pop(label, 0)}
+                {
+                    "label": label,
+                    "version": version,
+                    "key_versions": used.pop(label, 0),
+                    "access_keys": sealed_access_keys.get(label, 0),
+                }
                 for version, label in zip(versions, labels, strict=True)
             ],
             # Versions sealed under a label the token no longer holds: never by our writes.
@@ -457,10 +479,36 @@ class AdminService:
                 await _audit_in(conn, principal.actor, "kek.rewrap", None, details)
             rewrapped += stored
             after = (found[-1][0], found[-1][1])
+        access_keys_rewrapped = await self._rewrap_access_keys(principal, target)
         async with self.db.connection() as conn:
             used = await kek.usage(conn)
+            sealed_access_keys = await kek.access_key_usage(conn)
         remaining = sum(count for label, count in used.items() if label != target)
-        return {"kek_label": target, "rewrapped": rewrapped, "remaining": remaining}
+        remaining += sum(n for label, n in sealed_access_keys.items() if label != target)
+        return {
+            "kek_label": target,
+            "rewrapped": rewrapped,
+            "access_keys": access_keys_rewrapped,
+            "remaining": remaining,
+        }
+
+    async def _rewrap_access_keys(self, principal: Principal, target: str) -> int:
+        """Re-seal the KMS access keys' secrets not under ``target`` under it, inside the
+        HSM, in one transaction with its audit record (there are few); how many."""
+        async with self.db.transaction() as conn:
+            await kek.lock_rotation(conn)
+            found = await kek.access_keys_to_rewrap(conn, target)
+            if not found:
+                return 0
+            with hsm_errors():
+                resealed = await asyncio.to_thread(
+                    self.custody.rewrap, [wrapped for _, wrapped in found], target
+                )
+            stored = await kek.store_rewrapped_access_keys(conn, found, resealed, target)
+            sources = dict(sorted(Counter(w.kek_label for _, w in found).items()))
+            details = {"kek_label": target, "access_keys": stored, "from": sources}
+            await _audit_in(conn, principal.actor, "kek.rewrap", None, details)
+        return stored
 
     async def retire_kek(self, principal: Principal, version: int) -> dict[str, Any]:
         """Destroy the KEK ``version`` on the token; refused while it is the newest, or while
@@ -480,6 +528,12 @@ class AdminService:
             if sealed:
                 raise Conflict(
                     f"{sealed} key {'version is' if sealed == 1 else 'versions are'} sealed "
+                    f"under {label}; re-seal them first (`keybroker kek rewrap`)"
+                )
+            sealed = (await kek.access_key_usage(conn)).get(label, 0)
+            if sealed:
+                raise Conflict(
+                    f"{sealed} KMS access {'key is' if sealed == 1 else 'keys are'} sealed "
                     f"under {label}; re-seal them first (`keybroker kek rewrap`)"
                 )
             # The record first: should the token refuse, the transaction takes it back.
@@ -728,10 +782,14 @@ class AdminService:
         secret = access_keys.new_secret()
         with hsm_errors():
             sealed = await asyncio.to_thread(self.custody.import_secret, secret.encode("ascii"))
-        try:
-            await access_keys.insert(self.db, access_key_id, name, sealed, principal.actor)
-        except asyncpg.UniqueViolationError:
-            raise Conflict(f"an access key named {name} exists (names are never reused)") from None
+        async with self.db.transaction() as conn:
+            await self._check_kek_kept(conn, sealed)
+            try:
+                await access_keys.insert(conn, access_key_id, name, sealed, principal.actor)
+            except asyncpg.UniqueViolationError:
+                raise Conflict(
+                    f"an access key named {name} exists (names are never reused)"
+                ) from None
         await self._audit(
             principal,
             "access-key.create",

@@ -585,6 +585,12 @@ def register(subparsers: Any) -> None:
 
     admin = subparsers.add_parser("admin", help="admin API tokens and KMS access keys")
     admin_actions = admin.add_subparsers(dest="area", required=True, metavar="AREA")
+    _register_tokens(admin_actions)
+    admin_parser(admin_actions, "whoami", "who the command acts as", _whoami)
+    _register_access_keys(admin_actions)
+
+
+def _register_tokens(admin_actions: Any) -> None:
     token = admin_actions.add_parser("token", help="bearer tokens of the admin API")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = admin_parser(token_actions, "create", "create a token; prints it once", _token_create)
@@ -600,10 +606,8 @@ def register(subparsers: Any) -> None:
     rotate.add_argument(
         "--expires-in-days", type=int, default=DEFAULT_TOKEN_DAYS, metavar="DAYS", help="1-365"
     )
-    admin_parser(admin_actions, "whoami", "who the command acts as", _whoami)
     admin_parser(token_actions, "list", "list tokens (never their secrets)", _token_list)
     admin_parser(token_actions, "revoke", "revoke a token", _token_revoke).add_argument("token_id")
-    _register_access_keys(admin_actions)
 
 
 def _register_access_keys(admin_actions: Any) -> None:

@@ -52,8 +52,10 @@ from broker.errors import (
     ExposureRefused,
     InternalError,
     KeybrokerError,
+    KeyDestroyed,
     KeyDisabled,
     KeyNotFound,
+    KeyPendingDeletion,
     NonceReplayed,
     Outcome,
     PolicyDenied,
@@ -113,6 +115,12 @@ class Limited(NamedTuple):
 Judge = Callable[[Policy, datetime, dict[str, Any]], Limited | None]
 
 log = get_logger("keybroker.release")
+
+#: The refusal of a key in each state but ``active`` (the others are ``disabled``).
+STATE_REFUSALS: Mapping[str, type[KeyDisabled]] = {
+    "pending-deletion": KeyPendingDeletion,
+    "destroyed": KeyDestroyed,
+}
 
 #: Decisions one release may make: the first, plus one on a fresh read each time the
 #: context it used turned out to have changed before its record could be appended.
@@ -610,8 +618,9 @@ class ReleaseService:
             if context is None:
                 raise KeyNotFound(f"no key named {key_name}")
             body["key"] = {"name": context.name, "version": context.version}
-            if context.state != "active":  # disabled, pending deletion or destroyed
-                raise KeyDisabled(f"key {key_name} is {context.state.replace('-', ' ')}")
+            if context.state != "active":
+                refusal = STATE_REFUSALS.get(context.state, KeyDisabled)
+                raise refusal(f"key {key_name} is {context.state.replace('-', ' ')}")
             if context.policy is None:
                 raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
             take = judge(await self.bound_policy(context.policy), now, body)

@@ -1,5 +1,6 @@
 """The KEKs as the database sees them: the lock that serialises their changes, which KEK
-seals how many key versions, and the re-wrap's walk over the versions (no HSM work here)."""
+seals how many key versions and KMS access keys, and the re-wrap's walk over them (no HSM
+work here)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ _LOCK_SHARED: Final = query("lock_kek_rotation_shared")
 _USAGE: Final = query("kek_usage")
 _TO_REWRAP: Final = query("key_versions_to_rewrap")
 _STORE_REWRAPPED: Final = query("store_rewrapped")
+_ACCESS_KEY_USAGE: Final = query("kek_access_key_usage")
+_ACCESS_KEYS_TO_REWRAP: Final = query("access_keys_to_rewrap")
+_STORE_REWRAPPED_ACCESS_KEYS: Final = query("store_rewrapped_access_keys")
 
 
 def _in_transaction(conn: asyncpg.Connection) -> None:
@@ -76,6 +80,44 @@ async def store_rewrapped(
         [name for name, _, _ in versions],
         [version for _, version, _ in versions],
         [old.blob for _, _, old in versions],
+        [new.blob for new in resealed],
+        target,
+    )
+    return len(rows)
+
+
+async def access_key_usage(conn: asyncpg.Connection) -> dict[str, int]:
+    """How many KMS access keys' secrets each KEK label seals (labels sealing none absent)."""
+    return {row["kek_label"]: row["access_keys"] for row in await conn.fetch(_ACCESS_KEY_USAGE)}
+
+
+async def access_keys_to_rewrap(
+    conn: asyncpg.Connection, target: str
+) -> list[tuple[str, WrappedSecret]]:
+    """Every KMS access key whose secret is not sealed under ``target``, by id."""
+    return [
+        (
+            row["id"],
+            WrappedSecret(bytes(row["wrapped_secret"]), row["secret_length"], row["kek_label"]),
+        )
+        for row in await conn.fetch(_ACCESS_KEYS_TO_REWRAP, target)
+    ]
+
+
+async def store_rewrapped_access_keys(
+    conn: asyncpg.Connection,
+    found: Sequence[tuple[str, WrappedSecret]],
+    resealed: Sequence[WrappedSecret],
+    target: str,
+) -> int:
+    """Replace each access key's sealed secret by its re-sealed one, where the row still
+    holds the one that was re-sealed; how many were replaced."""
+    if len(found) != len(resealed):
+        raise InternalError("re-sealed secrets do not match the access keys read")
+    rows = await conn.fetch(
+        _STORE_REWRAPPED_ACCESS_KEYS,
+        [key_id for key_id, _ in found],
+        [old.blob for _, old in found],
         [new.blob for new in resealed],
         target,
     )

@@ -153,7 +153,7 @@ async def list_keys(db: Database) -> list[KeyInfo]:
 async def wrapped_version(db: Database, name: str, version: int) -> WrappedSecret | None:
     """The sealed secret of version ``version`` of ``name``; None when there is none."""
     row = await db.fetchrow(_VERSION, name, version)
-    if row is None:
+    if row is None or row["wrapped_blob"] is None:  # none, or destroyed
         return None
     return WrappedSecret(bytes(row["wrapped_blob"]), row["secret_length"], row["kek_label"])
 

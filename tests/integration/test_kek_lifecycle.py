@@ -13,8 +13,10 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
 
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
@@ -111,7 +113,7 @@ async def test_rewrap_reseals_every_version_while_releases_go_on(deployment: Dep
     # Nothing left to do: a further re-wrap re-seals nothing and records nothing.
     with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
         again = custodian.post("/v1/admin/kek/rewrap").json()
-    assert again == {"kek_label": rotated, "rewrapped": 0, "remaining": 0}
+    assert again == {"kek_label": rotated, "rewrapped": 0, "access_keys": 0, "remaining": 0}
     assert len(await _rewrap_records(deployment)) == len(records)
 
 
@@ -152,6 +154,47 @@ async def test_retire_refuses_while_in_use_and_destroys_once_free(deployment: De
         )
     assert json.loads(record)["action"] == "kek.retire"
     assert json.loads(record)["kek_label"] == first
+
+
+async def test_kms_access_keys_are_resealed_and_hold_their_kek_until_then(
+    deployment: Deployment,
+) -> None:
+    with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
+        sealing = custodian.post("/v1/admin/kek/rotate").json()["kek_label"]
+    with admin_client(deployment, Role.ADMIN) as admin:
+        created = admin.post("/v1/admin/access-keys", json={"name": "rewrapped-signer"})
+    assert created.status_code == 201, created.text
+    access_key = created.json()
+    (entry,) = [k for k in _status(deployment)["keks"] if k["label"] == sealing]
+    assert (entry["key_versions"], entry["access_keys"]) == (0, 1)
+    sealing_version = int(sealing.rsplit("v", 1)[1])
+    with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
+        newest = custodian.post("/v1/admin/kek/rotate").json()["kek_label"]
+        in_use = custodian.post(f"/v1/admin/kek/{sealing_version}/retire")
+        assert in_use.status_code == 409
+        assert in_use.json()["detail"] == (
+            f"1 KMS access key is sealed under {sealing}; re-seal them first "
+            "(`keybroker kek rewrap`)"
+        )
+        rewrap = custodian.post("/v1/admin/kek/rewrap").json()
+        # (The other tests' key versions are re-sealed too.)
+        assert (rewrap["kek_label"], rewrap["access_keys"], rewrap["remaining"]) == (newest, 1, 0)
+        retired = custodian.post(f"/v1/admin/kek/{sealing_version}/retire")
+        assert retired.status_code == 200, retired.text
+    records = await _rewrap_records(deployment)
+    assert records[-1]["access_keys"] == 1
+    assert records[-1]["from"] == {sealing: 1}
+    # The broker opens the secret for the first time now, from its re-sealed blob: a request
+    # it signs is accepted.
+    kms = boto3.client(
+        "kms",
+        endpoint_url=deployment.base,
+        region_name="eu-west-1",
+        aws_access_key_id=access_key["access_key_id"],
+        aws_secret_access_key=access_key["secret_access_key"],
+        config=Config(retries={"max_attempts": 1}),
+    )
+    assert kms.list_keys()["Keys"] == []
 
 
 def test_only_custodians_rewrap_and_retire(deployment: Deployment) -> None:

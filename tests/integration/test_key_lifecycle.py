@@ -70,6 +70,8 @@ async def test_show_tells_versions_keks_binding_and_who(deployment: Deployment) 
     assert custodian_actor.endswith(":test-key-custodian")
     assert key["binding"] == {"policy": "shown-policy", "policy_version": None, "locked": False}
     assert key["kbs_path"] == "a/b/c"
+    assert key["exposure"] == "hsm-only"
+    assert key["kms_alias"] is None  # its policy has no kms member (test_kms shows one)
     assert key["state"] == "active"
     assert key["deletion"] is None
     assert key["destroy_after"] is None
