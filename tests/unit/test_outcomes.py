@@ -56,6 +56,8 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.KeyNotFound: DENY,
     errors.Conflict: DENY,
     errors.KeyDisabled: DENY,
+    errors.KeyPendingDeletion: DENY,
+    errors.KeyDestroyed: DENY,
     errors.ExposureRefused: DENY,  # judged: the key's custodian keeps it in the HSM
     errors.KmsUseRefused: DENY,
     errors.CiphertextInvalid: DENY,  # judged: the blob does not authenticate
