@@ -476,12 +476,19 @@ async def test_a_client_chosen_request_id_never_becomes_the_audit_request_id(
 
 async def test_a_tampered_blob_is_a_500_audited_as_an_error(deployment: Deployment) -> None:
     seed(deployment, "blob-key", os.urandom(32), _policy("blob-policy", "insecure-test-kit-a"))
+    # Flipping the bit again restores the blob: the module's later tests (the authorisation
+    # matrix re-seals every key version) find the key whole.
+    flip = (
+        "UPDATE keys SET wrapped_blob ="
+        " set_byte(wrapped_blob, 3, get_byte(wrapped_blob, 3) # 1) WHERE name = 'blob-key'"
+    )
     async with deployment.db.connection() as conn:
-        await conn.execute(
-            "UPDATE keys SET wrapped_blob ="
-            " set_byte(wrapped_blob, 3, get_byte(wrapped_blob, 3) # 1) WHERE name = 'blob-key'"
-        )
-    error = await denied(deployment, "blob-key", _source(deployment))
+        await conn.execute(flip)
+    try:
+        error = await denied(deployment, "blob-key", _source(deployment))
+    finally:
+        async with deployment.db.connection() as conn:
+            await conn.execute(flip)
     assert error.status == 500
     assert error.problem["type"].endswith("/blob-invalid")
     record = await last_audit(deployment, "release")
