@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from broker.guest.sources import SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.roles import Role
+from broker.simulate.guests import SimulatedSnp
 from tests.integration.release_support import (
     Deployment,
     admin_client,
