@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from broker.admin.service import AdminService, destroy_due_keys, destroy_expired_wrapping_keys
 from broker.api import admin, guest, health, kbs, kms, openapi, routing
+from broker.api.clientcert import ClientRoles
 from broker.api.headers import request_id
 from broker.api.lean import GuestRoutes
 from broker.api.limits import STATE_KEY, Admission
@@ -22,7 +23,7 @@ from broker.api.middleware import Edge
 from broker.api.problem import problem_response
 from broker.errors import InternalError, KeybrokerError
 from broker.logs import get_logger
-from broker.metrics import Metrics
+from broker.metrics import Children, HsmPoolMetrics, Metrics, process_stopped
 from broker.readiness import Readiness
 from broker.release.collateral import CollateralResolver, default_lookups
 from broker.release.kms import KmsService
@@ -58,10 +59,20 @@ def create_app(
             timeout=settings.collateral_timeout_seconds,
             headers={"User-Agent": "keybroker"},
         )
+        pool = app.state.runtime.custody.pool
+        pool.observe(HsmPoolMetrics(metrics, pool.threads))
+        lookups = Children(metrics.collateral_lookups)
         app.state.release = ReleaseService(
             app.state.runtime,
             metrics,
-            CollateralResolver(app.state.runtime.db, default_lookups(settings, collateral_http)),
+            CollateralResolver(
+                app.state.runtime.db,
+                default_lookups(
+                    settings,
+                    collateral_http,
+                    lambda key, result: lookups(key.tee, key.kind, result).inc(),
+                ),
+            ),
             PolicyCache(),
             PostgresReleaseStore(app.state.runtime.db),
         )
@@ -96,6 +107,7 @@ def create_app(
             await collateral_http.aclose()
             if owned:
                 await app.state.runtime.stop()
+            process_stopped()
 
     routes = [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -122,6 +134,7 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.client_roles = ClientRoles.from_settings(settings)
     app.state.kbs_sessions = KbsSessions(settings.kbs_sessions)
     return Edge(app, GuestRoutes(guest.ROUTES, app.state), metrics)
 

@@ -23,6 +23,7 @@ from broker.admin.service import (
     is_wrapping_key_id,
 )
 from broker.api.body import base64_member, json_object, member
+from broker.api.clientcert import ClientRoles, scope_subject
 from broker.api.headers import bearer_token, origin
 from broker.api.numbers import is_ascii_digits
 from broker.errors import BadRequest, Forbidden, KeybrokerError, TokenInvalid, TokenMissing
@@ -45,7 +46,7 @@ def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitab
     async def run(request: Request) -> Response:
         admin: AdminService = request.app.state.admin
         try:
-            principal = await admin.authenticate(bearer_token(request, "admin token"))
+            principal = await _principal(request, admin)
             result = await handler(request, admin, principal)
         except (TokenInvalid, Forbidden) as refused:
             # Counted and audited in aggregate per source and minute, as guest junk is: one
@@ -58,6 +59,24 @@ def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitab
         return JSONResponse(result, status_code=status)
 
     return run
+
+
+async def _principal(request: Request, admin: AdminService) -> Principal:
+    """Who calls: the role a verified client certificate's subject is mapped to
+    (``admin_client_roles_file``), else the bearer admin token's; with
+    ``admin_client_certificate_only``, the certificate's alone."""
+    roles: ClientRoles = request.app.state.client_roles
+    subject = scope_subject(request.scope)
+    role = None if subject is None else roles.subjects.get(subject)
+    if role is not None and subject is not None:
+        return Principal(actor=f"cert:{subject}", role=role)
+    if roles.only:
+        held = "no client certificate" if subject is None else f"certificate {subject}"
+        raise TokenMissing(
+            f"a client certificate listed in admin_client_roles_file is required "
+            f"(admin_client_certificate_only); this connection has {held}"
+        )
+    return await admin.authenticate(bearer_token(request, "admin token"))
 
 
 def _refusal_reason(refused: KeybrokerError) -> AdminRefusal:
