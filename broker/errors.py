@@ -157,6 +157,13 @@ class TcbMismatch(EvidenceError):
     type = "tcb-mismatch"
 
 
+class VcekChipMismatch(TcbMismatch):
+    """The VCEK was issued for another chip than the one that signed the report: its hwID is
+    not the report's CHIP_ID (the VCEK of the wrong machine, or of a VLEK-signed guest)."""
+
+    type = "vcek-chip-mismatch"
+
+
 class CollateralUnavailable(EvidenceError):
     """The endorsement or collateral needed to check the evidence could not be obtained."""
 

@@ -759,14 +759,14 @@ class AdminService:
         require(principal, Role.ADMIN)
         return await admin_tokens.list_tokens(self.db)
 
-    async def revoke_token(self, principal: Principal, token_id: str) -> dict[str, str]:
+    async def revoke_token(self, principal: Principal, token_id: str) -> dict[str, Any]:
         require(principal, Role.ADMIN)
         if not admin_tokens.is_token_id(token_id):
             raise BadRequest("token id must be 16 lowercase hex digits")
         if not await admin_tokens.revoke(self.db, token_id):
             raise Conflict(f"token {token_id} does not exist or is already revoked")
         await self._audit(principal, "token.revoke", None, {"token_id": token_id})
-        return {"id": token_id, "revoked": "true"}
+        return {"id": token_id, "revoked": True}
 
     # --- KMS access keys (docs/kms.md) -----------------------------------------------------
 
@@ -802,11 +802,11 @@ class AdminService:
         require(principal, Role.ADMIN)
         return await access_keys.list_keys(self.db)
 
-    async def revoke_access_key(self, principal: Principal, access_key_id: str) -> dict[str, str]:
+    async def revoke_access_key(self, principal: Principal, access_key_id: str) -> dict[str, Any]:
         require(principal, Role.ADMIN)
         if not ACCESS_KEY_ID.fullmatch(access_key_id):
             raise BadRequest("access key id must be KB and 18 of A-Z 2-7")
         if not await access_keys.revoke(self.db, access_key_id, principal.actor):
             raise Conflict(f"access key {access_key_id} does not exist or is already revoked")
         await self._audit(principal, "access-key.revoke", None, {"access_key_id": access_key_id})
-        return {"access_key_id": access_key_id, "revoked": "true"}
+        return {"access_key_id": access_key_id, "revoked": True}

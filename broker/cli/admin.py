@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +35,7 @@ from broker.cli.common import (
     read_input,
 )
 from broker.cli.policy import EXIT_ERROR, load_or_report
+from broker.cli.tables import Column, add_json_flag, emit, field, fields, table
 from broker.roles import Principal, Role
 from broker.timeutil import iso, parse_instant, utcnow
 from hsm.jwe import Exposure
@@ -121,12 +123,60 @@ async def _set_kbs_path(admin: AdminService, who: Principal, args: argparse.Name
 
 
 async def _list_keys(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    print_json(await admin.list_keys(who))
+    emit(args, await admin.list_keys(who), lambda keys: table(keys, KEY_COLUMNS))
     return 0
 
 
+def _binding(row: Mapping[str, Any]) -> str | None:
+    bound = row.get("binding")
+    if not bound:
+        return None
+    version = bound["policy_version"]
+    pin = "newest" if version is None else f"v{version}"
+    return f"{bound['policy']} ({pin}{', locked' if bound['locked'] else ''})"
+
+
+KEY_COLUMNS: list[Column] = [
+    ("NAME", field("name")),
+    ("VERSION", field("version")),
+    ("STATE", field("state")),
+    ("EXPOSURE", field("exposure")),
+    ("POLICY", _binding),
+    ("KBS PATH", field("kbs_path")),
+    ("DESTROY AFTER", field("destroy_after")),
+]
+VERSION_COLUMNS: list[Column] = [
+    ("VERSION", field("version")),
+    ("KEK", field("kek_label")),
+    ("BYTES", field("secret_length")),
+    ("STATE", field("state")),
+    ("CREATED", field("created_at")),
+    ("BY", field("created_by")),
+]
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    deletion = key["deletion"] or {}
+    head = fields(
+        [
+            ("name", key["name"]),
+            ("state", key["state"]),
+            ("exposure", key["exposure"]),
+            ("policy", _binding(key)),
+            ("kbs path", key["kbs_path"]),
+            ("kms alias", key["kms_alias"]),
+            ("deletion scheduled", deletion.get("scheduled_at")),
+            ("destroy after", deletion.get("destroy_after")),
+            ("destroyed", deletion.get("destroyed_at")),
+            ("created", f"{key['created_at']} by {key['created_by']}"),
+            ("updated", f"{key['updated_at']} by {key['updated_by']}"),
+        ]
+    )
+    return f"{head}\n\n{table(key['versions'], VERSION_COLUMNS)}"
+
+
 async def _show_key(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    print_json(await admin.show_key(who, args.name))
+    emit(args, await admin.show_key(who, args.name), _key_text)
     return 0
 
 
@@ -176,8 +226,25 @@ async def _retire_kek(admin: AdminService, who: Principal, args: argparse.Namesp
     return 0
 
 
+KEK_COLUMNS: list[Column] = [
+    ("LABEL", field("label")),
+    ("VERSION", field("version")),
+    ("KEY VERSIONS", field("key_versions")),
+    ("ACCESS KEYS", field("access_keys")),
+    ("CURRENT", lambda row: row["current"]),
+]
+
+
+def _kek_text(status: Mapping[str, Any]) -> str:
+    rows = [{**kek, "current": kek["label"] == status["current"]} for kek in status["keks"]]
+    text = table(rows, KEK_COLUMNS)
+    for label, count in status["missing"].items():
+        text += f"\n{count} key versions are sealed under {label}, which the token lacks"
+    return text
+
+
 async def _kek_status(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    print_json(await admin.kek_status(who))
+    emit(args, await admin.kek_status(who), _kek_text)
     return 0
 
 
@@ -198,15 +265,36 @@ def _run_publish(args: argparse.Namespace) -> int:
     return admin_command(_publish)(args)
 
 
+POLICY_COLUMNS: list[Column] = [
+    ("NAME", field("name")),
+    ("VERSION", field("version")),
+    ("DIGEST", lambda row: row["digest"][:16]),
+    ("CREATED", field("created_at")),
+    ("BY", field("created_by")),
+]
+
+
 async def _list_policies(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    print_json(await admin.list_policies(who))
+    emit(args, await admin.list_policies(who), lambda rows: table(rows, POLICY_COLUMNS))
     return 0
+
+
+def _policy_text(record: Mapping[str, Any]) -> str:
+    head = fields(
+        [
+            ("name", record["name"]),
+            ("version", record["version"]),
+            ("digest", record["digest"]),
+            ("created", f"{record['created_at']} by {record['created_by']}"),
+        ]
+    )
+    return f"{head}\n\n{json.dumps(record['document'], indent=2, sort_keys=True)}"
 
 
 async def _show_policy(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
     record = await admin.get_policy(who, args.name, args.version)
     record["document"] = json.loads(record["document"])
-    print_json(record)
+    emit(args, record, _policy_text)
     return 0
 
 
@@ -376,12 +464,23 @@ async def _token_rotate(admin: AdminService, who: Principal, args: argparse.Name
 
 
 async def _whoami(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    print_json(await admin.whoami(who))
+    emit(args, await admin.whoami(who), lambda me: fields(list(me.items())))
     return 0
 
 
+TOKEN_COLUMNS: list[Column] = [
+    ("ID", field("id")),
+    ("NAME", field("name")),
+    ("ROLE", field("role")),
+    ("CREATED", field("created_at")),
+    ("EXPIRES", field("expires_at")),
+    ("REVOKED", field("revoked_at")),
+    ("REPLACED BY", field("replaced_by")),
+]
+
+
 async def _token_list(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    print_json(await admin.list_tokens(who))
+    emit(args, await admin.list_tokens(who), lambda rows: table(rows, TOKEN_COLUMNS))
     return 0
 
 
@@ -399,8 +498,17 @@ async def _access_key_create(admin: AdminService, who: Principal, args: argparse
     return 0
 
 
+ACCESS_KEY_COLUMNS: list[Column] = [
+    ("ID", field("access_key_id")),
+    ("NAME", field("name")),
+    ("CREATED", field("created_at")),
+    ("BY", field("created_by")),
+    ("REVOKED", field("revoked_at")),
+]
+
+
 async def _access_key_list(admin: AdminService, who: Principal, args: argparse.Namespace) -> int:
-    print_json(await admin.list_access_keys(who))
+    emit(args, await admin.list_access_keys(who), lambda rows: table(rows, ACCESS_KEY_COLUMNS))
     return 0
 
 
@@ -422,9 +530,9 @@ def _register_import_wrapping_key(actions: Any) -> None:
 
 def _register_key_lifecycle(actions: Any) -> None:
     """``keys show``, and scheduled deletion: ``delete``, ``cancel-deletion``, ``destroy-due``."""
-    admin_parser(
-        actions, "show", "a key: versions, KEKs, binding, deletion", _show_key
-    ).add_argument("name")
+    show = admin_parser(actions, "show", "a key: versions, KEKs, binding, deletion", _show_key)
+    show.add_argument("name")
+    add_json_flag(show)
     delete = admin_parser(
         actions,
         "delete",
@@ -473,7 +581,14 @@ def _register_kek(subparsers: Any) -> None:
         kek_actions, "retire", "destroy an old KEK that no key version is sealed under", _retire_kek
     )
     retire.add_argument("version", type=int)
-    admin_parser(kek_actions, "status", "each KEK and how many key versions it seals", _kek_status)
+    add_json_flag(
+        admin_parser(
+            kek_actions,
+            "status",
+            "each KEK and how many key versions and KMS access keys it seals",
+            _kek_status,
+        )
+    )
 
 
 def _audit_filters(parser: argparse.ArgumentParser) -> None:
@@ -540,7 +655,7 @@ def register(subparsers: Any) -> None:
         ("enable", _enable, "allow releases again"),
     ):
         admin_parser(actions, name, text, action).add_argument("name")
-    admin_parser(actions, "list", "list keys (newest version of each)", _list_keys)
+    add_json_flag(admin_parser(actions, "list", "list keys (newest version of each)", _list_keys))
     _register_key_lifecycle(actions)
     _register_import_wrapping_key(actions)
     exposure = admin_parser(
@@ -576,8 +691,13 @@ def register(subparsers: Any) -> None:
     )
     publish.add_argument("file", type=Path)
     publish.set_defaults(func=_run_publish)
-    admin_parser(policy_actions, "list", "list policies (newest version of each)", _list_policies)
+    add_json_flag(
+        admin_parser(
+            policy_actions, "list", "list policies (newest version of each)", _list_policies
+        )
+    )
     show = admin_parser(policy_actions, "show", "print a published policy", _show_policy)
+    add_json_flag(show)
     show.add_argument("name")
     show.add_argument("--version", type=int)
 
@@ -586,7 +706,7 @@ def register(subparsers: Any) -> None:
     admin = subparsers.add_parser("admin", help="admin API tokens and KMS access keys")
     admin_actions = admin.add_subparsers(dest="area", required=True, metavar="AREA")
     _register_tokens(admin_actions)
-    admin_parser(admin_actions, "whoami", "who the command acts as", _whoami)
+    add_json_flag(admin_parser(admin_actions, "whoami", "who the command acts as", _whoami))
     _register_access_keys(admin_actions)
 
 
@@ -606,7 +726,9 @@ def _register_tokens(admin_actions: Any) -> None:
     rotate.add_argument(
         "--expires-in-days", type=int, default=DEFAULT_TOKEN_DAYS, metavar="DAYS", help="1-365"
     )
-    admin_parser(token_actions, "list", "list tokens (never their secrets)", _token_list)
+    add_json_flag(
+        admin_parser(token_actions, "list", "list tokens (never their secrets)", _token_list)
+    )
     admin_parser(token_actions, "revoke", "revoke a token", _token_revoke).add_argument("token_id")
 
 
@@ -621,6 +743,8 @@ def _register_access_keys(admin_actions: Any) -> None:
         "create an access key; prints {access_key_id, secret_access_key} once",
         _access_key_create,
     ).add_argument("--name", required=True, help="who or what will sign with it")
-    admin_parser(actions, "list", "list access keys (never their secrets)", _access_key_list)
+    add_json_flag(
+        admin_parser(actions, "list", "list access keys (never their secrets)", _access_key_list)
+    )
     revoke = admin_parser(actions, "revoke", "revoke an access key", _access_key_revoke)
     revoke.add_argument("access_key_id")

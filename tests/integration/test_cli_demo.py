@@ -272,9 +272,27 @@ def test_key_policy_and_token_commands(
 
     assert main(["keys", "disable", "cli-key"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "disabled"
-    assert main(["keys", "list"]) == 0
+    assert main(["keys", "list", "--json"]) == 0
     listed = {k["name"]: k for k in json.loads(capsys.readouterr().out)}
     assert listed["cli-key"]["version"] == 2
+    assert listed["cli-key"]["binding"]["locked"] is True  # a boolean, not "true"
+    # By default, a table: a header, then one line a key.
+    assert main(["keys", "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "NAME",
+        "VERSION",
+        "STATE",
+        "EXPOSURE",
+        "POLICY",
+        "KBS",
+        "PATH",
+        "DESTROY",
+        "AFTER",
+    ]
+    (row,) = [line for line in rows if line.startswith("cli-key ")]
+    assert row.split()[:5] == ["cli-key", "2", "disabled", "hsm-only", "snp-production-disk-key"]
+    assert "(v1, locked)" in row  # locking pins the version in force
 
     assert main(["admin", "token", "create", "--role", "auditor", "--name", "ops"]) == 0
     printed = capsys.readouterr()
@@ -425,6 +443,11 @@ def test_key_lifecycle_and_kek_commands(
     assert main(["keys", "create", "cli-doomed", "--generate", "16"]) == 0
     capsys.readouterr()
     assert main(["keys", "show", "cli-doomed"]) == 0
+    text = capsys.readouterr().out
+    assert "state:" in text
+    assert "kms alias:" in text
+    assert "KEK" in text
+    assert main(["keys", "show", "cli-doomed", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["versions"][0]["created_by"] == shown["created_by"]
     assert shown["created_by"].startswith("cli:")
@@ -445,7 +468,7 @@ def test_key_lifecycle_and_kek_commands(
     rotated = json.loads(capsys.readouterr().out)
     assert rotated["rewrap"]["kek_label"] == rotated["kek_label"]
     assert rotated["rewrap"]["remaining"] == 0
-    assert main(["kek", "status"]) == 0
+    assert main(["kek", "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["current"] == rotated["kek_label"]
     sealing = {k["label"]: k["key_versions"] for k in status["keks"] if k["key_versions"]}

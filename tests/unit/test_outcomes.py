@@ -29,6 +29,7 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.CertificateExpired: DENY,
     errors.CertificateRevoked: DENY,
     errors.TcbMismatch: DENY,
+    errors.VcekChipMismatch: DENY,
     errors.CollateralUnavailable: ERROR,  # could not check: not the evidence's fault
     errors.CollateralExpired: DENY,
     errors.CollateralInvalid: DENY,
