@@ -196,7 +196,7 @@ def test_an_enclave_application_gets_the_demo_kms_key(
     capsys.readouterr()
     assert main(["audit", "tail", "-n", "1", "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)
-    record = json.loads(entry["record"])
+    record = entry["record"]  # served parsed, not as a JSON string
     assert (entry["kind"], entry["decision"], entry["key_name"]) == ("kms", "deny", demo.KMS_KEY)
     assert (record["operation"], record["error"]["type"]) == ("Decrypt", "policy-denied")
     assert record["recipient"]["claims"]["debug"] is True
