@@ -13,8 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broker.admin.service import AdminService
+from broker.admin.service import AdminService, destroy_due_keys, destroy_expired_wrapping_keys
 from broker.api import admin, guest, health, kbs, kms, openapi, routing
+from broker.api.clientcert import ClientRoles
 from broker.api.headers import request_id
 from broker.api.lean import GuestRoutes
 from broker.api.limits import STATE_KEY, Admission
@@ -22,7 +23,7 @@ from broker.api.middleware import Edge
 from broker.api.problem import problem_response
 from broker.errors import InternalError, KeybrokerError
 from broker.logs import get_logger
-from broker.metrics import Metrics
+from broker.metrics import Children, HsmPoolMetrics, Metrics, process_stopped
 from broker.readiness import Readiness
 from broker.release.collateral import CollateralResolver, default_lookups
 from broker.release.kms import KmsService
@@ -58,10 +59,20 @@ def create_app(
             timeout=settings.collateral_timeout_seconds,
             headers={"User-Agent": "keybroker"},
         )
+        pool = app.state.runtime.custody.pool
+        pool.observe(HsmPoolMetrics(metrics, pool.threads))
+        lookups = Children(metrics.collateral_lookups)
         app.state.release = ReleaseService(
             app.state.runtime,
             metrics,
-            CollateralResolver(app.state.runtime.db, default_lookups(settings, collateral_http)),
+            CollateralResolver(
+                app.state.runtime.db,
+                default_lookups(
+                    settings,
+                    collateral_http,
+                    lambda key, result: lookups(key.tee, key.kind, result).inc(),
+                ),
+            ),
             PolicyCache(),
             PostgresReleaseStore(app.state.runtime.db),
         )
@@ -74,6 +85,7 @@ def create_app(
             account=settings.kms_account_id,
         )
         purger = asyncio.create_task(_purge_expired_challenges(app.state.runtime))
+        shredder = asyncio.create_task(_destroy_due_keys(app.state.runtime))
         unauthenticated = app.state.release.unauthenticated
         flusher = asyncio.create_task(unauthenticated.run())
         log.info("broker_started", host=settings.host, port=settings.port)
@@ -82,9 +94,10 @@ def create_app(
             # the server keeps for this lifespan.
             yield {STATE_KEY: admission}
         finally:
-            purger.cancel()
-            with suppress(asyncio.CancelledError):
-                await purger
+            for task in (purger, shredder):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             # The last window's aggregate records, before the database goes.
             unauthenticated.stop()
             try:
@@ -94,6 +107,7 @@ def create_app(
             await collateral_http.aclose()
             if owned:
                 await app.state.runtime.stop()
+            process_stopped()
 
     routes = [
         Route("/healthz", health.healthz, methods=["GET"]),
@@ -120,11 +134,15 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.client_roles = ClientRoles.from_settings(settings)
     app.state.kbs_sessions = KbsSessions(settings.kbs_sessions)
     return Edge(app, GuestRoutes(guest.ROUTES, app.state), metrics)
 
 
 PURGE_INTERVAL_SECONDS = 300.0
+#: How often a broker looks for keys whose deletion came due: a key outlives its
+#: destroy_after by at most this (plus the time the database is unavailable).
+DELETION_SWEEP_SECONDS = 60.0
 #: How long shutdown waits for the last aggregate records of unrecognised requests.
 SHUTDOWN_FLUSH_SECONDS = 15.0
 
@@ -143,6 +161,23 @@ async def _purge_expired_challenges(runtime: Runtime) -> None:
         except KeybrokerError as exc:  # the database being down is reported by /readyz
             log.warning("challenges_purge_failed", error=exc.type)
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+async def _destroy_due_keys(runtime: Runtime) -> None:
+    """Destroy the keys whose scheduled deletion came due and the import wrapping keys that
+    expired (every minute; every broker process runs this, and each is destroyed once)."""
+    while True:
+        try:
+            now = utcnow()
+            destroyed = await destroy_due_keys(runtime.db, now)
+            if destroyed:
+                log.info("keys_destroyed", keys=destroyed)
+            expired = await destroy_expired_wrapping_keys(runtime.db, runtime.custody, now)
+            if expired:
+                log.info("import_wrapping_keys_destroyed", wrapping_keys=expired)
+        except KeybrokerError as exc:
+            log.warning("key_destruction_failed", error=exc.type)
+        await asyncio.sleep(DELETION_SWEEP_SECONDS)
 
 
 async def _keybroker_error(request: Request, exc: Exception) -> Response:

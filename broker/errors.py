@@ -157,6 +157,13 @@ class TcbMismatch(EvidenceError):
     type = "tcb-mismatch"
 
 
+class VcekChipMismatch(TcbMismatch):
+    """The VCEK was issued for another chip than the one that signed the report: its hwID is
+    not the report's CHIP_ID (the VCEK of the wrong machine, or of a VLEK-signed guest)."""
+
+    type = "vcek-chip-mismatch"
+
+
 class CollateralUnavailable(EvidenceError):
     """The endorsement or collateral needed to check the evidence could not be obtained."""
 
@@ -376,6 +383,17 @@ class KeyDisabled(KeybrokerError):
     outcome = "deny"
 
 
+class KeyPendingDeletion(KeyDisabled):
+    """The key is scheduled for destruction (docs/operations.md, "Deleting a key"): refused
+    as a disabled key is, under the same problem type; the KMS endpoint names the state as
+    AWS KMS does (``KMSInvalidStateException``)."""
+
+
+class KeyDestroyed(KeyDisabled):
+    """The key's sealed blobs were destroyed: nothing can ever unwrap it again. Refused as a
+    disabled key is; over KMS it no longer exists (``NotFoundException``), as for AWS KMS."""
+
+
 class ExposureRefused(KeybrokerError):
     """The release would put the key's secret where its exposure setting forbids: a KBS
     (JWE) answer for a key that is ``hsm-only`` (``hsm/jwe.py``)."""
@@ -460,6 +478,13 @@ class SecretLengthInvalid(HsmError):
 
     type = "secret-length-invalid"
     outcome = "deny"  # what the caller asked for (400)
+
+
+class WrappedKeyInvalid(HsmError):
+    """Key material to import (BYOK) does not open under the wrapping key it names."""
+
+    type = "wrapped-key-invalid"
+    outcome = "deny"  # what the caller sent (400)
 
 
 # --- Infrastructure (fail closed: 503) ------------------------------------------------------

@@ -28,6 +28,7 @@ BROKER_ERROR: Mapping[type[hsm.HsmError], type[errors.KeybrokerError]] = {
     hsm.PublicKeyInvalid: errors.PublicKeyInvalid,
     hsm.SecretLengthInvalid: errors.SecretLengthInvalid,
     hsm.CiphertextInvalid: errors.CiphertextInvalid,
+    hsm.WrappedKeyInvalid: errors.WrappedKeyInvalid,
 }
 
 

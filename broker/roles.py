@@ -7,6 +7,7 @@ imports nothing of the broker (docs/api.md, "The admin API", lists what each rol
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -24,3 +25,7 @@ class Principal:
     actor: str
     role: Role | None
     """None for the local CLI, which holds the database and HSM credentials anyway."""
+    token_id: str | None = None
+    """The admin token it authenticated with; None for the local CLI."""
+    expires_at: datetime | None = None
+    """When that token expires."""

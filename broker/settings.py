@@ -51,6 +51,16 @@ class Settings:
     tls_client_ca_file: Path | None = None
     """PEM CA certificates: with it, every client must present a certificate they issued
     (mutual TLS); needs ``tls_cert_file``."""
+    tls_client_optional: bool = False
+    """With ``tls_client_ca_file``: a client may connect without a certificate (guests), but
+    one it presents must be one the CA issued; unset, every client must present one."""
+    admin_client_roles_file: Path | None = None
+    """TOML file of client certificate subjects and the admin role each stands for
+    (``broker/api/clientcert.py``; docs/operations.md, "Admin identity"); needs
+    ``tls_client_ca_file``."""
+    admin_client_certificate_only: bool = False
+    """Admin requests must come with a certificate ``admin_client_roles_file`` lists; bearer
+    admin tokens are then refused."""
 
     database_url: Secret | None = None
     """An existing PostgreSQL server; unset means the cluster under ``state_dir``."""
@@ -159,13 +169,7 @@ def load_settings(
         Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None
     )
     if path is not None:
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read settings file {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"settings file {path}: {exc}") from None
-        values.update(document)
+        values.update(read_toml(path, "settings file"))
     known = {f.name: f for f in fields(Settings)}
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -179,6 +183,16 @@ def load_settings(
     settings = Settings(**converted)
     validate(settings)
     return settings
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML document at ``path``; ``ConfigurationError`` naming ``what`` and the fault."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{what} {path}: {exc}") from None
 
 
 def _convert(name: str, hint: Any, value: Any) -> Any:
@@ -279,6 +293,12 @@ def _check_tls(settings: Settings) -> None:
         raise ConfigurationError("tls_cert_file and tls_key_file go together")
     if settings.tls_client_ca_file is not None and settings.tls_cert_file is None:
         raise ConfigurationError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+    if settings.tls_client_optional and settings.tls_client_ca_file is None:
+        raise ConfigurationError("tls_client_optional needs tls_client_ca_file")
+    if settings.admin_client_roles_file is not None and settings.tls_client_ca_file is None:
+        raise ConfigurationError("admin_client_roles_file needs tls_client_ca_file")
+    if settings.admin_client_certificate_only and settings.admin_client_roles_file is None:
+        raise ConfigurationError("admin_client_certificate_only needs admin_client_roles_file")
 
 
 def _check_within(settings: Settings, name: str, low: int, high: int) -> None:

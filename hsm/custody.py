@@ -3,7 +3,9 @@
 Everything secret stays inside the token:
 
 * The KEK is an AES-256 token object, sensitive and never extractable, usable only to wrap
-  and unwrap. Rotation adds ``keybroker-kek-v<N+1>`` and keeps older versions for unwrapping.
+  and unwrap. Rotation adds ``keybroker-kek-v<N+1>`` and keeps older versions for unwrapping;
+  :meth:`Custody.rewrap` re-seals a blob under another KEK inside the token (unwrap into a
+  session object, wrap, destroy), and :meth:`Custody.destroy_kek` retires an old one.
 * :meth:`Custody.import_secret` is the one moment a customer secret is in broker memory: it is
   turned into a session object and wrapped under the current KEK at once (RFC 5649 KWP).
 * :meth:`Custody.release_to` unwraps the blob into a session object and re-wraps it with two
@@ -37,7 +39,7 @@ import pkcs11
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 
-from hsm import jwe, kmsblob
+from hsm import byok, jwe, kmsblob
 from hsm.envelope import OaepHash, SealedSecret
 from hsm.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from hsm.keycopies import KeyCopyLimits, SessionKeys
@@ -160,6 +162,12 @@ class Custody:
             raise KekNotFound("the token holds no KEK; run the broker once to create it")
         return kek_label(max(versions))
 
+    def has_kek(self, label: str) -> bool:
+        """Whether the token holds the KEK ``label`` now (a token lookup, never a copy)."""
+        if KEK_LABEL.fullmatch(label) is None:
+            return False
+        return self.pool.run_sync(lambda s: find_one(s, ObjectClass.SECRET_KEY, label) is not None)
+
     def rotate_kek(self) -> str:
         """Create the next KEK version and return its label; older versions stay usable."""
 
@@ -170,6 +178,43 @@ class Custody:
             return kek_label(version)
 
         return self.pool.run_sync(rotate)
+
+    def rewrap(self, blobs: list[WrappedSecret], to_label: str) -> list[WrappedSecret]:
+        """Each of ``blobs`` sealed under the KEK ``to_label`` instead, in one session: the
+        secret is unwrapped into a session object (sensitive) and wrapped again with RFC 5649
+        KWP, never entering this process. SoftHSM's padded KWP length (``hsm/``'s module
+        docstring) is carried over: the true length stays in ``secret_length``."""
+
+        def reseal(session: pkcs11.Session) -> list[WrappedSecret]:
+            sealed = []
+            for wrapped in blobs:
+                secret = self._unwrap(session, wrapped)
+                try:
+                    # Looked up each time: a session's key copy lives 10 s (keycopies.py),
+                    # and a batch on a busy token may take longer.
+                    target = self._kek(session, to_label)
+                    blob = target.wrap_key(secret, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+                finally:
+                    secret.destroy()
+                sealed.append(WrappedSecret(blob, wrapped.secret_length, to_label))
+            return sealed
+
+        return self.pool.run_sync(reseal)
+
+    def destroy_kek(self, label: str) -> None:
+        """Destroy the token KEK ``label`` (the caller made sure nothing is sealed under it).
+        Each session's copy of it lives up to 10 s more, and secrets it unwrapped stay in
+        secret caches until they expire (``hsm/keycopies.py``, ``hsm/secretcache.py``)."""
+        if KEK_LABEL.fullmatch(label) is None:
+            raise KekNotFound(f"'{label}' is not a KEK label")
+
+        def destroy(session: pkcs11.Session) -> None:
+            key = find_one(session, ObjectClass.SECRET_KEY, label)
+            if key is None:
+                raise KekNotFound(f"no KEK labelled '{label}' on the token")
+            key.destroy()
+
+        self.pool.run_sync(destroy)
 
     # --- import and release ----------------------------------------------------------------
 
@@ -198,6 +243,31 @@ class Custody:
             return WrappedSecret(blob=blob, secret_length=len(secret), kek_label=label)
 
         return self.pool.run_sync(seal)
+
+    def make_wrapping_key(self, key_id: str) -> RsaPublicKey:
+        """A new import wrapping key on the token (``hsm/byok.py``); its public half."""
+        return self.pool.run_sync(lambda s: byok.make_wrapping_key(s, key_id))
+
+    def destroy_wrapping_key(self, key_id: str) -> bool:
+        """Destroy an import wrapping key; whether the token held it."""
+        return self.pool.run_sync(lambda s: byok.destroy_wrapping_key(s, key_id))
+
+    def import_wrapped(self, key_id: str, material: bytes, secret_length: int) -> WrappedSecret:
+        """Seal under the current KEK the secret ``material`` holds wrapped to the wrapping
+        key ``key_id`` (``CKM_RSA_AES_KEY_WRAP`` layout), unwrapping it inside the token."""
+        if not MIN_SECRET_BYTES <= secret_length <= MAX_SECRET_BYTES:
+            raise SecretLengthInvalid(
+                f"secret length {secret_length} outside {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} "
+                "bytes"
+            )
+        label = self.current_kek_label()
+
+        def unwrap(session: pkcs11.Session) -> WrappedSecret:
+            kek = self._kek(session, label)
+            blob = byok.unwrap_import(session, key_id, material, secret_length, kek)
+            return WrappedSecret(blob=blob, secret_length=secret_length, kek_label=label)
+
+        return self.pool.run_sync(unwrap)
 
     def generate_secret(self, length: int) -> WrappedSecret:
         """A new random secret made inside the token and sealed at once: never in Python."""

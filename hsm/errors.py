@@ -46,3 +46,8 @@ class SecretLengthInvalid(HsmError):
 class CiphertextInvalid(HsmError):
     """A KMS ciphertext blob is not of this broker's format or does not authenticate under
     its key with the given encryption context (``hsm/kmsblob.py``)."""
+
+
+class WrappedKeyInvalid(HsmError):
+    """Key material to import does not open under the wrapping key it names: another
+    layout, another key, other OAEP parameters, or damaged (``hsm/byok.py``)."""

@@ -73,6 +73,15 @@ class RsaPublicKey:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
+    def spki_pem(self) -> str:
+        return (
+            self.to_cryptography()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode("ascii")
+        )
+
 
 def jwk_thumbprint(required_members: Mapping[str, str]) -> str:
     """RFC 7638: SHA-256 of the JWK's required members in lexicographic order, base64url."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pkcs11
 
@@ -45,8 +46,35 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+class PoolObserver(Protocol):
+    """Told what the pool does, from its threads (the broker's metrics; must be
+    thread-safe and quick)."""
+
+    def waited(self, seconds: float) -> None:
+        """A call waited this long for a free thread (and its session)."""
+
+    def busy(self, delta: int) -> None:
+        """A call started (+1) or ended (-1) on a session."""
+
+    def opened(self, sessions: int) -> None:
+        """The pool holds this many open sessions now."""
+
+
+class _Unobserved:
+    def waited(self, seconds: float) -> None:
+        return None
+
+    def busy(self, delta: int) -> None:
+        return None
+
+    def opened(self, sessions: int) -> None:
+        return None
+
+
 class SessionPool:
     """Authenticated sessions on one token, one per thread of a private executor."""
+
+    observer: PoolObserver = _Unobserved()
 
     def __init__(self, module_path: str, token_label: str, user_pin: Secret, threads: int) -> None:
         self.module_path = module_path
@@ -80,6 +108,13 @@ class SessionPool:
                 f"cannot open a session on '{self.token_label}': {exc!r}"
             ) from None
 
+    def observe(self, observer: PoolObserver) -> None:
+        """Tell ``observer`` what the pool does from now on, starting with the sessions it
+        holds already."""
+        self.observer = observer
+        with self._sessions_lock:
+            observer.opened(len(self._sessions))
+
     def session(self) -> pkcs11.Session:
         """This thread's session, opened on first use."""
         session: pkcs11.Session | None = getattr(self._local, "session", None)
@@ -92,6 +127,7 @@ class SessionPool:
             self._local.cache = {}
             with self._sessions_lock:
                 self._sessions.append(session)
+                self.observer.opened(len(self._sessions))
         return session
 
     def thread_cache(self) -> dict[str, object]:
@@ -113,9 +149,14 @@ class SessionPool:
         if self._executor is None:
             return self._call(fn)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        return await loop.run_in_executor(self._executor, self._queued, fn, time.perf_counter())
+
+    def _queued(self, fn: Callable[[pkcs11.Session], T], submitted: float) -> T:
+        self.observer.waited(time.perf_counter() - submitted)
+        return self._call(fn)
 
     def _call(self, fn: Callable[[pkcs11.Session], T]) -> T:
+        self.observer.busy(1)
         try:
             return fn(self.session())
         except UNAVAILABLE_ERRORS as exc:
@@ -130,6 +171,8 @@ class SessionPool:
             # in it that nothing tracks any more; a fresh session starts clean.
             self._discard_session()
             raise HsmUnavailable(f"PKCS#11 call failed: {type(exc).__name__}") from None
+        finally:
+            self.observer.busy(-1)
 
     def _relogin(self) -> None:
         """The token forgot our login (it restarted): log in again for the next call."""
@@ -148,6 +191,7 @@ class SessionPool:
         with self._sessions_lock:
             if session in self._sessions:
                 self._sessions.remove(session)
+            self.observer.opened(len(self._sessions))
         with suppress(pkcs11.PKCS11Error):
             session.close()
 

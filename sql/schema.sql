@@ -108,6 +108,8 @@ CREATE TABLE public.admin_tokens (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     created_by text NOT NULL,
     revoked_at timestamp with time zone,
+    expires_at timestamp with time zone NOT NULL,
+    replaced_by text,
     CONSTRAINT admin_tokens_role_check CHECK ((role = ANY (ARRAY['admin'::text, 'key-custodian'::text, 'policy-author'::text, 'auditor'::text]))),
     CONSTRAINT admin_tokens_secret_hash_check CHECK ((octet_length(secret_hash) = 32))
 );
@@ -148,6 +150,16 @@ CREATE TABLE public.collateral (
     fetched_at timestamp with time zone DEFAULT now() NOT NULL,
     source text NOT NULL
 );
+CREATE TABLE public.import_wrapping_keys (
+    id text NOT NULL,
+    public_key bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_by text NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    destroyed_at timestamp with time zone,
+    CONSTRAINT import_wrapping_keys_check CHECK ((expires_at > created_at)),
+    CONSTRAINT import_wrapping_keys_id_check CHECK ((id ~ '^[0-9a-f]{16}$'::text))
+);
 CREATE TABLE public.instance_release_counts (
     key_name text NOT NULL,
     instance text NOT NULL,
@@ -176,20 +188,33 @@ CREATE TABLE public.key_bindings (
     updated_by text NOT NULL,
     CONSTRAINT key_bindings_check CHECK (((NOT locked) OR (policy_version IS NOT NULL)))
 );
+CREATE TABLE public.key_deletions (
+    key_name text NOT NULL,
+    prior_state text NOT NULL,
+    scheduled_at timestamp with time zone DEFAULT now() NOT NULL,
+    scheduled_by text NOT NULL,
+    destroy_after timestamp with time zone NOT NULL,
+    destroyed_at timestamp with time zone,
+    CONSTRAINT key_deletions_check CHECK ((destroy_after > scheduled_at)),
+    CONSTRAINT key_deletions_prior_state_check CHECK ((prior_state = ANY (ARRAY['active'::text, 'disabled'::text])))
+);
 CREATE TABLE public.keys (
     name text NOT NULL,
     version integer NOT NULL,
     kek_label text NOT NULL,
-    wrapped_blob bytea NOT NULL,
+    wrapped_blob bytea,
     secret_length integer NOT NULL,
     state text DEFAULT 'active'::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     exposure text DEFAULT 'hsm-only'::text NOT NULL,
+    created_by text DEFAULT 'unrecorded'::text NOT NULL,
+    updated_by text DEFAULT 'unrecorded'::text NOT NULL,
+    CONSTRAINT keys_blob_only_while_not_destroyed CHECK (((wrapped_blob IS NULL) = (state = 'destroyed'::text))),
     CONSTRAINT keys_exposure_check CHECK ((exposure = ANY (ARRAY['hsm-only'::text, 'broker-memory'::text]))),
     CONSTRAINT keys_name_check CHECK ((name ~ '^[a-z0-9][a-z0-9._-]{0,127}$'::text)),
     CONSTRAINT keys_secret_length_check CHECK (((secret_length >= 1) AND (secret_length <= 8192))),
-    CONSTRAINT keys_state_check CHECK ((state = ANY (ARRAY['active'::text, 'disabled'::text]))),
+    CONSTRAINT keys_state_check CHECK ((state = ANY (ARRAY['active'::text, 'disabled'::text, 'pending-deletion'::text, 'destroyed'::text]))),
     CONSTRAINT keys_version_check CHECK ((version >= 1))
 );
 CREATE TABLE public.kms_access_keys (
@@ -245,6 +270,8 @@ ALTER TABLE ONLY public.challenges
     ADD CONSTRAINT challenges_pkey PRIMARY KEY (nonce);
 ALTER TABLE ONLY public.collateral
     ADD CONSTRAINT collateral_pkey PRIMARY KEY (tee, kind, lookup_key);
+ALTER TABLE ONLY public.import_wrapping_keys
+    ADD CONSTRAINT import_wrapping_keys_pkey PRIMARY KEY (id);
 ALTER TABLE ONLY public.instance_release_counts
     ADD CONSTRAINT instance_release_counts_pkey PRIMARY KEY (key_name, instance);
 ALTER TABLE ONLY public.kbs_paths
@@ -253,6 +280,8 @@ ALTER TABLE ONLY public.kbs_paths
     ADD CONSTRAINT kbs_paths_pkey PRIMARY KEY (repository, type, tag);
 ALTER TABLE ONLY public.key_bindings
     ADD CONSTRAINT key_bindings_pkey PRIMARY KEY (key_name);
+ALTER TABLE ONLY public.key_deletions
+    ADD CONSTRAINT key_deletions_pkey PRIMARY KEY (key_name);
 ALTER TABLE ONLY public.keys
     ADD CONSTRAINT keys_pkey PRIMARY KEY (name, version);
 ALTER TABLE ONLY public.kms_access_keys
@@ -270,11 +299,15 @@ ALTER TABLE ONLY public.schema_migrations
 CREATE INDEX audit_log_at ON public.audit_log USING btree (at);
 CREATE INDEX audit_log_key_name ON public.audit_log USING btree (key_name, seq);
 CREATE INDEX challenges_expires_at ON public.challenges USING btree (expires_at);
+CREATE INDEX import_wrapping_keys_expiring ON public.import_wrapping_keys USING btree (expires_at) WHERE (destroyed_at IS NULL);
+CREATE INDEX key_deletions_due ON public.key_deletions USING btree (destroy_after) WHERE (destroyed_at IS NULL);
 CREATE INDEX kms_signatures_expiry ON public.kms_signatures USING btree (expires_at);
 CREATE TRIGGER audit_log_append_only BEFORE DELETE OR UPDATE ON public.audit_log FOR EACH ROW EXECUTE FUNCTION public.audit_refuse_change();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON public.audit_log FOR EACH STATEMENT EXECUTE FUNCTION public.audit_refuse_change();
 CREATE TRIGGER policies_immutable BEFORE DELETE OR UPDATE ON public.policies FOR EACH ROW EXECUTE FUNCTION public.policies_refuse_change();
 CREATE TRIGGER policies_no_truncate BEFORE TRUNCATE ON public.policies FOR EACH STATEMENT EXECUTE FUNCTION public.policies_refuse_change();
+ALTER TABLE ONLY public.admin_tokens
+    ADD CONSTRAINT admin_tokens_replaced_by_fkey FOREIGN KEY (replaced_by) REFERENCES public.admin_tokens(id);
 ALTER TABLE ONLY public.instance_release_counts
     ADD CONSTRAINT instance_release_counts_key_name_fkey FOREIGN KEY (key_name) REFERENCES public.release_counts(key_name);
 ALTER TABLE ONLY public.key_bindings

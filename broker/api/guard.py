@@ -43,6 +43,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from broker.api.clientcert import SCOPE_KEY, subject_of
 from broker.api.coalesce import CoalescingTransport, HttpProtocol
 from broker.api.limits import STATE_KEY, Admission
 from broker.api.problem import problem_parts
@@ -93,6 +94,7 @@ class GuardedProtocol(HttpProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.admission: Admission | None = self.app_state.get(STATE_KEY)
+        self.client_cert_name: str | None = None
         self.application: ASGIApp = self.app
         self.client_host = "unknown"
         self.counted = False
@@ -122,6 +124,12 @@ class GuardedProtocol(HttpProtocol):
             transport.close()
             return
         self.client_host = self.client[0] if self.client else "unknown"
+        # A TLS connection's handshake is over when this is called: a client certificate it
+        # presented was verified against tls_client_ca_file.
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.client_cert_name = (
+            None if ssl_object is None else subject_of(ssl_object.getpeercert(binary_form=True))
+        )
         self.counted = True
         self.beyond_connections = not self.admission.connection_opened()
         self.arm(self.admission.settings.request_head_timeout_seconds, self.head_deadline)
@@ -189,6 +197,8 @@ class GuardedProtocol(HttpProtocol):
         self.reading = request
         self.unfinished.append(request)
         super().on_message_begin()
+        if self.client_cert_name is not None:  # the ASGI TLS extension's name for it
+            self.scope["extensions"] = {"tls": {SCOPE_KEY: self.client_cert_name}}
 
     def on_headers_complete(self) -> None:
         if self.admission is None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from broker.errors import DatabaseUnavailable
+from broker.metrics import collateral_exposition, exposition
 from broker.readiness import Readiness
+from broker.timeutil import utcnow
 
 
 async def healthz(request: Request) -> Response:
@@ -26,5 +29,13 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """Every worker's metrics summed (``broker/metrics.py``), and the collateral store's
+    state; without the database, the latter is left out and the rest still answered."""
+    text = exposition(request.app.state.metrics)
+    try:
+        counts = await request.app.state.release.collateral.stored(utcnow())
+    except DatabaseUnavailable:
+        counts = None
+    if counts is not None:
+        text += collateral_exposition(counts)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -33,6 +33,7 @@ STATUS: dict[type[errors.KeybrokerError], int] = {
     errors.BadRequest: 400,
     errors.PublicKeyInvalid: 400,
     errors.SecretLengthInvalid: 400,
+    errors.WrappedKeyInvalid: 400,
     # The request was well-formed (the API's schema admits any JSON object as a document);
     # the document is not a valid policy: its content is refused, as evidence that does not
     # verify is (RFC 9110 §15.5.21).

@@ -17,11 +17,19 @@ from typing import Any
 from broker.cli import UsageError
 from broker.cli.common import read_input
 from broker.errors import FORMER_TYPES, EvidenceError, UnsupportedEvidence
-from broker.evidence import trustee
+from broker.evidence import sniff, trustee
 from broker.evidence.claims import Claims, Tee
 from broker.evidence.registry import CollateralOption, TeeVerifier, parse_tee, verifier_for
+from broker.evidence.snp.abi import parse_report
+from broker.evidence.snp.claims import report_fields
+from broker.evidence.snp.products import product_from_cpuid
 from broker.evidence.trust import insecure_root, load_certificates
-from broker.timeutil import parse_instant, utcnow
+from broker.timeutil import from_unix_ms, parse_instant, utcnow
+
+#: What ``--format`` reads.
+EVIDENCE_FORMATS = ("raw", "base64", "hex")
+#: ``--at`` with this many digits or more is in milliseconds.
+MILLISECOND_DIGITS = 13
 
 
 # Union of every TEE's collateral flags, so ``--help`` lists them all; a flag that the chosen
@@ -47,7 +55,15 @@ def add_verification_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--at",
         metavar="TIME",
-        help="the instant to verify at: ISO 8601 with a zone, or unix seconds (default now)",
+        help="the instant to verify at: ISO 8601 with a zone, unix seconds, or unix "
+        "milliseconds (13 digits or more) (default now)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=EVIDENCE_FORMATS,
+        default="raw",
+        help="how the evidence file is written: raw bytes (or Trustee's evidence JSON), "
+        "base64 or hex (default raw)",
     )
     parser.add_argument(
         "--insecure-test-root",
@@ -94,7 +110,7 @@ def verify_evidence(
     Confidential Containers guest sends a KBS), recognised by its first character; the
     collateral the JSON carries (an SNP ``cert_chain``, a TDX event log) is read first, and
     collateral named by flags takes precedence over it."""
-    data = read_input(evidence)
+    data = evidence_bytes(args, evidence)
     collateral: dict[str, bytes] = {}
     native = trustee.read_file(verifier.tee, data)
     if native is not None:
@@ -114,6 +130,14 @@ def verify_evidence(
         for cert in load_certificates(read_input(path)):
             extra_roots.append(insecure_root(cert, f"cli-{index}"))
     return verifier.verify(data, collateral, now=now, extra_roots=extra_roots)
+
+
+def evidence_bytes(args: argparse.Namespace, evidence: Path) -> bytes:
+    """The evidence file's bytes, decoded as ``--format`` says; not that format: usage."""
+    try:
+        return sniff.decode(read_input(evidence), getattr(args, "format", "raw"))
+    except ValueError as exc:
+        raise UsageError(f"{evidence}: {exc}") from None
 
 
 def _collateral_directory(directory: Path, verifier: TeeVerifier) -> dict[str, bytes]:
@@ -156,9 +180,13 @@ def register(subparsers: Any) -> None:
 
 
 def instant(text: str | None) -> datetime:
-    """``--at``: ISO 8601 or unix seconds; now when absent."""
+    """``--at``: ISO 8601, unix seconds, or unix milliseconds (13 digits or more: seconds
+    that many are 5,000 years away, milliseconds are what JavaScript and Java print); now
+    when absent."""
     if text is None:
         return utcnow()
+    if text.isascii() and text.isdigit() and len(text) >= MILLISECOND_DIGITS:
+        return from_unix_ms(int(text))
     try:
         return parse_instant(text)
     except ValueError as exc:
@@ -182,6 +210,11 @@ def run_verify(args: argparse.Namespace) -> int:
         former = FORMER_TYPES.get(exc.type)
         if former is not None:  # until FORMER_TYPES_REMOVED_IN (docs/cli.md)
             result["error"]["deprecated_type"] = former
+        data = evidence_bytes(args, args.evidence)
+        hint = sniff.hint(data, verifier.tee)
+        if hint is not None:
+            result["error"]["hint"] = hint
+        result["unverified_claims"] = unverified_claims(verifier.tee, data)
         _emit(result)
         return 1
     document = claims.document()
@@ -193,6 +226,24 @@ def run_verify(args: argparse.Namespace) -> int:
         result["warnings"] = list(claims.warnings)
     _emit(result)
     return 0
+
+
+def unverified_claims(tee: Tee, data: bytes) -> dict[str, Any] | None:
+    """What evidence that did not verify says of itself, read but NOT verified, so that an
+    operator sees why (a debug policy, another measurement): for SNP reports; None for
+    the other TEEs and for bytes that do not parse."""
+    if tee is not Tee.SNP:
+        return None
+    try:
+        report = parse_report(data)
+    except EvidenceError:
+        return None
+    try:
+        turin = report.cpuid is not None and product_from_cpuid(report.cpuid).is_turin
+    except EvidenceError:
+        turin = False
+    plain: dict[str, Any] = json.loads(json.dumps(report_fields(report, turin), default=dict))
+    return plain
 
 
 def _emit(result: dict[str, Any]) -> None:

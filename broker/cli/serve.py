@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from ssl import CERT_REQUIRED
+from ssl import CERT_OPTIONAL, CERT_REQUIRED
 from types import FrameType
 from typing import Any
 
@@ -33,6 +35,7 @@ from broker.localstate.lock import StateLock
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.logs import get_logger
+from broker.metrics import MULTIPROCESS_ENV
 from broker.redact import Secret
 from broker.runtime import open_custody
 from broker.settings import ENV_PREFIX, Settings, load_settings, validate
@@ -125,7 +128,8 @@ def tls_options(settings: Settings) -> dict[str, Any]:
         "ssl_ciphers": TLS12_CIPHERS,
     }
     if settings.tls_client_ca_file is not None:
-        options.update(ssl_ca_certs=str(settings.tls_client_ca_file), ssl_cert_reqs=CERT_REQUIRED)
+        required = CERT_OPTIONAL if settings.tls_client_optional else CERT_REQUIRED
+        options.update(ssl_ca_certs=str(settings.tls_client_ca_file), ssl_cert_reqs=required)
     return options
 
 
@@ -222,9 +226,34 @@ def serve(
             workers=settings.workers,
             **options,
         )
+        with shared_metrics():
+            run_uvicorn(config, listener)
     else:
         config = uvicorn.Config(create_app(settings, locate=locate.location), **options)
-    run_uvicorn(config, listener)
+        run_uvicorn(config, listener)
+
+
+@contextmanager
+def shared_metrics() -> Iterator[Path]:
+    """The directory where the workers about to start keep their metrics, so that each
+    one's ``/metrics`` answers for all (``broker/metrics.py``): ``PROMETHEUS_MULTIPROC_DIR``
+    when the operator set it (emptied of a former run's files first, as prometheus-client
+    requires), else a new private directory, removed when the workers are gone."""
+    given = os.environ.get(MULTIPROCESS_ENV)
+    if given:
+        directory = Path(given)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        yield directory
+        return
+    directory = Path(tempfile.mkdtemp(prefix="keybroker-metrics-"))
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+    try:
+        yield directory
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

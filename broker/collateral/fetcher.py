@@ -35,12 +35,21 @@ Fetch = Callable[[], Awaitable[Sequence[CollateralItem]]]
 """Fetch an item from its vendor: the item first, then companions stored with it (the
 issuer chain a PCS response header carries)."""
 
+Observe = Callable[[ItemKey, str], None]
+"""Told each lookup's result (``fresh``, ``stale``, ``fetched``, ``fetch_failed``,
+``missing``): the broker counts them (``keybroker_collateral_lookups``)."""
+
 _T = TypeVar("_T")
 
 
+def unobserved(key: ItemKey, result: str) -> None:
+    """The default :data:`Observe`: nobody counts."""
+
+
 class Fetcher:
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, observe: Observe = unobserved) -> None:
         self.enabled = enabled
+        self._observe = observe
         self._locks: weakref.WeakValueDictionary[ItemKey, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -70,10 +79,13 @@ class Fetcher:
         ``fetch`` None means no vendor serves it (a VLEK); ``hint`` ends the error message.
         """
         if stored is not None and not stored.is_stale(now):
+            self._observe(key, "fresh")
             return [stored]
         if fetch is None or not self.enabled:
             if stored is not None:
+                self._observe(key, "stale")
                 return [stored]  # stale: the verifier names it in collateral-expired
+            self._observe(key, "missing")
             if not required:
                 return []
             reason = "collateral_fetch is off" if not self.enabled else "no vendor serves it"
@@ -84,9 +96,15 @@ class Fetcher:
         async with self._lock(key):
             current = await store.get(key)  # another request may have fetched it meanwhile
             if current is not None and not current.is_stale(now):
+                self._observe(key, "fresh")
                 return [current]
-            items = await _fetched(key, stored, fetch)
+            try:
+                items = await _fetched(key, stored, fetch)
+            except CollateralUnavailable:
+                self._observe(key, "fetch_failed")
+                raise
             await store.put(items)
+            self._observe(key, "fetched")
         log.info(
             "collateral_fetched",
             item=str(key),

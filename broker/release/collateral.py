@@ -17,12 +17,13 @@ import httpx
 
 from broker.collateral.amd_kds import AmdKdsClient
 from broker.collateral.dcap import DcapLookup
-from broker.collateral.fetcher import Fetcher
+from broker.collateral.fetcher import Fetcher, Observe, unobserved
 from broker.collateral.intel_pcs import IntelPcsClient
 from broker.collateral.snp import SnpLookup
 from broker.collateral.vtpm import HardwareLookup
 from broker.evidence.claims import Tee
 from broker.settings import Settings
+from broker.store.collateral import state as collateral_state
 from broker.store.database import Database
 
 # (evidence, already supplied, now) -> additional items, looked up or fetched
@@ -34,6 +35,10 @@ class CollateralResolver:
         self.db = db
         self.lookups = dict(lookups or {})
 
+    async def stored(self, now: datetime) -> list[tuple[str, str, int, int]]:
+        """(tee, kind, fresh, stale) of what the collateral store holds at ``now``."""
+        return await collateral_state(self.db, now)
+
     async def resolve(
         self, tee: Tee, evidence: bytes, supplied: Mapping[str, bytes], now: datetime
     ) -> Mapping[str, bytes]:
@@ -44,10 +49,13 @@ class CollateralResolver:
         return {**found, **supplied}
 
 
-def default_lookups(settings: Settings, http: httpx.AsyncClient) -> dict[Tee, Lookup]:
+def default_lookups(
+    settings: Settings, http: httpx.AsyncClient, observe: Observe = unobserved
+) -> dict[Tee, Lookup]:
     """The store and vendor lookups of every TEE that has them (SNP: AMD KDS; TDX and SGX:
-    Intel PCS or a PCCS), fetching through ``http`` when ``settings.collateral_fetch``."""
-    fetcher = Fetcher(enabled=settings.collateral_fetch)
+    Intel PCS or a PCCS), fetching through ``http`` when ``settings.collateral_fetch``;
+    ``observe`` is told each item's result."""
+    fetcher = Fetcher(enabled=settings.collateral_fetch, observe=observe)
     kds = pcs = None
     if settings.collateral_fetch:
         kds = AmdKdsClient(http, settings.amd_kds_url, timeout=settings.collateral_timeout_seconds)

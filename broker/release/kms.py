@@ -75,6 +75,8 @@ from hsm.pubkey import RsaPublicKey
 KMS_ENDPOINT = "kms"
 AUDIT_KIND = "kms"
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+#: DescribeKey's KeyState of a key in each broker state (a destroyed key is not found).
+KEY_STATES = {"active": "Enabled", "disabled": "Disabled", "pending-deletion": "PendingDeletion"}
 #: RSA sizes a Recipient's key may have: the Nitro Enclaves SDK makes RSA-2048 keys, which
 #: AWS KMS accepts; 3072 and 4096 as the native path.
 RECIPIENT_RSA_BITS = (2048, 3072, 4096)
@@ -711,7 +713,11 @@ class KmsService:
     async def describe_key(self, caller: Caller, key_id: str) -> dict[str, Any]:
         name = key_name_of(key_id)
         context = await self.release.store.context(name)
-        if context is None or not await self._served(caller, context):
+        if (
+            context is None
+            or context.state == "destroyed"
+            or not await self._served(caller, context)
+        ):
             raise KeyNotFound(f"no key answers to KeyId {key_id[:160]!r} over KMS")
         return {"KeyMetadata": self._metadata(caller, context)}
 
@@ -720,7 +726,9 @@ class KmsService:
         served = []
         for info in await keys.list_keys(self.db):
             context = await self.release.store.context(info.name)
-            if context is not None and await self._served(caller, context):
+            if context is None or context.state == "destroyed":  # gone, as in AWS KMS
+                continue
+            if await self._served(caller, context):
                 served.append(context)
         return served
 
@@ -738,7 +746,7 @@ class KmsService:
             "KeyId": context.name,
             "Arn": self.key_arn(caller, context.name),
             "Enabled": enabled,
-            "KeyState": "Enabled" if enabled else "Disabled",
+            "KeyState": KEY_STATES.get(context.state, "Disabled"),
             "KeyUsage": "ENCRYPT_DECRYPT",
             "KeySpec": SYMMETRIC_DEFAULT,
             "CustomerMasterKeySpec": SYMMETRIC_DEFAULT,

@@ -53,8 +53,10 @@ from broker.errors import (
     ExposureRefused,
     InternalError,
     KeybrokerError,
+    KeyDestroyed,
     KeyDisabled,
     KeyNotFound,
+    KeyPendingDeletion,
     NonceReplayed,
     Outcome,
     PolicyDenied,
@@ -70,7 +72,7 @@ from broker.evidence.registry import TeeVerifier, supported_tees, verifier_for
 from broker.hsmcalls import hsm_errors, kbs_recipient, tee_key_from_jwk
 from broker.logs import get_logger
 from broker.lru import Lru
-from broker.metrics import Children, Metrics
+from broker.metrics import Children, Metrics, timed, timed_outcome
 from broker.names import KbsPath
 from broker.policy.evaluate import ClauseResult, Decision, describe
 from broker.policy.limits import Refusal, refusal_clause, unidentified_clause
@@ -114,6 +116,12 @@ class Limited(NamedTuple):
 Judge = Callable[[Policy, datetime, dict[str, Any]], Limited | None]
 
 log = get_logger("keybroker.release")
+
+#: The refusal of a key in each state but ``active`` (the others are ``disabled``).
+STATE_REFUSALS: Mapping[str, type[KeyDisabled]] = {
+    "pending-deletion": KeyPendingDeletion,
+    "destroyed": KeyDestroyed,
+}
 
 #: Decisions one release may make: the first, plus one on a fresh read each time the
 #: context it used turned out to have changed before its record could be appended.
@@ -255,8 +263,10 @@ class ReleaseService:
         # its evidence is verified and a token signed (one on another worker or replica is
         # refused by the database, after that work, as every replay was before).
         self.consumed: Lru[bytes, bool] = Lru(CONSUMED_NONCES_REMEMBERED)
-        self._attestations = Children(metrics.attestations)
-        self._releases = Children(metrics.releases)
+        self._decisions = Children(metrics.decisions)
+        self._evidence_seconds = Children(metrics.evidence_seconds)
+        self._envelope_seconds = Children(metrics.envelope_seconds)
+        self._commit_seconds = Children(metrics.commit_seconds)
         self.contexts = ContextCache(runtime.settings.release_context_cache_size)
         self.unauthenticated = UnauthenticatedAudit(
             self._append_aggregate,
@@ -266,7 +276,27 @@ class ReleaseService:
 
     async def _append_aggregate(self, record: AuditRecord) -> int:
         """An aggregate record, through the store the service holds at the time."""
-        return await self.store.append(record)
+        return await self._append(record)
+
+    async def _append(self, record: AuditRecord) -> int:
+        """Append ``record`` (one statement, committed), timed."""
+        with timed(self._commit_seconds("append")):
+            return await self.store.append(record)
+
+    def _count(self, record: AuditRecord, failure: KeybrokerError | None) -> None:
+        """Count a committed decision (``keybroker_decisions``). The key is named only when
+        one was found by that name (``body["key"]``), so unknown names add no series."""
+        body = record.body
+        key = body.get("key")
+        recipient = body.get("recipient")
+        tee = body.get("tee") or (recipient.get("tee") if isinstance(recipient, dict) else None)
+        self._decisions(
+            record.kind,
+            key["name"] if isinstance(key, dict) else "",
+            tee or "",
+            record.decision,
+            "" if failure is None else failure.type,
+        ).inc()
 
     def jwks(self) -> dict[str, Any]:
         """The broker's signing key as a JWK Set (RFC 7517), to verify tokens and release
@@ -311,7 +341,8 @@ class ReleaseService:
             if self.consumed.get(nonce):
                 raise NonceReplayed("nonce was already used")
             live = nonce, expires_at
-            claims = await self._verify(request, now)
+            with timed_outcome(self._evidence_seconds, request.tee.value):
+                claims = await self._verify(request, now)
             body["signer"] = claims.signer.to_json()
             document = _record_claims(claims, body)
             body["binding"] = self._check_binding(request, claims, nonce)
@@ -332,28 +363,7 @@ class ReleaseService:
             self.unauthenticated.refused(request.origin, request.endpoint, failure)
             raise failure
 
-        # One statement consumes the nonce and appends the record, committed before the
-        # token leaves. A nonce refused by its MAC or expiry was never consumed; one consumed
-        # before (a replay) makes the statement write nothing. Either way the refusal is
-        # audited instead and becomes the answer (409).
-        consumed = None
-        if live is not None:
-            consumed = await self.store.consume_nonce_and_append(
-                live[0],
-                request.tee.value,
-                live[1],
-                _record(now, "attest", failure, request.origin, None, body=body),
-            )
-            if consumed is None:
-                failure = NonceReplayed("nonce was already used")
-                body.pop("token_id", None)  # signed, but it never leaves: name no token
-            else:
-                self.consumed.put(live[0], True)
-        if consumed is None:
-            await self.store.append(
-                _record(now, "attest", failure, request.origin, None, body=body)
-            )
-        self._attestations(request.tee.value, outcome(failure)).inc()
+        failure = await self._commit_attestation(request, live, now, failure, body)
         if failure is not None:
             raise failure
         if issued is None or token is None or document is None:  # unreachable without failure
@@ -376,6 +386,40 @@ class ReleaseService:
         return binding.check_binding(
             claims, nonce, request.nonce_text, request.tee_jwk, request.tee_key
         )
+
+    async def _commit_attestation(
+        self,
+        request: AttestRequest,
+        live: tuple[bytes, datetime] | None,
+        now: datetime,
+        failure: KeybrokerError | None,
+        body: dict[str, Any],
+    ) -> KeybrokerError | None:
+        """Audit the attestation, committed, and count it; the failure it ends in.
+
+        One statement consumes the nonce and appends the record, committed before the token
+        leaves. A nonce refused by its MAC or expiry was never consumed; one consumed before
+        (a replay) makes the statement write nothing. Either way the refusal is audited
+        instead and becomes the answer (409)."""
+        consumed = None
+        if live is not None:
+            with timed(self._commit_seconds("consume_nonce_and_append")):
+                consumed = await self.store.consume_nonce_and_append(
+                    live[0],
+                    request.tee.value,
+                    live[1],
+                    _record(now, "attest", failure, request.origin, None, body=body),
+                )
+            if consumed is None:
+                failure = NonceReplayed("nonce was already used")
+                body.pop("token_id", None)  # signed, but it never leaves: name no token
+            else:
+                self.consumed.put(live[0], True)
+        record = _record(now, "attest", failure, request.origin, None, body=body)
+        if consumed is None:
+            await self._append(record)
+        self._count(record, failure)
+        return failure
 
     async def _verify(self, request: AttestRequest, now: datetime) -> Claims:
         return await self.verify_evidence(request.tee, request.evidence, request.collateral, now)
@@ -459,7 +503,8 @@ class ReleaseService:
         """The judgement of an attested request: the policy evaluated on ``claims``."""
 
         def judge(policy: Policy, now: datetime, body: dict[str, Any]) -> Limited | None:
-            decision = self.policies.evaluate(policy, claims, now)
+            with timed(self.metrics.policy_seconds):
+                decision = self.policies.evaluate(policy, claims, now)
             body.update(audit_summary(decision))
             if not decision.allow:
                 raise decision.to_error()
@@ -508,22 +553,27 @@ class ReleaseService:
             if context is not None and take is not None:
                 # The policy's limits are taken with the key's counters in the statement
                 # that appends the record: counted exactly when the release is recorded.
-                taken = await self.store.append_within_limits(
-                    context, record(None, body), take.take
-                )
+                granted = record(None, body)
+                with timed(self._commit_seconds("append_within_limits")):
+                    taken = await self.store.append_within_limits(context, granted, take.take)
                 if isinstance(taken, int):
-                    return self._answer(None, response)
+                    return self._answer(granted, None, response)
                 if taken is not None:  # refused by a limit: audit the denial instead
                     failure = _limit_denial(taken, take, body)
                     response = None
-                    taken = await self.store.append_if_current(context, record(failure, body))
+                    refused = record(failure, body)
+                    with timed(self._commit_seconds("append_if_current")):
+                        taken = await self.store.append_if_current(context, refused)
                     if taken is not None:
-                        return self._answer(failure, None)
+                        return self._answer(refused, failure, None)
             elif context is None or not conditional:
                 return await self._conclude(record(failure, body), failure, response)
-            # One statement, committed before we answer.
-            elif await self.store.append_if_current(context, record(failure, body)) is not None:
-                return self._answer(failure, response)
+            else:  # one statement, committed before we answer
+                decided = record(failure, body)
+                with timed(self._commit_seconds("append_if_current")):
+                    seq = await self.store.append_if_current(context, decided)
+                if seq is not None:
+                    return self._answer(decided, failure, response)
             # The key, its binding or its policy changed since the context was read: this
             # decision and its envelope (never sent) are void; decide again on a fresh read.
             log.info("release_context_changed", key_name=key_name, attempt=attempt)
@@ -580,14 +630,17 @@ class ReleaseService:
         response: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Append ``record`` unconditionally (one statement, committed), then answer."""
-        await self.store.append(record)
-        return self._answer(failure, response)
+        await self._append(record)
+        return self._answer(record, failure, response)
 
     def _answer(
-        self, failure: KeybrokerError | None, response: dict[str, Any] | None
+        self,
+        record: AuditRecord,
+        failure: KeybrokerError | None,
+        response: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """Called once the record is committed: count the outcome, then raise or answer."""
-        self._releases(outcome(failure)).inc()
+        """Called once ``record`` is committed: count it, then raise or answer."""
+        self._count(record, failure)
         if failure is not None:
             raise failure
         if response is None:  # unreachable: no failure means the envelope exists
@@ -637,11 +690,13 @@ class ReleaseService:
                 raise KeyNotFound(f"no key named {key_name}")
             body["key"] = {"name": context.name, "version": context.version}
             if context.state != "active":
-                raise KeyDisabled(f"key {key_name} is disabled")
+                refusal = STATE_REFUSALS.get(context.state, KeyDisabled)
+                raise refusal(f"key {key_name} is {context.state.replace('-', ' ')}")
             if context.policy is None:
                 raise PolicyDenied(f"key {key_name} has no release policy bound: deny", [])
             take = judge(await self.bound_policy(context.policy), now, body)
-            response = await seal(context, now, body)
+            with timed(self._envelope_seconds(body.get("protocol", "native"))):
+                response = await seal(context, now, body)
         except DatabaseUnavailable:
             raise  # nothing can be recorded, so nothing is released: 503
         except KeybrokerError as exc:

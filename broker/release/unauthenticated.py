@@ -34,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from broker.errors import KeybrokerError, Unrecognised
 from broker.logs import get_logger
@@ -49,6 +49,9 @@ KIND = "unauthenticated"
 #: The bucket of every address beyond the first ``max_sources`` of a window.
 OTHER_SOURCES = "other"
 WINDOW = timedelta(minutes=1)
+
+#: Why an admin request was refused before its operation ran.
+AdminRefusal = Literal["admin-token-missing", "admin-token-invalid", "admin-forbidden"]
 
 #: Requests by (endpoint, reason): a fixed few entries (``UnrecognisedReason``).
 Counts = dict[tuple[str, str], int]
@@ -151,16 +154,24 @@ class UnauthenticatedAudit:
     def refused(self, origin: Origin, endpoint: str, failure: Unrecognised) -> None:
         """Account for one request refused with ``failure`` (no I/O: the request's answer
         does not wait for the database)."""
-        self._requests(endpoint, failure.reason).inc()
-        bucket, first = self.tally.count(origin.source, endpoint, failure.reason)
+        self._count(origin, endpoint, failure.reason, failure.detail)
+
+    def refused_admin(self, origin: Origin, endpoint: str, reason: AdminRefusal) -> None:
+        """Account for one admin request refused for its token (missing, not valid) or its
+        role, in the same windows: ``reason`` names which."""
+        self._count(origin, endpoint, reason, None)
+
+    def _count(self, origin: Origin, endpoint: str, reason: str, detail: str | None) -> None:
+        self._requests(endpoint, reason).inc()
+        bucket, first = self.tally.count(origin.source, endpoint, reason)
         if first:
             log.info(
                 "unauthenticated_request",
                 source=origin.source,
                 bucket=bucket,
                 endpoint=endpoint,
-                reason=failure.reason,
-                detail=failure.detail,
+                reason=reason,
+                detail=detail,
             )
 
     async def flush(self) -> int:

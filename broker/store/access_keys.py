@@ -15,6 +15,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Final
 
+import asyncpg
+
 from broker.store.challenges import PURGE_GRACE
 from broker.store.database import Database
 from broker.store.sqlfiles import query
@@ -62,9 +64,10 @@ class Acceptance(Enum):
 
 
 async def insert(
-    db: Database, access_key_id: str, name: str, sealed: WrappedSecret, created_by: str
+    conn: asyncpg.Connection, access_key_id: str, name: str, sealed: WrappedSecret, created_by: str
 ) -> None:
-    await db.execute(
+    """Store a new access key, in the caller's transaction (which checked its KEK)."""
+    await conn.execute(
         _INSERT,
         access_key_id,
         name,

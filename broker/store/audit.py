@@ -26,11 +26,13 @@ from broker.timeutil import iso
 _APPEND: Final = query("audit_append")
 _HEAD: Final = query("audit_head")
 _RANGE: Final = query("audit_range")
-_TAIL: Final = query("audit_tail")
 _COUNTS: Final = query("audit_counts")
 _HISTORY_START: Final = query("audit_history_start")
 _HISTORY: Final = query("audit_history")
-#: Most records one :func:`tail` returns.
+_SEARCH: Final = query("audit_search")
+_SEARCH_NEWEST: Final = query("audit_search_newest")
+_FIRST_SINCE: Final = query("audit_first_since")
+#: Most records one :func:`search` returns.
 TAIL_LIMIT = 1000
 
 GENESIS = bytes(32)
@@ -84,9 +86,44 @@ async def append(conn: asyncpg.Connection, record: AuditRecord) -> int:
     return seq
 
 
-async def tail(db: Database, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` records (1..:data:`TAIL_LIMIT`), newest first."""
-    rows = await db.fetch(_TAIL, max(1, min(limit, TAIL_LIMIT)))
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which records :func:`search` returns: every member None (or 0) selects all."""
+
+    key: str | None = None
+    decision: str | None = None
+    """``allow``, ``deny``, ``error``, or ``ok`` for admin actions."""
+    kind: str | None = None
+    actor: str | None = None
+    request_id: str | None = None
+    since: datetime | None = None
+    """Written at or after."""
+    until: datetime | None = None
+    """Written before."""
+    after: int = 0
+    """Sequence numbers above this one."""
+    before: int | None = None
+    """Sequence numbers below this one."""
+
+
+async def search(
+    db: Database, selected: AuditQuery, limit: int, *, newest_first: bool = False
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` (1..:data:`TAIL_LIMIT`) records ``selected`` picks, in sequence
+    order (or newest first), each with its record parsed and its chain hash in hex."""
+    rows = await db.fetch(
+        _SEARCH_NEWEST if newest_first else _SEARCH,
+        selected.after,
+        selected.before,
+        selected.key,
+        selected.decision,
+        selected.kind,
+        selected.request_id,
+        selected.actor,
+        selected.since,
+        selected.until,
+        max(1, min(limit, TAIL_LIMIT)),
+    )
     return [
         {
             "seq": r["seq"],
@@ -95,7 +132,8 @@ async def tail(db: Database, limit: int) -> list[dict[str, Any]]:
             "decision": r["decision"],
             "request_id": r["request_id"],
             "key_name": r["key_name"],
-            "record": r["record"],
+            "hash": bytes(r["hash"]).hex(),
+            "record": json.loads(r["record"]),
         }
         for r in rows
     ]
@@ -157,10 +195,19 @@ class ChainReport:
     reason: str | None = None
 
 
-async def verify_chain(db: Database) -> ChainReport:
-    """Walk the whole log and report the first record that breaks the chain."""
-    prev_hash, expected_seq, count = GENESIS, 1, 0
-    after = 0
+async def verify_chain(db: Database, since: datetime | None = None) -> ChainReport:
+    """Walk the log and report the first record that breaks the chain: the whole log, or
+    with ``since`` the records from the first one written at or after it to the head. A
+    range is checked from the link its first record names, which is taken on trust: only a
+    walk of the whole log proves the records before it."""
+    prev_hash, expected_seq = GENESIS, 1
+    if since is not None:
+        first = await db.fetchrow(_FIRST_SINCE, since)
+        if first is None:  # nothing written since: nothing in the range to check
+            return ChainReport(0, True)
+        prev_hash, expected_seq = bytes(first["prev_hash"]), first["seq"]
+    count = 0
+    after = expected_seq - 1
     while True:
         rows = await db.fetch(_RANGE, after, _BATCH)
         if not rows:

@@ -24,8 +24,7 @@ async def bind(
 ) -> dict[str, Any]:
     """Bind ``key_name`` to a policy; refused when the current binding is locked."""
     async with db.transaction() as conn:
-        if not await keys.exists(conn, key_name):
-            raise keys.not_found(key_name)
+        await keys.lock_changeable(conn, key_name)
         in_force = await policies.in_force(conn, policy_name, version)
         if in_force is None:
             raise NotFound(f"no policy named {policy_name}")

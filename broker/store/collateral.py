@@ -21,6 +21,14 @@ _GET: Final = query("collateral_get")
 _GET_MANY: Final = query("collateral_get_many")
 _PUT: Final = query("collateral_put")
 _LIST: Final = query("collateral_list")
+_STATE: Final = query("collateral_state")
+
+
+async def state(db: Database, now: datetime) -> list[tuple[str, str, int, int]]:
+    """(tee, kind, fresh, stale) for each tee and kind the store holds items of, at ``now``."""
+    return [
+        (row["tee"], row["kind"], row["fresh"], row["stale"]) for row in await db.fetch(_STATE, now)
+    ]
 
 
 class CollateralStore:

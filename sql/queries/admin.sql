@@ -1,11 +1,20 @@
 -- name: insert_admin_token
-INSERT INTO admin_tokens (id, name, role, secret_hash, created_by) VALUES ($1, $2, $3, $4, $5);
+INSERT INTO admin_tokens (id, name, role, secret_hash, created_by, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6);
 
 -- name: admin_token
-SELECT id, name, role, secret_hash, revoked_at FROM admin_tokens WHERE id = $1;
+SELECT id, name, role, secret_hash, revoked_at, expires_at FROM admin_tokens WHERE id = $1;
+
+-- The token a rotation replaces, locked until the rotation's transaction ends.
+-- name: admin_token_for_rotation
+SELECT id, name, role, revoked_at FROM admin_tokens WHERE id = $1 FOR UPDATE;
+
+-- name: replace_admin_token
+UPDATE admin_tokens SET revoked_at = now(), replaced_by = $2 WHERE id = $1;
 
 -- name: list_admin_tokens
-SELECT id, name, role, created_at, created_by, revoked_at FROM admin_tokens ORDER BY created_at;
+SELECT id, name, role, created_at, created_by, expires_at, revoked_at, replaced_by
+FROM admin_tokens ORDER BY created_at;
 
 -- name: revoke_admin_token
 UPDATE admin_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id;

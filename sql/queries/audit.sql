@@ -8,10 +8,6 @@ SELECT seq, hash FROM audit_head WHERE id;
 SELECT seq, at, kind, decision, request_id, key_name, record, prev_hash, hash
 FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2;
 
--- name: audit_tail
-SELECT seq, at, kind, decision, request_id, key_name, record
-FROM audit_log ORDER BY seq DESC LIMIT $1;
-
 -- name: audit_counts
 SELECT kind, count(*) AS records FROM audit_log GROUP BY kind;
 
@@ -27,3 +23,30 @@ SELECT seq FROM audit_log WHERE at >= $1 ORDER BY at LIMIT 1;
 SELECT seq, at, kind, decision, request_id, key_name, record FROM audit_log
 WHERE seq >= $1 AND (kind = 'attest' OR (kind = 'release' AND ($2::text IS NULL OR key_name = $2)))
 ORDER BY seq LIMIT $3;
+
+-- Records in sequence order after $1 and before $2 (null: no bound), each filter null for
+-- none: $3 key name, $4 decision, $5 kind, $6 request id, $7 actor (the record's `actor`),
+-- $8 at or after, $9 before; at most $10. audit_search_newest is the same, newest first.
+-- name: audit_search
+SELECT seq, at, kind, decision, request_id, key_name, record, hash FROM audit_log
+WHERE seq > $1 AND ($2::bigint IS NULL OR seq < $2)
+  AND ($3::text IS NULL OR key_name = $3) AND ($4::text IS NULL OR decision = $4)
+  AND ($5::text IS NULL OR kind = $5) AND ($6::text IS NULL OR request_id = $6)
+  AND ($7::text IS NULL OR (record::jsonb) ->> 'actor' = $7)
+  AND ($8::timestamptz IS NULL OR at >= $8) AND ($9::timestamptz IS NULL OR at < $9)
+ORDER BY seq LIMIT $10;
+
+-- name: audit_search_newest
+SELECT seq, at, kind, decision, request_id, key_name, record, hash FROM audit_log
+WHERE seq > $1 AND ($2::bigint IS NULL OR seq < $2)
+  AND ($3::text IS NULL OR key_name = $3) AND ($4::text IS NULL OR decision = $4)
+  AND ($5::text IS NULL OR kind = $5) AND ($6::text IS NULL OR request_id = $6)
+  AND ($7::text IS NULL OR (record::jsonb) ->> 'actor' = $7)
+  AND ($8::timestamptz IS NULL OR at >= $8) AND ($9::timestamptz IS NULL OR at < $9)
+ORDER BY seq DESC LIMIT $10;
+
+-- The first record written at or after $1, with the hash it links to: where a check of the
+-- chain from that time starts.
+-- name: audit_first_since
+SELECT seq, prev_hash FROM audit_log
+WHERE seq = (SELECT min(seq) FROM audit_log WHERE at >= $1);

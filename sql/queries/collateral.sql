@@ -19,3 +19,11 @@ SELECT c.tee, c.kind, c.lookup_key, c.body, c.next_update, c.fetched_at, c.sourc
 FROM collateral c
 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (tee, kind, lookup_key)
   ON c.tee = k.tee AND c.kind = k.kind AND c.lookup_key = k.lookup_key;
+
+-- How many items the store holds by tee and kind, fresh and stale at $1 (stale: past its
+-- nextUpdate): the metrics' view of the cache.
+-- name: collateral_state
+SELECT tee, kind,
+       count(*) FILTER (WHERE next_update IS NULL OR next_update >= $1) AS fresh,
+       count(*) FILTER (WHERE next_update < $1) AS stale
+FROM collateral GROUP BY tee, kind ORDER BY tee, kind;

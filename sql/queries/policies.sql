@@ -39,8 +39,10 @@ SET policy_name = EXCLUDED.policy_name, policy_version = EXCLUDED.policy_version
 -- itself is read (policy_version) only when the broker has not compiled that digest yet.
 -- audit_release_if_current below derives the context with the same FROM clause (a test
 -- compares the two): keep them identical.
+-- A destroyed key's blob is null (0005): read as empty bytes, it is refused by its state.
 -- name: release_context
-SELECT k.name, k.version, k.kek_label, k.wrapped_blob, k.secret_length, k.state, k.exposure,
+SELECT k.name, k.version, k.kek_label, coalesce(k.wrapped_blob, ''::bytea) AS wrapped_blob,
+       k.secret_length, k.state, k.exposure,
        p.name AS policy_name, p.version AS policy_version, p.digest
 FROM (SELECT * FROM keys WHERE name = $1 ORDER BY version DESC LIMIT 1) k
 LEFT JOIN key_bindings b ON b.key_name = k.name
@@ -78,7 +80,8 @@ WITH current AS MATERIALIZED (
         WHERE name = b.policy_name AND (b.policy_version IS NULL OR version = b.policy_version)
         ORDER BY version DESC LIMIT 1
     ) p ON true
-    WHERE k.version = $2 AND k.state = $3 AND k.kek_label = $4 AND k.wrapped_blob = $5
+    WHERE k.version = $2 AND k.state = $3 AND k.kek_label = $4
+      AND coalesce(k.wrapped_blob, ''::bytea) = $5
       AND k.secret_length = $6
       AND p.name IS NOT DISTINCT FROM $7
       AND p.version IS NOT DISTINCT FROM $8

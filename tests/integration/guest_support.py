@@ -15,7 +15,7 @@ from pathlib import Path
 
 from keybroker_guest.jws import BrokerKey
 
-from broker.admin.service import AdminService
+from broker.admin.service import AdminService, AuditQuery
 from broker.cli import demo, locate
 from broker.cli.admin import describe_audit
 from broker.localstate.democa import DemoTls, demo_tls
@@ -118,7 +118,9 @@ async def audit_lines(settings: Settings, limit: int) -> list[str]:
     """The last ``limit`` audit records as ``keybroker audit tail`` prints them."""
     runtime = await Runtime.start(settings, locate.location)
     try:
-        records = await AdminService(runtime).audit_tail(WHO, limit)
+        records = await AdminService(runtime).audit_records(
+            WHO, AuditQuery(), limit, newest_first=True
+        )
     finally:
         await runtime.stop()
     return [describe_audit(entry) for entry in reversed(records)]

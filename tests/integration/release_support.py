@@ -34,6 +34,7 @@ from broker.localstate.softhsm import LocalSoftHsm
 from broker.redact import Secret
 from broker.roles import Role
 from broker.settings import Settings
+from broker.simulate.guests import SimulatedSnp
 from broker.simulate.snp import SnpKit
 from broker.store import admin_tokens, audit
 from broker.store.database import Database
@@ -135,6 +136,20 @@ async def running_deployment(
                 await db.close()
     finally:
         own.stop()
+
+
+@asynccontextmanager
+async def one_kit_deployment(directory: Path, softhsm: LocalSoftHsm) -> AsyncIterator[Deployment]:
+    """A broker with its own database under ``directory`` trusting one synthetic AMD kit,
+    ``kit-a`` (its root ``insecure-test-kit-a``)."""
+    kits = {"kit-a": save_snp_kit(directory, "kit-a")}
+    async with running_deployment(directory, softhsm, [directory / "kit-a.pem"], kits) as running:
+        yield running
+
+
+def approved_guest(deployment: Deployment) -> SimulatedSnp:
+    """A guest of ``kit-a`` running the approved image (:data:`GOOD_MEASUREMENT`)."""
+    return SimulatedSnp(deployment.kits["kit-a"], measurement=GOOD_MEASUREMENT)
 
 
 def admin_client(deployment: Deployment, role: Role) -> httpx.Client:
@@ -257,9 +272,12 @@ async def statements_during(
     deployment: Deployment, action: Callable[[], Awaitable[T]]
 ) -> tuple[T, Counter[str]]:
     """``action``'s result and the statements PostgreSQL executed while it ran, except the
-    broker's periodic purge of expired challenges (which may start at any moment)."""
+    broker's periodic purge of expired challenges and its look for keys and import wrapping
+    keys due for destruction (which may start at any moment)."""
     before = await statements(deployment)
     outcome = await action()
     ran = await statements(deployment) - before
     del ran["purge_challenges"]
+    del ran["key_deletion_due"]
+    del ran["import_wrapping_key_expiry_due"]
     return outcome, ran

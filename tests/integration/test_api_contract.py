@@ -32,6 +32,13 @@ pytestmark = pytest.mark.integration
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 ADMIN_PATHS = "^/v1/admin/"
+# Retiring destroys a KEK on the token once this broker's database holds nothing sealed
+# under it; the token is the session's, and other modules' databases may (docs/operations.md:
+# one database per token). tests/integration/test_kek_lifecycle.py retires only its own KEKs.
+# Each import wrapping key is an RSA-3072 key pair generated on the token: seconds each on a
+# busy machine, past the run's 10 s answer timeout when schemathesis asks for several at
+# once (tests/integration/test_byok.py holds that endpoint to its answers).
+OUTSIDE_THE_RUN = "/retire$|^/v1/admin/import-wrapping-keys$"
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +106,8 @@ def runs(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory) -> di
             workdir / role.value,
             "--include-path-regex",
             ADMIN_PATHS,
+            "--exclude-path-regex",
+            OUTSIDE_THE_RUN,
             "--header",
             f"Authorization: Bearer {token[role]}",
         )
@@ -134,7 +143,8 @@ def test_schemathesis_finds_nothing_on_the_admin_endpoints_for_each_role(
     runs: dict[str, Run], role: Role
 ) -> None:
     report = _clean(runs[role.value])
-    assert re.search(r"Tested: 23\b", report), report  # every admin operation
+    # Every admin operation but OUTSIDE_THE_RUN's two.
+    assert re.search(r"Tested: 30\b", report), report
     # A run whose token stopped working would pass on 401s alone.
     assert "401 Unauthorized (" not in report, report
     stateful = re.search(r"Scenarios:\s+(\d+)", report)  # the stateful phase ran

@@ -196,7 +196,7 @@ def test_an_enclave_application_gets_the_demo_kms_key(
     capsys.readouterr()
     assert main(["audit", "tail", "-n", "1", "--json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)
-    record = json.loads(entry["record"])
+    record = entry["record"]  # served parsed, not as a JSON string
     assert (entry["kind"], entry["decision"], entry["key_name"]) == ("kms", "deny", demo.KMS_KEY)
     assert (record["operation"], record["error"]["type"]) == ("Decrypt", "policy-denied")
     assert record["recipient"]["claims"]["debug"] is True
@@ -242,7 +242,7 @@ def test_kbs_key_settings_commands(
     with pytest.raises(SystemExit):
         main(["keys", "set-exposure", "cli-kbs", "anywhere"])
     assert main(["audit", "tail", "--json", "-n", "3"]) == 0
-    actions = [json.loads(r["record"])["action"] for r in json.loads(capsys.readouterr().out)]
+    actions = [r["record"]["action"] for r in json.loads(capsys.readouterr().out)]
     assert actions == ["key.set_exposure", "key.set_kbs_path", "key.set_kbs_path"]
 
 
@@ -272,9 +272,27 @@ def test_key_policy_and_token_commands(
 
     assert main(["keys", "disable", "cli-key"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "disabled"
-    assert main(["keys", "list"]) == 0
+    assert main(["keys", "list", "--json"]) == 0
     listed = {k["name"]: k for k in json.loads(capsys.readouterr().out)}
     assert listed["cli-key"]["version"] == 2
+    assert listed["cli-key"]["binding"]["locked"] is True  # a boolean, not "true"
+    # By default, a table: a header, then one line a key.
+    assert main(["keys", "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        "NAME",
+        "VERSION",
+        "STATE",
+        "EXPOSURE",
+        "POLICY",
+        "KBS",
+        "PATH",
+        "DESTROY",
+        "AFTER",
+    ]
+    (row,) = [line for line in rows if line.startswith("cli-key ")]
+    assert row.split()[:5] == ["cli-key", "2", "disabled", "hsm-only", "snp-production-disk-key"]
+    assert "(v1, locked)" in row  # locking pins the version in force
 
     assert main(["admin", "token", "create", "--role", "auditor", "--name", "ops"]) == 0
     printed = capsys.readouterr()
@@ -290,7 +308,7 @@ def test_key_policy_and_token_commands(
     assert [r["kind"] for r in records] == ["admin", "admin", "admin"]
     ages = [utcnow() - datetime.fromisoformat(r["at"]) for r in records]
     assert all(timedelta(0) <= age < timedelta(minutes=5) for age in ages), ages
-    actions = [json.loads(r["record"])["action"] for r in records]
+    actions = [r["record"]["action"] for r in records]
     assert actions == ["key.bind_policy", "key.disable", "token.create"]  # oldest first
 
 
@@ -417,3 +435,84 @@ def test_guest_fetch_retries_an_unreachable_broker_then_exits_3(
         rf"\(gave up after {len(lines)} attempts\)",
         lines[-1],
     ), lines
+
+
+def test_key_lifecycle_and_kek_commands(
+    environment: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "create", "cli-doomed", "--generate", "16"]) == 0
+    capsys.readouterr()
+    assert main(["keys", "show", "cli-doomed"]) == 0
+    text = capsys.readouterr().out
+    assert "state:" in text
+    assert "kms alias:" in text
+    assert "KEK" in text
+    assert main(["keys", "show", "cli-doomed", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["versions"][0]["created_by"] == shown["created_by"]
+    assert shown["created_by"].startswith("cli:")
+    assert main(["keys", "delete", "cli-doomed", "--after", "6d"]) == 1
+    assert "a deletion waits 7 to 30 days, not 6" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["keys", "delete", "cli-doomed", "--after", "seven"])
+    assert "is not a number of days such as 7d" in capsys.readouterr().err
+    assert main(["keys", "delete", "cli-doomed", "--after", "7d"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "pending-deletion"
+    assert main(["keys", "destroy-due"]) == 0  # not due for a week
+    assert json.loads(capsys.readouterr().out) == {"destroyed": []}
+    assert main(["keys", "cancel-deletion", "cli-doomed"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "active"
+
+    # The token is the session's: rotate and re-wrap, but retire nothing others may use.
+    assert main(["kek", "rotate", "--rewrap"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert rotated["rewrap"]["kek_label"] == rotated["kek_label"]
+    assert rotated["rewrap"]["remaining"] == 0
+    assert main(["kek", "status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["current"] == rotated["kek_label"]
+    sealing = {k["label"]: k["key_versions"] for k in status["keks"] if k["key_versions"]}
+    assert list(sealing) == [rotated["kek_label"]]
+    newest = int(rotated["kek_label"].rsplit("v", 1)[1])
+    assert main(["kek", "retire", str(newest)]) == 1
+    assert "is the current KEK; rotate first" in capsys.readouterr().err
+
+
+def test_audit_commands(
+    environment: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "create", "cli-audited", "--generate", "8"]) == 0
+    assert main(["keys", "disable", "cli-audited"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "tail", "--json", "--key", "cli-audited"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["record"]["action"] for r in records] == ["key.create", "key.disable"]
+    first = records[0]["seq"]
+    assert main(["audit", "tail", "--json", "--key", "cli-audited", "--outcome", "deny"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+    exported = tmp_path / "audit.jsonl"
+    since = records[0]["at"]
+    assert (
+        main(["audit", "export", "--since", since, "--key", "cli-audited", "--out", str(exported)])
+        == 0
+    )
+    assert "exported 2 records" in capsys.readouterr().err
+    assert oct(exported.stat().st_mode & 0o777) == "0o600"
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert [line["seq"] for line in lines] == [first, first + 1]
+    assert lines[0]["record"]["actor"].startswith("cli:")
+
+    assert main(["audit", "export", "--format", "cef", "--key", "cli-audited"]) == 0
+    cef = capsys.readouterr().out.splitlines()
+    assert len(cef) == 2
+    assert cef[0].startswith("CEF:0|keybroker|keybroker|")
+    assert "|admin:key.create|admin key.create|3|" in cef[0]
+    assert f"externalId={first} " in cef[0]
+    assert "cs1Label=key cs1=cli-audited" in cef[0]
+
+    assert main(["audit", "verify", "--since", since]) == 0
+    report = capsys.readouterr().out
+    assert report.startswith(f"audit chain intact since {since}: ")
+    with pytest.raises(SystemExit):
+        main(["audit", "verify", "--since", "yesterday"])

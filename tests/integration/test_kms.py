@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from broker.admin.service import destroy_due_keys
 from broker.errors import BindingMismatch, CertificateExpired
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.simulate.guests import DEBUG_ZERO_PCRS, DEMO_PCRS
@@ -105,19 +106,31 @@ LIMITED_KEY = "limited-key"
 
 
 def _seed(deployment: Deployment) -> None:
-    for key, (kms, exposure) in [*KEYS.items(), (LIMITED_KEY, KEYS["unattested-key"])]:
-        with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
-            answer = custodian.post("/v1/admin/keys", json={"name": key, "generate_length": 32})
-            assert answer.status_code == 201, answer.text
-            answer = custodian.put(f"/v1/admin/keys/{key}/exposure", json={"exposure": exposure})
-            assert answer.status_code == 200, answer.text
-        policy = _policy(f"p-{key}", kms)
-        if key == LIMITED_KEY:
-            policy["limits"] = {"max_releases": 1}
-        with admin_client(deployment, Role.POLICY_AUTHOR) as author:
-            assert author.post("/v1/admin/policies", json={"document": policy}).status_code == 201
-            bound = author.put(f"/v1/admin/keys/{key}/policy", json={"policy": policy["name"]})
-            assert bound.status_code == 200, bound.text
+    for key, (kms, exposure) in KEYS.items():
+        _seed_key(deployment, key, kms, exposure)
+    kms, exposure = KEYS["unattested-key"]
+    _seed_key(deployment, LIMITED_KEY, kms, exposure, limits={"max_releases": 1})
+
+
+def _seed_key(
+    deployment: Deployment,
+    key: str,
+    kms: dict[str, Any] | None,
+    exposure: str,
+    limits: dict[str, Any] | None = None,
+) -> None:
+    with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
+        answer = custodian.post("/v1/admin/keys", json={"name": key, "generate_length": 32})
+        assert answer.status_code == 201, answer.text
+        answer = custodian.put(f"/v1/admin/keys/{key}/exposure", json={"exposure": exposure})
+        assert answer.status_code == 200, answer.text
+    policy = _policy(f"p-{key}", kms)
+    if limits is not None:
+        policy["limits"] = limits
+    with admin_client(deployment, Role.POLICY_AUTHOR) as author:
+        assert author.post("/v1/admin/policies", json={"document": policy}).status_code == 201
+        bound = author.put(f"/v1/admin/keys/{key}/policy", json={"policy": policy["name"]})
+        assert bound.status_code == 200, bound.text
 
 
 def _access_key(deployment: Deployment, name: str) -> dict[str, str]:
@@ -456,6 +469,61 @@ async def test_metadata_operations(kms: Any) -> None:
     aliases = {alias["AliasName"] for alias in kms.list_aliases()["Aliases"]}
     assert "alias/enclave-data-key" in aliases
     assert "alias/not-for-kms" not in aliases
+
+
+async def test_keys_show_names_the_alias_only_of_keys_served_over_kms(
+    deployment: Deployment,
+) -> None:
+    with admin_client(deployment, Role.AUDITOR) as auditor:
+        served = auditor.get("/v1/admin/keys/enclave-data-key").json()
+        unserved = auditor.get("/v1/admin/keys/not-for-kms").json()
+    assert (served["kms_alias"], served["exposure"]) == ("alias/enclave-data-key", "broker-memory")
+    assert unserved["kms_alias"] is None
+
+
+async def test_deletion_refuses_kms_use_at_once_and_destruction_ends_the_key(
+    deployment: Deployment, kms: Any
+) -> None:
+    name = "doomed-kms-key"
+    _seed_key(deployment, name, {"insecure_allow_unattested": True}, "broker-memory")
+    # Each call differs (its context): boto3 signs identical calls alike (a replay).
+    blob = kms.encrypt(KeyId=f"alias/{name}", Plaintext=b"kept", EncryptionContext={"n": "0"})[
+        "CiphertextBlob"
+    ]
+    with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
+        scheduled = custodian.put(f"/v1/admin/keys/{name}/deletion", json={"pending_days": 7})
+    assert scheduled.status_code == 200, scheduled.text
+
+    with pytest.raises(kms.exceptions.KMSInvalidStateException) as pending:
+        kms.encrypt(KeyId=name, Plaintext=b"x", EncryptionContext={"n": "1"})
+    assert pending.value.response["Error"]["Message"] == f"key {name} is pending deletion"
+    with pytest.raises(kms.exceptions.KMSInvalidStateException):
+        kms.decrypt(CiphertextBlob=blob, EncryptionContext={"n": "0"})
+    record = await last_audit(deployment, "kms")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "key-disabled")
+    described = kms.describe_key(KeyId=name)["KeyMetadata"]
+    assert (described["KeyState"], described["Enabled"]) == ("PendingDeletion", False)
+
+    # Cancelled, the key decrypts again. (The three decrypts name the key differently: the
+    # same signed request twice in a second would be a replay.)
+    with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
+        assert custodian.delete(f"/v1/admin/keys/{name}/deletion").status_code == 200
+    opened = kms.decrypt(CiphertextBlob=blob, KeyId=name, EncryptionContext={"n": "0"})
+    assert opened["Plaintext"] == b"kept"
+    with admin_client(deployment, Role.KEY_CUSTODIAN) as custodian:
+        again = custodian.put(f"/v1/admin/keys/{name}/deletion", json={"pending_days": 7})
+    assert again.status_code == 200, again.text
+
+    assert await destroy_due_keys(deployment.db, utcnow() + timedelta(days=8)) == [name]
+    with pytest.raises(kms.exceptions.NotFoundException):
+        kms.decrypt(CiphertextBlob=blob, KeyId=f"alias/{name}", EncryptionContext={"n": "0"})
+    with pytest.raises(kms.exceptions.NotFoundException):
+        kms.encrypt(KeyId=name, Plaintext=b"x", EncryptionContext={"n": "2"})
+    with pytest.raises(kms.exceptions.NotFoundException):
+        kms.describe_key(KeyId=f"alias/{name}")
+    assert name not in {key["KeyId"] for key in kms.list_keys()["Keys"]}
+    with admin_client(deployment, Role.AUDITOR) as auditor:
+        assert auditor.get(f"/v1/admin/keys/{name}").json()["kms_alias"] is None
 
 
 # --- SigV4 --------------------------------------------------------------------------------

@@ -476,12 +476,19 @@ async def test_a_client_chosen_request_id_never_becomes_the_audit_request_id(
 
 async def test_a_tampered_blob_is_a_500_audited_as_an_error(deployment: Deployment) -> None:
     seed(deployment, "blob-key", os.urandom(32), _policy("blob-policy", "insecure-test-kit-a"))
+    # Flipping the bit again restores the blob: the module's later tests (the authorisation
+    # matrix re-seals every key version) find the key whole.
+    flip = (
+        "UPDATE keys SET wrapped_blob ="
+        " set_byte(wrapped_blob, 3, get_byte(wrapped_blob, 3) # 1) WHERE name = 'blob-key'"
+    )
     async with deployment.db.connection() as conn:
-        await conn.execute(
-            "UPDATE keys SET wrapped_blob ="
-            " set_byte(wrapped_blob, 3, get_byte(wrapped_blob, 3) # 1) WHERE name = 'blob-key'"
-        )
-    error = await denied(deployment, "blob-key", _source(deployment))
+        await conn.execute(flip)
+    try:
+        error = await denied(deployment, "blob-key", _source(deployment))
+    finally:
+        async with deployment.db.connection() as conn:
+            await conn.execute(flip)
     assert error.status == 500
     assert error.problem["type"].endswith("/blob-invalid")
     record = await last_audit(deployment, "release")
@@ -693,9 +700,16 @@ ADMIN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
         Role.POLICY_AUTHOR,
     ),
     ("PUT", "/v1/admin/keys/authz-key/policy", {"policy": "authz-policy"}, Role.POLICY_AUTHOR),
+    ("GET", "/v1/admin/keys/authz-key", None, Role.AUDITOR),
+    ("PUT", "/v1/admin/keys/authz-key/deletion", {"pending_days": 7}, Role.KEY_CUSTODIAN),
+    ("DELETE", "/v1/admin/keys/authz-key/deletion", None, Role.KEY_CUSTODIAN),
     ("GET", "/v1/admin/policies", None, Role.POLICY_AUTHOR),
     ("GET", "/v1/admin/policies/authz-policy", None, Role.AUDITOR),
     ("POST", "/v1/admin/kek/rotate", None, Role.KEY_CUSTODIAN),
+    ("GET", "/v1/admin/kek", None, Role.AUDITOR),
+    ("POST", "/v1/admin/kek/rewrap", None, Role.KEY_CUSTODIAN),
+    ("POST", "/v1/admin/import-wrapping-keys", {}, Role.KEY_CUSTODIAN),
+    ("GET", "/v1/admin/whoami", None, Role.AUDITOR),
     ("GET", "/v1/admin/audit", None, Role.AUDITOR),
     ("GET", "/v1/admin/audit/verify", None, Role.AUDITOR),
     ("POST", "/v1/admin/tokens", {"name": "ops", "role": "auditor"}, Role.ADMIN),
@@ -706,6 +720,9 @@ ADMIN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, Role]] = [
 # Roles that may also read, so they are not "wrong" for these endpoints.
 READERS = {
     "/v1/admin/keys": set(Role),
+    "/v1/admin/keys/authz-key": set(Role),
+    "/v1/admin/kek": set(Role),
+    "/v1/admin/whoami": set(Role),
     "/v1/admin/policies": {Role.POLICY_AUTHOR, Role.AUDITOR, Role.ADMIN, Role.KEY_CUSTODIAN},
     "/v1/admin/policies/authz-policy": {
         Role.POLICY_AUTHOR,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from broker.cli.admin import describe_audit
@@ -23,7 +24,7 @@ def test_an_unauthenticated_record_names_its_source_and_counts() -> None:
         "decision": record.decision,
         "request_id": None,
         "key_name": None,
-        "record": record.text(),
+        "record": json.loads(record.text()),
     }
     assert describe_audit(entry).splitlines() == [
         "#42     2026-03-01T12:01:00  unauthenticated deny  203.0.113.7",

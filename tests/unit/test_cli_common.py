@@ -66,4 +66,12 @@ def test_keys_create_reads_its_secret_file_before_opening_anything(
     assert main(["keys", "create", "k", "--secret-file", str(missing)]) == 2
     assert f"cannot read {missing}" in capsys.readouterr().err
     assert main(["keys", "rotate", "k"]) == 2
-    assert "give exactly one of --secret-file FILE and --generate LENGTH" in capsys.readouterr().err
+    both = "give exactly one of --secret-file FILE, --wrapped FILE and --generate LENGTH"
+    assert both in capsys.readouterr().err
+    assert main(["keys", "create", "k", "--wrapped", str(missing)]) == 2
+    assert "--wrapped needs --wrapping-key ID and --length BYTES" in capsys.readouterr().err
+    assert main(["keys", "create", "k", "--generate", "8", "--length", "8"]) == 2
+    assert "--wrapping-key and --length go with --wrapped FILE" in capsys.readouterr().err
+    wrapped = ["--wrapped", str(missing), "--wrapping-key", "0" * 16, "--length", "8"]
+    assert main(["keys", "create", "k", *wrapped]) == 2
+    assert f"cannot read {missing}" in capsys.readouterr().err

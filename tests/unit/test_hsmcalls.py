@@ -37,6 +37,7 @@ def test_every_hsm_error_has_its_broker_error() -> None:
         (hsm.KekNotFound, "kek-not-found", 500),
         (hsm.PublicKeyInvalid, "public-key-invalid", 400),
         (hsm.SecretLengthInvalid, "secret-length-invalid", 400),
+        (hsm.WrappedKeyInvalid, "wrapped-key-invalid", 400),
     ],
 )
 def test_an_hsm_error_answers_as_before(
@@ -64,6 +65,7 @@ def test_an_hsm_error_answers_as_before(
         # What the caller sent (400): judged and refused (docs/architecture.md §9).
         (hsm.PublicKeyInvalid, "deny"),
         (hsm.SecretLengthInvalid, "deny"),
+        (hsm.WrappedKeyInvalid, "deny"),
     ],
 )
 def test_an_hsm_failure_in_a_release_is_audited_by_whose_fault_it_is(

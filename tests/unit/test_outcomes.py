@@ -29,6 +29,7 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.CertificateExpired: DENY,
     errors.CertificateRevoked: DENY,
     errors.TcbMismatch: DENY,
+    errors.VcekChipMismatch: DENY,
     errors.CollateralUnavailable: ERROR,  # could not check: not the evidence's fault
     errors.CollateralExpired: DENY,
     errors.CollateralInvalid: DENY,
@@ -56,6 +57,8 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.KeyNotFound: DENY,
     errors.Conflict: DENY,
     errors.KeyDisabled: DENY,
+    errors.KeyPendingDeletion: DENY,
+    errors.KeyDestroyed: DENY,
     errors.ExposureRefused: DENY,  # judged: the key's custodian keeps it in the HSM
     errors.KmsUseRefused: DENY,
     errors.CiphertextInvalid: DENY,  # judged: the blob does not authenticate
@@ -70,6 +73,7 @@ OUTCOMES: dict[type[errors.KeybrokerError], str] = {
     errors.KekNotFound: ERROR,
     errors.PublicKeyInvalid: DENY,  # the tee key the caller sent (400)
     errors.SecretLengthInvalid: DENY,  # the length the caller asked for (400)
+    errors.WrappedKeyInvalid: DENY,  # the key material the caller sent (400)
     errors.Unavailable: ERROR,
     errors.DatabaseUnavailable: ERROR,
     errors.HsmUnavailable: ERROR,

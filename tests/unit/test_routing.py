@@ -20,6 +20,7 @@ EXAMPLE_PARAMETERS = {
     "name": "disk-key",
     "token_id": "0123456789abcdef",
     "access_key_id": "KBABCDEFGHIJKLMNOPQR",
+    "version": "1",
 }
 UNEXPECTED = ("GET", "PUT", "POST", "DELETE", "PATCH", "TRACE")
 
@@ -64,7 +65,7 @@ def _assert_problem(answer: httpx.Response, status: int, kind: str) -> None:
         "/v1/keys/a/b/release",
         "/v1/challenge/",  # a trailing slash is another path, not a redirect
         "/v1/admin/keys/",
-        "/v1/admin/keys/disk-key",
+        "/v1/admin/keys/disk-key/nope",
         "/v2/challenge",
     ],
 )

@@ -28,6 +28,8 @@ NAMES: dict[type[errors.KeybrokerError], str] = {
     errors.SignatureReplayed: "InvalidSignatureException",
     errors.KeyNotFound: "NotFoundException",
     errors.NotFound: "NotFoundException",
+    errors.KeyPendingDeletion: "KMSInvalidStateException",
+    errors.KeyDestroyed: "NotFoundException",
     errors.KeyDisabled: "DisabledException",
     errors.CiphertextInvalid: "InvalidCiphertextException",
     errors.IncorrectKey: "IncorrectKeyException",

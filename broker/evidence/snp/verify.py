@@ -34,6 +34,7 @@ from broker.errors import (
     CollateralUnavailable,
     SignatureInvalid,
     TcbMismatch,
+    VcekChipMismatch,
 )
 from broker.evidence.snp import roots
 from broker.evidence.snp.abi import (
@@ -298,7 +299,11 @@ def _check_tcb(
     if len(hwid) != size:
         raise TcbMismatch(f"VCEK hwID is {len(hwid)} bytes; {product.value} uses {size}")
     if report.chip_id[:size] != hwid:
-        raise TcbMismatch(f"CHIP_ID {report.chip_id[:size].hex()} != VCEK hwID {hwid.hex()}")
+        raise VcekChipMismatch(
+            f"the VCEK is another chip's: its hwID {hwid.hex()} is not this report's CHIP_ID "
+            f"{report.chip_id[:size].hex()}; use the VCEK of the chip that signed it (AMD KDS "
+            "serves it by CHIP_ID and REPORTED_TCB)"
+        )
     return []
 
 

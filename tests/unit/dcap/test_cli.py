@@ -94,7 +94,9 @@ def test_tcb_level_not_found(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         capsys, "--tee", "tdx", str(quote), "--collateral", str(SPR_DIR), "--at", "1688173200"
     )
     assert status == 1
-    assert set(result) == CONTRACT
+    # A failure also says what the evidence states unverified: SNP's only, so far.
+    assert set(result) == {*CONTRACT, "unverified_claims"}
+    assert result["unverified_claims"] is None
     assert result["verified"] is False
     assert result["claims"] is None
     assert result["error"]["type"] == "tcb-level-not-found"

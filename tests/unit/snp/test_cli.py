@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,6 +86,10 @@ def test_vlek_outside_its_window(capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 0
     status, result = _run(capsys, *args, "--at", "2026-01-01T00:00:00Z")
     assert status == 1
+    assert result is not None
+    # What the report states, read but not verified (the VLEK expired).
+    unverified = result.pop("unverified_claims")
+    assert unverified["signer_info"]["signing_key"] == "vlek"
     assert result == {
         "verified": False,
         "tee": "snp",
@@ -146,3 +152,54 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]
     status, result = _run(capsys, *args)
     assert status == 2
     assert result is None
+
+
+def test_a_failed_verification_shows_what_the_report_says_unverified(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = [str(GO_SEV_GUEST.path("attestation.bin")), "--vcek", str(GO_SEV_GUEST.path("vcek.der"))]
+    status, verified = _run(capsys, *args, "--at", "1664000000", "--product", "Milan")
+    assert status == 0
+    assert verified is not None
+    assert "unverified_claims" not in verified
+    status, refused = _run(capsys, *args, "--at", "1664000000", "--product", "Genoa")
+    assert status == 1
+    assert refused is not None
+    unverified = refused["unverified_claims"]
+    assert unverified["measurement"] == verified["claims"]["measurement"]
+    assert unverified["policy"]["debug"] == verified["claims"]["policy"]["debug"]
+    assert "hint" not in refused["error"]  # SNP evidence given as SNP: no hint
+
+
+def test_at_takes_unix_milliseconds(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(GO_SEV_GUEST.path("attestation.bin")), "--vcek", str(GO_SEV_GUEST.path("vcek.der"))]
+    status, _ = _run(capsys, *args, "--product", "Milan", "--at", "1664000000000")
+    assert status == 0
+
+
+def test_encoded_evidence_gets_a_hint_and_format_reads_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    encoded = tmp_path / "report.b64"
+    encoded.write_bytes(base64.b64encode(GO_SEV_GUEST.path("attestation.bin").read_bytes()))
+    args = ["--vcek", str(GO_SEV_GUEST.path("vcek.der")), "--product", "Milan"]
+    status, refused = _run(capsys, str(encoded), *args, "--at", "1664000000")
+    assert status == 1
+    assert refused is not None
+    assert refused["error"]["hint"] == (
+        "this looks like base64; decode it (base64 -d) or pass --format base64"
+    )
+    assert refused["unverified_claims"] is None  # nothing parses from base64 text
+    status, verified = _run(capsys, str(encoded), *args, "--at", "1664000000", "--format", "base64")
+    assert status == 0
+    assert verified is not None
+    assert verified["verified"] is True
+    assert main(["evidence", "verify", "--tee", "snp", str(encoded), *args, "--format", "hex"]) == 2
+    assert "is not hex" in capsys.readouterr().err
+
+
+def test_evidence_of_another_tee_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["evidence", "verify", "--tee", "tdx", str(GO_SEV_GUEST.path("attestation.bin"))])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 1
+    assert result["error"]["hint"] == "this looks like snp evidence, not tdx: pass --tee snp"

@@ -21,6 +21,7 @@ from broker.errors import (
     SignatureInvalid,
     TcbMismatch,
     UnsupportedEvidence,
+    VcekChipMismatch,
 )
 from broker.evidence.claims import Claims
 from broker.evidence.snp import verify
@@ -98,8 +99,13 @@ def test_vcek_outside_its_validity(
 
 def test_wrong_chip_id(kit: SnpKit) -> None:
     evidence = kit.sign(kit.report(chip_id=b"\x01" * 64))
-    with pytest.raises(TcbMismatch, match=r"CHIP_ID 0101.* != VCEK hwID"):
+    with pytest.raises(VcekChipMismatch) as caught:
         _verify(kit, evidence)
+    assert caught.value.type == "vcek-chip-mismatch"  # not tcb-mismatch: it says what is wrong
+    assert caught.value.detail.startswith("the VCEK is another chip's: its hwID ")
+    assert f"is not this report's CHIP_ID {'01' * 64}; use the VCEK of the chip" in (
+        caught.value.detail
+    )
 
 
 @pytest.mark.parametrize(
@@ -375,7 +381,9 @@ def test_turin_fmc_mismatch(turin_kit: SnpKit) -> None:
 def test_turin_compares_the_first_8_bytes_of_chip_id(turin_kit: SnpKit) -> None:
     chip = bytearray(turin_kit.chip_id)
     chip[7] ^= 1
-    with pytest.raises(TcbMismatch, match=r"CHIP_ID [0-9a-f]{16} != VCEK hwID [0-9a-f]{16}$"):
+    with pytest.raises(
+        VcekChipMismatch, match=r"its hwID [0-9a-f]{16} is not this report's CHIP_ID [0-9a-f]{16};"
+    ):
         _verify(turin_kit, turin_kit.sign(turin_kit.report(chip_id=bytes(chip))))
 
 
