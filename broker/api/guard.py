@@ -24,7 +24,8 @@ a deadline or byte limit reached while the application reads the body makes its 
 access line and metrics included). Before any
 request head is complete there is no application to answer: the protocol writes the problem
 itself. Each of these answers closes the connection, and so does any answer given before the
-request's body has arrived (nothing would read the rest).
+request's body has arrived (nothing would read the rest), whose head then says
+``Connection: close``.
 
 Closing a socket that still has unread bytes makes the kernel reset the connection, and a
 reset can destroy the answer before the client reads it. So a connection closed while its
@@ -228,6 +229,11 @@ class GuardedProtocol(HttpProtocol):
             # it looks the method up when it does.)
             request.receive_next = cycle.receive
             cycle.receive = request.receive
+        # Its answer may start before its body has all arrived (a refusal decided on the
+        # head); the connection then closes after it (Request.answered), so that answer must
+        # say so (RFC 9112 §9.6), or the client sends its next request on a dying connection.
+        request.send_next = cycle.send
+        cycle.send = request.send
 
     def on_response_complete(self) -> None:
         # Requests are answered in order: the oldest unanswered is the one just answered.
@@ -339,6 +345,7 @@ class Request:
         "head_done",
         "protocol",
         "receive_next",
+        "send_next",
     )
 
     def __init__(self, protocol: GuardedProtocol) -> None:
@@ -350,6 +357,7 @@ class Request:
         self.failure: KeybrokerError | None = None
         self.cycle: Any = None
         self.receive_next: Receive | None = None
+        self.send_next: Send | None = None
 
     async def receive(self) -> Message:
         """The application's ``receive()``: uvicorn's, unless a deadline or a limit was
@@ -360,6 +368,16 @@ class Request:
         if self.failure is not None:
             raise self.failure
         return message
+
+    async def send(self, message: Message) -> None:
+        """The application's ``send()``: uvicorn's, after marking an answer that starts
+        before the request's body has all arrived as the connection's last
+        (``Connection: close``)."""
+        if self.send_next is None:
+            raise RuntimeError("send_next missing")
+        if message["type"] == "http.response.start" and not self.body_done:
+            self.cycle.keep_alive = False
+        await self.send_next(message)
 
     def answered(self) -> None:
         """Its answer is sent: a connection whose request body is still arriving is not kept

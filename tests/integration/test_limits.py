@@ -132,6 +132,28 @@ def test_a_slow_body_gets_408_and_its_connection_is_closed(deadlines: str) -> No
         assert closed_by_broker(sock)
 
 
+def test_an_answer_before_the_body_says_the_connection_closes(deadlines: str) -> None:
+    # A refusal decided on the head alone (no admin token) is answered while the body is
+    # still to come; the connection closes after it, so the answer must say so, or a client
+    # sends its next request on that connection and loses it.
+    with connect(deadlines, "127.0.0.1") as sock:
+        sock.sendall(post_head(10, "/v1/admin/keys"))
+        status, headers, _ = read_answer(sock)
+        assert status == 401
+        assert headers.get("connection") == "close"
+        assert closed_by_broker(sock)
+
+
+def test_an_answer_after_the_whole_body_keeps_the_connection(deadlines: str) -> None:
+    with connect(deadlines, "127.0.0.1") as sock:
+        sock.sendall(post_head(2, "/v1/admin/keys") + b"{}")
+        status, headers, _ = read_answer(sock)
+        assert status == 401
+        assert "connection" not in headers
+        sock.sendall(GET_HEALTHZ)
+        assert read_answer(sock)[0] == 200
+
+
 def test_the_kbs_endpoints_have_the_same_deadline(deadlines: str) -> None:
     with connect(deadlines, "127.0.2.4") as sock:
         sock.sendall(post_head(1000, "/kbs/v0/auth") + b'{"version": "0.4.0", ')
