@@ -2,7 +2,8 @@
 
 One broker serves the whole module, with its own database, trusting two synthetic AMD roots
 (``insecure-test-kit-a``, ``insecure-test-kit-b``) through ``insecure_test_roots``; a third
-kit (``kit_c``) is trusted by nobody. Guests are simulated with ``broker.guest``.
+kit (``kit_c``) is trusted by nobody. A second ``keybroker serve`` process on the same
+database and token stands for a replica. Guests are simulated with ``broker.guest``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from tests.integration.release_support import (
 )
 from tests.integration.release_support import save_snp_kit as _save_kit
 from tests.integration.release_support import snp_policy as _policy
+from tests.integration.server import broker_process
 
 pytestmark = pytest.mark.integration
 
@@ -1069,3 +1071,52 @@ async def test_a_one_request_release_with_an_unknown_nonce_is_409_audited_in_agg
     assert answer.status_code == 409, answer.text
     assert answer.json()["type"].endswith("/nonce-unknown")
     assert await audit_rows(deployment) == rows
+
+
+# --- replicas ----------------------------------------------------------------------------
+
+
+async def test_a_nonce_from_one_replica_is_redeemed_on_another_and_replays_refused_on_both(
+    deployment: Deployment, one_request_key: str, tmp_path: Path
+) -> None:
+    """A second ``keybroker serve`` process on the same PostgreSQL and token: what one
+    replica issues, the other redeems; what one consumed, neither accepts again."""
+    settings = deployment.app.state.settings
+    replica = broker_process(
+        settings.state_dir,
+        tmp_path / "replica.log",
+        database_url=settings.database_url.reveal(),
+        token_label=settings.token_label,
+        user_pin_file=settings.user_pin_file,
+        insecure_test_roots=os.pathsep.join(str(p) for p in settings.insecure_test_roots),
+        rate_limit_per_second=0,
+    )
+    here = deployment.base
+    with replica as there:
+        # One-request flow: the nonce from here, the release there, the replay here.
+        _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+        body = await _one_request_body(deployment, jwk)
+        async with httpx.AsyncClient(timeout=30) as http:
+            released = await http.post(f"{there}/v1/keys/{one_request_key}/release", json=body)
+            assert released.status_code == 200, released.text
+            for base in (here, there):
+                replay = await http.post(f"{base}/v1/keys/{one_request_key}/release", json=body)
+                assert replay.status_code == 409, replay.text
+                assert replay.json()["type"].endswith("/nonce-replayed")
+                assert replay.json()["detail"] == "nonce was already used"
+        # Token flow: the nonce there, the attestation here, the release there.
+        owner = rsa.generate_private_key(65537, 3072)
+        _, owner_jwk = tee_jwk(owner)
+        async with httpx.AsyncClient(base_url=there, timeout=30) as http:
+            nonce = await GuestClient(http).challenge("snp")
+        async with httpx.AsyncClient(timeout=30) as http:
+            attest = _attest_body(deployment, owner_jwk, nonce)
+            attested = await http.post(f"{here}/v1/attest", json=attest)
+            assert attested.status_code == 200, attested.text
+            again = await http.post(f"{there}/v1/attest", json=attest)
+            assert again.status_code == 409, again.text
+            assert again.json()["type"].endswith("/nonce-replayed")
+        async with httpx.AsyncClient(base_url=there, timeout=30) as http:
+            token = attested.json()["token"]
+            secret = await GuestClient(http).release(one_request_key, token, owner)
+        assert secret.key == one_request_key
