@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from broker.bench.runner import SCALE_REFERENCE, SCALE_ROUNDS, SCALE_RUN, Report, RunResult
+from broker.bench.runner import (
+    FLEET_REFERENCE,
+    FLEET_RUN,
+    SCALE_REFERENCE,
+    SCALE_ROUNDS,
+    SCALE_RUN,
+    Report,
+    RunResult,
+)
 
 
 def summary(report: Report) -> dict[str, Any]:
@@ -91,13 +99,12 @@ def table(report: Report) -> str:
 def _comparisons(report: Report) -> list[str]:
     """The fleet against one platform, and N replicas against one, as ratios of the runs."""
     lines = []
-    head = report.headline
-    fleet = next((run for run in report.runs if run.spec.platforms > 1), None)
-    if head is not None and fleet is not None and head.releases_per_s:
-        change = fleet.releases_per_s / head.releases_per_s - 1
+    reference, fleet = report.mean_rate(FLEET_REFERENCE), report.mean_rate(FLEET_RUN)
+    fleet_run = report.run_labelled(FLEET_RUN)
+    if reference and fleet is not None and fleet_run is not None:
         lines.append(
-            f"fleet: {fleet.spec.platforms} platforms {fleet.releases_per_s:.0f}/s against "
-            f"{head.releases_per_s:.0f}/s on one ({change:+.1%})"
+            f"fleet: {fleet_run.spec.platforms} platforms {fleet:.0f}/s against {reference:.0f}/s"
+            f" on one, {SCALE_ROUNDS} alternating rounds each ({fleet / reference - 1:+.1%})"
         )
     replicated = [run for run in report.runs if not run.spec.pinned and "repl." in run.spec.label]
     if len(replicated) == 2 and replicated[0].releases_per_s:

@@ -13,8 +13,9 @@ Runs, in order (ARCHITECTURE §6, issue 8):
 ``--quick`` does the floor and the pinned run at the headline concurrency only.
 
 Every run drives one flow (``--flow``: ``one-request`` by default, or ``token``) and compares
-it with that flow's floor. ``--platforms N`` adds, beside the headline, the same pinned run
-with every flow's evidence from the next of N simulated chips (the SNP scenario's fleet);
+it with that flow's floor. ``--platforms N`` adds the fleet comparison: one pinned broker
+driven in alternating rounds with evidence from one simulated chip and from the next of N
+chips at every flow (the SNP scenario's fleet);
 ``--replicas N`` adds two unpinned runs, one broker process and then N of them on the same
 database and token, guests spread across them (docs/deployment.md).
 """
@@ -64,6 +65,8 @@ PROFILED = "one core, py-spy"
 SCALE_REFERENCE = "one core, scale ref"
 SCALE_RUN = "one core, scale"
 SCALE_ROUNDS = 3
+FLEET_REFERENCE = "one core, fleet ref"
+FLEET_RUN = "one core, fleet"
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,8 @@ class Bench:
                 again = self.floor(parts=False)[0]
                 report.floor_after, report.floor_cpu_after = again.per_s, again.per_cpu_s
                 say(f"floor again {report.floor_after:.0f}/s")
+        if options.platforms > 1:
+            self.fleet_comparison(report)
         if options.scale:
             self.scale_comparison(report)
         report.headline = next(
@@ -255,19 +260,6 @@ class Bench:
         one_key = f"bench_{self.scenario.name}_1"
         threads = options.hsm_threads
         specs = [RunSpec("one core", 1, True, c, 1, one_key, threads) for c in options.levels]
-        if options.platforms > 1:  # the fleet, on the headline's broker
-            specs.append(
-                RunSpec(
-                    f"one core, {options.platforms} pl.",
-                    1,
-                    True,
-                    options.concurrency,
-                    1,
-                    one_key,
-                    threads,
-                    platforms=options.platforms,
-                )
-            )
         if options.py_spy is not None:  # an extra run: the sampler slows the broker down
             specs.append(RunSpec(PROFILED, 1, True, options.concurrency, 1, one_key, threads))
         if options.replicas > 1:
@@ -413,6 +405,36 @@ class Bench:
                     self.say(
                         f"run: {spec.label} ({round_number}/{SCALE_ROUNDS}), {spec.keys} key(s),"
                         f" {duration:g} s"
+                    )
+                    result = self.load([running], spec, duration)
+                    report.runs.append(result)
+                    self.say(
+                        f"  {result.releases_per_s:.0f} releases/s, p99 {result.p99_ms:.1f} ms,"
+                        f" errors {result.errors}"
+                    )
+
+    def fleet_comparison(self, report: Report) -> None:
+        """One platform against ``--platforms`` on one pinned broker, driven in turn for
+        ``SCALE_ROUNDS`` rounds that share the headline's duration (alternating, as the
+        scale comparison does, so that the machine's drift hits both alike)."""
+        options, state = self.options, self.state
+        database = f"bench_{self.scenario.name}_1"
+        threads = options.hsm_threads
+        specs = [
+            RunSpec(label, 1, True, options.concurrency, 1, database, threads, platforms=n)
+            for label, n in ((FLEET_REFERENCE, 1), (FLEET_RUN, options.platforms))
+        ]
+        dsn = asyncio.run(state.database(database))
+        duration = max(1.0, options.duration_s / SCALE_ROUNDS)
+        pin_tree(state.postgres_pid(), self.cores.others)
+        with broker(state, self.broker_config(specs[0], dsn)) as running:
+            policy = self.scenario.policy(seed.POLICY_NAME, self.material.root_names())
+            asyncio.run(seed.seed(dsn, running.base, self.secret, policy))
+            for round_number in range(1, SCALE_ROUNDS + 1):
+                for spec in specs:
+                    self.say(
+                        f"run: {spec.label} ({round_number}/{SCALE_ROUNDS}), {spec.platforms} "
+                        f"platform(s), {duration:g} s"
                     )
                     result = self.load([running], spec, duration)
                     report.runs.append(result)
