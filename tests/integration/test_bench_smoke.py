@@ -55,7 +55,7 @@ def _bench(state_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,  # a hang guard only: the machine may be shared and slow
         check=False,
     )
 
