@@ -88,7 +88,7 @@ async def test_a_token_left_with_duplicates_is_repaired_keeping_the_kek_in_use(
         async with db.connection() as conn:
             await migrate(conn)
             wrapped = WrappedSecret(bytes.fromhex(made["blob"]), 32, "keybroker-kek-v1")
-            await keys.insert_key_version(conn, "disk-key", wrapped)
+            await keys.insert_key_version(conn, "disk-key", wrapped, "cli:test")
     finally:
         await db.close()
 
