@@ -97,7 +97,7 @@ FROM current, LATERAL audit_release_append(
 -- the key's release context is still the one the decision used. $1..$15 as in
 -- audit_release_if_current; $16..$18 the nonce, its tee and its expiry (the row's consumed_at
 -- is $11, the record's at); $19..$24 the instance and the release limits, as $16..$21 there.
--- audit_release_consume_append (migration 0007) runs only when `current` has a row: it
+-- audit_release_consume_append (migration 0010) runs only when `current` has a row: it
 -- consumes the nonce, then takes the limits and appends, and appends nothing for a nonce
 -- consumed before (a replay) or a limit that refuses (which leaves the nonce unconsumed). One
 -- row always comes back: whether the context was current (false: decide again on a fresh
@@ -113,7 +113,8 @@ WITH current AS MATERIALIZED (
         WHERE name = b.policy_name AND (b.policy_version IS NULL OR version = b.policy_version)
         ORDER BY version DESC LIMIT 1
     ) p ON true
-    WHERE k.version = $2 AND k.state = $3 AND k.kek_label = $4 AND k.wrapped_blob = $5
+    WHERE k.version = $2 AND k.state = $3 AND k.kek_label = $4
+      AND coalesce(k.wrapped_blob, ''::bytea) = $5
       AND k.secret_length = $6
       AND p.name IS NOT DISTINCT FROM $7
       AND p.version IS NOT DISTINCT FROM $8
