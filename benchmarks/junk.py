@@ -225,7 +225,7 @@ def _legit(setup: Setup, running: RunningBroker, seconds: float, junk_rate: floa
     ``junk_rate`` (0: none) arriving over the same window."""
     context = multiprocessing.get_context("spawn")
     ready, go, results = context.Queue(), context.Queue(), context.Queue()
-    plan = replace(setup.plan, host=running.host, port=running.port, duration_s=seconds)
+    plan = replace(setup.plan, host=running.host, ports=(running.port,), duration_s=seconds)
     cpus = set(setup.cores.others)
     generator = context.Process(
         target=generator_main, args=(plan, cpus, ready, go, results), daemon=True
@@ -277,7 +277,7 @@ def prepare(options: argparse.Namespace) -> Setup:
     state = BenchState(options.state_dir)
     state.up(cores)
     snp = scenario("snp")
-    material = snp.prepare(state.material_dir(snp.name))
+    material = snp.prepare(state.material_dir(snp.name), 1)
     keypool.ensure_pool(state.key_pool, GUESTS, len(cores.every))
     secret = seed.bench_secret(state.root / "bench-secret")
     dsn = asyncio.run(state.database(DATABASE))
@@ -292,9 +292,9 @@ def prepare(options: argparse.Namespace) -> Setup:
     )
     plan = Plan(
         host="",
-        port=0,
+        ports=(0,),
         scenario=snp.name,
-        material=material.folder,
+        material=material,
         key_pool=state.key_pool,
         pool_size=GUESTS,
         key_prefix=seed.KEY_PREFIX,
@@ -303,6 +303,7 @@ def prepare(options: argparse.Namespace) -> Setup:
         guests=GUESTS,
         warmup_s=2.0,
         duration_s=options.duration,
+        flow="token",  # the flow its earlier figures were measured on
     )
     policy = snp.policy(seed.POLICY_NAME, material.root_names())
     source = None if options.broker_source is None else options.broker_source.resolve()

@@ -3,9 +3,11 @@
 ``Runtime.start`` is told where PostgreSQL and the token are (:data:`Locate`; by default
 :func:`configured_location`, what the settings name and nothing else), connects, applies
 migrations and makes the token ready (first KEK, signing key and nonce key, OAEP probe, the
-nonce MAC key derived). It raises rather than starting half-configured. The command line
-alone falls back to the local cluster and token under the state directory
-(``broker/cli/locate.py``), so nothing here knows the development set-up.
+nonce MAC key derived), holding the database's lock on the token's objects while it does,
+so that replicas starting together on a fresh token do not each create their own. It raises
+rather than starting half-configured. The command line alone falls back to the local cluster
+and token under the state directory (``broker/cli/locate.py``), so nothing here knows the
+development set-up.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from broker.logs import get_logger
 from broker.privatefiles import read_secret
 from broker.redact import Secret
 from broker.settings import Settings
+from broker.store import kek
 from broker.store.database import Database
 from broker.store.migrate import migrate
 from hsm.custody import Custody
@@ -93,6 +96,19 @@ def open_custody(location: HsmLocation, settings: Settings) -> Custody:
     return custody
 
 
+async def open_custody_serialised(
+    db: Database, location: HsmLocation, settings: Settings
+) -> Custody:
+    """:func:`open_custody` while holding the lock on the token's objects (the one KEK
+    rotation takes, ``broker/store/kek.py``): of processes starting together on a fresh token
+    (replicas, or supervisors of workers), one creates its objects and the others, waiting
+    for it, find them; unserialised, each could create its own, leaving two under one label,
+    which every process refuses."""
+    async with db.transaction() as conn:
+        await kek.lock_token_objects(conn)
+        return open_custody(location, settings)
+
+
 def trusted_test_roots(paths: tuple[Path, ...]) -> tuple[TrustedRoot, ...]:
     """Each file's certificates, named ``insecure-test-<file stem>`` (``-<n>`` after the first)."""
     roots = []
@@ -133,7 +149,7 @@ class Runtime:
                 applied = await migrate(conn)
             if applied:
                 log.info("migrations_applied", versions=[m.version for m in applied])
-            custody = open_custody(location.hsm, settings)
+            custody = await open_custody_serialised(db, location.hsm, settings)
         except BaseException:
             await db.close()
             raise

@@ -51,6 +51,7 @@ from hsm.provision import (
     generate_kek,
     kek_label,
     kek_versions,
+    p256_public_key,
     provision,
 )
 from hsm.pubkey import RsaPublicKey
@@ -584,12 +585,7 @@ def _read_signing_public_key(session: pkcs11.Session) -> ec.EllipticCurvePublicK
     public = find_one(session, ObjectClass.PUBLIC_KEY, SIGNING_KEY_LABEL)
     if public is None:
         raise HsmUnavailable("the broker signing public key is missing from the token")
-    point: bytes = public[Attribute.EC_POINT]
-    # CKA_EC_POINT is a DER OCTET STRING around the X9.62 uncompressed point (PKCS#11 v2.40
-    # §2.3.3); for P-256 the point is 65 bytes, so the header is the two bytes 04 41.
-    if len(point) == 67 and point[:2] == b"\x04\x41":
-        point = point[2:]
-    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    return p256_public_key(public)
 
 
 def _probe_oaep_hash(session: pkcs11.Session) -> OaepHash:

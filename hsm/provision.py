@@ -12,7 +12,8 @@ A token serving the broker holds, under fixed labels:
 is absent, then refuses a token that holds two objects under one of these labels: processes
 could then pick different keys. Processes starting together on a fresh token would race to
 create them, so ``keybroker serve --workers N`` provisions the token once before it starts
-its workers.
+its workers, and every broker provisions under the database's lock on the token's objects
+(``broker/runtime.py``); ``hsm/repair.py`` repairs a token an older version left doubled.
 
 Lookups find token objects only (CKA_TOKEN true): no session object, such as a key copy
 (``hsm/keycopies.py``), can stand in for one of these keys.
@@ -25,6 +26,7 @@ from collections import Counter
 from typing import Any
 
 import pkcs11
+from cryptography.hazmat.primitives.asymmetric import ec
 from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
@@ -48,6 +50,16 @@ def find_one(session: pkcs11.Session, object_class: ObjectClass, label: str) -> 
     template = {Attribute.CLASS: object_class, Attribute.LABEL: label, Attribute.TOKEN: True}
     found = list(session.get_objects(template))
     return found[0] if found else None
+
+
+def p256_public_key(public: Any) -> ec.EllipticCurvePublicKey:
+    """The P-256 public key of the token object ``public`` (the signing key's public half)."""
+    point: bytes = public[Attribute.EC_POINT]
+    # CKA_EC_POINT is a DER OCTET STRING around the X9.62 uncompressed point (PKCS#11 v2.40
+    # §2.3.3); for P-256 the point is 65 bytes, so the header is the two bytes 04 41.
+    if len(point) == 67 and point[:2] == b"\x04\x41":
+        point = point[2:]
+    return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
 
 
 def kek_versions(session: pkcs11.Session) -> list[int]:

@@ -92,6 +92,28 @@ BEGIN
         FROM audit_append(p_at, p_kind, p_decision, p_request_id, p_key_name, p_record) AS a;
 END;
 $$;
+CREATE FUNCTION public.audit_release_consume_append(p_nonce bytea, p_tee text, p_expires_at timestamp with time zone, p_at timestamp with time zone, p_kind text, p_decision text, p_request_id text, p_key_name text, p_record text, p_instance text, p_max_releases bigint, p_once boolean, p_pin boolean, p_rate integer, p_per interval) RETURNS TABLE(seq bigint, refused text, found text, retry_at timestamp with time zone)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    taken record;
+BEGIN
+    INSERT INTO challenges (nonce, tee, expires_at, consumed_at)
+        VALUES (p_nonce, p_tee, p_expires_at, p_at)
+        ON CONFLICT (nonce) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO taken FROM audit_release_append(
+        p_at, p_kind, p_decision, p_request_id, p_key_name, p_record, p_instance,
+        p_max_releases, p_once, p_pin, p_rate, p_per
+    );
+    IF taken.seq IS NULL THEN
+        DELETE FROM challenges c WHERE c.nonce = p_nonce;
+    END IF;
+    RETURN QUERY SELECT taken.seq, taken.refused, taken.found, taken.retry_at;
+END;
+$$;
 CREATE FUNCTION public.policies_refuse_change() RETURNS trigger
     LANGUAGE plpgsql
     AS $$

@@ -415,7 +415,7 @@ class AdminService:
         existing ones stay under theirs until :meth:`rewrap_keys`."""
         require(principal, Role.KEY_CUSTODIAN)
         async with self.db.transaction() as conn:  # one rotation at a time, everywhere
-            await kek.lock_rotation(conn)
+            await kek.lock_token_objects(conn)
             with hsm_errors():
                 label = await asyncio.to_thread(self.custody.rotate_kek)
         await self._audit(principal, "kek.rotate", None, {"kek_label": label})
@@ -465,7 +465,7 @@ class AdminService:
         while limit is None or rewrapped < limit:
             size = batch if limit is None else min(batch, limit - rewrapped)
             async with self.db.transaction() as conn:
-                await kek.lock_rotation(conn)  # one re-wrap, rotation or retirement at once
+                await kek.lock_token_objects(conn)  # one re-wrap, rotation or retirement at once
                 found = await kek.to_rewrap(conn, target, after, size)
                 if not found:
                     break
@@ -496,7 +496,7 @@ class AdminService:
         """Re-seal the KMS access keys' secrets not under ``target`` under it, inside the
         HSM, in one transaction with its audit record (there are few); how many."""
         async with self.db.transaction() as conn:
-            await kek.lock_rotation(conn)
+            await kek.lock_token_objects(conn)
             found = await kek.access_keys_to_rewrap(conn, target)
             if not found:
                 return 0
@@ -517,7 +517,7 @@ class AdminService:
         checked_version(version, "KEK")
         label = kek_label(version)
         async with self.db.transaction() as conn:
-            await kek.lock_rotation(conn)
+            await kek.lock_token_objects(conn)
             with hsm_errors():
                 versions = await asyncio.to_thread(self.custody.kek_versions)
             if version not in versions:

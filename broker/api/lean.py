@@ -1,7 +1,8 @@
 """The guest endpoints' own ASGI path, in front of Starlette's router.
 
-A release is three requests (challenge, attest, release), so what each request costs outside
-the release service counts three times. Measured on the benchmark machine, a POST through
+A release is two requests (challenge, then release with the evidence) or three (challenge,
+attest, release with the token), so what each request costs outside the release service
+counts two or three times. Measured on the benchmark machine, a POST through
 Starlette's exception middleware, router and ``Request``/``Response`` objects costs about
 40 µs more than the same work on plain ASGI (docs/performance.md). ``GuestRoutes`` therefore
 serves the three guest POST endpoints itself: it matches the path, reads the body within its

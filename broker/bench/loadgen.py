@@ -1,6 +1,10 @@
 """The load generator: simulated guests doing the whole release flow, in their own process.
 
-Each guest loops: challenge, bind the nonce and its key into fresh evidence, attest, release.
+Each guest loops: challenge, bind the nonce and its key into fresh evidence, then release in
+one request carrying that evidence (``flow="one-request"``, the default), or attest for a
+token and release with it (``flow="token"``). With several platforms, each flow's evidence
+comes from the next simulated chip in turn; with several broker replicas, each guest keeps
+to one of them, guests spread evenly.
 One release in ``check_every`` is checked as a real guest would check it (the broker's
 signature on the envelope, then the envelope opened with the private key and the secret
 compared); the others are checked for status and shape only, because one RSA-3072 private
@@ -29,13 +33,15 @@ from keybroker_guest.evidence import BindingInput
 from broker import jose
 from broker.bench.http import Answer, Connection, HttpError
 from broker.bench.keypool import load_pool
-from broker.bench.scenarios import Source, scenario
+from broker.bench.scenarios import Material, Source, scenario
 from broker.bench.seed import key_index, key_secret
 from broker.guest.client import tee_jwk
 from broker.release.binding import expected_report_data
 from hsm.envelope import OaepHash, open_envelope
 
 MAX_ERROR_SAMPLES = 5
+#: The release flows a generator drives (docs/api.md "The guest flow").
+FLOWS = ("one-request", "token")
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,11 @@ class Plan:
     """What one generator process does."""
 
     host: str
-    port: int
+    ports: tuple[int, ...]
+    """One per broker replica; guest ``g`` of generator ``seed`` talks to
+    ``ports[(g + seed) % len(ports)]``."""
     scenario: str
-    material: Path
+    material: Material
     key_pool: Path
     pool_size: int
     key_prefix: str
@@ -56,6 +64,13 @@ class Plan:
     duration_s: float
     check_every: int = 20
     seed: int = 0
+    flow: str = "one-request"
+    """``one-request`` (challenge, release with the evidence) or ``token`` (challenge,
+    attest, release with the token)."""
+    platforms: int = 1
+    """How many of the material's platforms the flows cycle through."""
+    generators: int = 1
+    """How many generator processes share the run (to spread the platforms among them)."""
 
 
 @dataclass
@@ -98,6 +113,8 @@ class Generator:
         self.plan = plan
         self.window_start = self.window_end = 0.0
         self.source: Source = scenario(plan.scenario).source(plan.material)
+        if plan.flow not in FLOWS:
+            raise ValueError(f"flow must be one of {', '.join(FLOWS)}, not {plan.flow!r}")
         self.keys = [self._guest_key(k) for k in load_pool(plan.key_pool, plan.pool_size)]
         # Which key each release asks for: reproducible, and no secret.
         self.random = random.Random(plan.seed)  # noqa: S311
@@ -114,7 +131,7 @@ class Generator:
         """Guests start at once; flows completing in the window after the warm-up count."""
         self.window_start = start + self.plan.warmup_s
         self.window_end = self.window_start + self.plan.duration_s
-        probe = Connection(self.plan.host, self.plan.port)
+        probe = Connection(self.plan.host, self.plan.ports[0])
         try:
             self.broker_key = _jwks_key((await probe.request("GET", "/v1/jwks")).json())
         finally:
@@ -132,7 +149,8 @@ class Generator:
         self.outcome.window_s = self.plan.duration_s
 
     async def _guest(self, index: int) -> None:
-        connection = Connection(self.plan.host, self.plan.port)
+        ports = self.plan.ports
+        connection = Connection(self.plan.host, ports[(index + self.plan.seed) % len(ports)])
         turn = index
         try:
             while time.monotonic() < self.window_end:
@@ -161,42 +179,36 @@ class Generator:
             "challenge",
         )
         nonce = str(challenge["nonce"])
+        platform = (self._flow_number * plan.generators + plan.seed) % plan.platforms
+        self._flow_number += 1
         evidence, collateral = self.source.produce(
             BindingInput(
                 report_data=expected_report_data(nonce, key.jwk, "sha384"),
                 nonce=base64.b64decode(nonce),
                 public_key_der=key.spki,
-            )
-        )
-        attested = _expect(
-            await connection.request(
-                "POST",
-                "/v1/attest",
-                {
-                    "tee": self.source.tee,
-                    "evidence": base64.b64encode(evidence).decode(),
-                    "tee_pubkey": key.jwk,
-                    "nonce": nonce,
-                    "collateral": {k: base64.b64encode(v).decode() for k, v in collateral.items()},
-                },
             ),
-            200,
-            "attest",
+            platform,
         )
+        attestation = {
+            "tee": self.source.tee,
+            "evidence": base64.b64encode(evidence).decode(),
+            "tee_pubkey": key.jwk,
+            "nonce": nonce,
+            "collateral": {k: base64.b64encode(v).decode() for k, v in collateral.items()},
+        }
         name = f"{plan.key_prefix}{self.random.randrange(plan.key_count):06d}"
-        released = _expect(
-            await connection.request(
-                "POST",
-                f"/v1/keys/{name}/release",
-                {"tee_pubkey": key.jwk},
-                bearer=str(attested["token"]),
-            ),
-            200,
-            "release",
-        )
+        path = f"/v1/keys/{name}/release"
+        if plan.flow == "one-request":
+            answer = await connection.request("POST", path, attestation)
+        else:
+            attested = _expect(
+                await connection.request("POST", "/v1/attest", attestation), 200, "attest"
+            )
+            token = str(attested["token"])
+            answer = await connection.request("POST", path, {"tee_pubkey": key.jwk}, bearer=token)
+        released = _expect(answer, 200, "release")
         if released.get("key") != name or "envelope" not in released:
             raise FlowError(f"release of {name}: unexpected answer {sorted(released)}")
-        self._flow_number += 1
         if self._flow_number % plan.check_every == 0:
             self._check(released, key, name)
 

@@ -11,6 +11,13 @@ Runs, in order (ARCHITECTURE §6, issue 8):
    100,000 keys and 1,000,000 audit records.
 
 ``--quick`` does the floor and the pinned run at the headline concurrency only.
+
+Every run drives one flow (``--flow``: ``one-request`` by default, or ``token``) and compares
+it with that flow's floor. ``--platforms N`` adds the fleet comparison: one pinned broker
+driven in alternating rounds with evidence from one simulated chip and from the next of N
+chips at every flow (the SNP scenario's fleet);
+``--replicas N`` adds two unpinned runs, one broker process and then N of them on the same
+database and token, guests spread across them (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +65,8 @@ PROFILED = "one core, py-spy"
 SCALE_REFERENCE = "one core, scale ref"
 SCALE_RUN = "one core, scale"
 SCALE_ROUNDS = 3
+FLEET_REFERENCE = "one core, fleet ref"
+FLEET_RUN = "one core, fleet"
 
 
 @dataclass(frozen=True)
@@ -84,27 +93,23 @@ class Options:
     """Guest keys at least (one per guest at most 256 when there are more guests)."""
     py_spy: Path | None = None
     """Record the broker with py-spy (collapsed stacks) in an extra run like the headline."""
+    flow: str = "one-request"
+    """The release flow every run drives: ``one-request`` or ``token``."""
+    platforms: int = 1
+    """Simulated platforms of the fleet run (1: no fleet run)."""
+    replicas: int = 1
+    """Broker processes of the replica run (1: no replica runs)."""
 
     def effective(self) -> Options:
         if not self.quick:
             return self
-        return Options(
-            state_dir=self.state_dir,
-            scenario=self.scenario,
-            quick=True,
+        return replace(
+            self,
             duration_s=min(self.duration_s, 8.0),
             warmup_s=min(self.warmup_s, 3.0),
-            concurrency=self.concurrency,
             levels=(self.concurrency,),
-            workers=self.workers,
-            generators=self.generators,
             scale=False,
             floor_s=min(self.floor_s, 2.0),
-            check_every=self.check_every,
-            broker_log_level=self.broker_log_level,
-            hsm_threads=self.hsm_threads,
-            key_pool=self.key_pool,
-            py_spy=self.py_spy,
         )
 
 
@@ -117,10 +122,12 @@ class RunSpec:
     keys: int
     database: str
     hsm_threads: int
+    platforms: int = 1
+    replicas: int = 1
 
-    def broker_key(self) -> tuple[str, int, bool, int]:
-        """Runs with equal keys share one broker."""
-        return (self.database, self.workers, self.pinned, self.hsm_threads)
+    def broker_key(self) -> tuple[str, int, bool, int, int]:
+        """Runs with equal keys share one broker (or one set of replicas)."""
+        return (self.database, self.workers, self.pinned, self.hsm_threads, self.replicas)
 
 
 @dataclass
@@ -143,6 +150,7 @@ class RunResult:
 @dataclass
 class Report:
     scenario: str
+    flow: str
     machine: dict[str, str]
     floor: floor.FloorResult
     envelope_per_s: dict[int, float]
@@ -150,6 +158,15 @@ class Report:
     headline: RunResult | None = None
     floor_after: float | None = None
     """The floor again, right after the pinned runs: the machine's speed drifts."""
+    floor_cpu_after: float | None = None
+    """Its rate per CPU-second then."""
+
+    @property
+    def floor_per_cpu_s(self) -> float:
+        """The floor per second of its own CPU time, the mean of before and after."""
+        if self.floor_cpu_after is None:
+            return self.floor.per_cpu_s
+        return (self.floor.per_cpu_s + self.floor_cpu_after) / 2
 
     @property
     def floor_per_s(self) -> float:
@@ -194,7 +211,16 @@ class Bench:
         self.cores = cores
         self.state = state
         self.say = say
-        self.material: Material = self.scenario.prepare(state.material_dir(self.scenario.name))
+        if options.platforms > self.scenario.max_platforms:
+            raise ValueError(
+                f"scenario {self.scenario.name} simulates at most "
+                f"{self.scenario.max_platforms} platform(s), not {options.platforms}"
+            )
+        if options.platforms > 1:
+            say(f"fleet: {options.platforms} simulated platforms (made once, then kept)")
+        self.material: Material = self.scenario.prepare(
+            state.material_dir(self.scenario.name), options.platforms
+        )
         self.pool_size = max(options.key_pool, min(256, max(options.levels)))
         self.secret = seed.bench_secret(state.root / "bench-secret")
 
@@ -204,13 +230,16 @@ class Bench:
         keypool.ensure_pool(self.state.key_pool, self.pool_size, len(self.cores.every))
         say("floor: one release's unavoidable work, one core")
         floor_result, envelope = self.floor()
-        report = Report(self.scenario.name, machine_facts(), floor_result, envelope)
+        report = Report(self.scenario.name, options.flow, machine_facts(), floor_result, envelope)
         say(f"floor {floor_result.per_s:.0f}/s")
         for index, group in enumerate(_groups(self.specs())):
             self.run_group(group, report)
             if index == 0:  # the pinned runs, the headline among them
-                report.floor_after = self.floor(parts=False)[0].per_s
+                again = self.floor(parts=False)[0]
+                report.floor_after, report.floor_cpu_after = again.per_s, again.per_cpu_s
                 say(f"floor again {report.floor_after:.0f}/s")
+        if options.platforms > 1:
+            self.fleet_comparison(report)
         if options.scale:
             self.scale_comparison(report)
         report.headline = next(
@@ -220,7 +249,8 @@ class Bench:
             and r.spec.keys == 1
             and r.spec.concurrency == options.concurrency
             and r.spec.hsm_threads == options.hsm_threads
-            and r.spec.label != PROFILED
+            and r.spec.platforms == 1
+            and r.spec.label == "one core"
         )
         return report
 
@@ -232,6 +262,20 @@ class Bench:
         specs = [RunSpec("one core", 1, True, c, 1, one_key, threads) for c in options.levels]
         if options.py_spy is not None:  # an extra run: the sampler slows the broker down
             specs.append(RunSpec(PROFILED, 1, True, options.concurrency, 1, one_key, threads))
+        if options.replicas > 1:
+            specs += [
+                RunSpec(
+                    f"all cores, {n} repl.",
+                    1,
+                    False,
+                    options.concurrency,
+                    1,
+                    one_key,
+                    threads,
+                    replicas=n,
+                )
+                for n in (1, options.replicas)
+            ]
         if options.quick:
             return specs
         if threads != DEFAULT_HSM_THREADS:
@@ -252,22 +296,26 @@ class Bench:
         return specs
 
     def run_group(self, group: list[RunSpec], report: Report) -> None:
-        """The runs of ``group`` against one broker started for them."""
+        """The runs of ``group`` against one broker (or its replicas) started for them."""
         first, state, cores = group[0], self.state, self.cores
         dsn = asyncio.run(state.database(first.database))
-        config = self.broker_config(first, dsn)
         pin_tree(state.postgres_pid(), cores.others if first.pinned else cores.every)
-        with broker(state, config) as running:
+        with ExitStack() as stack:
+            replicas = [
+                stack.enter_context(broker(state, self.broker_config(first, dsn, replica)))
+                for replica in range(first.replicas)
+            ]
             policy = self.scenario.policy(seed.POLICY_NAME, self.material.root_names())
-            asyncio.run(seed.seed(dsn, running.base, self.secret, policy))
+            asyncio.run(seed.seed(dsn, replicas[0].base, self.secret, policy))
             if first.keys > 1:
-                self.ensure_scale(running, dsn)
+                self.ensure_scale(replicas[0], dsn)
             for spec in group:
                 self.say(
-                    f"run: {spec.label}, {spec.workers} worker(s), {spec.concurrency} guest(s), "
-                    f"{spec.keys} key(s), {self.options.duration_s:g} s"
+                    f"run: {spec.label}, {spec.replicas} broker(s) of {spec.workers} worker(s), "
+                    f"{spec.concurrency} guest(s), {spec.keys} key(s), {spec.platforms} "
+                    f"platform(s), {self.options.flow} flow, {self.options.duration_s:g} s"
                 )
-                result = self.load(running, spec)
+                result = self.load(replicas, spec)
                 report.runs.append(result)
                 self.say(
                     f"  {result.releases_per_s:.0f} releases/s, p50 {result.p50_ms:.1f} ms, "
@@ -289,7 +337,7 @@ class Bench:
             tee_key, jwk = tee_jwk(keypool.load_pool(self.state.key_pool, 1)[0])
             nonce = secrets.token_bytes(32)
             nonce_text = base64.b64encode(nonce).decode()
-            evidence, collateral = self.scenario.source(self.material.folder).produce(
+            evidence, collateral = self.scenario.source(self.material).produce(
                 BindingInput(
                     expected_report_data(nonce_text, jwk, "sha384"), nonce, tee_key.spki_der()
                 )
@@ -304,7 +352,7 @@ class Bench:
                 tee_key=tee_key,
             )
             with _pinned(self.cores.broker):
-                result = floor.measure(case, custody, seconds, parts=parts)
+                result = floor.measure(case, custody, seconds, parts=parts, flow=self.options.flow)
             keys: list[RsaPublicKey] = [tee_key]
             envelope = {
                 threads: floor.envelope_rate(custody, wrapped, keys, threads, seconds / 2)
@@ -314,14 +362,15 @@ class Bench:
             custody.close()
         return result, envelope
 
-    def broker_config(self, spec: RunSpec, dsn: str) -> BrokerConfig:
+    def broker_config(self, spec: RunSpec, dsn: str, replica: int = 0) -> BrokerConfig:
         cores = self.cores
+        name = f"broker-{spec.database}-{spec.workers}w" + (f"-r{replica}" if replica else "")
         return BrokerConfig(
             dsn=dsn,
             workers=spec.workers,
             cpus=cores.broker if spec.pinned else cores.every,
             trusted_roots=self.material.root_files,
-            log_file=self.state.logs / f"broker-{spec.database}-{spec.workers}w.log",
+            log_file=self.state.logs / f"{name}.log",
             log_level=self.options.broker_log_level,
             hsm_threads=spec.hsm_threads,
         )
@@ -357,7 +406,37 @@ class Bench:
                         f"run: {spec.label} ({round_number}/{SCALE_ROUNDS}), {spec.keys} key(s),"
                         f" {duration:g} s"
                     )
-                    result = self.load(running, spec, duration)
+                    result = self.load([running], spec, duration)
+                    report.runs.append(result)
+                    self.say(
+                        f"  {result.releases_per_s:.0f} releases/s, p99 {result.p99_ms:.1f} ms,"
+                        f" errors {result.errors}"
+                    )
+
+    def fleet_comparison(self, report: Report) -> None:
+        """One platform against ``--platforms`` on one pinned broker, driven in turn for
+        ``SCALE_ROUNDS`` rounds that share the headline's duration (alternating, as the
+        scale comparison does, so that the machine's drift hits both alike)."""
+        options, state = self.options, self.state
+        database = f"bench_{self.scenario.name}_1"
+        threads = options.hsm_threads
+        specs = [
+            RunSpec(label, 1, True, options.concurrency, 1, database, threads, platforms=n)
+            for label, n in ((FLEET_REFERENCE, 1), (FLEET_RUN, options.platforms))
+        ]
+        dsn = asyncio.run(state.database(database))
+        duration = max(1.0, options.duration_s / SCALE_ROUNDS)
+        pin_tree(state.postgres_pid(), self.cores.others)
+        with broker(state, self.broker_config(specs[0], dsn)) as running:
+            policy = self.scenario.policy(seed.POLICY_NAME, self.material.root_names())
+            asyncio.run(seed.seed(dsn, running.base, self.secret, policy))
+            for round_number in range(1, SCALE_ROUNDS + 1):
+                for spec in specs:
+                    self.say(
+                        f"run: {spec.label} ({round_number}/{SCALE_ROUNDS}), {spec.platforms} "
+                        f"platform(s), {duration:g} s"
+                    )
+                    result = self.load([running], spec, duration)
                     report.runs.append(result)
                     self.say(
                         f"  {result.releases_per_s:.0f} releases/s, p99 {result.p99_ms:.1f} ms,"
@@ -387,7 +466,7 @@ class Bench:
         if not audit_loaded:
             # A few real releases give the audit log the records to copy.
             warm = replace(
-                self.plan(running, guests=2, keys=1, index=0), warmup_s=0.0, duration_s=1.0
+                self.plan([running], guests=2, keys=1, index=0), warmup_s=0.0, duration_s=1.0
             )
             asyncio.run(Generator(warm).run(time.monotonic()))
             started = time.monotonic()
@@ -401,18 +480,20 @@ class Bench:
 
     def plan(
         self,
-        running: RunningBroker,
+        replicas: list[RunningBroker],
         *,
         guests: int,
         keys: int,
         index: int,
         duration_s: float | None = None,
+        platforms: int = 1,
+        generators: int = 1,
     ) -> Plan:
         return Plan(
-            host=running.host,
-            port=running.port,
+            host=replicas[0].host,
+            ports=tuple(running.port for running in replicas),
             scenario=self.scenario.name,
-            material=self.material.folder,
+            material=self.material,
             key_pool=self.state.key_pool,
             pool_size=self.pool_size,
             key_prefix=seed.KEY_PREFIX,
@@ -423,10 +504,13 @@ class Bench:
             duration_s=self.options.duration_s if duration_s is None else duration_s,
             check_every=self.options.check_every,
             seed=index,
+            flow=self.options.flow,
+            platforms=platforms,
+            generators=generators,
         )
 
     def load(
-        self, running: RunningBroker, spec: RunSpec, duration_s: float | None = None
+        self, replicas: list[RunningBroker], spec: RunSpec, duration_s: float | None = None
     ) -> RunResult:
         """Generator processes drive the broker; CPU is metered over the same window."""
         options = self.options
@@ -443,7 +527,15 @@ class Bench:
             context.Process(
                 target=generator_main,
                 args=(
-                    self.plan(running, guests=share, keys=spec.keys, index=i, duration_s=duration),
+                    self.plan(
+                        replicas,
+                        guests=share,
+                        keys=spec.keys,
+                        index=i,
+                        duration_s=duration,
+                        platforms=spec.platforms,
+                        generators=processes,
+                    ),
                     cpus,
                     ready,
                     go,
@@ -463,10 +555,12 @@ class Bench:
         window_start = start + options.warmup_s
         postgres = self.state.postgres_pid()
         time.sleep(max(0.0, window_start - time.monotonic()))
-        broker_before, pg_before = tree_cpu_seconds(running.pid), tree_cpu_seconds(postgres)
-        recorder = self.record(running, spec)
+        broker_before = sum(tree_cpu_seconds(running.pid) for running in replicas)
+        pg_before = tree_cpu_seconds(postgres)
+        recorder = self.record(replicas[0], spec)
         time.sleep(max(0.0, window_start + duration - time.monotonic()))
-        broker_after, pg_after = tree_cpu_seconds(running.pid), tree_cpu_seconds(postgres)
+        broker_after = sum(tree_cpu_seconds(running.pid) for running in replicas)
+        pg_after = tree_cpu_seconds(postgres)
         if recorder is not None:
             recorder.wait(timeout=60)
         outcomes: list[Outcome] = [results.get(timeout=120) for _ in children]

@@ -186,14 +186,16 @@ async def preload_keys(
 
 
 async def preload_audit(dsn: str, count: int, key_count: int) -> int:
-    """Append ``count`` copies of real attest/release records, chained; returns the head."""
+    """Append ``count`` copies of real allowed records, chained; returns the head. The
+    copies are of the newest allowed record of each kind there is: a release of the
+    one-request flow (one record for both steps), or the token flow's attest and release."""
     conn = await asyncpg.connect(dsn)
     try:
         templates = await conn.fetch(
             "SELECT DISTINCT ON (kind) kind, decision, key_name, record, at FROM audit_log "
             "WHERE kind IN ('attest', 'release') AND decision = 'allow' ORDER BY kind, seq DESC"
         )
-        if len(templates) < 2:
+        if not templates:
             raise RuntimeError("run a few releases before preloading the audit log")
         async with conn.transaction():
             head = await conn.fetchrow("SELECT seq, hash FROM audit_head WHERE id FOR UPDATE")

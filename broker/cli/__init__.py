@@ -15,6 +15,7 @@ _GROUPS = (
     "broker.cli.policy",
     "broker.cli.reference",
     "broker.cli.admin",
+    "broker.cli.token",
     "broker.cli.collateral",
     "broker.cli.guest",
     "broker.cli.bench",

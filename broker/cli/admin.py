@@ -406,6 +406,8 @@ def describe_audit(entry: dict[str, Any]) -> str:
     extras = []
     if record.get("tee"):
         extras.append(f"tee={record['tee']}")
+    if record.get("flow"):
+        extras.append(f"flow={record['flow']}")
     if record.get("key"):
         extras.append(f"version={record['key']['version']}")
     if record.get("policy"):

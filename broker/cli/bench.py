@@ -43,6 +43,24 @@ def register(subparsers: Any) -> None:
     )
     bench.add_argument("--scenario", choices=sorted(SCENARIOS), default="snp")
     bench.add_argument(
+        "--flow",
+        choices=["one-request", "token"],
+        default="one-request",
+        help="release in one request with the evidence (default), or attest for a token first",
+    )
+    bench.add_argument(
+        "--platforms",
+        type=int,
+        default=1,
+        help="also run the headline with evidence from this many simulated chips (snp)",
+    )
+    bench.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="also run this many broker processes on one database and token, against one",
+    )
+    bench.add_argument(
         "--quick", action="store_true", help="floor and one pinned run only (under a minute)"
     )
     bench.add_argument("--duration", type=float, default=15.0, help="seconds measured per run")
@@ -97,12 +115,17 @@ _POSITIVE = (
     "key_pool",
     "generators",
     "keys",
+    "platforms",
+    "replicas",
 )
 _NOT_NEGATIVE = ("warmup", "workers", "hsm_threads", "audit_records")
 
 
 def check_numbers(args: argparse.Namespace) -> None:
-    """:class:`UsageError` naming the first number option out of its range."""
+    """:class:`UsageError` naming the first number option out of its range (``--platforms``
+    beyond what the scenario simulates among them)."""
+    from broker.bench.scenarios import scenario  # noqa: PLC0415
+
     for name in _POSITIVE:
         value = getattr(args, name)
         if value <= 0:
@@ -111,6 +134,12 @@ def check_numbers(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, found {value}")
+    most = scenario(args.scenario).max_platforms
+    if args.platforms > most:
+        raise UsageError(
+            f"--platforms: scenario {args.scenario} simulates at most {most}, found "
+            f"{args.platforms}"
+        )
 
 
 def exit_status(summary: Mapping[str, Any]) -> int:
@@ -142,6 +171,9 @@ def run_bench(args: argparse.Namespace) -> int:
         hsm_threads=args.hsm_threads,
         key_pool=args.key_pool,
         py_spy=args.py_spy,
+        flow=args.flow,
+        platforms=args.platforms,
+        replicas=args.replicas,
     )
 
     def say(text: str) -> None:
@@ -153,6 +185,7 @@ def run_bench(args: argparse.Namespace) -> int:
     except KeybrokerError as exc:
         print(f"keybroker bench: {exc.detail}", file=sys.stderr)
         return 1
+
     print(report.table(result))
     print(report.json_line(result), flush=True)
     return exit_status(report.summary(result))

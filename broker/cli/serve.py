@@ -37,8 +37,9 @@ from broker.localstate.softhsm import LocalSoftHsm
 from broker.logs import get_logger
 from broker.metrics import MULTIPROCESS_ENV
 from broker.redact import Secret
-from broker.runtime import open_custody
+from broker.runtime import open_custody_serialised
 from broker.settings import ENV_PREFIX, Settings, load_settings, validate
+from broker.store.database import Database
 
 log = get_logger("keybroker.cli")
 
@@ -199,9 +200,21 @@ def prepare_token(settings: Settings) -> None:
     Workers make the token ready as they start, all at once: on a fresh token each could
     find an object missing and create its own, leaving two signing keys, KEKs or nonce keys
     under one label (which every worker then refuses). Made here first, they find them all.
+    Another broker (a replica, or another supervisor) may be starting on the same token:
+    this runs under the database's lock on the token's objects, as every start does.
     """
-    prepared = open_custody(locate.hsm_location(settings), settings.with_overrides(hsm_threads=0))
-    prepared.close()
+
+    async def prepare() -> None:
+        db = await Database.connect(locate.database_dsn(settings).reveal(), 1, 1)
+        try:
+            prepared = await open_custody_serialised(
+                db, locate.hsm_location(settings), settings.with_overrides(hsm_threads=0)
+            )
+        finally:
+            await db.close()
+        prepared.close()
+
+    run_async(prepare)
     log.info("token_prepared")
 
 

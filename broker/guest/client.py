@@ -49,9 +49,11 @@ class GuestClient:
         answer = await self._post(protocol.CHALLENGE, protocol.challenge_request(tee))
         return protocol.read_nonce(answer)
 
-    async def attest(
+    async def attestation(
         self, source: EvidenceSource, private_key: rsa.RSAPrivateKey, binding_hash: str = "sha384"
-    ) -> str:
+    ) -> dict[str, Any]:
+        """A fresh challenge's nonce and evidence binding it to ``private_key``'s public key:
+        the body of an attestation, at /v1/attest or in a one-request release."""
         public, jwk = tee_jwk(private_key)
         nonce = await self.challenge(source.tee)
         evidence, collateral = source.produce(
@@ -62,7 +64,13 @@ class GuestClient:
                 digest=binding_digest(nonce, jwk, binding_hash),
             )
         )
-        body = protocol.attest_request(source.tee, evidence, collateral, jwk, nonce)
+        return protocol.attest_request(source.tee, evidence, collateral, jwk, nonce)
+
+    async def attest(
+        self, source: EvidenceSource, private_key: rsa.RSAPrivateKey, binding_hash: str = "sha384"
+    ) -> str:
+        """An attestation-result token, for several releases (the token flow)."""
+        body = await self.attestation(source, private_key, binding_hash)
         return protocol.read_token(await self._post(protocol.ATTEST, body))
 
     async def release(
@@ -72,11 +80,33 @@ class GuestClient:
         private_key: rsa.RSAPrivateKey,
         broker_key: BrokerKey | None = None,
     ) -> Released:
+        """``key`` released with a token from :meth:`attest`."""
         _, jwk = tee_jwk(private_key)
-        path = protocol.release_path(key)
-        envelope = protocol.read_envelope(
-            await self._post(path, protocol.release_request(jwk), token), key
-        )
+        answer = await self._post(protocol.release_path(key), protocol.release_request(jwk), token)
+        return await self._opened(answer, key, private_key, broker_key)
+
+    async def attested_release(
+        self,
+        source: EvidenceSource,
+        key: str,
+        private_key: rsa.RSAPrivateKey,
+        broker_key: BrokerKey | None = None,
+    ) -> Released:
+        """``key`` released in one request carrying the attestation (no token): two round
+        trips in all, the challenge and this."""
+        body = await self.attestation(source, private_key)
+        answer = await self._post(protocol.release_path(key), body)
+        return await self._opened(answer, key, private_key, broker_key)
+
+    async def _opened(
+        self,
+        answer: dict[str, Any],
+        key: str,
+        private_key: rsa.RSAPrivateKey,
+        broker_key: BrokerKey | None,
+    ) -> Released:
+        """The secret in a release answer, once the broker's signature on it verifies."""
+        envelope = protocol.read_envelope(answer, key)
         if broker_key is None:
             broker_key = await self.broker_key()
         return protocol.open_release(envelope, broker_key, private_key, key)
@@ -95,8 +125,16 @@ class GuestClient:
         key: str,
         rsa_bits: int = 3072,
         private_key: rsa.RSAPrivateKey | None = None,
+        *,
+        flow: str = "one-request",
     ) -> Released:
+        """``key``, by the one-request flow (challenge, release) unless ``flow`` is
+        ``token`` (challenge, attest, release: the flow for several keys on one token)."""
         # Any size: tests hold the broker to refusing keys the lean client never makes.
         private_key = private_key or rsa.generate_private_key(65537, rsa_bits)
+        if flow == "one-request":
+            return await self.attested_release(source, key, private_key)
+        if flow != "token":
+            raise ValueError(f"flow must be one-request or token, not {flow!r}")
         token = await self.attest(source, private_key)
         return await self.release(key, token, private_key)

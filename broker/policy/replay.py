@@ -6,11 +6,12 @@
 whose token may still be presented (a release record names its token, whose attest record
 holds the claims), and one :class:`~broker.policy.limits.Counters` per key for the draft's
 release limits. Each release that a policy decided (allowed, or denied by a policy clause)
-is decided again by the draft, on the claims of its token and at the instant it was made, so
-freshness is judged as it was then. The report counts the releases that would now be denied
-and the denials that would now be allowed, grouped by the clause that decides, with sample
-request ids. Releases refused for other reasons (a disabled key, a bad token, an
-unavailable HSM) are counted as skipped: a policy would not have changed them.
+is decided again by the draft, on the claims of its token (a one-request release holds its
+own) and at the instant it was made, so freshness is judged as it was then. The report
+counts the releases that would now be denied and the denials that would now be allowed,
+grouped by the clause that decides, with sample request ids. Releases refused for other
+reasons (a disabled key, a bad token, an unavailable HSM) are counted as skipped: a policy
+would not have changed them.
 """
 
 from __future__ import annotations
@@ -172,17 +173,10 @@ class Replay:
         if decision != "allow" and error_type != POLICY_DENIED:
             self._skip(f"not decided by a policy ({error_type or decision})")
             return
-        token_id = str(body.get("token_id"))
-        remembered = self.claims.get(token_id)
-        claims = None
-        if remembered is not None:
-            held = remembered[1]
-            claims = held if isinstance(held, Claims) else claims_of_record(held)
+        claims = self._claims_of_release(body)
         if claims is None:
             self._skip("claims not found (attestation before the window or not recorded)")
             return
-        if remembered is not None and remembered[1] is not claims:
-            self.claims[token_id] = (remembered[0], claims)
         if self.first is None:
             self.first = at
         self.last = at
@@ -201,6 +195,23 @@ class Replay:
             self.newly_allowed.add(then, request_id)
         else:
             self.newly_denied.add(failures, request_id)
+
+    def _claims_of_release(self, body: Mapping[str, Any]) -> Claims | None:
+        """The claims a release was decided on: its own for a one-request release (one record
+        holds the attestation and the release), else those its token's attest record holds."""
+        if "claims" in body:
+            return claims_of_record(body)
+        token_id = str(body.get("token_id"))
+        remembered = self.claims.get(token_id)
+        if remembered is None:
+            return None
+        at, held = remembered
+        if isinstance(held, Claims):
+            return held
+        claims = claims_of_record(held)
+        if claims is not None:
+            self.claims[token_id] = (at, claims)
+        return claims
 
     def _draft_failures(self, claims: Claims, at: datetime, key_name: str | None) -> list[str]:
         """The rules of the draft that deny these claims at ``at``; its release limits count

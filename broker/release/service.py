@@ -21,6 +21,11 @@ Ordering rules that make it fail closed:
   A policy with release limits (``broker/policy/limits.py``) has them taken, with the key's
   counters, by the statement that appends the allow record; a limit that refuses writes
   nothing, and the denial naming it is appended instead (the envelope is never sent).
+* **attested release** (one request, ``attested_release``): the attestation's checks, then
+  the release's through the same :meth:`ReleaseService.settle`, on the evidence's own claims
+  and tee key, with no token; one record for both, appended in the statement that consumes
+  the nonce (and, on a remembered context, checks that it is still current, and takes the
+  policy's release limits). A replay writes nothing and is audited as one.
 
 Trustee's KBS protocol (``broker/api/kbs/``, docs/kbs.md) runs the same two steps: an
 attestation with the RCAR binding rule (``AttestRequest.rcar``), and ``release_resource``,
@@ -43,9 +48,9 @@ import base64
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from broker import jose
 from broker.errors import (
@@ -115,6 +120,17 @@ class Limited(NamedTuple):
 #: statement must take them for this request (None when the policy states none).
 Judge = Callable[[Policy, datetime, dict[str, Any]], Limited | None]
 
+#: What committing a release's record came to: written; not written because the context it
+#: was decided on is no longer current (decide again); not written because its nonce was
+#: consumed before (a one-request release replayed); not written because a release limit
+#: refused it (audit the denial instead).
+Committed = Literal["committed", "stale", "replayed"] | LimitRefused
+
+#: Commits a release's record, decided on ``context`` (None: no key, or read fresh and
+#: appended unconditionally) and taking the policy's release limits when it states any, in
+#: one statement.
+Commit = Callable[[ReleaseContext | None, AuditRecord, LimitTake | None], Awaitable[Committed]]
+
 log = get_logger("keybroker.release")
 
 #: The refusal of a key in each state but ``active`` (the others are ``disabled``).
@@ -182,6 +198,14 @@ def _record_claims(claims: Claims, body: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _as_refused(record: AuditRecord, failure: KeybrokerError) -> AuditRecord:
+    """``record`` as the refusal ``failure`` instead of its own decision: what was decided
+    stays on record, but no envelope, which never left."""
+    body = {name: value for name, value in record.body.items() if name != "envelope_sha256"}
+    body["error"] = {"type": failure.type, "detail": failure.detail}
+    return replace(record, decision=outcome(failure), body=body)
+
+
 @dataclass(frozen=True, slots=True)
 class AttestRequest:
     tee: Tee
@@ -199,6 +223,16 @@ class AttestRequest:
     def endpoint(self) -> str:
         """The endpoint it came to, as aggregate audit records name it."""
         return ATTEST_ENDPOINT if self.rcar is None else KBS_ATTEST_ENDPOINT
+
+
+def _attestation_fields(request: AttestRequest) -> dict[str, Any]:
+    """What an attestation's record says of its request before anything is judged."""
+    return {
+        "tee": request.tee.value,
+        "evidence_sha256": hashlib.sha256(request.evidence).hexdigest(),
+        "tee_pubkey_thumbprint": request.tee_key.thumbprint(),
+        "plaintext_in_broker": False,
+    }
 
 
 def attest_request(
@@ -321,13 +355,7 @@ class ReleaseService:
 
     async def attest(self, request: AttestRequest) -> dict[str, Any]:
         now = utcnow()
-        evidence_sha256 = hashlib.sha256(request.evidence).hexdigest()
-        body: dict[str, Any] = {
-            "tee": request.tee.value,
-            "evidence_sha256": evidence_sha256,
-            "tee_pubkey_thumbprint": request.tee_key.thumbprint(),
-            "plaintext_in_broker": False,
-        }
+        body = _attestation_fields(request)
         if request.rcar is not None:
             body["protocol"] = "kbs"
         live: tuple[bytes, datetime] | None = None  # the nonce and its expiry, once checked
@@ -336,18 +364,15 @@ class ReleaseService:
         issued: tokens.AttestationResult | None = None
         failure: KeybrokerError | None = None
         try:
-            nonce = nonces.decode(request.nonce_text)
-            expires_at = self.nonces.check(nonce, request.tee.value, now)
-            if self.consumed.get(nonce):
-                raise NonceReplayed("nonce was already used")
-            live = nonce, expires_at
-            with timed_outcome(self._evidence_seconds, request.tee.value):
-                claims = await self._verify(request, now)
-            body["signer"] = claims.signer.to_json()
-            document = _record_claims(claims, body)
-            body["binding"] = self._check_binding(request, claims, nonce)
+            live = self._live_nonce(request, now)
+            claims = await self._attested_claims(request, now, live[0], body)
+            document = body["claims"]
             payload = tokens.payload(
-                claims, dict(request.tee_jwk), evidence_sha256, now, self.settings.token_ttl_seconds
+                claims,
+                dict(request.tee_jwk),
+                body["evidence_sha256"],
+                now,
+                self.settings.token_ttl_seconds,
             )
             with hsm_errors():
                 token = await jose.sign(
@@ -375,6 +400,28 @@ class ReleaseService:
             "expires_in": self.settings.token_ttl_seconds,
             "claims": document,
         }
+
+    def _live_nonce(self, request: AttestRequest, now: datetime) -> tuple[bytes, datetime]:
+        """The request's nonce and its expiry, once its MAC, tee and expiry are checked (CPU
+        only) and this worker has not seen it consumed."""
+        nonce = nonces.decode(request.nonce_text)
+        expires_at = self.nonces.check(nonce, request.tee.value, now)
+        if self.consumed.get(nonce):
+            raise NonceReplayed("nonce was already used")
+        return nonce, expires_at
+
+    async def _attested_claims(
+        self, request: AttestRequest, now: datetime, nonce: bytes, body: dict[str, Any]
+    ) -> Claims:
+        """The evidence's claims, verified and bound to ``nonce`` and the tee key; fills
+        ``body`` with the signer, the claims (with the instants a replay judges them at) and
+        the binding as it learns them."""
+        with timed_outcome(self._evidence_seconds, request.tee.value):
+            claims = await self._verify(request, now)
+        body["signer"] = claims.signer.to_json()
+        _record_claims(claims, body)
+        body["binding"] = self._check_binding(request, claims, nonce)
+        return claims
 
     @staticmethod
     def _check_binding(request: AttestRequest, claims: Claims, nonce: bytes) -> Any:
@@ -462,8 +509,100 @@ class ReleaseService:
             token_fields,
             origin,
             judge=self.claims_judge(result.claims),
-            seal=functools.partial(self._seal, result=result),
+            seal=functools.partial(self._seal, tee_key=result.tee_key),
         )
+
+    async def attested_release(self, request: AttestRequest, key_name: str) -> dict[str, Any]:
+        """The native release in one request: the attestation's checks (``attest``), then
+        the release's (``settle``, release limits included) on the claims just verified and
+        the tee key the evidence binds, no token issued. One record (kind ``release``, with
+        the attestation's fields and ``flow: one-request``) is appended in the statement that
+        consumes the nonce; a nonce consumed before makes that statement write nothing, and
+        the refusal is audited instead (409). A nonce that is not ours is audited in
+        aggregate."""
+        now = utcnow()
+        tee = request.tee.value
+        body = _attestation_fields(request)
+        body["flow"] = "one-request"
+        live: tuple[bytes, datetime] | None = None
+        try:
+            live = self._live_nonce(request, now)
+            claims = await self._attested_claims(request, now, live[0], body)
+        except DatabaseUnavailable:
+            raise  # nothing can be recorded, so nothing is decided: 503
+        except Unrecognised as exc:  # no nonce of ours: audited in aggregate
+            self.unauthenticated.refused(request.origin, RELEASE_ENDPOINT, exc)
+            raise
+        except KeybrokerError as exc:
+            record = _record(now, "release", exc, request.origin, key_name, body=body)
+            commit = None if live is None else self._consuming(live, tee)
+            return await self._conclude(record, exc, commit=commit)
+        return await self.settle(
+            key_name,
+            now,
+            body,
+            request.origin,
+            judge=self.claims_judge(claims),
+            seal=functools.partial(self._seal, tee_key=request.tee_key),
+            commit=self._consuming(live, tee),
+        )
+
+    def _consuming(self, live: tuple[bytes, datetime], tee: str) -> Commit:
+        """Commits a one-request release's record with its nonce: consumed in the statement
+        that appends it, which on a remembered context (always, under release limits) also
+        checks that it is current and takes the limits."""
+        nonce, expires_at = live
+        conditional = self.contexts.capacity > 0
+
+        async def commit(
+            context: ReleaseContext | None, record: AuditRecord, take: LimitTake | None
+        ) -> Committed:
+            committed: Committed
+            if context is None or (take is None and not conditional):
+                if take is not None:  # unreachable: limits come from a key's policy
+                    raise InternalError("release limits taken without a key context")
+                with timed(self._commit_seconds("consume_nonce_and_append")):
+                    seq = await self.store.consume_nonce_and_append(nonce, tee, expires_at, record)
+                committed = "replayed" if seq is None else "committed"
+            else:
+                with timed(self._commit_seconds("consume_nonce_and_append_if_current")):
+                    current, taken = await self.store.consume_nonce_and_append_if_current(
+                        nonce, tee, expires_at, context, record, take=take
+                    )
+                if isinstance(taken, LimitRefused):
+                    committed = taken
+                else:
+                    committed = (
+                        "stale" if not current else "replayed" if taken is None else "committed"
+                    )
+            if committed == "committed":
+                self.consumed.put(nonce, True)
+            return committed
+
+        return commit
+
+    async def _appending(
+        self, context: ReleaseContext | None, record: AuditRecord, take: LimitTake | None
+    ) -> Committed:
+        """Commits a record decided with no nonce to consume: unconditionally when no context
+        is remembered (none, or the cache is off), else only if that context is still
+        current; under release limits always conditionally, taking them."""
+        if take is not None:
+            if context is None:  # unreachable: limits come from a key's policy
+                raise InternalError("release limits taken without a key context")
+            # The policy's limits are taken with the key's counters in the statement that
+            # appends the record: counted exactly when the release is recorded.
+            with timed(self._commit_seconds("append_within_limits")):
+                taken = await self.store.append_within_limits(context, record, take)
+            if taken is None:
+                return "stale"
+            return taken if isinstance(taken, LimitRefused) else "committed"
+        if context is None or self.contexts.capacity == 0:
+            await self._append(record)
+            return "committed"
+        with timed(self._commit_seconds("append_if_current")):
+            seq = await self.store.append_if_current(context, record)
+        return "stale" if seq is None else "committed"
 
     async def release_resource(self, bearer: str, path: KbsPath, origin: Origin) -> dict[str, Any]:
         """A KBS resource: the key at ``path``, as a JWE to the token's tee key
@@ -518,14 +657,17 @@ class ReleaseService:
         self,
         key_name: str,
         now: datetime,
-        token_fields: dict[str, Any],
+        fields: dict[str, Any],
         origin: Origin,
         *,
         judge: Judge,
         seal: Sealer,
         kind: str = "release",
+        commit: Commit | None = None,
     ) -> dict[str, Any]:
-        """Decide (``judge``), seal and audit (as ``kind``) a use of ``key_name``.
+        """Decide (``judge``), seal and audit (as ``kind``) a use of ``key_name``; ``fields``
+        start each attempt's record, and ``commit`` writes it (by default ``_appending``; a
+        one-request release consumes its nonce in the same statement).
 
         With the context cache on, the decision (and the envelope) is made on the key's
         remembered context when there is one, and its record is appended only if that
@@ -533,57 +675,46 @@ class ReleaseService:
         was written, the envelope is dropped, and the release reads the context afresh and
         starts over, at most :data:`STALE_ATTEMPTS` times in all (then 503, audited). A
         steady-state release thus runs one statement. With the cache off (size 0), the
-        context is read and the record appended unconditionally, in two statements.
+        context is read and the record appended unconditionally, in two statements. When the
+        judge found release limits, the statement takes them; one that refuses writes
+        nothing, and the denial naming it is committed instead.
         """
 
         def record(failure: KeybrokerError | None, body: dict[str, Any]) -> AuditRecord:
             return _record(now, kind, failure, origin, key_name, body=body)
 
-        conditional = self.contexts.capacity > 0
+        commit = commit or self._appending
         context = self.contexts.get(key_name)
         for attempt in range(1, STALE_ATTEMPTS + 1):
             if context is None:
                 context = await self.store.context(key_name)  # absent keys never cached
                 if context is not None:
                     self.contexts.put(context)
-            body = dict(token_fields)  # each attempt's record describes its own decision
-            response, failure, take = await self._decide(
+            body = dict(fields)  # each attempt's record describes its own decision
+            response, failure, limited = await self._decide(
                 key_name, context, now, body, judge=judge, seal=seal
             )
-            if context is not None and take is not None:
-                # The policy's limits are taken with the key's counters in the statement
-                # that appends the record: counted exactly when the release is recorded.
-                granted = record(None, body)
-                with timed(self._commit_seconds("append_within_limits")):
-                    taken = await self.store.append_within_limits(context, granted, take.take)
-                if isinstance(taken, int):
-                    return self._answer(granted, None, response)
-                if taken is not None:  # refused by a limit: audit the denial instead
-                    failure = _limit_denial(taken, take, body)
-                    response = None
-                    refused = record(failure, body)
-                    with timed(self._commit_seconds("append_if_current")):
-                        taken = await self.store.append_if_current(context, refused)
-                    if taken is not None:
-                        return self._answer(refused, failure, None)
-            elif context is None or not conditional:
-                return await self._conclude(record(failure, body), failure, response)
-            else:  # one statement, committed before we answer
-                decided = record(failure, body)
-                with timed(self._commit_seconds("append_if_current")):
-                    seq = await self.store.append_if_current(context, decided)
-                if seq is not None:
-                    return self._answer(decided, failure, response)
+            # One statement, committed before we answer.
+            attempted = record(failure, body)
+            committed = await commit(context, attempted, None if limited is None else limited.take)
+            if isinstance(committed, LimitRefused) and limited is not None:
+                # Refused by a limit: nothing was written; the denial is audited instead.
+                failure, response = _limit_denial(committed, limited, body), None
+                attempted = record(failure, body)
+                committed = await commit(context, attempted, None)
+            if committed != "stale":
+                return await self._answered(committed, attempted, failure, response)
             # The key, its binding or its policy changed since the context was read: this
             # decision and its envelope (never sent) are void; decide again on a fresh read.
             log.info("release_context_changed", key_name=key_name, attempt=attempt)
-            self.contexts.discard(context)
+            if context is not None:
+                self.contexts.discard(context)
             context = None
         exhausted = Unavailable(
             f"key {key_name} changed during each of {STALE_ATTEMPTS} attempts to release it; "
             "try again"
         )
-        return await self._conclude(record(exhausted, token_fields), exhausted)
+        return await self._conclude(record(exhausted, dict(fields)), exhausted, commit=commit)
 
     async def conclude(
         self,
@@ -628,9 +759,29 @@ class ReleaseService:
         record: AuditRecord,
         failure: KeybrokerError | None,
         response: dict[str, Any] | None = None,
+        *,
+        commit: Commit | None = None,
     ) -> dict[str, Any]:
-        """Append ``record`` unconditionally (one statement, committed), then answer."""
-        await self._append(record)
+        """Commit ``record`` unconditionally (one statement, with the nonce when ``commit``
+        consumes one), then answer."""
+        committed = await (commit or self._appending)(None, record, None)
+        return await self._answered(committed, record, failure, response)
+
+    async def _answered(
+        self,
+        committed: Committed,
+        record: AuditRecord,
+        failure: KeybrokerError | None,
+        response: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The answer once ``record`` was committed, or, when its nonce had been consumed
+        before and nothing was written, the replay's refusal, audited first."""
+        if isinstance(committed, LimitRefused):  # unreachable: settle audits the denial
+            raise InternalError("a release limit refused a record taken without limits")
+        if committed == "replayed":
+            failure, response = NonceReplayed("nonce was already used"), None
+            record = _as_refused(record, failure)
+            await self._append(record)
         return self._answer(record, failure, response)
 
     def _answer(
@@ -721,9 +872,8 @@ class ReleaseService:
         now: datetime,
         body: dict[str, Any],
         *,
-        result: tokens.AttestationResult,
+        tee_key: tokens.TeeKey,
     ) -> dict[str, Any]:
-        tee_key = result.tee_key
         if not isinstance(tee_key, RsaPublicKey):
             raise TokenInvalid(
                 "the token binds an EC tee key, which only a KBS resource answer is encrypted "

@@ -3,8 +3,9 @@
 :func:`read` resolves it in one statement (``release_context``: the key's newest version and
 the policy bound to it). :func:`append_if_current` appends a release's audit record only if
 that context is still the key's current one, derived again inside the same statement
-(``audit_release_if_current``): a decision taken on a remembered context commits only if
-the database agrees with it when that statement starts, so a change to the key, its
+(``audit_release_if_current``; with a one-request release's nonce consumed in it,
+:func:`consume_nonce_and_append_if_current`): a decision taken on a remembered context
+commits only if the database agrees with it when that statement starts, so a change to the key, its
 binding or its policy committed before then is always honoured (one committing while the
 statement runs is ordered after it, as it was after the read without the cache).
 """
@@ -25,6 +26,7 @@ from broker.store.sqlfiles import query
 
 _READ: Final = query("release_context")
 _APPEND_IF_CURRENT: Final = query("audit_release_if_current")
+_CONSUME_AND_APPEND_IF_CURRENT: Final = query("consume_challenge_and_audit_release_if_current")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +165,7 @@ async def append_within_limits(
     row = await conn.fetchrow(
         _APPEND_IF_CURRENT, *_record_arguments(context, record), *take.arguments()
     )
-    if row is None:
-        return None
-    if row["seq"] is not None:
-        seq: int = row["seq"]
-        return seq
-    rule: str = row["refused"]
-    found: str = row["found"]
-    return LimitRefused(
-        rule, found if rule == "pin_to_first_instance" else int(found), row["retry_at"]
-    )
+    return None if row is None else _taken(row)
 
 
 def _record_arguments(context: ReleaseContext, record: AuditRecord) -> tuple[Any, ...]:
@@ -186,4 +179,50 @@ def _record_arguments(context: ReleaseContext, record: AuditRecord) -> tuple[Any
         record.decision,
         record.request_id,
         record.text(),
+    )
+
+
+async def consume_nonce_and_append_if_current(
+    conn: asyncpg.Connection,
+    context: ReleaseContext,
+    record: AuditRecord,
+    *,
+    nonce: bytes,
+    tee: str,
+    expires_at: datetime,
+    take: LimitTake | None,
+) -> tuple[bool, int | LimitRefused | None]:
+    """If ``context`` is still the key's current release context, record ``nonce`` (issued
+    for ``tee``, live until ``expires_at``) as consumed at ``record.at``, take the policy's
+    release limits (``take``; None when it states none) and append ``record``, in one
+    statement, committed before this returns. Whether the context was current, and the
+    record's sequence number; :class:`LimitRefused` when a limit refused (nothing counted,
+    nothing consumed, nothing appended); None when nothing was written otherwise (the
+    context changed, or, the context being current, the nonce was consumed before: a
+    replay)."""
+    row = await conn.fetchrow(
+        _CONSUME_AND_APPEND_IF_CURRENT,
+        *_record_arguments(context, record),
+        nonce,
+        tee,
+        expires_at,
+        *(NO_LIMITS if take is None else take.arguments()),
+    )
+    if row is None:  # the statement always returns one row
+        raise InternalError("the conditional consume returned no row")
+    return bool(row["current"]), _taken(row)
+
+
+def _taken(row: asyncpg.Record) -> int | LimitRefused | None:
+    """What ``audit_release_append`` came to: the record's sequence number, the limit that
+    refused, or None when it did not run."""
+    if row["seq"] is not None:
+        seq: int = row["seq"]
+        return seq
+    rule: str | None = row["refused"]
+    if rule is None:
+        return None
+    found: str = row["found"]
+    return LimitRefused(
+        rule, found if rule == "pin_to_first_instance" else int(found), row["retry_at"]
     )

@@ -1,6 +1,7 @@
-"""The KEKs as the database sees them: the lock that serialises their changes, which KEK
-seals how many key versions and KMS access keys, and the re-wrap's walk over them (no HSM
-work here)."""
+"""The KEKs as the database sees them: the lock that serialises changes to the broker's
+token objects across every process sharing the database (KEK rotation, re-wrap and
+retirement, first-time provisioning and its repair), which KEK seals how many key versions
+and KMS access keys, and the re-wrap's walk over them (no HSM work here)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from broker.errors import InternalError
 from broker.store.sqlfiles import query
 from hsm.custody import WrappedSecret
 
-_LOCK_ROTATION: Final = query("lock_kek_rotation")
+_LOCK_TOKEN_OBJECTS: Final = query("lock_token_objects")
 _LOCK_SHARED: Final = query("lock_kek_rotation_shared")
 _USAGE: Final = query("kek_usage")
 _TO_REWRAP: Final = query("key_versions_to_rewrap")
@@ -25,20 +26,21 @@ _STORE_REWRAPPED_ACCESS_KEYS: Final = query("store_rewrapped_access_keys")
 
 def _in_transaction(conn: asyncpg.Connection) -> None:
     if not conn.is_in_transaction():  # a lock that ended with its statement guards nothing
-        raise InternalError("the KEK rotation lock was taken outside a transaction")
+        raise InternalError("the token objects lock was taken outside a transaction")
 
 
-async def lock_rotation(conn: asyncpg.Connection) -> None:
-    """Wait for, then hold until the caller's transaction ends, the one rotation lock:
-    two rotations at once would each create the same next KEK label on the token; a
-    retirement must see every version sealed under its KEK; two re-wraps would re-seal the
-    same versions twice."""
+async def lock_token_objects(conn: asyncpg.Connection) -> None:
+    """Wait for, then hold until the caller's transaction ends, the one lock on the token's
+    objects: two processes creating them at once would each create the same label (the next
+    KEK of two rotations; the first KEK, signing key and nonce key of two replicas starting
+    together on a fresh token); a retirement must see every version sealed under its KEK;
+    two re-wraps would re-seal the same versions twice."""
     _in_transaction(conn)
-    await conn.execute(_LOCK_ROTATION)
+    await conn.execute(_LOCK_TOKEN_OBJECTS)
 
 
 async def lock_rotation_shared(conn: asyncpg.Connection) -> None:
-    """The rotation lock in shared mode, until the caller's transaction ends: what storing a
+    """The token objects lock in shared mode, until the caller's transaction ends: what storing a
     new key version holds while it checks that its KEK is still on the token."""
     _in_transaction(conn)
     await conn.execute(_LOCK_SHARED)

@@ -49,6 +49,7 @@ DESTROYED = "destroyed"
 #: enough to notice a mistake or a malicious deletion, short enough to be a deletion.
 MIN_DELETION_DAYS = 7
 MAX_DELETION_DAYS = 30
+_WRAPPED_BLOBS: Final = query("wrapped_blobs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,3 +330,11 @@ async def set_kbs_path(db: Database, name: str, path: KbsPath | None, actor: str
             except asyncpg.UniqueViolationError:  # another key took it meanwhile
                 raise Conflict(f"KBS path {path} was given to another key concurrently") from None
     return had
+
+
+async def wrapped_blobs(conn: asyncpg.Connection) -> dict[str, list[bytes]]:
+    """Every key version's wrapped blob, by the KEK label it is wrapped under."""
+    blobs: dict[str, list[bytes]] = {}
+    for row in await conn.fetch(_WRAPPED_BLOBS):
+        blobs.setdefault(row["kek_label"], []).append(bytes(row["wrapped_blob"]))
+    return blobs

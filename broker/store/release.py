@@ -5,6 +5,7 @@ Each operation is one statement on a connection of its own, committed before it 
 (``docs/architecture.md`` §5: the audit chain's head is never locked across a round trip to
 the broker). A release or an attestation therefore commits in one statement, two when its
 first one wrote nothing: a replayed nonce, a context that changed, or a context read first.
+A one-request release consumes its nonce in the statement that appends its record.
 """
 
 from __future__ import annotations
@@ -29,6 +30,24 @@ class ReleaseStore(Protocol):
         """Record ``nonce`` (issued for ``tee``, live until ``expires_at``) as consumed and
         append ``record``, atomically. The record's sequence number; None when the nonce was
         consumed before (a replay): then nothing was written."""
+        ...
+
+    async def consume_nonce_and_append_if_current(
+        self,
+        nonce: bytes,
+        tee: str,
+        expires_at: datetime,
+        context: ReleaseContext,
+        record: AuditRecord,
+        *,
+        take: LimitTake | None,
+    ) -> tuple[bool, int | LimitRefused | None]:
+        """If ``context`` is still its key's current release context, record ``nonce`` as
+        consumed, take the key's release limits (``take``, when the policy states any) and
+        append ``record``, atomically. Whether the context was current, and the record's
+        sequence number; the limit that refused (then nothing was consumed, counted or
+        written); None when nothing was written otherwise (the context changed, or the nonce
+        was consumed before: a replay)."""
         ...
 
     async def append(self, record: AuditRecord) -> int:
@@ -79,6 +98,21 @@ class PostgresReleaseStore:
         async with self.db.connection() as conn:
             return await challenges.consume_and_audit(
                 conn, nonce, tee, expires_at=expires_at, record=record
+            )
+
+    async def consume_nonce_and_append_if_current(
+        self,
+        nonce: bytes,
+        tee: str,
+        expires_at: datetime,
+        context: ReleaseContext,
+        record: AuditRecord,
+        *,
+        take: LimitTake | None,
+    ) -> tuple[bool, int | LimitRefused | None]:
+        async with self.db.connection() as conn:
+            return await contexts.consume_nonce_and_append_if_current(
+                conn, context, record, nonce=nonce, tee=tee, expires_at=expires_at, take=take
             )
 
     async def append(self, record: AuditRecord) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from keybroker_guest import initramfs
 from keybroker_guest.errors import ExitStatus, GuestError, UsageError
 from keybroker_guest.evidence import TEES, EvidenceSource, default_kit, source_for
-from keybroker_guest.flow import BrokerKeyPin, fetch
+from keybroker_guest.flow import FLOWS, BrokerKeyPin, fetch
 from keybroker_guest.output import write_secret
 from keybroker_guest.tdquote import IMDS_TD_QUOTE_URL
 from keybroker_guest.teekey import RSA_BITS
@@ -69,6 +69,12 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--state-dir", type=Path, default=Path(".keybroker"))
     parser.add_argument("--rsa-bits", type=int, choices=RSA_BITS, default=3072)
+    parser.add_argument(
+        "--flow",
+        choices=FLOWS,
+        default=FLOWS[0],
+        help="release with the evidence in one request (default), or attest for a token first",
+    )
     parser.add_argument("--out", type=Path, help="write the key here (mode 0600), not to stdout")
     parser.add_argument(
         "--td-quote-url",
@@ -123,6 +129,7 @@ def run_fetch(
             BrokerKeyPin(thumbprint=args.broker_key_sha256),
             authenticated=url.authenticated,
             rsa_bits=args.rsa_bits,
+            flow=args.flow,
         )
     except GuestError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
-"""One fetch: the broker's signing key, then challenge, attest and release, then the envelope
-opened. :func:`attested_release` is the exchange with the broker and the one function to
-replace when the broker offers another (a release that attests in the same request).
+"""One fetch: the broker's signing key, then challenge and release with the attestation in it
+(the one-request flow, the default), or challenge, attest and release with the token (the
+token flow), then the envelope opened. :func:`attested_release` is the exchange with the
+broker.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from keybroker_guest.transport import Transport
 #: Attempts at challenge-attest when the nonce was spent (409: expired or replayed, e.g. a
 #: retried attest whose first answer was lost).
 NONCE_ATTEMPTS = 3
+#: How a key is released: with the evidence in the release request itself (two round trips),
+#: or with an attestation-result token asked for first (three; the broker's API for guests
+#: that fetch several keys on one token).
+FLOWS = ("one-request", "token")
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,19 @@ class BrokerKeyPin:
 
 
 def attested_release(
-    transport: Transport, source: EvidenceSource, key: str, private_key: rsa.RSAPrivateKey
+    transport: Transport,
+    source: EvidenceSource,
+    key: str,
+    private_key: rsa.RSAPrivateKey,
+    flow: str = "one-request",
 ) -> str:
-    """Challenge, evidence bound to the nonce and ``private_key``, attest, release: the
+    """Challenge, evidence bound to the nonce and ``private_key``, then release with that
+    attestation (``one-request``), or attest and release with the token (``token``): the
     signed envelope (unverified)."""
+    if flow not in FLOWS:
+        raise UsageError(f"the flow is one of {', '.join(FLOWS)}, not {flow!r}")
     jwk = public_jwk(private_key)
+    path = protocol.release_path(key)
     attempt = 0
     while True:
         attempt += 1
@@ -79,14 +92,18 @@ def attested_release(
             )
         )
         body = protocol.attest_request(source.tee, evidence, collateral, jwk, nonce)
-        reply = transport.request("POST", protocol.ATTEST, body)
+        # A 409 is a nonce spent or expired (e.g. a retried request whose first answer was
+        # lost): ask for another.
         try:
+            if flow == "one-request":
+                reply = transport.request("POST", path, body)
+                return protocol.read_envelope(protocol.read(path, reply), key)
+            reply = transport.request("POST", protocol.ATTEST, body)
             token = protocol.read_token(protocol.read(protocol.ATTEST, reply))
         except Denied as exc:
             if exc.status == 409 and attempt < NONCE_ATTEMPTS:
-                continue  # the nonce was spent or expired: ask for another
+                continue
             raise
-        path = protocol.release_path(key)
         reply = transport.request("POST", path, protocol.release_request(jwk), token)
         return protocol.read_envelope(protocol.read(path, reply), key)
 
@@ -100,10 +117,11 @@ def fetch(
     authenticated: bool,
     rsa_bits: int = 3072,
     private_key: rsa.RSAPrivateKey | None = None,
+    flow: str = "one-request",
 ) -> Released:
     """The released secret of ``key``. The broker's signing key is settled first, so a broker
     that is not the pinned one is refused before any evidence is produced or sent."""
     signer = broker_key.resolve(transport, authenticated)
     private_key = private_key or new_tee_key(rsa_bits)
-    envelope = attested_release(transport, source, key, private_key)
+    envelope = attested_release(transport, source, key, private_key, flow)
     return protocol.open_release(envelope, signer, private_key, key)

@@ -19,8 +19,10 @@ FROM admin_tokens ORDER BY created_at;
 -- name: revoke_admin_token
 UPDATE admin_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id;
 
--- Serialises KEK rotations across every process sharing the database (brokers, the CLI):
--- two at once would each create the same next KEK label on the token, and every process
--- then refuses to start (a label naming two objects). Held until the transaction ends.
--- name: lock_kek_rotation
+-- Serialises every change to the broker's objects on the token across the processes sharing
+-- the database (brokers, the CLI): KEK rotation, first-time provisioning and its repair. Two
+-- at once would each create the same label on the token (two rotations the same next KEK;
+-- two replicas starting on a fresh token the first KEK, signing key and nonce key), and every
+-- process then refuses to start (a label naming two objects). Held until the transaction ends.
+-- name: lock_token_objects
 SELECT pg_advisory_xact_lock(7021908653510341635);

@@ -111,3 +111,8 @@ DELETE FROM kbs_paths WHERE key_name = $1 RETURNING repository;
 -- name: insert_kbs_path
 INSERT INTO kbs_paths (repository, type, tag, key_name, updated_by)
 VALUES ($1, $2, $3, $4, $5);
+
+-- Every key version's wrapped blob with the KEK label it is wrapped under (the token repair
+-- keeps, of two KEKs under one label, the one that unwraps them all).
+-- name: wrapped_blobs
+SELECT kek_label, wrapped_blob FROM keys ORDER BY kek_label, name, version;

@@ -92,3 +92,41 @@ SELECT appended.seq, appended.refused, appended.found, appended.retry_at
 FROM current, LATERAL audit_release_append(
     $11, $12, $13, $14, current.name, $15, $16, $17, $18, $19, $20, $21
 ) AS appended;
+
+-- A one-request release's record, appended with its nonce consumed, in one statement, only if
+-- the key's release context is still the one the decision used. $1..$15 as in
+-- audit_release_if_current; $16..$18 the nonce, its tee and its expiry (the row's consumed_at
+-- is $11, the record's at); $19..$24 the instance and the release limits, as $16..$21 there.
+-- audit_release_consume_append (migration 0010) runs only when `current` has a row: it
+-- consumes the nonce, then takes the limits and appends, and appends nothing for a nonce
+-- consumed before (a replay) or a limit that refuses (which leaves the nonce unconsumed). One
+-- row always comes back: whether the context was current (false: decide again on a fresh
+-- read, nothing was written), the record's sequence number, and the limit that refused
+-- (seq and refused both null with current true: a replay).
+-- name: consume_challenge_and_audit_release_if_current
+WITH current AS MATERIALIZED (
+    SELECT k.name
+    FROM (SELECT * FROM keys WHERE name = $1 ORDER BY version DESC LIMIT 1) k
+    LEFT JOIN key_bindings b ON b.key_name = k.name
+    LEFT JOIN LATERAL (
+        SELECT name, version, digest FROM policies
+        WHERE name = b.policy_name AND (b.policy_version IS NULL OR version = b.policy_version)
+        ORDER BY version DESC LIMIT 1
+    ) p ON true
+    WHERE k.version = $2 AND k.state = $3 AND k.kek_label = $4
+      AND coalesce(k.wrapped_blob, ''::bytea) = $5
+      AND k.secret_length = $6
+      AND p.name IS NOT DISTINCT FROM $7
+      AND p.version IS NOT DISTINCT FROM $8
+      AND p.digest IS NOT DISTINCT FROM $9
+      AND k.exposure = $10
+),
+appended AS MATERIALIZED (
+    SELECT a.seq, a.refused, a.found, a.retry_at
+    FROM current, LATERAL audit_release_consume_append(
+        $16, $17, $18, $11, $12, $13, $14, current.name, $15, $19, $20, $21, $22, $23, $24
+    ) AS a
+)
+SELECT EXISTS (SELECT 1 FROM current) AS current,
+       appended.seq, appended.refused, appended.found, appended.retry_at
+FROM (VALUES (1)) AS one (n) LEFT JOIN appended ON true;

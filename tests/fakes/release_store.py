@@ -57,6 +57,29 @@ class MemoryReleaseStore:
         self.consumed[nonce] = tee
         return self._append(record)
 
+    async def consume_nonce_and_append_if_current(
+        self,
+        nonce: bytes,
+        tee: str,
+        expires_at: datetime,
+        context: ReleaseContext,
+        record: AuditRecord,
+        *,
+        take: LimitTake | None,
+    ) -> tuple[bool, int | LimitRefused | None]:
+        self.calls["consume_nonce_and_append_if_current"] += 1
+        self._check_same_key(context, record)
+        if self.contexts.get(context.name) != context:
+            return False, None
+        if nonce in self.consumed:
+            return True, None
+        if take is not None:
+            refused = self._take(context, record, take)
+            if refused is not None:  # nothing consumed, counted or appended
+                return True, refused
+        self.consumed[nonce] = tee
+        return True, self._append(record)
+
     async def append(self, record: AuditRecord) -> int:
         self.calls["append"] += 1
         return self._append(record)
@@ -67,8 +90,7 @@ class MemoryReleaseStore:
 
     async def append_if_current(self, context: ReleaseContext, record: AuditRecord) -> int | None:
         self.calls["append_if_current"] += 1
-        if record.key_name != context.name:  # the statement takes key_name from the context
-            raise InternalError(f"audit record for key {record.key_name} checked against another")
+        self._check_same_key(context, record)
         if self.contexts.get(context.name) != context:
             return None
         return self._append(record)
@@ -77,10 +99,17 @@ class MemoryReleaseStore:
         self, context: ReleaseContext, record: AuditRecord, take: LimitTake
     ) -> int | LimitRefused | None:
         self.calls["append_within_limits"] += 1
-        if record.key_name != context.name:
-            raise InternalError(f"audit record for key {record.key_name} checked against another")
+        self._check_same_key(context, record)
         if self.contexts.get(context.name) != context:
             return None
+        refused = self._take(context, record, take)
+        return refused if refused is not None else self._append(record)
+
+    def _take(
+        self, context: ReleaseContext, record: AuditRecord, take: LimitTake
+    ) -> LimitRefused | None:
+        """Take ``take`` with the key's counters (``audit_release_append``): the refusal,
+        counting nothing, or None once counted."""
         rate = None
         if take.rate_releases is not None and take.rate_per is not None:
             per = Duration(f"{int(take.rate_per.total_seconds())}s")
@@ -88,9 +117,14 @@ class MemoryReleaseStore:
         limits = Limits(take.max_releases, take.once_per_instance, take.pin_to_first_instance, rate)
         counters = self.counters.setdefault(context.name, Counters())
         refusal = counters.take(limits, take.instance, record.at)
-        if refusal is not None:
-            return LimitRefused(refusal.rule, refusal.found, refusal.retry_at)
-        return self._append(record)
+        if refusal is None:
+            return None
+        return LimitRefused(refusal.rule, refusal.found, refusal.retry_at)
+
+    @staticmethod
+    def _check_same_key(context: ReleaseContext, record: AuditRecord) -> None:
+        if record.key_name != context.name:  # the statement takes key_name from the context
+            raise InternalError(f"audit record for key {record.key_name} checked against another")
 
     async def key_at_path(self, path: KbsPath) -> str | None:
         self.calls["key_at_path"] += 1

@@ -173,11 +173,17 @@ def seed(deployment: Deployment, key: str, secret: bytes, policy: dict[str, Any]
 
 
 async def fetch(
-    deployment: Deployment, key: str, source: EvidenceSource, bits: int = 3072
+    deployment: Deployment,
+    key: str,
+    source: EvidenceSource,
+    bits: int = 3072,
+    *,
+    flow: str = "token",
 ) -> bytes:
-    """The whole guest side: challenge, attest, release, unwrap; the secret it received."""
+    """The whole guest side: challenge, attest, release, unwrap (``flow="one-request"``:
+    challenge, release with the evidence, unwrap); the secret it received."""
     async with httpx.AsyncClient(base_url=deployment.base, timeout=30) as http:
-        released = await GuestClient(http).fetch(source, key, bits)
+        released = await GuestClient(http).fetch(source, key, bits, flow=flow)
     return released.secret
 
 

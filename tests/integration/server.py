@@ -82,7 +82,16 @@ def broker_process(state_dir: Path, log_file: Path, **settings: object) -> Itera
     """Yield the base URL of ``keybroker serve`` run as a process of its own on the local
     cluster and token under ``state_dir``, with ``settings`` as ``KEYBROKER_*`` variables,
     until the block exits (then SIGTERM). Its log goes to ``log_file``."""
-    port = free_port()
+    with broker_processes(state_dir, [log_file], **settings) as (base,):
+        yield base
+
+
+@contextmanager
+def broker_processes(
+    state_dir: Path, log_files: list[Path], **settings: object
+) -> Iterator[list[str]]:
+    """As :func:`broker_process`, one ``keybroker serve`` per log file, all started at once
+    (replicas), then each waited for; the base URLs in the order of ``log_files``."""
     env = {
         **os.environ,
         f"{ENV_PREFIX}LOG_FORMAT": "json",
@@ -90,13 +99,18 @@ def broker_process(state_dir: Path, log_file: Path, **settings: object) -> Itera
     }
     env.pop(f"{ENV_PREFIX}CONFIG", None)
     command = [sys.executable, "-m", "broker", "serve", "--state-dir", str(state_dir)]
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=log, stderr=log, cwd=ROOT
-        )
-    running = RunningBroker("127.0.0.1", port, process.pid)
+    started: list[tuple[RunningBroker, subprocess.Popen[bytes], Path]] = []
     try:
-        wait_ready(running, process, 1, log_file)
-        yield running.base
+        for log_file in log_files:
+            port = free_port()
+            with log_file.open("ab") as log:
+                process = subprocess.Popen(
+                    [*command, "--port", str(port)], env=env, stdout=log, stderr=log, cwd=ROOT
+                )
+            started.append((RunningBroker("127.0.0.1", port, process.pid), process, log_file))
+        for running, process, log_file in started:
+            wait_ready(running, process, 1, log_file)
+        yield [running.base for running, _, _ in started]
     finally:
-        stop(process)
+        for _, process, _ in started:
+            stop(process)

@@ -2,7 +2,8 @@
 
 One broker serves the whole module, with its own database, trusting two synthetic AMD roots
 (``insecure-test-kit-a``, ``insecure-test-kit-b``) through ``insecure_test_roots``; a third
-kit (``kit_c``) is trusted by nobody. Guests are simulated with ``broker.guest``.
+kit (``kit_c``) is trusted by nobody. A second ``keybroker serve`` process on the same
+database and token stands for a replica. Guests are simulated with ``broker.guest``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from tests.integration.release_support import (
 )
 from tests.integration.release_support import save_snp_kit as _save_kit
 from tests.integration.release_support import snp_policy as _policy
+from tests.integration.server import broker_process
 
 pytestmark = pytest.mark.integration
 
@@ -942,3 +944,179 @@ async def test_zz_audit_chain_verifies_then_detects_alteration(deployment: Deplo
         broken = auditor.get("/v1/admin/audit/verify").json()
     assert broken["ok"] is False
     assert broken["reason"] == "hash does not match the record's content"
+
+
+# --- the one-request release -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_request_key(deployment: Deployment) -> str:
+    seed(deployment, "one-key", os.urandom(32), _policy("one-policy", "insecure-test-kit-a"))
+    return "one-key"
+
+
+async def _one_request_body(deployment: Deployment, jwk: dict[str, str]) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        nonce = await GuestClient(http).challenge("snp")
+    return _attest_body(deployment, jwk, nonce)
+
+
+async def _post_release(
+    deployment: Deployment, key: str, body: Any, **kwargs: Any
+) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=deployment.base, timeout=30) as http:
+        return await http.post(f"/v1/keys/{key}/release", json=body, **kwargs)
+
+
+async def test_a_one_request_release_is_one_record_with_its_nonce_consumed(
+    deployment: Deployment, one_request_key: str
+) -> None:
+    secret = os.urandom(32)
+    seed(deployment, "one-e2e", secret, _policy("one-e2e-policy", "insecure-test-kit-a"))
+    rows = await audit_rows(deployment)
+    assert await fetch(deployment, "one-e2e", _source(deployment), flow="one-request") == secret
+    assert await audit_rows(deployment) == rows + 1  # one record for attestation and release
+    record = await last_audit(deployment, "release")
+    assert (record["decision"], record["flow"]) == ("allow", "one-request")
+    assert record["key"] == {"name": "one-e2e", "version": 1}
+    assert record["claims"]["tee"] == "snp"
+    assert record["binding"]
+    assert "token_id" not in record
+    async with deployment.db.connection() as conn:
+        consumed = await conn.fetchval(
+            "SELECT count(*) FROM challenges WHERE consumed_at = $1",
+            datetime.fromisoformat(record["at"]),
+        )
+    assert consumed == 1
+
+
+async def test_a_replayed_one_request_release_is_refused_on_this_worker_and_another(
+    deployment: Deployment, one_request_key: str
+) -> None:
+    _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+    body = await _one_request_body(deployment, jwk)
+    first = await _post_release(deployment, one_request_key, body)
+    assert first.status_code == 200, first.text
+    for other_worker in (False, True):
+        if other_worker:  # as a worker that did not consume it: the database refuses
+            deployment.app.state.release.consumed.clear()
+        replay = await _post_release(deployment, one_request_key, body)
+        assert replay.status_code == 409, replay.text
+        assert replay.json()["type"].endswith("/nonce-replayed")
+        assert replay.json()["detail"] == "nonce was already used"
+        record = await last_audit(deployment, "release")
+        assert (record["decision"], record["error"]["type"]) == ("deny", "nonce-replayed")
+        assert "envelope_sha256" not in record  # sealed on the other worker, never sent
+        assert ("claims" in record) is other_worker  # verified only where it was not known
+    # The nonce cannot buy a token afterwards either.
+    problem = await _refused_attest(deployment, body["nonce"])
+    assert problem["type"].endswith("/nonce-replayed")
+
+
+async def test_a_one_request_release_bound_to_another_nonce_is_refused_and_spends_its_nonce(
+    deployment: Deployment, one_request_key: str
+) -> None:
+    _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        nonce = await GuestClient(http).challenge("snp")
+        other = await GuestClient(http).challenge("snp")
+    body = _attest_body(deployment, jwk, nonce, bound_to=other)
+    answer = await _post_release(deployment, one_request_key, body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["evidence_error"] == "binding-mismatch"
+    assert answer.json()["detail"].startswith("REPORT_DATA is neither SHA-384 nor SHA-512")
+    record = await last_audit(deployment, "release")
+    assert (record["decision"], record["error"]["type"]) == ("deny", "binding-mismatch")
+    assert "key" not in record  # refused before any key was looked at
+    again = await _post_release(deployment, one_request_key, _attest_body(deployment, jwk, nonce))
+    assert again.status_code == 409, again.text
+    assert again.json()["type"].endswith("/nonce-replayed")
+
+
+async def test_a_one_request_release_for_another_tee_key_than_the_evidence_binds_is_refused(
+    deployment: Deployment, one_request_key: str
+) -> None:
+    _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+    _, thief = tee_jwk(rsa.generate_private_key(65537, 3072))
+    body = await _one_request_body(deployment, jwk)
+    answer = await _post_release(deployment, one_request_key, {**body, "tee_pubkey": thief})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["evidence_error"] == "binding-mismatch"
+
+
+async def test_a_release_with_a_token_and_evidence_is_a_400(
+    deployment: Deployment, one_request_key: str
+) -> None:
+    owner = rsa.generate_private_key(65537, 3072)
+    _, jwk = tee_jwk(owner)
+    async with httpx.AsyncClient(base_url=deployment.base) as http:
+        token = await GuestClient(http).attest(_source(deployment), owner)
+    body = await _one_request_body(deployment, jwk)
+    rows = await audit_rows(deployment)
+    answer = await _post_release(
+        deployment, one_request_key, body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"] == "unknown members: collateral, evidence, nonce, tee"
+    assert await audit_rows(deployment) == rows
+
+
+async def test_a_one_request_release_with_an_unknown_nonce_is_409_audited_in_aggregate(
+    deployment: Deployment, one_request_key: str
+) -> None:
+    _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+    nonce = base64.b64encode(bytes(32)).decode()
+    rows = await audit_rows(deployment)
+    answer = await _post_release(deployment, one_request_key, _attest_body(deployment, jwk, nonce))
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["type"].endswith("/nonce-unknown")
+    assert await audit_rows(deployment) == rows
+
+
+# --- replicas ----------------------------------------------------------------------------
+
+
+async def test_a_nonce_from_one_replica_is_redeemed_on_another_and_replays_refused_on_both(
+    deployment: Deployment, one_request_key: str, tmp_path: Path
+) -> None:
+    """A second ``keybroker serve`` process on the same PostgreSQL and token: what one
+    replica issues, the other redeems; what one consumed, neither accepts again."""
+    settings = deployment.app.state.settings
+    replica = broker_process(
+        settings.state_dir,
+        tmp_path / "replica.log",
+        database_url=settings.database_url.reveal(),
+        token_label=settings.token_label,
+        user_pin_file=settings.user_pin_file,
+        insecure_test_roots=os.pathsep.join(str(p) for p in settings.insecure_test_roots),
+        rate_limit_per_second=0,
+    )
+    here = deployment.base
+    with replica as there:
+        # One-request flow: the nonce from here, the release there, the replay here.
+        _, jwk = tee_jwk(rsa.generate_private_key(65537, 3072))
+        body = await _one_request_body(deployment, jwk)
+        async with httpx.AsyncClient(timeout=30) as http:
+            released = await http.post(f"{there}/v1/keys/{one_request_key}/release", json=body)
+            assert released.status_code == 200, released.text
+            for base in (here, there):
+                replay = await http.post(f"{base}/v1/keys/{one_request_key}/release", json=body)
+                assert replay.status_code == 409, replay.text
+                assert replay.json()["type"].endswith("/nonce-replayed")
+                assert replay.json()["detail"] == "nonce was already used"
+        # Token flow: the nonce there, the attestation here, the release there.
+        owner = rsa.generate_private_key(65537, 3072)
+        _, owner_jwk = tee_jwk(owner)
+        async with httpx.AsyncClient(base_url=there, timeout=30) as http:
+            nonce = await GuestClient(http).challenge("snp")
+        async with httpx.AsyncClient(timeout=30) as http:
+            attest = _attest_body(deployment, owner_jwk, nonce)
+            attested = await http.post(f"{here}/v1/attest", json=attest)
+            assert attested.status_code == 200, attested.text
+            again = await http.post(f"{there}/v1/attest", json=attest)
+            assert again.status_code == 409, again.text
+            assert again.json()["type"].endswith("/nonce-replayed")
+        async with httpx.AsyncClient(base_url=there, timeout=30) as http:
+            token = attested.json()["token"]
+            secret = await GuestClient(http).release(one_request_key, token, owner)
+        assert secret.key == one_request_key

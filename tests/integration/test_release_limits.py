@@ -9,6 +9,7 @@ per counted release and a ``deny`` record naming the limit for every refusal.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -137,6 +138,48 @@ async def test_fifty_parallel_releases_on_existing_counters_release_once_more(
     assert {_limit_rule(error) for error in refused} == {(403, ("$.limits.max_releases",))}
     assert await _decisions(deployment, "twice-key") == Counter({"allow": 2, "deny": PARALLEL - 1})
     assert await _counted(deployment, "twice-key") == 2
+
+
+async def test_fifty_parallel_one_request_releases_of_a_max_releases_1_key_release_it_once(
+    deployment: Deployment,
+) -> None:
+    """The one-request flow takes the limits in the statement that consumes each guest's
+    nonce: one release, and 49 denials each committed with its own nonce."""
+    seed(deployment, "once-direct", SECRET, _limited("once-direct", {"max_releases": 1}))
+    private_key = rsa.generate_private_key(65537, 3072)
+    path = "/v1/keys/once-direct/release"
+    async with httpx.AsyncClient(base_url=deployment.base, timeout=120) as http:
+        guest = GuestClient(http)
+        bodies = [
+            await guest.attestation(_source(deployment), private_key) for _ in range(PARALLEL)
+        ]
+        answers = await asyncio.gather(*(http.post(path, json=body) for body in bodies))
+        assert Counter(a.status_code for a in answers) == Counter({200: 1, 403: PARALLEL - 1})
+        for answer in answers:
+            if answer.status_code == 403:
+                reasons = [reason["rule"] for reason in answer.json()["reasons"]]
+                assert reasons == ["$.limits.max_releases"], answer.text
+        (released,) = (body for body, a in zip(bodies, answers, strict=True) if a.is_success)
+        replay = await http.post(path, json=released)
+        assert (replay.status_code, replay.json()["type"].rsplit("/", 1)[1]) == (
+            409,
+            "nonce-replayed",
+        )
+    assert await _decisions(deployment, "once-direct") == Counter(
+        {"allow": 1, "deny": PARALLEL}  # the 49 the limit refused, and the replay
+    )
+    assert await _counted(deployment, "once-direct") == 1
+    nonces = [base64.b64decode(body["nonce"]) for body in bodies]
+    async with deployment.db.connection() as conn:
+        consumed = await conn.fetchval(
+            "SELECT count(*) FROM challenges WHERE nonce = ANY($1::bytea[])", nonces
+        )
+        flows = await conn.fetchval(
+            "SELECT count(*) FROM audit_log WHERE key_name = 'once-direct' "
+            "AND record::jsonb ->> 'flow' = 'one-request'"
+        )
+    assert consumed == PARALLEL  # each by the one record of its release or denial
+    assert flows == PARALLEL + 1
 
 
 async def test_a_denied_release_counts_nothing(deployment: Deployment) -> None:

@@ -45,6 +45,8 @@ def test_bad_levels_exit_2(levels: str, message: str, capsys: pytest.CaptureFixt
         ("--workers", "-1", "--workers must not be negative, found -1"),
         ("--hsm-threads", "-2", "--hsm-threads must not be negative, found -2"),
         ("--audit-records", "-1", "--audit-records must not be negative, found -1"),
+        ("--platforms", "0", "--platforms must be positive, found 0"),
+        ("--replicas", "0", "--replicas must be positive, found 0"),
     ],
 )
 def test_numbers_out_of_range_exit_2(
@@ -67,8 +69,29 @@ def test_zero_warmup_workers_threads_and_audit_records_are_accepted() -> None:
         workers=0,
         hsm_threads=0,
         audit_records=0,
+        platforms=1,
+        replicas=1,
+        scenario="snp",
     )
     check_numbers(args)  # raises nothing
+
+
+@pytest.mark.parametrize("scenario", ["tdx", "sgx", "nitro"])
+def test_a_fleet_is_refused_where_the_scenario_simulates_one_platform(
+    scenario: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "--scenario", scenario, "--platforms", "2"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"keybroker: --platforms: scenario {scenario} simulates at most 1, found 2\n",
+    )
+
+
+def test_a_flow_other_than_the_two_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["bench", "--flow", "three-requests"])
+    assert caught.value.code == 2
+    assert "argument --flow: invalid choice: 'three-requests'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("errors", "status"), [(0, 0), (1, 1), (250, 1)])

@@ -94,11 +94,15 @@ def _derivation(sql: str) -> str:
     return " ".join(sql[start:end].split())
 
 
-def test_the_conditional_append_derives_the_context_as_release_context_does() -> None:
+@pytest.mark.parametrize(
+    "name",
+    ["audit_release_if_current", "consume_challenge_and_audit_release_if_current"],
+)
+def test_the_conditional_append_derives_the_context_as_release_context_does(name: str) -> None:
     named = QUERIES
-    assert _derivation(named["audit_release_if_current"]) == _derivation(named["release_context"])
+    assert _derivation(named[name]) == _derivation(named["release_context"])
     # Every field of the context is compared, and the policy's with IS NOT DISTINCT FROM.
-    conditional = " ".join(named["audit_release_if_current"].split())
+    conditional = " ".join(named[name].split())
     for number, column in enumerate(
         ("version", "state", "kek_label", "wrapped_blob", "secret_length"), start=2
     ):

@@ -25,7 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from broker import jose
 from broker.api import guest
+from broker.bench.scenarios import SNP
 from broker.errors import (
+    BadRequest,
+    BindingMismatch,
     DatabaseUnavailable,
     KeybrokerError,
     KeyDisabled,
@@ -33,17 +36,22 @@ from broker.errors import (
     NonceExpired,
     NonceReplayed,
     NonceUnknown,
+    PolicyDenied,
     TokenInvalid,
+    TokenMissing,
     Unavailable,
 )
 from broker.guest.client import tee_jwk
 from broker.lru import Lru
+from broker.policy.limits import Counters
+from broker.policy.loader import load_policy_text
 from broker.release.contextcache import ContextCache
 from broker.release.nonces import VERSION, decode
 from broker.release.origin import Origin
+from broker.release.policies import stored_form
 from broker.release.service import ATTEST_ENDPOINT, RELEASE_ENDPOINT, STALE_ATTEMPTS, AttestRequest
 from broker.store.audit import AuditRecord
-from broker.store.contexts import ReleaseContext
+from broker.store.contexts import BoundPolicy, ReleaseContext
 from broker.store.release import PostgresReleaseStore, ReleaseStore
 from broker.timeutil import utcnow
 from tests.fakes import glue
@@ -137,6 +145,7 @@ def test_the_fakes_and_the_postgresql_store_have_the_protocols_methods() -> None
     wanted = methods(ReleaseStore)
     assert set(wanted) == {
         "consume_nonce_and_append",
+        "consume_nonce_and_append_if_current",
         "append",
         "context",
         "append_if_current",
@@ -188,6 +197,182 @@ def test_a_replay_to_the_same_worker_is_refused_before_its_evidence_is_verified(
     assert (second.decision, _error(second)) == ("deny", "nonce-replayed")
     # The refusal consumed nothing: one consumption, then an unconditional append.
     assert setup.store.calls == Counter({"consume_nonce_and_append": 1, "append": 1})
+
+
+# --- one-request release -----------------------------------------------------------------------
+
+
+async def _attested_release(setup: Setup, body: bytes | None = None) -> dict[str, Any]:
+    """The release with the attestation in its body (no token), through the guest endpoint."""
+    lean = glue.request(body or setup.case.attest_body, {"name": glue.KEY_NAME})
+    _, answer = await guest.release(lean, setup.case.state)
+    released: dict[str, Any] = answer
+    return released
+
+
+def test_a_one_request_release_is_one_record_appended_with_its_nonce(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    answer = _run(_attested_release(setup))
+    (record,) = setup.store.log
+    assert (record.kind, record.decision, record.key_name) == ("release", "allow", glue.KEY_NAME)
+    body = record.body
+    assert body["flow"] == "one-request"
+    assert body["envelope_sha256"] == answer["envelope_sha256"]
+    assert body["key"] == {"name": glue.KEY_NAME, "version": 1}
+    assert body["claims"]["tee"] == "snp"  # the attestation's part, in the same record
+    assert body["binding"]
+    assert body["signer"]
+    assert "token_id" not in body  # no token was issued
+    assert setup.store.consumed == {decode(setup.case.nonce_text): "snp"}
+    # The context read once, then one statement: nonce consumed, context checked, appended.
+    assert setup.store.calls == Counter({"context": 1, "consume_nonce_and_append_if_current": 1})
+    assert len(setup.seals) == 1
+
+
+def test_a_one_request_release_with_a_nonce_consumed_elsewhere_is_a_replay(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    setup.store.consumed[decode(setup.case.nonce_text)] = "snp"  # consumed by another replica
+    with pytest.raises(NonceReplayed, match=r"^nonce was already used$"):
+        _run(_attested_release(setup))
+    (record,) = setup.store.log
+    assert (record.kind, record.decision, _error(record)) == ("release", "deny", "nonce-replayed")
+    assert "envelope_sha256" not in record.body  # sealed, but it never leaves
+    assert setup.store.calls == Counter(
+        {"context": 1, "consume_nonce_and_append_if_current": 1, "append": 1}
+    )
+
+
+def test_a_one_request_release_replayed_to_the_same_worker_is_refused_before_verifying(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    setup.service.consumed = Lru(16)
+    _run(_attested_release(setup))
+    with pytest.raises(NonceReplayed, match=r"^nonce was already used$"):
+        _run(_attested_release(setup))
+    assert len(setup.verified) == 1
+    assert len(setup.seals) == 1
+    first, second = setup.store.log
+    assert (first.decision, second.decision, _error(second)) == ("allow", "deny", "nonce-replayed")
+
+
+def test_a_token_release_after_a_one_request_release_of_the_same_nonce_is_impossible(
+    material: glue.Material,
+) -> None:
+    """The nonce a one-request release consumed cannot then buy a token either."""
+    setup = _setup(material)
+    _run(_attested_release(setup))
+    _refused(_attest(setup), NonceReplayed)
+    assert [(r.kind, r.decision) for r in setup.store.log] == [
+        ("release", "allow"),
+        ("attest", "deny"),
+    ]
+
+
+def test_a_one_request_release_bound_to_another_key_consumes_its_nonce_and_releases_nothing(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    body = json.loads(setup.case.attest_body)
+    body["tee_pubkey"] = tee_jwk(other)[1]  # not the key the report binds
+    with pytest.raises(
+        BindingMismatch, match=r"^REPORT_DATA is neither SHA-384 nor SHA-512"
+    ) as refused:
+        _run(_attested_release(setup, json.dumps(body).encode()))
+    assert refused.value.type == "binding-mismatch"
+    (record,) = setup.store.log
+    assert (record.kind, record.decision, _error(record)) == ("release", "deny", "binding-mismatch")
+    assert "key" not in record.body  # no key was looked at
+    assert setup.store.calls == Counter({"consume_nonce_and_append": 1})
+    assert setup.seals == []
+
+
+def test_a_one_request_release_decided_on_a_changed_context_consumes_no_nonce_until_it_commits(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    setup.service.contexts.put(setup.context)  # remembered from an earlier release
+    setup.store.contexts[glue.KEY_NAME] = replace(setup.context, state="disabled")
+    with pytest.raises(KeyDisabled, match=f"^key {glue.KEY_NAME} is disabled$"):
+        _run(_attested_release(setup))
+    assert setup.store.calls == Counter({"consume_nonce_and_append_if_current": 2, "context": 1})
+    (record,) = setup.store.log
+    assert (record.decision, _error(record)) == ("deny", "key-disabled")
+    assert setup.store.consumed == {decode(setup.case.nonce_text): "snp"}  # by the second
+
+
+def _limited(setup: Setup, limits: dict[str, Any]) -> None:
+    """Bind the key to a version of its policy that states release ``limits``."""
+    document = SNP.policy(
+        glue.POLICY_NAME, [root.name for root in setup.service.runtime.test_roots]
+    )
+    document.update(version=2, limits=limits)
+    stored, digest = stored_form(load_policy_text(json.dumps(document), is_json=True))
+    setup.service.policies.get(stored, digest)
+    bound = BoundPolicy(glue.POLICY_NAME, 2, digest)
+    setup.context = replace(setup.context, policy=bound)
+    setup.store.contexts[glue.KEY_NAME] = setup.context
+
+
+def test_a_one_request_release_takes_the_release_limits_with_its_nonce(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    _limited(setup, {"max_releases": 2})
+    _run(_attested_release(setup))
+    (record,) = setup.store.log
+    assert (record.decision, record.body["flow"]) == ("allow", "one-request")
+    assert setup.store.counters[glue.KEY_NAME].releases == 1
+    assert setup.store.consumed == {decode(setup.case.nonce_text): "snp"}
+    # Under limits the statement is the conditional one even on a context read just now.
+    assert setup.store.calls == Counter({"context": 1, "consume_nonce_and_append_if_current": 1})
+
+
+def test_a_one_request_release_a_limit_refuses_is_one_denial_committed_with_its_nonce(
+    material: glue.Material,
+) -> None:
+    setup = _setup(material)
+    _limited(setup, {"max_releases": 1})
+    setup.store.counters[glue.KEY_NAME] = Counters(releases=1)  # released once already
+    with pytest.raises(PolicyDenied, match=r"releases < 1, found 1") as refused:
+        _run(_attested_release(setup))
+    assert [r["rule"] for r in refused.value.reasons] == ["$.limits.max_releases"]
+    (record,) = setup.store.log
+    assert (record.kind, record.decision, _error(record)) == ("release", "deny", "policy-denied")
+    assert record.body["flow"] == "one-request"
+    assert record.body["claims"]["tee"] == "snp"  # the attestation's part is kept
+    assert "envelope_sha256" not in record.body  # sealed, but it never leaves
+    assert len(setup.seals) == 1
+    assert setup.store.counters[glue.KEY_NAME].releases == 1  # nothing counted
+    # The refused statement wrote nothing; the denial's consumed the nonce.
+    assert setup.store.consumed == {decode(setup.case.nonce_text): "snp"}
+    assert setup.store.calls == Counter({"context": 1, "consume_nonce_and_append_if_current": 2})
+
+
+def test_a_release_takes_a_token_or_evidence_never_both(material: glue.Material) -> None:
+    setup = _setup(material)
+    token = _run(_attest(setup))
+    both = glue.request(setup.case.attest_body, {"name": glue.KEY_NAME}, bearer=token)
+    with pytest.raises(BadRequest, match=r"^unknown members: collateral, evidence, nonce, tee$"):
+        _run(guest.release(both, setup.case.state))
+
+
+def test_a_release_without_a_token_or_evidence_asks_for_a_token(material: glue.Material) -> None:
+    setup = _setup(material)
+    bare = glue.request(setup.case.release_body, {"name": glue.KEY_NAME})
+    with pytest.raises(TokenMissing, match=r"^Authorization: Bearer <attestation token>"):
+        _run(guest.release(bare, setup.case.state))
+    partial = json.loads(setup.case.attest_body)
+    del partial["evidence"]
+    lean = glue.request(json.dumps(partial).encode(), {"name": glue.KEY_NAME})
+    with pytest.raises(BadRequest, match=r"^member 'evidence' is required$"):
+        _run(guest.release(lean, setup.case.state))
+    assert setup.store.log[1:] == []  # refused before anything was judged
 
 
 # --- release -----------------------------------------------------------------------------------

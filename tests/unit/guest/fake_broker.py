@@ -1,8 +1,9 @@
 """A stand-in for the broker's guest-facing API, served through ``httpx.MockTransport``.
 
-It answers ``/v1/challenge``, ``/v1/attest``, ``/v1/keys/{name}/release`` and ``/v1/jwks``
-as the broker does (an envelope sealed to the guest's JWK and signed ES256), and can refuse
-at any step or spoil the envelope, so the guest side's checks run without a database or HSM.
+It answers ``/v1/challenge``, ``/v1/attest``, ``/v1/keys/{name}/release`` (with a token, or
+with the attestation in the body: the one-request flow) and ``/v1/jwks`` as the broker does
+(an envelope sealed to the guest's JWK and signed ES256), and can refuse at any step or spoil
+the envelope, so the guest side's checks run without a database or HSM.
 """
 
 from __future__ import annotations
@@ -80,10 +81,11 @@ class FakeBroker:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
-        status, document = self.answer(request.url.path, body)
+        token = request.headers.get("authorization")
+        status, document = self.answer(request.url.path, body, token)
         return httpx.Response(status, json=document)
 
-    def answer(self, path: str, body: Any) -> tuple[int, Any]:
+    def answer(self, path: str, body: Any, token: str | None = None) -> tuple[int, Any]:
         self.paths.append(path)
         if path in self.refuse:
             status, detail = self.refuse[path]
@@ -94,6 +96,9 @@ class FakeBroker:
         if path == "/v1/attest":
             return 200, {"token": "a-token"}
         if path == f"/v1/keys/{self.key_name}/release":
+            attested = {"tee", "evidence", "tee_pubkey", "nonce"} <= set(body)
+            if token is None and not attested:
+                return 401, {"detail": "neither a token nor evidence"}
             return 200, {"envelope": self._envelope(body["tee_pubkey"])}
         if path == "/v1/jwks":
             served = self.jwks_key or self.signing_key.public_key()
@@ -142,5 +147,5 @@ class LeanTransport:
         if self.unreachable > 0:
             self.unreachable -= 1
             raise Unreachable("cannot reach http://broker.test:80: Connection refused")
-        status, document = self.broker.answer(path, body)
+        status, document = self.broker.answer(path, body, token)
         return Reply(status, json.dumps(document).encode())

@@ -62,26 +62,52 @@ def test_the_key_goes_to_stdout_without_out(
 
 
 @pytest.mark.parametrize(
+    ("flow", "paths"),
+    [
+        ([], ["/v1/jwks", "/v1/challenge", "/v1/keys/disk-key/release"]),
+        (["--flow", "one-request"], ["/v1/jwks", "/v1/challenge", "/v1/keys/disk-key/release"]),
+        (
+            ["--flow", "token"],
+            ["/v1/jwks", "/v1/challenge", "/v1/attest", "/v1/keys/disk-key/release"],
+        ),
+    ],
+)
+def test_the_one_request_flow_is_the_default_and_the_token_flow_an_option(
+    nitro_kit: Path, flow: list[str], paths: list[str]
+) -> None:
+    broker = FakeBroker()
+    assert run(simulated(nitro_kit, *flow), broker) == 0
+    assert broker.paths == paths
+
+
+RELEASE = "/v1/keys/disk-key/release"
+TOKEN_FLOW = ("--flow", "token")
+
+
+@pytest.mark.parametrize(
     "refusal",
     [
-        ("/v1/attest", 403, "evidence refused: chain-invalid", ExitStatus.DENIED),
-        ("/v1/keys/disk-key/release", 403, "policy denied: pcrs.0", ExitStatus.DENIED),
-        ("/v1/keys/disk-key/release", 404, "no key named disk-key", ExitStatus.DENIED),
-        ("/v1/attest", 422, "evidence invalid: report signature", ExitStatus.EVIDENCE),
-        ("/v1/challenge", 503, "database unavailable", ExitStatus.UNREACHABLE),
-        ("/v1/challenge", 429, "too many challenges", ExitStatus.UNREACHABLE),
+        # One request: the evidence is refused at the release.
+        (RELEASE, (), 403, "evidence refused: chain-invalid", ExitStatus.DENIED),
+        ("/v1/attest", TOKEN_FLOW, 403, "evidence refused: chain-invalid", ExitStatus.DENIED),
+        (RELEASE, (), 403, "policy denied: pcrs.0", ExitStatus.DENIED),
+        (RELEASE, TOKEN_FLOW, 404, "no key named disk-key", ExitStatus.DENIED),
+        (RELEASE, (), 422, "evidence invalid: report signature", ExitStatus.EVIDENCE),
+        ("/v1/attest", TOKEN_FLOW, 422, "evidence invalid: report signature", ExitStatus.EVIDENCE),
+        ("/v1/challenge", (), 503, "database unavailable", ExitStatus.UNREACHABLE),
+        ("/v1/challenge", (), 429, "too many challenges", ExitStatus.UNREACHABLE),
     ],
 )
 def test_each_refusal_has_its_exit_status_and_writes_nothing(
     nitro_kit: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    refusal: tuple[str, int, str, ExitStatus],
+    refusal: tuple[str, tuple[str, ...], int, str, ExitStatus],
 ) -> None:
-    path, status, detail, exit_status = refusal
+    path, flow, status, detail, exit_status = refusal
     out = tmp_path / "secret.bin"
     broker = FakeBroker(refuse={path: (status, detail)})
-    assert run(simulated(nitro_kit, "--out", str(out)), broker) == exit_status
+    assert run(simulated(nitro_kit, "--out", str(out), *flow), broker) == exit_status
     assert capsys.readouterr() == ("", f"keybroker guest: {path}: {status} {detail}\n")
     assert not out.exists()
     assert broker.paths[-1] == path

@@ -25,21 +25,31 @@ class StubSource:
         return b"evidence", {}
 
 
-async def fetch(broker: FakeBroker) -> bytes:
+async def fetch(broker: FakeBroker, flow: str = "one-request") -> bytes:
     async with httpx.AsyncClient(base_url="http://broker.test", transport=broker.transport()) as h:
-        released = await GuestClient(h).fetch(StubSource(), "disk-key", private_key=GUEST_KEY)
+        client = GuestClient(h)
+        released = await client.fetch(StubSource(), "disk-key", private_key=GUEST_KEY, flow=flow)
     return released.secret
 
 
-async def test_a_genuine_envelope_opens_to_the_secret() -> None:
+@pytest.mark.parametrize(
+    ("flow", "paths"),
+    [
+        ("one-request", ["/v1/challenge", "/v1/keys/disk-key/release", "/v1/jwks"]),
+        ("token", ["/v1/challenge", "/v1/attest", "/v1/keys/disk-key/release", "/v1/jwks"]),
+    ],
+)
+async def test_a_genuine_envelope_opens_to_the_secret(flow: str, paths: list[str]) -> None:
     broker = FakeBroker()
-    assert await fetch(broker) == b"the disk key"
-    assert broker.paths == [
-        "/v1/challenge",
-        "/v1/attest",
-        "/v1/keys/disk-key/release",
-        "/v1/jwks",
-    ]
+    assert await fetch(broker, flow) == b"the disk key"
+    assert broker.paths == paths
+
+
+async def test_a_flow_other_than_the_two_is_refused_before_any_request() -> None:
+    broker = FakeBroker()
+    with pytest.raises(ValueError, match=r"^flow must be one-request or token, not 'both'$"):
+        await fetch(broker, "both")
+    assert broker.paths == []
 
 
 @pytest.mark.parametrize(
@@ -82,12 +92,15 @@ async def test_a_signed_envelope_that_does_not_open_is_a_guest_error() -> None:
         ("/v1/keys/disk-key/release", 403, "policy denied: debug == false, found true"),
     ],
 )
+@pytest.mark.parametrize("flow", ["one-request", "token"])
 async def test_a_refusal_is_a_guest_error_with_the_problem(
-    path: str, status: int, detail: str
+    path: str, status: int, detail: str, flow: str
 ) -> None:
+    if path == "/v1/attest" and flow == "one-request":
+        path = "/v1/keys/disk-key/release"  # the evidence is refused at the release
     broker = FakeBroker(refuse={path: (status, detail)})
     with pytest.raises(GuestError) as caught:
-        await fetch(broker)
+        await fetch(broker, flow)
     assert str(caught.value) == f"{path}: {status} {detail}"
     assert caught.value.status == status
     assert caught.value.problem["detail"] == detail
@@ -116,4 +129,6 @@ async def test_answers_of_the_wrong_shape_are_guest_errors(
         base_url="http://broker.test", transport=httpx.MockTransport(handle)
     ) as http:
         with pytest.raises(GuestError, match=message):
-            await GuestClient(http).fetch(StubSource(), "disk-key", private_key=GUEST_KEY)
+            await GuestClient(http).fetch(
+                StubSource(), "disk-key", private_key=GUEST_KEY, flow="token"
+            )

@@ -104,6 +104,30 @@ def test_a_looser_draft_names_the_denials_it_would_allow_by_the_clause_that_deni
     assert report["newly_denied"]["total"] == 0
 
 
+def test_a_one_request_release_is_decided_again_on_the_claims_of_its_own_record() -> None:
+    """One record holds a one-request release's attestation and release: no attest record
+    and no token precede it."""
+    replay = Replay(draft(minimum_snp=8), NOW, LIFETIME)
+    for request_id, snp in (("r-weak", 7), ("r-strong", 9)):
+        body = {**attest_body("unused", snp), "flow": "one-request", "policy": {"name": "test"}}
+        del body["token_id"]
+        replay.feed(
+            at=NOW + MINUTE,
+            kind="release",
+            decision="allow",
+            request_id=request_id,
+            key_name="k",
+            body=body,
+        )
+    report = replay.report()
+    assert report["releases_replayed"] == 2
+    assert report["skipped"] == {}
+    assert report["unchanged"] == {"allow": 1, "deny": 0}
+    assert report["newly_denied"]["by_clause"] == [
+        {"rule": "$.admit.snp.minimum_tcb.snp", "count": 1, "sample_request_ids": ["r-weak"]}
+    ]
+
+
 def test_what_no_policy_decided_is_skipped_and_other_policies_are_left_out() -> None:
     history = History(Replay(draft(minimum_snp=5), NOW, LIFETIME))
     history.attest("t", snp=6)
