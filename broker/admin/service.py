@@ -37,7 +37,7 @@ from broker.roles import Principal, Role
 from broker.runtime import Runtime
 from broker.store import access_keys, admin_tokens, audit, bindings, byok, kek, keys, policies
 from broker.store.audit import TAIL_LIMIT as AUDIT_PAGE_LIMIT
-from broker.store.audit import AuditQuery, AuditRecord, ChainReport, verify_chain
+from broker.store.audit import Activity, AuditQuery, AuditRecord, ChainReport, verify_chain
 from broker.store.database import Database
 from broker.timeutil import iso, utcnow
 from hsm.byok import WRAPPING_KEY_BITS
@@ -84,6 +84,9 @@ AUDIT_DECISIONS = ("allow", "deny", "error", "ok")
 DEFAULT_TOKEN_DAYS = 90
 #: Who destroys a key whose deletion came due, in its audit record.
 DELETION_ACTOR = "system:scheduled-deletion"
+#: The longest window, and the most buckets, one activity chart reads.
+MAX_ACTIVITY_WINDOW = timedelta(days=31)
+MAX_ACTIVITY_BUCKETS = 200
 #: The roles whose tokens an admin may create over the API; the others need the CLI.
 API_MINTED_ROLES = frozenset({Role.ADMIN, Role.AUDITOR})
 
@@ -659,6 +662,14 @@ class AdminService:
             "summary": summary(differences),
             "differences": [d.to_json() for d in differences],
         }
+    async def policy_versions(self, principal: Principal, name: str) -> list[dict[str, Any]]:
+        """Every published version of ``name``, oldest first; NotFound when none."""
+        require(principal, *READ_POLICIES)
+        checked_name(name, "policy")
+        found = await policies.versions(self.db, name)
+        if not found:
+            raise NotFound(f"no policy named {name}")
+        return found
 
     # --- audit -----------------------------------------------------------------------------
 
@@ -674,6 +685,35 @@ class AdminService:
     async def audit_verify(
         self, principal: Principal, since: datetime | None = None
     ) -> ChainReport:
+    async def audit_record(self, principal: Principal, seq: int) -> dict[str, Any]:
+        """Record ``seq``, its content parsed into ``record``; NotFound when none."""
+        require(principal, Role.AUDITOR)
+        found = await audit.record(self.db, seq)
+        if found is None:
+            raise NotFound(f"no audit record {seq}")
+        return found
+
+    async def release_activity(
+        self,
+        principal: Principal,
+        since: datetime,
+        until: datetime,
+        bucket: timedelta,
+        key_name: str | None = None,
+    ) -> list[Activity]:
+        """Releases and refusals in [``since``, ``until``) per ``bucket``, key, decision and
+        reason (:func:`broker.store.audit.activity`), at most :data:`MAX_ACTIVITY_BUCKETS`
+        buckets over at most :data:`MAX_ACTIVITY_WINDOW`."""
+        require(principal, Role.AUDITOR)
+        if key_name is not None:
+            checked_name(key_name, "key")
+        if not timedelta(0) < until - since <= MAX_ACTIVITY_WINDOW:
+            raise BadRequest(f"the window must be longer than 0 and at most {MAX_ACTIVITY_WINDOW}")
+        if bucket <= timedelta(0) or (until - since) / bucket > MAX_ACTIVITY_BUCKETS:
+            raise BadRequest(f"the window must hold 1 to {MAX_ACTIVITY_BUCKETS} buckets")
+        return await audit.activity(self.db, since, until, bucket, key_name)
+
+    async def audit_verify(self, principal: Principal) -> ChainReport:
         require(principal, Role.AUDITOR)
         return await verify_chain(self.db, since)
 
