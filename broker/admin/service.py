@@ -662,6 +662,7 @@ class AdminService:
             "summary": summary(differences),
             "differences": [d.to_json() for d in differences],
         }
+
     async def policy_versions(self, principal: Principal, name: str) -> list[dict[str, Any]]:
         """Every published version of ``name``, oldest first; NotFound when none."""
         require(principal, *READ_POLICIES)
@@ -682,9 +683,6 @@ class AdminService:
             raise BadRequest(f"outcome must be one of {', '.join(AUDIT_DECISIONS)}")
         return await audit.search(self.db, selected, limit, newest_first=newest_first)
 
-    async def audit_verify(
-        self, principal: Principal, since: datetime | None = None
-    ) -> ChainReport:
     async def audit_record(self, principal: Principal, seq: int) -> dict[str, Any]:
         """Record ``seq``, its content parsed into ``record``; NotFound when none."""
         require(principal, Role.AUDITOR)
@@ -713,7 +711,9 @@ class AdminService:
             raise BadRequest(f"the window must hold 1 to {MAX_ACTIVITY_BUCKETS} buckets")
         return await audit.activity(self.db, since, until, bucket, key_name)
 
-    async def audit_verify(self, principal: Principal) -> ChainReport:
+    async def audit_verify(
+        self, principal: Principal, since: datetime | None = None
+    ) -> ChainReport:
         require(principal, Role.AUDITOR)
         return await verify_chain(self.db, since)
 
