@@ -153,9 +153,9 @@ def layout(counts: Iterable[Count], since: datetime, until: datetime, bucket: ti
 
 
 def _label(start: datetime, bucket: timedelta) -> str:
-    if bucket >= timedelta(days=1):
-        return start.strftime("%m-%d")
-    return start.strftime("%m-%d %H:%M")
+    """``12-07`` for day buckets, ``12-07 13:00`` for shorter ones (UTC)."""
+    text = iso(start, zulu=True, timespec="minutes")  # 2026-12-07T13:00Z
+    return text[5:10] if bucket >= timedelta(days=1) else text[5:16].replace("T", " ")
 
 
 @dataclass(frozen=True, slots=True)
