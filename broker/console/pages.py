@@ -26,7 +26,7 @@ from broker.console.render import STATIC, page
 from broker.errors import BadRequest, KeybrokerError, MethodNotAllowed, NotFound, TokenInvalid
 from broker.logs import get_logger
 from broker.roles import Principal, Role
-from broker.timeutil import utcnow
+from broker.timeutil import iso, utcnow
 
 log = get_logger("keybroker.console")
 
@@ -362,8 +362,8 @@ async def activity_page(request: Request, caller: Caller) -> Response:
             window=window,
             windows=list(WINDOWS),
             key=key,
-            since=since,
-            until=until,
+            since=iso(since),
+            until=iso(until),
         ),
     )
 

@@ -21,6 +21,19 @@ _ENVIRONMENT = Environment(
 )
 
 
+def instant(text: str | None) -> str:
+    """An instant as the broker writes it (``2026-12-07T11:23:57.619655+00:00``), shown to
+    the second: ``2026-12-07 11:23:57 UTC``."""
+    if not text:
+        return ""
+    if text.endswith("+00:00") and len(text) >= 19:
+        return f"{text[:10]} {text[11:19]} UTC"
+    return text
+
+
+_ENVIRONMENT.filters["instant"] = instant
+
+
 def page(template: str, status: int = 200, **context: Any) -> Response:
     body = _ENVIRONMENT.get_template(template).render(**context)
     return secured(HTMLResponse(body, status_code=status))

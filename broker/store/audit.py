@@ -34,6 +34,7 @@ _SEARCH_NEWEST: Final = query("audit_search_newest")
 _FIRST_SINCE: Final = query("audit_first_since")
 _RECORD: Final = query("audit_record")
 _ACTIVITY: Final = query("release_activity")
+_ATTESTATION: Final = query("audit_attestation_of_token")
 #: Most records one :func:`search` returns.
 TAIL_LIMIT = 1000
 
@@ -155,6 +156,15 @@ async def record(db: Database, seq: int) -> dict[str, Any] | None:
         "key_name": row["key_name"],
         "record": json.loads(row["record"]),
     }
+
+
+async def attestation_of(
+    db: Database, token_id: str, since: datetime, until: datetime
+) -> tuple[int, dict[str, Any]] | None:
+    """The sequence number and content of the allowed attest record, written in [``since``,
+    ``until``], that issued ``token_id``; None when there is none."""
+    row = await db.fetchrow(_ATTESTATION, token_id, since, until)
+    return None if row is None else (row["seq"], json.loads(row["record"]))
 
 
 @dataclass(frozen=True, slots=True)

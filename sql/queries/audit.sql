@@ -70,3 +70,11 @@ FROM audit_log
 WHERE kind = 'release' AND at >= $1 AND at < $2 AND ($4::text IS NULL OR key_name = $4)
 GROUP BY 1, 2, 3, 4
 ORDER BY 1, 2, 3, 4;
+
+-- The attestation that issued token $1: an allowed attest record written in [$2, $3] (the
+-- release's instant less a token's lifetime, and the release's instant), read by `at`.
+-- name: audit_attestation_of_token
+SELECT seq, record FROM audit_log
+WHERE kind = 'attest' AND decision = 'allow' AND at >= $2 AND at <= $3
+  AND record::jsonb ->> 'token_id' = $1
+ORDER BY seq DESC LIMIT 1;
