@@ -138,11 +138,11 @@ async def read_form(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body of at most :data:`MAX_FORM_BYTES`, each
     member given once; no members for a request without a body."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not content_type and request.headers.get("content-length", "0") == "0":
+    raw = await bounded_body(request, MAX_FORM_BYTES)
+    if not content_type and not raw:
         return {}
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest("Content-Type must be application/x-www-form-urlencoded")
-    raw = await bounded_body(request, MAX_FORM_BYTES)
     try:
         text = raw.decode("ascii")  # percent-encoded: UTF-8 arrives escaped
         parsed = parse_qs(text, keep_blank_values=True, strict_parsing=bool(text))
