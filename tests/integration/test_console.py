@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,14 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from broker.admin.sessions import ConsoleSessions
 from broker.console.guard import CONTENT_SECURITY_POLICY, LOGIN_COOKIE, SESSION_COOKIE
 from broker.guest.sources import SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.roles import Role
+from broker.timeutil import utcnow
+from hsm.custody import Custody
 from tests.integration.browser import chromium, problems_logged
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,
@@ -140,6 +144,23 @@ def test_a_forged_or_altered_session_cookie_sends_to_the_login(deployment: Deplo
             answer = client.get("/console/audit")
             assert answer.status_code == 303, value
             assert answer.headers["location"] == "/console/login"
+
+
+def test_a_session_sealed_by_another_process_on_the_token_opens(
+    deployment: Deployment, custody: Custody
+) -> None:
+    """Every worker and replica on the token derives the same session key: a cookie sealed
+    here, by the test's own custody, is the broker's. The key is not the nonce MAC key."""
+    key = custody.console_session_key()
+    assert key.reveal() != custody.nonce_mac_key().reveal()
+    cookie, _ = ConsoleSessions(key, timedelta(minutes=5)).seal(
+        deployment.tokens[Role.AUDITOR], utcnow()
+    )
+    with httpx.Client(base_url=deployment.base) as client:
+        client.cookies.set(SESSION_COOKIE, cookie, path="/console")
+        answer = client.get("/console/audit")
+        assert answer.status_code == 200
+        assert "test-auditor" in answer.text
 
 
 def test_a_wrong_token_is_refused(deployment: Deployment) -> None:
