@@ -127,7 +127,8 @@ def layout(counts: Iterable[Count], since: datetime, until: datetime, bucket: ti
                     title,
                 )
             )
-    values = sorted({0, ceiling // 2, ceiling})
+    # A middle line only where it falls on a whole number: 0, 5, 10 but 0, 5 (not 2).
+    values = sorted({0, ceiling} | ({ceiling // 2} if ceiling % 2 == 0 else set()))
     y_ticks = tuple(
         Tick(round(HEIGHT - BOTTOM - plot_height * value / ceiling, 2), str(value))
         for value in values

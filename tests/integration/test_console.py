@@ -339,6 +339,33 @@ def test_the_activity_chart_counts_the_releases(deployment: Deployment) -> None:
     assert answer.text.count('<rect class="bar allow"') >= 1
 
 
+async def _seq_of(deployment: Deployment, kind: str, decision: str) -> int:
+    async with deployment.db.connection() as conn:
+        seq: int = await conn.fetchval(
+            "SELECT min(seq) FROM audit_log WHERE kind = $1 AND decision = $2", kind, decision
+        )
+    return seq
+
+
+async def test_each_kind_of_record_is_shown(deployment: Deployment) -> None:
+    denial = await _seq_of(deployment, "release", "deny")
+    release = await _seq_of(deployment, "release", "allow")
+    attestation = await _seq_of(deployment, "attest", "allow")
+    action = await _seq_of(deployment, "admin", "ok")
+    with logged_in(deployment, Role.AUDITOR) as client:
+        shown = {
+            seq: client.get(f"/console/audit/{seq}")
+            for seq in (denial, release, attestation, action)
+        }
+    for seq, answer in shown.items():
+        assert answer.status_code == 200, (seq, answer.text)
+    explained = shown[denial].text
+    assert "Explanation, clause by clause" in explained
+    assert '<tr class="failed">' in explained
+    assert "<code>$.admit.snp.reference_values</code>" in explained
+    assert "key.create by token:" in shown[action].text
+
+
 # --- in Chromium ----------------------------------------------------------------------------
 
 
