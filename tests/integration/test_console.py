@@ -34,10 +34,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from broker.admin.sessions import ConsoleSessions
 from broker.console.guard import CONTENT_SECURITY_POLICY, LOGIN_COOKIE, SESSION_COOKIE
-from broker.guest.sources import SimulatedSnp
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.roles import Role
+from broker.simulate.guests import SimulatedSnp
 from broker.timeutil import utcnow
 from hsm.custody import Custody
 from tests.integration.browser import chromium, problems_logged
