@@ -29,9 +29,10 @@ from broker.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyError
 from broker.hsmcalls import hsm_errors
 from broker.names import checked_name, checked_version, parse_kbs_path
 from broker.policy.diff import diff, summary
+from broker.policy.evaluate import evaluate
 from broker.policy.loader import load_policy_text
 from broker.policy.model import Duration, Policy
-from broker.policy.replay import Replay
+from broker.policy.replay import Replay, claims_of_record
 from broker.release.policies import stored_form
 from broker.roles import Principal, Role
 from broker.runtime import Runtime
@@ -39,7 +40,7 @@ from broker.store import access_keys, admin_tokens, audit, bindings, byok, kek, 
 from broker.store.audit import TAIL_LIMIT as AUDIT_PAGE_LIMIT
 from broker.store.audit import Activity, AuditQuery, AuditRecord, ChainReport, verify_chain
 from broker.store.database import Database
-from broker.timeutil import iso, utcnow
+from broker.timeutil import iso, parse_instant, utcnow
 from hsm.byok import WRAPPING_KEY_BITS
 from hsm.custody import Custody, WrappedSecret
 from hsm.jwe import Exposure
@@ -690,6 +691,51 @@ class AdminService:
         if found is None:
             raise NotFound(f"no audit record {seq}")
         return found
+
+    async def explain_release(self, principal: Principal, seq: int) -> dict[str, Any]:
+        """Record ``seq`` (``entry``), and for a release its policy decision made again with
+        every clause and the value it found: the policy version the record names (its digest
+        checked) on the claims of the attestation that issued the record's token, at the
+        record's instant. The record keeps only the failed clauses; this shows the passed
+        ones as well. The record's own outcome stays what was decided (a release limit can
+        refuse what every clause allows). ``explanation`` is None, with ``unavailable``
+        saying why, when no policy's clauses decided the record or its attestation's claims
+        are not in the trail."""
+        entry = await self.audit_record(principal, seq)
+        explained = await self._explain(entry)
+        return {"entry": entry, "unavailable": None, **explained}
+
+    async def _explain(self, entry: dict[str, Any]) -> dict[str, Any]:
+        body = entry["record"]
+        decided_by = body.get("policy")
+        token_id = body.get("token_id")
+        if entry["kind"] != "release" or not isinstance(decided_by, dict):
+            return {"explanation": None, "unavailable": "not a release decided by a policy"}
+        at = parse_instant(entry["at"])
+        lifetime = timedelta(seconds=self.runtime.settings.token_ttl_seconds)
+        since = at - lifetime - REPLAY_CLOCK_MARGIN
+        attested = None
+        if isinstance(token_id, str):
+            attested = await audit.attestation_of(self.db, token_id, since, at)
+        claims = None if attested is None else claims_of_record(attested[1])
+        if attested is None or claims is None:
+            return {
+                "explanation": None,
+                "unavailable": "the attestation that issued its token is not in the trail",
+            }
+        stored = await policies.get(self.db, decided_by["name"], decided_by["version"])
+        if stored.digest != decided_by.get("sha256"):
+            return {
+                "explanation": None,
+                "unavailable": "the stored policy version is not the one the record names",
+            }
+        policy = load_policy_text(stored.document, source="<stored>", is_json=True)
+        decision = evaluate(policy, claims, at)
+        return {
+            "explanation": [clause.to_json() for clause in decision.explanation],
+            "allow": decision.allow,
+            "attestation_seq": attested[0],
+        }
 
     async def release_activity(
         self,

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from broker.admin.service import AdminService, AuditQuery
+from broker.admin.service import DEFAULT_REPLAY_WINDOW, AdminService, AuditQuery
 from broker.admin.sessions import ConsoleSessions, Session
 from broker.api.numbers import is_ascii_digits
 from broker.api.problem import status_for
@@ -237,12 +237,13 @@ async def diff_page(request: Request, caller: Caller) -> Response:
         raise BadRequest("choose two versions (from and to)")
     left = await caller.admin.get_policy(caller.principal, name, old)
     right = await caller.admin.get_policy(caller.principal, name, new)
+    meaning = await caller.admin.diff_policy(caller.principal, name, old, new)
     rows = sidebyside.rows(
         sidebyside.pretty(left["document"]), sidebyside.pretty(right["document"])
     )
     return page(
         "diff.html",
-        **caller.context("policies", name=name, left=left, right=right, rows=rows),
+        **caller.context("policies", name=name, left=left, right=right, rows=rows, meaning=meaning),
     )
 
 
@@ -280,6 +281,8 @@ def _editor(
             replayed=replayed,
             message=message,
             can_publish=caller.principal.role in (None, Role.POLICY_AUTHOR),
+            replay_key=caller.form.get("key", ""),
+            replay_since=caller.form.get("since") or DEFAULT_REPLAY_WINDOW,
         ),
     )
 
@@ -296,6 +299,11 @@ async def editor_action(request: Request, caller: Caller) -> Response:
     if action == "lint" or checked.policy is None:
         status = 200 if checked.policy is not None else 422
         return _editor(caller, checked, replay=None, replayed=replayed, status=status)
+    if action == "replay":
+        key = caller.form.get("key") or None
+        window = caller.form.get("since") or DEFAULT_REPLAY_WINDOW
+        report = await caller.admin.replay_policy(caller.principal, checked.policy, key, window)
+        return _editor(caller, checked, replay=report, replayed=checked.digest)
     if action == "publish":
         if replayed != checked.digest:
             return _editor(
@@ -327,12 +335,14 @@ async def record_page(request: Request, caller: Caller) -> Response:
     raw = request.path_params["seq"]
     if not is_ascii_digits(raw) or len(raw) > 18:
         raise BadRequest("an audit record is named by its sequence number")
-    found = await caller.admin.audit_record(caller.principal, int(raw))
+    explained = await caller.admin.explain_release(caller.principal, int(raw))
+    found = explained["entry"]
     return page(
         "record.html",
         **caller.context(
             "audit",
             entry=found,
+            explained=explained,
             body_text=json.dumps(found["record"], indent=2, sort_keys=True),
         ),
     )

@@ -293,6 +293,45 @@ def test_roles_are_those_of_the_admin_api(deployment: Deployment) -> None:
     assert versions == 1
 
 
+def test_publishing_needs_a_replay_of_that_very_draft(deployment: Deployment) -> None:
+    draft = _draft(50)
+    with logged_in(deployment, Role.KEY_CUSTODIAN) as custodian:
+        refused = custodian.post(
+            "/console/editor",
+            data={"csrf": page_csrf(custodian), "action": "replay", "document": draft},
+        )
+        assert refused.status_code == 403
+        assert "needs policy-author, auditor" in refused.text
+    with logged_in(deployment, Role.POLICY_AUTHOR) as author:
+        csrf = page_csrf(author)
+        unreplayed = author.post(
+            "/console/editor", data={"csrf": csrf, "action": "publish", "document": draft}
+        )
+        assert unreplayed.status_code == 409
+        assert "Replay this draft" in unreplayed.text
+        replayed = author.post(
+            "/console/editor",
+            data={"csrf": csrf, "action": "replay", "document": draft, "key": KEY},
+        )
+        assert replayed.status_code == 200
+        assert 'id="replay-report"' in replayed.text
+        digest = re.search(r'name="replayed" value="([0-9a-f]{64})"', replayed.text)
+        assert digest is not None
+        assert digest.group(1) == hashlib.sha256(draft.encode()).hexdigest()
+        edited = author.post(
+            "/console/editor",
+            data={
+                "csrf": csrf,
+                "action": "publish",
+                "document": draft + " ",
+                "replayed": digest.group(1),
+            },
+        )
+        assert edited.status_code == 409
+    with admin_client(deployment, Role.AUDITOR) as api:
+        assert api.get(f"/v1/admin/policies/{POLICY}").json()["version"] < 50
+
+
 def test_every_console_response_carries_the_security_headers(deployment: Deployment) -> None:
     with httpx.Client(base_url=deployment.base) as anonymous:
         answers = [
@@ -461,7 +500,8 @@ def test_the_console_in_chromium(
     assert "admit_typo" in pages.find("#lint-results").text
     pages.check("editor-lint-error")
     text = pages.find("#document").get_attribute("value").replace("\nadmit_typo: true\n", "\n")
-    _type_draft(pages, text.replace("snp: 0", "snp: 9", 1))
+    # Only VMPL 1 now: the releases to guests at VMPL 0 would be denied.
+    _type_draft(pages, text.replace("equals: 0", "equals: 1", 1))
     WebDriverWait(browser, 10).until(
         lambda d: (
             "Valid" in d.find_element(By.ID, "lint-results").text
@@ -481,6 +521,7 @@ def test_the_console_in_chromium(
     Select(browser.find_element(By.ID, "from")).select_by_value("1")
     Select(browser.find_element(By.ID, "to")).select_by_value("2")
     browser.find_element(By.ID, "compare").click()
+    assert "vmpl == 0 -> vmpl == 1" in pages.find("#meaning").text
     table = pages.find("#sidebyside")
     assert table.find_elements(By.CSS_SELECTOR, "tr.change-replace")
     pages.check("diff")
@@ -510,7 +551,21 @@ def test_the_console_in_chromium(
     bars = pages.find("#activity-chart").find_elements(By.CSS_SELECTOR, "rect.bar")
     assert {bar.get_attribute("class") for bar in bars} == {"bar allow", "bar deny"}
     pages.check("activity")
-    assert len(pages.taken) == 14
+    assert pages.taken == [
+        "login",
+        "keys",
+        "key",
+        "policy",
+        "editor-lint-error",
+        "editor-valid",
+        "editor-replay",
+        "policy-published",
+        "diff",
+        "audit",
+        "audit-record",
+        "audit-denial",
+        "activity",
+    ]
 
 
 def test_the_browser_log_check_sees_a_csp_violation(
