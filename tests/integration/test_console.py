@@ -19,9 +19,10 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from broker.admin.sessions import ConsoleSessions
 from broker.console.guard import CONTENT_SECURITY_POLICY, LOGIN_COOKIE, SESSION_COOKIE
 from broker.localstate.postgres import LocalPostgres
 from broker.localstate.softhsm import LocalSoftHsm
 from broker.roles import Role
 from broker.simulate.guests import SimulatedSnp
-from broker.timeutil import utcnow
-from hsm.custody import Custody
 from tests.integration.browser import chromium, problems_logged
 from tests.integration.release_support import (
     GOOD_MEASUREMENT,
@@ -146,18 +144,45 @@ def test_a_forged_or_altered_session_cookie_sends_to_the_login(deployment: Deplo
             assert answer.headers["location"] == "/console/login"
 
 
+_SEAL_IN_ANOTHER_PROCESS = """
+import sys
+from datetime import timedelta
+from broker.admin.sessions import ConsoleSessions
+from broker.redact import Secret
+from broker.timeutil import utcnow
+from hsm.custody import Custody
+module, label, pin_file, token = sys.argv[1:]
+custody = Custody.open(module, label, Secret(open(pin_file).read().strip()), threads=1)
+custody.ensure_ready()
+key = custody.console_session_key()
+assert key.reveal() != custody.nonce_mac_key().reveal()
+print(ConsoleSessions(key, timedelta(minutes=5)).seal(token, utcnow())[0])
+custody.close()
+"""
+
+
 def test_a_session_sealed_by_another_process_on_the_token_opens(
-    deployment: Deployment, custody: Custody
+    deployment: Deployment, softhsm: LocalSoftHsm
 ) -> None:
-    """Every worker and replica on the token derives the same session key: a cookie sealed
-    here, by the test's own custody, is the broker's. The key is not the nonce MAC key."""
-    key = custody.console_session_key()
-    assert key.reveal() != custody.nonce_mac_key().reveal()
-    cookie, _ = ConsoleSessions(key, timedelta(minutes=5)).seal(
-        deployment.tokens[Role.AUDITOR], utcnow()
+    """Every worker and replica on the token derives the same session key, and not the nonce
+    MAC key: a cookie sealed by another process with its own custody is the broker's."""
+    sealed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _SEAL_IN_ANOTHER_PROCESS,
+            softhsm.module_path,
+            softhsm.token_label,
+            str(softhsm.user_pin_file),
+            deployment.tokens[Role.AUDITOR],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     with httpx.Client(base_url=deployment.base) as client:
-        client.cookies.set(SESSION_COOKIE, cookie, path="/console")
+        client.cookies.set(SESSION_COOKIE, sealed.stdout.strip(), path="/console")
         answer = client.get("/console/audit")
         assert answer.status_code == 200
         assert "test-auditor" in answer.text
