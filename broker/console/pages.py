@@ -186,11 +186,8 @@ async def keys_page(request: Request, caller: Caller) -> Response:
 
 
 async def key_page(request: Request, caller: Caller) -> Response:
-    name = request.path_params["name"]
-    found = [k for k in await caller.admin.list_keys(caller.principal) if k["name"] == name]
-    if not found:
-        raise NotFound(f"no key named {name}")
-    return page("key.html", **caller.context("keys", key=found[0]))
+    found = await caller.admin.show_key(caller.principal, request.path_params["name"])
+    return page("key.html", **caller.context("keys", key=found))
 
 
 # --- policies -----------------------------------------------------------------------------
