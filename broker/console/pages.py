@@ -17,8 +17,9 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from broker.admin.service import DEFAULT_REPLAY_WINDOW, AdminService, AuditQuery
+from broker.admin.service import DEFAULT_REPLAY_WINDOW, AdminService
 from broker.admin.sessions import ConsoleSessions, Session
+from broker.api.auditfilters import audit_filters
 from broker.api.numbers import is_ascii_digits
 from broker.api.problem import status_for
 from broker.console import chart, drafts, guard, sidebyside
@@ -321,11 +322,21 @@ async def editor_action(request: Request, caller: Caller) -> Response:
 # --- audit --------------------------------------------------------------------------------
 
 
+#: The audit page's filters, as GET /v1/admin/audit names them.
+AUDIT_FILTERS = ("key", "outcome", "kind", "actor", "request_id", "since", "until")
+
+
 async def audit_page(request: Request, caller: Caller) -> Response:
+    # A field left empty in the filter form selects everything, as an absent parameter does.
+    chosen = {
+        name: value
+        for name in AUDIT_FILTERS
+        if (value := request.query_params.get(name, "").strip())
+    }
     records = await caller.admin.audit_records(
-        caller.principal, AuditQuery(), AUDIT_PAGE, newest_first=True
+        caller.principal, audit_filters(chosen), AUDIT_PAGE, newest_first=True
     )
-    return page("audit.html", **caller.context("audit", records=records))
+    return page("audit.html", **caller.context("audit", records=records, chosen=chosen))
 
 
 async def record_page(request: Request, caller: Caller) -> Response:

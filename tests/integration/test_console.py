@@ -403,6 +403,28 @@ def test_the_activity_chart_counts_the_releases(deployment: Deployment) -> None:
     assert answer.text.count('<rect class="bar allow"') >= 1
 
 
+def test_the_audit_page_filters_as_the_api_does(deployment: Deployment) -> None:
+    with logged_in(deployment, Role.AUDITOR) as client:
+        everything = client.get("/console/audit")
+        denials = client.get(
+            "/console/audit",
+            params={"key": KEY, "outcome": "deny", "kind": "release", "actor": ""},
+        )
+        malformed = client.get("/console/audit", params={"request_id": "not-hex"})
+        nothing = client.get("/console/audit", params={"kind": "no-such-kind"})
+    assert everything.status_code == 200
+    assert "decision-allow" in everything.text
+    assert "decision-deny" in everything.text
+    assert denials.status_code == 200, denials.text
+    rows = re.findall(r'<tr class="row-(\w+)">', denials.text)
+    assert rows == ["deny"] * DENIALS  # an empty field (actor) selects everything
+    assert 'value="deny" selected' in denials.text  # the form keeps what was chosen
+    assert malformed.status_code == 400
+    assert "query parameter request_id is not 16 lowercase hex digits" in malformed.text
+    _assert_secured(malformed)
+    assert "No records match these filters." in nothing.text
+
+
 async def _seq_of(deployment: Deployment, kind: str, decision: str) -> int:
     async with deployment.db.connection() as conn:
         seq: int = await conn.fetchval(
