@@ -13,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from broker import console
 from broker.admin.service import AdminService, destroy_due_keys, destroy_expired_wrapping_keys
+from broker.admin.sessions import ConsoleSessions
 from broker.api import admin, guest, health, kbs, kms, openapi, routing
 from broker.api.clientcert import ClientRoles
 from broker.api.headers import request_id
@@ -22,6 +24,7 @@ from broker.api.limits import STATE_KEY, Admission
 from broker.api.middleware import Edge
 from broker.api.problem import problem_response
 from broker.errors import InternalError, KeybrokerError
+from broker.hsmcalls import hsm_errors
 from broker.logs import get_logger
 from broker.metrics import Children, HsmPoolMetrics, Metrics, process_stopped
 from broker.readiness import Readiness
@@ -77,6 +80,11 @@ def create_app(
             PostgresReleaseStore(app.state.runtime.db),
         )
         app.state.admin = AdminService(app.state.runtime)
+        with hsm_errors():
+            console_key = app.state.runtime.custody.console_session_key()
+        app.state.console_sessions = ConsoleSessions(
+            console_key, timedelta(seconds=settings.console_session_seconds)
+        )
         app.state.readiness = Readiness(app.state.runtime)
         app.state.kms = KmsService(
             app.state.release,
@@ -118,6 +126,7 @@ def create_app(
         *admin.ROUTES,
         *kbs.ROUTES,
         *kms.routes(settings.kms_path),
+        *console.ROUTES,
     ]
     app = Starlette(
         routes=routes,

@@ -101,6 +101,9 @@ class Settings:
 
     challenge_ttl_seconds: int = 300
     token_ttl_seconds: int = 300
+    console_session_seconds: int = 3600
+    """How long a console login lasts (docs/console.md); its admin token is checked again on
+    every request, so a revoked or expired token ends it sooner."""
     max_request_bytes: int = 1_048_576
     rate_limit_per_second: int = 50
     """Requests per second per client address, on every path but the health, readiness and
@@ -247,6 +250,7 @@ def validate(settings: Settings) -> None:
         raise ConfigurationError("challenge_ttl_seconds must be within 30..3600")
     if not 30 <= settings.token_ttl_seconds <= 3600:
         raise ConfigurationError("token_ttl_seconds must be within 30..3600")
+    _check_within(settings, "console_session_seconds", 60, 43200)
     if settings.rate_limit_per_second < 0:
         raise ConfigurationError("rate_limit_per_second must be >= 0")
     _validate_connection_limits(settings)

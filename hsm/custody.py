@@ -43,7 +43,7 @@ from hsm import byok, jwe, kmsblob
 from hsm.envelope import OaepHash, SealedSecret
 from hsm.errors import BlobInvalid, HsmUnavailable, KekNotFound, SecretLengthInvalid
 from hsm.keycopies import KeyCopyLimits, SessionKeys
-from hsm.noncekey import derive_nonce_mac_key
+from hsm.noncekey import CONSOLE_SESSION_LABEL, derive_key, derive_nonce_mac_key
 from hsm.provision import (
     KEK_LABEL,
     SIGNING_KEY_LABEL,
@@ -114,6 +114,7 @@ class Custody:
         """What of a KBS JWE the module could make inside the token (probed at start)."""
         self._signing_public: ec.EllipticCurvePublicKey | None = None
         self._nonce_key: SecretBytes | None = None
+        self._console_key: SecretBytes | None = None
 
     @classmethod
     def open(
@@ -137,13 +138,14 @@ class Custody:
     def ensure_ready(self) -> None:
         """Create the first KEK, the signing key and the nonce key if absent, and refuse
         duplicates; probe OAEP and in-token JWE; cache the signing public key; derive the
-        nonce MAC key."""
+        nonce MAC key and the console's session key."""
         self.pool.run_sync(provision)
         self.oaep_hash = self.pool.run_sync(_probe_oaep_hash)
         oaep_sha256 = self.oaep_hash is OaepHash.SHA256
         self.jwe_support = self.pool.run_sync(lambda s: jwe.probe(s, oaep_sha256))
         self._signing_public = self.pool.run_sync(_read_signing_public_key)
         self._nonce_key = self.pool.run_sync(derive_nonce_mac_key)
+        self._console_key = self.pool.run_sync(lambda s: derive_key(s, CONSOLE_SESSION_LABEL))
 
     def nonce_mac_key(self) -> SecretBytes:
         """The challenge nonces' MAC key, derived at :meth:`ensure_ready` (for
@@ -151,6 +153,13 @@ class Custody:
         if self._nonce_key is None:
             raise HsmUnavailable("custody not ready: call ensure_ready() first")
         return self._nonce_key
+
+    def console_session_key(self) -> SecretBytes:
+        """The key sealing the console's session cookies, derived at :meth:`ensure_ready`
+        (for ``broker/admin/sessions.py`` only; its ``repr`` is redacted)."""
+        if self._console_key is None:
+            raise HsmUnavailable("custody not ready: call ensure_ready() first")
+        return self._console_key
 
     # --- KEKs ------------------------------------------------------------------------------
 

@@ -18,6 +18,11 @@ database. So:
   itself never leaves the HSM; the derived key is what the nonce code uses, about 1 µs per
   HMAC instead of a PKCS#11 call per challenge and per attestation.
 
+The console's session cookies (``broker/admin/sessions.py``) are sealed under a second key
+derived the same way under its own label, :data:`CONSOLE_SESSION_LABEL`
+(:func:`derive_key`): the same in every process on the token, and unrelated to the nonce
+MAC key, so neither use can forge the other's values.
+
 Two objects with the label would give two processes two different keys, and a nonce issued
 by one would be refused by the other: :func:`derive_nonce_mac_key` refuses to choose. The
 derived key is read once: destroying the token object takes effect at the next start.
@@ -37,6 +42,8 @@ NONCE_KEY_LABEL = "keybroker-nonce-key-v1"
 #: What the token key signs to give the in-memory MAC key; a fixed, versioned label, so the
 #: derived key is used for nothing else (and a later format can derive another).
 DERIVATION_LABEL = b"keybroker challenge-nonce MAC key v1"
+#: What the token key signs to give the console's session-cookie key.
+CONSOLE_SESSION_LABEL = b"keybroker console session key v1"
 NONCE_KEY_BITS = 256
 DERIVED_KEY_BYTES = 32  # SHA-256 output
 
@@ -82,6 +89,12 @@ def ensure_nonce_key(session: pkcs11.Session) -> None:
 
 def derive_nonce_mac_key(session: pkcs11.Session) -> SecretBytes:
     """``HMAC-SHA256(nonce key, DERIVATION_LABEL)``, computed inside the token."""
+    return derive_key(session, DERIVATION_LABEL)
+
+
+def derive_key(session: pkcs11.Session, label: bytes) -> SecretBytes:
+    """``HMAC-SHA256(nonce key, label)``, computed inside the token: one 32-byte key per
+    label, equal in every process on the token."""
     found = nonce_key_objects(session)
     if not found:
         raise HsmUnavailable(f"the nonce key '{NONCE_KEY_LABEL}' is missing from the token")
@@ -91,7 +104,7 @@ def derive_nonce_mac_key(session: pkcs11.Session) -> SecretBytes:
             "processes could derive different nonce keys, so the broker refuses to start; "
             "destroy all but one (any one: only nonces of the last few minutes depend on it)"
         )
-    derived: bytes = found[0].sign(DERIVATION_LABEL, mechanism=Mechanism.SHA256_HMAC)
+    derived: bytes = found[0].sign(label, mechanism=Mechanism.SHA256_HMAC)
     if len(derived) != DERIVED_KEY_BYTES:
         raise HsmUnavailable(
             f"CKM_SHA256_HMAC returned {len(derived)} bytes, {DERIVED_KEY_BYTES} wanted"

@@ -9,6 +9,8 @@
 #   openssl      `openssl cms -decrypt` opens the KMS endpoint's CiphertextForRecipient in tests
 #   clevis, clevis-luks, cryptsetup-bin
 #                the keybroker clevis pin's tests run Debian's clevis (docs/boot.md)
+#   chromium, chromium-driver
+#                the headless browser (and its WebDriver) the console's tests drive with selenium
 set -euo pipefail
 
 missing=()
@@ -22,6 +24,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v clevis >/dev/null 2>&1 || missing+=(clevis)
 command -v clevis-luks-bind >/dev/null 2>&1 || missing+=(clevis-luks)
 command -v cryptsetup >/dev/null 2>&1 || missing+=(cryptsetup-bin)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

@@ -29,17 +29,18 @@ from broker.errors import BadRequest, Conflict, Forbidden, NotFound, PolicyError
 from broker.hsmcalls import hsm_errors
 from broker.names import checked_name, checked_version, parse_kbs_path
 from broker.policy.diff import diff, summary
+from broker.policy.evaluate import evaluate
 from broker.policy.loader import load_policy_text
 from broker.policy.model import Duration, Policy
-from broker.policy.replay import Replay
+from broker.policy.replay import Replay, claims_of_record
 from broker.release.policies import stored_form
 from broker.roles import Principal, Role
 from broker.runtime import Runtime
 from broker.store import access_keys, admin_tokens, audit, bindings, byok, kek, keys, policies
 from broker.store.audit import TAIL_LIMIT as AUDIT_PAGE_LIMIT
-from broker.store.audit import AuditQuery, AuditRecord, ChainReport, verify_chain
+from broker.store.audit import Activity, AuditQuery, AuditRecord, ChainReport, verify_chain
 from broker.store.database import Database
-from broker.timeutil import iso, utcnow
+from broker.timeutil import iso, parse_instant, utcnow
 from hsm.byok import WRAPPING_KEY_BITS
 from hsm.custody import Custody, WrappedSecret
 from hsm.jwe import Exposure
@@ -84,6 +85,9 @@ AUDIT_DECISIONS = ("allow", "deny", "error", "ok")
 DEFAULT_TOKEN_DAYS = 90
 #: Who destroys a key whose deletion came due, in its audit record.
 DELETION_ACTOR = "system:scheduled-deletion"
+#: The longest window, and the most buckets, one activity chart reads.
+MAX_ACTIVITY_WINDOW = timedelta(days=31)
+MAX_ACTIVITY_BUCKETS = 200
 #: The roles whose tokens an admin may create over the API; the others need the CLI.
 API_MINTED_ROLES = frozenset({Role.ADMIN, Role.AUDITOR})
 
@@ -660,6 +664,15 @@ class AdminService:
             "differences": [d.to_json() for d in differences],
         }
 
+    async def policy_versions(self, principal: Principal, name: str) -> list[dict[str, Any]]:
+        """Every published version of ``name``, oldest first; NotFound when none."""
+        require(principal, *READ_POLICIES)
+        checked_name(name, "policy")
+        found = await policies.versions(self.db, name)
+        if not found:
+            raise NotFound(f"no policy named {name}")
+        return found
+
     # --- audit -----------------------------------------------------------------------------
 
     async def audit_records(
@@ -670,6 +683,79 @@ class AdminService:
         if selected.decision is not None and selected.decision not in AUDIT_DECISIONS:
             raise BadRequest(f"outcome must be one of {', '.join(AUDIT_DECISIONS)}")
         return await audit.search(self.db, selected, limit, newest_first=newest_first)
+
+    async def audit_record(self, principal: Principal, seq: int) -> dict[str, Any]:
+        """Record ``seq``, its content parsed into ``record``; NotFound when none."""
+        require(principal, Role.AUDITOR)
+        found = await audit.record(self.db, seq)
+        if found is None:
+            raise NotFound(f"no audit record {seq}")
+        return found
+
+    async def explain_release(self, principal: Principal, seq: int) -> dict[str, Any]:
+        """Record ``seq`` (``entry``), and for a release its policy decision made again with
+        every clause and the value it found: the policy version the record names (its digest
+        checked) on the claims of the attestation that issued the record's token, at the
+        record's instant. The record keeps only the failed clauses; this shows the passed
+        ones as well. The record's own outcome stays what was decided (a release limit can
+        refuse what every clause allows). ``explanation`` is None, with ``unavailable``
+        saying why, when no policy's clauses decided the record or its attestation's claims
+        are not in the trail."""
+        entry = await self.audit_record(principal, seq)
+        explained = await self._explain(entry)
+        return {"entry": entry, "unavailable": None, **explained}
+
+    async def _explain(self, entry: dict[str, Any]) -> dict[str, Any]:
+        body = entry["record"]
+        decided_by = body.get("policy")
+        token_id = body.get("token_id")
+        if entry["kind"] != "release" or not isinstance(decided_by, dict):
+            return {"explanation": None, "unavailable": "not a release decided by a policy"}
+        at = parse_instant(entry["at"])
+        lifetime = timedelta(seconds=self.runtime.settings.token_ttl_seconds)
+        since = at - lifetime - REPLAY_CLOCK_MARGIN
+        attested = None
+        if isinstance(token_id, str):
+            attested = await audit.attestation_of(self.db, token_id, since, at)
+        claims = None if attested is None else claims_of_record(attested[1])
+        if attested is None or claims is None:
+            return {
+                "explanation": None,
+                "unavailable": "the attestation that issued its token is not in the trail",
+            }
+        stored = await policies.get(self.db, decided_by["name"], decided_by["version"])
+        if stored.digest != decided_by.get("sha256"):
+            return {
+                "explanation": None,
+                "unavailable": "the stored policy version is not the one the record names",
+            }
+        policy = load_policy_text(stored.document, source="<stored>", is_json=True)
+        decision = evaluate(policy, claims, at)
+        return {
+            "explanation": [clause.to_json() for clause in decision.explanation],
+            "allow": decision.allow,
+            "attestation_seq": attested[0],
+        }
+
+    async def release_activity(
+        self,
+        principal: Principal,
+        since: datetime,
+        until: datetime,
+        bucket: timedelta,
+        key_name: str | None = None,
+    ) -> list[Activity]:
+        """Releases and refusals in [``since``, ``until``) per ``bucket``, key, decision and
+        reason (:func:`broker.store.audit.activity`), at most :data:`MAX_ACTIVITY_BUCKETS`
+        buckets over at most :data:`MAX_ACTIVITY_WINDOW`."""
+        require(principal, Role.AUDITOR)
+        if key_name is not None:
+            checked_name(key_name, "key")
+        if not timedelta(0) < until - since <= MAX_ACTIVITY_WINDOW:
+            raise BadRequest(f"the window must be longer than 0 and at most {MAX_ACTIVITY_WINDOW}")
+        if bucket <= timedelta(0) or (until - since) / bucket > MAX_ACTIVITY_BUCKETS:
+            raise BadRequest(f"the window must hold 1 to {MAX_ACTIVITY_BUCKETS} buckets")
+        return await audit.activity(self.db, since, until, bucket, key_name)
 
     async def audit_verify(
         self, principal: Principal, since: datetime | None = None

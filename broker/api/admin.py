@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -18,20 +17,18 @@ from broker.admin.service import (
     DEFAULT_TOKEN_DAYS,
     IMPORT_KEY_HOURS,
     AdminService,
-    AuditQuery,
     WrappedImport,
     is_wrapping_key_id,
 )
+from broker.api.auditfilters import audit_filters, instant_param
 from broker.api.body import base64_member, json_object, member
 from broker.api.clientcert import ClientRoles, scope_subject
 from broker.api.headers import bearer_token, origin
 from broker.api.numbers import is_ascii_digits
 from broker.errors import BadRequest, Forbidden, KeybrokerError, TokenInvalid, TokenMissing
-from broker.names import checked_name
 from broker.policy.source import nesting_error
 from broker.release.unauthenticated import AdminRefusal
 from broker.roles import Principal, Role
-from broker.timeutil import parse_instant
 
 #: Most key versions one call of POST /v1/admin/kek/rewrap re-seals, so a call stays short;
 #: the caller calls again while `remaining` is not 0.
@@ -260,65 +257,12 @@ def _seq_param(request: Request, name: str) -> int | None:
     return value
 
 
-# RFC 3339 §5.6 date-time (what the OpenAPI document's `date-time` format admits), or unix
-# seconds in ASCII digits: anything else is a 400, as the document says.
-_DATE_TIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
-_UNIX_SECONDS = re.compile(r"[0-9]{1,11}")
-#: What each text filter of the audit admits (fullmatch), as the OpenAPI document says.
-_FILTERS = {
-    "kind": re.compile(r"[a-z][a-z-]{0,31}"),
-    "actor": re.compile(r"[ -~]{1,256}"),
-    "request_id": re.compile(r"[0-9a-f]{16}"),
-    "outcome": re.compile(r"allow|deny|error|ok"),
-}
-
-
-def _instant_param(request: Request, name: str) -> datetime | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if _DATE_TIME.fullmatch(raw) or _UNIX_SECONDS.fullmatch(raw):
-        try:
-            return parse_instant(raw)
-        except (ValueError, OverflowError, OSError):
-            pass
-    raise BadRequest(f"query parameter {name} must be an RFC 3339 date-time, or unix seconds")
-
-
-def _text_param(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if name == "key":
-        return checked_name(raw, "key")
-    if not _FILTERS[name].fullmatch(raw):
-        raise BadRequest(f"query parameter {name} is not {_FILTER_WORDS[name]}")
-    return raw
-
-
-_FILTER_WORDS = {
-    "kind": "a record kind (lowercase letters and -)",
-    "actor": "1 to 256 printable ASCII characters",
-    "request_id": "16 lowercase hex digits",
-    "outcome": "one of allow, deny, error, ok",
-}
-
-
 async def audit_records(request: Request, admin: AdminService, who: Principal) -> Any:
     """Newest first; with ``after`` in sequence order from there, and ``next`` the ``after``
     of the following page (null at the end)."""
     after = _seq_param(request, "after")
-    selected = AuditQuery(
-        key=_text_param(request, "key"),
-        decision=_text_param(request, "outcome"),
-        kind=_text_param(request, "kind"),
-        actor=_text_param(request, "actor"),
-        request_id=_text_param(request, "request_id"),
-        since=_instant_param(request, "since"),
-        until=_instant_param(request, "until"),
+    selected = dataclasses.replace(
+        audit_filters(request.query_params),
         after=after or 0,
         before=_seq_param(request, "before"),
     )
@@ -330,7 +274,7 @@ async def audit_records(request: Request, admin: AdminService, who: Principal) -
 
 
 async def audit_verify(request: Request, admin: AdminService, who: Principal) -> Any:
-    report = await admin.audit_verify(who, _instant_param(request, "since"))
+    report = await admin.audit_verify(who, instant_param(request.query_params, "since"))
     return {
         "ok": report.ok,
         "records": report.records,

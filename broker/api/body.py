@@ -24,13 +24,9 @@ class BodySource(Protocol):
     def stream(self) -> AsyncIterator[bytes]: ...
 
 
-async def json_object(request: BodySource, allowed: set[str], max_bytes: int) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "")
-    if (
-        content_type != "application/json"  # what nearly every client sends, as is
-        and content_type.split(";")[0].strip().lower() != "application/json"
-    ):
-        raise BadRequest("Content-Type must be application/json")
+async def bounded_body(request: BodySource, max_bytes: int) -> bytes:
+    """The whole body, refused (``BadRequest``) once it is declared or found to be longer
+    than ``max_bytes``: never more than that is held."""
     declared = request.headers.get("content-length")
     if declared is not None and is_ascii_digits(declared) and int(declared) > max_bytes:
         raise BadRequest(f"request body larger than {max_bytes} bytes")
@@ -39,6 +35,17 @@ async def json_object(request: BodySource, allowed: set[str], max_bytes: int) ->
         raw.extend(chunk)
         if len(raw) > max_bytes:
             raise BadRequest(f"request body larger than {max_bytes} bytes")
+    return bytes(raw)
+
+
+async def json_object(request: BodySource, allowed: set[str], max_bytes: int) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    if (
+        content_type != "application/json"  # what nearly every client sends, as is
+        and content_type.split(";")[0].strip().lower() != "application/json"
+    ):
+        raise BadRequest("Content-Type must be application/json")
+    raw = await bounded_body(request, max_bytes)
     try:
         document = fastjson.loads(raw)  # json.loads's value or error, by orjson
     except fastjson.DuplicateMember as exc:  # RFC 8259 §4 leaves its meaning open: refused

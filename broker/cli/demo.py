@@ -149,5 +149,8 @@ def instructions(settings: Settings, tls: DemoTls | None = None) -> str:
         f"enclave.pub.pem --out enclave.doc --state-dir {state}\n\n"
         f"  and AWS_ENDPOINT_URL_KMS={url} with that access key in any AWS SDK.\n\n"
         "  Then read the audit record of that release:\n\n"
-        f"    .venv/bin/keybroker audit tail --state-dir {state}\n"
+        f"    .venv/bin/keybroker audit tail --state-dir {state}\n\n"
+        f"  or in the web console, {url}/console/ (docs/console.md), with a token from:\n\n"
+        f"    .venv/bin/keybroker admin token create --role auditor --name me "
+        f"--state-dir {state}\n"
     )

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -32,6 +32,9 @@ _HISTORY: Final = query("audit_history")
 _SEARCH: Final = query("audit_search")
 _SEARCH_NEWEST: Final = query("audit_search_newest")
 _FIRST_SINCE: Final = query("audit_first_since")
+_RECORD: Final = query("audit_record")
+_ACTIVITY: Final = query("release_activity")
+_ATTESTATION: Final = query("audit_attestation_of_token")
 #: Most records one :func:`search` returns.
 TAIL_LIMIT = 1000
 
@@ -135,6 +138,55 @@ async def search(
             "hash": bytes(r["hash"]).hex(),
             "record": json.loads(r["record"]),
         }
+        for r in rows
+    ]
+
+
+async def record(db: Database, seq: int) -> dict[str, Any] | None:
+    """Record ``seq``, its content parsed into ``record``; None when the log has none."""
+    row = await db.fetchrow(_RECORD, seq)
+    if row is None:
+        return None
+    return {
+        "seq": row["seq"],
+        "at": iso(row["at"]),
+        "kind": row["kind"],
+        "decision": row["decision"],
+        "request_id": row["request_id"],
+        "key_name": row["key_name"],
+        "record": json.loads(row["record"]),
+    }
+
+
+async def attestation_of(
+    db: Database, token_id: str, since: datetime, until: datetime
+) -> tuple[int, dict[str, Any]] | None:
+    """The sequence number and content of the allowed attest record, written in [``since``,
+    ``until``], that issued ``token_id``; None when there is none."""
+    row = await db.fetchrow(_ATTESTATION, token_id, since, until)
+    return None if row is None else (row["seq"], json.loads(row["record"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Releases of one key in one time bucket with one decision and reason."""
+
+    bucket: datetime
+    key_name: str
+    decision: str
+    reason: str
+    """Empty for a release; the problem type (and a policy's first failed rule) else."""
+    releases: int
+
+
+async def activity(
+    db: Database, since: datetime, until: datetime, bucket: timedelta, key_name: str | None
+) -> list[Activity]:
+    """Release records written in [``since``, ``until``), counted per ``bucket`` (aligned to
+    ``since``), key, decision and reason; of ``key_name`` only when given."""
+    rows = await db.fetch(_ACTIVITY, since, until, bucket, key_name)
+    return [
+        Activity(r["bucket"], r["key_name"], r["decision"], r["reason"], r["releases"])
         for r in rows
     ]
 

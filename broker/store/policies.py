@@ -18,6 +18,7 @@ _INSERT: Final = query("insert_policy")
 _VERSION: Final = query("policy_version")
 _LATEST: Final = query("latest_policy")
 _LIST: Final = query("list_policies")
+_VERSIONS: Final = query("policy_versions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,16 +109,21 @@ async def _find(
     return await source.fetchrow(_VERSION, name, version)
 
 
+def _listed(r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "name": r["name"],
+        "version": r["version"],
+        "digest": r["digest"],
+        "created_at": iso(r["created_at"]),
+        "created_by": r["created_by"],
+    }
+
+
 async def list_latest(db: Database) -> list[dict[str, Any]]:
     """The latest version of every policy, by name."""
-    rows = await db.fetch(_LIST)
-    return [
-        {
-            "name": r["name"],
-            "version": r["version"],
-            "digest": r["digest"],
-            "created_at": iso(r["created_at"]),
-            "created_by": r["created_by"],
-        }
-        for r in rows
-    ]
+    return [_listed(r) for r in await db.fetch(_LIST)]
+
+
+async def versions(db: Database, name: str) -> list[dict[str, Any]]:
+    """Every published version of policy ``name``, oldest first (empty when none)."""
+    return [_listed(r) for r in await db.fetch(_VERSIONS, name)]

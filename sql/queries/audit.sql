@@ -50,3 +50,31 @@ ORDER BY seq DESC LIMIT $10;
 -- name: audit_first_since
 SELECT seq, prev_hash FROM audit_log
 WHERE seq = (SELECT min(seq) FROM audit_log WHERE at >= $1);
+
+-- name: audit_record
+SELECT seq, at, kind, decision, request_id, key_name, record
+FROM audit_log WHERE seq = $1;
+
+-- Releases per time bucket ($3, an interval; buckets aligned to $1), key, decision and
+-- reason, written in [$1, $2), of key $4 or of every key when null. The reason is the
+-- refusal's problem type, and for a policy's denial the rule of its first failed clause.
+-- Reads the index on `at`; the console's windows are at most 30 days.
+-- name: release_activity
+SELECT date_bin($3, at, $1) AS bucket, coalesce(key_name, '') AS key_name, decision,
+       CASE WHEN decision = 'allow' THEN ''
+            ELSE coalesce(record::jsonb #>> '{error,type}', '') ||
+                 coalesce(': ' || (record::jsonb #>> '{reasons,0,rule}'), '')
+       END AS reason,
+       count(*) AS releases
+FROM audit_log
+WHERE kind = 'release' AND at >= $1 AND at < $2 AND ($4::text IS NULL OR key_name = $4)
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4;
+
+-- The attestation that issued token $1: an allowed attest record written in [$2, $3] (the
+-- release's instant less a token's lifetime, and the release's instant), read by `at`.
+-- name: audit_attestation_of_token
+SELECT seq, record FROM audit_log
+WHERE kind = 'attest' AND decision = 'allow' AND at >= $2 AND at <= $3
+  AND record::jsonb ->> 'token_id' = $1
+ORDER BY seq DESC LIMIT 1;

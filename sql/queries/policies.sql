@@ -130,3 +130,8 @@ appended AS MATERIALIZED (
 SELECT EXISTS (SELECT 1 FROM current) AS current,
        appended.seq, appended.refused, appended.found, appended.retry_at
 FROM (VALUES (1)) AS one (n) LEFT JOIN appended ON true;
+
+-- Every published version of one policy, oldest first, without its document.
+-- name: policy_versions
+SELECT name, version, digest, created_at, created_by
+FROM policies WHERE name = $1 ORDER BY version;

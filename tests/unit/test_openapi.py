@@ -26,6 +26,7 @@ from broker.api.body import decode_base64
 from broker.api.kbs import PREFIX as KBS_PREFIX
 from broker.api.openapi import SPECIFICATION
 from broker.app import create_app
+from broker.console.guard import PREFIX as CONSOLE_PREFIX
 from broker.errors import BadRequest
 from broker.names import MAX_VERSION, checked_name, parse_kbs_path
 from broker.settings import Settings
@@ -63,7 +64,8 @@ def test_every_route_is_documented_and_nothing_else() -> None:
     """Except Trustee's KBS protocol under ``/kbs/v0``, whose contract is Trustee's own
     OpenAPI document (docs/kbs.md; ``tests/integration/test_kbs.py`` holds the answers to it),
     and the KMS endpoint, whose contract is AWS's KMS service model (docs/kms.md;
-    ``tests/integration/test_kms.py`` drives it with boto3)."""
+    ``tests/integration/test_kms.py`` drives it with boto3), and the web console's HTML pages
+    under ``/console`` (docs/console.md; ``tests/integration/test_console.py``)."""
     settings = Settings()
     app = create_app(settings)
     routes = {
@@ -72,6 +74,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
         if isinstance(route, Route)
         and not route.path.startswith(KBS_PREFIX)
         and route.path != settings.kms_path
+        and not (route.path == CONSOLE_PREFIX or route.path.startswith(f"{CONSOLE_PREFIX}/"))
         for method in (route.methods or set()) - {"HEAD"}
     } | {(route.path, route.method.lower()) for route in guest.ROUTES}
     documented = {(path, method) for path, method, _ in _operations()}

@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker import fastjson
+from broker.api.body import bounded_body
 from broker.api.headers import origin, request_id
 from broker.api.kms import wire
 from broker.api.kms.problems import error_response
-from broker.api.numbers import is_ascii_digits
 from broker.errors import BadRequest, InternalError, KeybrokerError
 from broker.logs import get_logger
 from broker.release import sigv4
@@ -25,7 +25,7 @@ async def serve(request: Request) -> Response:
     try:
         state = request.app.state  # rate and connection limits: broker/api/guard.py
         service: KmsService = state.kms
-        body = await _body(request, int(state.settings.max_request_bytes))
+        body = await bounded_body(request, int(state.settings.max_request_bytes))
         scope = request.scope
         received = sigv4.received(
             scope["method"],
@@ -60,18 +60,6 @@ async def serve(request: Request) -> Response:
         media_type=wire.CONTENT_TYPE,
         headers={"x-amzn-RequestId": request_id(request) or ""},
     )
-
-
-async def _body(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and is_ascii_digits(declared) and int(declared) > max_bytes:
-        raise BadRequest(f"request body larger than {max_bytes} bytes")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw.extend(chunk)
-        if len(raw) > max_bytes:
-            raise BadRequest(f"request body larger than {max_bytes} bytes")
-    return bytes(raw)
 
 
 async def _dispatch(
