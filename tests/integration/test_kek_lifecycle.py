@@ -194,7 +194,7 @@ async def test_kms_access_keys_are_resealed_and_hold_their_kek_until_then(
         aws_secret_access_key=access_key["secret_access_key"],
         config=Config(retries={"max_attempts": 1}),
     )
-    assert kms.list_keys()["Keys"] == []
+    assert kms.list_keys(Limit=998)["Keys"] == []  # a call of its own (not a replay)
 
 
 def test_only_custodians_rewrap_and_retire(deployment: Deployment) -> None:
